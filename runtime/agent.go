@@ -1,0 +1,407 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/runtime/internal/plan"
+	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/state"
+	"github.com/tern-iot/tern/runtime/store"
+)
+
+// Reporter carries the agent's status and events to the fleet. Both calls
+// may fail while offline; the agent retries status and queues events.
+type Reporter interface {
+	PublishState(ctx context.Context, s Status) error
+	PublishEvent(ctx context.Context, e Event) error
+}
+
+// Grants are the resources a device gives a module.
+type Grants = wasmhost.Grants
+
+// ModuleSpec is a module the device runs: its code and what it may touch.
+type ModuleSpec struct {
+	// Name is the module's name; it must match its manifest.
+	Name string
+	// Wasm is the module's code. Nil means: the version installed in the
+	// store earlier.
+	Wasm   []byte
+	Grants Grants
+	// Config is the module's device configuration (JSON), passed to every call.
+	Config json.RawMessage
+}
+
+// Options configure an Agent. Zero fields take the documented defaults.
+type Options struct {
+	Store    store.Store // required
+	GPIO     gpio.Lookup // the board's GPIO; nil if none
+	Modules  []ModuleSpec
+	CacheDir string       // compilation cache; empty: none
+	Logger   *slog.Logger // nil: discard
+	Reporter Reporter     // nil: nobody listens
+	// Parallelism bounds tasks running at once. Default 4.
+	Parallelism int
+	// RetryMin and RetryMax bound the backoff after a failed attempt.
+	// Defaults 1 s and 1 min.
+	RetryMin, RetryMax time.Duration
+	// Heartbeat is how often status is republished even when unchanged.
+	// Default 1 min.
+	Heartbeat time.Duration
+	// Limits bound planning.
+	Limits plan.Limits
+	// CallTimeout bounds one call into a module. Default 10 s.
+	CallTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Parallelism == 0 {
+		o.Parallelism = 4
+	}
+	if o.RetryMin == 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = time.Minute
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Errors callers branch on.
+var (
+	// ErrStaleTarget: a target older than the one held was offered.
+	ErrStaleTarget = errors.New("runtime: target version is older than the one held")
+	// ErrBadTarget: the target is not a JSON object.
+	ErrBadTarget = errors.New("runtime: target must be a JSON object")
+)
+
+// Agent is one device's agent.
+type Agent struct {
+	opts Options
+	log  *slog.Logger
+	host *wasmhost.Host
+	mods []*module
+	jobs []*plan.Job
+
+	wake chan struct{} // a new target arrived
+
+	mu         sync.Mutex
+	target     any
+	version    uint64
+	current    any
+	status     Status
+	events     []Event // not yet accepted by the reporter, oldest first
+	lastSent   []byte  // last status published, to publish on change only
+	sentAt     time.Time
+	failures   int
+	nextTry    time.Time
+	converged  bool
+	savedState []byte // last state written to the store
+}
+
+// New loads the modules and the stored target. Close the agent when done.
+func New(ctx context.Context, opts Options) (*Agent, error) {
+	opts = opts.withDefaults()
+	if opts.Store == nil {
+		return nil, errors.New("runtime: Options.Store is required")
+	}
+	host, err := wasmhost.New(ctx, wasmhost.Options{
+		CacheDir: opts.CacheDir, GPIO: opts.GPIO, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{opts: opts, log: opts.Logger, host: host, wake: make(chan struct{}, 1), current: map[string]any{}}
+	if err := a.loadTarget(); err != nil {
+		host.Close(ctx)
+		return nil, err
+	}
+	if err := a.loadState(); err != nil {
+		host.Close(ctx)
+		return nil, err
+	}
+	for _, spec := range opts.Modules {
+		if err := a.load(ctx, spec); err != nil {
+			host.Close(ctx)
+			return nil, err
+		}
+	}
+	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version, Modules: a.moduleVersions()}
+	return a, nil
+}
+
+// Close releases the modules. The store belongs to the caller.
+func (a *Agent) Close(ctx context.Context) error { return a.host.Close(ctx) }
+
+func (a *Agent) moduleVersions() map[string]string {
+	m := map[string]string{}
+	for _, mod := range a.mods {
+		m[mod.name] = mod.m.Manifest().Version
+	}
+	return m
+}
+
+// Target returns the target held and its version (nil, 0 if none).
+func (a *Agent) Target() (any, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return state.Clone(a.target), a.version
+}
+
+// Status returns the agent's latest status.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.status
+	s.Converged = a.converged
+	s.State = state.Canonical(a.current)
+	return s
+}
+
+// SetTarget stores a new target and wakes the loop. A version equal to the
+// one held is a duplicate (retained messages are delivered again on every
+// reconnect) and is ignored; an older one is refused with ErrStaleTarget.
+// Both the refusal and the acceptance are reported as events.
+func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
+	v, err := state.Parse(doc)
+	if err == nil {
+		if _, ok := v.(map[string]any); !ok {
+			err = ErrBadTarget
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %v", ErrBadTarget, err)
+		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
+		return err
+	}
+	a.mu.Lock()
+	if version == a.version && a.target != nil {
+		a.mu.Unlock()
+		return nil
+	}
+	if version < a.version {
+		held := a.version
+		a.mu.Unlock()
+		err := fmt.Errorf("%w: got version %d, holding %d; push a version above %d", ErrStaleTarget, version, held, held)
+		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
+		return err
+	}
+	if err := a.saveTarget(version, doc); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	a.target, a.version = v, version
+	a.status.TargetVersion = version
+	a.converged = false
+	a.failures, a.nextTry = 0, time.Time{}
+	a.mu.Unlock()
+	a.event(Event{Kind: EventTargetAccepted, TargetVersion: version})
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Run is the agent's loop. It returns when ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	tick := a.senseInterval()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		a.step(ctx)
+		a.report(ctx)
+		select {
+		case <-ctx.Done():
+			a.report(context.WithoutCancel(ctx))
+			return nil
+		case <-a.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// step senses, and plans and runs if the state does not meet the target.
+func (a *Agent) step(ctx context.Context) {
+	if err := a.sense(ctx); err != nil {
+		a.log.Warn("sensing failed", "err", err)
+	}
+	a.mu.Lock()
+	target, version := a.target, a.version
+	current := state.Clone(a.current)
+	wasConverged, nextTry := a.converged, a.nextTry
+	a.mu.Unlock()
+	if target == nil {
+		return
+	}
+	if state.Satisfies(current, target) {
+		if !wasConverged {
+			a.mu.Lock()
+			a.converged, a.failures, a.status.Error = true, 0, ""
+			a.status.Phase = PhaseIdle
+			a.mu.Unlock()
+			a.event(Event{Kind: EventConverged, TargetVersion: version})
+			a.log.Info("converged", "target_version", version)
+		}
+		return
+	}
+	if wasConverged {
+		a.mu.Lock()
+		a.converged = false
+		a.mu.Unlock()
+		a.event(Event{Kind: EventDrift, TargetVersion: version, Message: "sensed state no longer meets the target: " + pointers(state.Unsatisfied(current, target))})
+	}
+	if time.Now().Before(nextTry) {
+		return
+	}
+	err := a.converge(ctx, current, target, version)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.failures++
+		backoff := a.opts.RetryMin << min(a.failures-1, 16)
+		backoff = min(backoff, a.opts.RetryMax)
+		a.nextTry = time.Now().Add(backoff)
+		a.status.Phase, a.status.Error = PhaseFailed, err.Error()
+		a.log.Warn("attempt failed", "err", err, "retry_in", backoff)
+		return
+	}
+	a.status.Phase = PhaseIdle
+	a.status.Error = ""
+	a.nextTry = time.Time{}
+}
+
+// converge plans from current to target and runs the plan, then senses.
+func (a *Agent) converge(ctx context.Context, current, target any, version uint64) error {
+	a.setPhase(PhasePlanning)
+	p, err := plan.Find(ctx, a.jobs, evaluator{a}, current, target, a.opts.Limits)
+	if err != nil {
+		a.event(Event{Kind: EventPlanFailed, TargetVersion: version, Message: err.Error()})
+		return err
+	}
+	a.event(Event{Kind: EventPlanFound, TargetVersion: version, Message: fmt.Sprintf("%d tasks", len(p.Tasks))})
+	a.setPhase(PhaseRunning)
+	err = plan.Run(ctx, p, evaluator{a}, live{a}, a.opts.Parallelism, func(t *plan.Task, o plan.Outcome, err error) {
+		e := Event{TargetVersion: version, Module: t.Job.Module, Job: t.Job.Spec.Name, Path: t.Path.String()}
+		switch o {
+		case plan.Started:
+			e.Kind = EventTaskStarted
+		case plan.Done:
+			e.Kind = EventTaskDone
+		case plan.Failed, plan.Skipped:
+			e.Kind, e.Message = EventTaskFailed, err.Error()
+		}
+		a.event(e)
+	})
+	if serr := a.sense(ctx); serr != nil {
+		a.log.Warn("sensing after run failed", "err", serr)
+	}
+	return err
+}
+
+func (a *Agent) setPhase(p Phase) {
+	a.mu.Lock()
+	a.status.Phase = p
+	a.mu.Unlock()
+}
+
+// event queues an event for the reporter, stamped with an id and time.
+func (a *Agent) event(e Event) {
+	e.ID = newID()
+	e.Time = time.Now().UTC()
+	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	const maxQueued = 1000
+	if len(a.events) == maxQueued {
+		a.events = a.events[1:] // the oldest goes; a later issue adds a durable outbox
+	}
+	a.events = append(a.events, e)
+}
+
+// report publishes queued events in order, then the status if it changed.
+func (a *Agent) report(ctx context.Context) {
+	if a.opts.Reporter == nil {
+		a.mu.Lock()
+		a.events = nil
+		a.mu.Unlock()
+		a.persistState()
+		return
+	}
+	for {
+		a.mu.Lock()
+		if len(a.events) == 0 {
+			a.mu.Unlock()
+			break
+		}
+		e := a.events[0]
+		a.mu.Unlock()
+		if err := a.opts.Reporter.PublishEvent(ctx, e); err != nil {
+			a.log.Debug("event not published; will retry", "err", err)
+			break
+		}
+		a.mu.Lock()
+		a.events = a.events[1:]
+		a.mu.Unlock()
+	}
+	s, raw := a.snapshot()
+	a.persistState()
+	a.mu.Lock()
+	same := string(raw) == string(a.lastSent) && time.Since(a.sentAt) < a.opts.Heartbeat
+	a.mu.Unlock()
+	if same {
+		return
+	}
+	if err := a.opts.Reporter.PublishState(ctx, s); err != nil {
+		a.log.Debug("status not published; will retry", "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.lastSent, a.sentAt = raw, time.Now()
+	a.mu.Unlock()
+}
+
+// snapshot returns the status to report and its encoding without the time
+// (to detect change).
+func (a *Agent) snapshot() (Status, []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.status
+	s.State = state.Canonical(a.current)
+	s.Converged = a.converged
+	s.Time = time.Time{}
+	raw, _ := json.Marshal(s)
+	s.Time = time.Now().UTC()
+	a.status = s
+	return s, raw
+}
+
+func newID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func pointers(ps []state.Pointer) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	sort.Strings(s)
+	return fmt.Sprint(s)
+}

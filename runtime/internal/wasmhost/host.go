@@ -1,0 +1,321 @@
+package wasmhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/sdk"
+)
+
+// Phase is what a call is for; it decides what host functions allow.
+type Phase int
+
+const (
+	PhasePlan  Phase = iota // condition, effect, describe: no hardware
+	PhaseRun                // run: granted hardware
+	PhaseSense              // sense: granted hardware
+)
+
+func (p Phase) String() string {
+	return [...]string{"plan", "run", "sense"}[p]
+}
+
+// Options configure a Host. The zero value of each field means its default.
+type Options struct {
+	// CacheDir holds compiled modules across restarts; empty disables it.
+	CacheDir string
+	// GPIO is the board's GPIO; nil means the board has none.
+	GPIO gpio.Lookup
+	// Logger receives module logs; nil discards them.
+	Logger *slog.Logger
+	// MemoryLimitPages caps each instance's linear memory, in 64 KiB pages.
+	// Default 2048 (128 MiB).
+	MemoryLimitPages uint32
+	// CallTimeout bounds one call into a module. Default 10 s.
+	CallTimeout time.Duration
+	// MaxOutput caps the bytes a module may return from one call. Default 1 MiB.
+	MaxOutput uint32
+	// Instances is the pool size per module. Default 2.
+	Instances int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MemoryLimitPages == 0 {
+		o.MemoryLimitPages = 2048
+	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = 10 * time.Second
+	}
+	if o.MaxOutput == 0 {
+		o.MaxOutput = 1 << 20
+	}
+	if o.Instances == 0 {
+		o.Instances = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Host loads and runs modules.
+type Host struct {
+	opts  Options
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+}
+
+// ErrCall wraps every failure of a call into a module: a trap, a deadline,
+// a malformed result. The module misbehaved; the host is fine.
+var ErrCall = errors.New("wasmhost: module call failed")
+
+// New creates a host. Close it to release the runtime and the cache.
+func New(ctx context.Context, opts Options) (*Host, error) {
+	opts = opts.withDefaults()
+	cfg := wazero.NewRuntimeConfig().
+		WithMemoryLimitPages(opts.MemoryLimitPages).
+		// A call past its deadline must stop even in a tight loop. wazero
+		// then checks the context in loops, which costs speed; see RATIONALE.md.
+		WithCloseOnContextDone(true)
+	h := &Host{opts: opts}
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("wasmhost: compilation cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasmhost: compilation cache %s: %w", opts.CacheDir, err)
+		}
+		h.cache = c
+		cfg = cfg.WithCompilationCache(c)
+	}
+	h.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
+		h.Close(ctx)
+		return nil, fmt.Errorf("wasmhost: wasi: %w", err)
+	}
+	if err := h.instantiateHostModule(ctx); err != nil {
+		h.Close(ctx)
+		return nil, err
+	}
+	return h, nil
+}
+
+// Close releases the runtime and every module loaded on it.
+func (h *Host) Close(ctx context.Context) error {
+	err := h.rt.Close(ctx)
+	if h.cache != nil {
+		err = errors.Join(err, h.cache.Close(ctx))
+	}
+	return err
+}
+
+// Grants are the resources a device gives a module.
+type Grants struct {
+	GPIO []string `json:"gpio,omitempty" yaml:"gpio,omitempty"`
+}
+
+func (g Grants) allowsGPIO(line string) bool { return slices.Contains(g.GPIO, line) }
+
+// Module is a compiled job module with its manifest and instance pool.
+type Module struct {
+	host     *Host
+	compiled wazero.CompiledModule
+	grants   Grants
+	config   json.RawMessage
+	manifest sdk.Manifest
+	// CompileTime is how long compiling (or loading from cache) took.
+	CompileTime time.Duration
+
+	slots chan struct{} // one token per instance that may exist
+	mu    sync.Mutex
+	idle  []api.Module
+}
+
+// Load compiles wasm, instantiates it once to read its manifest, and
+// returns the module ready for calls.
+func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json.RawMessage) (*Module, error) {
+	start := time.Now()
+	compiled, err := h.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
+	}
+	m := &Module{
+		host: h, compiled: compiled, grants: grants, config: config,
+		CompileTime: time.Since(start),
+		slots:       make(chan struct{}, h.opts.Instances),
+	}
+	for _, name := range []string{"tern_abi_version", "tern_alloc", "tern_describe", "tern_condition", "tern_effect", "tern_run", "tern_sense", "_initialize"} {
+		if _, ok := compiled.ExportedFunctions()[name]; !ok {
+			compiled.Close(ctx)
+			return nil, fmt.Errorf("wasmhost: module does not export %s: build it with the tern sdk and -buildmode=c-shared (see sdk/ABI.md)", name)
+		}
+	}
+	out, err := m.call(ctx, PhasePlan, "tern_describe", nil)
+	if err != nil {
+		m.Close(ctx)
+		return nil, fmt.Errorf("wasmhost: reading manifest: %w", err)
+	}
+	if err := json.Unmarshal(out, &m.manifest); err != nil {
+		m.Close(ctx)
+		return nil, fmt.Errorf("wasmhost: manifest is not JSON: %w", err)
+	}
+	if err := m.manifest.Validate(); err != nil {
+		m.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+// Manifest is what the module declared about itself.
+func (m *Module) Manifest() sdk.Manifest { return m.manifest }
+
+// Close closes the module's instances and its compiled code.
+func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock()
+	idle := m.idle
+	m.idle = nil
+	m.mu.Unlock()
+	for _, inst := range idle {
+		inst.Close(ctx)
+	}
+	return m.compiled.Close(ctx)
+}
+
+// Call invokes one of the job exports ("condition", "effect", "run",
+// "sense") with c, and returns the result's value. A module's own error
+// (Result.Error) is returned as a plain error; a misbehaving module's as
+// ErrCall.
+func (m *Module) Call(ctx context.Context, phase Phase, export string, c sdk.Call) (json.RawMessage, error) {
+	c.Config = m.config
+	in, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: encoding call: %w", err)
+	}
+	out, err := m.call(ctx, phase, "tern_"+export, in)
+	if err != nil {
+		return nil, err
+	}
+	var r sdk.Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("%w: %s: result is not JSON: %v", ErrCall, export, err)
+	}
+	if r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return r.Value, nil
+}
+
+type callKey struct{}
+
+type callInfo struct {
+	module *Module
+	phase  Phase
+}
+
+// call borrows an instance, writes in to its memory, calls fn, and copies
+// the output out. The instance goes back to the pool only if all went well.
+func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([]byte, error) {
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-m.slots }()
+
+	ctx, cancel := context.WithTimeout(ctx, m.host.opts.CallTimeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: phase})
+
+	inst, err := m.instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.invoke(ctx, inst, fn, in)
+	if err != nil {
+		inst.Close(context.Background())
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline", ErrCall, fn, m.host.opts.CallTimeout)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrCall, fn, err)
+	}
+	m.mu.Lock()
+	m.idle = append(m.idle, inst)
+	m.mu.Unlock()
+	return out, nil
+}
+
+func (m *Module) instance(ctx context.Context) (api.Module, error) {
+	m.mu.Lock()
+	if n := len(m.idle); n > 0 {
+		inst := m.idle[n-1]
+		m.idle = m.idle[:n-1]
+		m.mu.Unlock()
+		return inst, nil
+	}
+	m.mu.Unlock()
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: many instances of one module
+		WithStartFunctions("_initialize").
+		WithStderr(logWriter{m.host.opts.Logger, m.manifest.Name}).
+		WithStdout(logWriter{m.host.opts.Logger, m.manifest.Name}).
+		WithSysWalltime().WithSysNanotime()
+	// _initialize runs Go's runtime and package inits, which must not touch
+	// hardware: give it the planning phase.
+	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})
+	inst, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: instantiating: %v", ErrCall, err)
+	}
+	return inst, nil
+}
+
+func (m *Module) invoke(ctx context.Context, inst api.Module, fn string, in []byte) ([]byte, error) {
+	var params []uint64
+	if in != nil {
+		res, err := inst.ExportedFunction("tern_alloc").Call(ctx, uint64(len(in)))
+		if err != nil {
+			return nil, err
+		}
+		ptr := uint32(res[0])
+		if !inst.Memory().Write(ptr, in) {
+			return nil, fmt.Errorf("tern_alloc returned %#x, outside memory", ptr)
+		}
+		params = []uint64{uint64(ptr), uint64(len(in))}
+	}
+	res, err := inst.ExportedFunction(fn).Call(ctx, params...)
+	if err != nil {
+		return nil, err
+	}
+	ptr, size := uint32(res[0]>>32), uint32(res[0])
+	if size > m.host.opts.MaxOutput {
+		return nil, fmt.Errorf("returned %d bytes, more than the %d allowed", size, m.host.opts.MaxOutput)
+	}
+	b, ok := inst.Memory().Read(ptr, size)
+	if !ok {
+		return nil, fmt.Errorf("returned a buffer outside its memory (%#x+%d)", ptr, size)
+	}
+	return slices.Clone(b), nil
+}
+
+type logWriter struct {
+	l      *slog.Logger
+	module string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Warn("module output", "module", w.module, "text", string(p))
+	return len(p), nil
+}

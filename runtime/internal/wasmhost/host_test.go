@@ -1,0 +1,152 @@
+package wasmhost_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/sdk"
+)
+
+func relayWasm(t testing.TB) []byte {
+	t.Helper()
+	b, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+const relayConfig = `{"lines":{"heater":"GPIO17","lamp":"GPIO22"}}`
+
+func loadRelay(t *testing.T, opts wasmhost.Options) (*wasmhost.Module, *sim.GPIO) {
+	t.Helper()
+	ctx := context.Background()
+	g := sim.NewGPIO("GPIO17", "GPIO22", "GPIO27")
+	opts.GPIO = g
+	h, err := wasmhost.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(ctx) })
+	m, err := h.Load(ctx, relayWasm(t), wasmhost.Grants{GPIO: []string{"GPIO17"}}, json.RawMessage(relayConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, g
+}
+
+func call(name, target string) sdk.Call {
+	return sdk.Call{Job: "set", Path: "/relays/" + name, Params: map[string]string{"name": name}, Target: json.RawMessage(target)}
+}
+
+func TestManifest(t *testing.T) {
+	m, _ := loadRelay(t, wasmhost.Options{})
+	man := m.Manifest()
+	if man.Name != "relay" || man.ABI != sdk.ABIVersion || len(man.Jobs) != 2 || len(man.Sensors) != 1 {
+		t.Fatalf("manifest = %+v", man)
+	}
+	if man.Jobs[0].Path != "/relays/:name" || man.Sensors[0].Path != "/relays" {
+		t.Fatalf("manifest paths = %+v", man)
+	}
+}
+
+func TestRunDrivesGrantedLine(t *testing.T) {
+	ctx := context.Background()
+	m, g := loadRelay(t, wasmhost.Options{})
+	if _, err := m.Call(ctx, wasmhost.PhaseRun, "run", call("heater", "true")); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := g.Level("GPIO17"); l != gpio.High {
+		t.Fatalf("GPIO17 = %v after run, want High", l)
+	}
+	v, err := m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: "relays", Path: "/relays"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// lamp's line is not granted, so the sensor leaves it out.
+	if string(v) != `{"heater":true}` {
+		t.Fatalf("sense = %s", v)
+	}
+}
+
+func TestUngrantedLineIsRefusedInsideTheModule(t *testing.T) {
+	ctx := context.Background()
+	m, g := loadRelay(t, wasmhost.Options{})
+	_, err := m.Call(ctx, wasmhost.PhaseRun, "run", call("lamp", "true"))
+	if err == nil || !strings.Contains(err.Error(), "not granted") {
+		t.Fatalf("run lamp: err = %v, want a not-granted error from the module", err)
+	}
+	if errors.Is(err, wasmhost.ErrCall) {
+		t.Fatalf("the module handled the refusal itself; got a host failure: %v", err)
+	}
+	if n := g.Writes("GPIO22"); n != 0 {
+		t.Fatalf("GPIO22 written %d times", n)
+	}
+	// The module is still usable.
+	if _, err := m.Call(ctx, wasmhost.PhaseRun, "run", call("heater", "true")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNoHardwareWhilePlanning(t *testing.T) {
+	ctx := context.Background()
+	m, g := loadRelay(t, wasmhost.Options{})
+	_, err := m.Call(ctx, wasmhost.PhasePlan, "run", call("heater", "true"))
+	if err == nil || !strings.Contains(err.Error(), "planning") {
+		t.Fatalf("run while planning: err = %v", err)
+	}
+	if n := g.Writes("GPIO17"); n != 0 {
+		t.Fatalf("GPIO17 written %d times while planning", n)
+	}
+	ok, err := m.Call(ctx, wasmhost.PhasePlan, "condition", call("heater", "true"))
+	if err != nil || string(ok) != "true" {
+		t.Fatalf("condition = %s, %v", ok, err)
+	}
+	eff, err := m.Call(ctx, wasmhost.PhasePlan, "effect", call("heater", "true"))
+	if err != nil || string(eff) != "true" {
+		t.Fatalf("effect = %s, %v", eff, err)
+	}
+}
+
+func TestParallelCalls(t *testing.T) {
+	ctx := context.Background()
+	m, _ := loadRelay(t, wasmhost.Options{Instances: 3})
+	errs := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			_, err := m.Call(ctx, wasmhost.PhaseRun, "run", call("heater", []string{"true", "false"}[i%2]))
+			errs <- err
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestCompilationCache(t *testing.T) {
+	dir := t.TempDir()
+	first, _ := loadRelay(t, wasmhost.Options{CacheDir: dir})
+	second, _ := loadRelay(t, wasmhost.Options{CacheDir: dir})
+	t.Logf("compile: first %v, from cache %v", first.CompileTime, second.CompileTime)
+}
+
+func TestNotAModule(t *testing.T) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	if _, err := h.Load(ctx, []byte("not wasm"), wasmhost.Grants{}, nil); err == nil {
+		t.Fatal("loaded garbage")
+	}
+}

@@ -1,0 +1,143 @@
+package sdk
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// ABIVersion is the version of the host–module contract described in ABI.md.
+// A module built for another ABI version is refused at load time.
+const ABIVersion = 1
+
+// Op is the change to a path that a job handles.
+type Op string
+
+// Operations a job can bind to.
+const (
+	Create Op = "create" // the path is absent in the state and present in the target
+	Update Op = "update" // the path is present in both and differs
+	Delete Op = "delete" // the path is present in the state and null in the target
+	Any    Op = "any"    // all of the above
+)
+
+// Valid reports whether o is one of the defined operations.
+func (o Op) Valid() bool {
+	switch o {
+	case Create, Update, Delete, Any:
+		return true
+	}
+	return false
+}
+
+// Matches reports whether a job bound to o handles the change c.
+func (o Op) Matches(c Op) bool { return o == Any || o == c }
+
+// Manifest describes a module: who it is, which jobs and sensors it offers
+// and which resources it asks for. The host reads it by calling the
+// module's tern_describe export once, with no hardware access.
+type Manifest struct {
+	Name    string       `json:"name"`
+	Version string       `json:"version"`
+	ABI     int          `json:"abi"`
+	Jobs    []JobSpec    `json:"jobs"`
+	Sensors []SensorSpec `json:"sensors,omitempty"`
+}
+
+// JobSpec declares a job: the path pattern it binds to (JSON Pointer with
+// ":param" tokens, e.g. "/relays/:name") and the operation it handles.
+type JobSpec struct {
+	Name        string `json:"name"`
+	Path        string `json:"path"`
+	Op          Op     `json:"op"`
+	Description string `json:"description,omitempty"`
+}
+
+// SensorSpec declares a sensor: the state path it reports and how often the
+// host calls it, in milliseconds.
+type SensorSpec struct {
+	Name       string `json:"name"`
+	Path       string `json:"path"`
+	IntervalMS int    `json:"interval_ms"`
+}
+
+// Validate checks what the host relies on.
+func (m Manifest) Validate() error {
+	if m.Name == "" || m.Version == "" {
+		return fmt.Errorf("sdk: manifest needs a name and a version (got %q, %q)", m.Name, m.Version)
+	}
+	if m.ABI != ABIVersion {
+		return fmt.Errorf("sdk: module %s was built for ABI %d, this host speaks ABI %d: rebuild it with a matching sdk", m.Name, m.ABI, ABIVersion)
+	}
+	seen := map[string]bool{}
+	for _, j := range m.Jobs {
+		if j.Name == "" || seen[j.Name] {
+			return fmt.Errorf("sdk: module %s: job names must be unique and not empty (%q)", m.Name, j.Name)
+		}
+		seen[j.Name] = true
+		if !j.Op.Valid() {
+			return fmt.Errorf("sdk: module %s: job %s: unknown op %q (want create, update, delete or any)", m.Name, j.Name, j.Op)
+		}
+	}
+	for _, s := range m.Sensors {
+		if s.Name == "" || seen[s.Name] {
+			return fmt.Errorf("sdk: module %s: sensor names must be unique and not empty (%q)", m.Name, s.Name)
+		}
+		seen[s.Name] = true
+		if s.IntervalMS <= 0 {
+			return fmt.Errorf("sdk: module %s: sensor %s: interval must be positive", m.Name, s.Name)
+		}
+	}
+	return nil
+}
+
+// Call is the input of every job and sensor export, JSON encoded.
+type Call struct {
+	// Job is the job or sensor name.
+	Job string `json:"job"`
+	// Path is the concrete path the job works on, e.g. "/relays/heater".
+	Path string `json:"path"`
+	// Params binds the pattern's parameters, e.g. {"name": "heater"}.
+	Params map[string]string `json:"params,omitempty"`
+	// Current is the state's value at Path; absent when the path is absent.
+	Current json.RawMessage `json:"current,omitempty"`
+	// Target is the target's value at Path; null for a delete.
+	Target json.RawMessage `json:"target,omitempty"`
+	// Config is the module's configuration on this device.
+	Config json.RawMessage `json:"config,omitempty"`
+}
+
+// Result is the output of every export, JSON encoded: a value or an error.
+type Result struct {
+	Value json.RawMessage `json:"value,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// Errno is what a host function returns to a module: 0 for success, one
+// of these otherwise (negated where the function also returns a value).
+type Errno int32
+
+// Host function error numbers. They are part of the ABI: never renumber.
+const (
+	ErrnoOK         Errno = 0
+	ErrnoNotGranted Errno = 1 // the resource was not granted to this module
+	ErrnoPlanning   Errno = 2 // hardware access while planning (condition, effect)
+	ErrnoNoLine     Errno = 3 // the board has no such line
+	ErrnoIO         Errno = 4 // the hardware reported an error
+	ErrnoBadArg     Errno = 5 // an argument was out of range or not UTF-8
+)
+
+var errnoText = map[Errno]string{
+	ErrnoNotGranted: "resource not granted to this module",
+	ErrnoPlanning:   "hardware access is not allowed while planning",
+	ErrnoNoLine:     "no such line on this board",
+	ErrnoIO:         "hardware I/O error",
+	ErrnoBadArg:     "bad argument",
+}
+
+// Error makes an Errno an error; the guest SDK returns these.
+func (e Errno) Error() string {
+	if s, ok := errnoText[e]; ok {
+		return "sdk: " + s
+	}
+	return fmt.Sprintf("sdk: host error %d", int32(e))
+}

@@ -1,0 +1,26 @@
+// Package sdk is the guest SDK for tern job modules, and the ABI types the
+// host shares with it.
+//
+// A module is a WebAssembly reactor built from plain Go:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o relay.wasm ./plugins/relay
+//
+// It registers itself in init (a reactor's main is never called):
+//
+//	func init() {
+//		sdk.Module("relay", "0.1.0")
+//		sdk.Job("set", "/relays/:name", sdk.Any, sdk.Action{Run: set})
+//		sdk.Sensor("relays", "/relays", time.Second, sense)
+//	}
+//
+// An Action has three parts, as in balena's Mahler: Condition and Effect are
+// pure and are evaluated by the host's planner on a copy of the state, with
+// every hardware call refused; Run does the I/O, with access only to the
+// resources the device granted to the module. The default Condition is
+// "always", the default Effect is "the path becomes its target value".
+//
+// The files without a build constraint (the ABI types, registration) compile
+// everywhere, so the host uses the same Manifest, Call and Result types as the
+// guest. The exports and host imports exist only under GOOS=wasip1. See
+// ABI.md for the wire contract other languages can implement.
+package sdk

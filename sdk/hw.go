@@ -1,0 +1,34 @@
+package sdk
+
+import "fmt"
+
+// GPIOWrite drives a GPIO line high or low. The line is named as the board
+// names it ("GPIO17") and must be granted to the module; otherwise the error
+// is ErrnoNotGranted. While planning every hardware call fails with
+// ErrnoPlanning.
+func GPIOWrite(line string, high bool) error {
+	if err := gpioWrite(line, high); err != nil {
+		return fmt.Errorf("gpio %s: %w", line, err)
+	}
+	return nil
+}
+
+// GPIORead reads a GPIO line's level (for an output, the level it drives).
+func GPIORead(line string) (bool, error) {
+	v, err := gpioRead(line)
+	if err != nil {
+		return false, fmt.Errorf("gpio %s: %w", line, err)
+	}
+	return v, nil
+}
+
+// Log levels for Logf, matching log/slog's.
+const (
+	LevelDebug int32 = -4
+	LevelInfo  int32 = 0
+	LevelWarn  int32 = 4
+	LevelError int32 = 8
+)
+
+// Logf writes to the agent's log, attributed to the module.
+func Logf(level int32, format string, args ...any) { logf(level, fmt.Sprintf(format, args...)) }
