@@ -218,6 +218,12 @@ func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
 	return nil
 }
 
+// Refused reports a target or message the agent never got to see because
+// it was malformed on the way in (e.g. an envelope that did not parse).
+func (a *Agent) Refused(version uint64, err error) {
+	a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
+}
+
 // Run is the agent's loop. It returns when ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
 	tick := a.senseInterval()
@@ -241,49 +247,61 @@ func (a *Agent) step(ctx context.Context) {
 	if err := a.sense(ctx); err != nil {
 		a.log.Warn("sensing failed", "err", err)
 	}
+	if a.check() {
+		return
+	}
 	a.mu.Lock()
-	target, version := a.target, a.version
+	target, version, nextTry := a.target, a.version, a.nextTry
 	current := state.Clone(a.current)
-	wasConverged, nextTry := a.converged, a.nextTry
 	a.mu.Unlock()
-	if target == nil {
-		return
-	}
-	if state.Satisfies(current, target) {
-		if !wasConverged {
-			a.mu.Lock()
-			a.converged, a.failures, a.status.Error = true, 0, ""
-			a.status.Phase = PhaseIdle
-			a.mu.Unlock()
-			a.event(Event{Kind: EventConverged, TargetVersion: version})
-			a.log.Info("converged", "target_version", version)
-		}
-		return
-	}
-	if wasConverged {
-		a.mu.Lock()
-		a.converged = false
-		a.mu.Unlock()
-		a.event(Event{Kind: EventDrift, TargetVersion: version, Message: "sensed state no longer meets the target: " + pointers(state.Unsatisfied(current, target))})
-	}
 	if time.Now().Before(nextTry) {
 		return
 	}
 	err := a.converge(ctx, current, target, version)
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if err != nil {
 		a.failures++
-		backoff := a.opts.RetryMin << min(a.failures-1, 16)
-		backoff = min(backoff, a.opts.RetryMax)
+		backoff := min(a.opts.RetryMin<<min(a.failures-1, 16), a.opts.RetryMax)
 		a.nextTry = time.Now().Add(backoff)
 		a.status.Phase, a.status.Error = PhaseFailed, err.Error()
+		a.mu.Unlock()
 		a.log.Warn("attempt failed", "err", err, "retry_in", backoff)
 		return
 	}
-	a.status.Phase = PhaseIdle
-	a.status.Error = ""
+	a.status.Phase, a.status.Error = PhaseIdle, ""
 	a.nextTry = time.Time{}
+	a.mu.Unlock()
+	a.check() // converge sensed afresh: report convergence now, not a tick later
+}
+
+// check compares the current state with the target, records convergence
+// and drift, and reports whether there is nothing to do.
+func (a *Agent) check() bool {
+	a.mu.Lock()
+	target, version, was := a.target, a.version, a.converged
+	if target == nil {
+		a.mu.Unlock()
+		return true
+	}
+	now := state.Satisfies(a.current, target)
+	var unmet []state.Pointer
+	if !now {
+		unmet = state.Unsatisfied(a.current, target)
+	}
+	a.converged = now
+	if now && !was {
+		a.failures, a.status.Error, a.status.Phase = 0, "", PhaseIdle
+	}
+	a.mu.Unlock()
+	switch {
+	case now && !was:
+		a.event(Event{Kind: EventConverged, TargetVersion: version})
+		a.log.Info("converged", "target_version", version)
+	case !now && was:
+		a.event(Event{Kind: EventDrift, TargetVersion: version, Message: "sensed state no longer meets the target: " + pointers(unmet)})
+		a.log.Info("drift", "target_version", version, "unmet", pointers(unmet))
+	}
+	return now
 }
 
 // converge plans from current to target and runs the plan, then senses.

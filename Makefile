@@ -1,0 +1,67 @@
+# tern: the Makefile's targets are the habits. See README.md.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -buildid= -X github.com/tern-iot/tern/internal/version.Version=$(VERSION)
+PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
+WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
+CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
+
+.PHONY: all build plugins demo test test-race test-386 test-qemu cross bench testbench lint check clean
+
+all: build plugins
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ternd ./cmd/ternd
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tern ./cmd/tern
+
+plugins: $(WASM)
+
+plugins/%.wasm: FORCE
+	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -trimpath -buildmode=c-shared -o $@ ./$(dir $@)
+
+FORCE:
+
+demo: build plugins
+	./demo/run.sh
+
+# test: everything, under the race detector, then the store on 386 and the
+# cross-built agent under qemu-user.
+test: lint test-race test-386 test-qemu
+
+test-race:
+	$(GO) test -race -timeout 15m ./...
+
+test-386:
+	CGO_ENABLED=0 GOARCH=386 $(GO) test -timeout 10m ./runtime/store/... ./internal/daemon/...
+
+test-qemu: cross
+	$(GO) test -tags qemu -run TestQemu -v -timeout 10m ./firmware/...
+
+cross:
+	@for t in $(CROSS); do \
+		os=$${t%%/*}; rest=$${t#*/}; arch=$${rest%%/*}; arm=$${rest#*/}; \
+		out=dist/ternd-$$os-$$arch; env="GOOS=$$os GOARCH=$$arch CGO_ENABLED=0"; \
+		if [ "$$arch" = arm ]; then out=$$out"v$$arm"; env="$$env GOARM=$$arm"; fi; \
+		echo "building $$out"; \
+		env $$env $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/ternd || exit 1; \
+	done
+	@ls -l dist/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+testbench:
+	@echo "testbench: the hardware-in-the-loop scenarios arrive with issue 7; running the end-to-end tests"
+	$(GO) test -run 'EndToEnd' -v ./testbench/...
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./plugins/...
+
+# check: lint, cross-build, and fail on an untidy module.
+check: lint cross
+	$(GO) mod tidy -diff
+
+clean:
+	rm -rf bin dist .cache $(WASM)

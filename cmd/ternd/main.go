@@ -1,0 +1,90 @@
+// Command ternd is tern's device agent. See internal/daemon.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/internal/version"
+)
+
+const usage = `ternd: the tern device agent
+
+Usage:
+  ternd [run] [--config FILE]   run the agent (default config /etc/tern/ternd.yaml)
+  ternd check-store DIR [N]     write N keys (default 30000) to a store in DIR,
+                                reopen it and read them back
+  ternd version                 print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cmd := "run"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version", "--version":
+		fmt.Println(version.String("ternd"))
+		return 0
+	case "check-store":
+		if len(args) < 1 {
+			fmt.Fprint(os.Stderr, usage)
+			return 2
+		}
+		n := 30000
+		if len(args) > 1 {
+			if _, err := fmt.Sscan(args[1], &n); err != nil || n <= 0 {
+				fmt.Fprintf(os.Stderr, "ternd: check-store: N must be a positive number, got %q\n", args[1])
+				return 2
+			}
+		}
+		if err := daemon.CheckStore(args[0], n, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "ternd:", err)
+			return 1
+		}
+		return 0
+	case "run":
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "ternd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("ternd", flag.ContinueOnError)
+	config := fs.String("config", "/etc/tern/ternd.yaml", "configuration file")
+	showVersion := fs.Bool("version", false, "print the version")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println(version.String("ternd"))
+		return 0
+	}
+	cfg, err := daemon.LoadConfig(*config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, cfg, nil, log); err != nil {
+		log.Error("ternd stopped", "err", err)
+		return 1
+	}
+	return 0
+}

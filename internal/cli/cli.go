@@ -1,0 +1,370 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/version"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFail    = 1
+	ExitUsage   = 2
+	ExitTimeout = 3
+)
+
+const usage = `tern: the tern operator command
+
+Usage:
+  tern broker [--listen ADDR]                  run a development MQTT broker
+  tern push   [fleet flags] --device ID [--version N] FILE|-|JSON
+                                               push a target to a device
+  tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
+                                               print a device's state and events
+  tern module build DIR [-o OUT.wasm]          build a job module from Go
+  tern version                                 print the version
+
+Fleet flags:
+  --broker URL   MQTT broker (default tcp://127.0.0.1:1883, or $TERN_BROKER)
+  --fleet NAME   fleet name (default "default", or $TERN_FLEET)
+  --prefix P     topic prefix (default "tern")
+
+Examples:
+  tern broker --listen 127.0.0.1:1883
+  tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
+  tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
+
+Run 'tern COMMAND --help' for a command's flags.
+`
+
+// Main runs the tern command with args (without the program name).
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, args := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "broker":
+		err = broker(ctx, args, stdout, stderr)
+	case "push":
+		err = push(ctx, args, stdout, stderr)
+	case "watch":
+		err = watch(ctx, args, stdout, stderr)
+	case "module":
+		err = module(args, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.String("tern"))
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "tern: unknown command %q\n\n%s", cmd, usage)
+		return ExitUsage
+	}
+	return exitCode(err, stderr)
+}
+
+type usageError struct{ error }
+type timeoutError struct{ error }
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "tern:", err)
+	var ue usageError
+	var te timeoutError
+	switch {
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.As(err, &te):
+		return ExitTimeout
+	}
+	return ExitFail
+}
+
+// fleetFlags are the flags every command that talks to the fleet takes.
+type fleetFlags struct {
+	broker, fleet, prefix string
+}
+
+func (f *fleetFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.broker, "broker", envOr("TERN_BROKER", "tcp://127.0.0.1:1883"), "MQTT broker URL")
+	fs.StringVar(&f.fleet, "fleet", envOr("TERN_FLEET", "default"), "fleet name")
+	fs.StringVar(&f.prefix, "prefix", "tern", "topic prefix")
+}
+
+func (f *fleetFlags) dial(ctx context.Context) (*fleet.Operator, error) {
+	return fleet.DialOperator(ctx, fleet.OperatorOptions{Broker: f.broker, Topics: fleet.Topics{Prefix: f.prefix, Fleet: f.fleet}})
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("tern "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: tern %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("broker", "[--listen ADDR]", stderr)
+	listen := fs.String("listen", "127.0.0.1:1883", "address to listen on (host:port; port 0 picks a free one)")
+	verbose := fs.Bool("v", false, "log every connection")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	b, err := fleet.NewBroker(*listen, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		return err
+	}
+	defer b.Close()
+	fmt.Fprintf(stdout, "tern broker: listening on %s (development only: no authentication)\n", b.URL())
+	<-ctx.Done()
+	return nil
+}
+
+func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("push", "[fleet flags] --device ID [--version N] FILE|-|JSON", stderr)
+	var ff fleetFlags
+	ff.register(fs)
+	device := fs.String("device", "", "device id (required)")
+	ver := fs.Uint64("version", 0, "target version; default: the current time in milliseconds, which always increases")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *device == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{errors.New("push needs --device and one target (a file, - for stdin, or inline JSON)")}
+	}
+	doc, err := readTarget(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	v := *ver
+	if v == 0 {
+		v = uint64(time.Now().UnixMilli())
+	}
+	env := fleet.TargetEnvelope{Format: fleet.Format, Version: v, Target: doc, Issued: time.Now().UTC()}
+	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
+		return usageError{err}
+	}
+	op, err := ff.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer op.Close()
+	if err := op.PushTarget(ctx, *device, env); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "pushed target version %d to %s/%s\n", v, ff.fleet, *device)
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// readTarget takes a file name, "-" for stdin, or inline JSON.
+func readTarget(arg string) (json.RawMessage, error) {
+	var b []byte
+	var err error
+	switch {
+	case arg == "-":
+		b, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	case strings.HasPrefix(strings.TrimSpace(arg), "{"):
+		b = []byte(arg)
+	default:
+		b, err = os.ReadFile(arg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading target: %w", err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, usageError{fmt.Errorf("the target must be a JSON object, e.g. '{\"relays\":{\"heater\":true}}': %v", err)}
+	}
+	return json.RawMessage(b), nil
+}
+
+func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("watch", "[fleet flags] --device ID [--until-converged] [--min-version N] [--timeout D] [--json]", stderr)
+	var ff fleetFlags
+	ff.register(fs)
+	device := fs.String("device", "", "device id, or + for every device (required)")
+	until := fs.Bool("until-converged", false, "exit 0 once the device reports its target reached")
+	minVersion := fs.Uint64("min-version", 0, "with --until-converged: only a target at least this version counts")
+	timeout := fs.Duration("timeout", 0, "give up after this long (exit 3); 0 waits forever")
+	asJSON := fs.Bool("json", false, "print one JSON document per line")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *device == "" {
+		fs.Usage()
+		return usageError{errors.New("watch needs --device")}
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	op, err := ff.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer op.Close()
+	states, err := op.WatchStates(ctx, *device)
+	if err != nil {
+		return err
+	}
+	events, err := op.WatchEvents(ctx, *device)
+	if err != nil {
+		return err
+	}
+	var last fleet.StateReport
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				msg := fmt.Sprintf("device %s did not report its target reached within %v", *device, *timeout)
+				if last.Device != "" {
+					msg += fmt.Sprintf(" (last report: phase %s, target version %d, error %q)", last.Phase, last.TargetVersion, last.Error)
+				} else {
+					msg += " (no report at all: is ternd running and connected to " + ff.broker + "?)"
+				}
+				return timeoutError{errors.New(msg)}
+			}
+			return nil
+		case e, ok := <-events:
+			if !ok {
+				return nil
+			}
+			if *asJSON {
+				fmt.Fprintln(stdout, string(mustJSON(e)))
+				continue
+			}
+			fmt.Fprintf(stdout, "%s  %-8s event  %-15s %s\n", e.Time.Local().Format("15:04:05.000"), e.Device, e.Kind, describeEvent(e))
+		case s, ok := <-states:
+			if !ok {
+				return nil
+			}
+			last = s
+			if *asJSON {
+				fmt.Fprintln(stdout, string(mustJSON(s)))
+			} else {
+				conv := "not converged"
+				if s.Converged {
+					conv = "converged"
+				}
+				line := fmt.Sprintf("%s  %-8s state  v%d %s, %s: %s", s.Time.Local().Format("15:04:05.000"), s.Device, s.TargetVersion, s.Phase, conv, s.State)
+				if s.Error != "" {
+					line += "  error: " + s.Error
+				}
+				fmt.Fprintln(stdout, line)
+			}
+			if *until && s.Converged && s.TargetVersion >= *minVersion && s.TargetVersion > 0 {
+				return nil
+			}
+		}
+	}
+}
+
+func describeEvent(e fleet.EventReport) string {
+	parts := []string{}
+	if e.Module != "" {
+		parts = append(parts, e.Module+"."+e.Job)
+	}
+	if e.Path != "" {
+		parts = append(parts, e.Path)
+	}
+	if e.Message != "" {
+		parts = append(parts, e.Message)
+	}
+	return strings.Join(parts, " ")
+}
+
+func module(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "build" {
+		return usageError{errors.New("usage: tern module build DIR [-o OUT.wasm]")}
+	}
+	fs := newFlags("module build", "DIR [-o OUT.wasm]", stderr)
+	out := fs.String("o", "", "output file (default DIR/<dir name>.wasm)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{errors.New("module build needs one directory")}
+	}
+	dir := fs.Arg(0)
+	if *out == "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		*out = filepath.Join(dir, filepath.Base(abs)+".wasm")
+	}
+	abs, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	if err := wasmbuild.Build(dir, abs); err != nil {
+		return err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "built %s (%d bytes)\n", *out, fi.Size())
+	return nil
+}

@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tern-iot/tern/fleet"
+)
+
+// Config is ternd's configuration file (YAML or JSON, same field names).
+type Config struct {
+	// Device is this device's id in the fleet. Required.
+	Device string `yaml:"device" json:"device"`
+	// Fleet is the fleet's name. Default "default".
+	Fleet string `yaml:"fleet" json:"fleet"`
+	// Broker is the MQTT broker's URL, e.g. tcp://broker.local:1883. Empty
+	// runs offline: the agent pursues its stored target alone.
+	Broker string `yaml:"broker" json:"broker"`
+	// TopicPrefix is the first topic level. Default "tern".
+	TopicPrefix string `yaml:"topic_prefix" json:"topic_prefix"`
+	// Board names the board definition (see boards.Names). Default "sim".
+	Board string `yaml:"board" json:"board"`
+	// DataDir holds the store and the compilation cache. Default /var/lib/tern.
+	DataDir string `yaml:"data_dir" json:"data_dir"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level" json:"log_level"`
+	// Modules are the job modules this device runs.
+	Modules []ModuleConfig `yaml:"modules" json:"modules"`
+}
+
+// ModuleConfig is one module on the device.
+type ModuleConfig struct {
+	// Name is the module's name (its manifest's).
+	Name string `yaml:"name" json:"name"`
+	// Path is the .wasm file. Relative paths are relative to the config
+	// file. Empty, or missing at start: the version installed earlier.
+	Path string `yaml:"path" json:"path"`
+	// Grants are the hardware resources the module may use.
+	Grants struct {
+		GPIO []string `yaml:"gpio" json:"gpio"`
+	} `yaml:"grants" json:"grants"`
+	// Config is passed to the module with every call.
+	Config any `yaml:"config" json:"config"`
+}
+
+// LoadConfig reads and checks a configuration file.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("ternd: reading configuration: %w", err)
+	}
+	var c Config
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return Config{}, fmt.Errorf("ternd: %s is not valid YAML or JSON: %w", path, err)
+	}
+	base := filepath.Dir(path)
+	for i := range c.Modules {
+		if p := c.Modules[i].Path; p != "" && !filepath.IsAbs(p) {
+			c.Modules[i].Path = filepath.Join(base, p)
+		}
+	}
+	if err := c.withDefaults().Validate(); err != nil {
+		return Config{}, fmt.Errorf("ternd: %s: %w", path, err)
+	}
+	return c.withDefaults(), nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Fleet == "" {
+		c.Fleet = "default"
+	}
+	if c.Board == "" {
+		c.Board = "sim"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/tern"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	return c
+}
+
+// Validate says what is wrong with a configuration, all at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Device == "" {
+		errs = append(errs, errors.New("device: required (this device's id, e.g. pi-001)"))
+	} else if err := fleet.ValidID(c.Device); err != nil {
+		errs = append(errs, fmt.Errorf("device: %w", err))
+	}
+	if err := fleet.ValidID(c.Fleet); err != nil {
+		errs = append(errs, fmt.Errorf("fleet: %w", err))
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Modules {
+		if m.Name == "" {
+			errs = append(errs, fmt.Errorf("modules[%d]: name is required", i))
+		} else if seen[m.Name] {
+			errs = append(errs, fmt.Errorf("modules[%d]: module %s is listed twice", i, m.Name))
+		}
+		seen[m.Name] = true
+		if _, err := moduleConfigJSON(m.Config); err != nil {
+			errs = append(errs, fmt.Errorf("modules[%d].config: %w", i, err))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func moduleConfigJSON(v any) (json.RawMessage, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return json.Marshal(v)
+}

@@ -1,0 +1,151 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/tern-iot/tern/boards"
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/store"
+)
+
+// Hardware is what the daemon drives. Tests and the testbench pass a
+// simulated board they can probe; nil means: build it from the config.
+type Hardware struct {
+	GPIO gpio.Lookup
+}
+
+// Run is ternd: it runs until ctx is done.
+func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	board, err := boards.Lookup(cfg.Board)
+	if err != nil {
+		return fmt.Errorf("ternd: %w", err)
+	}
+	if hw == nil {
+		if hw, err = hardware(board); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("ternd: data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store"))
+	if err != nil {
+		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, err)
+	}
+	defer st.Close()
+
+	specs, err := moduleSpecs(cfg, log)
+	if err != nil {
+		return err
+	}
+	var dev *fleet.Device
+	var reporter runtime.Reporter
+	if cfg.Broker != "" {
+		dev, err = fleet.NewDevice(fleet.DeviceOptions{
+			Broker: cfg.Broker, Device: cfg.Device, Logger: log,
+			Topics: fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
+		})
+		if err != nil {
+			return fmt.Errorf("ternd: %w", err)
+		}
+		reporter = dev
+	} else {
+		log.Warn("no broker configured: running offline on the stored target")
+	}
+	agent, err := runtime.New(ctx, runtime.Options{
+		Store: st, GPIO: hw.GPIO, Modules: specs, Logger: log, Reporter: reporter,
+		CacheDir: filepath.Join(cfg.DataDir, "cache"),
+	})
+	if err != nil {
+		return err
+	}
+	defer agent.Close(context.WithoutCancel(ctx))
+	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", store.Backend())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- agent.Run(ctx) })
+	if dev != nil {
+		wg.Go(func() { errc <- dev.Run(ctx) })
+		wg.Go(func() { feed(ctx, dev, agent, log) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// feed hands targets from the fleet to the agent.
+func feed(ctx context.Context, dev *fleet.Device, a *runtime.Agent, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case env, ok := <-dev.Targets():
+			if !ok {
+				return
+			}
+			if err := a.SetTarget(env.Version, env.Target); err != nil {
+				log.Warn("target refused", "version", env.Version, "err", err)
+			} else {
+				log.Info("target received", "version", env.Version)
+			}
+		case r, ok := <-dev.Refusals():
+			if !ok {
+				return
+			}
+			log.Warn("message refused", "topic", r.Topic, "err", r.Err)
+			a.Refused(0, fmt.Errorf("%s: %w", r.Topic, r.Err))
+		}
+	}
+}
+
+func hardware(b boards.Board) (*Hardware, error) {
+	if b.Name == "sim" {
+		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...)}, nil
+	}
+	return nil, fmt.Errorf("ternd: board %s: the real GPIO backend is not built yet; run with board: sim", b.Name)
+}
+
+func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
+	var specs []runtime.ModuleSpec
+	for _, m := range cfg.Modules {
+		conf, err := moduleConfigJSON(m.Config)
+		if err != nil {
+			return nil, fmt.Errorf("ternd: module %s: config: %w", m.Name, err)
+		}
+		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Grants: runtime.Grants{GPIO: m.Grants.GPIO}}
+		if m.Path != "" {
+			wasm, err := os.ReadFile(m.Path)
+			switch {
+			case err == nil:
+				spec.Wasm = wasm
+			case errors.Is(err, os.ErrNotExist):
+				log.Warn("module file missing; using the installed version", "module", m.Name, "path", m.Path)
+			default:
+				return nil, fmt.Errorf("ternd: module %s: %w", m.Name, err)
+			}
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
