@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -54,8 +55,23 @@ type rig struct {
 	cache string
 }
 
+// sharedCache is one compilation cache for all agents of the tests:
+// compiling under the race detector takes seconds.
+var sharedCache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "runtime-cache-")
+	if err != nil {
+		panic(err)
+	}
+	sharedCache = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func newRig(t *testing.T) *rig {
-	return &rig{dir: t.TempDir(), gpio: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27"), cache: t.TempDir()}
+	return &rig{dir: t.TempDir(), gpio: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27"), cache: sharedCache}
 }
 
 // start opens the store and starts an agent on it; stop undoes both.

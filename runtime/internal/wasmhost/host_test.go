@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -25,9 +26,27 @@ func relayWasm(t testing.TB) []byte {
 
 const relayConfig = `{"lines":{"heater":"GPIO17","lamp":"GPIO22"}}`
 
+// sharedCache is one compilation cache for the tests that do not measure
+// caching: compiling under the race detector takes seconds.
+var sharedCache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasmhost-cache-")
+	if err != nil {
+		panic(err)
+	}
+	sharedCache = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func loadRelay(t *testing.T, opts wasmhost.Options) (*wasmhost.Module, *sim.GPIO) {
 	t.Helper()
 	ctx := context.Background()
+	if opts.CacheDir == "" {
+		opts.CacheDir = sharedCache
+	}
 	g := sim.NewGPIO("GPIO17", "GPIO22", "GPIO27")
 	opts.GPIO = g
 	h, err := wasmhost.New(ctx, opts)

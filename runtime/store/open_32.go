@@ -1,0 +1,23 @@
+//go:build 386 || arm || mips || mipsle
+
+package store
+
+import "github.com/tern-iot/tern/runtime/store/boltstore"
+
+// The default backend of a 32-bit build: bbolt, because Badger loses data
+// on 32-bit machines (see the package doc and RATIONALE.md).
+
+var _ Store = (*boltstore.Store)(nil)
+
+// Open opens, creating it if needed, the store kept in directory dir with
+// the default backend of this machine: bbolt here, in the file dir/tern.db.
+func Open(dir string) (Store, error) {
+	s, err := boltstore.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Backend names the backend Open uses on this machine: "badger" or "bolt".
+func Backend() string { return "bolt" }
