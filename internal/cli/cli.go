@@ -136,14 +136,27 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parse parses flags that may come before or after the positional
+// arguments (tern module build DIR -o OUT), as users type them. Positional
+// arguments are left in fs.Args() order via a re-parse.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
 		}
-		return usageError{err}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
-	return nil
+	// Parse the positional arguments alone so fs.Args() returns them.
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -182,6 +195,9 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *device == "" || fs.NArg() != 1 {
 		fs.Usage()
 		return usageError{errors.New("push needs --device and one target (a file, - for stdin, or inline JSON)")}
+	}
+	if err := fleet.ValidID(*device); err != nil {
+		return usageError{fmt.Errorf("--device: %w", err)}
 	}
 	doc, err := readTarget(fs.Arg(0))
 	if err != nil {
@@ -222,7 +238,7 @@ func readTarget(arg string) (json.RawMessage, error) {
 	switch {
 	case arg == "-":
 		b, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
-	case strings.HasPrefix(strings.TrimSpace(arg), "{"):
+	case strings.HasPrefix(strings.TrimSpace(arg), "{"), strings.HasPrefix(strings.TrimSpace(arg), "["):
 		b = []byte(arg)
 	default:
 		b, err = os.ReadFile(arg)
@@ -252,6 +268,11 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *device == "" {
 		fs.Usage()
 		return usageError{errors.New("watch needs --device")}
+	}
+	if *device != fleet.AnyDevice {
+		if err := fleet.ValidID(*device); err != nil {
+			return usageError{fmt.Errorf("--device: %w", err)}
+		}
 	}
 	if *timeout > 0 {
 		var cancel context.CancelFunc

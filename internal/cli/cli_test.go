@@ -1,0 +1,105 @@
+package cli_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/internal/cli"
+	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+)
+
+func tern(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	code := cli.Main(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestPushAndWatch is the demo's path through the CLI: push a target,
+// watch until the device reports it reached.
+func TestPushAndWatch(t *testing.T) {
+	broker := fleettest.Embedded(t)
+	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(t.TempDir(), "relay.wasm")
+	if err := os.WriteFile(mod, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := daemon.Config{Device: "pi-001", Fleet: "cli", Broker: broker, DataDir: t.TempDir(),
+		Modules: []daemon.ModuleConfig{{Name: "relay", Path: mod, Config: map[string]any{"lines": map[string]string{"heater": "GPIO17"}}}}}
+	cfg.Modules[0].Grants.GPIO = []string{"GPIO17"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, cfg, nil, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); <-done }()
+
+	fleet := []string{"--broker", broker, "--fleet", "cli"}
+	code, out, errOut := tern(t, append(append([]string{"push"}, fleet...), "--device", "pi-001", "--version", "5", `{"relays":{"heater":true}}`)...)
+	if code != cli.ExitOK || !strings.Contains(out, "pushed target version 5") {
+		t.Fatalf("push: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = tern(t, append(append([]string{"watch"}, fleet...), "--device", "pi-001", "--until-converged", "--min-version", "5", "--timeout", "30s")...)
+	if code != cli.ExitOK || !strings.Contains(out, `converged: {"relays":{"heater":true}}`) {
+		t.Fatalf("watch: %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "task.done") {
+		t.Errorf("watch printed no task events:\n%s", out)
+	}
+
+	// A device that never reports: exit 3 with a message that says why.
+	code, _, errOut = tern(t, append(append([]string{"watch"}, fleet...), "--device", "nobody", "--until-converged", "--timeout", "300ms")...)
+	if code != cli.ExitTimeout || !strings.Contains(errOut, "no report at all") {
+		t.Fatalf("watch of a silent device: %d %q", code, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"push", "--device", "pi-001", "[1,2]"}, "must be a JSON object"},
+		{[]string{"push", "--device", "pi-001", "{not json"}, "must be a JSON object"},
+		{[]string{"push", `{"a":1}`}, "needs --device"},
+		{[]string{"push", "--device", "a/b", `{"a":1}`}, "device"},
+		{[]string{"watch"}, "needs --device"},
+		{[]string{"module"}, "tern module build"},
+		{[]string{"push", "--bogus"}, "flag provided but not defined"},
+	} {
+		code, _, errOut := tern(t, tc.args...)
+		if code != cli.ExitUsage && code != cli.ExitFail {
+			t.Errorf("%v: exit %d, want a failure", tc.args, code)
+		}
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: stderr %q, want it to mention %q", tc.args, errOut, tc.want)
+		}
+	}
+}
+
+func TestUnreachableBroker(t *testing.T) {
+	code, _, errOut := tern(t, "push", "--broker", "tcp://"+fleettest.FreeAddr(t), "--device", "pi-001", `{"a":1}`)
+	if code != cli.ExitFail || !strings.Contains(errOut, "tern broker") {
+		t.Fatalf("push to nowhere: %d %q", code, errOut)
+	}
+}
+
+func TestModuleBuild(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "relay.wasm")
+	code, stdout, stderr := tern(t, "module", "build", "../../plugins/relay", "-o", out)
+	if code != cli.ExitOK {
+		t.Fatalf("module build: %d %s %s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || len(b) < 8 || string(b[:4]) != "\x00asm" {
+		t.Fatalf("not a wasm module: %v", err)
+	}
+}

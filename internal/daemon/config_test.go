@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ternd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfig(t *testing.T) {
+	p := writeConfig(t, `
+device: pi-001
+modules:
+  - name: relay
+    path: relay.wasm
+    grants: {gpio: [GPIO17]}
+    config: {lines: {heater: GPIO17}}
+`)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Fleet != "default" || c.Board != "sim" || c.DataDir != "/var/lib/tern" || c.LogLevel != "info" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.Modules[0].Path != filepath.Join(filepath.Dir(p), "relay.wasm") {
+		t.Errorf("module path %q not made relative to the config file", c.Modules[0].Path)
+	}
+	if got := c.Modules[0].Grants.GPIO; len(got) != 1 || got[0] != "GPIO17" {
+		t.Errorf("grants = %v", got)
+	}
+	raw, err := moduleConfigJSON(c.Modules[0].Config)
+	if err != nil || string(raw) != `{"lines":{"heater":"GPIO17"}}` {
+		t.Errorf("module config = %s, %v", raw, err)
+	}
+}
+
+func TestLoadConfigJSON(t *testing.T) {
+	if _, err := LoadConfig(writeConfig(t, `{"device": "pi-002", "fleet": "lab"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`fleet: x`, "device: required"},
+		{`device: "a/b"`, "device"},
+		{`device: ok
+fleet: "+"`, "fleet"},
+		{`device: ok
+log_level: loud`, `log_level: "loud"`},
+		{`device: ok
+modules: [{path: x.wasm}]`, "modules[0]: name is required"},
+		{`device: ok
+modules: [{name: a}, {name: a}]`, "listed twice"},
+		{`device: [`, "not valid YAML"},
+	} {
+		_, err := LoadConfig(writeConfig(t, tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %q: err = %v, want it to mention %q", tc.body, err, tc.want)
+		}
+	}
+	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Error("missing file accepted")
+	}
+}
+
+func TestCheckStore(t *testing.T) {
+	var out strings.Builder
+	if err := CheckStore(t.TempDir(), 500, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "all 500 read back") {
+		t.Fatalf("output %q", out.String())
+	}
+}
