@@ -1,0 +1,117 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Broker is an MQTT broker in the process (mochi-mqtt), for development,
+// the demo, the testbench and tests; `tern broker` runs one.
+//
+// It is for development only: it lets every client connect and use every
+// topic (no authentication, no ACLs, no TLS), and keeps sessions and
+// retained messages in memory only. Fleets in production use Mosquitto or a
+// clustered broker; see docs/mqtt.md.
+type Broker struct {
+	addr string
+	srv  *mqtt.Server
+	tcp  *listeners.TCP
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// NewBroker prepares a broker that will listen on addr, host:port, e.g.
+// "127.0.0.1:1883", or "127.0.0.1:0" for a free port (see Addr). The
+// broker's own log goes to logger, nil discards it. Nothing listens until
+// Start.
+func NewBroker(addr string, logger *slog.Logger) (*Broker, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("fleet: broker listen address %q: %w; use host:port, e.g. 127.0.0.1:1883", addr, err)
+	}
+	srv := mqtt.New(&mqtt.Options{
+		Logger:                 orDiscard(logger),
+		SysTopicResendInterval: 60, // seconds; $SYS statistics are noise here
+	})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		return nil, fmt.Errorf("fleet: broker: install allow-all auth: %w", err)
+	}
+	return &Broker{
+		addr: addr,
+		srv:  srv,
+		tcp:  listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: addr}),
+	}, nil
+}
+
+// Start listens and serves in the background; it returns once the broker
+// accepts connections. A broker starts once.
+func (b *Broker) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return errors.New("fleet: broker is closed; create a new one with NewBroker")
+	case b.started:
+		return errors.New("fleet: broker already started")
+	}
+	if err := b.srv.AddListener(b.tcp); err != nil {
+		return fmt.Errorf("fleet: broker cannot listen on %s: %w; is another broker running there? choose another address", b.addr, err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("fleet: broker on %s: %w", b.addr, err)
+	}
+	b.started = true
+	return nil
+}
+
+// Addr is the address the broker listens on: after Start, the real one
+// (with the port chosen when the port asked for was 0).
+func (b *Broker) Addr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.started {
+		return b.addr
+	}
+	return b.tcp.Address()
+}
+
+// URL is the broker's address for clients, tcp://Addr().
+func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// Close disconnects every client and stops listening. Sessions and retained
+// messages are lost. It is safe to call more than once.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if err := b.srv.Close(); err != nil {
+		return fmt.Errorf("fleet: close broker on %s: %w", b.addr, err)
+	}
+	return nil
+}
+
+// allowAll lets every client connect and use every topic. It is mochi's
+// auth.AllowHook, written out to keep that package's YAML dependency out of
+// the build.
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "tern-allow-all" }
+
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

@@ -1,0 +1,46 @@
+// Package fleet connects devices and operators over MQTT 3.1.1.
+//
+// It is the code side of the fleet contract in docs/mqtt.md: topic names
+// ([Topics]), the JSON payloads that travel on them ([TargetEnvelope],
+// [StateReport], [EventReport]), the device end ([Device], used by ternd),
+// the operator end ([Operator], used by the tern CLI) and an embedded broker
+// for development and tests ([Broker]).
+//
+// # Topics
+//
+// Every topic starts with a prefix (default "tern") and a fleet name, so
+// several fleets can share one broker:
+//
+//	tern/<fleet>/devices/<id>/target   fleet → device, retained, QoS 1
+//	tern/<fleet>/groups/<group>/target fleet → devices, retained, QoS 1
+//	tern/<fleet>/modules/<name>        fleet → devices, retained, QoS 1
+//	tern/<fleet>/devices/<id>/state    device → fleet, retained, QoS 1
+//	tern/<fleet>/devices/<id>/events   device → fleet, QoS 1, not retained
+//	tern/<fleet>/devices/<id>/online   device → fleet, retained: true, or false via last will
+//
+// # Delivery
+//
+// A target is published retained, so a device that connects for the first
+// time, or after a broker restart, gets the latest one. The device keeps a
+// persistent session (clean session off), so a QoS 1 message published to
+// its target topic while it was away is delivered when it comes back.
+// Delivery is at least once: the retained target is sent again after every
+// reconnect, and QoS 1 may duplicate. A target's Version is what makes this
+// safe: the consumer applies a version once and refuses older ones. Events
+// carry an ID for the same reason.
+//
+// Payloads are checked where they enter ([ParseTargetEnvelope] and friends):
+// size, format number, required fields. A device hands well-formed targets to
+// its consumer ([Device.Targets]) and reports the rest ([Device.Refusals]),
+// so that a bad push ends up as a target.refused event, never as a crash or
+// a silent drop.
+//
+// # Not yet here
+//
+// Signatures (ed25519) on targets and modules, the Badger outbox for reports
+// made while offline, group targets and module releases on the device side,
+// broker ACLs and TLS come in later work. Their seams: the envelope gains a
+// field and [ParseTargetEnvelope] gains a key; [Device.PublishState] and
+// [Device.PublishEvent] return [ErrOffline] for the outbox to catch; the
+// network dialer is a single function for TLS to replace.
+package fleet

@@ -1,0 +1,48 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors, for callers that branch on the condition. Errors returned
+// by this package match them with [errors.Is] and carry a message that stands
+// on its own.
+var (
+	// ErrOffline means the client is not connected to the broker right now,
+	// or lost the connection before the broker acknowledged a publish. The
+	// message was not (or not provably) delivered; retry later.
+	ErrOffline = errors.New("fleet: not connected to the broker")
+
+	// ErrTooLarge means a payload is over [MaxPayload].
+	ErrTooLarge = errors.New("fleet: payload too large")
+
+	// ErrUnsupportedFormat means a payload's "format" is not [Format].
+	ErrUnsupportedFormat = errors.New("fleet: unsupported payload format")
+
+	// ErrMalformed means a payload is not a valid document of its kind.
+	ErrMalformed = errors.New("fleet: malformed payload")
+)
+
+// fleetError has its own message but still matches a sentinel (kind) and,
+// if any, the error that caused it.
+type fleetError struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+func (e *fleetError) Error() string { return e.msg }
+
+func (e *fleetError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+// newError returns an error with the formatted message that matches kind
+// and cause with errors.Is. cause may be nil.
+func newError(kind, cause error, format string, args ...any) error {
+	return &fleetError{msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+}

@@ -1,0 +1,19 @@
+package fleet
+
+import (
+	"context"
+	"net"
+)
+
+// WithDialer returns o with the network dialer replaced, so a test can hold
+// the connection and cut it abruptly.
+func WithDialer(o DeviceOptions, dial func(ctx context.Context, network, addr string) (net.Conn, error)) DeviceOptions {
+	o.dial = dial
+	return o
+}
+
+// WithOperatorDialer is WithDialer for an Operator.
+func WithOperatorDialer(o OperatorOptions, dial func(ctx context.Context, network, addr string) (net.Conn, error)) OperatorOptions {
+	o.dial = dial
+	return o
+}

@@ -1,0 +1,712 @@
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/runtime"
+)
+
+// Every contract test runs against both brokers: the embedded one that
+// developers use and Mosquitto that fleets run.
+var (
+	brokers = map[string]func(testing.TB) string{
+		"embedded":  fleettest.Embedded,
+		"mosquitto": fleettest.Mosquitto,
+	}
+	brokersAt = map[string]func(testing.TB, string) string{
+		"embedded":  fleettest.EmbeddedAt,
+		"mosquitto": fleettest.MosquittoAt,
+	}
+)
+
+var topics = fleet.Topics{Fleet: "demo"}
+
+// wait bounds every wait for something the broker should deliver.
+const wait = 10 * time.Second
+
+func forEachBroker(t *testing.T, test func(t *testing.T, url string)) {
+	t.Parallel()
+	for name, start := range brokers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, start(t))
+		})
+	}
+}
+
+// A target pushed while the device is offline reaches it when it connects
+// for the first time: it is retained.
+func TestRetainedTargetReachesNewDevice(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		pushed := fleet.TargetEnvelope{Version: 3, Target: json.RawMessage(`{"led":{"on":true}}`), Issued: time.Date(2025, 11, 24, 13, 0, 0, 0, time.UTC)}
+		if err := op.PushTarget(t.Context(), "pi-001", pushed); err != nil {
+			t.Fatal(err)
+		}
+		d := newDevice(t, testOptions(url, "pi-001"))
+		run(t, d)
+		got := recv(t, d.Targets(), "the retained target")
+		pushed.Format = fleet.Format
+		if !reflect.DeepEqual(got, pushed) {
+			t.Errorf("got %+v, want %+v", got, pushed)
+		}
+	})
+}
+
+// The device's session survives a restart: a QoS 1 message published to
+// its target topic while it was away, not retained, is delivered when it
+// comes back.
+func TestPersistentSession(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		online := watchOnline(t, url, topics.Online("pi-002"))
+		first := newDevice(t, testOptions(url, "pi-002"))
+		stop := run(t, first)
+		expect(t, online, "true")
+		stop()
+		expect(t, online, "false") // clean exit
+
+		publishRaw(t, url, topics.DeviceTarget("pi-002"), `{"format":1,"version":5,"target":{"fan":"on"}}`, false)
+
+		again := newDevice(t, testOptions(url, "pi-002")) // same device, same client id: ternd restarted
+		run(t, again)
+		if got := recv(t, again.Targets(), "the target queued in the session"); got.Version != 5 {
+			t.Errorf("got version %d, want 5", got.Version)
+		}
+		expect(t, online, "true")
+	})
+}
+
+// online is true while connected, false through the last will when the
+// connection dies, true again after the automatic reconnect, false on a
+// clean exit.
+func TestOnlineAndLastWill(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		online := watchOnline(t, url, topics.Online("pi-003"))
+		link := newCuttableNet()
+		d := newDevice(t, fleet.WithDialer(testOptions(url, "pi-003"), link.dial))
+		stop := run(t, d)
+		expect(t, online, "true")
+
+		link.down() // no DISCONNECT reaches the broker, and no reconnect yet
+		expect(t, online, "false")
+		link.up()
+		expect(t, online, "true")
+		if n := link.dials(); n < 2 {
+			t.Errorf("%d successful dials, want at least 2", n)
+		}
+
+		// The session still delivers targets after the reconnect.
+		op := dialOperator(t, url)
+		if err := op.PushTarget(t.Context(), "pi-003", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		recv(t, d.Targets(), "a target after reconnecting")
+
+		stop()
+		expect(t, online, "false")
+	})
+}
+
+// Hammer: the device publishes without pause while its network flaps. It
+// must not crash (paho's own resend used to, see noStore), every publish
+// returns, and the device ends up connected and publishing.
+func TestPublishWhileNetworkFlaps(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		link := newCuttableNet()
+		d := newDevice(t, fleet.WithDialer(testOptions(url, "pi-009"), link.dial))
+		run(t, d)
+		waitConnected(t, d)
+
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		var sent, offline atomic.Int64
+		for range 4 {
+			wg.Go(func() {
+				for i := 0; ctx.Err() == nil; i++ {
+					pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+					err := d.PublishEvent(pctx, runtime.Event{ID: "e", Kind: runtime.EventDrift})
+					pcancel()
+					switch {
+					case err == nil:
+						sent.Add(1)
+					case errors.Is(err, fleet.ErrOffline):
+						offline.Add(1)
+						time.Sleep(time.Millisecond)
+					case ctx.Err() == nil:
+						t.Errorf("PublishEvent: %v", err)
+					}
+				}
+			})
+		}
+		for range 8 {
+			time.Sleep(50 * time.Millisecond)
+			link.down()
+			time.Sleep(20 * time.Millisecond)
+			link.up()
+			waitConnected(t, d)
+		}
+		cancel()
+		wg.Wait()
+		t.Logf("%d events acknowledged, %d refused offline, %d connections", sent.Load(), offline.Load(), link.dials())
+
+		op := dialOperator(t, url)
+		events, err := op.WatchEvents(t.Context(), "pi-009")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitConnected(t, d)
+		if err := d.PublishEvent(t.Context(), runtime.Event{ID: "last", Kind: runtime.EventConverged}); err != nil {
+			t.Fatal(err)
+		}
+		for e := recv(t, events, "the last event"); e.ID != "last"; e = recv(t, events, "the last event") {
+		}
+	})
+}
+
+// What a device publishes reaches an operator's watch.
+func TestStateAndEventsReachOperator(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		ctx, cancel := context.WithCancel(t.Context())
+		states, err := op.WatchStates(ctx, fleet.AnyDevice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, err := op.WatchEvents(ctx, "pi-004")
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		d := newDevice(t, testOptions(url, "pi-004"))
+		run(t, d)
+		waitConnected(t, d)
+
+		status := runtime.Status{
+			Time: time.Date(2025, 11, 24, 13, 0, 5, 0, time.UTC), TargetVersion: 7, Converged: true,
+			Phase: runtime.PhaseIdle, State: json.RawMessage(`{"relays":{"fan":{"on":true}}}`),
+			Modules: map[string]string{"relay": "1.2.0"},
+		}
+		if err := d.PublishState(t.Context(), status); err != nil {
+			t.Fatal(err)
+		}
+		event := runtime.Event{
+			ID: "e-1", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: runtime.EventTaskDone,
+			TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan",
+		}
+		if err := d.PublishEvent(t.Context(), event); err != nil {
+			t.Fatal(err)
+		}
+
+		wantState := fleet.StateReport{Format: fleet.Format, Device: "pi-004", Status: status}
+		if got := recv(t, states, "the state report"); !reflect.DeepEqual(got, wantState) {
+			t.Errorf("state: got %+v, want %+v", got, wantState)
+		}
+		wantEvent := fleet.EventReport{Format: fleet.Format, Device: "pi-004", Event: event}
+		if got := recv(t, events, "the event report"); !reflect.DeepEqual(got, wantEvent) {
+			t.Errorf("event: got %+v, want %+v", got, wantEvent)
+		}
+
+		// A late watcher still gets the last state: it is retained.
+		late, err := op.WatchStates(t.Context(), "pi-004")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, late, "the retained state report"); got.TargetVersion != 7 {
+			t.Errorf("retained state: got %+v", got)
+		}
+
+		cancel()
+		drained(t, states)
+		drained(t, events)
+	})
+}
+
+// An operator's watch survives the loss of its connection: it reconnects
+// and subscribes again (its session is clean, the broker forgot it).
+func TestOperatorWatchSurvivesReconnect(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		link := newCuttableNet()
+		opts := fleet.WithOperatorDialer(fleet.OperatorOptions{
+			Broker: url, Topics: topics, Logger: testLogger(t, "operator"), ConnectTimeout: 2 * time.Second,
+		}, link.dial)
+		op, err := fleet.DialOperator(t.Context(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer op.Close()
+		states, err := op.WatchStates(t.Context(), "pi-008")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := newDevice(t, testOptions(url, "pi-008"))
+		run(t, d)
+		waitConnected(t, d)
+
+		link.down()
+		if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 2, Phase: runtime.PhaseIdle}); err != nil {
+			t.Fatal(err)
+		}
+		link.up()
+		// The report comes live or, once resubscribed, as the retained one.
+		for got := recv(t, states, "a state report after reconnecting"); got.TargetVersion != 2; got = recv(t, states, "state version 2") {
+		}
+		if n := link.dials(); n < 2 {
+			t.Errorf("%d successful dials, want at least 2", n)
+		}
+	})
+}
+
+// Payloads on the target topic that are not valid envelopes go to
+// Refusals, with a message for the operator; valid ones still go through.
+func TestMalformedTargetsAreRefused(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		online := watchOnline(t, url, topics.Online("pi-005"))
+		d := newDevice(t, testOptions(url, "pi-005"))
+		run(t, d)
+		expect(t, online, "true") // subscribed
+
+		topic := topics.DeviceTarget("pi-005")
+		for _, tc := range []struct {
+			payload string
+			is      error
+			msg     string
+		}{
+			{`fan on please`, fleet.ErrMalformed, "not valid JSON"},
+			{`{"format":2,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "upgrade ternd"},
+			{`{"format":1,"version":0,"target":{}}`, fleet.ErrMalformed, "version 0"},
+			{`{"format":1,"version":1,"target":[1]}`, fleet.ErrMalformed, `"target" must be a JSON object`},
+		} {
+			publishRaw(t, url, topic, tc.payload, false)
+			r := recv(t, d.Refusals(), "a refusal")
+			if r.Topic != topic || !errors.Is(r.Err, tc.is) || !strings.Contains(r.Err.Error(), tc.msg) {
+				t.Errorf("payload %s: got refusal %q on %s, want %v containing %q", tc.payload, r.Err, r.Topic, tc.is, tc.msg)
+			}
+		}
+		publishRaw(t, url, topic, `{"format":1,"version":9,"target":{}}`, false)
+		if got := recv(t, d.Targets(), "the valid target"); got.Version != 9 {
+			t.Errorf("got version %d, want 9", got.Version)
+		}
+		select {
+		case r := <-d.Refusals():
+			t.Errorf("unexpected refusal %v", r.Err)
+		default:
+		}
+	})
+}
+
+// A device started with no broker keeps working, and connects by itself
+// once a broker appears.
+func TestDeviceWaitsForBroker(t *testing.T) {
+	t.Parallel()
+	for name, startAt := range brokersAt {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			addr := fleettest.FreeAddr(t)
+			url := "tcp://" + addr
+			d := newDevice(t, testOptions(url, "pi-006"))
+			run(t, d)
+
+			time.Sleep(700 * time.Millisecond) // several failed attempts
+			if d.Connected() {
+				t.Fatal("connected with no broker")
+			}
+			err := d.PublishState(t.Context(), runtime.Status{Phase: runtime.PhaseIdle})
+			if !errors.Is(err, fleet.ErrOffline) {
+				t.Errorf("PublishState offline: got %v, want ErrOffline", err)
+			}
+
+			startAt(t, addr)
+			waitConnected(t, d)
+			expect(t, watchOnline(t, url, topics.Online("pi-006")), "true")
+			op := dialOperator(t, url)
+			if err := op.PushTarget(t.Context(), "pi-006", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			recv(t, d.Targets(), "a target once the broker is up")
+		})
+	}
+}
+
+func TestRunWithoutBrokerStopsPromptly(t *testing.T) {
+	t.Parallel()
+	d := newDevice(t, testOptions("tcp://"+fleettest.FreeAddr(t), "pi-007"))
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := d.Run(ctx); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("Run took %v to stop", took)
+	}
+	if _, ok := <-d.Targets(); ok {
+		t.Error("Targets still open after Run")
+	}
+	if err := d.Run(t.Context()); err == nil {
+		t.Error("second Run succeeded")
+	}
+}
+
+func TestDialOperatorUnreachable(t *testing.T) {
+	t.Parallel()
+	url := "tcp://" + fleettest.FreeAddr(t)
+	_, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{Broker: url, Topics: topics, ConnectTimeout: time.Second})
+	if err == nil {
+		t.Fatal("dialled a broker that is not there")
+	}
+	for _, want := range []string{"fleet: cannot reach broker " + url, "is it running? start one with `tern broker`"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
+
+func TestPushTargetRefusesWhatDevicesRefuse(t *testing.T) {
+	t.Parallel()
+	op := dialOperator(t, fleettest.Embedded(t))
+	for _, tc := range []struct {
+		device string
+		env    fleet.TargetEnvelope
+		msg    string
+	}{
+		{"pi-001", fleet.TargetEnvelope{Target: json.RawMessage(`{}`)}, "version 0"},
+		{"pi-001", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`[]`)}, "must be a JSON object"},
+		{"pi-001", fleet.TargetEnvelope{Format: 2, Version: 1, Target: json.RawMessage(`{}`)}, "format 2"},
+		{"+", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{}`)}, "wildcard"},
+	} {
+		if err := op.PushTarget(t.Context(), tc.device, tc.env); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("PushTarget(%s, %+v): got %v, want error containing %q", tc.device, tc.env, err, tc.msg)
+		}
+	}
+}
+
+func TestNewDeviceChecksOptions(t *testing.T) {
+	good := testOptions("tcp://localhost:1883", "pi-001")
+	for _, tc := range []struct {
+		change func(*fleet.DeviceOptions)
+		msg    string
+	}{
+		{func(o *fleet.DeviceOptions) { o.Broker = "" }, "no broker address"},
+		{func(o *fleet.DeviceOptions) { o.Broker = "localhost:1883" }, "use tcp://host:port"},
+		{func(o *fleet.DeviceOptions) { o.Broker = "ssl://localhost:8883" }, `scheme "ssl" is not supported yet`},
+		{func(o *fleet.DeviceOptions) { o.Device = "pi/1" }, "device id"},
+		{func(o *fleet.DeviceOptions) { o.Topics.Fleet = "" }, "fleet name"},
+		{func(o *fleet.DeviceOptions) { o.KeepAlive = time.Second }, "at least 2s"},
+		{func(o *fleet.DeviceOptions) { o.ConnectTimeout = -1 }, "negative"},
+	} {
+		o := good
+		tc.change(&o)
+		if _, err := fleet.NewDevice(o); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%+v: got %v, want error containing %q", o, err, tc.msg)
+		}
+	}
+	if _, err := fleet.NewDevice(good); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestBroker(t *testing.T) {
+	t.Parallel()
+	b, err := fleet.NewBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, port, _ := net.SplitHostPort(b.Addr()); port == "0" || port == "" {
+		t.Errorf("Addr() = %q, want the real port", b.Addr())
+	}
+	if b.URL() != "tcp://"+b.Addr() {
+		t.Errorf("URL() = %q", b.URL())
+	}
+
+	taken, err := fleet.NewBroker(b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := taken.Start(); err == nil || !strings.Contains(err.Error(), "cannot listen on "+b.Addr()) {
+		t.Errorf("second broker on the same port: got %v", err)
+	}
+	if err := taken.Close(); err != nil {
+		t.Error(err)
+	}
+	if _, err := fleet.NewBroker("1883", nil); err == nil {
+		t.Error("NewBroker accepted an address without a host")
+	}
+	if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// cuttableConn is a connection whose network can be cut: it is closed, and
+// reads fail as they do when a link drops. (paho ignores "use of closed
+// network connection", taking it for its own close, and would only notice
+// the loss at the next keep-alive.)
+type cuttableConn struct {
+	net.Conn
+	isCut atomic.Bool
+}
+
+func (c *cuttableConn) cut() {
+	c.isCut.Store(true)
+	c.Conn.Close()
+}
+
+func (c *cuttableConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.isCut.Load() {
+		return n, syscall.ECONNRESET
+	}
+	return n, err
+}
+
+// cuttableNet is a network that a test can take down: it cuts the open
+// connections and refuses new ones until it is up again.
+type cuttableNet struct {
+	mu     sync.Mutex
+	isDown bool
+	conns  []*cuttableConn
+}
+
+func newCuttableNet() *cuttableNet { return new(cuttableNet) }
+
+func (n *cuttableNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.isDown {
+		return nil, syscall.ENETUNREACH
+	}
+	c, err := new(net.Dialer).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	n.conns = append(n.conns, &cuttableConn{Conn: c})
+	return n.conns[len(n.conns)-1], nil
+}
+
+func (n *cuttableNet) down() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.isDown = true
+	for _, c := range n.conns {
+		c.cut()
+	}
+}
+
+func (n *cuttableNet) up() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.isDown = false
+}
+
+// dials counts the connections made.
+func (n *cuttableNet) dials() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.conns)
+}
+
+// testOptions are short timeouts so that failures and reconnects happen
+// within the test's time.
+func testOptions(url, device string) fleet.DeviceOptions {
+	return fleet.DeviceOptions{
+		Broker:           url,
+		Topics:           topics,
+		Device:           device,
+		ConnectTimeout:   2 * time.Second,
+		KeepAlive:        2 * time.Second,
+		MaxRetryInterval: 200 * time.Millisecond,
+	}
+}
+
+func newDevice(t *testing.T, opts fleet.DeviceOptions) *fleet.Device {
+	t.Helper()
+	opts.Logger = testLogger(t, "device "+opts.Device)
+	d, err := fleet.NewDevice(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// run runs d until the returned stop is called or the test ends, and
+// checks that Run returns nil.
+func run(t *testing.T, d *fleet.Device) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(wait):
+				t.Errorf("Run did not return %v after its context was cancelled", wait)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func dialOperator(t *testing.T, url string) *fleet.Operator {
+	t.Helper()
+	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{
+		Broker: url, Topics: topics, Logger: testLogger(t, "operator"), ConnectTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(op.Close)
+	return op
+}
+
+func waitConnected(t *testing.T, d *fleet.Device) {
+	t.Helper()
+	for deadline := time.Now().Add(wait); !d.Connected(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("device not connected after %v", wait)
+		}
+	}
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.Fatalf("waiting for %s: channel closed", what)
+		}
+		return v
+	case <-time.After(wait):
+		t.Fatalf("no %s after %v", what, wait)
+	}
+	panic("unreachable")
+}
+
+// drained reads ch until it is closed, which must be soon.
+func drained[T any](t *testing.T, ch <-chan T) {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("channel not closed %v after its context was cancelled", wait)
+		}
+	}
+}
+
+func expect(t *testing.T, ch <-chan string, want string) {
+	t.Helper()
+	if got := recv(t, ch, "online="+want); got != want {
+		t.Fatalf("online: got %q, want %q", got, want)
+	}
+}
+
+// rawClient is a plain MQTT client, to see and send exactly what travels on
+// the wire.
+func rawClient(t *testing.T, url string) paho.Client {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetCleanSession(true).SetConnectTimeout(2 * time.Second))
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("raw client: connect to %s: %v", url, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// subscribeRaw returns the payloads published on topic from now on.
+func subscribeRaw(t *testing.T, url, topic string) <-chan string {
+	t.Helper()
+	return subscribeRawDedup(t, url, topic, false)
+}
+
+// watchOnline returns the values published on an online topic from now on,
+// without consecutive repeats: online is a state, and a broker may deliver
+// the retained value as well as the live one to a new subscriber (mochi
+// does when the two race).
+func watchOnline(t *testing.T, url, topic string) <-chan string {
+	t.Helper()
+	return subscribeRawDedup(t, url, topic, true)
+}
+
+func subscribeRawDedup(t *testing.T, url, topic string, dedup bool) <-chan string {
+	t.Helper()
+	ch := make(chan string, 1000) // more than any test publishes
+	last := ""                    // paho calls the handler for one message at a time
+	tok := rawClient(t, url).Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+		v := string(m.Payload())
+		if dedup && v == last {
+			return
+		}
+		last = v
+		select {
+		case ch <- v:
+		default:
+		}
+	})
+	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("raw client: subscribe %s: %v", topic, tok.Error())
+	}
+	return ch
+}
+
+func publishRaw(t *testing.T, url, topic, payload string, retained bool) {
+	t.Helper()
+	tok := rawClient(t, url).Publish(topic, 1, retained, payload)
+	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("raw client: publish %s: %v", topic, tok.Error())
+	}
+}
+
+// testLogger keeps a component's log and prints it if the test failed.
+func testLogger(t *testing.T, name string) *slog.Logger {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("%s log:\n%s", name, buf.String())
+			mu.Unlock()
+		}
+	})
+	return slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,169 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// qos is the MQTT quality of service of everything in the contract: at
+// least once. Versions and event ids make duplicates harmless.
+const qos = 1
+
+// Online payloads (retained on Topics.Online).
+const (
+	onlineTrue  = "true"
+	onlineFalse = "false"
+)
+
+// dialFunc opens the network connection to the broker. It is the seam for
+// TLS (a later issue) and, in tests, for cutting a connection abruptly.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// brokerURL checks a broker address and returns it with the default port
+// filled in. Only plain TCP is supported for now.
+func brokerURL(s string) (string, error) {
+	hint := "use tcp://host:port, e.g. tcp://localhost:1883"
+	if s == "" {
+		return "", fmt.Errorf("fleet: no broker address; %s", hint)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("fleet: broker address %q: %w; %s", s, err, hint)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt":
+	case "":
+		return "", fmt.Errorf("fleet: broker address %q has no scheme; %s", s, hint)
+	default:
+		return "", fmt.Errorf("fleet: broker address %q: scheme %q is not supported yet (TLS comes later); %s", s, u.Scheme, hint)
+	}
+	if u.Hostname() == "" {
+		return "", fmt.Errorf("fleet: broker address %q has no host; %s", s, hint)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+		return "", fmt.Errorf("fleet: broker address %q: only scheme, host and port are used; %s", s, hint)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "1883")
+	}
+	return "tcp://" + host, nil
+}
+
+// openConn adapts a dialFunc to paho. ctx bounds every dial: once it is
+// done, no new connection is made.
+func openConn(ctx context.Context, timeout time.Duration, dial dialFunc) paho.OpenConnectionFunc {
+	if dial == nil {
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		dial = d.DialContext
+	}
+	return func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return dial(ctx, "tcp", u.Host)
+	}
+}
+
+// connectionWatch is how often a wait for an acknowledgement checks that
+// the connection is still up.
+const connectionWatch = 100 * time.Millisecond
+
+// waitToken waits for tok to complete. It returns ctx.Err() when ctx is
+// done, and ErrOffline when the connection goes down first: paho keeps an
+// unacknowledged QoS 1 message and resends it after reconnecting, but the
+// caller must not count on it.
+func waitToken(ctx context.Context, c paho.Client, tok paho.Token) error {
+	tick := time.NewTicker(connectionWatch)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tok.Done():
+			return tok.Error()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if !c.IsConnectionOpen() {
+				select {
+				case <-tok.Done():
+					return tok.Error()
+				default:
+					return ErrOffline
+				}
+			}
+		}
+	}
+}
+
+// lostConnection reports whether err means the connection went away:
+// ErrOffline from waitToken, or a network error paho put in a token.
+func lostConnection(err error) bool {
+	var ne net.Error
+	return errors.Is(err, ErrOffline) || errors.Is(err, paho.ErrNotConnected) ||
+		errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
+}
+
+// subscribe subscribes c to filter at QoS 1 and waits for the broker's
+// answer. handler may be nil when a route was added before.
+func subscribe(ctx context.Context, c paho.Client, filter string, handler paho.MessageHandler) error {
+	tok := c.Subscribe(filter, qos, handler)
+	if err := waitToken(ctx, c, tok); err != nil {
+		return err
+	}
+	if st, ok := tok.(*paho.SubscribeToken); ok {
+		if code, ok := st.Result()[filter]; ok && code > qos {
+			return fmt.Errorf("the broker refused the subscription (code %#x); check its access rules for this client", code)
+		}
+	}
+	return nil
+}
+
+// backoff returns the delay after prev: doubling from a start of one
+// second (or max if smaller) up to max, with ±20% jitter so that a fleet
+// rebooted together does not reconnect in lock step.
+func backoff(prev, max time.Duration) time.Duration {
+	next := 2 * prev
+	if prev == 0 {
+		next = time.Second
+	}
+	next = min(next, max)
+	jitter := time.Duration(rand.Int64N(int64(next)/5 + 1))
+	if rand.IntN(2) == 0 {
+		return next - jitter
+	}
+	return min(next+jitter, max)
+}
+
+// orDiscard returns l, or a logger that drops everything.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// noStore is a paho.Store that keeps nothing, so paho never resends
+// unacknowledged publishes by itself after a reconnect. paho's resend
+// (client.resume) races with a publish that was still queued for the lost
+// connection and crashes the process ("close of closed channel"); see
+// RATIONALE.md. Callers get ErrOffline instead and retry.
+type noStore struct{}
+
+var _ paho.Store = noStore{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}

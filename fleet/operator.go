@@ -1,0 +1,441 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// DefaultOperatorConnectTimeout is OperatorOptions.ConnectTimeout's default.
+const DefaultOperatorConnectTimeout = 5 * time.Second
+
+// watchQueue is how many reports a watcher holds for a slow consumer before
+// it drops the oldest.
+const watchQueue = 1024
+
+// AnyDevice, passed as the device to the Watch methods, watches every
+// device of the fleet (it is the MQTT single-level wildcard).
+const AnyDevice = "+"
+
+// OperatorOptions configures an [Operator].
+type OperatorOptions struct {
+	// Broker is the broker's address, tcp://host:port (port 1883 if left
+	// out).
+	Broker string
+	// Topics names the fleet and the topic prefix.
+	Topics Topics
+	// ClientID is the MQTT client id, "tern-op-<random>" if empty.
+	ClientID string
+	// Logger receives connection changes and ignored reports; nil discards
+	// them.
+	Logger *slog.Logger
+	// ConnectTimeout bounds connecting and each wait for the broker's
+	// acknowledgement; default 5s.
+	ConnectTimeout time.Duration
+
+	dial dialFunc // nil means net.Dialer; replaced in tests
+}
+
+// Operator is the operator end of the fleet contract, used by the tern CLI:
+// it pushes targets and watches what devices report. Its session is clean
+// (nothing is kept at the broker for it) and it reconnects by itself. Its
+// methods are safe for concurrent use.
+type Operator struct {
+	opts   OperatorOptions
+	broker string
+	log    *slog.Logger
+	client paho.Client
+
+	life      context.Context // done on Close
+	closeLife context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup // watch pumps
+
+	subMu sync.Mutex // serializes subscribe and unsubscribe calls
+	mu    sync.Mutex // guards sinks
+	sinks map[string]map[*sink]struct{}
+
+	everUp atomic.Bool
+}
+
+// sink receives the messages on one subscription filter.
+type sink struct {
+	deliver func(topic string, payload []byte)
+}
+
+// DialOperator connects to the broker, waiting at most
+// OperatorOptions.ConnectTimeout (or until ctx is done). Close the Operator
+// when done.
+func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) {
+	broker, err := brokerURL(opts.Broker)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Topics.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("fleet: OperatorOptions.ConnectTimeout is negative (%v); use 0 for the default", opts.ConnectTimeout)
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = DefaultOperatorConnectTimeout
+	}
+	if opts.ClientID == "" {
+		var r [6]byte
+		_, _ = rand.Read(r[:]) // never fails
+		opts.ClientID = "tern-op-" + hex.EncodeToString(r[:])
+	}
+	life, closeLife := context.WithCancel(context.Background())
+	o := &Operator{
+		opts:      opts,
+		broker:    broker,
+		log:       orDiscard(opts.Logger).With("broker", broker),
+		life:      life,
+		closeLife: closeLife,
+		sinks:     make(map[string]map[*sink]struct{}),
+	}
+
+	// The first dial honours ctx; later ones (reconnects) live as long as
+	// the Operator.
+	var dialCtx atomic.Pointer[context.Context]
+	dialCtx.Store(&ctx)
+	co := paho.NewClientOptions().
+		AddBroker(broker).
+		SetClientID(opts.ClientID).
+		SetCleanSession(true).
+		SetStore(noStore{}).
+		SetOrderMatters(true).
+		SetConnectTimeout(opts.ConnectTimeout).
+		SetWriteTimeout(opts.ConnectTimeout).
+		SetKeepAlive(30 * time.Second).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetCustomOpenConnectionFn(func(u *url.URL, po paho.ClientOptions) (net.Conn, error) {
+			return openConn(*dialCtx.Load(), opts.ConnectTimeout, opts.dial)(u, po)
+		}).
+		SetDefaultPublishHandler(o.dispatch).
+		SetOnConnectHandler(o.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			o.log.Warn("fleet: lost connection to broker; reconnecting", "err", err)
+		})
+	o.client = paho.NewClient(co)
+
+	tok := o.client.Connect()
+	<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
+	dialCtx.Store(&life)
+	if err := tok.Error(); err != nil {
+		closeLife()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("fleet: connect to broker %s: %w", broker, ctx.Err())
+		}
+		if ct, ok := tok.(*paho.ConnectToken); ok && ct.ReturnCode() != packets.ErrNetworkError && ct.ReturnCode() != packets.Accepted {
+			return nil, fmt.Errorf("fleet: broker %s refused the connection: %w; check the client id (%s) and the broker's access rules", broker, err, opts.ClientID)
+		}
+		return nil, fmt.Errorf("fleet: cannot reach broker %s: %w; is it running? start one with `tern broker`", broker, err)
+	}
+	return o, nil
+}
+
+// onConnect resubscribes the watches after a reconnect: the session is
+// clean, so the broker forgot them.
+func (o *Operator) onConnect(c paho.Client) {
+	if !o.everUp.Swap(true) {
+		return
+	}
+	o.log.Info("fleet: reconnected to broker")
+	o.subMu.Lock()
+	defer o.subMu.Unlock()
+	o.mu.Lock()
+	filters := make([]string, 0, len(o.sinks))
+	for f := range o.sinks {
+		filters = append(filters, f)
+	}
+	o.mu.Unlock()
+	for _, f := range filters {
+		ctx, cancel := context.WithTimeout(o.life, o.opts.ConnectTimeout)
+		if err := subscribe(ctx, c, f, nil); err != nil {
+			o.log.Error("fleet: cannot resubscribe after reconnecting; a watch will miss reports", "topic", f, "err", err)
+		}
+		cancel()
+	}
+}
+
+// PushTarget publishes env, retained, QoS 1, on device's target topic and
+// waits for the broker's acknowledgement. A zero env.Format is set to
+// Format. It refuses an envelope the device would refuse.
+func (o *Operator) PushTarget(ctx context.Context, device string, env TargetEnvelope) error {
+	if p := idProblem(device); p != "" {
+		return fmt.Errorf("fleet: push target: device id: %s", p)
+	}
+	if env.Format == 0 {
+		env.Format = Format
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("fleet: push target to %s: encode: %w", device, err)
+	}
+	if _, err := ParseTargetEnvelope(b); err != nil {
+		return fmt.Errorf("fleet: not pushing a target device %s would refuse: %w", device, err)
+	}
+	topic := o.opts.Topics.DeviceTarget(device)
+	if !o.client.IsConnectionOpen() {
+		return newError(ErrOffline, nil, "fleet: push target to %s: not connected to the broker %s (reconnecting); retry", device, o.broker)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
+	defer cancel()
+	err = waitToken(ctx, o.client, o.client.Publish(topic, qos, true, b))
+	switch {
+	case err == nil:
+		return nil
+	case lostConnection(err):
+		return newError(ErrOffline, err, "fleet: push target to %s: connection to %s lost before the broker acknowledged; push again (same version is harmless)", device, o.broker)
+	case ctx.Err() != nil:
+		return fmt.Errorf("fleet: push target to %s: no acknowledgement from broker %s: %w", device, o.broker, err)
+	}
+	return fmt.Errorf("fleet: push target to %s: %w", device, err)
+}
+
+// WatchStates delivers the state reports of device, or of every device
+// when device is AnyDevice ("+"), starting with the retained ones. Reports
+// that do not parse are logged and skipped. The channel is closed when ctx
+// is done or the Operator is closed; it holds up to 1024 reports for a slow
+// reader, then drops the oldest.
+func (o *Operator) WatchStates(ctx context.Context, device string) (<-chan StateReport, error) {
+	return watch(ctx, o, "state", device, o.opts.Topics.State, ParseStateReport,
+		func(r *StateReport) *string { return &r.Device })
+}
+
+// WatchEvents delivers the event reports of device, or of every device
+// when device is AnyDevice ("+"), from now on (events are not retained).
+// A report may come twice (QoS 1); EventReport.ID tells. Otherwise as
+// WatchStates.
+func (o *Operator) WatchEvents(ctx context.Context, device string) (<-chan EventReport, error) {
+	return watch(ctx, o, "event", device, o.opts.Topics.Events, ParseEventReport,
+		func(r *EventReport) *string { return &r.Device })
+}
+
+// watch subscribes to topic(device) and pumps parsed reports to the
+// returned channel until ctx or the Operator is done.
+func watch[T any](ctx context.Context, o *Operator, what, device string, topic func(string) string,
+	parse func([]byte) (T, error), deviceOf func(*T) *string) (<-chan T, error) {
+	if device != AnyDevice {
+		if p := idProblem(device); p != "" {
+			return nil, fmt.Errorf("fleet: watch %ss: device id: %s (or %q for all devices)", what, p, AnyDevice)
+		}
+	}
+	filter := topic(device)
+	q := newQueue[T](o.log.With("topic", filter))
+	s := &sink{deliver: func(t string, payload []byte) {
+		if len(payload) == 0 {
+			return // a retained report was cleared
+		}
+		r, err := parse(payload)
+		if err != nil {
+			o.log.Warn("fleet: ignoring a report that does not parse", "topic", t, "err", err)
+			return
+		}
+		if id := o.opts.Topics.deviceOf(t); id != "" && *deviceOf(&r) != id {
+			o.log.Warn("fleet: ignoring a report whose device does not match its topic", "topic", t, "device", *deviceOf(&r))
+			return
+		}
+		q.push(r)
+	}}
+	out := make(chan T)
+	start := func() {
+		o.wg.Go(func() {
+			defer o.removeSink(filter, s)
+			pump(ctx, o.life, q, out)
+		})
+	}
+	if err := o.addSink(ctx, filter, s, start); err != nil {
+		return nil, fmt.Errorf("fleet: watch %ss on %s: %w", what, filter, err)
+	}
+	return out, nil
+}
+
+// pump moves reports from q to out until ctx or life is done, then closes
+// out.
+func pump[T any](ctx, life context.Context, q *queue[T], out chan<- T) {
+	defer close(out)
+	for {
+		r, ok := q.pop()
+		if !ok {
+			select {
+			case <-q.ready:
+				continue
+			case <-ctx.Done():
+				return
+			case <-life.Done():
+				return
+			}
+		}
+		select {
+		case out <- r:
+		case <-ctx.Done():
+			return
+		case <-life.Done():
+			return
+		}
+	}
+}
+
+// dispatch runs on paho's delivery goroutine for every message (no routes
+// are registered, so paho calls it once per message): each sink whose
+// filter matches gets the message once, however many watches overlap.
+func (o *Operator) dispatch(_ paho.Client, m paho.Message) {
+	var to []*sink
+	o.mu.Lock()
+	for filter, sinks := range o.sinks {
+		if topicMatch(filter, m.Topic()) {
+			for s := range sinks {
+				to = append(to, s)
+			}
+		}
+	}
+	o.mu.Unlock()
+	for _, s := range to {
+		s.deliver(m.Topic(), m.Payload())
+	}
+}
+
+// topicMatch reports whether an MQTT topic filter matches a topic name.
+func topicMatch(filter, topic string) bool {
+	for {
+		f, fRest, fMore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, tRest, tMore := strings.Cut(topic, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		if !fMore || !tMore {
+			return fMore == tMore || fRest == "#"
+		}
+		filter, topic = fRest, tRest
+	}
+}
+
+// addSink registers s on filter, subscribing if it is the first, then
+// starts the watch's pump with start. All under subMu: Close ends life and
+// then takes subMu before it waits for the pumps, so a pump either starts
+// before Close waits, or not at all.
+func (o *Operator) addSink(ctx context.Context, filter string, s *sink, start func()) error {
+	o.subMu.Lock()
+	defer o.subMu.Unlock()
+	if o.life.Err() != nil {
+		return errors.New("fleet: the Operator is closed")
+	}
+	o.mu.Lock()
+	first := len(o.sinks[filter]) == 0
+	if first {
+		o.sinks[filter] = make(map[*sink]struct{})
+	}
+	o.sinks[filter][s] = struct{}{}
+	o.mu.Unlock()
+	if first {
+		ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
+		defer cancel()
+		if err := subscribe(ctx, o.client, filter, nil); err != nil {
+			o.mu.Lock()
+			delete(o.sinks, filter)
+			o.mu.Unlock()
+			if lostConnection(err) {
+				return newError(ErrOffline, err, "not connected to the broker %s (reconnecting); retry", o.broker)
+			}
+			return err
+		}
+	}
+	start()
+	return nil
+}
+
+// removeSink unregisters s, unsubscribing if it was the last.
+func (o *Operator) removeSink(filter string, s *sink) {
+	o.subMu.Lock()
+	defer o.subMu.Unlock()
+	o.mu.Lock()
+	delete(o.sinks[filter], s)
+	last := len(o.sinks[filter]) == 0
+	if last {
+		delete(o.sinks, filter)
+	}
+	o.mu.Unlock()
+	if !last || o.life.Err() != nil || !o.client.IsConnectionOpen() {
+		return // closing, or the broker forgets clean-session subscriptions anyway
+	}
+	ctx, cancel := context.WithTimeout(o.life, o.opts.ConnectTimeout)
+	defer cancel()
+	if err := waitToken(ctx, o.client, o.client.Unsubscribe(filter)); err != nil {
+		o.log.Debug("fleet: unsubscribe failed", "topic", filter, "err", err)
+	}
+}
+
+// Close stops the watches, waits for them, and disconnects. It is safe to
+// call more than once.
+func (o *Operator) Close() {
+	o.closeOnce.Do(func() {
+		o.closeLife()
+		o.subMu.Lock() // no watch starts after this; see addSink
+		o.subMu.Unlock()
+		o.wg.Wait()
+		o.client.Disconnect(250)
+	})
+}
+
+// queue is an unbounded-until-watchQueue FIFO between paho's delivery
+// goroutine (push, never blocks) and a watch pump (pop).
+type queue[T any] struct {
+	log     *slog.Logger
+	ready   chan struct{} // a push happened
+	mu      sync.Mutex
+	items   []T
+	dropped int
+}
+
+func newQueue[T any](log *slog.Logger) *queue[T] {
+	return &queue[T]{log: log, ready: make(chan struct{}, 1)}
+}
+
+func (q *queue[T]) push(v T) {
+	q.mu.Lock()
+	if len(q.items) >= watchQueue {
+		q.items = q.items[1:]
+		q.dropped++
+		if q.dropped%watchQueue == 1 {
+			q.log.Warn("fleet: watcher is not keeping up; dropping the oldest reports", "dropped", q.dropped)
+		}
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue[T]) pop() (T, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var zero T
+	if len(q.items) == 0 {
+		return zero, false
+	}
+	v := q.items[0]
+	q.items[0] = zero
+	q.items = q.items[1:]
+	return v, true
+}

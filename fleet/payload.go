@@ -1,0 +1,235 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tern-iot/tern/runtime"
+)
+
+// Format is the payload format this build reads and writes. Every payload
+// carries it in its "format" field. Fields may be added within a format
+// (readers ignore fields they do not know); a change that an older reader
+// would misread gets a new format number, and readers refuse formats they do
+// not know instead of guessing.
+const Format = 1
+
+// MaxPayload is the largest payload accepted, in bytes (256 KiB). Targets
+// and reports are stored and parsed on small boards; anything bigger is a
+// mistake, or an attack.
+const MaxPayload = 256 << 10
+
+// TargetEnvelope carries a target to a device. It is published retained,
+// QoS 1, on the device's target topic ([Topics.DeviceTarget]).
+//
+//	{"format":1,"version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}
+type TargetEnvelope struct {
+	// Format is always Format (1).
+	Format int `json:"format"`
+	// Version orders the targets of one device: it starts at 1 and grows
+	// with every push. The device applies each version once and refuses
+	// versions older than the one it holds, which makes redelivery (retained
+	// messages, QoS 1 duplicates) harmless.
+	Version uint64 `json:"version"`
+	// Target is the desired state, a JSON object. It is partial: it names
+	// only what the operator cares about; null deletes a key (JSON Merge
+	// Patch, RFC 7386).
+	Target json.RawMessage `json:"target"`
+	// Issued is when the operator issued the target (RFC 3339), optional.
+	// It is for people reading logs: versions order targets, clocks do not.
+	Issued time.Time `json:"issued,omitzero"`
+}
+
+// StateReport is a device's report of itself: the fields of [runtime.Status]
+// plus format and device id, in one flat JSON object. It is published
+// retained, QoS 1, on the device's state topic ([Topics.State]), so the last
+// report of every device is always there for an operator to read.
+//
+//	{"format":1,"device":"pi-001","time":"2025-11-24T13:00:05Z","target_version":7,
+//	 "converged":true,"phase":"idle","state":{"relays":{"fan":{"on":true}}},"modules":{"relay":"1.2.0"}}
+type StateReport struct {
+	// Format is always Format (1).
+	Format int `json:"format"`
+	// Device is the reporting device's id; it matches the topic.
+	Device string `json:"device"`
+	// Status is flattened into the object: time, target_version, converged,
+	// phase, state, error, modules. See runtime.Status for each.
+	runtime.Status
+}
+
+// EventReport is one step of a device's work: the fields of [runtime.Event]
+// plus format and device id, in one flat JSON object. It is published QoS 1,
+// not retained, on the device's events topic ([Topics.Events]).
+//
+//	{"format":1,"device":"pi-001","id":"01JD…","time":"2025-11-24T13:00:04Z",
+//	 "kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}
+type EventReport struct {
+	// Format is always Format (1).
+	Format int `json:"format"`
+	// Device is the reporting device's id; it matches the topic.
+	Device string `json:"device"`
+	// Event is flattened into the object: id, time, kind, target_version,
+	// module, job, path, message. See runtime.Event for each.
+	runtime.Event
+}
+
+// ParseTargetEnvelope reads a target envelope received from the fleet. It
+// refuses, with a message meant for the operator who pushed it: payloads over
+// MaxPayload ([ErrTooLarge]), formats other than Format
+// ([ErrUnsupportedFormat]), and ([ErrMalformed]) anything that is not a JSON
+// object, version 0, and a target that is not a JSON object.
+func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
+	const what = "target envelope"
+	var env TargetEnvelope
+	if err := decode(what, "ternd on the device", b, &env); err != nil {
+		return TargetEnvelope{}, err
+	}
+	if env.Version == 0 {
+		return TargetEnvelope{}, newError(ErrMalformed, nil,
+			`fleet: %s has version 0 or no "version"; versions start at 1 and grow with every push`, what)
+	}
+	if k := jsonKind(env.Target); k != "an object" {
+		return TargetEnvelope{}, newError(ErrMalformed, nil,
+			`fleet: %s: "target" must be a JSON object (the desired state), got %s`, what, k)
+	}
+	return env, nil
+}
+
+// ParseStateReport reads a state report received from a device. It refuses
+// payloads over MaxPayload, other formats, and reports without a valid
+// device id.
+func ParseStateReport(b []byte) (StateReport, error) {
+	const what = "state report"
+	var r StateReport
+	if err := decode(what, "tern", b, &r); err != nil {
+		return StateReport{}, err
+	}
+	if p := idProblem(r.Device); p != "" {
+		return StateReport{}, newError(ErrMalformed, nil, `fleet: %s: bad "device": %s`, what, p)
+	}
+	return r, nil
+}
+
+// ParseEventReport reads an event report received from a device. It refuses
+// payloads over MaxPayload, other formats, reports without a valid device id
+// and events without a kind.
+func ParseEventReport(b []byte) (EventReport, error) {
+	const what = "event report"
+	var r EventReport
+	if err := decode(what, "tern", b, &r); err != nil {
+		return EventReport{}, err
+	}
+	if p := idProblem(r.Device); p != "" {
+		return EventReport{}, newError(ErrMalformed, nil, `fleet: %s: bad "device": %s`, what, p)
+	}
+	if r.Kind == "" {
+		return EventReport{}, newError(ErrMalformed, nil, `fleet: %s has no "kind"; every event says what happened, e.g. "task.done"`, what)
+	}
+	return r, nil
+}
+
+// decode checks size and format, then unmarshals b into v. what names the
+// payload in messages; reader names the program to upgrade when the format
+// is newer than this build.
+func decode(what, reader string, b []byte, v any) error {
+	if len(b) > MaxPayload {
+		return newError(ErrTooLarge, nil, "fleet: %s is %d bytes, over the %d-byte limit; keep it smaller", what, len(b), MaxPayload)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return newError(ErrMalformed, nil, `fleet: %s is empty; expected a JSON object with "format": %d`, what, Format)
+	}
+	var head struct {
+		Format json.RawMessage `json:"format"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		if k := jsonKind(b); k != "an object" && k != "invalid JSON" {
+			return newError(ErrMalformed, nil, "fleet: %s must be a JSON object, got %s", what, k)
+		}
+		return newError(ErrMalformed, err, "fleet: %s is not valid JSON: %v", what, err)
+	}
+	switch f := string(head.Format); f {
+	case strconv.Itoa(Format):
+	case "", "null":
+		return newError(ErrMalformed, nil, `fleet: %s has no "format"; add "format": %d`, what, Format)
+	default:
+		if _, err := strconv.ParseUint(f, 10, 32); err != nil {
+			return newError(ErrMalformed, nil, `fleet: %s has "format": %.20s, not a format number; use "format": %d`, what, f, Format)
+		}
+		return newError(ErrUnsupportedFormat, nil,
+			"fleet: %s has format %s but this build reads format %d only; upgrade %s, or publish format %d", what, f, Format, reader, Format)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+			// Fields of embedded structs come as "Status.phase"; the JSON is flat.
+			field := te.Field
+			for _, embedded := range []string{"Status.", "Event."} {
+				field = strings.TrimPrefix(field, embedded)
+			}
+			return newError(ErrMalformed, err, "fleet: %s: field %q must be %s, got JSON %s", what, field, goTypeInJSON(te.Type.Kind().String()), te.Value)
+		}
+		return newError(ErrMalformed, err, "fleet: %s is not valid: %v", what, err)
+	}
+	return nil
+}
+
+// goTypeInJSON names a Go kind the way a person writing JSON thinks of it.
+func goTypeInJSON(kind string) string {
+	switch kind {
+	case "int", "int8", "int16", "int32", "int64":
+		return "a whole number"
+	case "uint", "uint8", "uint16", "uint32", "uint64":
+		return "a whole number ≥ 0"
+	case "float32", "float64":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "map", "struct":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	}
+	return "a " + kind
+}
+
+// jsonKind names the kind of JSON value in b, for error messages.
+func jsonKind(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "nothing"
+	}
+	if !json.Valid(b) {
+		return "invalid JSON"
+	}
+	switch b[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// encode marshals a payload this package produces and checks its size.
+func encode(what string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: encode %s: %w", what, err)
+	}
+	if len(b) > MaxPayload {
+		return nil, newError(ErrTooLarge, nil, "fleet: %s is %d bytes, over the %d-byte limit; keep it smaller", what, len(b), MaxPayload)
+	}
+	return b, nil
+}

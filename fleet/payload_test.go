@@ -1,0 +1,256 @@
+package fleet_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/runtime"
+)
+
+func TestParseTargetEnvelope(t *testing.T) {
+	good := `{"format":1,"version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}`
+	env, err := fleet.ParseTargetEnvelope([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fleet.TargetEnvelope{
+		Format:  1,
+		Version: 7,
+		Target:  json.RawMessage(`{"relays":{"fan":{"on":true}}}`),
+		Issued:  time.Date(2025, 11, 24, 13, 0, 0, 0, time.UTC),
+	}
+	if !reflect.DeepEqual(env, want) {
+		t.Errorf("got %+v, want %+v", env, want)
+	}
+	if _, err := fleet.ParseTargetEnvelope([]byte(`{"format":1,"version":1,"target":{},"signature":"later"}`)); err != nil {
+		t.Errorf("unknown fields must be ignored within a format: %v", err)
+	}
+}
+
+func TestParseTargetEnvelopeRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload string
+		is      error
+		msg     string
+	}{
+		{"empty", "  ", fleet.ErrMalformed, "is empty"},
+		{"not JSON", "relays on", fleet.ErrMalformed, "not valid JSON"},
+		{"array", `[1,2]`, fleet.ErrMalformed, "must be a JSON object, got an array"},
+		{"string", `"hi"`, fleet.ErrMalformed, "got a string"},
+		{"no format", `{"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"; add "format": 1`},
+		{"null format", `{"format":null,"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"`},
+		{"format 2", `{"format":2,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "format 2 but this build reads format 1 only; upgrade ternd"},
+		{"format string", `{"format":"1","version":1,"target":{}}`, fleet.ErrMalformed, "not a format number"},
+		{"format float", `{"format":1.0,"version":1,"target":{}}`, fleet.ErrMalformed, "not a format number"},
+		{"version 0", `{"format":1,"version":0,"target":{}}`, fleet.ErrMalformed, "version 0"},
+		{"no version", `{"format":1,"target":{}}`, fleet.ErrMalformed, "version 0"},
+		{"negative version", `{"format":1,"version":-1,"target":{}}`, fleet.ErrMalformed, `field "version" must be a whole number ≥ 0, got JSON number`},
+		{"string version", `{"format":1,"version":"3","target":{}}`, fleet.ErrMalformed, `field "version"`},
+		{"no target", `{"format":1,"version":1}`, fleet.ErrMalformed, `"target" must be a JSON object`},
+		{"null target", `{"format":1,"version":1,"target":null}`, fleet.ErrMalformed, "got null"},
+		{"array target", `{"format":1,"version":1,"target":[]}`, fleet.ErrMalformed, "got an array"},
+		{"bad issued", `{"format":1,"version":1,"target":{},"issued":"yesterday"}`, fleet.ErrMalformed, "not valid"},
+		{"trailing data", `{"format":1,"version":1,"target":{}} {}`, fleet.ErrMalformed, "not valid JSON"},
+		{"too large", `{"format":1,"version":1,"target":{"x":"` + strings.Repeat("a", fleet.MaxPayload) + `"}}`, fleet.ErrTooLarge, "over the 262144-byte limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := fleet.ParseTargetEnvelope([]byte(tc.payload))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, tc.is) {
+				t.Errorf("error %q does not match %v", err, tc.is)
+			}
+			if !strings.Contains(err.Error(), tc.msg) || !strings.HasPrefix(err.Error(), "fleet: target envelope") {
+				t.Errorf("error %q: want it to start with \"fleet: target envelope\" and contain %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestParseReports(t *testing.T) {
+	state := `{"format":1,"device":"pi-001","time":"2025-11-24T13:00:05Z","target_version":7,"converged":true,"phase":"idle","state":{"relays":{"fan":{"on":true}}},"modules":{"relay":"1.2.0"}}`
+	s, err := fleet.ParseStateReport([]byte(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState := fleet.StateReport{Format: 1, Device: "pi-001", Status: runtime.Status{
+		Time: time.Date(2025, 11, 24, 13, 0, 5, 0, time.UTC), TargetVersion: 7, Converged: true, Phase: runtime.PhaseIdle,
+		State: json.RawMessage(`{"relays":{"fan":{"on":true}}}`), Modules: map[string]string{"relay": "1.2.0"},
+	}}
+	if !reflect.DeepEqual(s, wantState) {
+		t.Errorf("got %+v, want %+v", s, wantState)
+	}
+	// The embedded struct flattens: the report is one object, as documented.
+	b, _ := json.Marshal(wantState)
+	if !bytes.Equal(b, []byte(state)) {
+		t.Errorf("state report encodes as\n%s\nwant\n%s", b, state)
+	}
+
+	event := `{"format":1,"device":"pi-001","id":"e-42","time":"2025-11-24T13:00:04Z","kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}`
+	e, err := fleet.ParseEventReport([]byte(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEvent := fleet.EventReport{Format: 1, Device: "pi-001", Event: runtime.Event{
+		ID: "e-42", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: runtime.EventTaskDone,
+		TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan",
+	}}
+	if !reflect.DeepEqual(e, wantEvent) {
+		t.Errorf("got %+v, want %+v", e, wantEvent)
+	}
+	if b, _ := json.Marshal(wantEvent); !bytes.Equal(b, []byte(event)) {
+		t.Errorf("event report encodes as\n%s\nwant\n%s", b, event)
+	}
+}
+
+func TestParseReportsRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		name, payload string
+		parse         func([]byte) error
+		is            error
+		msg           string
+	}{
+		{"state format 2", `{"format":2,"device":"pi-001"}`, parseState, fleet.ErrUnsupportedFormat, "upgrade tern"},
+		{"state no device", `{"format":1}`, parseState, fleet.ErrMalformed, `bad "device": empty name`},
+		{"state wildcard device", `{"format":1,"device":"+"}`, parseState, fleet.ErrMalformed, "wildcard"},
+		{"state bad phase type", `{"format":1,"device":"pi-001","phase":3}`, parseState, fleet.ErrMalformed, `field "phase" must be a string`},
+		{"event no kind", `{"format":1,"device":"pi-001","id":"x"}`, parseEvent, fleet.ErrMalformed, `no "kind"`},
+		{"event too large", `{"format":1,"device":"pi-001","kind":"drift","message":"` + strings.Repeat("x", fleet.MaxPayload) + `"}`, parseEvent, fleet.ErrTooLarge, "limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.parse([]byte(tc.payload))
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("got %v, want %v containing %q", err, tc.is, tc.msg)
+			}
+		})
+	}
+}
+
+func parseState(b []byte) error { _, err := fleet.ParseStateReport(b); return err }
+func parseEvent(b []byte) error { _, err := fleet.ParseEventReport(b); return err }
+
+// Fuzz tests: no input panics, and whatever parses survives a round trip
+// through its encoding unchanged.
+
+func FuzzParseTargetEnvelope(f *testing.F) {
+	for _, s := range []string{
+		`{"format":1,"version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}`,
+		`{"format":1,"version":18446744073709551615,"target":{"a":null,"b":[1,2,{"c":"\u003c"}]}}`,
+		`{"format":2,"version":1,"target":{}}`,
+		`{"format":1,"version":1,"target":{},"issued":"0001-01-01T00:00:00Z"}`,
+		`{"FORMAT":1,"Version":1,"TARGET":{}}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := fleet.ParseTargetEnvelope(b)
+		if err != nil {
+			return
+		}
+		again := roundTrip(t, env, fleet.ParseTargetEnvelope)
+		if env.Format != again.Format || env.Version != again.Version || !env.Issued.Equal(again.Issued) || !sameJSON(t, env.Target, again.Target) {
+			t.Fatalf("round trip changed the envelope:\n%+v\n%+v", env, again)
+		}
+	})
+}
+
+func FuzzParseStateReport(f *testing.F) {
+	for _, s := range []string{
+		`{"format":1,"device":"pi-001","time":"2025-11-24T13:00:05Z","target_version":7,"converged":true,"phase":"idle","state":{"relays":{}},"modules":{"relay":"1.2.0"}}`,
+		`{"format":1,"device":"pi-001","state":null,"error":"i2c: no device acknowledged the address"}`,
+		`{"format":1,"device":"x"}`, `{"format":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := fleet.ParseStateReport(b)
+		if err != nil {
+			return
+		}
+		again := roundTrip(t, r, fleet.ParseStateReport)
+		if !sameJSON(t, r.State, again.State) {
+			t.Fatalf("round trip changed the state: %s, %s", r.State, again.State)
+		}
+		r.State, again.State = nil, nil
+		if !r.Time.Equal(again.Time) {
+			t.Fatalf("round trip changed the time: %v, %v", r.Time, again.Time)
+		}
+		r.Time, again.Time = time.Time{}, time.Time{}
+		if len(r.Modules) == 0 && len(again.Modules) == 0 {
+			r.Modules, again.Modules = nil, nil // {} and absent are the same report
+		}
+		if !reflect.DeepEqual(r, again) {
+			t.Fatalf("round trip changed the report:\n%+v\n%+v", r, again)
+		}
+	})
+}
+
+func FuzzParseEventReport(f *testing.F) {
+	for _, s := range []string{
+		`{"format":1,"device":"pi-001","id":"e-42","time":"2025-11-24T13:00:04Z","kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}`,
+		`{"format":1,"device":"pi-001","kind":"target.refused","message":"fleet: target envelope has version 0"}`,
+		`{"format":1,"device":"pi-001"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := fleet.ParseEventReport(b)
+		if err != nil {
+			return
+		}
+		again := roundTrip(t, r, fleet.ParseEventReport)
+		if !r.Time.Equal(again.Time) {
+			t.Fatalf("round trip changed the time: %v, %v", r.Time, again.Time)
+		}
+		r.Time, again.Time = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(r, again) {
+			t.Fatalf("round trip changed the report:\n%+v\n%+v", r, again)
+		}
+	})
+}
+
+// roundTrip encodes v, parses it back, and checks that encoding is then
+// stable.
+func roundTrip[T any](t *testing.T, v T, parse func([]byte) (T, error)) T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("parsed value does not encode: %v\n%+v", err, v)
+	}
+	again, err := parse(b)
+	if err != nil {
+		t.Fatalf("encoding of a parsed value does not parse: %v\n%s", err, b)
+	}
+	b2, err := json.Marshal(again)
+	if err != nil || !bytes.Equal(b, b2) {
+		t.Fatalf("encoding is not stable (%v):\n%s\n%s", err, b, b2)
+	}
+	return again
+}
+
+// sameJSON reports whether a and b hold the same JSON value; absent and
+// null are the same.
+func sameJSON(t *testing.T, a, b json.RawMessage) bool {
+	t.Helper()
+	var va, vb any
+	if len(a) > 0 {
+		if err := json.Unmarshal(a, &va); err != nil {
+			t.Fatalf("raw JSON %q: %v", a, err)
+		}
+	}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &vb); err != nil {
+			t.Fatalf("raw JSON %q: %v", b, err)
+		}
+	}
+	return reflect.DeepEqual(va, vb)
+}
