@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
-	"github.com/tern-iot/tern/runtime/internal/plan"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/runtime/store"
 )
@@ -59,6 +60,9 @@ type Options struct {
 	Heartbeat time.Duration
 	// Limits bound planning.
 	Limits plan.Limits
+	// Strict also removes what the target does not name, where a job can
+	// (see plan.Options).
+	Strict bool
 	// CallTimeout bounds one call into a module. Default 10 s.
 	CallTimeout time.Duration
 }
@@ -94,9 +98,8 @@ var (
 type Agent struct {
 	opts Options
 	log  *slog.Logger
-	host *wasmhost.Host
-	mods []*module
-	jobs []*plan.Job
+	set  *modset
+	ev   evaluator
 
 	wake chan struct{} // a new target arrived
 
@@ -112,6 +115,7 @@ type Agent struct {
 	nextTry    time.Time
 	converged  bool
 	savedState []byte // last state written to the store
+	replan     string // why the next plan is a re-plan; empty for a first plan
 }
 
 // New loads the modules and the stored target. Close the agent when done.
@@ -126,7 +130,8 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{opts: opts, log: opts.Logger, host: host, wake: make(chan struct{}, 1), current: map[string]any{}}
+	a := &Agent{opts: opts, log: opts.Logger, set: &modset{host: host, log: opts.Logger}, wake: make(chan struct{}, 1), current: map[string]any{}}
+	a.ev = evaluator{mods: a.set.module, event: a.event, memo: &memo{}}
 	if err := a.loadTarget(); err != nil {
 		host.Close(ctx)
 		return nil, err
@@ -142,15 +147,19 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		}
 	}
 	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version, Modules: a.moduleVersions()}
+	if err := a.resumeProgress(); err != nil {
+		host.Close(ctx)
+		return nil, err
+	}
 	return a, nil
 }
 
 // Close releases the modules. The store belongs to the caller.
-func (a *Agent) Close(ctx context.Context) error { return a.host.Close(ctx) }
+func (a *Agent) Close(ctx context.Context) error { return a.set.host.Close(ctx) }
 
 func (a *Agent) moduleVersions() map[string]string {
 	m := map[string]string{}
-	for _, mod := range a.mods {
+	for _, mod := range a.set.mods {
 		m[mod.name] = mod.m.Manifest().Version
 	}
 	return m
@@ -259,7 +268,13 @@ func (a *Agent) step(ctx context.Context) {
 	}
 	err := a.converge(ctx, current, target, version)
 	a.mu.Lock()
+	if errors.Is(err, errSuperseded) {
+		a.replan = "a new target arrived while the plan ran"
+		a.mu.Unlock()
+		return
+	}
 	if err != nil {
+		a.replan = "the last attempt failed: " + firstLine(err.Error())
 		a.failures++
 		backoff := min(a.opts.RetryMin<<min(a.failures-1, 16), a.opts.RetryMax)
 		a.nextTry = time.Now().Add(backoff)
@@ -283,7 +298,7 @@ func (a *Agent) check() bool {
 		a.mu.Unlock()
 		return true
 	}
-	now := state.Satisfies(a.current, target)
+	now := plan.Satisfied(a.set.jobs, a.current, target, a.opts.Strict)
 	var unmet []state.Pointer
 	if !now {
 		unmet = state.Unsatisfied(a.current, target)
@@ -298,38 +313,92 @@ func (a *Agent) check() bool {
 		a.event(Event{Kind: EventConverged, TargetVersion: version})
 		a.log.Info("converged", "target_version", version)
 	case !now && was:
+		a.mu.Lock()
+		a.replan = "drift: " + pointers(unmet)
+		a.mu.Unlock()
 		a.event(Event{Kind: EventDrift, TargetVersion: version, Message: "sensed state no longer meets the target: " + pointers(unmet)})
 		a.log.Info("drift", "target_version", version, "unmet", pointers(unmet))
 	}
 	return now
 }
 
+// errSuperseded: a new target arrived while a plan ran; the rest of the
+// plan was not started and the agent plans again at once.
+var errSuperseded = errors.New("runtime: superseded by a new target")
+
 // converge plans from current to target and runs the plan, then senses.
+// Progress is persisted after every task, so that after a crash the agent
+// re-plans from the effects already in place instead of redoing them.
 func (a *Agent) converge(ctx context.Context, current, target any, version uint64) error {
 	a.setPhase(PhasePlanning)
-	p, err := plan.Find(ctx, a.jobs, evaluator{a}, current, target, a.opts.Limits)
+	a.mu.Lock()
+	why := a.replan
+	a.replan = ""
+	a.mu.Unlock()
+	if why != "" {
+		a.event(Event{Kind: EventReplan, TargetVersion: version, Message: why})
+	}
+	p, err := plan.Find(ctx, a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict})
 	if err != nil {
 		a.event(Event{Kind: EventPlanFailed, TargetVersion: version, Message: err.Error()})
 		return err
 	}
-	a.event(Event{Kind: EventPlanFound, TargetVersion: version, Message: fmt.Sprintf("%d tasks", len(p.Tasks))})
+	a.event(Event{Kind: EventPlanFound, TargetVersion: version, Message: planSummary(p)})
 	a.setPhase(PhaseRunning)
-	err = plan.Run(ctx, p, evaluator{a}, live{a}, a.opts.Parallelism, func(t *plan.Task, o plan.Outcome, err error) {
+	prog := newProgress(version, p)
+	a.saveProgress(prog)
+	stop, superseded := make(chan struct{}), false
+	closeStop := sync.OnceFunc(func() { close(stop) })
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-a.wake:
+			superseded = true
+			closeStop()
+		case <-stop:
+		}
+	}()
+	err = plan.Run(ctx, p, a.ev, live{a}, plan.RunOptions{Parallel: a.opts.Parallelism, Stop: stop, Observer: func(t *plan.Task, o plan.Outcome, err error) {
 		e := Event{TargetVersion: version, Module: t.Job.Module, Job: t.Job.Spec.Name, Path: t.Path.String()}
 		switch o {
 		case plan.Started:
 			e.Kind = EventTaskStarted
 		case plan.Done:
 			e.Kind = EventTaskDone
+			a.persistState()
+			a.saveProgress(prog.set(t.ID, "done"))
 		case plan.Failed, plan.Skipped:
 			e.Kind, e.Message = EventTaskFailed, err.Error()
+			a.saveProgress(prog.set(t.ID, "failed"))
 		}
 		a.event(e)
-	})
+	}})
+	closeStop()
+	<-watchDone // after this, superseded is safe to read
+	a.clearProgress()
 	if serr := a.sense(ctx); serr != nil {
 		a.log.Warn("sensing after run failed", "err", serr)
 	}
+	if superseded {
+		select {
+		case a.wake <- struct{}{}: // plan for the new target at once
+		default:
+		}
+		return errSuperseded
+	}
 	return err
+}
+
+func planSummary(p *plan.Plan) string {
+	return fmt.Sprintf("%d tasks (%d jobs tried, %d module calls, %v)", len(p.Tasks), p.Stats.Tries, p.Stats.Calls, p.Stats.Duration.Round(time.Microsecond))
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 func (a *Agent) setPhase(p Phase) {

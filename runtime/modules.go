@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
-	"github.com/tern-iot/tern/runtime/internal/plan"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/runtime/store"
 	"github.com/tern-iot/tern/sdk"
@@ -27,6 +30,64 @@ type sensor struct {
 	path state.Pointer
 }
 
+// modset is a set of loaded modules and the jobs they offer. The agent
+// and the offline Planner both use one.
+type modset struct {
+	host *wasmhost.Host
+	log  *slog.Logger
+	mods []*module
+	jobs []*plan.Job
+}
+
+// add compiles wasm and registers the module's jobs and sensors. name, if
+// not empty, must be the module's own.
+func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Grants, config json.RawMessage) (*module, error) {
+	m, err := ms.host.Load(ctx, wasm, grants, config)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: module %s: %w", name, err)
+	}
+	man := m.Manifest()
+	if name != "" && name != man.Name {
+		m.Close(ctx)
+		return nil, fmt.Errorf("runtime: module configured as %q calls itself %q: fix the name in the configuration", name, man.Name)
+	}
+	if _, err := ms.module(man.Name); err == nil {
+		m.Close(ctx)
+		return nil, fmt.Errorf("runtime: module %s is loaded twice: name it once", man.Name)
+	}
+	mod := &module{name: man.Name, m: m}
+	var jobs []*plan.Job
+	for _, js := range man.Jobs {
+		j, err := plan.NewJob(man.Name, js)
+		if err != nil {
+			m.Close(ctx)
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	for _, ss := range man.Sensors {
+		p, err := state.ParsePointer(ss.Path)
+		if err != nil {
+			m.Close(ctx)
+			return nil, fmt.Errorf("runtime: module %s: sensor %s: %w", man.Name, ss.Name, err)
+		}
+		mod.sensors = append(mod.sensors, sensor{spec: ss, path: p})
+	}
+	ms.jobs = append(ms.jobs, jobs...)
+	ms.mods = append(ms.mods, mod)
+	ms.log.Info("module loaded", "module", man.Name, "version", man.Version, "compile", m.CompileTime.Round(time.Millisecond))
+	return mod, nil
+}
+
+func (ms *modset) module(name string) (*module, error) {
+	for _, m := range ms.mods {
+		if m.name == name {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("runtime: no module %q", name)
+}
+
 // load installs spec's code in the store (or takes the installed code if
 // spec has none), compiles it and registers its jobs and sensors.
 func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
@@ -37,50 +98,16 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 			return err
 		}
 	}
-	m, err := a.host.Load(ctx, wasm, spec.Grants, spec.Config)
+	mod, err := a.set.add(ctx, spec.Name, wasm, spec.Grants, spec.Config)
 	if err != nil {
-		return fmt.Errorf("runtime: module %s: %w", spec.Name, err)
-	}
-	man := m.Manifest()
-	if spec.Name != "" && spec.Name != man.Name {
-		m.Close(ctx)
-		return fmt.Errorf("runtime: module configured as %q calls itself %q: fix the name in the configuration", spec.Name, man.Name)
+		return err
 	}
 	if spec.Wasm != nil {
-		if err := a.install(man.Name, spec.Wasm); err != nil {
-			m.Close(ctx)
+		if err := a.install(mod.name, spec.Wasm); err != nil {
 			return err
 		}
 	}
-	a.log.Info("module loaded", "module", man.Name, "version", man.Version, "compile", m.CompileTime.Round(time.Millisecond))
-	mod := &module{name: man.Name, m: m}
-	for _, js := range man.Jobs {
-		pat, err := state.ParsePattern(js.Path)
-		if err != nil {
-			m.Close(ctx)
-			return fmt.Errorf("runtime: module %s: job %s: %w", man.Name, js.Name, err)
-		}
-		a.jobs = append(a.jobs, &plan.Job{Module: man.Name, Spec: js, Pattern: pat})
-	}
-	for _, ss := range man.Sensors {
-		p, err := state.ParsePointer(ss.Path)
-		if err != nil {
-			m.Close(ctx)
-			return fmt.Errorf("runtime: module %s: sensor %s: %w", man.Name, ss.Name, err)
-		}
-		mod.sensors = append(mod.sensors, sensor{spec: ss, path: p})
-	}
-	a.mods = append(a.mods, mod)
 	return nil
-}
-
-func (a *Agent) moduleFor(name string) (*module, error) {
-	for _, m := range a.mods {
-		if m.name == name {
-			return m, nil
-		}
-	}
-	return nil, fmt.Errorf("runtime: no module %q", name)
 }
 
 // install stores a module's code and marks it active. The previous version
@@ -120,7 +147,7 @@ func (a *Agent) installed(name string) ([]byte, error) {
 func (a *Agent) senseInterval() time.Duration {
 	d := time.Second
 	first := true
-	for _, m := range a.mods {
+	for _, m := range a.set.mods {
 		for _, s := range m.sensors {
 			if iv := time.Duration(s.spec.IntervalMS) * time.Millisecond; first || iv < d {
 				d, first = iv, false
@@ -133,7 +160,7 @@ func (a *Agent) senseInterval() time.Duration {
 // sense calls every sensor and writes what it reports into the current state.
 func (a *Agent) sense(ctx context.Context) error {
 	var errs []error
-	for _, m := range a.mods {
+	for _, m := range a.set.mods {
 		for _, s := range m.sensors {
 			raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: s.spec.Name, Path: s.path.String()})
 			if err != nil {
@@ -154,46 +181,84 @@ func (a *Agent) sense(ctx context.Context) error {
 }
 
 // evaluator answers the planner's and executor's questions by calling the
-// modules: condition and effect in the planning phase, run in the run phase.
-type evaluator struct{ a *Agent }
+// modules: tern_try in the planning phase (no hardware), tern_run in the run
+// phase. Answers to tern_try are pure functions of the call, so they are
+// remembered (per module, job, path, current and target) across plans.
+type evaluator struct {
+	mods  func(name string) (*module, error)
+	event func(Event) // nil: misbehaviour is only returned
+	memo  *memo       // nil: no memory
+}
 
-func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, export string, c sdk.Call) (any, error) {
-	m, err := e.a.moduleFor(j.Module)
+func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, export string, c sdk.Call) (json.RawMessage, error) {
+	m, err := e.mods(j.Module)
 	if err != nil {
 		return nil, err
 	}
 	raw, err := m.m.Call(ctx, phase, export, c)
-	if err != nil {
-		if errors.Is(err, wasmhost.ErrCall) {
-			e.a.event(Event{Kind: EventModuleError, Module: j.Module, Job: j.Spec.Name, Path: c.Path, Message: err.Error()})
+	if err != nil && errors.Is(err, wasmhost.ErrCall) && e.event != nil {
+		e.event(Event{Kind: EventModuleError, Module: j.Module, Job: j.Spec.Name, Path: c.Path, Message: err.Error()})
+	}
+	return raw, err
+}
+
+func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Result, error) {
+	key := ""
+	if e.memo != nil {
+		key = memoKey(j, c)
+		if r, ok := e.memo.get(key); ok {
+			return r, nil
 		}
-		return nil, err
 	}
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	return state.Parse(raw)
-}
-
-func (e evaluator) Condition(ctx context.Context, j *plan.Job, c sdk.Call) (bool, error) {
-	v, err := e.call(ctx, j, wasmhost.PhasePlan, "condition", c)
+	raw, err := e.call(ctx, j, wasmhost.PhasePlan, "try", c)
 	if err != nil {
-		return false, err
+		return plan.Result{}, err
 	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, fmt.Errorf("condition returned %v, not a boolean", v)
+	var t sdk.Try
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return plan.Result{}, fmt.Errorf("%s: tern_try answered %.100q, not a try result: %w", j.Name(), raw, err)
 	}
-	return b, nil
-}
-
-func (e evaluator) Effect(ctx context.Context, j *plan.Job, c sdk.Call) (any, error) {
-	return e.call(ctx, j, wasmhost.PhasePlan, "effect", c)
+	r, err := plan.DecodeTry(t)
+	if err != nil {
+		return plan.Result{}, fmt.Errorf("%s: %w", j.Name(), err)
+	}
+	if e.memo != nil {
+		e.memo.put(key, r)
+	}
+	return r, nil
 }
 
 func (e evaluator) Run(ctx context.Context, j *plan.Job, c sdk.Call) error {
 	_, err := e.call(ctx, j, wasmhost.PhaseRun, "run", c)
 	return err
+}
+
+// memo remembers tern_try answers. It is bounded: when full it starts over.
+type memo struct {
+	mu sync.Mutex
+	m  map[string]plan.Result
+}
+
+const memoMax = 4096
+
+func memoKey(j *plan.Job, c sdk.Call) string {
+	return j.Name() + "\x00" + c.Path + "\x00" + string(c.Current) + "\x00" + string(c.Target)
+}
+
+func (m *memo) get(k string) (plan.Result, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.m[k]
+	return r, ok
+}
+
+func (m *memo) put(k string, r plan.Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil || len(m.m) >= memoMax {
+		m.m = make(map[string]plan.Result)
+	}
+	m.m[k] = r
 }
 
 // live is the agent's current state as the executor sees it.

@@ -15,6 +15,8 @@ const (
 	EventTargetRefused  EventKind = "target.refused"  // a target was refused (older version, bad document)
 	EventPlanFound      EventKind = "plan.found"      // the planner produced a plan
 	EventPlanFailed     EventKind = "plan.failed"     // no plan reaches the target
+	EventReplan         EventKind = "plan.replan"     // planning again: after a failure, drift or a new target
+	EventPlanResumed    EventKind = "plan.resumed"    // a plan was interrupted (crash, power cut); re-planning from its progress
 	EventTaskStarted    EventKind = "task.started"
 	EventTaskDone       EventKind = "task.done"
 	EventTaskFailed     EventKind = "task.failed"

@@ -43,14 +43,46 @@ type Manifest struct {
 	Sensors []SensorSpec `json:"sensors,omitempty"`
 }
 
+// Kind is what a job is to the planner.
+type Kind string
+
+// Job kinds.
+const (
+	// KindAction: condition, effect and run. The default.
+	KindAction Kind = "action"
+	// KindMethod: condition and an expansion into other jobs (an HTN
+	// compound task). The planner tries methods before actions.
+	KindMethod Kind = "method"
+)
+
+// Declarative answers a job can give in its manifest instead of a call, so
+// the planner need not cross into the sandbox for them.
+const (
+	// ConditionAlways: the job's condition always holds.
+	ConditionAlways = "always"
+	// EffectTarget: after the job, the path holds the target's value (or is
+	// gone, for a delete).
+	EffectTarget = "target"
+)
+
 // JobSpec declares a job: the path pattern it binds to (JSON Pointer with
-// ":param" tokens, e.g. "/relays/:name") and the operation it handles.
+// ":param" tokens, e.g. "/relays/:name"), the operation it handles, and
+// whether it is an action or a method.
 type JobSpec struct {
 	Name        string `json:"name"`
 	Path        string `json:"path"`
 	Op          Op     `json:"op"`
+	Kind        Kind   `json:"kind,omitempty"`
 	Description string `json:"description,omitempty"`
+	// Condition is "" (the module's tern_try decides) or ConditionAlways.
+	Condition string `json:"condition,omitempty"`
+	// Effect is "" (the module's tern_try computes it) or EffectTarget.
+	// Methods have no effect of their own.
+	Effect string `json:"effect,omitempty"`
 }
+
+// IsMethod reports whether the job is a method.
+func (j JobSpec) IsMethod() bool { return j.Kind == KindMethod }
 
 // SensorSpec declares a sensor: the state path it reports and how often the
 // host calls it, in milliseconds.
@@ -77,6 +109,15 @@ func (m Manifest) Validate() error {
 		if !j.Op.Valid() {
 			return fmt.Errorf("sdk: module %s: job %s: unknown op %q (want create, update, delete or any)", m.Name, j.Name, j.Op)
 		}
+		if j.Kind != "" && j.Kind != KindAction && j.Kind != KindMethod {
+			return fmt.Errorf("sdk: module %s: job %s: unknown kind %q (want action or method)", m.Name, j.Name, j.Kind)
+		}
+		if j.Condition != "" && j.Condition != ConditionAlways {
+			return fmt.Errorf("sdk: module %s: job %s: unknown condition %q (want empty or %q)", m.Name, j.Name, j.Condition, ConditionAlways)
+		}
+		if j.Effect != "" && (j.Effect != EffectTarget || j.IsMethod()) {
+			return fmt.Errorf("sdk: module %s: job %s: effect %q is not allowed (actions may declare %q, methods none)", m.Name, j.Name, j.Effect, EffectTarget)
+		}
 	}
 	for _, s := range m.Sensors {
 		if s.Name == "" || seen[s.Name] {
@@ -102,8 +143,24 @@ type Call struct {
 	Current json.RawMessage `json:"current,omitempty"`
 	// Target is the target's value at Path; null for a delete.
 	Target json.RawMessage `json:"target,omitempty"`
-	// Config is the module's configuration on this device.
-	Config json.RawMessage `json:"config,omitempty"`
+}
+
+// Try is the value of a tern_try result: whether the job's condition holds
+// and, when it does, an action's effect (the path's value after the job;
+// null deletes it) or a method's expansion.
+type Try struct {
+	OK     bool            `json:"ok"`
+	Effect json.RawMessage `json:"effect,omitempty"`
+	Tasks  []TaskRef       `json:"tasks,omitempty"`
+}
+
+// TaskRef is one step of a method's expansion: a job (of the same module,
+// or "module.job" for another's) applied to a concrete path. Target, when
+// set, replaces the target's value at Path for that step.
+type TaskRef struct {
+	Job    string          `json:"job"`
+	Path   string          `json:"path"`
+	Target json.RawMessage `json:"target,omitempty"`
 }
 
 // Result is the output of every export, JSON encoded: a value or an error.

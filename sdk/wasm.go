@@ -36,11 +36,17 @@ func describe() uint64 {
 	return pack(outbuf)
 }
 
-//go:wasmexport tern_condition
-func condition(ptr unsafe.Pointer, size uint32) uint64 { return call("condition", size) }
+//go:wasmexport tern_configure
+func configure(ptr unsafe.Pointer, size uint32) uint64 {
+	if int(size) > len(inbuf) {
+		return output(Result{Error: "sdk: input larger than the allocated buffer"})
+	}
+	Configure(json.RawMessage(append([]byte(nil), inbuf[:size]...)))
+	return output(Result{})
+}
 
-//go:wasmexport tern_effect
-func effect(ptr unsafe.Pointer, size uint32) uint64 { return call("effect", size) }
+//go:wasmexport tern_try
+func try(ptr unsafe.Pointer, size uint32) uint64 { return call("try", size) }
 
 //go:wasmexport tern_run
 func run(ptr unsafe.Pointer, size uint32) uint64 { return call("run", size) }

@@ -9,7 +9,7 @@ import (
 
 // The module's planning logic is plain Go and runs natively too.
 func TestConfiguredCondition(t *testing.T) {
-	cfg := json.RawMessage(`{"lines":{"heater":"GPIO17"}}`)
+	sdk.Configure(json.RawMessage(`{"lines":{"heater":"GPIO17"}}`))
 	for _, tc := range []struct {
 		name   string
 		target string
@@ -20,7 +20,7 @@ func TestConfiguredCondition(t *testing.T) {
 		{"heater", `"on"`, false},
 		{"lamp", "true", false},
 	} {
-		c := sdk.NewContext(sdk.Call{Job: "set", Path: "/relays/" + tc.name, Params: map[string]string{"name": tc.name}, Target: json.RawMessage(tc.target), Config: cfg})
+		c := sdk.NewContext(sdk.Call{Job: "set", Path: "/relays/" + tc.name, Params: map[string]string{"name": tc.name}, Target: json.RawMessage(tc.target)})
 		got, err := configured(c)
 		if err != nil || got != tc.want {
 			t.Errorf("configured(%s=%s) = %v, %v; want %v", tc.name, tc.target, got, err, tc.want)

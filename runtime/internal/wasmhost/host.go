@@ -157,7 +157,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 		CompileTime: time.Since(start),
 		slots:       make(chan struct{}, h.opts.Instances),
 	}
-	for _, name := range []string{"tern_abi_version", "tern_alloc", "tern_describe", "tern_condition", "tern_effect", "tern_run", "tern_sense", "_initialize"} {
+	for _, name := range []string{"tern_abi_version", "tern_alloc", "tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense", "_initialize"} {
 		if _, ok := compiled.ExportedFunctions()[name]; !ok {
 			compiled.Close(ctx)
 			return nil, fmt.Errorf("wasmhost: module does not export %s: build it with the tern sdk and -buildmode=c-shared (see sdk/ABI.md)", name)
@@ -194,12 +194,10 @@ func (m *Module) Close(ctx context.Context) error {
 	return m.compiled.Close(ctx)
 }
 
-// Call invokes one of the job exports ("condition", "effect", "run",
-// "sense") with c, and returns the result's value. A module's own error
-// (Result.Error) is returned as a plain error; a misbehaving module's as
-// ErrCall.
+// Call invokes one of the job exports ("try", "run", "sense") with c, and
+// returns the result's value. A module's own error (Result.Error) is
+// returned as a plain error; a misbehaving module's as ErrCall.
 func (m *Module) Call(ctx context.Context, phase Phase, export string, c sdk.Call) (json.RawMessage, error) {
-	c.Config = m.config
 	in, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: encoding call: %w", err)
@@ -278,6 +276,14 @@ func (m *Module) instance(ctx context.Context) (api.Module, error) {
 	inst, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: instantiating: %v", ErrCall, err)
+	}
+	config := m.config
+	if len(config) == 0 {
+		config = json.RawMessage("null")
+	}
+	if _, err := m.invoke(ictx, inst, "tern_configure", config); err != nil {
+		inst.Close(context.Background())
+		return nil, fmt.Errorf("%w: tern_configure: %v", ErrCall, err)
 	}
 	return inst, nil
 }

@@ -124,13 +124,13 @@ func TestNoHardwareWhilePlanning(t *testing.T) {
 	if n := g.Writes("GPIO17"); n != 0 {
 		t.Fatalf("GPIO17 written %d times while planning", n)
 	}
-	ok, err := m.Call(ctx, wasmhost.PhasePlan, "condition", call("heater", "true"))
-	if err != nil || string(ok) != "true" {
-		t.Fatalf("condition = %s, %v", ok, err)
+	try, err := m.Call(ctx, wasmhost.PhasePlan, "try", call("heater", "true"))
+	if err != nil || string(try) != `{"ok":true,"effect":true}` {
+		t.Fatalf("try = %s, %v", try, err)
 	}
-	eff, err := m.Call(ctx, wasmhost.PhasePlan, "effect", call("heater", "true"))
-	if err != nil || string(eff) != "true" {
-		t.Fatalf("effect = %s, %v", eff, err)
+	try, err = m.Call(ctx, wasmhost.PhasePlan, "try", call("pump", "true"))
+	if err != nil || string(try) != `{"ok":false}` {
+		t.Fatalf("try on an unconfigured relay = %s, %v", try, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 )
 
 // Runner does a job's I/O, on top of answering its planning questions.
+// Run is called from several goroutines at once.
 type Runner interface {
 	Evaluator
 	Run(ctx context.Context, j *Job, c sdk.Call) error
@@ -41,15 +42,31 @@ type Observer func(t *Task, o Outcome, err error)
 // ErrTaskFailed wraps the failures Run returns.
 var ErrTaskFailed = errors.New("plan: task failed")
 
+// ErrConditionChanged: a task's condition no longer held when its turn
+// came (the world changed since planning); the agent re-plans.
+var ErrConditionChanged = errors.New("its condition no longer holds")
+
+// RunOptions configure Run.
+type RunOptions struct {
+	// Parallel bounds the tasks running at once. Default 1.
+	Parallel int
+	// Stop, when closed, stops Run from starting more tasks (a new target
+	// arrived): tasks already running finish, the rest are skipped.
+	Stop <-chan struct{}
+	// Observer hears about every task; nil: nobody.
+	Observer Observer
+}
+
+// ErrStopped is why tasks are skipped after RunOptions.Stop was closed.
+var ErrStopped = errors.New("plan: stopped before its turn")
+
 // Run executes the plan: every task once its dependencies are done, at most
-// parallel at a time. Before running a task it checks the task's condition
-// again against the live state; after it, it applies the task's effect to
-// the live state. It returns once every task finished or was skipped; the
-// error joins the failures.
-func Run(ctx context.Context, p *Plan, r Runner, live Live, parallel int, obs Observer) error {
-	if parallel < 1 {
-		parallel = 1
-	}
+// opts.Parallel at a time. Before running a task it checks the task's
+// condition again against the live state; after it, it applies the task's
+// effect to the live state. It returns once every task finished or was
+// skipped; the error joins the failures.
+func Run(ctx context.Context, p *Plan, r Runner, live Live, opts RunOptions) error {
+	parallel, obs := max(opts.Parallel, 1), opts.Observer
 	if obs == nil {
 		obs = func(*Task, Outcome, error) {}
 	}
@@ -70,6 +87,14 @@ func Run(ctx context.Context, p *Plan, r Runner, live Live, parallel int, obs Ob
 		errs = append(errs, fmt.Errorf("%w: %s: %w", ErrTaskFailed, t, err))
 		mu.Unlock()
 	}
+	stopped := func() bool {
+		select {
+		case <-opts.Stop:
+			return true
+		default:
+			return false
+		}
+	}
 	for _, t := range p.Tasks {
 		wg.Add(1)
 		go func() {
@@ -87,8 +112,15 @@ func Run(ctx context.Context, p *Plan, r Runner, live Live, parallel int, obs Ob
 			case <-ctx.Done():
 				fail(t, Skipped, ctx.Err())
 				return
+			case <-opts.Stop:
+				fail(t, Skipped, ErrStopped)
+				return
 			}
 			defer func() { <-sem }()
+			if stopped() {
+				fail(t, Skipped, ErrStopped)
+				return
+			}
 			if err := runTask(ctx, t, r, live, obs); err != nil {
 				fail(t, Failed, err)
 				return
@@ -103,28 +135,20 @@ func Run(ctx context.Context, p *Plan, r Runner, live Live, parallel int, obs Ob
 
 func runTask(ctx context.Context, t *Task, r Runner, live Live, obs Observer) error {
 	cur, present := live.Get(t.Path)
-	call := sdk.Call{Job: t.Job.Spec.Name, Path: t.Path.String(), Params: t.Params}
-	var err error
-	if call.Current, err = raw(cur, present); err != nil {
-		return err
+	call := sdk.Call{Job: t.Job.Spec.Name, Path: t.Path.String(), Params: t.Params, Target: t.Target}
+	if present {
+		call.Current = state.Canonical(cur)
 	}
-	if call.Target, err = raw(t.Target, true); err != nil {
-		return err
-	}
-	holds, err := r.Condition(ctx, t.Job, call)
+	res, _, err := try(ctx, r, t.Job, call)
 	if err != nil {
 		return fmt.Errorf("condition: %w", err)
 	}
-	if !holds {
-		return errors.New("condition no longer holds")
+	if !res.OK {
+		return ErrConditionChanged
 	}
 	obs(t, Started, nil)
 	if err := r.Run(ctx, t.Job, call); err != nil {
 		return err
 	}
-	v, err := r.Effect(ctx, t.Job, call)
-	if err != nil {
-		return fmt.Errorf("effect: %w", err)
-	}
-	return live.Apply(t.Path, v)
+	return live.Apply(t.Path, res.Effect)
 }

@@ -1,0 +1,373 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tern-iot/tern/runtime/state"
+	"github.com/tern-iot/tern/sdk"
+)
+
+// Find searches for a plan that moves current to target. Neither is
+// modified. See the package documentation for how it searches.
+func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, opts Options) (*Plan, error) {
+	start := time.Now()
+	lim := opts.Limits.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, lim.Time)
+	defer cancel()
+	if _, ok := target.(map[string]any); !ok {
+		return nil, fmt.Errorf("%w: the target must be a JSON object", ErrNoPlan)
+	}
+	jobs = sortJobs(jobs)
+	s := &search{
+		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict,
+		jobs: jobs, byName: map[string]*Job{}, strictCands: map[string][]cand{},
+		w: newWork(current), target: target,
+		visited: map[uint64]struct{}{},
+	}
+	for _, j := range jobs {
+		s.byName[j.Name()] = j
+	}
+	s.g = newGoal(target, jobs, s.w.doc)
+	found, err := s.dfs(0)
+	s.stats.Duration = time.Since(start)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, s.noPlan()
+	}
+	p := &Plan{Tasks: s.tasks, Stats: s.stats}
+	for i, t := range p.Tasks {
+		t.ID = i
+	}
+	link(p)
+	return p, nil
+}
+
+// Satisfied reports whether current meets target as Find understands it:
+// Satisfies, and in strict mode no key the target leaves out that a job
+// could delete.
+func Satisfied(jobs []*Job, current, target any, strict bool) bool {
+	if !state.Satisfies(current, target) {
+		return false
+	}
+	if !strict {
+		return true
+	}
+	s := &search{jobs: sortJobs(jobs), strictCands: map[string][]cand{}, w: &work{doc: current}, target: target}
+	s.g = newGoal(target, s.jobs, current)
+	return len(s.strictOps()) == 0
+}
+
+type search struct {
+	ctx    context.Context
+	ev     Evaluator
+	lim    Limits
+	strict bool
+
+	jobs        []*Job
+	byName      map[string]*Job
+	strictCands map[string][]cand
+
+	w       *work
+	g       *goal
+	target  any
+	visited map[uint64]struct{}
+	tasks   []*Task
+	via     []string
+	stats   Stats
+
+	stuck     *stuckAt // the furthest point the search got stuck at
+	boundHit  string
+	revisited bool // the last dfs call found its state visited
+}
+
+// op is a change the target asks for at one path.
+type op struct {
+	ptr    state.Pointer
+	op     sdk.Op
+	target json.RawMessage
+	cands  []cand
+}
+
+type stuckAt struct {
+	depth  int
+	tasks  int
+	places []Stuck
+}
+
+// pendingOps lists the changes the target still asks for, parents before
+// children (Walk order), then in strict mode the deletes.
+func (s *search) pendingOps() []op {
+	var ops []op
+	s.g.pending(func(i int) bool {
+		p := &s.g.places[i]
+		_, present := state.Get(s.w.doc, p.ptr)
+		ops = append(ops, op{ptr: p.ptr, op: Op(present, p.raw), target: p.raw, cands: p.cands})
+		return true
+	})
+	if s.strict {
+		ops = append(ops, s.strictOps()...)
+	}
+	return ops
+}
+
+// strictOps lists the deletes of strict mode: keys the state has under an
+// object the target names, which the target leaves out and a job can delete.
+func (s *search) strictOps() []op {
+	var ops []op
+	for i := range s.g.places {
+		p := &s.g.places[i]
+		tm, ok := p.target.(map[string]any)
+		if !ok {
+			continue
+		}
+		cur, _ := state.Get(s.w.doc, p.ptr)
+		cm, ok := cur.(map[string]any)
+		if !ok {
+			continue
+		}
+		var extra []string
+		for k := range cm {
+			if _, named := tm[k]; !named {
+				extra = append(extra, k)
+			}
+		}
+		slices.Sort(extra)
+		for _, k := range extra {
+			ptr := p.ptr.Append(k)
+			key := ptr.String()
+			cands, ok := s.strictCands[key]
+			if !ok {
+				for _, j := range s.jobs {
+					if params, ok := j.Pattern.Match(ptr); ok && j.Spec.Op.Matches(sdk.Delete) {
+						cands = append(cands, cand{job: j, params: params})
+					}
+				}
+				s.strictCands[key] = cands
+			}
+			if len(cands) > 0 {
+				ops = append(ops, op{ptr: ptr, op: sdk.Delete, target: json.RawMessage("null"), cands: cands})
+			}
+		}
+	}
+	return ops
+}
+
+func (s *search) dfs(depth int) (bool, error) {
+	ops := s.pendingOps()
+	if len(ops) == 0 {
+		if s.g.met() {
+			return true, nil
+		}
+		s.record(depth, nil)
+		return false, nil
+	}
+	if depth >= s.lim.Depth {
+		s.boundHit = fmt.Sprintf("the search reached its depth bound (%d steps)", s.lim.Depth)
+		s.record(depth, nil)
+		return false, nil
+	}
+	if _, seen := s.visited[s.w.hash]; seen {
+		s.revisited = true // a cycle, or a state already explored without success
+		return false, nil
+	}
+	s.visited[s.w.hash] = struct{}{}
+	s.stats.States++
+	tried := make([][]Attempt, len(ops))
+	for oi, o := range ops {
+		for _, c := range o.cands {
+			if !c.job.Spec.Op.Matches(o.op) {
+				tried[oi] = append(tried[oi], Attempt{Job: c.job.Name(), Why: fmt.Sprintf("binds %s, this is %s", c.job.Spec.Op, o.op)})
+				continue
+			}
+			mark, ntasks, before := len(s.w.log), len(s.tasks), s.w.hash
+			why, err := s.apply(c.job, o.ptr, c.params, o.target, 0)
+			if err != nil {
+				return false, err
+			}
+			if why == "" && s.w.hash == before {
+				why = "applies, but changes nothing"
+			}
+			if why == "" {
+				s.revisited = false
+				found, err := s.dfs(depth + 1)
+				if err != nil || found {
+					return found, err
+				}
+				why = "applies, but no plan continues from there"
+				if s.revisited {
+					why = "applies, but leads back to a state already tried (a cycle)"
+				}
+				s.revisited = false
+				s.stats.Backtracks++
+			}
+			tried[oi] = append(tried[oi], Attempt{Job: c.job.Name(), Why: why})
+			s.undo(mark, ntasks)
+		}
+	}
+	s.record(depth, func(ptr string) []Attempt {
+		for oi, o := range ops {
+			if o.ptr.String() == ptr {
+				return tried[oi]
+			}
+		}
+		return nil
+	})
+	return false, nil
+}
+
+func (s *search) undo(mark, ntasks int) {
+	s.w.rollback(mark, func(u state.Pointer) { s.g.changed(s.w.doc, u) })
+	s.tasks = s.tasks[:ntasks]
+}
+
+// apply tries job j on ptr and, when it applies, changes the working state
+// and appends its tasks. It returns why it did not apply ("" if it did),
+// or an error that ends the search.
+func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, target json.RawMessage, methodDepth int) (string, error) {
+	if err := s.ctx.Err(); err != nil {
+		return "", errBoundOr(err, s.lim)
+	}
+	if s.stats.Tries++; s.stats.Tries > s.lim.Tries {
+		return "", fmt.Errorf("%w: tried %d jobs without finding a plan (the limit)", ErrNoPlan, s.lim.Tries)
+	}
+	cur, present := state.Get(s.w.doc, ptr)
+	call := sdk.Call{Job: j.Spec.Name, Path: ptr.String(), Params: params, Target: target}
+	if present {
+		call.Current = state.Canonical(cur)
+	}
+	r, called, err := try(s.ctx, s.ev, j, call)
+	if called {
+		s.stats.Calls++
+	}
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return "", errBoundOr(s.ctx.Err(), s.lim)
+		}
+		return "failed: " + err.Error(), nil
+	}
+	if !r.OK {
+		return "condition does not hold", nil
+	}
+	if !j.Spec.IsMethod() {
+		if len(s.tasks) >= s.lim.Tasks {
+			return "", fmt.Errorf("%w: the plan would have more than %d tasks (the limit)", ErrNoPlan, s.lim.Tasks)
+		}
+		unit, err := s.w.apply(ptr, r.Effect)
+		if err != nil {
+			return "effect cannot be applied: " + err.Error(), nil
+		}
+		s.g.changed(s.w.doc, unit)
+		s.tasks = append(s.tasks, &Task{
+			Job: j, Op: Op(present, target), Path: ptr, Params: params,
+			Target: target, Effect: r.Effect, Via: append([]string(nil), s.via...),
+		})
+		return "", nil
+	}
+	if methodDepth >= s.lim.MethodDepth {
+		return fmt.Sprintf("methods nest deeper than %d", s.lim.MethodDepth), nil
+	}
+	s.via = append(s.via, j.Name()+" "+ptr.String())
+	defer func() { s.via = s.via[:len(s.via)-1] }()
+	for i, st := range r.Steps {
+		sj, params, why := s.resolve(j, st)
+		if why == "" {
+			t := st.Target
+			if t == nil {
+				if tv, ok := state.Get(s.target, st.Path); ok {
+					t = state.Canonical(tv)
+				}
+			}
+			why, err = s.apply(sj, st.Path, params, t, methodDepth+1)
+			if err != nil {
+				return "", err
+			}
+		}
+		if why != "" {
+			return fmt.Sprintf("step %d (%s %s): %s", i+1, st.Job, st.Path, why), nil
+		}
+	}
+	return "", nil
+}
+
+// resolve finds a method step's job and binds its parameters.
+func (s *search) resolve(method *Job, st Step) (*Job, map[string]string, string) {
+	name := st.Job
+	if !strings.Contains(name, ".") {
+		name = method.Module + "." + name
+	}
+	j, ok := s.byName[name]
+	if !ok {
+		return nil, nil, "no job " + name
+	}
+	params, ok := j.Pattern.Match(st.Path)
+	if !ok {
+		return nil, nil, fmt.Sprintf("%s binds %s, which does not match the path", name, j.Pattern)
+	}
+	return j, params, ""
+}
+
+func errBoundOr(err error, lim Limits) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the search took longer than %v (the limit)", ErrNoPlan, lim.Time)
+	}
+	return err
+}
+
+// record keeps what was tried where the search got furthest: the deepest
+// dead end, and at equal depth the first.
+func (s *search) record(depth int, tried func(ptr string) []Attempt) {
+	if s.stuck != nil && s.stuck.depth >= depth {
+		return
+	}
+	at := &stuckAt{depth: depth, tasks: len(s.tasks)}
+	for _, i := range s.g.unmetLeaves() {
+		p := &s.g.places[i]
+		st := Stuck{Path: p.ptr.String(), Target: string(p.raw)}
+		if cur, ok := state.Get(s.w.doc, p.ptr); ok {
+			st.Current = string(state.Canonical(cur))
+		}
+		// The attempts may be at the leaf or at an ancestor that binds.
+		for q := i; q >= 0; q = s.g.places[q].parent {
+			qp := s.g.places[q].ptr.String()
+			if tried != nil {
+				if a := tried(qp); len(a) > 0 {
+					st.At, st.Tried = qp, a
+					break
+				}
+			}
+			if st.At == "" && s.g.bound.has(q) {
+				st.At = qp
+			}
+		}
+		at.places = append(at.places, st)
+	}
+	if s.strict {
+		for _, o := range s.strictOps() {
+			st := Stuck{Path: o.ptr.String(), Target: "null", At: o.ptr.String()}
+			if cur, ok := state.Get(s.w.doc, o.ptr); ok {
+				st.Current = string(state.Canonical(cur))
+			}
+			if tried != nil {
+				st.Tried = tried(st.Path)
+			}
+			at.places = append(at.places, st)
+		}
+	}
+	s.stuck = at
+}
+
+func (s *search) noPlan() error {
+	e := &NoPlanError{Bound: s.boundHit}
+	if s.stuck != nil {
+		e.After, e.Places = s.stuck.tasks, s.stuck.places
+	}
+	return e
+}

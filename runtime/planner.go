@@ -1,0 +1,64 @@
+package runtime
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/plan"
+)
+
+// Planner plans offline with the same modules and the same search a device
+// uses, without hardware and without a store: `tern plan` previews what a
+// device would do, and the planner benchmark measures the search.
+type Planner struct {
+	set *modset
+	ev  evaluator
+}
+
+// PlannerOptions configure a Planner.
+type PlannerOptions struct {
+	Modules  []ModuleSpec // each with its Wasm
+	CacheDir string       // compilation cache; empty: none
+	Logger   *slog.Logger // nil: discard
+	// Memo remembers the modules' answers across Find calls, as the agent
+	// does. Off by default, so that each Find does the whole search.
+	Memo bool
+}
+
+// NewPlanner loads the modules. Close it when done.
+func NewPlanner(ctx context.Context, opts PlannerOptions) (*Planner, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	host, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: opts.CacheDir, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	p := &Planner{set: &modset{host: host, log: opts.Logger}}
+	for _, spec := range opts.Modules {
+		if _, err := p.set.add(ctx, spec.Name, spec.Wasm, spec.Grants, spec.Config); err != nil {
+			host.Close(ctx)
+			return nil, err
+		}
+	}
+	p.ev = evaluator{mods: p.set.module}
+	if opts.Memo {
+		p.ev.memo = &memo{}
+	}
+	return p, nil
+}
+
+// Jobs lists the jobs the modules offer.
+func (p *Planner) Jobs() []*plan.Job { return p.set.jobs }
+
+// Evaluator answers planning questions through the modules.
+func (p *Planner) Evaluator() plan.Evaluator { return p.ev }
+
+// Find searches for a plan from current to target.
+func (p *Planner) Find(ctx context.Context, current, target any, opts plan.Options) (*plan.Plan, error) {
+	return plan.Find(ctx, p.set.jobs, p.ev, current, target, opts)
+}
+
+// Close releases the modules.
+func (p *Planner) Close(ctx context.Context) error { return p.set.host.Close(ctx) }
