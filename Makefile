@@ -6,7 +6,7 @@ PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
 WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
 CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all build plugins demo test test-race test-386 test-qemu cross bench testbench lint check clean
+.PHONY: all build plugins demo test test-race test-386 test-qemu cross bench bench-planner testbench lint check clean
 
 all: build plugins
 
@@ -49,8 +49,12 @@ cross:
 	done
 	@ls -l dist/
 
-bench:
+bench: bench-planner
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# tern's planner against Mahler 4.1.5 (installed from npm by the script).
+bench-planner:
+	bench/planner/run.sh
 
 testbench:
 	@echo "testbench: the hardware-in-the-loop scenarios arrive with issue 7; running the end-to-end tests"

@@ -131,7 +131,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{opts: opts, log: opts.Logger, set: &modset{host: host, log: opts.Logger}, wake: make(chan struct{}, 1), current: map[string]any{}}
-	a.ev = evaluator{mods: a.set.module, event: a.event, memo: &memo{}}
+	a.ev = evaluator{mods: a.set.module, event: a.event}
 	if err := a.loadTarget(); err != nil {
 		host.Close(ctx)
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
@@ -182,12 +181,10 @@ func (a *Agent) sense(ctx context.Context) error {
 
 // evaluator answers the planner's and executor's questions by calling the
 // modules: tern_try in the planning phase (no hardware), tern_run in the run
-// phase. Answers to tern_try are pure functions of the call, so they are
-// remembered (per module, job, path, current and target) across plans.
+// phase.
 type evaluator struct {
 	mods  func(name string) (*module, error)
 	event func(Event) // nil: misbehaviour is only returned
-	memo  *memo       // nil: no memory
 }
 
 func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, export string, c sdk.Call) (json.RawMessage, error) {
@@ -196,34 +193,31 @@ func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, 
 		return nil, err
 	}
 	raw, err := m.m.Call(ctx, phase, export, c)
-	if err != nil && errors.Is(err, wasmhost.ErrCall) && e.event != nil {
-		e.event(Event{Kind: EventModuleError, Module: j.Module, Job: j.Spec.Name, Path: c.Path, Message: err.Error()})
-	}
+	e.misbehaved(j, c, err)
 	return raw, err
 }
 
-func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Result, error) {
-	key := ""
-	if e.memo != nil {
-		key = memoKey(j, c)
-		if r, ok := e.memo.get(key); ok {
-			return r, nil
-		}
+// misbehaved reports a module's misbehaviour (a trap, a deadline, a
+// malformed answer) as an event.
+func (e evaluator) misbehaved(j *plan.Job, c sdk.Call, err error) {
+	if err != nil && errors.Is(err, wasmhost.ErrCall) && e.event != nil {
+		e.event(Event{Kind: EventModuleError, Module: j.Module, Job: j.Spec.Name, Path: c.Path, Message: err.Error()})
 	}
-	raw, err := e.call(ctx, j, wasmhost.PhasePlan, "try", c)
+}
+
+func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Result, error) {
+	m, err := e.mods(j.Module)
 	if err != nil {
 		return plan.Result{}, err
 	}
-	var t sdk.Try
-	if err := json.Unmarshal(raw, &t); err != nil {
-		return plan.Result{}, fmt.Errorf("%s: tern_try answered %.100q, not a try result: %w", j.Name(), raw, err)
+	t, err := m.m.Try(ctx, c)
+	if err != nil {
+		e.misbehaved(j, c, err)
+		return plan.Result{}, err
 	}
 	r, err := plan.DecodeTry(t)
 	if err != nil {
 		return plan.Result{}, fmt.Errorf("%s: %w", j.Name(), err)
-	}
-	if e.memo != nil {
-		e.memo.put(key, r)
 	}
 	return r, nil
 }
@@ -231,34 +225,6 @@ func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Resul
 func (e evaluator) Run(ctx context.Context, j *plan.Job, c sdk.Call) error {
 	_, err := e.call(ctx, j, wasmhost.PhaseRun, "run", c)
 	return err
-}
-
-// memo remembers tern_try answers. It is bounded: when full it starts over.
-type memo struct {
-	mu sync.Mutex
-	m  map[string]plan.Result
-}
-
-const memoMax = 4096
-
-func memoKey(j *plan.Job, c sdk.Call) string {
-	return j.Name() + "\x00" + c.Path + "\x00" + string(c.Current) + "\x00" + string(c.Target)
-}
-
-func (m *memo) get(k string) (plan.Result, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.m[k]
-	return r, ok
-}
-
-func (m *memo) put(k string, r plan.Result) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.m == nil || len(m.m) >= memoMax {
-		m.m = make(map[string]plan.Result)
-	}
-	m.m[k] = r
 }
 
 // live is the agent's current state as the executor sees it.

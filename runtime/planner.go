@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
@@ -21,9 +23,9 @@ type PlannerOptions struct {
 	Modules  []ModuleSpec // each with its Wasm
 	CacheDir string       // compilation cache; empty: none
 	Logger   *slog.Logger // nil: discard
-	// Memo remembers the modules' answers across Find calls, as the agent
-	// does. Off by default, so that each Find does the whole search.
-	Memo bool
+	// ConfigByName gives modules their device configuration by module
+	// name, for modules whose ModuleSpec has none.
+	ConfigByName map[string]json.RawMessage
 }
 
 // NewPlanner loads the modules. Close it when done.
@@ -37,15 +39,26 @@ func NewPlanner(ctx context.Context, opts PlannerOptions) (*Planner, error) {
 	}
 	p := &Planner{set: &modset{host: host, log: opts.Logger}}
 	for _, spec := range opts.Modules {
-		if _, err := p.set.add(ctx, spec.Name, spec.Wasm, spec.Grants, spec.Config); err != nil {
+		config := spec.Config
+		if config == nil && spec.Name != "" {
+			config = opts.ConfigByName[spec.Name]
+		}
+		if config == nil && len(opts.ConfigByName) > 0 {
+			// The name is in the manifest: read it, then load configured.
+			m, err := host.Load(ctx, spec.Wasm, spec.Grants, nil)
+			if err != nil {
+				host.Close(ctx)
+				return nil, fmt.Errorf("runtime: module %s: %w", spec.Name, err)
+			}
+			config = opts.ConfigByName[m.Manifest().Name]
+			m.Close(ctx)
+		}
+		if _, err := p.set.add(ctx, spec.Name, spec.Wasm, spec.Grants, config); err != nil {
 			host.Close(ctx)
 			return nil, err
 		}
 	}
 	p.ev = evaluator{mods: p.set.module}
-	if opts.Memo {
-		p.ev.memo = &memo{}
-	}
 	return p, nil
 }
 

@@ -131,7 +131,8 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
-// Call is the input of every job and sensor export, JSON encoded.
+// Call is the input of every job and sensor export (its wire form is in
+// ABI.md and wire.go).
 type Call struct {
 	// Job is the job or sensor name.
 	Job string `json:"job"`
@@ -149,25 +150,27 @@ type Call struct {
 // and, when it does, an action's effect (the path's value after the job;
 // null deletes it) or a method's expansion.
 type Try struct {
-	OK     bool            `json:"ok"`
+	OK bool `json:"ok"`
+	// PathFree: the answer did not depend on the path or its parameters
+	// (the job did not ask for them), so it holds for every path the job
+	// binds, given the same current and target values.
+	PathFree bool            `json:"path_free,omitempty"`
 	Effect json.RawMessage `json:"effect,omitempty"`
 	Tasks  []TaskRef       `json:"tasks,omitempty"`
 }
 
 // TaskRef is one step of a method's expansion: a job (of the same module,
-// or "module.job" for another's) applied to a concrete path. Target, when
-// set, replaces the target's value at Path for that step.
+// or "module.job" for another's) applied to a concrete path, or to the
+// method's own path when Path is Here ("."). Target, when set, replaces
+// the target's value at Path for that step.
 type TaskRef struct {
 	Job    string          `json:"job"`
 	Path   string          `json:"path"`
 	Target json.RawMessage `json:"target,omitempty"`
 }
 
-// Result is the output of every export, JSON encoded: a value or an error.
-type Result struct {
-	Value json.RawMessage `json:"value,omitempty"`
-	Error string          `json:"error,omitempty"`
-}
+// Here, as a step's path, is the method's own path.
+const Here = "."
 
 // Errno is what a host function returns to a module: 0 for success, one
 // of these otherwise (negated where the function also returns a value).

@@ -7,46 +7,130 @@ import (
 	"time"
 )
 
-// Context is what a job or sensor is called with.
+// Context is what a job or sensor is called with. Its values are views
+// into the call's input, valid until the job returns.
 type Context struct {
-	call Call
+	job  string
+	f    frame
+	path string
+	// usedPath: the job asked for its path or parameters, so its answer
+	// may differ from path to path.
+	usedPath bool
 }
 
-// NewContext wraps a decoded call; the exports use it, and so can tests of a
-// module's logic that run natively.
-func NewContext(c Call) *Context { return &Context{call: c} }
+// NewContext makes the context a module sees for c, so that a module's
+// logic can be tested natively.
+func NewContext(c Call) *Context {
+	ctx := &Context{job: c.Job}
+	if err := decodeCall(EncodeCall(nil, 0, c), &ctx.f); err != nil {
+		panic(err) // EncodeCall's output always decodes
+	}
+	return ctx
+}
 
 // Job is the job or sensor name.
-func (c *Context) Job() string { return c.call.Job }
+func (c *Context) Job() string { return c.job }
 
 // Path is the concrete path, e.g. "/relays/heater".
-func (c *Context) Path() string { return c.call.Path }
+func (c *Context) Path() string {
+	c.usedPath = true
+	if c.path == "" && len(c.f.path) > 0 {
+		c.path = string(c.f.path)
+	}
+	return c.path
+}
 
 // Param is the value bound to a pattern parameter, e.g. Param("name").
-func (c *Context) Param(name string) string { return c.call.Params[name] }
+func (c *Context) Param(name string) string {
+	c.usedPath = true
+	for _, p := range c.f.params {
+		if string(p[0]) == name {
+			return string(p[1])
+		}
+	}
+	return ""
+}
 
 // HasCurrent reports whether the path exists in the current state.
-func (c *Context) HasCurrent() bool { return len(c.call.Current) > 0 }
+func (c *Context) HasCurrent() bool { return c.f.cur.tag != tagAbsent }
 
-// Current decodes the state's value at the path into v.
-func (c *Context) Current(v any) error { return decode("current", c.call.Current, v) }
+// Current decodes the state's value at the path into v. Numbers, strings
+// and booleans into *float64, *int, *string and *bool are decoded without
+// encoding/json.
+func (c *Context) Current(v any) error { return decodeValue("current", c.f.cur, v) }
 
-// Target decodes the target's value at the path into v.
-func (c *Context) Target(v any) error { return decode("target", c.call.Target, v) }
+// Target decodes the target's value at the path into v, as Current does.
+func (c *Context) Target(v any) error { return decodeValue("target", c.f.tgt, v) }
+
+// CurrentNumber, CurrentString and CurrentBool read a scalar current value
+// without allocating; the Target ones do the same for the target. They
+// fail if the value is absent or of another type.
+func (c *Context) CurrentNumber() (float64, error) { return number("current", c.f.cur) }
+
+// TargetNumber: see CurrentNumber.
+func (c *Context) TargetNumber() (float64, error) { return number("target", c.f.tgt) }
+
+// CurrentString: see CurrentNumber.
+func (c *Context) CurrentString() (string, error) { return str("current", c.f.cur) }
+
+// TargetString: see CurrentNumber.
+func (c *Context) TargetString() (string, error) { return str("target", c.f.tgt) }
+
+// CurrentBool: see CurrentNumber.
+func (c *Context) CurrentBool() (bool, error) { return boolean("current", c.f.cur) }
+
+// TargetBool: see CurrentNumber.
+func (c *Context) TargetBool() (bool, error) { return boolean("target", c.f.tgt) }
+
+func number(what string, v value) (float64, error) {
+	if v.tag != tagNumber {
+		return 0, typeError(what, "a number", v)
+	}
+	return v.num, nil
+}
+
+func str(what string, v value) (string, error) {
+	if v.tag != tagString {
+		return "", typeError(what, "a string", v)
+	}
+	return string(v.data), nil
+}
+
+func boolean(what string, v value) (bool, error) {
+	if v.tag != tagTrue && v.tag != tagFalse {
+		return false, typeError(what, "true or false", v)
+	}
+	return v.tag == tagTrue, nil
+}
+
+func typeError(what, want string, v value) error {
+	if v.tag == tagAbsent {
+		return fmt.Errorf("sdk: no %s value", what)
+	}
+	return fmt.Errorf("sdk: %s is %s, not %s", what, v.json(), want)
+}
 
 // Config decodes the module's device configuration into v.
-func (c *Context) Config(v any) error { return decode("config", registry.config, v) }
+func (c *Context) Config(v any) error {
+	if len(registry.config) == 0 {
+		return errors.New("sdk: no config value")
+	}
+	if err := json.Unmarshal(registry.config, v); err != nil {
+		return fmt.Errorf("sdk: decoding config: %w", err)
+	}
+	return nil
+}
 
 // Configure sets the module's device configuration (JSON). The host does it
 // once per instance, through tern_configure; native tests of a module's
 // logic call it directly.
 func Configure(config json.RawMessage) { registry.config = config }
 
-func decode(what string, raw json.RawMessage, v any) error {
-	if len(raw) == 0 {
+func decodeValue(what string, v value, p any) error {
+	if v.tag == tagAbsent {
 		return fmt.Errorf("sdk: no %s value", what)
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := v.decode(p); err != nil {
 		return fmt.Errorf("sdk: decoding %s: %w", what, err)
 	}
 	return nil
@@ -78,6 +162,11 @@ type Expansion struct {
 // WithTarget overrides it.
 func Do(job, path string) TaskRef { return TaskRef{Job: job, Path: path} }
 
+// Again names a step on the method's own path. Unlike Do(job, c.Path()),
+// it leaves the method's answer free of the path, so the planner can reuse
+// it for every path with the same values.
+func Again(job string) TaskRef { return TaskRef{Job: job, Path: Here} }
+
 // WithTarget sets the step's target value. It panics if v cannot be
 // encoded as JSON, which is a bug in the module.
 func (t TaskRef) WithTarget(v any) TaskRef {
@@ -92,17 +181,22 @@ func (t TaskRef) WithTarget(v any) TaskRef {
 // SenseFunc reads hardware and returns the value of the sensor's path.
 type SenseFunc func(*Context) (any, error)
 
+// registry holds what the module registered; the slices are in manifest
+// order, which is how calls name jobs and sensors.
 var registry = struct {
 	manifest Manifest
-	jobs     map[string]Action
-	methods  map[string]Expansion
-	sensors  map[string]SenseFunc
+	jobs     []handler
+	sensors  []SenseFunc
 	config   json.RawMessage
+	ctx      Context // reused: one call at a time per instance
 }{
 	manifest: Manifest{ABI: ABIVersion},
-	jobs:     map[string]Action{},
-	methods:  map[string]Expansion{},
-	sensors:  map[string]SenseFunc{},
+}
+
+// handler is a registered job: an action or a method.
+type handler struct {
+	action *Action
+	method *Expansion
 }
 
 // Module names the module and its version. Call it once, in init.
@@ -124,7 +218,7 @@ func Job(name, path string, op Op, a Action) {
 		spec.Effect = EffectTarget
 	}
 	registry.manifest.Jobs = append(registry.manifest.Jobs, spec)
-	registry.jobs[name] = a
+	registry.jobs = append(registry.jobs, handler{action: &a})
 }
 
 // Method registers a method bound to a path pattern and an operation.
@@ -137,94 +231,93 @@ func Method(name, path string, op Op, m Expansion) {
 		spec.Condition = ConditionAlways
 	}
 	registry.manifest.Jobs = append(registry.manifest.Jobs, spec)
-	registry.methods[name] = m
+	registry.jobs = append(registry.jobs, handler{method: &m})
 }
 
 // Sensor registers a sensor that reports the value at path every interval.
 func Sensor(name, path string, every time.Duration, fn SenseFunc) {
 	registry.manifest.Sensors = append(registry.manifest.Sensors, SensorSpec{Name: name, Path: path, IntervalMS: int(every / time.Millisecond)})
-	registry.sensors[name] = fn
+	registry.sensors = append(registry.sensors, fn)
 }
 
 // Describe returns the registered manifest.
 func Describe() Manifest { return registry.manifest }
 
-// Dispatch runs one export ("try", "run" or "sense") on a decoded call. It
-// is what the wasm exports call, exported so module logic can be tested
-// natively.
-func Dispatch(export string, c Call) Result {
-	ctx := NewContext(c)
-	switch export {
-	case "sense":
-		fn, ok := registry.sensors[c.Job]
-		if !ok {
-			return errResult(fmt.Errorf("sdk: no sensor %q", c.Job))
-		}
-		return valueResult(fn(ctx))
-	case "try":
-		if m, ok := registry.methods[c.Job]; ok {
-			return valueResult(tryMethod(ctx, m))
-		}
-		if a, ok := registry.jobs[c.Job]; ok {
-			return valueResult(tryAction(ctx, a))
-		}
-		return errResult(fmt.Errorf("sdk: no job %q", c.Job))
-	case "run":
-		a, ok := registry.jobs[c.Job]
-		if !ok {
-			return errResult(fmt.Errorf("sdk: no action %q", c.Job))
-		}
-		return valueResult(nil, a.Run(ctx))
+// dispatch runs one export ("try", "run" or "sense") on an encoded call
+// and returns the encoded result.
+func dispatch(export string, in []byte, out []byte) []byte {
+	ctx := &registry.ctx
+	*ctx = Context{}
+	if err := decodeCall(in, &ctx.f); err != nil {
+		return appendError(out, err)
 	}
-	return errResult(errors.New("sdk: unknown export " + export))
+	if export == "sense" {
+		if ctx.f.index >= len(registry.sensors) {
+			return appendError(out, fmt.Errorf("sdk: no sensor %d", ctx.f.index))
+		}
+		ctx.job = registry.manifest.Sensors[ctx.f.index].Name
+		v, err := registry.sensors[ctx.f.index](ctx)
+		if err != nil {
+			return appendError(out, err)
+		}
+		if out, err = appendValue(append(out, statusOK), v); err != nil {
+			return appendError(out[:0], fmt.Errorf("sdk: encoding sensor value: %w", err))
+		}
+		return out
+	}
+	if ctx.f.index >= len(registry.jobs) {
+		return appendError(out, fmt.Errorf("sdk: no job %d", ctx.f.index))
+	}
+	h := registry.jobs[ctx.f.index]
+	ctx.job = registry.manifest.Jobs[ctx.f.index].Name
+	switch export {
+	case "try":
+		var t tryOut
+		var err error
+		if h.method != nil {
+			t, err = tryMethod(ctx, *h.method)
+		} else {
+			t, err = tryAction(ctx, *h.action)
+		}
+		t.pathFree = !ctx.usedPath
+		if err == nil {
+			out, err = encodeTry(out, t)
+		}
+		if err != nil {
+			return appendError(out[:0], err)
+		}
+		return out
+	case "run":
+		if h.action == nil {
+			return appendError(out, fmt.Errorf("sdk: %s is a method, not an action", ctx.job))
+		}
+		if err := h.action.Run(ctx); err != nil {
+			return appendError(out, err)
+		}
+		return append(out, statusOK, tagNull)
+	}
+	return appendError(out, errors.New("sdk: unknown export "+export))
 }
 
-func tryAction(ctx *Context, a Action) (Try, error) {
+func tryAction(ctx *Context, a Action) (tryOut, error) {
 	if a.Condition != nil {
 		if ok, err := a.Condition(ctx); err != nil || !ok {
-			return Try{}, err
+			return tryOut{}, err
 		}
 	}
-	t := Try{OK: true}
 	if a.Effect == nil {
-		t.Effect = ctx.call.Target
-		if len(t.Effect) == 0 {
-			t.Effect = json.RawMessage("null")
-		}
-		return t, nil
+		return tryOut{ok: true, effect: ctx.f.tgt}, nil
 	}
 	v, err := a.Effect(ctx)
-	if err != nil {
-		return Try{}, err
-	}
-	if t.Effect, err = json.Marshal(v); err != nil {
-		return Try{}, fmt.Errorf("sdk: encoding effect: %w", err)
-	}
-	return t, nil
+	return tryOut{ok: true, effect: v}, err
 }
 
-func tryMethod(ctx *Context, m Expansion) (Try, error) {
+func tryMethod(ctx *Context, m Expansion) (tryOut, error) {
 	if m.Condition != nil {
 		if ok, err := m.Condition(ctx); err != nil || !ok {
-			return Try{}, err
+			return tryOut{}, err
 		}
 	}
-	tasks, err := m.Expand(ctx)
-	if err != nil {
-		return Try{}, err
-	}
-	return Try{OK: true, Tasks: tasks}, nil
+	steps, err := m.Expand(ctx)
+	return tryOut{ok: true, method: true, steps: steps}, err
 }
-
-func valueResult(v any, err error) Result {
-	if err != nil {
-		return errResult(err)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return errResult(fmt.Errorf("sdk: encoding result: %w", err))
-	}
-	return Result{Value: b}
-}
-
-func errResult(err error) Result { return Result{Error: err.Error()} }

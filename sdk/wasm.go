@@ -4,6 +4,7 @@ package sdk
 
 import (
 	"encoding/json"
+	"errors"
 	"unsafe"
 )
 
@@ -30,7 +31,7 @@ func alloc(size uint32) unsafe.Pointer {
 func describe() uint64 {
 	b, err := json.Marshal(Describe())
 	if err != nil {
-		return output(Result{Error: err.Error()})
+		b = []byte(`{}`)
 	}
 	outbuf = b
 	return pack(outbuf)
@@ -39,10 +40,10 @@ func describe() uint64 {
 //go:wasmexport tern_configure
 func configure(ptr unsafe.Pointer, size uint32) uint64 {
 	if int(size) > len(inbuf) {
-		return output(Result{Error: "sdk: input larger than the allocated buffer"})
+		return output(appendError(outbuf[:0], errTooLarge))
 	}
 	Configure(json.RawMessage(append([]byte(nil), inbuf[:size]...)))
-	return output(Result{})
+	return output(append(outbuf[:0], statusOK, tagNull))
 }
 
 //go:wasmexport tern_try
@@ -54,24 +55,19 @@ func run(ptr unsafe.Pointer, size uint32) uint64 { return call("run", size) }
 //go:wasmexport tern_sense
 func sense(ptr unsafe.Pointer, size uint32) uint64 { return call("sense", size) }
 
-// call decodes the input the host wrote into inbuf (ptr is inbuf's data:
-// the host got it from tern_alloc) and dispatches.
+var errTooLarge = errors.New("sdk: input larger than the allocated buffer")
+
+// call dispatches the input the host wrote into inbuf (ptr is inbuf's
+// data: the host got it from tern_alloc).
 func call(export string, size uint32) uint64 {
-	var c Call
 	if int(size) > len(inbuf) {
-		return output(Result{Error: "sdk: input larger than the allocated buffer"})
+		return output(appendError(outbuf[:0], errTooLarge))
 	}
-	if err := json.Unmarshal(inbuf[:size], &c); err != nil {
-		return output(Result{Error: "sdk: decoding call: " + err.Error()})
-	}
-	return output(Dispatch(export, c))
+	return output(dispatch(export, inbuf[:size], outbuf[:0]))
 }
 
-func output(r Result) uint64 {
-	b, err := json.Marshal(r)
-	if err != nil {
-		b = []byte(`{"error":"sdk: encoding result"}`)
-	}
+// output keeps b as the output buffer, alive until the next call.
+func output(b []byte) uint64 {
 	outbuf = b
 	return pack(outbuf)
 }

@@ -36,6 +36,9 @@ Usage:
                                                push a target to a device
   tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
                                                print a device's state and events
+  tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
+              [--config NAME=JSON] [--strict] [--format text|mermaid|dot|json]
+                                               preview offline what a device would do
   tern module build DIR [-o OUT.wasm]          build a job module from Go
   tern version                                 print the version
 
@@ -48,6 +51,8 @@ Examples:
   tern broker --listen 127.0.0.1:1883
   tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
   tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
+  tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' \
+            --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'
 
 Run 'tern COMMAND --help' for a command's flags.
 `
@@ -71,6 +76,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = watch(ctx, args, stdout, stderr)
 	case "module":
 		err = module(args, stdout, stderr)
+	case "plan":
+		err = planCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.String("tern"))
 	case "help", "-h", "--help":

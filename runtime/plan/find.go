@@ -28,7 +28,7 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict,
 		jobs: jobs, byName: map[string]*Job{}, strictCands: map[string][]cand{},
 		w: newWork(current), target: target,
-		visited: map[uint64]struct{}{},
+		visited: map[uint64]struct{}{}, memo: map[string]Result{},
 	}
 	for _, j := range jobs {
 		s.byName[j.Name()] = j
@@ -79,6 +79,7 @@ type search struct {
 	g       *goal
 	target  any
 	visited map[uint64]struct{}
+	memo    map[string]Result
 	tasks   []*Task
 	via     []string
 	stats   Stats
@@ -102,20 +103,31 @@ type stuckAt struct {
 	places []Stuck
 }
 
-// pendingOps lists the changes the target still asks for, parents before
-// children (Walk order), then in strict mode the deletes.
-func (s *search) pendingOps() []op {
-	var ops []op
+// eachOp calls fn with every change the target still asks for, parents
+// before children (Walk order), then in strict mode the deletes, until fn
+// returns false. It is lazy: a search that takes the first choice never
+// lists the rest. fn may change the state if it undoes the change before
+// returning.
+func (s *search) eachOp(fn func(op) bool) {
+	more := true
 	s.g.pending(func(i int) bool {
 		p := &s.g.places[i]
 		_, present := state.Get(s.w.doc, p.ptr)
-		ops = append(ops, op{ptr: p.ptr, op: Op(present, p.raw), target: p.raw, cands: p.cands})
-		return true
+		more = fn(op{ptr: p.ptr, op: Op(present, p.raw), target: p.raw, cands: p.cands})
+		return more
 	})
-	if s.strict {
-		ops = append(ops, s.strictOps()...)
+	if more && s.strict {
+		for _, o := range s.strictOps() {
+			if !fn(o) {
+				return
+			}
+		}
 	}
-	return ops
+}
+
+// done reports whether the state meets the target.
+func (s *search) done() bool {
+	return s.g.met() && (!s.strict || len(s.strictOps()) == 0)
 }
 
 // strictOps lists the deletes of strict mode: keys the state has under an
@@ -161,13 +173,8 @@ func (s *search) strictOps() []op {
 }
 
 func (s *search) dfs(depth int) (bool, error) {
-	ops := s.pendingOps()
-	if len(ops) == 0 {
-		if s.g.met() {
-			return true, nil
-		}
-		s.record(depth, nil)
-		return false, nil
+	if s.done() {
+		return true, nil
 	}
 	if depth >= s.lim.Depth {
 		s.boundHit = fmt.Sprintf("the search reached its depth bound (%d steps)", s.lim.Depth)
@@ -180,26 +187,28 @@ func (s *search) dfs(depth int) (bool, error) {
 	}
 	s.visited[s.w.hash] = struct{}{}
 	s.stats.States++
-	tried := make([][]Attempt, len(ops))
-	for oi, o := range ops {
+	tried := map[string][]Attempt{}
+	var found bool
+	var err error
+	s.eachOp(func(o op) bool {
+		key := o.ptr.String()
 		for _, c := range o.cands {
 			if !c.job.Spec.Op.Matches(o.op) {
-				tried[oi] = append(tried[oi], Attempt{Job: c.job.Name(), Why: fmt.Sprintf("binds %s, this is %s", c.job.Spec.Op, o.op)})
+				tried[key] = append(tried[key], Attempt{Job: c.job.Name(), Why: fmt.Sprintf("binds %s, this is %s", c.job.Spec.Op, o.op)})
 				continue
 			}
 			mark, ntasks, before := len(s.w.log), len(s.tasks), s.w.hash
-			why, err := s.apply(c.job, o.ptr, c.params, o.target, 0)
-			if err != nil {
-				return false, err
+			var why string
+			if why, err = s.apply(c.job, o.ptr, c.params, o.target, 0); err != nil {
+				return false
 			}
 			if why == "" && s.w.hash == before {
 				why = "applies, but changes nothing"
 			}
 			if why == "" {
 				s.revisited = false
-				found, err := s.dfs(depth + 1)
-				if err != nil || found {
-					return found, err
+				if found, err = s.dfs(depth + 1); err != nil || found {
+					return false
 				}
 				why = "applies, but no plan continues from there"
 				if s.revisited {
@@ -208,18 +217,15 @@ func (s *search) dfs(depth int) (bool, error) {
 				s.revisited = false
 				s.stats.Backtracks++
 			}
-			tried[oi] = append(tried[oi], Attempt{Job: c.job.Name(), Why: why})
+			tried[key] = append(tried[key], Attempt{Job: c.job.Name(), Why: why})
 			s.undo(mark, ntasks)
 		}
-	}
-	s.record(depth, func(ptr string) []Attempt {
-		for oi, o := range ops {
-			if o.ptr.String() == ptr {
-				return tried[oi]
-			}
-		}
-		return nil
+		return true
 	})
+	if err != nil || found {
+		return found, err
+	}
+	s.record(depth, func(ptr string) []Attempt { return tried[ptr] })
 	return false, nil
 }
 
@@ -243,10 +249,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 	if present {
 		call.Current = state.Canonical(cur)
 	}
-	r, called, err := try(s.ctx, s.ev, j, call)
-	if called {
-		s.stats.Calls++
-	}
+	r, err := s.try(j, call)
 	if err != nil {
 		if s.ctx.Err() != nil {
 			return "", errBoundOr(s.ctx.Err(), s.lim)
@@ -260,7 +263,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 		if len(s.tasks) >= s.lim.Tasks {
 			return "", fmt.Errorf("%w: the plan would have more than %d tasks (the limit)", ErrNoPlan, s.lim.Tasks)
 		}
-		unit, err := s.w.apply(ptr, r.Effect)
+		unit, err := s.w.apply(ptr, state.Clone(r.Effect)) // answers are remembered: never share them
 		if err != nil {
 			return "effect cannot be applied: " + err.Error(), nil
 		}
@@ -277,6 +280,9 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 	s.via = append(s.via, j.Name()+" "+ptr.String())
 	defer func() { s.via = s.via[:len(s.via)-1] }()
 	for i, st := range r.Steps {
+		if st.Here {
+			st.Path = ptr
+		}
 		sj, params, why := s.resolve(j, st)
 		if why == "" {
 			t := st.Target
@@ -295,6 +301,35 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 		}
 	}
 	return "", nil
+}
+
+// try asks about j, remembering the answers: the search may ask the same
+// question again after backtracking, and an answer that did not depend on
+// the path (PathFree) serves every path with the same values.
+func (s *search) try(j *Job, c sdk.Call) (Result, error) {
+	if j.declarative() {
+		r, _, err := try(s.ctx, s.ev, j, c)
+		return r, err
+	}
+	free := j.Name() + "\x00" + string(c.Current) + "\x00" + string(c.Target)
+	if r, ok := s.memo[free]; ok {
+		return r, nil
+	}
+	full := free + "\x00" + c.Path
+	if r, ok := s.memo[full]; ok {
+		return r, nil
+	}
+	r, _, err := try(s.ctx, s.ev, j, c)
+	s.stats.Calls++
+	if err != nil {
+		return r, err
+	}
+	if r.PathFree {
+		s.memo[free] = r
+	} else {
+		s.memo[full] = r
+	}
+	return r, nil
 }
 
 // resolve finds a method step's job and binds its parameters.

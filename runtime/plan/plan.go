@@ -55,13 +55,18 @@ type Result struct {
 	Effect any
 	// Steps is a method's expansion.
 	Steps []Step
+	// PathFree: the answer holds for every path the job binds, given the
+	// same current and target values (the job did not look at its path).
+	PathFree bool
 }
 
 // Step is one step of a method's expansion.
 type Step struct {
 	// Job is "job" (the method's own module) or "module.job".
-	Job  string
+	Job string
+	// Path is where the step applies; Here means the method's own path.
 	Path state.Pointer
+	Here bool
 	// Target, if not nil, replaces the target's value at Path for the step
 	// (JSON; "null" asks for a delete).
 	Target json.RawMessage
@@ -69,7 +74,7 @@ type Step struct {
 
 // DecodeTry turns a module's tern_try answer into a Result.
 func DecodeTry(t sdk.Try) (Result, error) {
-	r := Result{OK: t.OK}
+	r := Result{OK: t.OK, PathFree: t.PathFree}
 	if !t.OK {
 		return r, nil
 	}
@@ -81,6 +86,10 @@ func DecodeTry(t sdk.Try) (Result, error) {
 		r.Effect = v
 	}
 	for i, s := range t.Tasks {
+		if s.Path == sdk.Here {
+			r.Steps = append(r.Steps, Step{Job: s.Job, Here: true, Target: s.Target})
+			continue
+		}
 		p, err := state.ParsePointer(s.Path)
 		if err != nil {
 			return Result{}, fmt.Errorf("step %d (%s): %w", i+1, s.Job, err)

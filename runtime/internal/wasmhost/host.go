@@ -136,12 +136,13 @@ type Module struct {
 	grants   Grants
 	config   json.RawMessage
 	manifest sdk.Manifest
+	jobIndex map[string]int
 	// CompileTime is how long compiling (or loading from cache) took.
 	CompileTime time.Duration
 
 	slots chan struct{} // one token per instance that may exist
 	mu    sync.Mutex
-	idle  []api.Module
+	idle  []*instance
 }
 
 // Load compiles wasm, instantiates it once to read its manifest, and
@@ -176,6 +177,10 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 		m.Close(ctx)
 		return nil, err
 	}
+	m.jobIndex = make(map[string]int, len(m.manifest.Jobs))
+	for i, j := range m.manifest.Jobs {
+		m.jobIndex[j.Name] = i
+	}
 	return m, nil
 }
 
@@ -189,31 +194,64 @@ func (m *Module) Close(ctx context.Context) error {
 	m.idle = nil
 	m.mu.Unlock()
 	for _, inst := range idle {
-		inst.Close(ctx)
+		inst.mod.Close(ctx)
 	}
 	return m.compiled.Close(ctx)
 }
 
-// Call invokes one of the job exports ("try", "run", "sense") with c, and
-// returns the result's value. A module's own error (Result.Error) is
-// returned as a plain error; a misbehaving module's as ErrCall.
-func (m *Module) Call(ctx context.Context, phase Phase, export string, c sdk.Call) (json.RawMessage, error) {
-	in, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("wasmhost: encoding call: %w", err)
+// index is the manifest position of a job or sensor, which is how calls
+// name them on the wire.
+func (m *Module) index(export, name string) (int, error) {
+	if export == "sense" {
+		for i, s := range m.manifest.Sensors {
+			if s.Name == name {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("wasmhost: module %s has no sensor %q", m.manifest.Name, name)
 	}
-	out, err := m.call(ctx, phase, "tern_"+export, in)
+	if i, ok := m.jobIndex[name]; ok {
+		return i, nil
+	}
+	return 0, fmt.Errorf("wasmhost: module %s has no job %q", m.manifest.Name, name)
+}
+
+// Try asks a job whether it applies to c and, if so, what it does
+// (tern_try, planning phase). A module's own error is returned as a plain
+// error; a misbehaving module's as ErrCall.
+func (m *Module) Try(ctx context.Context, c sdk.Call) (sdk.Try, error) {
+	i, err := m.index("try", c.Job)
+	if err != nil {
+		return sdk.Try{}, err
+	}
+	out, err := m.call(ctx, PhasePlan, "tern_try", sdk.EncodeCall(nil, i, c))
+	if err != nil {
+		return sdk.Try{}, err
+	}
+	t, modErr, err := sdk.DecodeTry(out)
+	if err != nil {
+		return sdk.Try{}, fmt.Errorf("%w: tern_try: %v", ErrCall, err)
+	}
+	return t, modErr
+}
+
+// Call invokes "run" or "sense" with c and returns the result's value (JSON;
+// nil if none). A module's own error is returned as a plain error; a
+// misbehaving module's as ErrCall.
+func (m *Module) Call(ctx context.Context, phase Phase, export string, c sdk.Call) (json.RawMessage, error) {
+	i, err := m.index(export, c.Job)
 	if err != nil {
 		return nil, err
 	}
-	var r sdk.Result
-	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("%w: %s: result is not JSON: %v", ErrCall, export, err)
+	out, err := m.call(ctx, phase, "tern_"+export, sdk.EncodeCall(nil, i, c))
+	if err != nil {
+		return nil, err
 	}
-	if r.Error != "" {
-		return nil, errors.New(r.Error)
+	v, modErr, err := sdk.DecodeValue(out)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCall, export, err)
 	}
-	return r.Value, nil
+	return v, modErr
 }
 
 type callKey struct{}
@@ -243,7 +281,7 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 	}
 	out, err := m.invoke(ctx, inst, fn, in)
 	if err != nil {
-		inst.Close(context.Background())
+		inst.mod.Close(context.Background())
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline", ErrCall, fn, m.host.opts.CallTimeout)
 		}
@@ -255,7 +293,17 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 	return out, nil
 }
 
-func (m *Module) instance(ctx context.Context) (api.Module, error) {
+// instance is one instantiation of a module, with its exports looked up
+// once and the input buffer it last allocated, reused while big enough.
+type instance struct {
+	mod     api.Module
+	fns     map[string]api.Function
+	alloc   api.Function
+	buf     uint32 // address of the input buffer in the module's memory
+	bufSize int
+}
+
+func (m *Module) instance(ctx context.Context) (*instance, error) {
 	m.mu.Lock()
 	if n := len(m.idle); n > 0 {
 		inst := m.idle[n-1]
@@ -273,35 +321,48 @@ func (m *Module) instance(ctx context.Context) (api.Module, error) {
 	// _initialize runs Go's runtime and package inits, which must not touch
 	// hardware: give it the planning phase.
 	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})
-	inst, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
+	mod, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: instantiating: %v", ErrCall, err)
+	}
+	inst := &instance{mod: mod, fns: map[string]api.Function{}, alloc: mod.ExportedFunction("tern_alloc")}
+	for _, name := range []string{"tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense"} {
+		inst.fns[name] = mod.ExportedFunction(name)
 	}
 	config := m.config
 	if len(config) == 0 {
 		config = json.RawMessage("null")
 	}
 	if _, err := m.invoke(ictx, inst, "tern_configure", config); err != nil {
-		inst.Close(context.Background())
+		mod.Close(context.Background())
 		return nil, fmt.Errorf("%w: tern_configure: %v", ErrCall, err)
 	}
 	return inst, nil
 }
 
-func (m *Module) invoke(ctx context.Context, inst api.Module, fn string, in []byte) ([]byte, error) {
+// invoke writes in to the instance's input buffer (asking tern_alloc for
+// a bigger one when needed), calls fn and copies its output out.
+func (m *Module) invoke(ctx context.Context, inst *instance, fn string, in []byte) ([]byte, error) {
 	var params []uint64
 	if in != nil {
-		res, err := inst.ExportedFunction("tern_alloc").Call(ctx, uint64(len(in)))
-		if err != nil {
-			return nil, err
+		if len(in) > inst.bufSize || inst.bufSize == 0 {
+			size := max(len(in), 4096)
+			res, err := inst.alloc.Call(ctx, uint64(size))
+			if err != nil {
+				return nil, err
+			}
+			inst.buf, inst.bufSize = uint32(res[0]), size
 		}
-		ptr := uint32(res[0])
-		if !inst.Memory().Write(ptr, in) {
-			return nil, fmt.Errorf("tern_alloc returned %#x, outside memory", ptr)
+		if !inst.mod.Memory().Write(inst.buf, in) {
+			return nil, fmt.Errorf("tern_alloc returned %#x, outside memory", inst.buf)
 		}
-		params = []uint64{uint64(ptr), uint64(len(in))}
+		params = []uint64{uint64(inst.buf), uint64(len(in))}
 	}
-	res, err := inst.ExportedFunction(fn).Call(ctx, params...)
+	f := inst.fns[fn]
+	if f == nil {
+		return nil, fmt.Errorf("no export %s", fn)
+	}
+	res, err := f.Call(ctx, params...)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +370,7 @@ func (m *Module) invoke(ctx context.Context, inst api.Module, fn string, in []by
 	if size > m.host.opts.MaxOutput {
 		return nil, fmt.Errorf("returned %d bytes, more than the %d allowed", size, m.host.opts.MaxOutput)
 	}
-	b, ok := inst.Memory().Read(ptr, size)
+	b, ok := inst.mod.Memory().Read(ptr, size)
 	if !ok {
 		return nil, fmt.Errorf("returned a buffer outside its memory (%#x+%d)", ptr, size)
 	}

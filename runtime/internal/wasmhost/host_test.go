@@ -124,13 +124,13 @@ func TestNoHardwareWhilePlanning(t *testing.T) {
 	if n := g.Writes("GPIO17"); n != 0 {
 		t.Fatalf("GPIO17 written %d times while planning", n)
 	}
-	try, err := m.Call(ctx, wasmhost.PhasePlan, "try", call("heater", "true"))
-	if err != nil || string(try) != `{"ok":true,"effect":true}` {
-		t.Fatalf("try = %s, %v", try, err)
+	try, err := m.Try(ctx, call("heater", "true"))
+	if err != nil || !try.OK || string(try.Effect) != "true" {
+		t.Fatalf("try = %+v, %v", try, err)
 	}
-	try, err = m.Call(ctx, wasmhost.PhasePlan, "try", call("pump", "true"))
-	if err != nil || string(try) != `{"ok":false}` {
-		t.Fatalf("try on an unconfigured relay = %s, %v", try, err)
+	try, err = m.Try(ctx, call("pump", "true"))
+	if err != nil || try.OK {
+		t.Fatalf("try on an unconfigured relay = %+v, %v", try, err)
 	}
 }
 

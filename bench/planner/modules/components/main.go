@@ -28,8 +28,7 @@ func init() {
 func transition(from, to string) sdk.Action {
 	return sdk.Action{
 		Condition: func(c *sdk.Context) (bool, error) {
-			var cur string
-			err := c.Current(&cur)
+			cur, err := c.CurrentString()
 			return err == nil && cur == from, err
 		},
 		Effect: func(*sdk.Context) (any, error) { return to, nil },

@@ -23,8 +23,8 @@ var plusOne = sdk.Action{
 }
 
 func values(c *sdk.Context) (cur, tgt float64, err error) {
-	if err = c.Current(&cur); err == nil {
-		err = c.Target(&tgt)
+	if cur, err = c.CurrentNumber(); err == nil {
+		tgt, err = c.TargetNumber()
 	}
 	return cur, tgt, err
 }

@@ -10,13 +10,13 @@ func init() {
 	sdk.Method("plus_four", "/counters/:name", sdk.Update, sdk.Expansion{
 		Condition: gap(4),
 		Expand: func(c *sdk.Context) ([]sdk.TaskRef, error) {
-			return []sdk.TaskRef{sdk.Do("plus_two", c.Path()), sdk.Do("plus_two", c.Path())}, nil
+			return []sdk.TaskRef{sdk.Again("plus_two"), sdk.Again("plus_two")}, nil
 		},
 	})
 	sdk.Method("plus_two", "/counters/:name", sdk.Update, sdk.Expansion{
 		Condition: gap(2),
 		Expand: func(c *sdk.Context) ([]sdk.TaskRef, error) {
-			return []sdk.TaskRef{sdk.Do("plus_one", c.Path()), sdk.Do("plus_one", c.Path())}, nil
+			return []sdk.TaskRef{sdk.Again("plus_one"), sdk.Again("plus_one")}, nil
 		},
 	})
 	sdk.Job("plus_one", "/counters/:name", sdk.Update, sdk.Action{
@@ -38,8 +38,8 @@ func gap(n float64) func(*sdk.Context) (bool, error) {
 }
 
 func values(c *sdk.Context) (cur, tgt float64, err error) {
-	if err = c.Current(&cur); err == nil {
-		err = c.Target(&tgt)
+	if cur, err = c.CurrentNumber(); err == nil {
+		tgt, err = c.TargetNumber()
 	}
 	return cur, tgt, err
 }

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	tern "github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/plan"
+	"github.com/tern-iot/tern/runtime/state"
+)
+
+// repeated is a flag that may be given several times.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// planCmd previews offline what a device would do: the same modules and
+// the same planner as ternd, with no hardware and no broker.
+func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("plan", "--state FILE|JSON --target FILE|-|JSON --module M.wasm... [--config NAME=JSON...] [--strict] [--format text|mermaid|dot|json]", stderr)
+	var modules, configs repeated
+	fs.Var(&modules, "module", "a job module (.wasm); repeat for several")
+	fs.Var(&configs, "config", "a module's device configuration, NAME=JSON or NAME=@FILE; repeat for several")
+	statePath := fs.String("state", "{}", "the device's current state: a file, - for stdin, or inline JSON")
+	targetPath := fs.String("target", "", "the target: a file, - for stdin, or inline JSON (required)")
+	strict := fs.Bool("strict", false, "also remove what the target does not name, where a job can")
+	format := fs.String("format", "text", "output: text, mermaid, dot or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *targetPath == "" || len(modules) == 0 || fs.NArg() != 0 {
+		fs.Usage()
+		return usageError{errors.New("plan needs --target and at least one --module")}
+	}
+	render, ok := map[string]func(*plan.Plan) string{"text": plan.Text, "mermaid": plan.Mermaid, "dot": plan.DOT, "json": planJSON}[*format]
+	if !ok {
+		return usageError{fmt.Errorf("--format %q: want text, mermaid, dot or json", *format)}
+	}
+	if *statePath == "-" && *targetPath == "-" {
+		return usageError{errors.New("only one of --state and --target can read stdin")}
+	}
+	current, err := readDoc("--state", *statePath)
+	if err != nil {
+		return err
+	}
+	target, err := readDoc("--target", *targetPath)
+	if err != nil {
+		return err
+	}
+	cfg := map[string]json.RawMessage{}
+	for _, c := range configs {
+		name, val, ok := strings.Cut(c, "=")
+		if !ok || name == "" {
+			return usageError{fmt.Errorf("--config %q: want NAME=JSON or NAME=@FILE", c)}
+		}
+		if file, isFile := strings.CutPrefix(val, "@"); isFile {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("--config %s: %w", name, err)
+			}
+			val = string(b)
+		}
+		if !json.Valid([]byte(val)) {
+			return usageError{fmt.Errorf("--config %s: not valid JSON", name)}
+		}
+		cfg[name] = json.RawMessage(val)
+	}
+	var specs []tern.ModuleSpec
+	for _, path := range modules {
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("--module: %w", err)
+		}
+		specs = append(specs, tern.ModuleSpec{Wasm: wasm})
+	}
+	pl, err := tern.NewPlanner(ctx, tern.PlannerOptions{Modules: specs, ConfigByName: cfg})
+	if err != nil {
+		return err
+	}
+	defer pl.Close(ctx)
+	loaded := map[string]bool{}
+	for _, j := range pl.Jobs() {
+		loaded[j.Module] = true
+	}
+	for name := range cfg {
+		if !loaded[name] {
+			return usageError{fmt.Errorf("--config %s: no module of that name was given", name)}
+		}
+	}
+	p, err := pl.Find(ctx, current, target, plan.Options{Strict: *strict})
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, render(p))
+	return nil
+}
+
+func readDoc(flagName, arg string) (any, error) {
+	raw, err := readTarget(arg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flagName, err)
+	}
+	return state.Parse(raw)
+}
+
+// planJSON renders a plan for scripts.
+func planJSON(p *plan.Plan) string {
+	type task struct {
+		ID     int             `json:"id"`
+		Job    string          `json:"job"`
+		Op     string          `json:"op"`
+		Path   string          `json:"path"`
+		Target json.RawMessage `json:"target,omitempty"`
+		Effect json.RawMessage `json:"effect"`
+		Via    []string        `json:"via,omitempty"`
+		Deps   []int           `json:"deps"`
+	}
+	out := struct {
+		Tasks []task     `json:"tasks"`
+		Stats plan.Stats `json:"stats"`
+	}{Tasks: []task{}, Stats: p.Stats}
+	for _, t := range p.Tasks {
+		out.Tasks = append(out.Tasks, task{ID: t.ID, Job: t.Job.Name(), Op: string(t.Op), Path: t.Path.String(),
+			Target: t.Target, Effect: state.Canonical(t.Effect), Via: t.Via, Deps: append([]int{}, t.Deps...)})
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	return string(b) + "\n"
+}

@@ -1,0 +1,387 @@
+package sdk
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// The wire format of calls and results (ABI.md, "Passing data"). The host
+// and the Go SDK share this code, so the two sides cannot drift apart.
+//
+// It is binary and flat so that a module decodes a call without scanning
+// text: crossing into the sandbox is the planner's hot path, and under the
+// deadline checks wazero compiles into every loop of a module, each loop
+// iteration a module runs costs about as much as a call into the host.
+// Scalars travel decoded (a number is 8 bytes); objects and arrays travel
+// as JSON text.
+
+// Value tags.
+const (
+	tagAbsent byte = iota // the path does not exist
+	tagNull
+	tagFalse
+	tagTrue
+	tagNumber // float64, 8 bytes little-endian
+	tagString // u32 length, UTF-8 bytes
+	tagJSON   // u32 length, JSON text of an object or array
+)
+
+// Result status bytes.
+const (
+	statusOK    byte = 0
+	statusError byte = 1 // followed by a u32-length message
+)
+
+// errShort means a frame ended before its fields did.
+var errShort = errors.New("sdk: wire: frame too short")
+
+func appendU32(dst []byte, n int) []byte { return binary.LittleEndian.AppendUint32(dst, uint32(n)) }
+
+func appendBytes(dst []byte, s string) []byte { return append(appendU32(dst, len(s)), s...) }
+
+// appendRawValue appends the tagged form of a JSON value given as text
+// (nil or empty: absent).
+func appendRawValue(dst []byte, raw json.RawMessage) []byte {
+	s := strings.TrimSpace(string(raw))
+	switch {
+	case s == "":
+		return append(dst, tagAbsent)
+	case s == "null":
+		return append(dst, tagNull)
+	case s == "false":
+		return append(dst, tagFalse)
+	case s == "true":
+		return append(dst, tagTrue)
+	case s[0] == '"':
+		if !strings.ContainsRune(s, '\\') {
+			return appendBytes(append(dst, tagString), s[1:len(s)-1])
+		}
+		var str string
+		if json.Unmarshal(raw, &str) == nil {
+			return appendBytes(append(dst, tagString), str)
+		}
+	case s[0] == '-' || s[0] >= '0' && s[0] <= '9':
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(f))
+		}
+	}
+	return appendBytes(append(dst, tagJSON), s)
+}
+
+// appendValue appends the tagged form of a Go value (nil: null).
+func appendValue(dst []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(dst, tagNull), nil
+	case bool:
+		if v {
+			return append(dst, tagTrue), nil
+		}
+		return append(dst, tagFalse), nil
+	case string:
+		return appendBytes(append(dst, tagString), v), nil
+	case float64:
+		return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(v)), nil
+	case int:
+		return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(float64(v))), nil
+	case json.RawMessage:
+		return appendRawValue(dst, v), nil
+	case value: // passed through as it came, e.g. the target as an effect
+		switch v.tag {
+		case tagAbsent:
+			return append(dst, tagNull), nil
+		case tagNumber:
+			return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(v.num)), nil
+		case tagString, tagJSON:
+			return append(appendU32(append(dst, v.tag), len(v.data)), v.data...), nil
+		}
+		return append(dst, v.tag), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	return appendRawValue(dst, b), nil
+}
+
+// reader decodes a frame.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.err = errShort
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) u32() int {
+	if r.err != nil || len(r.b) < 4 {
+		r.err = errShort
+		return 0
+	}
+	n := binary.LittleEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return int(n)
+}
+
+func (r *reader) bytes() []byte {
+	n := r.u32()
+	if r.err != nil || n > len(r.b) {
+		r.err = errShort
+		return nil
+	}
+	s := r.b[:n:n]
+	r.b = r.b[n:]
+	return s
+}
+
+// value is a decoded tagged value; data is a view into the frame.
+type value struct {
+	tag  byte
+	num  float64
+	data []byte // string bytes, or JSON text
+}
+
+func (r *reader) value() value {
+	v := value{tag: r.byte()}
+	switch v.tag {
+	case tagAbsent, tagNull, tagFalse, tagTrue:
+	case tagNumber:
+		if r.err == nil && len(r.b) < 8 {
+			r.err = errShort
+		}
+		if r.err == nil {
+			v.num = math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+			r.b = r.b[8:]
+		}
+	case tagString, tagJSON:
+		v.data = r.bytes()
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("sdk: wire: unknown value tag %d", v.tag)
+		}
+	}
+	return v
+}
+
+// json returns the value as JSON text (nil when absent).
+func (v value) json() json.RawMessage {
+	switch v.tag {
+	case tagNull:
+		return json.RawMessage("null")
+	case tagFalse:
+		return json.RawMessage("false")
+	case tagTrue:
+		return json.RawMessage("true")
+	case tagNumber:
+		return strconv.AppendFloat(nil, v.num, 'g', -1, 64)
+	case tagString:
+		b, _ := json.Marshal(string(v.data))
+		return b
+	case tagJSON:
+		return append(json.RawMessage(nil), v.data...)
+	}
+	return nil
+}
+
+// decode stores the value in p: directly for the common scalar types,
+// through encoding/json otherwise.
+func (v value) decode(p any) error {
+	switch p := p.(type) {
+	case *float64:
+		if v.tag == tagNumber {
+			*p = v.num
+			return nil
+		}
+	case *int:
+		if v.tag == tagNumber && v.num == math.Trunc(v.num) && math.Abs(v.num) < 1<<53 {
+			*p = int(v.num)
+			return nil
+		}
+	case *bool:
+		if v.tag == tagTrue || v.tag == tagFalse {
+			*p = v.tag == tagTrue
+			return nil
+		}
+	case *string:
+		if v.tag == tagString {
+			*p = string(v.data)
+			return nil
+		}
+	}
+	return json.Unmarshal(v.json(), p)
+}
+
+// EncodeCall is the host's side of a call frame: the job's (or sensor's)
+// index in the manifest, the path, the parameters, and the current and
+// target values as JSON text (empty: absent).
+func EncodeCall(dst []byte, index int, c Call) []byte {
+	dst = appendU32(dst, index)
+	dst = appendBytes(dst, c.Path)
+	dst = appendU32(dst, len(c.Params))
+	for _, k := range sortedKeys(c.Params) {
+		dst = appendBytes(appendBytes(dst, k), c.Params[k])
+	}
+	dst = appendRawValue(dst, c.Current)
+	return appendRawValue(dst, c.Target)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+// frame is a decoded call: views into the input buffer, valid for the call.
+type frame struct {
+	index  int
+	path   []byte
+	params [][2][]byte
+	pbuf   [4][2][]byte // params' storage for the usual few, to spare an allocation
+	cur    value
+	tgt    value
+}
+
+// decodeCall decodes b into f.
+func decodeCall(b []byte, f *frame) error {
+	r := reader{b: b}
+	f.index, f.path = r.u32(), r.bytes()
+	n := r.u32()
+	if r.err == nil && n > len(r.b)/8 {
+		r.err = errShort
+	}
+	f.params = f.pbuf[:0]
+	for i := 0; i < n && r.err == nil; i++ {
+		f.params = append(f.params, [2][]byte{r.bytes(), r.bytes()})
+	}
+	f.cur, f.tgt = r.value(), r.value()
+	return r.err
+}
+
+// appendError appends an error result.
+func appendError(dst []byte, err error) []byte {
+	return appendBytes(append(dst, statusError), err.Error())
+}
+
+// readStatus reads a result's status and returns the module's error, if it
+// reported one.
+func (r *reader) status() error {
+	switch s := r.byte(); {
+	case r.err != nil:
+		return nil
+	case s == statusError:
+		msg := r.bytes()
+		if r.err == nil {
+			return errors.New(string(msg))
+		}
+	case s != statusOK:
+		r.err = fmt.Errorf("sdk: wire: unknown result status %d", s)
+	}
+	return nil
+}
+
+// DecodeTry is the host's side of a tern_try result. A module's own error
+// is returned as modErr; a malformed frame as err.
+func DecodeTry(b []byte) (t Try, modErr, err error) {
+	r := &reader{b: b}
+	if modErr = r.status(); modErr != nil || r.err != nil {
+		return Try{}, modErr, r.err
+	}
+	t.OK = r.byte() == 1
+	t.PathFree = r.byte()&flagPathFree != 0
+	if !t.OK {
+		return t, nil, r.err
+	}
+	switch kind := r.byte(); kind {
+	case 0: // an action's effect
+		t.Effect = r.value().json()
+	case 1: // a method's steps
+		n := r.u32()
+		if r.err == nil && n > len(r.b)/9 {
+			r.err = errShort
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			s := TaskRef{Job: string(r.bytes()), Path: string(r.bytes())}
+			s.Target = r.value().json()
+			t.Tasks = append(t.Tasks, s)
+		}
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("sdk: wire: unknown try kind %d", kind)
+		}
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("sdk: wire: %d bytes after the result", len(r.b))
+	}
+	return t, nil, r.err
+}
+
+// DecodeValue is the host's side of a tern_run or tern_sense result: the
+// value as JSON text (nil if none).
+func DecodeValue(b []byte) (v json.RawMessage, modErr, err error) {
+	r := &reader{b: b}
+	if modErr = r.status(); modErr != nil || r.err != nil {
+		return nil, modErr, r.err
+	}
+	v = r.value().json()
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("sdk: wire: %d bytes after the result", len(r.b))
+	}
+	return v, nil, r.err
+}
+
+// Try flags.
+const (
+	// flagPathFree: the answer did not depend on the path or its
+	// parameters, so it holds for every path the job binds.
+	flagPathFree byte = 1
+)
+
+// encodeTry appends a tern_try result.
+func encodeTry(dst []byte, t tryOut) ([]byte, error) {
+	var flags byte
+	if t.pathFree {
+		flags |= flagPathFree
+	}
+	dst = append(dst, statusOK)
+	if !t.ok {
+		return append(dst, 0, flags), nil
+	}
+	dst = append(dst, 1, flags)
+	if !t.method {
+		return appendValue(append(dst, 0), t.effect)
+	}
+	dst = appendU32(append(dst, 1), len(t.steps))
+	for _, s := range t.steps {
+		dst = appendBytes(appendBytes(dst, s.Job), s.Path)
+		dst = appendRawValue(dst, s.Target)
+	}
+	return dst, nil
+}
+
+// tryOut is what a job's try produced, before encoding.
+type tryOut struct {
+	ok       bool
+	pathFree bool
+	method bool
+	effect any
+	steps  []TaskRef
+}
