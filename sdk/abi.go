@@ -155,8 +155,8 @@ type Try struct {
 	// (the job did not ask for them), so it holds for every path the job
 	// binds, given the same current and target values.
 	PathFree bool            `json:"path_free,omitempty"`
-	Effect json.RawMessage `json:"effect,omitempty"`
-	Tasks  []TaskRef       `json:"tasks,omitempty"`
+	Effect   json.RawMessage `json:"effect,omitempty"`
+	Tasks    []TaskRef       `json:"tasks,omitempty"`
 }
 
 // TaskRef is one step of a method's expansion: a job (of the same module,

@@ -381,7 +381,7 @@ func encodeTry(dst []byte, t tryOut) ([]byte, error) {
 type tryOut struct {
 	ok       bool
 	pathFree bool
-	method bool
-	effect any
-	steps  []TaskRef
+	method   bool
+	effect   any
+	steps    []TaskRef
 }
