@@ -269,7 +269,6 @@ func (a *Agent) step(ctx context.Context) {
 	err := a.converge(ctx, current, target, version)
 	a.mu.Lock()
 	if errors.Is(err, errSuperseded) {
-		a.replan = "a new target arrived while the plan ran"
 		a.mu.Unlock()
 		return
 	}
@@ -352,11 +351,20 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		select {
-		case <-a.wake:
-			superseded = true
-			closeStop()
-		case <-stop:
+		for {
+			select {
+			case <-a.wake:
+				a.mu.Lock()
+				newer := a.version != version
+				a.mu.Unlock()
+				if newer { // not the wake-up for the target this plan serves
+					superseded = true
+					closeStop()
+					return
+				}
+			case <-stop:
+				return
+			}
 		}
 	}()
 	err = plan.Run(ctx, p, a.ev, live{a}, plan.RunOptions{Parallel: a.opts.Parallelism, Stop: stop, Observer: func(t *plan.Task, o plan.Outcome, err error) {
@@ -381,6 +389,7 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 		a.log.Warn("sensing after run failed", "err", serr)
 	}
 	if superseded {
+		a.event(Event{Kind: EventReplan, TargetVersion: version, Message: "a new target arrived while the plan ran; the rest of this plan is dropped"})
 		select {
 		case a.wake <- struct{}{}: // plan for the new target at once
 		default:

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/sdk"
@@ -61,76 +61,109 @@ type RunOptions struct {
 var ErrStopped = errors.New("plan: stopped before its turn")
 
 // Run executes the plan: every task once its dependencies are done, at most
-// opts.Parallel at a time. Before running a task it checks the task's
-// condition again against the live state; after it, it applies the task's
-// effect to the live state. It returns once every task finished or was
-// skipped; the error joins the failures.
+// opts.Parallel at a time, ready tasks in plan order. Before running a task
+// it checks the task's condition again against the live state; after it,
+// it applies the task's effect to the live state. It returns once every
+// task finished or was skipped; the error joins the failures.
 func Run(ctx context.Context, p *Plan, r Runner, live Live, opts RunOptions) error {
 	parallel, obs := max(opts.Parallel, 1), opts.Observer
 	if obs == nil {
 		obs = func(*Task, Outcome, error) {}
 	}
-	done := make([]chan struct{}, len(p.Tasks))
-	ok := make([]bool, len(p.Tasks))
-	for i := range done {
-		done[i] = make(chan struct{})
-	}
-	sem := make(chan struct{}, parallel)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	fail := func(t *Task, o Outcome, err error) {
-		obs(t, o, err)
-		mu.Lock()
-		errs = append(errs, fmt.Errorf("%w: %s: %w", ErrTaskFailed, t, err))
-		mu.Unlock()
-	}
-	stopped := func() bool {
-		select {
-		case <-opts.Stop:
-			return true
-		default:
-			return false
+	n := len(p.Tasks)
+	waiting := make([]int, n)      // unfinished dependencies
+	dependents := make([][]int, n) // tasks waiting for each
+	var ready []int                // runnable, in plan order
+	for _, t := range p.Tasks {
+		waiting[t.ID] = len(t.Deps)
+		for _, d := range t.Deps {
+			dependents[d] = append(dependents[d], t.ID)
+		}
+		if len(t.Deps) == 0 {
+			ready = append(ready, t.ID)
 		}
 	}
-	for _, t := range p.Tasks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(done[t.ID])
-			for _, d := range t.Deps {
-				<-done[d]
-				if !ok[d] {
-					fail(t, Skipped, fmt.Errorf("task %d it depends on did not finish", d))
-					return
+	var errs []error
+	fail := func(t *Task, o Outcome, err error) {
+		obs(t, o, err)
+		errs = append(errs, fmt.Errorf("%w: %s: %w", ErrTaskFailed, t, err))
+	}
+	// skip marks a task and everything after it skipped.
+	var skip func(id int, why error)
+	skipped := make([]bool, n)
+	skip = func(id int, why error) {
+		if skipped[id] {
+			return
+		}
+		skipped[id] = true
+		fail(p.Tasks[id], Skipped, why)
+		for _, d := range dependents[id] {
+			skip(d, fmt.Errorf("task %d it depends on did not finish", id))
+		}
+	}
+	type outcome struct {
+		id  int
+		err error
+	}
+	results := make(chan outcome)
+	running, finished := 0, 0
+	for finished < n {
+		for running < parallel && len(ready) > 0 {
+			id := ready[0]
+			ready = ready[1:]
+			if err := stopReason(ctx, opts.Stop); err != nil {
+				skip(id, err)
+				finished++
+				continue
+			}
+			running++
+			go func() { results <- outcome{id, runTask(ctx, p.Tasks[id], r, live, obs)} }()
+		}
+		if running == 0 {
+			// Nothing runs and nothing is ready: the rest was skipped.
+			for id := range p.Tasks {
+				if !skipped[id] && waiting[id] > 0 {
+					skip(id, errors.New("a task it depends on did not finish"))
 				}
 			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				fail(t, Skipped, ctx.Err())
-				return
-			case <-opts.Stop:
-				fail(t, Skipped, ErrStopped)
-				return
+			break
+		}
+		o := <-results
+		running--
+		finished++
+		t := p.Tasks[o.id]
+		if o.err != nil {
+			fail(t, Failed, o.err)
+			for _, d := range dependents[o.id] {
+				skip(d, fmt.Errorf("task %d it depends on did not finish", o.id))
 			}
-			defer func() { <-sem }()
-			if stopped() {
-				fail(t, Skipped, ErrStopped)
-				return
+			continue
+		}
+		obs(t, Done, nil)
+		for _, d := range dependents[o.id] {
+			if waiting[d]--; waiting[d] == 0 && !skipped[d] {
+				ready = insertSorted(ready, d)
 			}
-			if err := runTask(ctx, t, r, live, obs); err != nil {
-				fail(t, Failed, err)
-				return
-			}
-			ok[t.ID] = true
-			obs(t, Done, nil)
-		}()
+		}
 	}
-	wg.Wait()
 	return errors.Join(errs...)
+}
+
+func stopReason(ctx context.Context, stop <-chan struct{}) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-stop:
+		return ErrStopped
+	default:
+		return nil
+	}
+}
+
+func insertSorted(s []int, v int) []int {
+	i, _ := slices.BinarySearch(s, v)
+	return slices.Insert(s, i, v)
 }
 
 func runTask(ctx context.Context, t *Task, r Runner, live Live, obs Observer) error {
