@@ -9,8 +9,9 @@
 // a failure. It needs no network: a target received once is stored and
 // pursued across restarts, with or without a broker.
 //
-// The machinery lives in runtime/internal: the planner and executor
-// (internal/plan) and the wazero host (internal/wasmhost). Persistence goes
-// through the small contract of runtime/store; the JSON state model is
-// runtime/state.
+// The planner and executor are runtime/plan; the wazero host is
+// runtime/internal/wasmhost. Persistence goes through the small contract of
+// runtime/store (keys: the target, the last state, the plan in progress, the
+// installed modules); the JSON state model is runtime/state. Planner plans
+// offline with the same modules, for `tern plan` and the benchmark.
 package runtime

@@ -29,6 +29,9 @@ type Config struct {
 	DataDir string `yaml:"data_dir" json:"data_dir"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// Strict makes targets strict: what a target does not name under the
+	// objects it names is removed, where a job can delete it.
+	Strict bool `yaml:"strict" json:"strict"`
 	// Modules are the job modules this device runs.
 	Modules []ModuleConfig `yaml:"modules" json:"modules"`
 }

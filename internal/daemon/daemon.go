@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: filepath.Join(cfg.DataDir, "cache"),
+		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict,
 	})
 	if err != nil {
 		return err
