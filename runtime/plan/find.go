@@ -308,8 +308,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 // the path (PathFree) serves every path with the same values.
 func (s *search) try(j *Job, c sdk.Call) (Result, error) {
 	if j.declarative() {
-		r, _, err := try(s.ctx, s.ev, j, c)
-		return r, err
+		return try(s.ctx, s.ev, j, c)
 	}
 	free := j.Name() + "\x00" + string(c.Current) + "\x00" + string(c.Target)
 	if r, ok := s.memo[free]; ok {
@@ -319,7 +318,7 @@ func (s *search) try(j *Job, c sdk.Call) (Result, error) {
 	if r, ok := s.memo[full]; ok {
 		return r, nil
 	}
-	r, _, err := try(s.ctx, s.ev, j, c)
+	r, err := try(s.ctx, s.ev, j, c)
 	s.stats.Calls++
 	if err != nil {
 		return r, err

@@ -105,16 +105,16 @@ func DecodeTry(t sdk.Try) (Result, error) {
 }
 
 // try asks ev about j, answering declarative jobs itself.
-func try(ctx context.Context, ev Evaluator, j *Job, c sdk.Call) (Result, bool, error) {
+func try(ctx context.Context, ev Evaluator, j *Job, c sdk.Call) (Result, error) {
 	if j.declarative() {
 		v, err := decodeTarget(c.Target)
-		return Result{OK: true, Effect: v}, false, err
+		return Result{OK: true, Effect: v}, err
 	}
 	r, err := ev.Try(ctx, j, c)
 	if err == nil && r.OK && j.Spec.Effect == sdk.EffectTarget {
 		r.Effect, err = decodeTarget(c.Target)
 	}
-	return r, true, err
+	return r, err
 }
 
 func decodeTarget(raw json.RawMessage) (any, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -405,5 +406,21 @@ func TestRunStop(t *testing.T) {
 	}
 	if got, _ := live.Get(state.MustPointer("/counters/a")); got != 1.0 {
 		t.Fatalf("a = %v: the task that ran must have its effect applied", got)
+	}
+}
+
+// BenchmarkFindCounters is the search alone (jobs native): counters-1000
+// of bench/planner/PROBLEMS.md.
+func BenchmarkFindCounters(b *testing.B) {
+	d := counters(b, false)
+	cur, tgt := map[string]any{}, map[string]any{}
+	for i := range 1000 {
+		cur[fmt.Sprintf("c%04d", i)], tgt[fmt.Sprintf("c%04d", i)] = 0.0, 2.0
+	}
+	current, target := map[string]any{"counters": cur}, map[string]any{"counters": tgt}
+	for b.Loop() {
+		if _, err := plan.Find(context.Background(), d.jobs, d, current, target, plan.Options{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -172,7 +172,7 @@ func runTask(ctx context.Context, t *Task, r Runner, live Live, obs Observer) er
 	if present {
 		call.Current = state.Canonical(cur)
 	}
-	res, _, err := try(ctx, r, t.Job, call)
+	res, err := try(ctx, r, t.Job, call)
 	if err != nil {
 		return fmt.Errorf("condition: %w", err)
 	}
