@@ -196,3 +196,10 @@ func newBitset(n int) bitset    { return make(bitset, (n+63)/64) }
 func (b bitset) set(i int)      { b[i/64] |= 1 << (i % 64) }
 func (b bitset) clear(i int)    { b[i/64] &^= 1 << (i % 64) }
 func (b bitset) has(i int) bool { return b[i/64]&(1<<(i%64)) != 0 }
+
+// or adds c's members to b.
+func (b bitset) or(c bitset) {
+	for k, w := range c {
+		b[k] |= w
+	}
+}

@@ -215,12 +215,12 @@ func analyzeRender(p *Plan) *renderGraph {
 	// it is an ancestor of another dep, that is, when it is in the union of
 	// the deps' ancestor sets.
 	words := (n + 63) / 64
-	anc := make([]ancestorSet, n)
+	anc := make([]bitset, n)
 	g.deps = make([][]int, n)
 	g.level = make([]int, n)
 	g.used = make([]bool, n)
 	for k, i := range order {
-		a := make(ancestorSet, words)
+		a := make(bitset, words)
 		lvl := 0
 		for _, d := range raw[i] {
 			if anc[d] != nil {
@@ -283,17 +283,6 @@ func (g *renderGraph) edges(f func(from, to string)) {
 		if !g.used[i] {
 			f(renderNode(t.ID), "finish")
 		}
-	}
-}
-
-type ancestorSet []uint64
-
-func (s ancestorSet) set(i int)      { s[i/64] |= 1 << (i % 64) }
-func (s ancestorSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
-
-func (s ancestorSet) or(t ancestorSet) {
-	for k, w := range t {
-		s[k] |= w
 	}
 }
 
