@@ -65,6 +65,8 @@ type Options struct {
 	Strict bool
 	// CallTimeout bounds one call into a module. Default 10 s.
 	CallTimeout time.Duration
+	// ModuleMemoryMiB caps each module instance's linear memory. Default 128.
+	ModuleMemoryMiB int
 }
 
 func (o Options) withDefaults() Options {
@@ -124,13 +126,18 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
+	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), current: map[string]any{}}
 	host, err := wasmhost.New(ctx, wasmhost.Options{
 		CacheDir: opts.CacheDir, GPIO: opts.GPIO, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
+		MemoryLimitPages: uint32(opts.ModuleMemoryMiB) * 16,
+		Notify: func(module, problem string) {
+			a.event(Event{Kind: EventModuleError, Module: module, Message: problem})
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{opts: opts, log: opts.Logger, set: &modset{host: host, log: opts.Logger}, wake: make(chan struct{}, 1), current: map[string]any{}}
+	a.set = &modset{host: host, log: opts.Logger}
 	a.ev = evaluator{mods: a.set.module, event: a.event}
 	if err := a.loadTarget(); err != nil {
 		host.Close(ctx)
@@ -141,9 +148,11 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	for _, spec := range opts.Modules {
+		// A module that cannot be loaded is left out, with an event: the
+		// agent and the other modules keep working.
 		if err := a.load(ctx, spec); err != nil {
-			host.Close(ctx)
-			return nil, err
+			a.log.Error("module not loaded", "module", spec.Name, "err", err)
+			a.event(Event{Kind: EventModuleError, Module: spec.Name, Message: "not loaded: " + err.Error()})
 		}
 	}
 	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version, Modules: a.moduleVersions()}

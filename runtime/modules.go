@@ -162,6 +162,9 @@ func (a *Agent) sense(ctx context.Context) error {
 	for _, m := range a.set.mods {
 		for _, s := range m.sensors {
 			raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: s.spec.Name, Path: s.path.String()})
+			if errors.Is(err, wasmhost.ErrCall) {
+				a.event(Event{Kind: EventModuleError, Module: m.name, Job: s.spec.Name, Path: s.path.String(), Message: err.Error()})
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
 				continue

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The wire format of calls and results (ABI.md, "Passing data"). The host
@@ -58,7 +59,7 @@ func appendRawValue(dst []byte, raw json.RawMessage) []byte {
 	case s == "true":
 		return append(dst, tagTrue)
 	case s[0] == '"':
-		if !strings.ContainsRune(s, '\\') {
+		if len(s) >= 2 && s[len(s)-1] == '"' && !strings.ContainsAny(s[1:len(s)-1], `"\\`) {
 			return appendBytes(append(dst, tagString), s[1:len(s)-1])
 		}
 		var str string
@@ -173,6 +174,23 @@ func (r *reader) value() value {
 		}
 	}
 	return v
+}
+
+// checked reads a value that a module sent, as JSON text, refusing JSON
+// payloads that are not JSON. (Values the host sends are not checked again
+// in the module: that would cost every call a scan.)
+func (r *reader) checked() json.RawMessage {
+	v := r.value()
+	if r.err == nil && v.tag == tagJSON && !json.Valid(v.data) {
+		r.err = fmt.Errorf("sdk: wire: a JSON value is not JSON: %.40q", v.data)
+	}
+	if r.err == nil && v.tag == tagString && !utf8.Valid(v.data) {
+		r.err = errors.New("sdk: wire: a string is not UTF-8")
+	}
+	if r.err == nil && v.tag == tagNumber && (math.IsNaN(v.num) || math.IsInf(v.num, 0)) {
+		r.err = fmt.Errorf("sdk: wire: the number %v has no JSON form", v.num)
+	}
+	return v.json()
 }
 
 // json returns the value as JSON text (nil when absent).
@@ -312,7 +330,7 @@ func DecodeTry(b []byte) (t Try, modErr, err error) {
 	}
 	switch kind := r.byte(); kind {
 	case 0: // an action's effect
-		t.Effect = r.value().json()
+		t.Effect = r.checked()
 	case 1: // a method's steps
 		n := r.u32()
 		if r.err == nil && n > len(r.b)/9 {
@@ -320,7 +338,7 @@ func DecodeTry(b []byte) (t Try, modErr, err error) {
 		}
 		for i := 0; i < n && r.err == nil; i++ {
 			s := TaskRef{Job: string(r.bytes()), Path: string(r.bytes())}
-			s.Target = r.value().json()
+			s.Target = r.checked()
 			t.Tasks = append(t.Tasks, s)
 		}
 	default:
@@ -341,7 +359,7 @@ func DecodeValue(b []byte) (v json.RawMessage, modErr, err error) {
 	if modErr = r.status(); modErr != nil || r.err != nil {
 		return nil, modErr, r.err
 	}
-	v = r.value().json()
+	v = r.checked()
 	if r.err == nil && len(r.b) > 0 {
 		r.err = fmt.Errorf("sdk: wire: %d bytes after the result", len(r.b))
 	}

@@ -49,6 +49,13 @@ type Options struct {
 	MaxOutput uint32
 	// Instances is the pool size per module. Default 2.
 	Instances int
+	// LogRate bounds the lines per second a module may log (a burst of
+	// twice as many is allowed); the rest are dropped and reported through
+	// Notify. Default 100.
+	LogRate int
+	// Notify hears about a module's misbehaviour that is not the failure
+	// of a call (a log flood); nil: only logged.
+	Notify func(module, problem string)
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +74,12 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.LogRate == 0 {
+		o.LogRate = 100
+	}
+	if o.Notify == nil {
+		o.Notify = func(string, string) {}
+	}
 	return o
 }
 
@@ -75,6 +88,9 @@ type Host struct {
 	opts  Options
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
+
+	mu      sync.Mutex
+	refused map[string]time.Time // refusals reported, and when
 }
 
 // ErrCall wraps every failure of a call into a module: a trap, a deadline,
@@ -89,7 +105,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		// A call past its deadline must stop even in a tight loop. wazero
 		// then checks the context in loops, which costs speed; see RATIONALE.md.
 		WithCloseOnContextDone(true)
-	h := &Host{opts: opts}
+	h := &Host{opts: opts, refused: map[string]time.Time{}}
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("wasmhost: compilation cache: %w", err)
@@ -143,12 +159,16 @@ type Module struct {
 	slots chan struct{} // one token per instance that may exist
 	mu    sync.Mutex
 	idle  []*instance
+	logs  logBucket
 }
 
 // Load compiles wasm, instantiates it once to read its manifest, and
 // returns the module ready for calls.
 func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json.RawMessage) (*Module, error) {
 	start := time.Now()
+	if err := precheck(wasm); err != nil {
+		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
+	}
 	compiled, err := h.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
@@ -281,11 +301,17 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 	}
 	out, err := m.invoke(ctx, inst, fn, in)
 	if err != nil {
-		inst.mod.Close(context.Background())
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline", ErrCall, fn, m.host.opts.CallTimeout)
+		full := ""
+		// A module near its cap most likely failed for want of memory
+		// (memory.grow fails quietly; what the module does next varies).
+		if limit, size := uint64(m.host.opts.MemoryLimitPages)*65536, uint64(inst.mod.Memory().Size()); size >= limit/8*7 {
+			full = fmt.Sprintf(" (its memory is at %d MiB of the %d MiB cap)", size>>20, limit>>20)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrCall, fn, err)
+		inst.mod.Close(context.Background())
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline%s", ErrCall, fn, m.host.opts.CallTimeout, full)
+		}
+		return nil, fmt.Errorf("%w: %s: %v%s", ErrCall, fn, err, full)
 	}
 	m.mu.Lock()
 	m.idle = append(m.idle, inst)
@@ -315,8 +341,8 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module
 		WithStartFunctions("_initialize").
-		WithStderr(logWriter{m.host.opts.Logger, m.manifest.Name}).
-		WithStdout(logWriter{m.host.opts.Logger, m.manifest.Name}).
+		WithStderr(logWriter{m}).
+		WithStdout(logWriter{m}).
 		WithSysWalltime().WithSysNanotime()
 	// _initialize runs Go's runtime and package inits, which must not touch
 	// hardware: give it the planning phase.
@@ -377,12 +403,18 @@ func (m *Module) invoke(ctx context.Context, inst *instance, fn string, in []byt
 	return slices.Clone(b), nil
 }
 
-type logWriter struct {
-	l      *slog.Logger
-	module string
-}
+// logWriter takes what a module writes to stdout or stderr into the log,
+// under the same rate limit as the log host function.
+type logWriter struct{ m *Module }
 
 func (w logWriter) Write(p []byte) (int, error) {
-	w.l.Warn("module output", "module", w.module, "text", string(p))
+	h := w.m.host
+	if dropped, flood := w.m.logs.take(time.Now(), h.opts.LogRate); dropped {
+		if flood {
+			h.opts.Notify(w.m.manifest.Name, fmt.Sprintf("log flood on stdout/stderr: more than %d writes a second; output is dropped until it slows down", h.opts.LogRate))
+		}
+		return len(p), nil
+	}
+	h.opts.Logger.Warn("module output", "module", w.m.manifest.Name, "text", string(p[:min(len(p), maxLog)]))
 	return len(p), nil
 }

@@ -3,7 +3,10 @@ package wasmhost
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
@@ -37,15 +40,19 @@ func info(ctx context.Context) *callInfo {
 // pin resolves a GPIO line for a call, enforcing phase and grant.
 func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, sdk.Errno) {
 	ci := info(ctx)
-	if ci == nil || ci.phase == PhasePlan {
+	if ci == nil {
 		return nil, sdk.ErrnoPlanning
 	}
 	name, ok := readString(mod, ptr, size, maxName)
 	if !ok {
 		return nil, sdk.ErrnoBadArg
 	}
+	if ci.phase == PhasePlan {
+		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q while planning (conditions, effects and expansions may not touch hardware)", name))
+		return nil, sdk.ErrnoPlanning
+	}
 	if !ci.module.grants.allowsGPIO(name) {
-		h.opts.Logger.Warn("module asked for a GPIO line it was not granted", "module", ci.module.manifest.Name, "line", name)
+		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q, which this device does not grant it (grants.gpio in ternd.yaml)", name))
 		return nil, sdk.ErrnoNotGranted
 	}
 	if h.opts.GPIO == nil {
@@ -60,6 +67,28 @@ func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.
 	}
 	return p, sdk.ErrnoOK
 }
+
+// refuse logs and reports a hardware access the module was refused. The
+// module gets an errno; the operator gets to know.
+// The same refusal is reported again only after refuseQuiet: a sensor that
+// reads an ungranted line every second must not flood the fleet.
+func (h *Host) refuse(m *Module, problem string) {
+	key := m.manifest.Name + "\x00" + problem
+	now := time.Now()
+	h.mu.Lock()
+	last, seen := h.refused[key]
+	if !seen || now.Sub(last) > refuseQuiet {
+		h.refused[key] = now
+	}
+	h.mu.Unlock()
+	if seen && now.Sub(last) <= refuseQuiet {
+		return
+	}
+	h.opts.Logger.Warn("module refused hardware access", "module", m.manifest.Name, "problem", problem)
+	h.opts.Notify(m.manifest.Name, problem)
+}
+
+const refuseQuiet = 10 * time.Minute
 
 func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level uint32) int32 {
 	p, e := h.pin(ctx, mod, ptr, size)
@@ -91,15 +120,56 @@ func (h *Host) gpioRead(ctx context.Context, mod api.Module, ptr, size uint32) i
 }
 
 func (h *Host) log(ctx context.Context, mod api.Module, level int32, ptr, size uint32) {
+	ci := info(ctx)
+	if ci == nil {
+		return
+	}
+	name := ci.module.manifest.Name
+	if dropped, flood := ci.module.logs.take(time.Now(), h.opts.LogRate); dropped {
+		if flood {
+			problem := fmt.Sprintf("log flood: more than %d lines a second; lines are dropped until it slows down", h.opts.LogRate)
+			h.opts.Logger.Warn("module log flood", "module", name, "limit_per_s", h.opts.LogRate)
+			h.opts.Notify(name, problem)
+		}
+		return
+	}
 	msg, ok := readString(mod, ptr, min(size, maxLog), maxLog)
 	if !ok {
 		return
 	}
-	name := ""
-	if ci := info(ctx); ci != nil {
-		name = ci.module.manifest.Name
-	}
 	h.opts.Logger.Log(ctx, slog.Level(level), msg, "module", name)
+}
+
+// logBucket is a token bucket over a module's log lines.
+type logBucket struct {
+	mu       sync.Mutex
+	tokens   float64
+	last     time.Time
+	flooding bool // dropping lines since the last report
+}
+
+// take spends a token. dropped: no token was left; flood: this is the
+// first line dropped since the bucket last had tokens to spare.
+func (b *logBucket) take(now time.Time, rate int) (dropped, flood bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	burst := float64(2 * rate)
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*float64(rate))
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		if b.tokens >= burst/2 {
+			b.flooding = false
+		}
+		return false, false
+	}
+	flood = !b.flooding
+	b.flooding = true
+	return true, flood
 }
 
 func readString(mod api.Module, ptr, size, limit uint32) (string, bool) {

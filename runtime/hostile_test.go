@@ -1,0 +1,308 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/store"
+)
+
+// Hostile modules are written in WebAssembly text: each is the skeleton
+// below (a module that implements the ABI by hand, which also shows the ABI
+// needs no SDK) with one export replaced by misbehaviour. wat2wasm (Debian's
+// wabt) assembles them.
+
+// watModule describes one module; empty fields take the well-behaved body.
+type watModule struct {
+	manifest                string // JSON
+	try, run, sense, config string // function bodies returning i64
+	raw                     string // the whole module text, instead of the skeleton
+}
+
+// Static outputs in the module's memory, and their packed (ptr<<32|len)
+// return values.
+const (
+	outTry   = 1024 // status ok, condition holds, flags 0, action effect: true
+	outNull  = 1040 // status ok, null
+	outTrue  = 1056 // status ok, true
+	inputBuf = 4096
+)
+
+func packed(ptr, n int) string { return fmt.Sprintf("(i64.const %d)", int64(ptr)<<32|int64(n)) }
+
+const evilManifest = `{"name":"evil","version":"1.0.0","abi":1,` +
+	`"jobs":[{"name":"poke","path":"/evil/:name","op":"any"}],` +
+	`"sensors":[{"name":"watch","path":"/evil_sensor","interval_ms":50}]}`
+
+func (w watModule) text() string {
+	if w.raw != "" {
+		return w.raw
+	}
+	man := w.manifest
+	if man == "" {
+		man = evilManifest
+	}
+	or := func(s, def string) string {
+		if s == "" {
+			return def
+		}
+		return s
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace
+	return fmt.Sprintf(`(module
+  (import "tern" "gpio_write" (func $gpio_write (param i32 i32 i32) (result i32)))
+  (import "tern" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "%s")
+  (data (i32.const %d) "\00\01\00\00\03")
+  (data (i32.const %d) "\00\01")
+  (data (i32.const %d) "\00\03")
+  (data (i32.const 1100) "GPIO17GPIO22flood!")
+  (func (export "_initialize"))
+  (func (export "tern_abi_version") (result i32) (i32.const 1))
+  (func (export "tern_alloc") (param i32) (result i32) (i32.const %d))
+  (func (export "tern_describe") (result i64) %s)
+  (func (export "tern_configure") (param i32 i32) (result i64) %s)
+  (func (export "tern_try") (param i32 i32) (result i64) %s)
+  (func (export "tern_run") (param i32 i32) (result i64) %s)
+  (func (export "tern_sense") (param i32 i32) (result i64) %s))
+`, esc(man), outTry, outNull, outTrue, inputBuf, packed(0, len(man)),
+		or(w.config, packed(outNull, 2)), or(w.try, packed(outTry, 5)), or(w.run, packed(outNull, 2)), or(w.sense, packed(outTrue, 2)))
+}
+
+// assemble turns WebAssembly text into a module. wat2wasm must be
+// installed (.ci/run installs wabt): a missing tool fails the test.
+func assemble(t *testing.T, text string) []byte {
+	t.Helper()
+	tool, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Fatal("wat2wasm not found: install Debian's wabt (apt-get install wabt), as .ci/run does")
+	}
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
+	if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(tool, "--enable-all", src, "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s\n%s", err, b, text)
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm
+}
+
+// Loops that never end, in WebAssembly.
+const spin = `(loop $forever (br $forever)) (unreachable)`
+
+// hostileRig runs an agent with the relay module and one hostile module.
+type hostileRig struct {
+	a     *runtime.Agent
+	rep   *recorder
+	lines *sim.GPIO
+}
+
+func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *hostileRig {
+	t.Helper()
+	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &hostileRig{rep: &recorder{}, lines: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27")}
+	ctx, cancel := context.WithCancel(context.Background())
+	opts := runtime.Options{
+		Store: st, GPIO: r.lines, CacheDir: sharedCache, Reporter: r.rep, Logger: testLogger(t),
+		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+		CallTimeout: 300 * time.Millisecond, ModuleMemoryMiB: 64,
+		Modules: []runtime.ModuleSpec{
+			{Name: "relay", Wasm: relay, Grants: runtime.Grants{GPIO: []string{"GPIO17"}},
+				Config: json.RawMessage(`{"lines":{"heater":"GPIO17"}}`)},
+			{Name: "evil", Wasm: evil, Grants: runtime.Grants{GPIO: []string{"GPIO27"}}},
+		},
+	}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	r.a, err = runtime.New(ctx, opts)
+	if err != nil {
+		t.Fatalf("the agent must start even with a hostile module: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { r.a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; r.a.Close(context.Background()); st.Close() })
+	return r
+}
+
+// expect waits for an event of kind whose message names the problem.
+func (r *hostileRig) expect(t *testing.T, kind runtime.EventKind, problem string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("a %s event saying %q", kind, problem), func() bool {
+		_, ok := r.rep.find(kind, problem)
+		return ok
+	})
+}
+
+// othersWork checks the agent is up and the relay module still converges.
+func (r *hostileRig) othersWork(t *testing.T, version uint64) {
+	t.Helper()
+	if err := r.a.SetTarget(version, json.RawMessage(`{"relays":{"heater":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the relay module converging beside the hostile one", func() bool {
+		s := r.a.Status()
+		return s.Converged && s.TargetVersion == version && level(r.lines, "GPIO17") == gpio.High
+	})
+}
+
+func TestHostileLoopInJob(t *testing.T) {
+	r := startHostile(t, assemble(t, watModule{run: spin}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true},"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "tern_run: exceeded its 300ms deadline")
+	waitFor(t, "the independent relay branch", func() bool { return level(r.lines, "GPIO17") == gpio.High })
+	r.othersWork(t, 2)
+}
+
+func TestHostileLoopInCondition(t *testing.T) {
+	r := startHostile(t, assemble(t, watModule{try: spin}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "tern_try: exceeded its 300ms deadline")
+	r.expect(t, runtime.EventPlanFailed, "evil.poke: failed")
+	r.othersWork(t, 2)
+}
+
+func TestHostileLoopInSensor(t *testing.T) {
+	r := startHostile(t, assemble(t, watModule{sense: spin}.text()))
+	r.expect(t, runtime.EventModuleError, "tern_sense: exceeded its 300ms deadline")
+	r.othersWork(t, 1)
+}
+
+func TestHostileMemoryGrowth(t *testing.T) {
+	grow := `(block $full (loop $more
+	  (br_if $full (i32.eq (memory.grow (i32.const 64)) (i32.const -1)))
+	  (br $more)))
+	(unreachable)`
+	// Growing 64 MiB takes longer than 300 ms under the race detector.
+	r := startHostile(t, assemble(t, watModule{run: grow}.text()), func(o *runtime.Options) { o.CallTimeout = 10 * time.Second })
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "MiB of the 64 MiB cap")
+	r.othersWork(t, 2)
+}
+
+func TestHostileTrap(t *testing.T) {
+	r := startHostile(t, assemble(t, watModule{run: `(unreachable)`}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "unreachable")
+	r.othersWork(t, 2)
+}
+
+func TestHostileGPIONotGranted(t *testing.T) {
+	// GPIO22 (at 1106 in the module's data) is granted to no one.
+	poke := `(drop (call $gpio_write (i32.const 1106) (i32.const 6) (i32.const 1))) ` + packed(outNull, 2)
+	r := startHostile(t, assemble(t, watModule{run: poke}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, `asked for GPIO line "GPIO22", which this device does not grant it`)
+	if n := r.lines.Writes("GPIO22"); n != 0 {
+		t.Fatalf("GPIO22 written %d times", n)
+	}
+	r.othersWork(t, 2)
+}
+
+func TestHostileHardwareWhilePlanning(t *testing.T) {
+	// The condition drives GPIO27, which is granted, but only for running.
+	poke := `(drop (call $gpio_write (i32.const 1100) (i32.const 6) (i32.const 1))) ` + packed(outTry, 5)
+	r := startHostile(t, assemble(t, watModule{try: poke}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "while planning")
+	if n := r.lines.Writes("GPIO17"); n != 0 {
+		t.Fatalf("GPIO17 written %d times while planning", n)
+	}
+	r.othersWork(t, 2)
+}
+
+func TestHostileOversizedOutput(t *testing.T) {
+	huge := packed(0, 2<<20) // claims 2 MiB of output
+	r := startHostile(t, assemble(t, watModule{run: huge}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "more than the 1048576 allowed")
+	r.othersWork(t, 2)
+}
+
+func TestHostileLogFlood(t *testing.T) {
+	flood := `(local $i i32)
+	(loop $again
+	  (call $log (i32.const 0) (i32.const 1112) (i32.const 6))
+	  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+	  (br_if $again (i32.lt_u (local.get $i) (i32.const 100000))))
+	` + packed(outNull, 2)
+	r := startHostile(t, assemble(t, watModule{run: flood}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "log flood")
+	r.othersWork(t, 2)
+}
+
+func TestHostileModulesThatDoNotLoad(t *testing.T) {
+	for name, tc := range map[string]struct {
+		wasm func(t *testing.T) []byte
+		want string
+	}{
+		"exports nothing": {func(t *testing.T) []byte { return assemble(t, watModule{raw: "(module)"}.text()) }, "does not export tern_abi_version"},
+		"wrong ABI version": {func(t *testing.T) []byte {
+			return assemble(t, watModule{manifest: strings.Replace(evilManifest, `"abi":1`, `"abi":99`, 1)}.text())
+		}, "built for ABI 99"},
+		"invalid bytes": {func(*testing.T) []byte { return []byte("\x00asm garbage") }, "not a valid module"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := startHostile(t, tc.wasm(t))
+			r.expect(t, runtime.EventModuleError, tc.want)
+			r.othersWork(t, 1)
+			if _, ok := r.a.Status().Modules["evil"]; ok {
+				t.Fatal("a module that did not load is listed as running")
+			}
+		})
+	}
+}
+
+// The skeleton itself is a working module in a second language: the ABI
+// needs nothing from Go.
+func TestWATModuleWorks(t *testing.T) {
+	r := startHostile(t, assemble(t, watModule{}.text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true},"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "convergence with a module written in WebAssembly text", func() bool { return r.a.Status().Converged })
+	if v := r.a.Status().Modules["evil"]; v != "1.0.0" {
+		t.Fatalf("module versions %v", r.a.Status().Modules)
+	}
+}
