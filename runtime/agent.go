@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
@@ -67,6 +68,9 @@ type Options struct {
 	CallTimeout time.Duration
 	// ModuleMemoryMiB caps each module instance's linear memory. Default 128.
 	ModuleMemoryMiB int
+	// Trust holds the operator keys modules must be signed with. Empty:
+	// unsigned modules are accepted (development), with a warning.
+	Trust signing.Trust
 }
 
 func (o Options) withDefaults() Options {

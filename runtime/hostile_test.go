@@ -13,6 +13,8 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/modfile"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
@@ -305,4 +307,65 @@ func TestWATModuleWorks(t *testing.T) {
 	if v := r.a.Status().Modules["evil"]; v != "1.0.0" {
 		t.Fatalf("module versions %v", r.a.Status().Modules)
 	}
+}
+
+// Signed modules: with trusted keys configured, only a module signed by
+// one of them, unchanged since, is loaded.
+func TestHostileSignatures(t *testing.T) {
+	dir := t.TempDir()
+	trusted, err := signing.Generate(dir, "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := signing.ReadPrivate(filepath.Join(dir, "operator.key"))
+	if _, err := signing.Generate(dir, "stranger"); err != nil {
+		t.Fatal(err)
+	}
+	strangerKey, _ := signing.ReadPrivate(filepath.Join(dir, "stranger.key"))
+	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedRelay, err := modfile.Sign(relay, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := assemble(t, watModule{}.text())
+	signedEvil, _ := modfile.Sign(evil, priv)
+	tampered := append([]byte(nil), signedEvil...)
+	tampered[len(evil)/2] ^= 0x01 // one bit in the code, after signing
+	byStranger, _ := modfile.Sign(evil, strangerKey)
+	appended := modfile.AppendSection(signedEvil, "extra", []byte("after the signature"))
+
+	for name, tc := range map[string]struct {
+		wasm []byte
+		want string
+	}{
+		"unsigned":                    {evil, "not signed"},
+		"signed by an unknown key":    {byStranger, "does not trust"},
+		"tampered after signing":      {tampered, "signature does not match"},
+		"section added after signing": {appended, "something was added after the signature"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := startHostile(t, tc.wasm, func(o *runtime.Options) {
+				o.Trust = signing.NewTrust(trusted)
+				o.Modules[0].Wasm = signedRelay
+			})
+			r.expect(t, runtime.EventModuleError, tc.want)
+			r.othersWork(t, 1)
+			if _, ok := r.a.Status().Modules["evil"]; ok {
+				t.Fatal("a refused module is listed as running")
+			}
+		})
+	}
+	t.Run("signed by a trusted key", func(t *testing.T) {
+		r := startHostile(t, signedEvil, func(o *runtime.Options) {
+			o.Trust = signing.NewTrust(trusted)
+			o.Modules[0].Wasm = signedRelay
+		})
+		r.othersWork(t, 1)
+		if v := r.a.Status().Modules["evil"]; v != "1.0.0" {
+			t.Fatalf("signed module not loaded: %v", r.a.Status().Modules)
+		}
+	})
 }

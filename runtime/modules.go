@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
@@ -97,6 +98,9 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 			return err
 		}
 	}
+	if err := a.verify(spec.Name, wasm); err != nil {
+		return err
+	}
 	mod, err := a.set.add(ctx, spec.Name, wasm, spec.Grants, spec.Config)
 	if err != nil {
 		return err
@@ -106,6 +110,21 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// verify checks a module's signature before anything else is done with
+// it. With no trusted keys configured, unsigned modules pass with a warning.
+func (a *Agent) verify(name string, wasm []byte) error {
+	if len(a.opts.Trust) == 0 {
+		a.log.Warn("module accepted without a signature check: no trusted keys are configured (trusted_keys in ternd.yaml)", "module", name)
+		return nil
+	}
+	key, sum, err := modfile.Verify(wasm, a.opts.Trust)
+	if err != nil {
+		return fmt.Errorf("runtime: module %s refused: %w", name, err)
+	}
+	a.log.Info("module signature verified", "module", name, "key", key, "sha256", sum)
 	return nil
 }
 

@@ -10,14 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/version"
-	"github.com/tern-iot/tern/internal/wasmbuild"
 )
 
 // Exit codes.
@@ -39,7 +37,10 @@ Usage:
   tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
               [--config NAME=JSON] [--strict] [--format text|mermaid|dot|json]
                                                preview offline what a device would do
-  tern module build DIR [-o OUT.wasm]          build a job module from Go
+  tern module build DIR [-o OUT.wasm]          build a job module from Go (manifest embedded)
+  tern module sign --key K.key M.wasm          sign a module for devices that trust K
+  tern module inspect M.wasm [--trust K.pub]   print a module's manifest, hash and signer
+  tern keys generate NAME | list [--dir DIR]   operator signing keys
   tern version                                 print the version
 
 Fleet flags:
@@ -75,7 +76,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":
-		err = module(args, stdout, stderr)
+		err = module(ctx, args, stdout, stderr)
+	case "keys":
+		err = keys(args, stdout, stderr)
 	case "plan":
 		err = planCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
@@ -361,38 +364,3 @@ func describeEvent(e fleet.EventReport) string {
 	return strings.Join(parts, " ")
 }
 
-func module(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "build" {
-		return usageError{errors.New("usage: tern module build DIR [-o OUT.wasm]")}
-	}
-	fs := newFlags("module build", "DIR [-o OUT.wasm]", stderr)
-	out := fs.String("o", "", "output file (default DIR/<dir name>.wasm)")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return usageError{errors.New("module build needs one directory")}
-	}
-	dir := fs.Arg(0)
-	if *out == "" {
-		abs, err := filepath.Abs(dir)
-		if err != nil {
-			return err
-		}
-		*out = filepath.Join(dir, filepath.Base(abs)+".wasm")
-	}
-	abs, err := filepath.Abs(*out)
-	if err != nil {
-		return err
-	}
-	if err := wasmbuild.Build(dir, abs); err != nil {
-		return err
-	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "built %s (%d bytes)\n", *out, fi.Size())
-	return nil
-}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
 )
 
 // Config is ternd's configuration file (YAML or JSON, same field names).
@@ -32,6 +34,10 @@ type Config struct {
 	// Strict makes targets strict: what a target does not name under the
 	// objects it names is removed, where a job can delete it.
 	Strict bool `yaml:"strict" json:"strict"`
+	// TrustedKeys are the operator public keys ("tern-ed25519-public ...",
+	// from tern keys generate) modules must be signed with. Empty: unsigned
+	// modules are accepted, for development.
+	TrustedKeys []string `yaml:"trusted_keys" json:"trusted_keys"`
 	// Modules are the job modules this device runs.
 	Modules []ModuleConfig `yaml:"modules" json:"modules"`
 }
@@ -112,12 +118,28 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("modules[%d].config: %w", i, err))
 		}
 	}
+	if _, err := c.Trust(); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// Trust is the trust store the trusted keys make.
+func (c Config) Trust() (signing.Trust, error) {
+	var keys []ed25519.PublicKey
+	for i, k := range c.TrustedKeys {
+		pub, err := signing.ParsePublic(k)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_keys[%d]: %w (copy the line tern keys generate prints)", i, err)
+		}
+		keys = append(keys, pub)
+	}
+	return signing.NewTrust(keys...), nil
 }
 
 func moduleConfigJSON(v any) (json.RawMessage, error) {

@@ -63,6 +63,8 @@ modules: [{path: x.wasm}]`, "modules[0]: name is required"},
 		{`device: ok
 modules: [{name: a}, {name: a}]`, "listed twice"},
 		{`device: [`, "not valid YAML"},
+		{`device: ok
+trusted_keys: ["tern-ed25519-private AAAA"]`, "trusted_keys[0]: signing: public key: this is a private key"},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -65,9 +65,13 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	} else {
 		log.Warn("no broker configured: running offline on the stored target")
 	}
+	trust, err := cfg.Trust()
+	if err != nil {
+		return fmt.Errorf("ternd: %w", err)
+	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict,
+		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict, Trust: trust,
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/sdk"
 )
 
@@ -197,11 +198,26 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 		m.Close(ctx)
 		return nil, err
 	}
+	// A manifest section (tern module build adds one) must say what the
+	// module says of itself: tools and operators read the section.
+	if sec, ok, err := modfile.Manifest(wasm); err != nil || ok && !sameManifest(sec, m.manifest) {
+		m.Close(ctx)
+		if err == nil {
+			err = errors.New("its tern.manifest section does not match what tern_describe returns: rebuild it with tern module build")
+		}
+		return nil, fmt.Errorf("wasmhost: %w", err)
+	}
 	m.jobIndex = make(map[string]int, len(m.manifest.Jobs))
 	for i, j := range m.manifest.Jobs {
 		m.jobIndex[j.Name] = i
 	}
 	return m, nil
+}
+
+func sameManifest(a, b sdk.Manifest) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }
 
 // Manifest is what the module declared about itself.
