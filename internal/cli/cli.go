@@ -363,4 +363,3 @@ func describeEvent(e fleet.EventReport) string {
 	}
 	return strings.Join(parts, " ")
 }
-
