@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,94 +15,9 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/internal/wasmtest"
 	"github.com/tern-iot/tern/runtime/store"
 )
-
-// Hostile modules are written in WebAssembly text: each is the skeleton
-// below (a module that implements the ABI by hand, which also shows the ABI
-// needs no SDK) with one export replaced by misbehaviour. wat2wasm (Debian's
-// wabt) assembles them.
-
-// watModule describes one module; empty fields take the well-behaved body.
-type watModule struct {
-	manifest                string // JSON
-	try, run, sense, config string // function bodies returning i64
-	raw                     string // the whole module text, instead of the skeleton
-}
-
-// Static outputs in the module's memory, and their packed (ptr<<32|len)
-// return values.
-const (
-	outTry   = 1024 // status ok, condition holds, flags 0, action effect: true
-	outNull  = 1040 // status ok, null
-	outTrue  = 1056 // status ok, true
-	inputBuf = 4096
-)
-
-func packed(ptr, n int) string { return fmt.Sprintf("(i64.const %d)", int64(ptr)<<32|int64(n)) }
-
-const evilManifest = `{"name":"evil","version":"1.0.0","abi":1,` +
-	`"jobs":[{"name":"poke","path":"/evil/:name","op":"any"}],` +
-	`"sensors":[{"name":"watch","path":"/evil_sensor","interval_ms":50}]}`
-
-func (w watModule) text() string {
-	if w.raw != "" {
-		return w.raw
-	}
-	man := w.manifest
-	if man == "" {
-		man = evilManifest
-	}
-	or := func(s, def string) string {
-		if s == "" {
-			return def
-		}
-		return s
-	}
-	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace
-	return fmt.Sprintf(`(module
-  (import "tern" "gpio_write" (func $gpio_write (param i32 i32 i32) (result i32)))
-  (import "tern" "log" (func $log (param i32 i32 i32)))
-  (memory (export "memory") 2)
-  (data (i32.const 0) "%s")
-  (data (i32.const %d) "\00\01\00\00\03")
-  (data (i32.const %d) "\00\01")
-  (data (i32.const %d) "\00\03")
-  (data (i32.const 1100) "GPIO17GPIO22flood!")
-  (func (export "_initialize"))
-  (func (export "tern_abi_version") (result i32) (i32.const 1))
-  (func (export "tern_alloc") (param i32) (result i32) (i32.const %d))
-  (func (export "tern_describe") (result i64) %s)
-  (func (export "tern_configure") (param i32 i32) (result i64) %s)
-  (func (export "tern_try") (param i32 i32) (result i64) %s)
-  (func (export "tern_run") (param i32 i32) (result i64) %s)
-  (func (export "tern_sense") (param i32 i32) (result i64) %s))
-`, esc(man), outTry, outNull, outTrue, inputBuf, packed(0, len(man)),
-		or(w.config, packed(outNull, 2)), or(w.try, packed(outTry, 5)), or(w.run, packed(outNull, 2)), or(w.sense, packed(outTrue, 2)))
-}
-
-// assemble turns WebAssembly text into a module. wat2wasm must be
-// installed (.ci/run installs wabt): a missing tool fails the test.
-func assemble(t *testing.T, text string) []byte {
-	t.Helper()
-	tool, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		t.Fatal("wat2wasm not found: install Debian's wabt (apt-get install wabt), as .ci/run does")
-	}
-	dir := t.TempDir()
-	src, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
-	if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command(tool, "--enable-all", src, "-o", out).CombinedOutput(); err != nil {
-		t.Fatalf("wat2wasm: %v\n%s\n%s", err, b, text)
-	}
-	wasm, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wasm
-}
 
 // Loops that never end, in WebAssembly.
 const spin = `(loop $forever (br $forever)) (unreachable)`
@@ -173,7 +86,7 @@ func (r *hostileRig) othersWork(t *testing.T, version uint64) {
 }
 
 func TestHostileLoopInJob(t *testing.T) {
-	r := startHostile(t, assemble(t, watModule{run: spin}.text()))
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: spin}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true},"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +96,7 @@ func TestHostileLoopInJob(t *testing.T) {
 }
 
 func TestHostileLoopInCondition(t *testing.T) {
-	r := startHostile(t, assemble(t, watModule{try: spin}.text()))
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Try: spin}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +106,7 @@ func TestHostileLoopInCondition(t *testing.T) {
 }
 
 func TestHostileLoopInSensor(t *testing.T) {
-	r := startHostile(t, assemble(t, watModule{sense: spin}.text()))
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Sense: spin}.Text()))
 	r.expect(t, runtime.EventModuleError, "tern_sense: exceeded its 300ms deadline")
 	r.othersWork(t, 1)
 }
@@ -204,7 +117,7 @@ func TestHostileMemoryGrowth(t *testing.T) {
 	  (br $more)))
 	(unreachable)`
 	// Growing 64 MiB takes longer than 300 ms under the race detector.
-	r := startHostile(t, assemble(t, watModule{run: grow}.text()), func(o *runtime.Options) { o.CallTimeout = 10 * time.Second })
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: grow}.Text()), func(o *runtime.Options) { o.CallTimeout = 10 * time.Second })
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +126,7 @@ func TestHostileMemoryGrowth(t *testing.T) {
 }
 
 func TestHostileTrap(t *testing.T) {
-	r := startHostile(t, assemble(t, watModule{run: `(unreachable)`}.text()))
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: `(unreachable)`}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -223,8 +136,8 @@ func TestHostileTrap(t *testing.T) {
 
 func TestHostileGPIONotGranted(t *testing.T) {
 	// GPIO22 (at 1106 in the module's data) is granted to no one.
-	poke := `(drop (call $gpio_write (i32.const 1106) (i32.const 6) (i32.const 1))) ` + packed(outNull, 2)
-	r := startHostile(t, assemble(t, watModule{run: poke}.text()))
+	poke := `(drop (call $gpio_write (i32.const 1106) (i32.const 6) (i32.const 1))) ` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: poke}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +150,8 @@ func TestHostileGPIONotGranted(t *testing.T) {
 
 func TestHostileHardwareWhilePlanning(t *testing.T) {
 	// The condition drives GPIO27, which is granted, but only for running.
-	poke := `(drop (call $gpio_write (i32.const 1100) (i32.const 6) (i32.const 1))) ` + packed(outTry, 5)
-	r := startHostile(t, assemble(t, watModule{try: poke}.text()))
+	poke := `(drop (call $gpio_write (i32.const 1100) (i32.const 6) (i32.const 1))) ` + wasmtest.Packed(wasmtest.OutTry, 5)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Try: poke}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -250,8 +163,8 @@ func TestHostileHardwareWhilePlanning(t *testing.T) {
 }
 
 func TestHostileOversizedOutput(t *testing.T) {
-	huge := packed(0, 2<<20) // claims 2 MiB of output
-	r := startHostile(t, assemble(t, watModule{run: huge}.text()))
+	huge := wasmtest.Packed(0, 2<<20) // claims 2 MiB of output
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: huge}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +178,8 @@ func TestHostileLogFlood(t *testing.T) {
 	  (call $log (i32.const 0) (i32.const 1112) (i32.const 6))
 	  (local.set $i (i32.add (local.get $i) (i32.const 1)))
 	  (br_if $again (i32.lt_u (local.get $i) (i32.const 100000))))
-	` + packed(outNull, 2)
-	r := startHostile(t, assemble(t, watModule{run: flood}.text()))
+	` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: flood}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -279,9 +192,9 @@ func TestHostileModulesThatDoNotLoad(t *testing.T) {
 		wasm func(t *testing.T) []byte
 		want string
 	}{
-		"exports nothing": {func(t *testing.T) []byte { return assemble(t, watModule{raw: "(module)"}.text()) }, "does not export tern_abi_version"},
+		"exports nothing": {func(t *testing.T) []byte { return wasmtest.Assemble(t, wasmtest.Module{Raw: "(module)"}.Text()) }, "does not export tern_abi_version"},
 		"wrong ABI version": {func(t *testing.T) []byte {
-			return assemble(t, watModule{manifest: strings.Replace(evilManifest, `"abi":1`, `"abi":99`, 1)}.text())
+			return wasmtest.Assemble(t, wasmtest.Module{Manifest: strings.Replace(wasmtest.Manifest, `"abi":1`, `"abi":99`, 1)}.Text())
 		}, "built for ABI 99"},
 		"invalid bytes": {func(*testing.T) []byte { return []byte("\x00asm garbage") }, "not a valid module"},
 	} {
@@ -299,7 +212,7 @@ func TestHostileModulesThatDoNotLoad(t *testing.T) {
 // The skeleton itself is a working module in a second language: the ABI
 // needs nothing from Go.
 func TestWATModuleWorks(t *testing.T) {
-	r := startHostile(t, assemble(t, watModule{}.text()))
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{}.Text()))
 	if err := r.a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true},"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +243,7 @@ func TestHostileSignatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evil := assemble(t, watModule{}.text())
+	evil := wasmtest.Assemble(t, wasmtest.Module{}.Text())
 	signedEvil, _ := modfile.Sign(evil, priv)
 	tampered := append([]byte(nil), signedEvil...)
 	tampered[len(evil)/2] ^= 0x01 // one bit in the code, after signing

@@ -13,7 +13,7 @@ import (
 // module written by hand in WebAssembly text (runtime/hostile_test.go's
 // skeleton), so mutations explore near-valid modules.
 func FuzzLoad(f *testing.F) {
-	seed, err := os.ReadFile("testdata/minimal.wasm")
+	seed, err := os.ReadFile("testdata/minimal.wasm") // wasmtest.Module{}, assembled
 	if err != nil {
 		f.Fatal(err)
 	}

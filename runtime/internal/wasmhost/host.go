@@ -220,6 +220,17 @@ func sameManifest(a, b sdk.Manifest) bool {
 	return string(ja) == string(jb)
 }
 
+// MemorySize is the linear memory of an idle instance, in bytes (0 if
+// none is idle).
+func (m *Module) MemorySize() uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.idle) == 0 {
+		return 0
+	}
+	return m.idle[0].mod.Memory().Size()
+}
+
 // Manifest is what the module declared about itself.
 func (m *Module) Manifest() sdk.Manifest { return m.manifest }
 

@@ -1,0 +1,128 @@
+package wasmhost_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/internal/wasmtest"
+	"github.com/tern-iot/tern/sdk"
+)
+
+// The sandbox's costs, per call (sdk/ABI.md; the closing notes quote them).
+
+// BenchmarkHostToGuest: one job call into a module that does nothing (the
+// WAT skeleton), and one tern_try into the Go relay module.
+func BenchmarkHostToGuest(b *testing.B) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(ctx)
+	wat, err := h.Load(ctx, wasmtest.Assemble(b, wasmtest.Module{}.Text()), wasmhost.Grants{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("wat-run", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := wat.Call(ctx, wasmhost.PhaseRun, "run", sdk.Call{Job: "poke", Path: "/evil/x"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := h.Load(ctx, relay, wasmhost.Grants{}, []byte(`{"lines":{"heater":"GPIO17"}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := sdk.Call{Job: "switch", Path: "/relays/heater", Params: map[string]string{"name": "heater"}, Current: []byte("false"), Target: []byte("true")}
+	b.Run("go-relay-try", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.Try(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkGuestToHost: gpio_write on the sim board, from a module that
+// writes 1,000 times per call; reported per write.
+func BenchmarkGuestToHost(b *testing.B) {
+	ctx := context.Background()
+	lines := sim.NewGPIO("GPIO17")
+	h, err := wasmhost.New(ctx, wasmhost.Options{GPIO: lines})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(ctx)
+	const writes = 1000
+	run := fmt.Sprintf(`(local $i i32)
+	(loop $again
+	  (drop (call $gpio_write (i32.const %d) (i32.const 6) (i32.and (local.get $i) (i32.const 1))))
+	  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+	  (br_if $again (i32.lt_u (local.get $i) (i32.const %d))))
+	%s`, wasmtest.Strings, writes, wasmtest.Packed(wasmtest.OutNull, 2))
+	m, err := h.Load(ctx, wasmtest.Assemble(b, wasmtest.Module{Run: run}.Text()), wasmhost.Grants{GPIO: []string{"GPIO17"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.Call(ctx, wasmhost.PhaseRun, "run", sdk.Call{Job: "poke", Path: "/evil/x"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*writes), "ns/gpio_write")
+	if lines.Writes("GPIO17") < writes {
+		b.Fatal("the writes did not reach the board")
+	}
+}
+
+// BenchmarkLoad: compiling a module with no cache, and loading it from the
+// on-disk cache; and each instance's memory.
+func BenchmarkLoad(b *testing.B) {
+	ctx := context.Background()
+	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, wasm := range map[string][]byte{"go-relay": relay, "wat": wasmtest.Assemble(b, wasmtest.Module{}.Text())} {
+		b.Run(name+"/cold", func(b *testing.B) {
+			for b.Loop() {
+				load(b, ctx, b.TempDir(), wasm)
+			}
+		})
+		dir := b.TempDir()
+		load(b, ctx, dir, wasm) // fill the cache
+		b.Run(name+"/cached", func(b *testing.B) {
+			var mem uint32
+			for b.Loop() {
+				mem = load(b, ctx, dir, wasm)
+			}
+			b.ReportMetric(float64(mem), "bytes/instance")
+		})
+	}
+}
+
+// load loads wasm with a cache in dir, runs one call and returns the
+// instance's memory size.
+func load(b *testing.B, ctx context.Context, dir string, wasm []byte) uint32 {
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(ctx)
+	m, err := h.Load(ctx, wasm, wasmhost.Grants{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m.MemorySize()
+}
+
