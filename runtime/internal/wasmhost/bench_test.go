@@ -125,4 +125,3 @@ func load(b *testing.B, ctx context.Context, dir string, wasm []byte) uint32 {
 	}
 	return m.MemorySize()
 }
-
