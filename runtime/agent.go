@@ -122,6 +122,10 @@ type Agent struct {
 	converged  bool
 	savedState []byte // last state written to the store
 	replan     string // why the next plan is a re-plan; empty for a first plan
+
+	specs       map[string]ModuleSpec // as configured, by module name
+	strikes     map[string]int        // consecutive failed calls, by module
+	lastFailure map[string]string     // modules due for rollback, and why
 }
 
 // New loads the modules and the stored target. Close the agent when done.
@@ -130,7 +134,8 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
-	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), current: map[string]any{}}
+	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), current: map[string]any{},
+		specs: map[string]ModuleSpec{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
 	host, err := wasmhost.New(ctx, wasmhost.Options{
 		CacheDir: opts.CacheDir, GPIO: opts.GPIO, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
 		MemoryLimitPages: uint32(opts.ModuleMemoryMiB) * 16,
@@ -142,7 +147,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.set = &modset{host: host, log: opts.Logger}
-	a.ev = evaluator{mods: a.set.module, event: a.event}
+	a.ev = evaluator{mods: a.set.module, event: a.event, outcome: a.moduleOutcome}
 	if err := a.loadTarget(); err != nil {
 		host.Close(ctx)
 		return nil, err
@@ -266,6 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // step senses, and plans and runs if the state does not meet the target.
 func (a *Agent) step(ctx context.Context) {
+	a.rollbacks(ctx)
 	if err := a.sense(ctx); err != nil {
 		a.log.Warn("sensing failed", "err", err)
 	}

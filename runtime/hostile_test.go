@@ -282,3 +282,68 @@ func TestHostileSignatures(t *testing.T) {
 		}
 	})
 }
+
+// A new version that keeps failing is rolled back to the one it replaced,
+// with an event that says why, and stays rolled back across restarts.
+func TestRollbackAfterRepeatedFailures(t *testing.T) {
+	good := wasmtest.Assemble(t, wasmtest.Module{}.Text())
+	badManifest := strings.Replace(wasmtest.Manifest, `"1.0.0"`, `"2.0.0"`, 1)
+	bad := wasmtest.Assemble(t, wasmtest.Module{Manifest: badManifest, Run: `(unreachable)`}.Text())
+	dir := t.TempDir()
+	lines := sim.NewGPIO("GPIO17")
+	start := func(wasm []byte) (*runtime.Agent, *recorder, func()) {
+		st, err := store.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := &recorder{}
+		ctx, cancel := context.WithCancel(context.Background())
+		a, err := runtime.New(ctx, runtime.Options{
+			Store: st, GPIO: lines, CacheDir: sharedCache, Reporter: rep, Logger: testLogger(t),
+			RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+			Modules: []runtime.ModuleSpec{{Name: "evil", Wasm: wasm}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		return a, rep, func() { cancel(); <-done; a.Close(context.Background()); st.Close() }
+	}
+	// Version 1 is installed and works.
+	a, rep, stop := start(good)
+	if err := a.SetTarget(1, json.RawMessage(`{"evil":{"a":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "version 1 converging", func() bool { return a.Status().Converged })
+	stop()
+
+	// Version 2 replaces it and traps on every run.
+	a, rep, stop = start(bad)
+	if v := a.Status().Modules["evil"]; v != "2.0.0" {
+		t.Fatalf("running %q, want the new version 2.0.0", v)
+	}
+	if err := a.SetTarget(2, json.RawMessage(`{"evil":{"b":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rollback event", func() bool {
+		_, ok := rep.find(runtime.EventModuleRolledBack, "version 2.0.0 failed 3 calls in a row")
+		return ok
+	})
+	if e, _ := rep.find(runtime.EventModuleRolledBack, ""); !strings.Contains(e.Message, "unreachable") || !strings.Contains(e.Message, "rolled back to version 1.0.0") {
+		t.Fatalf("the event must say why and to what: %q", e.Message)
+	}
+	waitFor(t, "convergence on version 1", func() bool { return a.Status().Converged && a.Status().Modules["evil"] == "1.0.0" })
+	stop()
+
+	// Restarted with the bad code still configured: it stays rolled back.
+	a, rep, stop = start(bad)
+	defer stop()
+	if v := a.Status().Modules["evil"]; v != "1.0.0" {
+		t.Fatalf("after restart running %q, want the rolled-back-to 1.0.0", v)
+	}
+	waitFor(t, "an event saying the configured code stays rolled back", func() bool {
+		_, ok := rep.find(runtime.EventModuleError, "was rolled back")
+		return ok
+	})
+}

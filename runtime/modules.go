@@ -79,6 +79,23 @@ func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Gran
 	return mod, nil
 }
 
+// remove takes a module and its jobs out of the set and closes it.
+func (ms *modset) remove(ctx context.Context, name string) {
+	for i, m := range ms.mods {
+		if m.name == name {
+			ms.mods = append(ms.mods[:i:i], ms.mods[i+1:]...)
+			m.m.Close(ctx)
+		}
+	}
+	jobs := ms.jobs[:0:0]
+	for _, j := range ms.jobs {
+		if j.Module != name {
+			jobs = append(jobs, j)
+		}
+	}
+	ms.jobs = jobs
+}
+
 func (ms *modset) module(name string) (*module, error) {
 	for _, m := range ms.mods {
 		if m.name == name {
@@ -92,6 +109,13 @@ func (ms *modset) module(name string) (*module, error) {
 // spec has none), compiles it and registers its jobs and sensors.
 func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 	wasm := spec.Wasm
+	if wasm != nil && a.wasRolledBack(spec.Name, wasm) {
+		msg := "the configured code was rolled back after it kept failing; running the installed version until new code is configured"
+		a.log.Warn(msg, "module", spec.Name)
+		a.event(Event{Kind: EventModuleError, Module: spec.Name, Message: msg})
+		wasm = nil
+	}
+	fresh := wasm != nil
 	if wasm == nil {
 		var err error
 		if wasm, err = a.installed(spec.Name); err != nil {
@@ -105,8 +129,9 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 	if err != nil {
 		return err
 	}
-	if spec.Wasm != nil {
-		if err := a.install(mod.name, spec.Wasm); err != nil {
+	a.specs[mod.name] = spec
+	if fresh {
+		if err := a.install(mod.name, wasm); err != nil {
 			return err
 		}
 	}
@@ -128,18 +153,27 @@ func (a *Agent) verify(name string, wasm []byte) error {
 	return nil
 }
 
-// install stores a module's code and marks it active. The previous version
-// stays in the store.
+// install stores a module's code and marks it active. The version it
+// replaces is kept as the one to roll back to.
 func (a *Agent) install(name string, wasm []byte) error {
-	sum := sha256.Sum256(wasm)
-	h := hex.EncodeToString(sum[:])
+	h := codeHash(wasm)
 	if err := a.opts.Store.Put(moduleCodeKey(name, h), wasm); err != nil {
 		return fmt.Errorf("runtime: installing module %s: %w", name, err)
+	}
+	if old, err := a.opts.Store.Get(moduleActiveKey(name)); err == nil && string(old) != h {
+		if err := a.opts.Store.Put(modulePreviousKey(name), old); err != nil {
+			return fmt.Errorf("runtime: installing module %s: %w", name, err)
+		}
 	}
 	if err := a.opts.Store.Put(moduleActiveKey(name), []byte(h)); err != nil {
 		return fmt.Errorf("runtime: activating module %s: %w", name, err)
 	}
 	return nil
+}
+
+func codeHash(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
 }
 
 // installed returns the active code of a module installed earlier.
@@ -155,7 +189,7 @@ func (a *Agent) installed(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %s: installed code %s: %w", name, h, err)
 	}
-	if sum := sha256.Sum256(wasm); hex.EncodeToString(sum[:]) != string(h) {
+	if codeHash(wasm) != string(h) {
 		return nil, fmt.Errorf("runtime: module %s: installed code does not match its hash %s: reinstall it", name, h)
 	}
 	return wasm, nil
@@ -181,6 +215,7 @@ func (a *Agent) sense(ctx context.Context) error {
 	for _, m := range a.set.mods {
 		for _, s := range m.sensors {
 			raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: s.spec.Name, Path: s.path.String()})
+			a.moduleOutcome(m.name, "sense", err)
 			if errors.Is(err, wasmhost.ErrCall) {
 				a.event(Event{Kind: EventModuleError, Module: m.name, Job: s.spec.Name, Path: s.path.String(), Message: err.Error()})
 			}
@@ -207,6 +242,14 @@ func (a *Agent) sense(ctx context.Context) error {
 type evaluator struct {
 	mods  func(name string) (*module, error)
 	event func(Event) // nil: misbehaviour is only returned
+	// outcome hears how every call into a module went; nil: nobody.
+	outcome func(module, export string, err error)
+}
+
+func (e evaluator) done(module, export string, err error) {
+	if e.outcome != nil {
+		e.outcome(module, export, err)
+	}
 }
 
 func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, export string, c sdk.Call) (json.RawMessage, error) {
@@ -216,6 +259,7 @@ func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, 
 	}
 	raw, err := m.m.Call(ctx, phase, export, c)
 	e.misbehaved(j, c, err)
+	e.done(j.Module, export, err)
 	return raw, err
 }
 
@@ -233,6 +277,7 @@ func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Resul
 		return plan.Result{}, err
 	}
 	t, err := m.m.Try(ctx, c)
+	e.done(j.Module, "try", err)
 	if err != nil {
 		e.misbehaved(j, c, err)
 		return plan.Result{}, err

@@ -16,7 +16,12 @@ var (
 	keyState  = []byte("state")
 )
 
-func moduleActiveKey(name string) []byte { return []byte("module/" + name + "/active") }
+func moduleActiveKey(name string) []byte   { return []byte("module/" + name + "/active") }
+func modulePreviousKey(name string) []byte { return []byte("module/" + name + "/previous") }
+
+// moduleBadKey marks code that was rolled back, so it is not activated again.
+func moduleBadKey(name, hash string) []byte { return []byte("module/" + name + "/bad/" + hash) }
+
 func moduleCodeKey(name, hash string) []byte {
 	return []byte("module/" + name + "/code/" + hash)
 }

@@ -11,18 +11,19 @@ type EventKind string
 
 // Event kinds the agent emits.
 const (
-	EventTargetAccepted EventKind = "target.accepted" // a new target was stored
-	EventTargetRefused  EventKind = "target.refused"  // a target was refused (older version, bad document)
-	EventPlanFound      EventKind = "plan.found"      // the planner produced a plan
-	EventPlanFailed     EventKind = "plan.failed"     // no plan reaches the target
-	EventReplan         EventKind = "plan.replan"     // planning again: after a failure, drift or a new target
-	EventPlanResumed    EventKind = "plan.resumed"    // a plan was interrupted (crash, power cut); re-planning from its progress
-	EventTaskStarted    EventKind = "task.started"
-	EventTaskDone       EventKind = "task.done"
-	EventTaskFailed     EventKind = "task.failed"
-	EventConverged      EventKind = "converged" // the sensed state satisfies the target
-	EventDrift          EventKind = "drift"     // the sensed state left the target; re-planning
-	EventModuleError    EventKind = "module.error"
+	EventTargetAccepted   EventKind = "target.accepted" // a new target was stored
+	EventTargetRefused    EventKind = "target.refused"  // a target was refused (older version, bad document)
+	EventPlanFound        EventKind = "plan.found"      // the planner produced a plan
+	EventPlanFailed       EventKind = "plan.failed"     // no plan reaches the target
+	EventReplan           EventKind = "plan.replan"     // planning again: after a failure, drift or a new target
+	EventPlanResumed      EventKind = "plan.resumed"    // a plan was interrupted (crash, power cut); re-planning from its progress
+	EventTaskStarted      EventKind = "task.started"
+	EventTaskDone         EventKind = "task.done"
+	EventTaskFailed       EventKind = "task.failed"
+	EventConverged        EventKind = "converged" // the sensed state satisfies the target
+	EventDrift            EventKind = "drift"     // the sensed state left the target; re-planning
+	EventModuleError      EventKind = "module.error"
+	EventModuleRolledBack EventKind = "module.rolled_back" // a module version kept failing; the previous one runs again
 )
 
 // Event is one step of the agent's work, reported to the fleet.
