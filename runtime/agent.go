@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
@@ -47,6 +48,7 @@ type ModuleSpec struct {
 type Options struct {
 	Store    store.Store // required
 	GPIO     gpio.Lookup // the board's GPIO; nil if none
+	I2C      i2c.Lookup  // the board's I2C buses; nil if none
 	Modules  []ModuleSpec
 	CacheDir string       // compilation cache; empty: none
 	Logger   *slog.Logger // nil: discard
@@ -137,7 +139,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
 	host, err := wasmhost.New(ctx, wasmhost.Options{
-		CacheDir: opts.CacheDir, GPIO: opts.GPIO, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
+		CacheDir: opts.CacheDir, GPIO: opts.GPIO, I2C: opts.I2C, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
 		MemoryLimitPages: uint32(opts.ModuleMemoryMiB) * 16,
 		Notify: func(module, problem string) {
 			a.event(Event{Kind: EventModuleError, Module: module, Message: problem})

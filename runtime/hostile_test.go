@@ -27,6 +27,7 @@ type hostileRig struct {
 	a     *runtime.Agent
 	rep   *recorder
 	lines *sim.GPIO
+	i2c   *sim.I2C
 }
 
 func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *hostileRig {
@@ -39,16 +40,16 @@ func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &hostileRig{rep: &recorder{}, lines: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27")}
+	r := &hostileRig{rep: &recorder{}, lines: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27"), i2c: sim.NewI2C("i2c1")}
 	ctx, cancel := context.WithCancel(context.Background())
 	opts := runtime.Options{
-		Store: st, GPIO: r.lines, CacheDir: sharedCache, Reporter: r.rep, Logger: testLogger(t),
+		Store: st, GPIO: r.lines, I2C: r.i2c, CacheDir: sharedCache, Reporter: r.rep, Logger: testLogger(t),
 		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
 		CallTimeout: 300 * time.Millisecond, ModuleMemoryMiB: 64,
 		Modules: []runtime.ModuleSpec{
 			{Name: "relay", Wasm: relay, Grants: runtime.Grants{GPIO: []string{"GPIO17"}},
 				Config: json.RawMessage(`{"lines":{"heater":"GPIO17"}}`)},
-			{Name: "evil", Wasm: evil, Grants: runtime.Grants{GPIO: []string{"GPIO27"}}},
+			{Name: "evil", Wasm: evil, Grants: runtime.Grants{GPIO: []string{"GPIO27"}, I2C: []string{"i2c1:0x48"}}},
 		},
 	}
 	for _, f := range adjust {
@@ -146,6 +147,40 @@ func TestHostileGPIONotGranted(t *testing.T) {
 		t.Fatalf("GPIO22 written %d times", n)
 	}
 	r.othersWork(t, 2)
+}
+
+func TestHostileI2CNotGranted(t *testing.T) {
+	// A transaction to 0x50 (granted: 0x48 only), writing one byte.
+	poke := `(drop (call $i2c_tx (i32.const 1118) (i32.const 4) (i32.const 0x50) (i32.const 1100) (i32.const 1) (i32.const 2000) (i32.const 0))) ` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: poke}.Text()))
+	eeprom := &sim.Registers{}
+	r.i2c.Attach("i2c1", 0x50, eeprom)
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "asked for I2C device i2c1:0x50, which this device does not grant it")
+	if n := r.i2c.Transactions("i2c1", 0x50); n != 0 {
+		t.Fatalf("%d transactions reached the ungranted device", n)
+	}
+	r.othersWork(t, 2)
+}
+
+// A granted I2C device is reached, from a module in WebAssembly text.
+func TestI2CGranted(t *testing.T) {
+	// Write register 5 = 'G' ("GPIO17"[0]), as [reg, value] = bytes at 2100.
+	poke := `(i32.store8 (i32.const 2100) (i32.const 5)) (i32.store8 (i32.const 2101) (i32.const 71))
+	(if (i32.ne (call $i2c_tx (i32.const 1118) (i32.const 4) (i32.const 0x48) (i32.const 2100) (i32.const 2) (i32.const 2200) (i32.const 0)) (i32.const 0)) (then (unreachable)))
+	` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: poke}.Text()))
+	chip := &sim.Registers{}
+	r.i2c.Attach("i2c1", 0x48, chip)
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "convergence through I2C", func() bool { return r.a.Status().Converged })
+	if chip.Mem[5] != 'G' {
+		t.Fatalf("register 5 = %d, want 'G'", chip.Mem[5])
+	}
 }
 
 func TestHostileHardwareWhilePlanning(t *testing.T) {

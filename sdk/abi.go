@@ -181,9 +181,10 @@ const (
 	ErrnoOK         Errno = 0
 	ErrnoNotGranted Errno = 1 // the resource was not granted to this module
 	ErrnoPlanning   Errno = 2 // hardware access while planning (condition, effect)
-	ErrnoNoLine     Errno = 3 // the board has no such line
+	ErrnoNoLine     Errno = 3 // the board has no such line or bus
 	ErrnoIO         Errno = 4 // the hardware reported an error
 	ErrnoBadArg     Errno = 5 // an argument was out of range or not UTF-8
+	ErrnoNoDevice   Errno = 6 // no I2C device answered at the address (NACK)
 )
 
 var errnoText = map[Errno]string{
@@ -192,6 +193,7 @@ var errnoText = map[Errno]string{
 	ErrnoNoLine:     "no such line on this board",
 	ErrnoIO:         "hardware I/O error",
 	ErrnoBadArg:     "bad argument",
+	ErrnoNoDevice:   "no device answers at that address",
 }
 
 // Error makes an Errno an error; the guest SDK returns these.

@@ -22,6 +22,17 @@ func GPIORead(line string) (bool, error) {
 	return v, nil
 }
 
+// I2CTx writes w to the device at addr on the named bus ("i2c1"), then
+// reads len(r) bytes into r. The bus and address must be granted to the
+// module (ErrnoNotGranted otherwise); a device that does not answer is
+// ErrnoNoDevice.
+func I2CTx(bus string, addr uint16, w, r []byte) error {
+	if err := i2cTx(bus, addr, w, r); err != nil {
+		return fmt.Errorf("i2c %s %#x: %w", bus, addr, err)
+	}
+	return nil
+}
+
 // Log levels for Logf, matching log/slog's.
 const (
 	LevelDebug int32 = -4

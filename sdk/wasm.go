@@ -82,6 +82,9 @@ func hostGPIOWrite(name unsafe.Pointer, size uint32, level uint32) int32
 //go:wasmimport tern gpio_read
 func hostGPIORead(name unsafe.Pointer, size uint32) int32
 
+//go:wasmimport tern i2c_tx
+func hostI2CTx(bus unsafe.Pointer, busLen uint32, addr uint32, w unsafe.Pointer, wlen uint32, r unsafe.Pointer, rlen uint32) int32
+
 //go:wasmimport tern log
 func hostLog(level int32, msg unsafe.Pointer, size uint32)
 
@@ -113,4 +116,12 @@ func gpioRead(line string) (bool, error) {
 func logf(level int32, msg string) {
 	p, n := strArg(msg)
 	hostLog(level, p, n)
+}
+
+func i2cTx(bus string, addr uint16, w, r []byte) error {
+	b, n := strArg(bus)
+	if e := hostI2CTx(b, n, uint32(addr), unsafe.Pointer(unsafe.SliceData(w)), uint32(len(w)), unsafe.Pointer(unsafe.SliceData(r)), uint32(len(r))); e != 0 {
+		return Errno(e)
+	}
+	return nil
 }

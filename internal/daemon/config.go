@@ -52,6 +52,8 @@ type ModuleConfig struct {
 	// Grants are the hardware resources the module may use.
 	Grants struct {
 		GPIO []string `yaml:"gpio" json:"gpio"`
+		// I2C devices as bus:address, e.g. i2c1:0x48.
+		I2C []string `yaml:"i2c" json:"i2c"`
 	} `yaml:"grants" json:"grants"`
 	// Config is passed to the module with every call.
 	Config any `yaml:"config" json:"config"`

@@ -12,6 +12,7 @@ import (
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
@@ -21,6 +22,7 @@ import (
 // simulated board they can probe; nil means: build it from the config.
 type Hardware struct {
 	GPIO gpio.Lookup
+	I2C  i2c.Lookup
 }
 
 // Run is ternd: it runs until ctx is done.
@@ -70,7 +72,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		return fmt.Errorf("ternd: %w", err)
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
-		Store: st, GPIO: hw.GPIO, Modules: specs, Logger: log, Reporter: reporter,
+		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Modules: specs, Logger: log, Reporter: reporter,
 		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict, Trust: trust,
 	})
 	if err != nil {
@@ -125,7 +127,9 @@ func feed(ctx context.Context, dev *fleet.Device, a *runtime.Agent, log *slog.Lo
 
 func hardware(b boards.Board) (*Hardware, error) {
 	if b.Name == "sim" {
-		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...)}, nil
+		// The sim board's bus is empty until the hardware issue brings
+		// simulated chips; modules can still be granted it.
+		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...), I2C: sim.NewI2C("i2c1")}, nil
 	}
 	return nil, fmt.Errorf("ternd: board %s: the real GPIO backend is not built yet; run with board: sim", b.Name)
 }
@@ -137,7 +141,7 @@ func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ternd: module %s: config: %w", m.Name, err)
 		}
-		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Grants: runtime.Grants{GPIO: m.Grants.GPIO}}
+		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Grants: runtime.Grants{GPIO: m.Grants.GPIO, I2C: m.Grants.I2C}}
 		if m.Path != "" {
 			wasm, err := os.ReadFile(m.Path)
 			switch {

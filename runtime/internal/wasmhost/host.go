@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/sdk"
 )
@@ -39,6 +42,8 @@ type Options struct {
 	CacheDir string
 	// GPIO is the board's GPIO; nil means the board has none.
 	GPIO gpio.Lookup
+	// I2C is the board's I2C buses; nil means none.
+	I2C i2c.Lookup
 	// Logger receives module logs; nil discards them.
 	Logger *slog.Logger
 	// MemoryLimitPages caps each instance's linear memory, in 64 KiB pages.
@@ -139,12 +144,45 @@ func (h *Host) Close(ctx context.Context) error {
 	return err
 }
 
-// Grants are the resources a device gives a module.
+// Grants are the resources a device gives a module, named as the board
+// names them.
 type Grants struct {
+	// GPIO lines, e.g. "GPIO17".
 	GPIO []string `json:"gpio,omitempty" yaml:"gpio,omitempty"`
+	// I2C devices as "bus:address", e.g. "i2c1:0x48".
+	I2C []string `json:"i2c,omitempty" yaml:"i2c,omitempty"`
 }
 
 func (g Grants) allowsGPIO(line string) bool { return slices.Contains(g.GPIO, line) }
+
+// check refuses grants that cannot mean anything.
+func (g Grants) check() error {
+	for _, d := range g.I2C {
+		if _, _, err := parseI2CGrant(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g Grants) allowsI2C(bus string, addr uint16) bool {
+	for _, d := range g.I2C {
+		if b, a, err := parseI2CGrant(d); err == nil && b == bus && a == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// parseI2CGrant reads "bus:address" (address in hex with 0x, or decimal).
+func parseI2CGrant(s string) (string, uint16, error) {
+	bus, addr, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseUint(addr, 0, 16)
+	if !ok || bus == "" || err != nil || n > 0x3ff {
+		return "", 0, fmt.Errorf("wasmhost: I2C grant %q: want bus:address, e.g. i2c1:0x48", s)
+	}
+	return bus, uint16(n), nil
+}
 
 // Module is a compiled job module with its manifest and instance pool.
 type Module struct {
@@ -167,6 +205,9 @@ type Module struct {
 // returns the module ready for calls.
 func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json.RawMessage) (*Module, error) {
 	start := time.Now()
+	if err := grants.check(); err != nil {
+		return nil, err
+	}
 	if err := precheck(wasm); err != nil {
 		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/sdk"
 )
 
@@ -28,6 +29,7 @@ func (h *Host) instantiateHostModule(ctx context.Context) error {
 		NewFunctionBuilder().WithFunc(h.gpioWrite).Export("gpio_write").
 		NewFunctionBuilder().WithFunc(h.gpioRead).Export("gpio_read").
 		NewFunctionBuilder().WithFunc(h.log).Export("log").
+		NewFunctionBuilder().WithFunc(h.i2cTx).Export("i2c_tx").
 		Instantiate(ctx)
 	return err
 }
@@ -116,6 +118,51 @@ func (h *Host) gpioRead(ctx context.Context, mod api.Module, ptr, size uint32) i
 	if l == gpio.High {
 		return 1
 	}
+	return 0
+}
+
+// maxI2C bounds one I2C transaction's bytes each way.
+const maxI2C = 4096
+
+func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, wPtr, wLen, rPtr, rLen uint32) int32 {
+	ci := info(ctx)
+	if ci == nil {
+		return int32(sdk.ErrnoPlanning)
+	}
+	bus, ok := readString(mod, busPtr, busLen, maxName)
+	if !ok || addr > 0x3ff || wLen > maxI2C || rLen > maxI2C {
+		return int32(sdk.ErrnoBadArg)
+	}
+	if ci.phase == PhasePlan {
+		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x while planning (conditions, effects and expansions may not touch hardware)", bus, addr))
+		return int32(sdk.ErrnoPlanning)
+	}
+	if !ci.module.grants.allowsI2C(bus, uint16(addr)) {
+		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x, which this device does not grant it (grants.i2c in ternd.yaml)", bus, addr))
+		return int32(sdk.ErrnoNotGranted)
+	}
+	if h.opts.I2C == nil {
+		return int32(sdk.ErrnoNoLine)
+	}
+	b, err := h.opts.I2C.Bus(bus)
+	if err != nil {
+		return int32(sdk.ErrnoNoLine)
+	}
+	w, ok := mod.Memory().Read(wPtr, wLen)
+	if !ok {
+		return int32(sdk.ErrnoBadArg)
+	}
+	if _, ok := mod.Memory().Read(rPtr, rLen); !ok {
+		return int32(sdk.ErrnoBadArg)
+	}
+	r := make([]byte, rLen)
+	if err := b.Tx(uint16(addr), append([]byte(nil), w...), r); err != nil {
+		if errors.Is(err, i2c.ErrNoDevice) {
+			return int32(sdk.ErrnoNoDevice)
+		}
+		return int32(sdk.ErrnoIO)
+	}
+	mod.Memory().Write(rPtr, r)
 	return 0
 }
 
