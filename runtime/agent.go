@@ -15,6 +15,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
+	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
@@ -46,9 +47,10 @@ type ModuleSpec struct {
 
 // Options configure an Agent. Zero fields take the documented defaults.
 type Options struct {
-	Store    store.Store // required
-	GPIO     gpio.Lookup // the board's GPIO; nil if none
-	I2C      i2c.Lookup  // the board's I2C buses; nil if none
+	Store    store.Store   // required
+	GPIO     gpio.Lookup   // the board's GPIO; nil if none
+	I2C      i2c.Lookup    // the board's I2C buses; nil if none
+	Serial   serial.Opener // the board's serial ports; nil if none
 	Modules  []ModuleSpec
 	CacheDir string       // compilation cache; empty: none
 	Logger   *slog.Logger // nil: discard
@@ -139,7 +141,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
 	host, err := wasmhost.New(ctx, wasmhost.Options{
-		CacheDir: opts.CacheDir, GPIO: opts.GPIO, I2C: opts.I2C, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
+		CacheDir: opts.CacheDir, GPIO: opts.GPIO, I2C: opts.I2C, Serial: opts.Serial, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
 		MemoryLimitPages: uint32(opts.ModuleMemoryMiB) * 16,
 		Notify: func(module, problem string) {
 			a.event(Event{Kind: EventModuleError, Module: module, Message: problem})

@@ -27,7 +27,8 @@ type hostileRig struct {
 	a     *runtime.Agent
 	rep   *recorder
 	lines *sim.GPIO
-	i2c   *sim.I2C
+	i2c    *sim.I2C
+	serial *sim.Serial
 }
 
 func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *hostileRig {
@@ -40,16 +41,19 @@ func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &hostileRig{rep: &recorder{}, lines: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27"), i2c: sim.NewI2C("i2c1")}
+	r := &hostileRig{rep: &recorder{}, lines: sim.NewGPIO("GPIO17", "GPIO22", "GPIO27"), i2c: sim.NewI2C("i2c1"), serial: sim.NewSerial()}
+	echo := func(b []byte) []byte { return b }
+	r.serial.Connect("ttyS0", echo)
+	r.serial.Connect("ttyS1", echo)
 	ctx, cancel := context.WithCancel(context.Background())
 	opts := runtime.Options{
-		Store: st, GPIO: r.lines, I2C: r.i2c, CacheDir: sharedCache, Reporter: r.rep, Logger: testLogger(t),
+		Store: st, GPIO: r.lines, I2C: r.i2c, Serial: r.serial, CacheDir: sharedCache, Reporter: r.rep, Logger: testLogger(t),
 		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
 		CallTimeout: 300 * time.Millisecond, ModuleMemoryMiB: 64,
 		Modules: []runtime.ModuleSpec{
 			{Name: "relay", Wasm: relay, Grants: runtime.Grants{GPIO: []string{"GPIO17"}},
 				Config: json.RawMessage(`{"lines":{"heater":"GPIO17"}}`)},
-			{Name: "evil", Wasm: evil, Grants: runtime.Grants{GPIO: []string{"GPIO27"}, I2C: []string{"i2c1:0x48"}}},
+			{Name: "evil", Wasm: evil, Grants: runtime.Grants{GPIO: []string{"GPIO27"}, I2C: []string{"i2c1:0x48"}, Serial: []string{"ttyS0@9600"}}},
 		},
 	}
 	for _, f := range adjust {
@@ -180,6 +184,48 @@ func TestI2CGranted(t *testing.T) {
 	waitFor(t, "convergence through I2C", func() bool { return r.a.Status().Converged })
 	if chip.Mem[5] != 'G' {
 		t.Fatalf("register 5 = %d, want 'G'", chip.Mem[5])
+	}
+}
+
+func TestHostileSerialNotGranted(t *testing.T) {
+	for name, tc := range map[string]struct{ port, baud, want string }{
+		"other port":  {"1127", "9600", "asked for serial port ttyS1 at 9600 baud"},
+		"other speed": {"1122", "115200", "asked for serial port ttyS0 at 115200 baud"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			poke := fmt.Sprintf(`(drop (call $serial_open (i32.const %s) (i32.const 5) (i32.const %s))) `, tc.port, tc.baud) + wasmtest.Packed(wasmtest.OutNull, 2)
+			r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: poke}.Text()))
+			if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+				t.Fatal(err)
+			}
+			r.expect(t, runtime.EventModuleError, tc.want)
+			if n := r.serial.Opens("ttyS0") + r.serial.Opens("ttyS1"); n != 0 {
+				t.Fatalf("a refused port was opened %d times", n)
+			}
+			r.othersWork(t, 2)
+		})
+	}
+}
+
+// A granted port carries bytes both ways, and the host closes what the
+// module left open.
+func TestSerialGranted(t *testing.T) {
+	run := `(local $h i32)
+	(local.set $h (call $serial_open (i32.const 1122) (i32.const 5) (i32.const 9600)))
+	(if (i32.le_s (local.get $h) (i32.const 0)) (then (unreachable)))
+	(drop (call $serial_write (local.get $h) (i32.const 1100) (i32.const 6)))
+	(if (i32.ne (call $serial_read (local.get $h) (i32.const 2300) (i32.const 6) (i32.const 100)) (i32.const 6)) (then (unreachable)))
+	(if (i32.ne (i32.load8_u (i32.const 2300)) (i32.const 71)) (then (unreachable)))
+	` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: run}.Text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true,"y":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "convergence through the serial port", func() bool { return r.a.Status().Converged })
+	// Two tasks each opened the port without closing it: the second open
+	// succeeded because the host closed the first when its call ended.
+	if n := r.serial.Opens("ttyS0"); n != 2 {
+		t.Fatalf("ttyS0 opened %d times, want 2", n)
 	}
 }
 

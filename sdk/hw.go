@@ -1,6 +1,9 @@
 package sdk
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // GPIOWrite drives a GPIO line high or low. The line is named as the board
 // names it ("GPIO17") and must be granted to the module; otherwise the error
@@ -32,6 +35,31 @@ func I2CTx(bus string, addr uint16, w, r []byte) error {
 	}
 	return nil
 }
+
+// SerialPort is a serial port open for the rest of the current call; the
+// host closes it when the call returns, if the module did not.
+type SerialPort struct{ handle int32 }
+
+// SerialOpen opens a granted serial port ("ttyS0") at baud.
+func SerialOpen(name string, baud int) (*SerialPort, error) {
+	h, err := serialOpen(name, baud)
+	if err != nil {
+		return nil, fmt.Errorf("serial %s: %w", name, err)
+	}
+	return &SerialPort{h}, nil
+}
+
+// Write writes b.
+func (p *SerialPort) Write(b []byte) (int, error) { return serialWrite(p.handle, b) }
+
+// Read reads what has arrived into b, waiting at most timeout for the
+// first byte (never past the call's deadline); nothing in time is 0, nil.
+func (p *SerialPort) Read(b []byte, timeout time.Duration) (int, error) {
+	return serialRead(p.handle, b, timeout)
+}
+
+// Close closes the port.
+func (p *SerialPort) Close() error { return serialClose(p.handle) }
 
 // Log levels for Logf, matching log/slog's.
 const (

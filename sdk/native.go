@@ -2,7 +2,10 @@
 
 package sdk
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // errNoHost is what hardware calls return outside a wasm module, so that
 // module logic compiles and can be tested natively.
@@ -13,3 +16,8 @@ func gpioRead(string) (bool, error) { return false, errNoHost }
 func logf(int32, string)            {}
 
 func i2cTx(string, uint16, []byte, []byte) error { return errNoHost }
+
+func serialOpen(string, int) (int32, error)                { return 0, errNoHost }
+func serialWrite(int32, []byte) (int, error)               { return 0, errNoHost }
+func serialRead(int32, []byte, time.Duration) (int, error) { return 0, errNoHost }
+func serialClose(int32) error                              { return errNoHost }

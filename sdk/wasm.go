@@ -5,6 +5,7 @@ package sdk
 import (
 	"encoding/json"
 	"errors"
+	"time"
 	"unsafe"
 )
 
@@ -85,6 +86,18 @@ func hostGPIORead(name unsafe.Pointer, size uint32) int32
 //go:wasmimport tern i2c_tx
 func hostI2CTx(bus unsafe.Pointer, busLen uint32, addr uint32, w unsafe.Pointer, wlen uint32, r unsafe.Pointer, rlen uint32) int32
 
+//go:wasmimport tern serial_open
+func hostSerialOpen(name unsafe.Pointer, size uint32, baud uint32) int32
+
+//go:wasmimport tern serial_write
+func hostSerialWrite(handle int32, p unsafe.Pointer, size uint32) int32
+
+//go:wasmimport tern serial_read
+func hostSerialRead(handle int32, p unsafe.Pointer, size uint32, timeoutMS uint32) int32
+
+//go:wasmimport tern serial_close
+func hostSerialClose(handle int32) int32
+
 //go:wasmimport tern log
 func hostLog(level int32, msg unsafe.Pointer, size uint32)
 
@@ -121,6 +134,38 @@ func logf(level int32, msg string) {
 func i2cTx(bus string, addr uint16, w, r []byte) error {
 	b, n := strArg(bus)
 	if e := hostI2CTx(b, n, uint32(addr), unsafe.Pointer(unsafe.SliceData(w)), uint32(len(w)), unsafe.Pointer(unsafe.SliceData(r)), uint32(len(r))); e != 0 {
+		return Errno(e)
+	}
+	return nil
+}
+
+func serialOpen(name string, baud int) (int32, error) {
+	p, n := strArg(name)
+	if h := hostSerialOpen(p, n, uint32(baud)); h < 0 {
+		return 0, Errno(-h)
+	} else {
+		return h, nil
+	}
+}
+
+func serialWrite(h int32, b []byte) (int, error) {
+	n := hostSerialWrite(h, unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b)))
+	if n < 0 {
+		return 0, Errno(-n)
+	}
+	return int(n), nil
+}
+
+func serialRead(h int32, b []byte, timeout time.Duration) (int, error) {
+	n := hostSerialRead(h, unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b)), uint32(timeout/time.Millisecond))
+	if n < 0 {
+		return 0, Errno(-n)
+	}
+	return int(n), nil
+}
+
+func serialClose(h int32) error {
+	if e := hostSerialClose(h); e != 0 {
 		return Errno(e)
 	}
 	return nil

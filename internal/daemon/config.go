@@ -54,6 +54,8 @@ type ModuleConfig struct {
 		GPIO []string `yaml:"gpio" json:"gpio"`
 		// I2C devices as bus:address, e.g. i2c1:0x48.
 		I2C []string `yaml:"i2c" json:"i2c"`
+		// Serial ports as name or name@baud, e.g. ttyS0@9600.
+		Serial []string `yaml:"serial" json:"serial"`
 	} `yaml:"grants" json:"grants"`
 	// Config is passed to the module with every call.
 	Config any `yaml:"config" json:"config"`

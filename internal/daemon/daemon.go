@@ -13,6 +13,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
+	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
@@ -21,8 +22,9 @@ import (
 // Hardware is what the daemon drives. Tests and the testbench pass a
 // simulated board they can probe; nil means: build it from the config.
 type Hardware struct {
-	GPIO gpio.Lookup
-	I2C  i2c.Lookup
+	GPIO   gpio.Lookup
+	I2C    i2c.Lookup
+	Serial serial.Opener
 }
 
 // Run is ternd: it runs until ctx is done.
@@ -72,7 +74,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		return fmt.Errorf("ternd: %w", err)
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
-		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Modules: specs, Logger: log, Reporter: reporter,
+		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
 		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict, Trust: trust,
 	})
 	if err != nil {
@@ -129,7 +131,7 @@ func hardware(b boards.Board) (*Hardware, error) {
 	if b.Name == "sim" {
 		// The sim board's bus is empty until the hardware issue brings
 		// simulated chips; modules can still be granted it.
-		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...), I2C: sim.NewI2C("i2c1")}, nil
+		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...), I2C: sim.NewI2C("i2c1"), Serial: sim.NewSerial()}, nil
 	}
 	return nil, fmt.Errorf("ternd: board %s: the real GPIO backend is not built yet; run with board: sim", b.Name)
 }
@@ -141,7 +143,7 @@ func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ternd: module %s: config: %w", m.Name, err)
 		}
-		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Grants: runtime.Grants{GPIO: m.Grants.GPIO, I2C: m.Grants.I2C}}
+		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Grants: runtime.Grants{GPIO: m.Grants.GPIO, I2C: m.Grants.I2C, Serial: m.Grants.Serial}}
 		if m.Path != "" {
 			wasm, err := os.ReadFile(m.Path)
 			switch {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
+	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/sdk"
 )
@@ -44,6 +45,8 @@ type Options struct {
 	GPIO gpio.Lookup
 	// I2C is the board's I2C buses; nil means none.
 	I2C i2c.Lookup
+	// Serial opens the board's serial ports; nil means none.
+	Serial serial.Opener
 	// Logger receives module logs; nil discards them.
 	Logger *slog.Logger
 	// MemoryLimitPages caps each instance's linear memory, in 64 KiB pages.
@@ -151,6 +154,9 @@ type Grants struct {
 	GPIO []string `json:"gpio,omitempty" yaml:"gpio,omitempty"`
 	// I2C devices as "bus:address", e.g. "i2c1:0x48".
 	I2C []string `json:"i2c,omitempty" yaml:"i2c,omitempty"`
+	// Serial ports, as "ttyS0" (any baud rate) or "ttyS0@9600" (that rate
+	// only).
+	Serial []string `json:"serial,omitempty" yaml:"serial,omitempty"`
 }
 
 func (g Grants) allowsGPIO(line string) bool { return slices.Contains(g.GPIO, line) }
@@ -162,7 +168,23 @@ func (g Grants) check() error {
 			return err
 		}
 	}
+	for _, p := range g.Serial {
+		name, baud, hasBaud := strings.Cut(p, "@")
+		if n, err := strconv.Atoi(baud); name == "" || hasBaud && (err != nil || n <= 0) {
+			return fmt.Errorf("wasmhost: serial grant %q: want a port name, or name@baud, e.g. ttyS0@9600", p)
+		}
+	}
 	return nil
+}
+
+func (g Grants) allowsSerial(port string, baud int) bool {
+	for _, p := range g.Serial {
+		name, rate, hasBaud := strings.Cut(p, "@")
+		if name == port && (!hasBaud || rate == strconv.Itoa(baud)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (g Grants) allowsI2C(bus string, addr uint16) bool {
@@ -347,6 +369,7 @@ type callKey struct{}
 type callInfo struct {
 	module *Module
 	phase  Phase
+	ports  []serial.Port // opened during the call; closed when it ends
 }
 
 // call borrows an instance, writes in to its memory, calls fn, and copies
@@ -361,7 +384,9 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 
 	ctx, cancel := context.WithTimeout(ctx, m.host.opts.CallTimeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: phase})
+	ci := &callInfo{module: m, phase: phase}
+	ctx = context.WithValue(ctx, callKey{}, ci)
+	defer ci.closePorts()
 
 	inst, err := m.instance(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
+	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/sdk"
 )
 
@@ -30,6 +31,10 @@ func (h *Host) instantiateHostModule(ctx context.Context) error {
 		NewFunctionBuilder().WithFunc(h.gpioRead).Export("gpio_read").
 		NewFunctionBuilder().WithFunc(h.log).Export("log").
 		NewFunctionBuilder().WithFunc(h.i2cTx).Export("i2c_tx").
+		NewFunctionBuilder().WithFunc(h.serialOpen).Export("serial_open").
+		NewFunctionBuilder().WithFunc(h.serialWrite).Export("serial_write").
+		NewFunctionBuilder().WithFunc(h.serialRead).Export("serial_read").
+		NewFunctionBuilder().WithFunc(h.serialClose).Export("serial_close").
 		Instantiate(ctx)
 	return err
 }
@@ -163,6 +168,105 @@ func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, 
 		return int32(sdk.ErrnoIO)
 	}
 	mod.Memory().Write(rPtr, r)
+	return 0
+}
+
+// maxSerial bounds one serial read or write.
+const maxSerial = 64 << 10
+
+// serialOpen opens a granted port for the rest of the call and returns a
+// handle (> 0), or -errno.
+func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen, baud uint32) int32 {
+	ci := info(ctx)
+	if ci == nil {
+		return -int32(sdk.ErrnoPlanning)
+	}
+	name, ok := readString(mod, namePtr, nameLen, maxName)
+	if !ok || baud == 0 || baud > 4_000_000 {
+		return -int32(sdk.ErrnoBadArg)
+	}
+	if ci.phase == PhasePlan {
+		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s while planning (conditions, effects and expansions may not touch hardware)", name))
+		return -int32(sdk.ErrnoPlanning)
+	}
+	if !ci.module.grants.allowsSerial(name, int(baud)) {
+		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s at %d baud, which this device does not grant it (grants.serial in ternd.yaml)", name, baud))
+		return -int32(sdk.ErrnoNotGranted)
+	}
+	if h.opts.Serial == nil {
+		return -int32(sdk.ErrnoNoLine)
+	}
+	p, err := h.opts.Serial.Open(name, serial.Mode{Baud: int(baud)})
+	switch {
+	case errors.Is(err, serial.ErrUnknownPort):
+		return -int32(sdk.ErrnoNoLine)
+	case err != nil:
+		return -int32(sdk.ErrnoIO)
+	}
+	ci.ports = append(ci.ports, p)
+	return int32(len(ci.ports))
+}
+
+func (ci *callInfo) port(handle uint32) serial.Port {
+	if handle == 0 || int(handle) > len(ci.ports) {
+		return nil
+	}
+	return ci.ports[handle-1]
+}
+
+func (ci *callInfo) closePorts() {
+	for _, p := range ci.ports {
+		if p != nil {
+			p.Close()
+		}
+	}
+	ci.ports = nil
+}
+
+func (h *Host) serialWrite(ctx context.Context, mod api.Module, handle, ptr, size uint32) int32 {
+	ci := info(ctx)
+	if ci == nil || ci.port(handle) == nil || size > maxSerial {
+		return -int32(sdk.ErrnoBadArg)
+	}
+	b, ok := mod.Memory().Read(ptr, size)
+	if !ok {
+		return -int32(sdk.ErrnoBadArg)
+	}
+	n, err := ci.port(handle).Write(append([]byte(nil), b...))
+	if err != nil {
+		return -int32(sdk.ErrnoIO)
+	}
+	return int32(n)
+}
+
+func (h *Host) serialRead(ctx context.Context, mod api.Module, handle, ptr, size, timeoutMS uint32) int32 {
+	ci := info(ctx)
+	if ci == nil || ci.port(handle) == nil || size > maxSerial {
+		return -int32(sdk.ErrnoBadArg)
+	}
+	if _, ok := mod.Memory().Read(ptr, size); !ok {
+		return -int32(sdk.ErrnoBadArg)
+	}
+	timeout := time.Duration(timeoutMS) * time.Millisecond
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d)) // never past the call's deadline
+	}
+	buf := make([]byte, size)
+	n, err := ci.port(handle).Read(buf, timeout)
+	if err != nil {
+		return -int32(sdk.ErrnoIO)
+	}
+	mod.Memory().Write(ptr, buf[:n])
+	return int32(n)
+}
+
+func (h *Host) serialClose(ctx context.Context, handle uint32) int32 {
+	ci := info(ctx)
+	if ci == nil || ci.port(handle) == nil {
+		return int32(sdk.ErrnoBadArg)
+	}
+	ci.ports[handle-1].Close()
+	ci.ports[handle-1] = nil
 	return 0
 }
 

@@ -27,7 +27,7 @@ const (
 	OutTrue  = 1056 // status ok, true
 	InputBuf = 4096
 	// Strings at 1100: "GPIO17" (1100), "GPIO22" (1106), "flood!" (1112),
-	// "i2c1" (1118).
+	// "i2c1" (1118), "ttyS0" (1122), "ttyS1" (1127).
 	Strings = 1100
 )
 
@@ -60,12 +60,15 @@ func (w Module) Text() string {
   (import "tern" "gpio_write" (func $gpio_write (param i32 i32 i32) (result i32)))
   (import "tern" "log" (func $log (param i32 i32 i32)))
   (import "tern" "i2c_tx" (func $i2c_tx (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "tern" "serial_open" (func $serial_open (param i32 i32 i32) (result i32)))
+  (import "tern" "serial_write" (func $serial_write (param i32 i32 i32) (result i32)))
+  (import "tern" "serial_read" (func $serial_read (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (data (i32.const 0) "%s")
   (data (i32.const %d) "\00\01\00\00\03")
   (data (i32.const %d) "\00\01")
   (data (i32.const %d) "\00\03")
-  (data (i32.const %d) "GPIO17GPIO22flood!i2c1")
+  (data (i32.const %d) "GPIO17GPIO22flood!i2c1ttyS0ttyS1")
   (func (export "_initialize"))
   (func (export "tern_abi_version") (result i32) (i32.const 1))
   (func (export "tern_alloc") (param i32) (result i32) (i32.const %d))

@@ -1,0 +1,38 @@
+// Package serial is the contract for serial ports: open a port the board
+// names ("ttyS0", "ttyUSB0") at a baud rate, read with a timeout, write,
+// close. Backends: hal/sim (simulated devices); the real backend
+// (go.bug.st/serial, over real ports and pseudo-terminals) arrives with the
+// hardware issue.
+package serial
+
+import (
+	"errors"
+	"time"
+)
+
+// Mode is how a port is opened.
+type Mode struct {
+	Baud int
+}
+
+// Port is an open serial port. It is not safe for concurrent use.
+type Port interface {
+	// Read reads what has arrived, waiting at most timeout for the first
+	// byte; no byte in time is (0, nil).
+	Read(p []byte, timeout time.Duration) (int, error)
+	Write(p []byte) (int, error)
+	Close() error
+}
+
+// Opener opens a board's ports by name.
+type Opener interface {
+	// Open opens the named port; an unknown name is an error wrapping
+	// ErrUnknownPort.
+	Open(name string, mode Mode) (Port, error)
+}
+
+// Errors backends wrap.
+var (
+	ErrUnknownPort = errors.New("serial: no such port")
+	ErrBusy        = errors.New("serial: port already open")
+)
