@@ -24,9 +24,9 @@ const spin = `(loop $forever (br $forever)) (unreachable)`
 
 // hostileRig runs an agent with the relay module and one hostile module.
 type hostileRig struct {
-	a     *runtime.Agent
-	rep   *recorder
-	lines *sim.GPIO
+	a      *runtime.Agent
+	rep    *recorder
+	lines  *sim.GPIO
 	i2c    *sim.I2C
 	serial *sim.Serial
 }
