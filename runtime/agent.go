@@ -360,7 +360,7 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 	if why != "" {
 		a.event(Event{Kind: EventReplan, TargetVersion: version, Message: why})
 	}
-	p, err := plan.Find(ctx, a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict})
+	p, err := plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict})
 	if err != nil {
 		a.event(Event{Kind: EventPlanFailed, TargetVersion: version, Message: err.Error()})
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
@@ -71,7 +72,7 @@ func (p *Planner) Evaluator() plan.Evaluator { return p.ev }
 
 // Find searches for a plan from current to target.
 func (p *Planner) Find(ctx context.Context, current, target any, opts plan.Options) (*plan.Plan, error) {
-	return plan.Find(ctx, p.set.jobs, p.ev, current, target, opts)
+	return plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), p.set.jobs, p.ev, current, target, opts)
 }
 
 // Close releases the modules.

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
@@ -392,6 +393,10 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 	if err != nil {
 		return nil, err
 	}
+	if phase == PhasePlan {
+		inst.clock.freeze(planTime(ctx))
+		defer inst.clock.freeze(time.Time{})
+	}
 	out, err := m.invoke(ctx, inst, fn, in)
 	if err != nil {
 		full := ""
@@ -415,6 +420,7 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 // instance is one instantiation of a module, with its exports looked up
 // once and the input buffer it last allocated, reused while big enough.
 type instance struct {
+	clock   *clock
 	mod     api.Module
 	fns     map[string]api.Function
 	alloc   api.Function
@@ -431,12 +437,14 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 		return inst, nil
 	}
 	m.mu.Unlock()
+	clk := &clock{}
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module
 		WithStartFunctions("_initialize").
 		WithStderr(logWriter{m}).
 		WithStdout(logWriter{m}).
-		WithSysWalltime().WithSysNanotime()
+		WithWalltime(clk.walltime, sys.ClockResolution(time.Microsecond)).
+		WithNanotime(clk.nanotime, sys.ClockResolution(time.Microsecond))
 	// _initialize runs Go's runtime and package inits, which must not touch
 	// hardware: give it the planning phase.
 	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})
@@ -444,7 +452,7 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: instantiating: %v", ErrCall, err)
 	}
-	inst := &instance{mod: mod, fns: map[string]api.Function{}, alloc: mod.ExportedFunction("tern_alloc")}
+	inst := &instance{clock: clk, mod: mod, fns: map[string]api.Function{}, alloc: mod.ExportedFunction("tern_alloc")}
 	for _, name := range []string{"tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense"} {
 		inst.fns[name] = mod.ExportedFunction(name)
 	}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/internal/wasmtest"
 	"github.com/tern-iot/tern/sdk"
 )
 
@@ -167,5 +170,47 @@ func TestNotAModule(t *testing.T) {
 	defer h.Close(ctx)
 	if _, err := h.Load(ctx, []byte("not wasm"), wasmhost.Grants{}, nil); err == nil {
 		t.Fatal("loaded garbage")
+	}
+}
+
+// While planning, a module's clock reads the time the search started: it
+// does not move between conditions, and differs from the real time only
+// then.
+func TestClockFrozenWhilePlanning(t *testing.T) {
+	ctx := context.Background()
+	// tern_try reads the realtime clock (WASI clock 0) into 2400 and
+	// returns it as the effect: status ok, condition holds, no flags, an
+	// action's effect, a number (float64).
+	try := `(drop (call $clock_time_get (i32.const 0) (i64.const 1) (i32.const 2400)))
+	(i64.store (i32.const 2500) (i64.const 0x0400000100))
+	(f64.store (i32.const 2505) (f64.convert_i64_u (i64.load (i32.const 2400))))
+	` + wasmtest.Packed(2500, 13)
+	h, err := wasmhost.New(ctx, wasmhost.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	m, err := h.Load(ctx, wasmtest.Assemble(t, wasmtest.Module{Try: try}.Text()), wasmhost.Grants{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	read := func(ctx context.Context) float64 {
+		r, err := m.Try(ctx, sdk.Call{Job: "poke", Path: "/evil/x"})
+		if err != nil || !r.OK {
+			t.Fatalf("try: %+v %v", r, err)
+		}
+		var f float64
+		json.Unmarshal(r.Effect, &f)
+		return f
+	}
+	planning := wasmhost.WithPlanTime(ctx, at)
+	first := read(planning)
+	time.Sleep(5 * time.Millisecond)
+	if second := read(planning); first != second || math.Abs(first-float64(at.UnixNano())) > 1e3 {
+		t.Fatalf("planning clock read %v then %v, want %v both times", first, second, float64(at.UnixNano()))
+	}
+	if now := read(ctx); math.Abs(now-float64(time.Now().UnixNano())) > float64(time.Second) {
+		t.Fatalf("a call outside a search read %v, not about now", now)
 	}
 }
