@@ -153,6 +153,25 @@ func TestHostileGPIONotGranted(t *testing.T) {
 	r.othersWork(t, 2)
 }
 
+// A device grant is not enough: the module must ask for the kind of
+// hardware in its manifest.
+func TestHostileHardwareNotRequested(t *testing.T) {
+	// GPIO27 is granted to the module, but its manifest asks for nothing.
+	man := strings.Replace(wasmtest.Manifest, `,"resources":["gpio","i2c","serial"]`, ``, 1)
+	poke := `(drop (call $gpio_write (i32.const 1106) (i32.const 6) (i32.const 1))) ` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Manifest: man, Run: poke}.Text()), func(o *runtime.Options) {
+		o.Modules[1].Grants.GPIO = []string{"GPIO22"}
+	})
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "its manifest does not request gpio")
+	if n := r.lines.Writes("GPIO22"); n != 0 {
+		t.Fatalf("GPIO22 written %d times", n)
+	}
+	r.othersWork(t, 2)
+}
+
 func TestHostileI2CNotGranted(t *testing.T) {
 	// A transaction to 0x50 (granted: 0x48 only), writing one byte.
 	poke := `(drop (call $i2c_tx (i32.const 1118) (i32.const 4) (i32.const 0x50) (i32.const 1100) (i32.const 1) (i32.const 2000) (i32.const 0))) ` + wasmtest.Packed(wasmtest.OutNull, 2)

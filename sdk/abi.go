@@ -3,6 +3,7 @@ package sdk
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // ABIVersion is the version of the host–module contract described in ABI.md.
@@ -41,7 +42,17 @@ type Manifest struct {
 	ABI     int          `json:"abi"`
 	Jobs    []JobSpec    `json:"jobs"`
 	Sensors []SensorSpec `json:"sensors,omitempty"`
+	// Resources are the kinds of hardware the module asks for: "gpio",
+	// "i2c", "serial". A module gets a resource only if it asks for its
+	// kind here and the device's configuration grants the resource.
+	Resources []string `json:"resources,omitempty"`
 }
+
+// Resource kinds a manifest may ask for.
+var resourceKinds = []string{"gpio", "i2c", "serial"}
+
+// Requests reports whether the manifest asks for the resource kind.
+func (m Manifest) Requests(kind string) bool { return slices.Contains(m.Resources, kind) }
 
 // Kind is what a job is to the planner.
 type Kind string
@@ -117,6 +128,11 @@ func (m Manifest) Validate() error {
 		}
 		if j.Effect != "" && (j.Effect != EffectTarget || j.IsMethod()) {
 			return fmt.Errorf("sdk: module %s: job %s: effect %q is not allowed (actions may declare %q, methods none)", m.Name, j.Name, j.Effect, EffectTarget)
+		}
+	}
+	for _, r := range m.Resources {
+		if !slices.Contains(resourceKinds, r) {
+			return fmt.Errorf("sdk: module %s: unknown resource kind %q (want gpio, i2c or serial)", m.Name, r)
 		}
 	}
 	for _, s := range m.Sensors {

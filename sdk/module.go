@@ -205,6 +205,12 @@ func Module(name, version string) {
 	registry.manifest.Version = version
 }
 
+// Requests declares the kinds of hardware the module uses: "gpio", "i2c",
+// "serial". Without it the module gets none, whatever the device grants.
+func Requests(kinds ...string) {
+	registry.manifest.Resources = append(registry.manifest.Resources, kinds...)
+}
+
 // Job registers an action bound to a path pattern and an operation.
 func Job(name, path string, op Op, a Action) {
 	if a.Run == nil {

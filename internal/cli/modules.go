@@ -200,6 +200,9 @@ func moduleInspect(args []string, stdout, stderr io.Writer) error {
 		for _, s := range man.Sensors {
 			fmt.Fprintf(stdout, "sensor   %-20s every %dms %s\n", s.Name, s.IntervalMS, s.Path)
 		}
+		if len(man.Resources) > 0 {
+			fmt.Fprintf(stdout, "requests %s\n", strings.Join(man.Resources, ", "))
+		}
 	}
 	if report.Verified != nil && !*report.Verified {
 		return errors.New("signature not verified")

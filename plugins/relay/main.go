@@ -20,6 +20,7 @@ import (
 )
 
 func init() {
+	sdk.Requests("gpio")
 	sdk.Module("relay", "0.1.0")
 	sdk.Job("set", "/relays/:name", sdk.Create, sdk.Action{Condition: configured, Run: set})
 	sdk.Job("switch", "/relays/:name", sdk.Update, sdk.Action{Condition: configured, Run: set})

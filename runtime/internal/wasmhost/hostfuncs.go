@@ -58,6 +58,10 @@ func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.
 		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q while planning (conditions, effects and expansions may not touch hardware)", name))
 		return nil, sdk.ErrnoPlanning
 	}
+	if !ci.module.manifest.Requests("gpio") {
+		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q, but its manifest does not request gpio (sdk.Requests)", name))
+		return nil, sdk.ErrnoNotGranted
+	}
 	if !ci.module.grants.allowsGPIO(name) {
 		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q, which this device does not grant it (grants.gpio in ternd.yaml)", name))
 		return nil, sdk.ErrnoNotGranted
@@ -142,6 +146,10 @@ func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, 
 		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x while planning (conditions, effects and expansions may not touch hardware)", bus, addr))
 		return int32(sdk.ErrnoPlanning)
 	}
+	if !ci.module.manifest.Requests("i2c") {
+		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x, but its manifest does not request i2c (sdk.Requests)", bus, addr))
+		return int32(sdk.ErrnoNotGranted)
+	}
 	if !ci.module.grants.allowsI2C(bus, uint16(addr)) {
 		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x, which this device does not grant it (grants.i2c in ternd.yaml)", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
@@ -188,6 +196,10 @@ func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen,
 	if ci.phase == PhasePlan {
 		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s while planning (conditions, effects and expansions may not touch hardware)", name))
 		return -int32(sdk.ErrnoPlanning)
+	}
+	if !ci.module.manifest.Requests("serial") {
+		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s, but its manifest does not request serial (sdk.Requests)", name))
+		return -int32(sdk.ErrnoNotGranted)
 	}
 	if !ci.module.grants.allowsSerial(name, int(baud)) {
 		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s at %d baud, which this device does not grant it (grants.serial in ternd.yaml)", name, baud))

@@ -38,7 +38,8 @@ func Packed(ptr, n int) string { return fmt.Sprintf("(i64.const %d)", int64(ptr)
 // /evil_sensor every 50 ms.
 const Manifest = `{"name":"evil","version":"1.0.0","abi":1,` +
 	`"jobs":[{"name":"poke","path":"/evil/:name","op":"any"}],` +
-	`"sensors":[{"name":"watch","path":"/evil_sensor","interval_ms":50}]}`
+	`"sensors":[{"name":"watch","path":"/evil_sensor","interval_ms":50}],` +
+	`"resources":["gpio","i2c","serial"]}`
 
 // Text is the module in WebAssembly text.
 func (w Module) Text() string {
