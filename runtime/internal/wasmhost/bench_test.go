@@ -17,8 +17,14 @@ import (
 // BenchmarkHostToGuest: one job call into a module that does nothing (the
 // WAT skeleton), and one tern_try into the Go relay module.
 func BenchmarkHostToGuest(b *testing.B) {
+	for _, engine := range []string{"compiler", "interpreter"} {
+		b.Run(engine, func(b *testing.B) { hostToGuest(b, engine == "interpreter") })
+	}
+}
+
+func hostToGuest(b *testing.B, interpreter bool) {
 	ctx := context.Background()
-	h, err := wasmhost.New(ctx, wasmhost.Options{})
+	h, err := wasmhost.New(ctx, wasmhost.Options{Interpreter: interpreter})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -63,6 +63,10 @@ type Options struct {
 	// twice as many is allowed); the rest are dropped and reported through
 	// Notify. Default 100.
 	LogRate int
+	// Interpreter forces wazero's interpreter where the compiler is
+	// available (benchmarks compare them; 32-bit ARM has only the
+	// interpreter).
+	Interpreter bool
 	// Notify hears about a module's misbehaviour that is not the failure
 	// of a call (a log flood); nil: only logged.
 	Notify func(module, problem string)
@@ -110,7 +114,11 @@ var ErrCall = errors.New("wasmhost: module call failed")
 // New creates a host. Close it to release the runtime and the cache.
 func New(ctx context.Context, opts Options) (*Host, error) {
 	opts = opts.withDefaults()
-	cfg := wazero.NewRuntimeConfig().
+	cfg := wazero.NewRuntimeConfig()
+	if opts.Interpreter {
+		cfg = wazero.NewRuntimeConfigInterpreter()
+	}
+	cfg = cfg.
 		WithMemoryLimitPages(opts.MemoryLimitPages).
 		// A call past its deadline must stop even in a tight loop. wazero
 		// then checks the context in loops, which costs speed; see RATIONALE.md.
