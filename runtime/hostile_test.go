@@ -116,6 +116,21 @@ func TestHostileLoopInSensor(t *testing.T) {
 	r.othersWork(t, 1)
 }
 
+// A WASI sleep of an hour is cut at the call's deadline.
+func TestHostileSleepPastDeadline(t *testing.T) {
+	// One clock subscription at 3000: monotonic clock, relative timeout 1 h.
+	sleep := `(i32.store (i32.const 3016) (i32.const 1))
+	(i64.store (i32.const 3024) (i64.const 3600000000000))
+	(drop (call $poll_oneoff (i32.const 3000) (i32.const 3100) (i32.const 1) (i32.const 3200)))
+	` + wasmtest.Packed(wasmtest.OutNull, 2)
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: sleep}.Text()))
+	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventModuleError, "tern_run: exceeded its 300ms deadline")
+	r.othersWork(t, 2)
+}
+
 func TestHostileMemoryGrowth(t *testing.T) {
 	grow := `(block $full (loop $more
 	  (br_if $full (i32.eq (memory.grow (i32.const 64)) (i32.const -1)))

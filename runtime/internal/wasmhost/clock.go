@@ -11,8 +11,26 @@ import (
 // job's condition cannot see time pass (or differ from one condition to the
 // next) while the planner searches.
 type clock struct {
-	frozen atomic.Int64 // Unix nanoseconds; 0: not frozen
-	last   atomic.Int64 // the last nanotime returned: it never goes back
+	frozen   atomic.Int64 // Unix nanoseconds; 0: not frozen
+	last     atomic.Int64 // the last nanotime returned: it never goes back
+	deadline atomic.Int64 // Unix nanoseconds the current call must end by; 0: none
+}
+
+// nanosleep is what WASI sleeps (poll_oneoff) do. wazero's own sleeps are
+// not bound to the call's context, so a module could sleep far past its
+// deadline; this one never sleeps past it, and while planning (clock
+// frozen) does not sleep at all: time does not pass during a search.
+func (c *clock) nanosleep(ns int64) {
+	if c.frozen.Load() != 0 || ns <= 0 {
+		return
+	}
+	d := time.Duration(ns)
+	if dl := c.deadline.Load(); dl != 0 {
+		d = min(d, time.Until(time.Unix(0, dl)))
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
 }
 
 func (c *clock) freeze(t time.Time) {

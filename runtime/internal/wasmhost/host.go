@@ -405,7 +405,14 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 		inst.clock.freeze(planTime(ctx))
 		defer inst.clock.freeze(time.Time{})
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		inst.clock.deadline.Store(dl.UnixNano())
+		defer inst.clock.deadline.Store(0)
+	}
 	out, err := m.invoke(ctx, inst, fn, in)
+	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = errors.New("returned after its deadline") // e.g. a long sleep cut short
+	}
 	if err != nil {
 		full := ""
 		// A module near its cap most likely failed for want of memory
@@ -452,7 +459,8 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 		WithStderr(logWriter{m}).
 		WithStdout(logWriter{m}).
 		WithWalltime(clk.walltime, sys.ClockResolution(time.Microsecond)).
-		WithNanotime(clk.nanotime, sys.ClockResolution(time.Microsecond))
+		WithNanotime(clk.nanotime, sys.ClockResolution(time.Microsecond)).
+		WithNanosleep(clk.nanosleep)
 	// _initialize runs Go's runtime and package inits, which must not touch
 	// hardware: give it the planning phase.
 	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})

@@ -59,6 +59,7 @@ func (w Module) Text() string {
 	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace
 	return fmt.Sprintf(`(module
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock_time_get (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
   (import "tern" "gpio_write" (func $gpio_write (param i32 i32 i32) (result i32)))
   (import "tern" "log" (func $log (param i32 i32 i32)))
   (import "tern" "i2c_tx" (func $i2c_tx (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
