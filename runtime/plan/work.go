@@ -38,15 +38,7 @@ func newWork(doc any) *work {
 const rootHash = 0x6a09e667f3bcc908
 
 func pathHash(parent uint64, tok string) uint64 {
-	return mixHash(parent ^ maphash.String(seed, tok))
-}
-
-func mixHash(h uint64) uint64 {
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	return h ^ h>>31
+	return state.Mix(parent ^ maphash.String(seed, tok))
 }
 
 // subtreeHash is the XOR of the hashes of everything in v, which sits at
@@ -54,9 +46,9 @@ func mixHash(h uint64) uint64 {
 func subtreeHash(ph uint64, v any) uint64 {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return mixHash(ph ^ state.Hash(v))
+		return state.Mix(ph ^ state.Hash(v))
 	}
-	h := mixHash(ph ^ 0x510e527fade682d1) // the object itself
+	h := state.Mix(ph ^ 0x510e527fade682d1) // the object itself
 	for k, x := range m {
 		h ^= subtreeHash(pathHash(ph, k), x)
 	}

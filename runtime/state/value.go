@@ -202,7 +202,7 @@ func number(v any) (float64, bool) {
 // it may change between tern releases, so do not store it long-term.
 // Values outside the model hash as null.
 func Hash(v any) uint64 {
-	return finish(hashValue(hashSeed, v))
+	return Mix(hashValue(hashSeed, v))
 }
 
 const (
@@ -227,7 +227,10 @@ func mix(h, x uint64) uint64 {
 	return h ^ h>>31
 }
 
-func finish(h uint64) uint64 {
+// Mix scrambles a 64-bit value (the splitmix64 finaliser): Hash ends with
+// it, and hashes built from Hash values (the planner's state hash) use it
+// to combine them.
+func Mix(h uint64) uint64 {
 	h ^= h >> 30
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 27
