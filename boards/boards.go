@@ -27,6 +27,24 @@ type Board struct {
 	GPIOChip string
 	// Header is the pin header, in physical pin order.
 	Header []HeaderPin
+	// Interfaces are the buses and ports the board offers on its header,
+	// and how each is switched on.
+	Interfaces []Interface
+	// ConfigFile is where the board's firmware settings live
+	// ("/boot/firmware/config.txt"); empty if it has none.
+	ConfigFile string
+}
+
+// Interface is an I2C bus or serial port as the board offers it.
+type Interface struct {
+	Kind   string `json:"kind"`   // "i2c" or "serial"
+	Name   string `json:"name"`   // as grants and modules name it: "i2c1", "serial0"
+	Device string `json:"device"` // its device node: "/dev/i2c-1", "/dev/serial0"
+	// Enable is the line of ConfigFile that switches it on
+	// ("dtparam=i2c_arm=on"); empty if it is always on.
+	Enable string `json:"enable,omitempty"`
+	// Group is the Unix group whose members may open Device ("i2c").
+	Group string `json:"group,omitempty"`
 }
 
 // HeaderPin is one pin of a board's header.
@@ -160,6 +178,7 @@ func number(s string) (int, bool) {
 }
 
 func (b Board) clone() Board {
+	b.Interfaces = slices.Clone(b.Interfaces)
 	b.Header = slices.Clone(b.Header)
 	for i := range b.Header {
 		b.Header[i] = b.Header[i].clone()
@@ -174,10 +193,12 @@ func (p HeaderPin) clone() HeaderPin {
 
 // boardFile is the layout of a file under data/boards/.
 type boardFile struct {
-	Name     string `json:"name"`
-	Model    string `json:"model"`
-	GPIOChip string `json:"gpiochip"`
-	Header   string `json:"header"` // a file under data/headers/, without ".json"
+	Name       string      `json:"name"`
+	Model      string      `json:"model"`
+	GPIOChip   string      `json:"gpiochip"`
+	Header     string      `json:"header"` // a file under data/headers/, without ".json"
+	ConfigFile string      `json:"config_file,omitempty"`
+	Interfaces []Interface `json:"interfaces,omitempty"`
 }
 
 // headerFile is the layout of a file under data/headers/.
@@ -236,7 +257,13 @@ func load(fsys fs.FS) (map[string]Board, error) {
 		if !ok {
 			return nil, fmt.Errorf("boards: %s: header %q: no file data/headers/%s.json", file, bf.Header, bf.Header)
 		}
-		registry[bf.Name] = Board{Name: bf.Name, Model: bf.Model, GPIOChip: bf.GPIOChip, Header: pins}
+		for _, it := range bf.Interfaces {
+			if it.Kind != "i2c" && it.Kind != "serial" || it.Name == "" || !strings.HasPrefix(it.Device, "/dev/") {
+				return nil, fmt.Errorf("boards: %s: interface %+v: want kind i2c or serial, a name and a /dev/ device", file, it)
+			}
+		}
+		registry[bf.Name] = Board{Name: bf.Name, Model: bf.Model, GPIOChip: bf.GPIOChip, Header: pins,
+			ConfigFile: bf.ConfigFile, Interfaces: slices.Clone(bf.Interfaces)}
 	}
 	if len(registry) == 0 {
 		return nil, errors.New("boards: no board files under data/boards")

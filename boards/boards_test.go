@@ -114,13 +114,17 @@ func TestFortyPinFacts(t *testing.T) {
 }
 
 func TestBoards(t *testing.T) {
-	if got, want := Names(), []string{"rpi4", "sim"}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{"rpi3bp", "rpi4", "rpi5", "rpizero2w", "rpizerow", "sim"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
 	for _, c := range []struct{ name, model, chip string }{
 		{"rpi4", "Raspberry Pi 4 Model B", "gpiochip0"},
 		{"sim", "tern simulated board", "gpiochip0"},
 		{"RPi4", "Raspberry Pi 4 Model B", "gpiochip0"},
+		{"rpi3bp", "Raspberry Pi 3 Model B Plus", "gpiochip0"},
+		{"rpi5", "Raspberry Pi 5", "gpiochip4"}, // the RP1 chip's lines, not the SoC's
+		{"rpizero2w", "Raspberry Pi Zero 2 W", "gpiochip0"},
+		{"rpizerow", "Raspberry Pi Zero W", "gpiochip0"},
 	} {
 		b, err := Lookup(c.name)
 		if err != nil {
@@ -145,7 +149,7 @@ func TestLookupUnknown(t *testing.T) {
 	if !errors.Is(err, ErrUnknownBoard) {
 		t.Fatalf("Lookup(rpi9) = %v, want ErrUnknownBoard", err)
 	}
-	if !strings.Contains(err.Error(), "rpi4, sim") {
+	if !strings.Contains(err.Error(), "rpi4, rpi5, rpizero2w, rpizerow, sim") {
 		t.Errorf("error %q does not list the known boards", err)
 	}
 }
@@ -313,6 +317,26 @@ func TestLoadRejects(t *testing.T) {
 	} {
 		if _, err := load(bad); err == nil {
 			t.Errorf("load(%s) succeeded, want an error", name)
+		}
+	}
+}
+
+// Models as the kernels of these boards report them in
+// /proc/device-tree/model (with the trailing NUL).
+func TestForModelPis(t *testing.T) {
+	for model, want := range map[string]string{
+		"Raspberry Pi 3 Model B Plus Rev 1.3\x00": "rpi3bp",
+		"Raspberry Pi 4 Model B Rev 1.5\x00":      "rpi4",
+		"Raspberry Pi 5 Model B Rev 1.0\x00":      "rpi5",
+		"Raspberry Pi Zero 2 W Rev 1.0\x00":       "rpizero2w",
+		"Raspberry Pi Zero W Rev 1.1\x00":         "rpizerow",
+	} {
+		b, err := ForModel(model)
+		if err != nil || b.Name != want {
+			t.Errorf("ForModel(%q) = %s, %v; want %s", model, b.Name, err, want)
+		}
+		if len(b.Interfaces) != 2 || b.Interfaces[0].Enable != "dtparam=i2c_arm=on" || b.ConfigFile != "/boot/firmware/config.txt" {
+			t.Errorf("%s: interfaces %+v, config file %q", want, b.Interfaces, b.ConfigFile)
 		}
 	}
 }

@@ -20,6 +20,7 @@ Usage:
   ternd [run] [--config FILE]   run the agent (default config /etc/tern/ternd.yaml)
   ternd check-store DIR [N]     write N keys (default 30000) to a store in DIR,
                                 reopen it and read them back
+  ternd doctor [--board NAME]   check the board is set up for ternd, and say what to change
   ternd version                 print the version
 `
 
@@ -50,6 +51,17 @@ func run(args []string) int {
 		}
 		if err := daemon.CheckStore(args[0], n, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "ternd:", err)
+			return 1
+		}
+		return 0
+	case "doctor":
+		fs := flag.NewFlagSet("ternd doctor", flag.ContinueOnError)
+		board := fs.String("board", "", "the board to check (default: detect it from /proc/device-tree/model)")
+		root := fs.String("root", "/", "filesystem root to look under (for checking a mounted SD card)")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if daemon.Doctor(os.Stdout, daemon.DoctorEnv{Root: *root, Board: *board}) > 0 {
 			return 1
 		}
 		return 0
