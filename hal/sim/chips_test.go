@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/hal/i2c"
+	"github.com/tern-iot/tern/hal/i2c/i2ctest"
 	"github.com/tern-iot/tern/hal/sim"
 )
 
@@ -137,4 +138,10 @@ func TestI2CErrors(t *testing.T) {
 	if _, err := bus.Bus("i2c9"); !errors.Is(err, i2c.ErrUnknownBus) {
 		t.Fatalf("unknown bus: %v", err)
 	}
+}
+
+func TestI2CConformance(t *testing.T) {
+	bus := sim.NewI2C("i2c1")
+	bus.Attach("i2c1", 0x50, sim.NewEEPROM24C02())
+	i2ctest.Conformance(t, bus, "i2c1", 0x50, 0x51)
 }
