@@ -410,7 +410,9 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 		defer inst.clock.deadline.Store(0)
 	}
 	out, err := m.invoke(ctx, inst, fn, in)
-	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	dl, hasDeadline := ctx.Deadline()
+	late := errors.Is(ctx.Err(), context.DeadlineExceeded) || hasDeadline && !time.Now().Before(dl)
+	if err == nil && late {
 		err = errors.New("returned after its deadline") // e.g. a long sleep cut short
 	}
 	if err != nil {
@@ -421,7 +423,7 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 			full = fmt.Sprintf(" (its memory is at %d MiB of the %d MiB cap)", size>>20, limit>>20)
 		}
 		inst.mod.Close(context.Background())
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if late {
 			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline%s", ErrCall, fn, m.host.opts.CallTimeout, full)
 		}
 		return nil, fmt.Errorf("%w: %s: %v%s", ErrCall, fn, err, full)
