@@ -145,3 +145,11 @@ func TestI2CConformance(t *testing.T) {
 	bus.Attach("i2c1", 0x50, sim.NewEEPROM24C02())
 	i2ctest.Conformance(t, bus, "i2c1", 0x50, 0x51)
 }
+
+// NMEA 0183 checksums, as the standard's worked example gives them.
+func TestNMEAChecksum(t *testing.T) {
+	got := sim.NMEASentence("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+	if want := "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+}

@@ -1,0 +1,96 @@
+package serialdev_test
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tern-iot/tern/hal/serial"
+	"github.com/tern-iot/tern/hal/serial/serialtest"
+	"github.com/tern-iot/tern/hal/serialdev"
+	"github.com/tern-iot/tern/hal/sim"
+)
+
+// pty opens a pseudo-terminal served by dev. A machine without /dev/ptmx
+// fails the test: the real backend must be exercised.
+func pty(t *testing.T) *sim.PTY {
+	t.Helper()
+	p, err := sim.NewPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestConformanceOverPTY(t *testing.T) {
+	p := pty(t)
+	p.Serve(func(b []byte) []byte { return append([]byte(nil), b...) })
+	serialtest.Conformance(t, serialdev.Opener{Devices: map[string]string{"serial0": p.Path}}, "serial0")
+}
+
+func TestConformanceSim(t *testing.T) {
+	s := sim.NewSerial()
+	s.Connect("serial0", func(b []byte) []byte { return append([]byte(nil), b...) })
+	serialtest.Conformance(t, s, "serial0")
+}
+
+// The real backend reads a simulated GPS's NMEA sentences off a pty.
+func TestNMEAGPSOverPTY(t *testing.T) {
+	p := pty(t)
+	gps := &sim.NMEAGPS{Lat: 48.1173, Lon: 11.5167, Fix: true, Time: time.Date(1994, 3, 23, 12, 35, 19, 0, time.UTC)}
+	p.Emit(20*time.Millisecond, gps.Sentences)
+	port, err := serialdev.Opener{}.Open(p.Path, serial.Mode{Baud: 9600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer port.Close()
+	var text strings.Builder
+	buf := make([]byte, 256)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && strings.Count(text.String(), "\n") < 4; {
+		n, err := port.Read(buf, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.Write(buf[:n])
+	}
+	sc := bufio.NewScanner(strings.NewReader(text.String()))
+	seen := map[string]bool{}
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "$GPGGA,123519.00,4807.0380,N,01131.0020,E,1,") {
+			seen["gga"] = true
+		}
+		if strings.HasPrefix(line, "$GPRMC,123519.00,A,4807.0380,N,01131.0020,E,") && strings.Contains(line, ",230394,") {
+			seen["rmc"] = true
+		}
+	}
+	if !seen["gga"] || !seen["rmc"] {
+		t.Fatalf("sentences read:\n%s", text.String())
+	}
+}
+
+// The real backend talks AT commands to a simulated modem over a pty.
+func TestATModemOverPTY(t *testing.T) {
+	p := pty(t)
+	modem := &sim.ATModem{Signal: 18}
+	p.Serve(modem.Respond)
+	port, err := serialdev.Opener{}.Open(p.Path, serial.Mode{Baud: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer port.Close()
+	for cmd, want := range map[string]string{"AT": "OK", "AT+CSQ": "+CSQ: 18,99", "ATX9": "ERROR"} {
+		port.Write([]byte(cmd + "\r"))
+		var got strings.Builder
+		buf := make([]byte, 64)
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !strings.Contains(got.String(), want); {
+			n, _ := port.Read(buf, 100*time.Millisecond)
+			got.Write(buf[:n])
+		}
+		if !strings.Contains(got.String(), want) {
+			t.Errorf("%s: got %q, want %q", cmd, got.String(), want)
+		}
+	}
+}
