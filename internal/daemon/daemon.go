@@ -12,8 +12,11 @@ import (
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/gpiodev"
 	"github.com/tern-iot/tern/hal/i2c"
+	"github.com/tern-iot/tern/hal/i2cdev"
 	"github.com/tern-iot/tern/hal/serial"
+	"github.com/tern-iot/tern/hal/serialdev"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
@@ -129,11 +132,24 @@ func feed(ctx context.Context, dev *fleet.Device, a *runtime.Agent, log *slog.Lo
 
 func hardware(b boards.Board) (*Hardware, error) {
 	if b.Name == "sim" {
-		// The sim board's bus is empty until the hardware issue brings
-		// simulated chips; modules can still be granted it.
+		// The sim board's bus is empty: the testbench attaches simulated
+		// chips; modules can still be granted it.
 		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...), I2C: sim.NewI2C("i2c1"), Serial: sim.NewSerial()}, nil
 	}
-	return nil, fmt.Errorf("ternd: board %s: the real GPIO backend is not built yet; run with board: sim", b.Name)
+	chip, err := gpiodev.Open(b.GPIOChip, func(name string) (int, error) {
+		p, err := b.Line(name)
+		return p.Line, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ternd: board %s: %w", b.Name, err)
+	}
+	ports := map[string]string{}
+	for _, it := range b.Interfaces {
+		if it.Kind == "serial" {
+			ports[it.Name] = it.Device
+		}
+	}
+	return &Hardware{GPIO: chip, I2C: &i2cdev.Buses{}, Serial: serialdev.Opener{Devices: ports}}, nil
 }
 
 func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
