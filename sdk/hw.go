@@ -25,6 +25,31 @@ func GPIORead(line string) (bool, error) {
 	return v, nil
 }
 
+// Pulls for GPIOIn.
+const (
+	PullNone uint32 = 0
+	PullDown uint32 = 1
+	PullUp   uint32 = 2
+)
+
+// GPIOIn makes a line an input with a pull (PullNone, PullDown, PullUp).
+func GPIOIn(line string, pull uint32) error {
+	if err := gpioIn(line, pull); err != nil {
+		return fmt.Errorf("gpio %s: %w", line, err)
+	}
+	return nil
+}
+
+// GPIOWaitEdge waits up to timeout (never past the call's deadline) for
+// an input's level to change, and reports whether it did.
+func GPIOWaitEdge(line string, timeout time.Duration) (bool, error) {
+	got, err := gpioWaitEdge(line, timeout)
+	if err != nil {
+		return false, fmt.Errorf("gpio %s: %w", line, err)
+	}
+	return got, nil
+}
+
 // I2CTx writes w to the device at addr on the named bus ("i2c1"), then
 // reads len(r) bytes into r. The bus and address must be granted to the
 // module (ErrnoNotGranted otherwise); a device that does not answer is

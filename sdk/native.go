@@ -17,6 +17,9 @@ func logf(int32, string)            {}
 
 func i2cTx(string, uint16, []byte, []byte) error { return errNoHost }
 
+func gpioIn(string, uint32) error                      { return errNoHost }
+func gpioWaitEdge(string, time.Duration) (bool, error) { return false, errNoHost }
+
 func serialOpen(string, int) (int32, error)                { return 0, errNoHost }
 func serialWrite(int32, []byte) (int, error)               { return 0, errNoHost }
 func serialRead(int32, []byte, time.Duration) (int, error) { return 0, errNoHost }

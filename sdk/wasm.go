@@ -98,6 +98,12 @@ func hostSerialRead(handle int32, p unsafe.Pointer, size uint32, timeoutMS uint3
 //go:wasmimport tern serial_close
 func hostSerialClose(handle int32) int32
 
+//go:wasmimport tern gpio_in
+func hostGPIOIn(name unsafe.Pointer, size uint32, pull uint32) int32
+
+//go:wasmimport tern gpio_wait_edge
+func hostGPIOWaitEdge(name unsafe.Pointer, size uint32, timeoutMS uint32) int32
+
 //go:wasmimport tern log
 func hostLog(level int32, msg unsafe.Pointer, size uint32)
 
@@ -169,4 +175,21 @@ func serialClose(h int32) error {
 		return Errno(e)
 	}
 	return nil
+}
+
+func gpioIn(line string, pull uint32) error {
+	p, n := strArg(line)
+	if e := hostGPIOIn(p, n, pull); e != 0 {
+		return Errno(e)
+	}
+	return nil
+}
+
+func gpioWaitEdge(line string, timeout time.Duration) (bool, error) {
+	p, n := strArg(line)
+	r := hostGPIOWaitEdge(p, n, uint32(timeout/time.Millisecond))
+	if r < 0 {
+		return false, Errno(-r)
+	}
+	return r == 1, nil
 }

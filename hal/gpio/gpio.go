@@ -3,6 +3,7 @@ package gpio
 import (
 	"errors"
 	"strconv"
+	"time"
 )
 
 // Level is the logic level of a line.
@@ -61,6 +62,9 @@ type Pin interface {
 	// In makes the line an input with the pull p. A Pull other than
 	// PullNone, PullDown and PullUp is an error.
 	In(p Pull) error
+	// WaitForEdge waits up to timeout for the input's level to change
+	// (either way) and reports whether it did.
+	WaitForEdge(timeout time.Duration) (bool, error)
 }
 
 // Lookup finds lines by name. Names are the board's (e.g. "GPIO17").

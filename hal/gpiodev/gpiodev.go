@@ -3,6 +3,7 @@ package gpiodev
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"periph.io/x/conn/v3/driver/driverreg"
 	pgpio "periph.io/x/conn/v3/gpio"
@@ -103,9 +104,19 @@ func (p *pin) In(pull gpio.Pull) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.line.In(pp, pgpio.NoEdge); err != nil {
+	if err := p.line.In(pp, pgpio.BothEdges); err != nil {
 		return fmt.Errorf("gpiodev: %s: %w", p.name, err)
 	}
 	p.output = false
 	return nil
+}
+
+func (p *pin) WaitForEdge(timeout time.Duration) (bool, error) {
+	p.mu.Lock()
+	out := p.output
+	p.mu.Unlock()
+	if out {
+		return false, fmt.Errorf("gpiodev: %s is an output: edges are watched on inputs", p.name)
+	}
+	return p.line.WaitForEdge(timeout), nil
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
 )
@@ -20,13 +21,15 @@ var _ gpio.Lookup = (*GPIO)(nil)
 
 // line is one simulated line's state, guarded by GPIO.mu.
 type line struct {
-	pin    Pin        // handed out by GPIO.Pin, so every lookup gets the same one
-	output bool       // direction: output if true
-	drive  gpio.Level // the level driven, when an output
-	pull   gpio.Pull  // the pull, when an input
-	extOn  bool       // something outside drives the line
-	ext    gpio.Level // what it drives
-	writes int        // Out calls
+	pin    Pin           // handed out by GPIO.Pin, so every lookup gets the same one
+	output bool          // direction: output if true
+	drive  gpio.Level    // the level driven, when an output
+	pull   gpio.Pull     // the pull, when an input
+	extOn  bool          // something outside drives the line
+	ext    gpio.Level    // what it drives
+	writes int           // Out calls
+	edge   chan struct{} // closed, and replaced, when the level changes
+	wired  []string      // lines this one drives (Wire)
 }
 
 // level is what the line is at; the caller holds GPIO.mu.
@@ -47,7 +50,7 @@ func NewGPIO(names ...string) *GPIO {
 	g := &GPIO{lines: make(map[string]*line, len(names))}
 	for _, name := range names {
 		if _, ok := g.lines[name]; !ok {
-			g.lines[name] = &line{pin: Pin{g: g, name: name}}
+			g.lines[name] = &line{pin: Pin{g: g, name: name}, edge: make(chan struct{})}
 		}
 	}
 	return g
@@ -88,8 +91,47 @@ func (g *GPIO) Drive(name string, l gpio.Level) error {
 	if err != nil {
 		return err
 	}
+	before := ln.level()
 	ln.extOn, ln.ext = true, l
+	g.settle(ln, before)
 	return nil
+}
+
+// Wire connects line from to line to, as a jumper wire would: whatever
+// level from is at, to is driven to.
+func (g *GPIO) Wire(from, to string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	src, err := g.find(from)
+	if err != nil {
+		return err
+	}
+	dst, err := g.find(to)
+	if err != nil {
+		return err
+	}
+	src.wired = append(src.wired, to)
+	before := dst.level()
+	dst.extOn, dst.ext = true, src.level()
+	g.settle(dst, before)
+	return nil
+}
+
+// settle signals an edge on ln if its level left before, and carries the
+// new level down its wires; the caller holds g.mu.
+func (g *GPIO) settle(ln *line, before gpio.Level) {
+	now := ln.level()
+	if now == before {
+		return
+	}
+	close(ln.edge)
+	ln.edge = make(chan struct{})
+	for _, name := range ln.wired {
+		dst := g.lines[name]
+		b := dst.level()
+		dst.extOn, dst.ext = true, now
+		g.settle(dst, b)
+	}
 }
 
 // Release removes the external signal from the named line, as unplugging
@@ -101,7 +143,9 @@ func (g *GPIO) Release(name string) error {
 	if err != nil {
 		return err
 	}
+	before := ln.level()
 	ln.extOn = false
+	g.settle(ln, before)
 	return nil
 }
 
@@ -178,8 +222,10 @@ func (p *Pin) Out(l gpio.Level) error {
 	if err != nil {
 		return err
 	}
+	before := ln.level()
 	ln.output, ln.drive = true, l
 	ln.writes++
+	p.g.settle(ln, before)
 	return nil
 }
 
@@ -196,6 +242,28 @@ func (p *Pin) In(pl gpio.Pull) error {
 	if err != nil {
 		return err
 	}
+	before := ln.level()
 	ln.output, ln.pull = false, pl
+	p.g.settle(ln, before)
 	return nil
+}
+
+// WaitForEdge waits up to timeout for the line's level to change.
+func (p *Pin) WaitForEdge(timeout time.Duration) (bool, error) {
+	p.g.mu.Lock()
+	ln, err := p.g.use(p.name)
+	if err != nil {
+		p.g.mu.Unlock()
+		return false, err
+	}
+	edge := ln.edge
+	p.g.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-edge:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	}
 }

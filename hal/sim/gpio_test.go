@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/hal/gpio"
@@ -151,4 +152,32 @@ func ExampleGPIO() {
 	relayAt, _ := g.Level("GPIO17")
 	fmt.Println("button:", pressed, "relay:", relayAt, "relay writes:", g.Writes("GPIO17"))
 	// Output: button: Low relay: High relay writes: 1
+}
+
+// A wire carries one line's level to another, and its changes as edges.
+func TestWire(t *testing.T) {
+	g := sim.NewGPIO("GPIO5", "GPIO6")
+	if err := g.Wire("GPIO5", "GPIO6"); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := g.Pin("GPIO5")
+	in, _ := g.Pin("GPIO6")
+	in.In(gpio.PullNone)
+	out.Out(gpio.High)
+	if l, _ := in.Read(); l != gpio.High {
+		t.Fatal("GPIO6 does not follow GPIO5 high")
+	}
+	edge := make(chan bool)
+	go func() { got, _ := in.WaitForEdge(5 * time.Second); edge <- got }()
+	time.Sleep(10 * time.Millisecond)
+	out.Out(gpio.Low)
+	if !<-edge {
+		t.Fatal("GPIO6 saw no edge when GPIO5 fell")
+	}
+	if l, _ := in.Read(); l != gpio.Low {
+		t.Fatal("GPIO6 does not follow GPIO5 low")
+	}
+	if err := g.Wire("GPIO5", "GPIO99"); err == nil {
+		t.Fatal("a wire to no line was accepted")
+	}
 }

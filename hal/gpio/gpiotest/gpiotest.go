@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
 )
@@ -145,6 +146,28 @@ func Conformance(t *testing.T, l gpio.Lookup, lines []string) {
 				checkRead(t, p, c.want, fmt.Sprintf("after In(%v)", c.pull))
 			}
 		}
+	})
+
+	t.Run("Edges", func(t *testing.T) {
+		ps, ok := l.(PullSimulator)
+		if !ok || !ps.SimulatesPulls() {
+			t.Skip("the Lookup does not simulate pulls (see PullSimulator): an edge needs a line nothing else drives")
+		}
+		p := pins(t)[0]
+		if err := p.In(gpio.PullDown); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := p.WaitForEdge(30 * time.Millisecond); got || err != nil {
+			t.Fatalf("%s: WaitForEdge with nothing happening: %v, %v", p.Name(), got, err)
+		}
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			p.In(gpio.PullUp) // the level rises: an edge
+		}()
+		if got, err := p.WaitForEdge(5 * time.Second); !got || err != nil {
+			t.Fatalf("%s: WaitForEdge missed the rising level: %v, %v", p.Name(), got, err)
+		}
+		checkRead(t, p, gpio.High, "after the edge")
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {

@@ -29,6 +29,8 @@ func (h *Host) instantiateHostModule(ctx context.Context) error {
 	_, err := h.rt.NewHostModuleBuilder("tern").
 		NewFunctionBuilder().WithFunc(h.gpioWrite).Export("gpio_write").
 		NewFunctionBuilder().WithFunc(h.gpioRead).Export("gpio_read").
+		NewFunctionBuilder().WithFunc(h.gpioIn).Export("gpio_in").
+		NewFunctionBuilder().WithFunc(h.gpioWaitEdge).Export("gpio_wait_edge").
 		NewFunctionBuilder().WithFunc(h.log).Export("log").
 		NewFunctionBuilder().WithFunc(h.i2cTx).Export("i2c_tx").
 		NewFunctionBuilder().WithFunc(h.serialOpen).Export("serial_open").
@@ -111,6 +113,42 @@ func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level u
 	}
 	if err := p.Out(gpio.Level(level == 1)); err != nil {
 		return int32(sdk.ErrnoIO)
+	}
+	return 0
+}
+
+// gpioIn makes a line an input with a pull: 0 none, 1 down, 2 up.
+func (h *Host) gpioIn(ctx context.Context, mod api.Module, ptr, size, pull uint32) int32 {
+	p, e := h.pin(ctx, mod, ptr, size)
+	if e != sdk.ErrnoOK {
+		return int32(e)
+	}
+	if pull > 2 {
+		return int32(sdk.ErrnoBadArg)
+	}
+	if err := p.In(gpio.Pull(pull)); err != nil {
+		return int32(sdk.ErrnoIO)
+	}
+	return 0
+}
+
+// gpioWaitEdge waits for the input's level to change: 1 it did, 0 not
+// within timeout_ms (never past the call's deadline), or -errno.
+func (h *Host) gpioWaitEdge(ctx context.Context, mod api.Module, ptr, size, timeoutMS uint32) int32 {
+	p, e := h.pin(ctx, mod, ptr, size)
+	if e != sdk.ErrnoOK {
+		return -int32(e)
+	}
+	timeout := time.Duration(timeoutMS) * time.Millisecond
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(0, min(timeout, time.Until(d)))
+	}
+	got, err := p.WaitForEdge(timeout)
+	if err != nil {
+		return -int32(sdk.ErrnoIO)
+	}
+	if got {
+		return 1
 	}
 	return 0
 }

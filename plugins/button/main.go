@@ -1,0 +1,111 @@
+// Command button is a job module that reports push buttons on GPIO inputs:
+// /buttons/<name> is {"pressed": bool, "presses": n}. It watches the lines'
+// edges, so a press shorter than the sensing interval is still counted.
+//
+// Configuration:
+//
+//	config:
+//	  buttons:
+//	    door: {line: GPIO5, active_low: true}   # to ground, with the pull-up
+package main
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tern-iot/tern/sdk"
+)
+
+func init() {
+	sdk.Module("button", "0.1.0")
+	sdk.Requests("gpio")
+	sdk.Sensor("buttons", "/buttons", 100*time.Millisecond, sense)
+}
+
+func main() {}
+
+type button struct {
+	Line      string `json:"line"`
+	ActiveLow bool   `json:"active_low"`
+}
+
+type config struct {
+	Buttons map[string]button `json:"buttons"`
+}
+
+type state struct {
+	Pressed bool `json:"pressed"`
+	Presses int  `json:"presses"`
+}
+
+var (
+	loaded *config
+	seen   = map[string]*state{} // per instance: presses since it started
+	ready  = map[string]bool{}   // lines already made inputs
+)
+
+// sense reads each button, waiting briefly for an edge so a quick press
+// between two sensings is not missed.
+func sense(c *sdk.Context) (any, error) {
+	if loaded == nil {
+		var cfg config
+		if err := c.Config(&cfg); err != nil || len(cfg.Buttons) == 0 {
+			return nil, fmt.Errorf("button: configure buttons: {name: {line: GPIO5, active_low: true}} (%v)", err)
+		}
+		loaded = &cfg
+	}
+	names := make([]string, 0, len(loaded.Buttons))
+	for n := range loaded.Buttons {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := map[string]state{}
+	for _, name := range names {
+		b := loaded.Buttons[name]
+		if !ready[b.Line] {
+			pull := sdk.PullDown
+			if b.ActiveLow {
+				pull = sdk.PullUp
+			}
+			if err := sdk.GPIOIn(b.Line, pull); err != nil {
+				return nil, fmt.Errorf("button %s: %w", name, err)
+			}
+			ready[b.Line] = true
+		}
+		st := seen[name]
+		if st == nil {
+			st = &state{}
+			seen[name] = st
+		}
+		// Each edge is half a press or half a release; look at the level
+		// after each to count presses.
+		for range 4 {
+			edge, err := sdk.GPIOWaitEdge(b.Line, 20*time.Millisecond)
+			if err != nil {
+				return nil, fmt.Errorf("button %s: %w", name, err)
+			}
+			if !edge {
+				break
+			}
+			high, err := sdk.GPIORead(b.Line)
+			if err != nil {
+				return nil, err
+			}
+			if pressed := high != b.ActiveLow; pressed && !st.Pressed {
+				st.Presses++
+			}
+			st.Pressed = high != b.ActiveLow
+		}
+		high, err := sdk.GPIORead(b.Line)
+		if err != nil {
+			return nil, fmt.Errorf("button %s: %w", name, err)
+		}
+		if pressed := high != b.ActiveLow; pressed && !st.Pressed {
+			st.Presses++
+		}
+		st.Pressed = high != b.ActiveLow
+		out[name] = *st
+	}
+	return out, nil
+}

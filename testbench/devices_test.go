@@ -1,0 +1,98 @@
+package testbench
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/hal/serialdev"
+	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/store"
+)
+
+// agentWith runs an agent with one module on the given hardware and
+// returns a function that reads the sensed state.
+func agentWith(t *testing.T, opts runtime.Options, importPath string, spec runtime.ModuleSpec) func() map[string]any {
+	t.Helper()
+	wasm, err := wasmbuild.Cached(importPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Wasm = wasm
+	opts.Store, opts.Logger, opts.Modules = st, slog.New(slog.DiscardHandler), []runtime.ModuleSpec{spec}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := runtime.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; a.Close(context.Background()); st.Close() })
+	return func() map[string]any {
+		var s map[string]any
+		json.Unmarshal(a.Status().State, &s)
+		return s
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// A push button to ground on GPIO5 (pull-up, active low), pressed and
+// released by the simulated world, seen by the button module.
+func TestButtonOnSimBoard(t *testing.T) {
+	lines := sim.NewGPIO("GPIO5")
+	state := agentWith(t, runtime.Options{GPIO: lines}, "github.com/tern-iot/tern/plugins/button", runtime.ModuleSpec{
+		Name: "button", Grants: runtime.Grants{GPIO: []string{"GPIO5"}},
+		Config: json.RawMessage(`{"buttons":{"door":{"line":"GPIO5","active_low":true}}}`),
+	})
+	door := func() map[string]any {
+		b, _ := state()["buttons"].(map[string]any)
+		d, _ := b["door"].(map[string]any)
+		return d
+	}
+	eventually(t, "the button reported released", func() bool { return door()["pressed"] == false })
+	lines.Drive("GPIO5", gpio.Low) // pressed
+	eventually(t, "the press", func() bool { return door()["pressed"] == true })
+	lines.Release("GPIO5")
+	eventually(t, "the release, one press counted", func() bool { return door()["pressed"] == false && door()["presses"] == 1.0 })
+}
+
+// A GPS receiver on a serial port (a real pseudo-terminal, opened by the
+// real serial backend), read by the gps module.
+func TestGPSOverSerial(t *testing.T) {
+	pty, err := sim.NewPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pty.Close()
+	gps := &sim.NMEAGPS{Lat: 48.1173, Lon: 11.5167, Fix: true, Time: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	pty.Emit(100*time.Millisecond, gps.Sentences)
+	state := agentWith(t, runtime.Options{Serial: serialdev.Opener{Devices: map[string]string{"serial0": pty.Path}}},
+		"github.com/tern-iot/tern/plugins/gps", runtime.ModuleSpec{
+			Name: "gps", Grants: runtime.Grants{Serial: []string{"serial0@9600"}},
+			Config: json.RawMessage(`{"port":"serial0","baud":9600}`),
+		})
+	eventually(t, "a fix", func() bool {
+		p, _ := state()["position"].(map[string]any)
+		lat, _ := p["lat"].(float64)
+		lon, _ := p["lon"].(float64)
+		return p["fix"] == true && math.Abs(lat-48.1173) < 1e-3 && math.Abs(lon-11.5167) < 1e-3
+	})
+}
