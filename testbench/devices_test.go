@@ -96,3 +96,18 @@ func TestGPSOverSerial(t *testing.T) {
 		return p["fix"] == true && math.Abs(lat-48.1173) < 1e-3 && math.Abs(lon-11.5167) < 1e-3
 	})
 }
+
+// A TMP102 on the simulated I2C bus, read by the temperature module.
+func TestTemperatureOnSimBoard(t *testing.T) {
+	bus := sim.NewI2C("i2c1")
+	chip := sim.NewTMP102(21.5)
+	bus.Attach("i2c1", 0x48, chip)
+	state := agentWith(t, runtime.Options{I2C: bus}, "github.com/tern-iot/tern/plugins/temperature", runtime.ModuleSpec{
+		Name: "temperature", Grants: runtime.Grants{I2C: []string{"i2c1:0x48"}},
+		Config: json.RawMessage(`{"sensors":{"attic":{"bus":"i2c1","address":72}}}`),
+	})
+	attic := func() any { m, _ := state()["temperatures"].(map[string]any); return m["attic"] }
+	eventually(t, "21.5 °C", func() bool { return attic() == 21.5 })
+	chip.Set(-3.25)
+	eventually(t, "-3.25 °C after the room cooled", func() bool { return attic() == -3.25 })
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/tern-iot/tern/plugins/internal/tmp102"
 	"github.com/tern-iot/tern/sdk"
 )
 
@@ -37,15 +38,8 @@ type room struct {
 	Heater bool     `json:"heater"`
 }
 
-// readTemp reads the TMP102's temperature register (pointer 0): 12 bits,
-// 0.0625 °C per bit, most significant byte first.
-func readTemp(cfg *config) (float64, error) {
-	r := make([]byte, 2)
-	if err := sdk.I2CTx(cfg.Sensor.Bus, cfg.Sensor.Address, []byte{0}, r); err != nil {
-		return 0, err
-	}
-	return float64(int16(uint16(r[0])<<8|uint16(r[1]))>>4) * 0.0625, nil
-}
+// readTemp reads the room's TMP102.
+func readTemp(cfg *config) (float64, error) { return tmp102.Read(cfg.Sensor.Bus, cfg.Sensor.Address) }
 
 func senseRoom(c *sdk.Context) (any, error) {
 	cfg, err := loadConfig(c)
