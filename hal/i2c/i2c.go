@@ -10,6 +10,12 @@ type Bus interface {
 	Tx(addr uint16, w, r []byte) error
 }
 
+// SpeedSetter is a Bus whose clock can be set, in hertz (100 kHz standard
+// mode, 400 kHz fast mode). Backends that can, implement it.
+type SpeedSetter interface {
+	SetSpeed(hz int64) error
+}
+
 // Lookup finds a board's buses by name.
 type Lookup interface {
 	// Bus returns the named bus; an unknown name is an error wrapping

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"periph.io/x/conn/v3/physic"
 	"periph.io/x/host/v3/sysfs"
 
 	"github.com/tern-iot/tern/hal/i2c"
@@ -47,6 +48,10 @@ func (b *Buses) Bus(name string) (i2c.Bus, error) {
 }
 
 type bus struct{ s *sysfs.I2C }
+
+// SetSpeed implements i2c.SpeedSetter. Most boards fix the speed in the
+// device tree (dtparam=i2c_arm_baudrate=...); the kernel may refuse.
+func (b *bus) SetSpeed(hz int64) error { return b.s.SetSpeed(physic.Frequency(hz) * physic.Hertz) }
 
 func (b *bus) Tx(addr uint16, w, r []byte) error {
 	err := b.s.Tx(addr, w, r)

@@ -94,3 +94,30 @@ func TestATModemOverPTY(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEchoOverPTY: a write and its echo read back through the real
+// backend and a pseudo-terminal.
+func BenchmarkEchoOverPTY(b *testing.B) {
+	p, err := sim.NewPTY()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	p.Serve(func(in []byte) []byte { return append([]byte(nil), in...) })
+	port, err := serialdev.Opener{}.Open(p.Path, serial.Mode{Baud: 115200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer port.Close()
+	msg, buf := []byte("AT\r"), make([]byte, 8)
+	for b.Loop() {
+		port.Write(msg)
+		for got := 0; got < len(msg); {
+			n, err := port.Read(buf, time.Second)
+			if err != nil || n == 0 {
+				b.Fatal("no echo", err)
+			}
+			got += n
+		}
+	}
+}

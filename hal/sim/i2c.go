@@ -58,6 +58,15 @@ type simBus struct {
 	name string
 }
 
+// SetSpeed implements i2c.SpeedSetter: the standard (100 kHz), fast
+// (400 kHz) and fast-plus (1 MHz) modes.
+func (b simBus) SetSpeed(hz int64) error {
+	if hz <= 0 || hz > 1_000_000 {
+		return fmt.Errorf("sim: %s: %d Hz is outside 1 Hz to 1 MHz", b.name, hz)
+	}
+	return nil
+}
+
 func (b simBus) Tx(addr uint16, w, r []byte) error {
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()

@@ -31,6 +31,18 @@ func Conformance(t *testing.T, l i2c.Lookup, bus string, eeprom, empty uint16) {
 			t.Fatalf("read back: % x, %v", r, err)
 		}
 	})
+	t.Run("speed", func(t *testing.T) {
+		s, ok := b.(i2c.SpeedSetter)
+		if !ok {
+			t.Skip("the bus does not set its speed (i2c.SpeedSetter)")
+		}
+		if err := s.SetSpeed(400_000); err != nil {
+			t.Fatalf("SetSpeed(400 kHz): %v", err)
+		}
+		if err := s.SetSpeed(-1); err == nil {
+			t.Fatal("SetSpeed(-1) accepted")
+		}
+	})
 	t.Run("empty transaction", func(t *testing.T) {
 		if err := b.Tx(eeprom, nil, nil); err != nil {
 			t.Fatalf("a transaction with nothing to write or read: %v", err)
