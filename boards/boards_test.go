@@ -114,7 +114,7 @@ func TestFortyPinFacts(t *testing.T) {
 }
 
 func TestBoards(t *testing.T) {
-	if got, want := Names(), []string{"rpi3bp", "rpi4", "rpi5", "rpizero2w", "rpizerow", "sim"}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{"generic", "rpi3bp", "rpi4", "rpi5", "rpizero2w", "rpizerow", "sim"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
 	for _, c := range []struct{ name, model, chip string }{

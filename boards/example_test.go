@@ -34,5 +34,5 @@ func ExampleBoard_Line() {
 func ExampleLookup() {
 	_, err := boards.Lookup("pi4")
 	fmt.Println(err)
-	// Output: boards: board "pi4": boards: unknown board (known boards: rpi3bp, rpi4, rpi5, rpizero2w, rpizerow, sim)
+	// Output: boards: board "pi4": boards: unknown board (known boards: generic, rpi3bp, rpi4, rpi5, rpizero2w, rpizerow, sim)
 }

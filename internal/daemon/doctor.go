@@ -117,7 +117,7 @@ func (d *doctor) board() (boards.Board, bool) {
 	model := strings.TrimRight(string(raw), "\x00\n")
 	b, err := boards.ForModel(model)
 	if err != nil {
-		d.fix("board: %q is not a board tern knows: set board: NAME in ternd.yaml (%s), or add the board's file under boards/data", model, strings.Join(boards.Names(), ", "))
+		d.fix("board: %q is not a board tern knows: set board: generic in ternd.yaml to use its GPIO chip's lines by number (GPIO<n>), or board: NAME (%s), or add the board's file under boards/data", model, strings.Join(boards.Names(), ", "))
 		return b, false
 	}
 	d.ok("board: %s (%s)", b.Name, model)

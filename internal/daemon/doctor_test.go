@@ -57,7 +57,7 @@ func TestDoctor(t *testing.T) {
 		},
 		"an unknown board": {
 			env: daemon.DoctorEnv{Root: fakeRoot(t, "Banana Pi M2"), User: "x"}, problems: 1,
-			want: []string{`FIX  board: "Banana Pi M2" is not a board tern knows: set board: NAME in ternd.yaml`},
+			want: []string{`FIX  board: "Banana Pi M2" is not a board tern knows: set board: generic in ternd.yaml`},
 		},
 		"the sim board, configured": {
 			env:  daemon.DoctorEnv{Root: fakeRoot(t, ""), Board: "sim", User: "x"},
