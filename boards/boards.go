@@ -25,6 +25,10 @@ type Board struct {
 	// GPIOChip is the GPIO character device that carries the header's lines:
 	// "gpiochip0".
 	GPIOChip string
+	// GPIOLabel is that chip's label ("pinctrl-rp1"). Kernels have
+	// renumbered chips (the Pi 5's header moved between gpiochip4 and
+	// gpiochip0), so the label, when known, is what finds the chip.
+	GPIOLabel string
 	// Header is the pin header, in physical pin order.
 	Header []HeaderPin
 	// Interfaces are the buses and ports the board offers on its header,
@@ -196,6 +200,7 @@ type boardFile struct {
 	Name       string      `json:"name"`
 	Model      string      `json:"model"`
 	GPIOChip   string      `json:"gpiochip"`
+	GPIOLabel  string      `json:"gpiochip_label,omitempty"`
 	Header     string      `json:"header"` // a file under data/headers/, without ".json"
 	ConfigFile string      `json:"config_file,omitempty"`
 	Interfaces []Interface `json:"interfaces,omitempty"`
@@ -262,7 +267,7 @@ func load(fsys fs.FS) (map[string]Board, error) {
 				return nil, fmt.Errorf("boards: %s: interface %+v: want kind i2c or serial, a name and a /dev/ device", file, it)
 			}
 		}
-		registry[bf.Name] = Board{Name: bf.Name, Model: bf.Model, GPIOChip: bf.GPIOChip, Header: pins,
+		registry[bf.Name] = Board{Name: bf.Name, Model: bf.Model, GPIOChip: bf.GPIOChip, GPIOLabel: bf.GPIOLabel, Header: pins,
 			ConfigFile: bf.ConfigFile, Interfaces: slices.Clone(bf.Interfaces)}
 	}
 	if len(registry) == 0 {

@@ -26,16 +26,20 @@ var initOnce = sync.OnceValue(func() error {
 	return err
 })
 
-// Open opens the chip named like "gpiochip0". lineOf maps a line's name to
-// its number on the chip (boards.Board.Line).
-func Open(name string, lineOf func(string) (int, error)) (*Chip, error) {
+// Open opens the chip labelled label ("pinctrl-bcm2711") or, with no
+// label, named name ("gpiochip0"). lineOf maps a line's name to its number
+// on the chip (boards.Board.Line).
+func Open(name, label string, lineOf func(string) (int, error)) (*Chip, error) {
 	if err := initOnce(); err != nil {
 		return nil, fmt.Errorf("gpiodev: %w", err)
 	}
 	for _, c := range gpioioctl.Chips {
-		if c.Name() == name {
+		if label != "" && c.Label() == label || label == "" && c.Name() == name {
 			return &Chip{chip: c, lineOf: lineOf, pins: map[string]*pin{}}, nil
 		}
+	}
+	if label != "" {
+		return nil, fmt.Errorf("gpiodev: no GPIO chip labelled %s (expected at /dev/%s or another gpiochip): see ternd doctor", label, name)
 	}
 	return nil, fmt.Errorf("gpiodev: /dev/%s is not there (or not readable): see ternd doctor", name)
 }

@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 	if _, err := os.Stat("/dev/" + b.GPIOChip); err != nil {
 		t.Skipf("no /dev/%s on this machine (%v): the real GPIO backend can only run on a board; the simulated backend's conformance runs in hal/sim", b.GPIOChip, err)
 	}
-	chip, err := gpiodev.Open(b.GPIOChip, func(name string) (int, error) {
+	chip, err := gpiodev.Open(b.GPIOChip, b.GPIOLabel, func(name string) (int, error) {
 		p, err := b.Line(name)
 		return p.Line, err
 	})

@@ -136,7 +136,7 @@ func hardware(b boards.Board) (*Hardware, error) {
 		// chips; modules can still be granted it.
 		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...), I2C: sim.NewI2C("i2c1"), Serial: sim.NewSerial()}, nil
 	}
-	chip, err := gpiodev.Open(b.GPIOChip, func(name string) (int, error) {
+	chip, err := gpiodev.Open(b.GPIOChip, b.GPIOLabel, func(name string) (int, error) {
 		p, err := b.Line(name)
 		return p.Line, err
 	})
