@@ -5,25 +5,29 @@
 // This package holds no code; it documents the layout.
 //
 // Contracts hold interfaces and errors only, never an implementation, so a
-// consumer depends on the contract and any backend can stand behind it:
+// consumer depends on the contract and any backend can stand behind it. Each
+// has a conformance suite every backend's tests run:
 //
-//   - hal/gpio: GPIO lines (gpio.Pin, gpio.Lookup) and their sentinel errors.
-//     hal/gpio/gpiotest is its conformance suite, which every backend's tests
-//     run.
-//   - hal/i2c and hal/serial arrive with the hardware issue, in the same shape.
+//   - hal/gpio (gpiotest): lines in, out, with pulls, and edges waited for.
+//   - hal/i2c (i2ctest): transactions to an address, bus speed, NACK.
+//   - hal/serial (serialtest): ports opened with a mode, read with a
+//     timeout, written, closed, one user at a time.
 //
 // Backends live beside the contracts:
 //
-//   - hal/sim: simulated lines for tests, the demo and the testbench. A test
-//     acts as the outside world through it (drive a line, probe a line, count
-//     writes).
-//   - Real backends (GPIO through periph.io's gpioioctl character device,
-//     I2C through /dev/i2c-N, serial through go.bug.st/serial) arrive with
-//     the hardware issue, and run the same conformance suites as hal/sim.
+//   - hal/sim: simulated lines (with wires between them and edges), I2C
+//     buses with chips that behave as their datasheets say (TMP102, PCF8574,
+//     24C02), serial ports in memory, and pseudo-terminals with a simulated
+//     NMEA GPS or AT modem on the far end. A test acts as the outside world
+//     through it.
+//   - hal/gpiodev: GPIO through the Linux character device (periph.io's
+//     gpioioctl).
+//   - hal/i2cdev: I2C through /dev/i2c-N (periph.io).
+//   - hal/serialdev: serial ports through go.bug.st/serial; its tests run
+//     over real pseudo-terminals.
 //
-// Which lines a board has, and what they are called, is data in package
-// boards, not code here: the agent builds a backend from a board's lines, for
-// example sim.NewGPIO(board.Lines()...).
+// Which lines, buses and ports a board has, and what they are called, is
+// data in package boards, not code here.
 //
 // Libraries under hal never log and never panic; they return errors of the
 // form "pkg: what failed: cause", wrapping the contract's sentinel errors so
