@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,12 +50,22 @@ type DeviceOptions struct {
 	// before it declares the device gone and publishes its last will;
 	// default 30s, at least 2s.
 	KeepAlive time.Duration
+	// Groups are the groups the device belongs to; it receives their
+	// targets too (see docs/mqtt.md for how they combine).
+	Groups []string
 	// MaxRetryInterval caps the backoff between connection attempts, which
 	// starts at one second (or at MaxRetryInterval if that is smaller) and
 	// doubles; default 30s.
 	MaxRetryInterval time.Duration
 
 	dial dialFunc // nil means net.Dialer; replaced in tests
+}
+
+// ScopedTarget is a target envelope and where it came from: DeviceScope or
+// GroupScope.
+type ScopedTarget struct {
+	Scope string
+	TargetEnvelope
 }
 
 // Refusal is a message on the device's target topic that was not a valid
@@ -74,11 +85,12 @@ type Device struct {
 	broker string
 	log    *slog.Logger
 
-	target, state, events, online string // topics
+	target, state, events, online string            // topics
+	groupTopics                   map[string]string // group target topic → scope
 
 	// targets holds at most one envelope: the highest version received and
 	// not yet taken. refusals holds the newest refusals.
-	targets  chan TargetEnvelope
+	targets  chan ScopedTarget
 	refusals chan Refusal
 	mu       sync.Mutex // serializes sends on targets and refusals with closing them
 	closed   bool
@@ -127,16 +139,24 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		opts.MaxRetryInterval = DefaultMaxRetryInterval
 	}
 	t := opts.Topics
+	groups := map[string]string{}
+	for _, g := range opts.Groups {
+		if p := idProblem(g); p != "" {
+			return nil, fmt.Errorf("fleet: group %q: %s", g, p)
+		}
+		groups[t.GroupTarget(g)] = GroupScope(g)
+	}
 	return &Device{
-		opts:     opts,
-		broker:   broker,
-		log:      orDiscard(opts.Logger).With("broker", broker, "device", opts.Device),
-		target:   t.DeviceTarget(opts.Device),
-		state:    t.State(opts.Device),
-		events:   t.Events(opts.Device),
-		online:   t.Online(opts.Device),
-		targets:  make(chan TargetEnvelope, 1),
-		refusals: make(chan Refusal, refusalBuffer),
+		opts:        opts,
+		broker:      broker,
+		log:         orDiscard(opts.Logger).With("broker", broker, "device", opts.Device),
+		target:      t.DeviceTarget(opts.Device),
+		state:       t.State(opts.Device),
+		events:      t.Events(opts.Device),
+		online:      t.Online(opts.Device),
+		targets:     make(chan ScopedTarget, 1+len(groups)),
+		groupTopics: groups,
+		refusals:    make(chan Refusal, refusalBuffer),
 	}, nil
 }
 
@@ -146,7 +166,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 // the last, it keeps the higher version (targets supersede each other).
 // Expect redelivery: the retained envelope comes again after each
 // reconnect. The channel is closed when Run returns.
-func (d *Device) Targets() <-chan TargetEnvelope { return d.targets }
+func (d *Device) Targets() <-chan ScopedTarget { return d.targets }
 
 // Refusals delivers the messages on the target topic that are not valid
 // envelopes, so the agent can report them (a target.refused event). It
@@ -181,6 +201,9 @@ func (d *Device) Run(ctx context.Context) error {
 	// persistent session queued right after the handshake, before announce
 	// subscribes again.
 	c.AddRoute(d.target, d.onTarget)
+	for topic := range d.groupTopics {
+		c.AddRoute(topic, d.onTarget)
+	}
 	d.client.Store(&c)
 	d.log.Info("fleet: connecting to broker", "client_id", d.opts.ClientID)
 
@@ -276,8 +299,10 @@ func (d *Device) clientOptions(ctx context.Context, up chan<- struct{}) *paho.Cl
 func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
-	if err := subscribe(ctx, c, d.target, nil); err != nil {
-		return fmt.Errorf("fleet: subscribe to %s: %w", d.target, err)
+	for _, topic := range append([]string{d.target}, sortedKeys(d.groupTopics)...) {
+		if err := subscribe(ctx, c, topic, nil); err != nil {
+			return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
+		}
 	}
 	if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineTrue)); err != nil {
 		return fmt.Errorf("fleet: publish online=true on %s: %w", d.online, err)
@@ -313,31 +338,58 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 		d.refuse(Refusal{Topic: m.Topic(), Err: err})
 		return
 	}
-	d.log.Debug("fleet: target received", "version", env.Version)
-	d.offerTarget(env)
+	scope := DeviceScope(d.opts.Device)
+	if s, ok := d.groupTopics[m.Topic()]; ok {
+		scope = s
+	}
+	d.log.Debug("fleet: target received", "scope", scope, "version", env.Version)
+	d.offerTarget(ScopedTarget{Scope: scope, TargetEnvelope: env})
 }
 
-// offerTarget puts env in the one-slot targets channel without blocking,
-// keeping the higher version if the slot is taken.
-func (d *Device) offerTarget(env TargetEnvelope) {
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// offerTarget puts env in the targets channel without blocking. The
+// channel has a slot per scope; when it is full, it keeps, per scope, the
+// higher version (targets of one scope supersede each other).
+func (d *Device) offerTarget(env ScopedTarget) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return
 	}
+	select {
+	case d.targets <- env:
+		return
+	default:
+	}
+	held := map[string]ScopedTarget{env.Scope: env}
+	order := []string{env.Scope}
+drain: // the consumer may take one meanwhile: never block here
 	for {
 		select {
-		case d.targets <- env:
-			return
-		default:
-		}
-		select {
 		case old := <-d.targets:
-			if old.Version > env.Version {
-				env = old
+			if cur, ok := held[old.Scope]; !ok {
+				held[old.Scope] = old
+				order = append(order, old.Scope)
+			} else if old.Version > cur.Version {
+				held[old.Scope] = old
 			}
-			d.log.Debug("fleet: target superseded before the agent took it", "kept", env.Version)
 		default:
+			break drain
+		}
+	}
+	for _, s := range order {
+		select {
+		case d.targets <- held[s]:
+		default:
+			d.log.Warn("fleet: target dropped: more scopes than slots", "scope", s)
 		}
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-func newTestDevice(t *testing.T) *Device {
+func newTestDevice(t *testing.T, groups ...string) *Device {
 	t.Helper()
-	d, err := NewDevice(DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: Topics{Fleet: "demo"}, Device: "pi-001"})
+	d, err := NewDevice(DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: Topics{Fleet: "demo"}, Device: "pi-001", Groups: groups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestTargetsKeepHighestVersion(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newTestDevice(t)
 			for _, v := range tc.in {
-				d.offerTarget(TargetEnvelope{Format: Format, Version: v, Target: []byte(`{}`)})
+				d.offerTarget(ScopedTarget{Scope: "device/d", TargetEnvelope: TargetEnvelope{Format: Format, Version: v, Target: []byte(`{}`)}})
 			}
 			if got := (<-d.Targets()).Version; got != tc.want {
 				t.Errorf("got version %d, want %d", got, tc.want)
@@ -52,7 +52,7 @@ func TestTargetsHammer(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for v := uint64(1); v <= n; v++ {
-			d.offerTarget(TargetEnvelope{Format: Format, Version: v})
+			d.offerTarget(ScopedTarget{Scope: "device/d", TargetEnvelope: TargetEnvelope{Format: Format, Version: v}})
 		}
 	})
 	var last uint64
@@ -64,6 +64,27 @@ func TestTargetsHammer(t *testing.T) {
 		last = env.Version
 	}
 	wg.Wait()
+}
+
+// With groups, each scope keeps its own newest envelope.
+func TestTargetsPerScope(t *testing.T) {
+	d := newTestDevice(t, "heaters")
+	for _, o := range []ScopedTarget{
+		{Scope: "group/heaters", TargetEnvelope: TargetEnvelope{Version: 3}},
+		{Scope: "device/d", TargetEnvelope: TargetEnvelope{Version: 7}},
+		{Scope: "group/heaters", TargetEnvelope: TargetEnvelope{Version: 4}},
+		{Scope: "device/d", TargetEnvelope: TargetEnvelope{Version: 6}},
+	} {
+		d.offerTarget(o)
+	}
+	got := map[string]uint64{}
+	for range 2 {
+		st := <-d.Targets()
+		got[st.Scope] = st.Version
+	}
+	if got["group/heaters"] != 4 || got["device/d"] != 7 {
+		t.Fatalf("kept %v, want group 4 and device 7", got)
+	}
 }
 
 func TestRefusalsKeepNewest(t *testing.T) {
@@ -79,7 +100,7 @@ func TestRefusalsKeepNewest(t *testing.T) {
 func TestChannelsCloseOnce(t *testing.T) {
 	d := newTestDevice(t)
 	d.closeChannels()
-	d.offerTarget(TargetEnvelope{Version: 1}) // must not panic after close
+	d.offerTarget(ScopedTarget{TargetEnvelope: TargetEnvelope{Version: 1}}) // must not panic after close
 	d.refuse(Refusal{})
 	if _, ok := <-d.Targets(); ok {
 		t.Error("Targets is open after close")

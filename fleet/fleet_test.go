@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -63,8 +65,41 @@ func TestRetainedTargetReachesNewDevice(t *testing.T) {
 		run(t, d)
 		got := recv(t, d.Targets(), "the retained target")
 		pushed.Format = fleet.Format
-		if !reflect.DeepEqual(got, pushed) {
+		if !reflect.DeepEqual(got.TargetEnvelope, pushed) || got.Scope != fleet.DeviceScope("pi-001") {
 			t.Errorf("got %+v, want %+v", got, pushed)
+		}
+	})
+}
+
+// A device in a group receives the group's target, marked with the group's
+// scope, and a target signed for the group verifies only for that scope.
+func TestGroupTarget(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		dir := t.TempDir()
+		pub, _ := signing.Generate(dir, "ops")
+		priv, _ := signing.ReadPrivate(filepath.Join(dir, "ops.key"))
+		op := dialOperator(t, url)
+		env := fleet.TargetEnvelope{Version: 4, Target: json.RawMessage(`{"mode":"eco"}`)}
+		if err := env.Sign(fleet.GroupScope("heaters"), priv); err != nil {
+			t.Fatal(err)
+		}
+		if err := op.PushGroupTarget(t.Context(), "heaters", env); err != nil {
+			t.Fatal(err)
+		}
+		opts := testOptions(url, "pi-003")
+		opts.Groups = []string{"heaters"}
+		d := newDevice(t, opts)
+		run(t, d)
+		got := recv(t, d.Targets(), "the group's retained target")
+		if got.Scope != fleet.GroupScope("heaters") || got.Version != 4 {
+			t.Fatalf("got %s version %d", got.Scope, got.Version)
+		}
+		trust := signing.NewTrust(pub)
+		if err := got.Verify(got.Scope, trust); err != nil {
+			t.Fatalf("verify for the group: %v", err)
+		}
+		if err := got.Verify(fleet.DeviceScope("pi-003"), trust); !errors.Is(err, signing.ErrBadSig) {
+			t.Fatalf("a group's signature must not pass as the device's: %v", err)
 		}
 	})
 }

@@ -180,6 +180,19 @@ func (o *Operator) PushTarget(ctx context.Context, device string, env TargetEnve
 	if p := idProblem(device); p != "" {
 		return fmt.Errorf("fleet: push target: device id: %s", p)
 	}
+	return o.pushTarget(ctx, "device "+device, o.opts.Topics.DeviceTarget(device), env)
+}
+
+// PushGroupTarget publishes env, retained, QoS 1, on group's target topic:
+// every device in the group (now or later) receives it.
+func (o *Operator) PushGroupTarget(ctx context.Context, group string, env TargetEnvelope) error {
+	if p := idProblem(group); p != "" {
+		return fmt.Errorf("fleet: push target: group name: %s", p)
+	}
+	return o.pushTarget(ctx, "group "+group, o.opts.Topics.GroupTarget(group), env)
+}
+
+func (o *Operator) pushTarget(ctx context.Context, device, topic string, env TargetEnvelope) error {
 	if env.Format == 0 {
 		env.Format = Format
 	}
@@ -190,7 +203,6 @@ func (o *Operator) PushTarget(ctx context.Context, device string, env TargetEnve
 	if _, err := ParseTargetEnvelope(b); err != nil {
 		return fmt.Errorf("fleet: not pushing a target device %s would refuse: %w", device, err)
 	}
-	topic := o.opts.Topics.DeviceTarget(device)
 	if !o.client.IsConnectionOpen() {
 		return newError(ErrOffline, nil, "fleet: push target to %s: not connected to the broker %s (reconnecting); retry", device, o.broker)
 	}

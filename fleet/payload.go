@@ -43,6 +43,11 @@ type TargetEnvelope struct {
 	// Issued is when the operator issued the target (RFC 3339), optional.
 	// It is for people reading logs: versions order targets, clocks do not.
 	Issued time.Time `json:"issued,omitzero"`
+	// Key and Sig sign the envelope (see Sign): the operator key's id and
+	// the ed25519 signature, base64. A device with trusted keys refuses
+	// envelopes without them.
+	Key string `json:"key,omitempty"`
+	Sig []byte `json:"sig,omitempty"`
 }
 
 // StateReport is a device's report of itself: the fields of [runtime.Status]

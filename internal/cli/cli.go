@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/version"
 )
 
@@ -30,8 +31,8 @@ const usage = `tern: the tern operator command
 
 Usage:
   tern broker [--listen ADDR]                  run a development MQTT broker
-  tern push   [fleet flags] --device ID [--version N] FILE|-|JSON
-                                               push a target to a device
+  tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
+                                               push a (signed) target to a device or a group
   tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
                                                print a device's state and events
   tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
@@ -194,20 +195,26 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("push", "[fleet flags] --device ID [--version N] FILE|-|JSON", stderr)
+	fs := newFlags("push", "[fleet flags] --device ID | --group NAME [--key KEY.key] [--version N] FILE|-|JSON", stderr)
 	var ff fleetFlags
 	ff.register(fs)
-	device := fs.String("device", "", "device id (required)")
+	device := fs.String("device", "", "device id (this or --group)")
+	group := fs.String("group", "", "group name: every device in the group gets the target")
+	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the target with (or $TERN_KEY); devices with trusted_keys need it")
 	ver := fs.Uint64("version", 0, "target version; default: the current time in milliseconds, which always increases")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *device == "" || fs.NArg() != 1 {
+	if (*device == "") == (*group == "") || fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{errors.New("push needs --device and one target (a file, - for stdin, or inline JSON)")}
+		return usageError{errors.New("push needs one of --device or --group, and one target (a file, - for stdin, or inline JSON)")}
 	}
-	if err := fleet.ValidID(*device); err != nil {
-		return usageError{fmt.Errorf("--device: %w", err)}
+	name, scope, flagName := *device, fleet.DeviceScope(*device), "--device"
+	if *group != "" {
+		name, scope, flagName = *group, fleet.GroupScope(*group), "--group"
+	}
+	if err := fleet.ValidID(name); err != nil {
+		return usageError{fmt.Errorf("%s: %w", flagName, err)}
 	}
 	doc, err := readTarget(fs.Arg(0))
 	if err != nil {
@@ -221,15 +228,33 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
 	}
+	if *keyPath != "" {
+		priv, err := signing.ReadPrivate(*keyPath)
+		if err != nil {
+			return usageError{fmt.Errorf("--key: %w", err)}
+		}
+		if err := env.Sign(scope, priv); err != nil {
+			return err
+		}
+	}
 	op, err := ff.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer op.Close()
-	if err := op.PushTarget(ctx, *device, env); err != nil {
+	if *group != "" {
+		err = op.PushGroupTarget(ctx, *group, env)
+	} else {
+		err = op.PushTarget(ctx, *device, env)
+	}
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "pushed target version %d to %s/%s\n", v, ff.fleet, *device)
+	signed := "unsigned"
+	if env.Key != "" {
+		signed = "signed by " + env.Key
+	}
+	fmt.Fprintf(stdout, "pushed target version %d to %s/%s (%s)\n", v, ff.fleet, scope, signed)
 	return nil
 }
 

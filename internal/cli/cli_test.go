@@ -69,7 +69,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"push", "--device", "pi-001", "[1,2]"}, "must be a JSON object"},
 		{[]string{"push", "--device", "pi-001", "{not json"}, "must be a JSON object"},
-		{[]string{"push", `{"a":1}`}, "needs --device"},
+		{[]string{"push", `{"a":1}`}, "needs one of --device or --group"},
 		{[]string{"push", "--device", "a/b", `{"a":1}`}, "device"},
 		{[]string{"watch"}, "needs --device"},
 		{[]string{"module"}, "tern module build"},

@@ -31,6 +31,9 @@ type Config struct {
 	DataDir string `yaml:"data_dir" json:"data_dir"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// Groups are the groups this device belongs to, lowest precedence
+	// first: it pursues their targets combined, then its own over them.
+	Groups []string `yaml:"groups" json:"groups"`
 	// Strict makes targets strict: what a target does not name under the
 	// objects it names is removed, where a job can delete it.
 	Strict bool `yaml:"strict" json:"strict"`
@@ -120,6 +123,11 @@ func (c Config) Validate() error {
 		seen[m.Name] = true
 		if _, err := moduleConfigJSON(m.Config); err != nil {
 			errs = append(errs, fmt.Errorf("modules[%d].config: %w", i, err))
+		}
+	}
+	for i, g := range c.Groups {
+		if err := fleet.ValidID(g); err != nil {
+			errs = append(errs, fmt.Errorf("groups[%d]: %w", i, err))
 		}
 	}
 	if _, err := c.Trust(); err != nil {

@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	var reporter runtime.Reporter
 	if cfg.Broker != "" {
 		dev, err = fleet.NewDevice(fleet.DeviceOptions{
-			Broker: cfg.Broker, Device: cfg.Device, Logger: log,
+			Broker: cfg.Broker, Device: cfg.Device, Logger: log, Groups: cfg.Groups,
 			Topics: fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
 		})
 		if err != nil {
@@ -84,6 +84,10 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		return err
 	}
 	defer agent.Close(context.WithoutCancel(ctx))
+	comb, err := newCombiner(st, trust, cfg.Device, cfg.Groups)
+	if err != nil {
+		return err
+	}
 	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", store.Backend())
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -93,7 +97,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	wg.Go(func() { errc <- agent.Run(ctx) })
 	if dev != nil {
 		wg.Go(func() { errc <- dev.Run(ctx) })
-		wg.Go(func() { feed(ctx, dev, agent, log) })
+		wg.Go(func() { feed(ctx, dev, comb, agent, log) })
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -106,7 +110,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 }
 
 // feed hands targets from the fleet to the agent.
-func feed(ctx context.Context, dev *fleet.Device, a *runtime.Agent, log *slog.Logger) {
+func feed(ctx context.Context, dev *fleet.Device, comb *combiner, a *runtime.Agent, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -115,10 +119,19 @@ func feed(ctx context.Context, dev *fleet.Device, a *runtime.Agent, log *slog.Lo
 			if !ok {
 				return
 			}
-			if err := a.SetTarget(env.Version, env.Target); err != nil {
-				log.Warn("target refused", "version", env.Version, "err", err)
-			} else {
-				log.Info("target received", "version", env.Version)
+			version, doc, changed, err := comb.offer(env)
+			switch {
+			case err != nil:
+				log.Warn("target refused", "scope", env.Scope, "version", env.Version, "err", err)
+				a.Refused(env.Version, err)
+			case !changed:
+				log.Debug("target redelivered", "scope", env.Scope, "version", env.Version)
+			default:
+				if err := a.SetTarget(version, doc); err != nil {
+					log.Warn("target refused", "version", version, "err", err)
+				} else {
+					log.Info("target received", "scope", env.Scope, "version", env.Version, "combined_version", version)
+				}
 			}
 		case r, ok := <-dev.Refusals():
 			if !ok {

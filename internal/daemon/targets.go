@@ -1,0 +1,120 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/runtime/state"
+	"github.com/tern-iot/tern/runtime/store"
+)
+
+// combiner turns the targets of a device's groups and of the device itself
+// into the one target the agent pursues. Precedence: groups in the order the
+// configuration lists them, each overriding the ones before, then the
+// device's own target over all of them. Overriding is per key, recursively;
+// a null deletes, whoever says it last. The combined version is the sum of
+// the sources' versions: it grows whenever any source does.
+//
+// Each source's version is kept in the store, so a replayed or older
+// envelope of one source is refused even after a restart.
+type combiner struct {
+	store   store.Store
+	trust   signing.Trust
+	order   []string // scopes, lowest precedence first
+	sources map[string]source
+}
+
+type source struct {
+	Version uint64          `json:"version"`
+	Target  json.RawMessage `json:"target"`
+}
+
+var keySources = []byte("fleet/sources")
+
+func newCombiner(st store.Store, trust signing.Trust, device string, groups []string) (*combiner, error) {
+	c := &combiner{store: st, trust: trust, sources: map[string]source{}}
+	for _, g := range groups {
+		c.order = append(c.order, fleet.GroupScope(g))
+	}
+	c.order = append(c.order, fleet.DeviceScope(device))
+	b, err := st.Get(keySources)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("ternd: reading target sources: %w", err)
+	default:
+		if err := json.Unmarshal(b, &c.sources); err != nil {
+			return nil, fmt.Errorf("ternd: stored target sources are corrupt (%v): remove the data directory's store to start over", err)
+		}
+	}
+	return c, nil
+}
+
+// offer takes an envelope from the fleet. It returns the combined target
+// when it changed, or an error saying why the envelope was refused.
+func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMessage, changed bool, err error) {
+	known := false
+	for _, s := range c.order {
+		known = known || s == st.Scope
+	}
+	if !known {
+		return 0, nil, false, fmt.Errorf("target for %s, which is not this device nor one of its groups", st.Scope)
+	}
+	if len(c.trust) > 0 {
+		if err := st.Verify(st.Scope, c.trust); err != nil {
+			return 0, nil, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
+		}
+	}
+	held := c.sources[st.Scope]
+	switch {
+	case st.Version < held.Version:
+		return 0, nil, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
+			st.Scope, st.Version, held.Version, held.Version)
+	case st.Version == held.Version:
+		return 0, nil, false, nil // redelivered: the retained message after a reconnect
+	}
+	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target}
+	b, err := json.Marshal(c.sources)
+	if err == nil {
+		err = c.store.Put(keySources, b)
+	}
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("storing target sources: %w", err)
+	}
+	var combined any = map[string]any{}
+	for _, s := range c.order {
+		src, ok := c.sources[s]
+		if !ok {
+			continue
+		}
+		v, err := state.Parse(src.Target)
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("%s target: %w", s, err)
+		}
+		combined = overlay(combined, v)
+		version += src.Version
+	}
+	return version, state.Canonical(combined), true, nil
+}
+
+// overlay lays top over base: objects key by key, recursively; anything
+// else (null included) replaces.
+func overlay(base, top any) any {
+	tm, ok := top.(map[string]any)
+	bm, ok2 := base.(map[string]any)
+	if !ok || !ok2 {
+		return state.Clone(top)
+	}
+	out := state.Clone(bm).(map[string]any)
+	for k, v := range tm {
+		if old, ok := out[k]; ok {
+			out[k] = overlay(old, v)
+		} else {
+			out[k] = state.Clone(v)
+		}
+	}
+	return out
+}
