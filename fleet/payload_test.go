@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -147,14 +149,22 @@ func FuzzParseTargetEnvelope(f *testing.F) {
 		`{"format":2,"version":1,"target":{}}`,
 		`{"format":1,"version":1,"target":{},"issued":"0001-01-01T00:00:00Z"}`,
 		`{"FORMAT":1,"Version":1,"TARGET":{}}`,
+		`{"format":1,"version":3,"target":{"a":1},"key":"0123456789abcdef","sig":"AAEC"}`,
+		`{"format":1,"version":3,"target":{"a":1},"sig":"not base64!"}`,
 		`[]`, `null`, ``, `{`,
 	} {
 		f.Add([]byte(s))
 	}
+	trust := signing.NewTrust(make(ed25519.PublicKey, ed25519.PublicKeySize))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := fleet.ParseTargetEnvelope(b)
 		if err != nil {
 			return
+		}
+		// Whatever arrives, verifying it answers, and never says yes to a
+		// key the device does not hold.
+		if err := env.Verify(fleet.DeviceScope("pi-001"), trust); err == nil {
+			t.Fatalf("envelope %s verified against a key nobody signs with", b)
 		}
 		again := roundTrip(t, env, fleet.ParseTargetEnvelope)
 		if env.Format != again.Format || env.Version != again.Version || !env.Issued.Equal(again.Issued) || !sameJSON(t, env.Target, again.Target) {
