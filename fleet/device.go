@@ -50,6 +50,10 @@ type DeviceOptions struct {
 	// before it declares the device gone and publishes its last will;
 	// default 30s, at least 2s.
 	KeepAlive time.Duration
+	// Username and Password log in to a broker that requires it (the
+	// username is the device id with the shipped ACL,
+	// firmware/mosquitto/acl.conf).
+	Username, Password string
 	// Groups are the groups the device belongs to; it receives their
 	// targets too (see docs/mqtt.md for how they combine).
 	Groups []string
@@ -262,6 +266,8 @@ func (d *Device) clientOptions(ctx context.Context, up chan<- struct{}) *paho.Cl
 	o := paho.NewClientOptions().
 		AddBroker(d.broker).
 		SetClientID(d.opts.ClientID).
+		SetUsername(d.opts.Username).
+		SetPassword(d.opts.Password).
 		SetCleanSession(false). // persistent session: QoS 1 messages wait for us while we are away
 		SetStore(noStore{}).    // no automatic resend of our publishes; see noStore
 		SetOrderMatters(true).  // handlers run one at a time, in order; ours never block

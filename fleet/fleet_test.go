@@ -745,3 +745,76 @@ func testLogger(t *testing.T, name string) *slog.Logger {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// The shipped ACL (firmware/mosquitto/acl.conf) on a real Mosquitto: a
+// device reads its own target and writes its own reports, and can neither
+// read another device's target nor publish on its topics.
+func TestShippedACL(t *testing.T) {
+	acl, err := filepath.Abs(filepath.Join("..", "firmware", "mosquitto", "acl.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fleettest.MosquittoWithACL(t, map[string]string{"tern-operator": "ops", "pi-001": "one", "pi-002": "two"}, acl)
+	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{Broker: url, Topics: topics, Username: "tern-operator", Password: "ops", ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	for dev, v := range map[string]uint64{"pi-001": 1, "pi-002": 2} {
+		if err := op.PushTarget(t.Context(), dev, fleet.TargetEnvelope{Version: v, Target: json.RawMessage(`{"secret":"` + dev + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as := func(user, pass string) paho.Client {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetUsername(user).SetPassword(pass).SetCleanSession(true).SetConnectTimeout(2 * time.Second))
+		if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("connect as %s: %v", user, tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(100) })
+		return c
+	}
+	got := make(chan string, 8)
+	pi1 := as("pi-001", "one")
+	for _, topic := range []string{topics.DeviceTarget("pi-001"), topics.DeviceTarget("pi-002")} {
+		pi1.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).WaitTimeout(wait)
+	}
+	// pi-001 publishes on pi-002's state topic; the operator watches it.
+	states, err := op.WatchStates(t.Context(), "pi-002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi1.Publish(topics.State("pi-002"), 1, true, `{"format":1,"device":"pi-002","phase":"idle","state":{"forged":true}}`).WaitTimeout(wait)
+	// Its own state goes through.
+	own, err := op.WatchStates(t.Context(), "pi-001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi1.Publish(topics.State("pi-001"), 1, true, `{"format":1,"device":"pi-001","phase":"idle","state":{}}`).WaitTimeout(wait)
+	if r := recv(t, own, "pi-001's own state"); r.Device != "pi-001" {
+		t.Fatalf("own state: %+v", r)
+	}
+	deadline := time.After(time.Second)
+	seen := map[string]bool{}
+	for done := false; !done; {
+		select {
+		case topic := <-got:
+			seen[topic] = true
+		case r := <-states:
+			t.Fatalf("pi-001 published on pi-002's state topic: %+v", r)
+		case <-deadline:
+			done = true
+		}
+	}
+	if !seen[topics.DeviceTarget("pi-001")] {
+		t.Fatal("pi-001 cannot read its own target")
+	}
+	if seen[topics.DeviceTarget("pi-002")] {
+		t.Fatal("pi-001 read pi-002's target")
+	}
+	// A wrong password does not get in.
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetUsername("pi-001").SetPassword("guess").SetConnectTimeout(2 * time.Second).SetAutoReconnect(false))
+	if tok := c.Connect(); tok.WaitTimeout(wait) && tok.Error() == nil {
+		c.Disconnect(100)
+		t.Fatal("a wrong password was accepted")
+	}
+}

@@ -47,6 +47,8 @@ type OperatorOptions struct {
 	ConnectTimeout time.Duration
 
 	dial dialFunc // nil means net.Dialer; replaced in tests
+	// Username and Password log in to a broker that requires it.
+	Username, Password string
 }
 
 // Operator is the operator end of the fleet contract, used by the tern CLI:
@@ -115,6 +117,8 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 	co := paho.NewClientOptions().
 		AddBroker(broker).
 		SetClientID(opts.ClientID).
+		SetUsername(opts.Username).
+		SetPassword(opts.Password).
 		SetCleanSession(true).
 		SetStore(noStore{}).
 		SetOrderMatters(true).

@@ -31,6 +31,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir" json:"data_dir"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// BrokerUsername and BrokerPassword log in to a broker that requires
+	// it; with the shipped ACL the username is the device id.
+	BrokerUsername string `yaml:"broker_username" json:"broker_username"`
+	BrokerPassword string `yaml:"broker_password" json:"broker_password"`
 	// Groups are the groups this device belongs to, lowest precedence
 	// first: it pursues their targets combined, then its own over them.
 	Groups []string `yaml:"groups" json:"groups"`
