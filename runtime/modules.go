@@ -307,13 +307,7 @@ func (l live) Get(p state.Pointer) (any, bool) {
 func (l live) Apply(p state.Pointer, v any) error {
 	l.a.mu.Lock()
 	defer l.a.mu.Unlock()
-	var err error
-	var next any
-	if v == nil {
-		next, err = state.Delete(l.a.current, p)
-	} else {
-		next, err = state.Set(l.a.current, p, v)
-	}
+	next, err := state.Put(l.a.current, p, v)
 	if err != nil {
 		return err
 	}

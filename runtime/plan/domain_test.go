@@ -322,12 +322,7 @@ func simulate(t testing.TB, p *plan.Plan, ev plan.Evaluator, current any) any {
 		if !task.Job.Spec.IsMethod() && task.Job.Spec.Effect == sdk.EffectTarget {
 			r.Effect = decode(task.Target)
 		}
-		if r.Effect == nil {
-			s, err = state.Delete(s, task.Path)
-		} else {
-			s, err = state.Set(s, task.Path, r.Effect)
-		}
-		if err != nil {
+		if s, err = state.Put(s, task.Path, r.Effect); err != nil {
 			t.Fatalf("task %d %s: %v", task.ID, task, err)
 		}
 	}

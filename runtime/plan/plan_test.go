@@ -281,11 +281,7 @@ func (l *liveState) Get(p state.Pointer) (any, bool) {
 func (l *liveState) Apply(p state.Pointer, v any) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if v == nil {
-		l.s, err = state.Delete(l.s, p)
-	} else {
-		l.s, err = state.Set(l.s, p, v)
-	}
+	l.s, err = state.Put(l.s, p, v)
 	return err
 }
 

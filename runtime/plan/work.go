@@ -97,13 +97,7 @@ func (w *work) apply(p state.Pointer, v any) (state.Pointer, error) {
 			u.old = old
 		}
 	}
-	var doc any
-	var err error
-	if v == nil {
-		doc, err = state.Delete(w.doc, p)
-	} else {
-		doc, err = state.Set(w.doc, p, v)
-	}
+	doc, err := state.Put(w.doc, p, v)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +116,7 @@ func (w *work) rollback(mark int, fn func(state.Pointer)) {
 	for len(w.log) > mark {
 		u := w.log[len(w.log)-1]
 		w.log = w.log[:len(w.log)-1]
-		if u.present {
+		if u.present { // a present null is restored, not deleted: not Put
 			w.doc, _ = state.Set(w.doc, u.unit, u.old)
 		} else {
 			w.doc, _ = state.Delete(w.doc, u.unit)

@@ -138,6 +138,16 @@ func del(node any, p Pointer, i int) (any, error) {
 	}
 }
 
+// Put is how a job's effect lands: v at p, or, when v is nil, p deleted
+// (a target's null means "absent"). It changes doc in place as Set and
+// Delete do, and returns the new root.
+func Put(doc any, p Pointer, v any) (any, error) {
+	if v == nil {
+		return Delete(doc, p)
+	}
+	return Set(doc, p, v)
+}
+
 // MergePatch applies patch to doc as JSON Merge Patch (RFC 7386) and
 // returns the result: an object patch is merged key by key, a null value
 // in it deletes the key, and any other patch replaces doc whole.
