@@ -88,8 +88,7 @@ func (r *rig) start(t *testing.T, rep runtime.Reporter, withCode bool) (a *runti
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err = runtime.New(ctx, runtime.Options{
+	return runAgent(t, runtime.Options{
 		Store: st, GPIO: r.gpio, CacheDir: r.cache, Reporter: rep, Logger: testLogger(t),
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Modules: []runtime.ModuleSpec{{
@@ -98,17 +97,29 @@ func (r *rig) start(t *testing.T, rep runtime.Reporter, withCode bool) (a *runti
 			Config: json.RawMessage(`{"lines":{"heater":"GPIO17","fan":"GPIO27","lamp":"GPIO22"}}`),
 		}},
 	})
+}
+
+// runAgent creates an agent with opts and runs it. stop (also run at the
+// end of the test) ends the run and closes the agent and opts.Store.
+func runAgent(t *testing.T, opts runtime.Options) (a *runtime.Agent, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := runtime.New(ctx, opts)
 	if err != nil {
-		t.Fatal(err)
+		cancel()
+		opts.Store.Close()
+		t.Fatalf("runtime.New: %v", err)
 	}
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	return a, func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
 		a.Close(context.Background())
-		st.Close()
-	}
+		opts.Store.Close()
+	})
+	t.Cleanup(stop)
+	return a, stop
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

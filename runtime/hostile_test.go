@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -45,7 +44,6 @@ func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *
 	echo := func(b []byte) []byte { return b }
 	r.serial.Connect("ttyS0", echo)
 	r.serial.Connect("ttyS1", echo)
-	ctx, cancel := context.WithCancel(context.Background())
 	opts := runtime.Options{
 		Store: st, GPIO: r.lines, I2C: r.i2c, Serial: r.serial, CacheDir: sharedCache, Reporter: r.rep, Logger: testLogger(t),
 		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
@@ -59,13 +57,7 @@ func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *
 	for _, f := range adjust {
 		f(&opts)
 	}
-	r.a, err = runtime.New(ctx, opts)
-	if err != nil {
-		t.Fatalf("the agent must start even with a hostile module: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { r.a.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; r.a.Close(context.Background()); st.Close() })
+	r.a, _ = runAgent(t, opts) // the agent must start even with a hostile module
 	return r
 }
 
@@ -412,18 +404,12 @@ func TestRollbackAfterRepeatedFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep := &recorder{}
-		ctx, cancel := context.WithCancel(context.Background())
-		a, err := runtime.New(ctx, runtime.Options{
+		a, stop := runAgent(t, runtime.Options{
 			Store: st, GPIO: lines, CacheDir: sharedCache, Reporter: rep, Logger: testLogger(t),
 			RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 			Modules: []runtime.ModuleSpec{{Name: "evil", Wasm: wasm}},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { a.Run(ctx); close(done) }()
-		return a, rep, func() { cancel(); <-done; a.Close(context.Background()); st.Close() }
+		return a, rep, stop
 	}
 	// Version 1 is installed and works.
 	a, rep, stop := start(good)

@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -53,8 +52,7 @@ func startAgent(t *testing.T, dir string, lines gpio.Lookup, rep runtime.Reporte
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := runtime.New(ctx, runtime.Options{
+	a, stop := runAgent(t, runtime.Options{
 		Store: st, GPIO: lines, CacheDir: sharedCache, Reporter: rep, Logger: testLogger(t),
 		Parallelism: 1, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Modules: []runtime.ModuleSpec{{
@@ -63,12 +61,7 @@ func startAgent(t *testing.T, dir string, lines gpio.Lookup, rep runtime.Reporte
 			Config: json.RawMessage(`{"lines":{"heater":"GPIO17","fan":"GPIO27"}}`),
 		}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	return a, st, func() { cancel(); <-done; a.Close(context.Background()); st.Close() }
+	return a, st, stop
 }
 
 // A crash mid-plan: the agent comes back with its target, says the plan

@@ -20,6 +20,18 @@ import (
 // returns a function that reads the sensed state.
 func agentWith(t *testing.T, opts runtime.Options, importPath string, spec runtime.ModuleSpec) func() map[string]any {
 	t.Helper()
+	a := runAgent(t, opts, importPath, spec)
+	return func() map[string]any {
+		var s map[string]any
+		json.Unmarshal(a.Status().State, &s)
+		return s
+	}
+}
+
+// runAgent runs an agent with one module, built from importPath, until the
+// test ends.
+func runAgent(t *testing.T, opts runtime.Options, importPath string, spec runtime.ModuleSpec) *runtime.Agent {
+	t.Helper()
 	wasm, err := wasmbuild.Cached(importPath)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +41,10 @@ func agentWith(t *testing.T, opts runtime.Options, importPath string, spec runti
 		t.Fatal(err)
 	}
 	spec.Wasm = wasm
-	opts.Store, opts.Logger, opts.Modules = st, slog.New(slog.DiscardHandler), []runtime.ModuleSpec{spec}
+	opts.Store, opts.Modules = st, []runtime.ModuleSpec{spec}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := runtime.New(ctx, opts)
 	if err != nil {
@@ -38,11 +53,7 @@ func agentWith(t *testing.T, opts runtime.Options, importPath string, spec runti
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; a.Close(context.Background()); st.Close() })
-	return func() map[string]any {
-		var s map[string]any
-		json.Unmarshal(a.Status().State, &s)
-		return s
-	}
+	return a
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -3,7 +3,6 @@ package testbench
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"math"
 	"sync"
 	"testing"
@@ -11,9 +10,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
-	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/runtime/store"
 )
 
 // room is the physics: a heater on GPIO17 warms the room, which a TMP102 on
@@ -56,10 +53,6 @@ func (r *room) now() float64 {
 // wait, heater off, through the TMP102 on I2C and the relay on GPIO, and the
 // room reaches the setpoint.
 func TestThermostatScenario(t *testing.T) {
-	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/thermostat")
-	if err != nil {
-		t.Fatal(err)
-	}
 	lines := sim.NewGPIO("GPIO17")
 	bus := sim.NewI2C("i2c1")
 	sensor := sim.NewTMP102(18)
@@ -69,27 +62,12 @@ func TestThermostatScenario(t *testing.T) {
 	defer cancel()
 	go r.run(ctx, lines, sensor)
 
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a, err := runtime.New(ctx, runtime.Options{
-		Store: st, GPIO: lines, I2C: bus, Logger: slog.New(slog.DiscardHandler),
-		RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
-		Modules: []runtime.ModuleSpec{{
-			Name: "thermostat", Wasm: wasm,
+	a := runAgent(t, runtime.Options{GPIO: lines, I2C: bus, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond},
+		"github.com/tern-iot/tern/plugins/thermostat", runtime.ModuleSpec{
+			Name:   "thermostat",
 			Grants: runtime.Grants{GPIO: []string{"GPIO17"}, I2C: []string{"i2c1:0x48"}},
 			Config: json.RawMessage(`{"sensor":{"bus":"i2c1","address":72},"heater":"GPIO17"}`),
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+		})
 
 	if err := a.SetTarget(1, json.RawMessage(`{"room":{"temp":22}}`)); err != nil {
 		t.Fatal(err)
