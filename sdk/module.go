@@ -124,7 +124,25 @@ func (c *Context) Config(v any) error {
 // Configure sets the module's device configuration (JSON). The host does it
 // once per instance, through tern_configure; native tests of a module's
 // logic call it directly.
-func Configure(config json.RawMessage) { registry.config = config }
+func Configure(config json.RawMessage) {
+	registry.config = config
+	registry.decoded = nil
+}
+
+// ConfigOf decodes the module's device configuration into a T once and
+// returns that value on every later call: the host configures an instance
+// once, so there is nothing to decode again on the planner's hot path.
+func ConfigOf[T any](c *Context) (*T, error) {
+	if v, ok := registry.decoded.(*T); ok {
+		return v, nil
+	}
+	v := new(T)
+	if err := c.Config(v); err != nil {
+		return nil, err
+	}
+	registry.decoded = v
+	return v, nil
+}
 
 func decodeValue(what string, v value, p any) error {
 	if v.tag == tagAbsent {
@@ -188,6 +206,7 @@ var registry = struct {
 	jobs     []handler
 	sensors  []SenseFunc
 	config   json.RawMessage
+	decoded  any     // the configuration as ConfigOf last decoded it
 	ctx      Context // reused: one call at a time per instance
 }{
 	manifest: Manifest{ABI: ABIVersion},

@@ -40,20 +40,16 @@ type state struct {
 }
 
 var (
-	loaded *config
-	seen   = map[string]*state{} // per instance: presses since it started
-	ready  = map[string]bool{}   // lines already made inputs
+	seen  = map[string]*state{} // per instance: presses since it started
+	ready = map[string]bool{}   // lines already made inputs
 )
 
 // sense reads each button, waiting briefly for an edge so a quick press
 // between two sensings is not missed.
 func sense(c *sdk.Context) (any, error) {
-	if loaded == nil {
-		var cfg config
-		if err := c.Config(&cfg); err != nil || len(cfg.Buttons) == 0 {
-			return nil, fmt.Errorf("button: configure buttons: {name: {line: GPIO5, active_low: true}} (%v)", err)
-		}
-		loaded = &cfg
+	loaded, err := sdk.ConfigOf[config](c)
+	if err != nil || len(loaded.Buttons) == 0 {
+		return nil, fmt.Errorf("button: configure buttons: {name: {line: GPIO5, active_low: true}} (%v)", err)
 	}
 	names := make([]string, 0, len(loaded.Buttons))
 	for n := range loaded.Buttons {

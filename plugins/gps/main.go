@@ -30,20 +30,15 @@ type config struct {
 	Baud int    `json:"baud"`
 }
 
-var loaded *config
-
 // sense reads the port for up to 1.5 s (NMEA receivers talk once a second)
 // and reports the last complete RMC sentence.
 func sense(c *sdk.Context) (any, error) {
-	if loaded == nil {
-		var cfg config
-		if err := c.Config(&cfg); err != nil || cfg.Port == "" {
-			return nil, fmt.Errorf("gps: configure port (and baud, default 9600): %v", err)
-		}
-		if cfg.Baud == 0 {
-			cfg.Baud = 9600
-		}
-		loaded = &cfg
+	loaded, err := sdk.ConfigOf[config](c)
+	if err != nil || loaded.Port == "" {
+		return nil, fmt.Errorf("gps: configure port (and baud, default 9600): %v", err)
+	}
+	if loaded.Baud == 0 {
+		loaded.Baud = 9600
 	}
 	p, err := sdk.SerialOpen(loaded.Port, loaded.Baud)
 	if err != nil {

@@ -16,20 +16,12 @@ type config struct {
 	ActiveLow bool `json:"active_low"`
 }
 
-// loaded is the decoded configuration: the host configures an instance
-// once, so it is decoded once rather than on every call.
-var loaded *config
-
 func loadConfig(c *sdk.Context) (config, error) {
-	if loaded != nil {
-		return *loaded, nil
+	cfg, err := sdk.ConfigOf[config](c)
+	if err != nil {
+		return config{}, fmt.Errorf("relay: no configuration: map relay names to GPIO lines under config.lines: %w", err)
 	}
-	var cfg config
-	if err := c.Config(&cfg); err != nil {
-		return cfg, fmt.Errorf("relay: no configuration: map relay names to GPIO lines under config.lines: %w", err)
-	}
-	loaded = &cfg
-	return cfg, nil
+	return *cfg, nil
 }
 
 // configured is the condition of both jobs: the relay is known on this

@@ -29,20 +29,17 @@ type sensor struct {
 	Address uint16 `json:"address"`
 }
 
-var loaded map[string]sensor
+type config struct {
+	Sensors map[string]sensor `json:"sensors"`
+}
 
 func sense(c *sdk.Context) (any, error) {
-	if loaded == nil {
-		var cfg struct {
-			Sensors map[string]sensor `json:"sensors"`
-		}
-		if err := c.Config(&cfg); err != nil || len(cfg.Sensors) == 0 {
-			return nil, fmt.Errorf("temperature: configure sensors: {name: {bus: i2c1, address: 0x48}} (%v)", err)
-		}
-		loaded = cfg.Sensors
+	cfg, err := sdk.ConfigOf[config](c)
+	if err != nil || len(cfg.Sensors) == 0 {
+		return nil, fmt.Errorf("temperature: configure sensors: {name: {bus: i2c1, address: 0x48}} (%v)", err)
 	}
 	out := map[string]float64{}
-	for name, s := range loaded {
+	for name, s := range cfg.Sensors {
 		t, err := tmp102.Read(s.Bus, s.Address)
 		if err != nil {
 			return nil, fmt.Errorf("temperature %s: %w", name, err)

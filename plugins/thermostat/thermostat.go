@@ -19,17 +19,12 @@ type config struct {
 	Heater string `json:"heater"`
 }
 
-var loaded *config
-
 func loadConfig(c *sdk.Context) (*config, error) {
-	if loaded == nil {
-		var cfg config
-		if err := c.Config(&cfg); err != nil || cfg.Sensor.Bus == "" || cfg.Heater == "" {
-			return nil, fmt.Errorf("thermostat: configure sensor.bus, sensor.address and heater (%v)", err)
-		}
-		loaded = &cfg
+	cfg, err := sdk.ConfigOf[config](c)
+	if err != nil || cfg.Sensor.Bus == "" || cfg.Heater == "" {
+		return nil, fmt.Errorf("thermostat: configure sensor.bus, sensor.address and heater (%v)", err)
 	}
-	return loaded, nil
+	return cfg, nil
 }
 
 // room is /room as the sensor reports it and the planner reasons about it.
