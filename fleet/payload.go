@@ -78,6 +78,12 @@ type EventReport struct {
 	Format int `json:"format"`
 	// Device is the reporting device's id; it matches the topic.
 	Device string `json:"device"`
+	// Seq numbers the device's events from 1, in the order they happened,
+	// across restarts (the device's outbox keeps it). Delivery is at least
+	// once, so a consumer keeps the highest Seq seen per device and drops
+	// reports at or below it: that makes delivery exactly once and in
+	// order from the consumer's point of view. 0 means unnumbered.
+	Seq uint64 `json:"seq,omitempty"`
 	// Event is flattened into the object: id, time, kind, target_version,
 	// module, job, path, message. See runtime.Event for each.
 	runtime.Event
