@@ -27,6 +27,7 @@ type Broker struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
+	subs    int // Subscribe's subscription ids
 }
 
 // NewBroker prepares a broker that will listen on addr, host:port, e.g.
@@ -39,7 +40,8 @@ func NewBroker(addr string, logger *slog.Logger) (*Broker, error) {
 	}
 	srv := mqtt.New(&mqtt.Options{
 		Logger:                 orDiscard(logger),
-		SysTopicResendInterval: 60, // seconds; $SYS statistics are noise here
+		SysTopicResendInterval: 60,   // seconds; $SYS statistics are noise here
+		InlineClient:           true, // for Subscribe
 	})
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
 		return nil, fmt.Errorf("fleet: broker: install allow-all auth: %w", err)
@@ -69,6 +71,28 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("fleet: broker on %s: %w", b.addr, err)
 	}
 	b.started = true
+	return nil
+}
+
+// Subscribe calls fn, in the broker's own process, with every message
+// published on a topic matching filter (MQTT wildcards allowed) from then
+// on, retained messages included. No connection or session is involved,
+// so a subscription made before Start sees everything the broker ever
+// receives; the testbench and tests watch devices this way. fn runs on the
+// broker's goroutines: it must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("fleet: broker is closed")
+	}
+	b.subs++
+	err := b.srv.Subscribe(filter, b.subs, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return fmt.Errorf("fleet: broker: subscribe to %q: %w", filter, err)
+	}
 	return nil
 }
 

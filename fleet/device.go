@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/store"
 )
 
 // Defaults of DeviceOptions.
@@ -61,6 +63,17 @@ type DeviceOptions struct {
 	// starts at one second (or at MaxRetryInterval if that is smaller) and
 	// doubles; default 30s.
 	MaxRetryInterval time.Duration
+	// Store keeps the outbox: the event reports not yet acknowledged by the
+	// broker, so that nothing the device reports while offline, or before a
+	// power cut, is lost. Required; ternd passes its agent's store.
+	Store store.Store
+	// OutboxLimit is how many undelivered event reports the outbox keeps;
+	// when it is full the oldest go, and an events.dropped report says how
+	// many. Default DefaultOutboxLimit.
+	OutboxLimit int
+	// InFlight is how many event reports may await the broker's
+	// acknowledgement at once. Default DefaultInFlight.
+	InFlight int
 
 	dial dialFunc // nil means net.Dialer; replaced in tests
 }
@@ -101,6 +114,16 @@ type Device struct {
 
 	ran    atomic.Bool
 	client atomic.Pointer[paho.Client]
+
+	// Reports: events go through the durable outbox; the state report is
+	// retained by the broker, so only the latest waits, in memory.
+	out       *outbox
+	sessionUp chan struct{} // the session was set up (after each connect); coalesced
+	conns     atomic.Uint64 // counts connections; a change means in-flight publishes are lost
+	stateMu   sync.Mutex    // guards pending and stateGen
+	pending   []byte        // the latest state report not yet acknowledged, or nil
+	stateGen  uint64        // counts PublishState calls
+	stateWake chan struct{} // pending was set; coalesced
 }
 
 // NewDevice checks opts and returns a Device. It does not connect: that is
@@ -142,6 +165,20 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 	if opts.MaxRetryInterval == 0 {
 		opts.MaxRetryInterval = DefaultMaxRetryInterval
 	}
+	if opts.Store == nil {
+		return nil, errors.New("fleet: DeviceOptions.Store is nil; the device keeps its outbox there (open one with store.Open)")
+	}
+	for name, n := range map[string]*int{"OutboxLimit": &opts.OutboxLimit, "InFlight": &opts.InFlight} {
+		if *n < 0 {
+			return nil, fmt.Errorf("fleet: DeviceOptions.%s is negative (%d); use 0 for the default", name, *n)
+		}
+	}
+	if opts.OutboxLimit == 0 {
+		opts.OutboxLimit = DefaultOutboxLimit
+	}
+	if opts.InFlight == 0 {
+		opts.InFlight = DefaultInFlight
+	}
 	t := opts.Topics
 	groups := map[string]string{}
 	for _, g := range opts.Groups {
@@ -150,10 +187,17 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		}
 		groups[t.GroupTarget(g)] = GroupScope(g)
 	}
+	log := orDiscard(opts.Logger).With("broker", broker, "device", opts.Device)
+	out, err := openOutbox(opts.Store, opts.OutboxLimit, log)
+	if err != nil {
+		return nil, err
+	}
 	return &Device{
 		opts:        opts,
 		broker:      broker,
-		log:         orDiscard(opts.Logger).With("broker", broker, "device", opts.Device),
+		log:         log,
+		out:         out,
+		stateWake:   make(chan struct{}, 1),
 		target:      t.DeviceTarget(opts.Device),
 		state:       t.State(opts.Device),
 		events:      t.Events(opts.Device),
@@ -198,86 +242,85 @@ func (d *Device) Run(ctx context.Context) error {
 		return errors.New("fleet: Device.Run called twice; create a new Device with NewDevice")
 	}
 	defer d.closeChannels()
-
-	up := make(chan struct{}, 1) // a connection came up; coalesced
-	c := paho.NewClient(d.clientOptions(ctx, up))
-	// The route must exist before connecting: the broker delivers what the
-	// persistent session queued right after the handshake, before announce
-	// subscribes again.
-	c.AddRoute(d.target, d.onTarget)
-	for topic := range d.groupTopics {
-		c.AddRoute(topic, d.onTarget)
-	}
-	d.client.Store(&c)
+	var senders sync.WaitGroup
+	defer senders.Wait()
 	d.log.Info("fleet: connecting to broker", "client_id", d.opts.ClientID)
 
-	// First connection: our own loop, so that the wait honours ctx and each
-	// failure is logged. After that paho reconnects by itself.
+	// Each connection gets a new paho client, so nothing of a lost
+	// connection (a publish paho still held) can be sent on the next one,
+	// where it would overtake the reports sent again from the outbox and
+	// break their order. The broker keeps the session across them: the
+	// client id stays and clean session is off.
 	var lastWarn time.Time
 	for delay := time.Duration(0); ; {
 		if !sleep(ctx, delay) {
-			return d.stop(c)
+			return nil
+		}
+		lost := make(chan struct{}, 1)
+		c := paho.NewClient(d.clientOptions(ctx, lost))
+		// The routes must exist before connecting: the broker delivers
+		// what the persistent session queued right after the handshake,
+		// before announce subscribes again.
+		c.AddRoute(d.target, d.onTarget)
+		for topic := range d.groupTopics {
+			c.AddRoute(topic, d.onTarget)
 		}
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
 		err := tok.Error()
 		if err == nil {
-			break
+			d.client.Store(&c)
+			if err = d.announce(ctx, c); err != nil {
+				c.Disconnect(0)
+			}
 		}
 		if ctx.Err() != nil {
 			return d.stop(c)
 		}
-		delay = backoff(delay, d.opts.MaxRetryInterval)
-		level := slog.LevelDebug
-		if time.Since(lastWarn) >= 5*time.Minute { // the first failure, then now and then
-			level, lastWarn = slog.LevelWarn, time.Now()
-		}
-		d.log.Log(ctx, level, "fleet: broker unreachable; the agent keeps working offline and retries",
-			"err", err, "retry_in", delay.Round(time.Millisecond))
-	}
-
-	var retry <-chan time.Time // set when announcing failed
-	var retryDelay time.Duration
-	for {
-		select {
-		case <-ctx.Done():
-			return d.stop(c)
-		case <-up:
-		case <-retry:
-		}
-		retry = nil
-		if err := d.announce(ctx, c); err != nil {
-			if ctx.Err() != nil || lostConnection(err) {
-				d.log.Debug("fleet: connection lost while setting up the session; again on reconnect", "err", err)
-				continue // the next connect announces again
+		if err != nil {
+			delay = backoff(delay, d.opts.MaxRetryInterval)
+			level := slog.LevelDebug
+			if time.Since(lastWarn) >= 5*time.Minute { // the first failure, then now and then
+				level, lastWarn = slog.LevelWarn, time.Now()
 			}
-			retryDelay = backoff(retryDelay, d.opts.MaxRetryInterval)
-			d.log.Error("fleet: cannot set up the session; targets may not arrive", "err", err, "retry_in", retryDelay.Round(time.Millisecond))
-			retry = time.After(retryDelay)
+			d.log.Log(ctx, level, "fleet: broker unreachable; the agent keeps working offline and retries",
+				"err", err, "retry_in", delay.Round(time.Millisecond))
 			continue
 		}
-		retryDelay = 0
+
+		session, endSession := context.WithCancel(ctx)
+		senders.Go(func() { d.sendReports(session, c) })
+		select {
+		case <-ctx.Done():
+			endSession()
+			return d.stop(c)
+		case <-lost:
+		}
+		endSession()
+		c.Disconnect(0)
+		// Reconnect soon, but not in lock step with a fleet that lost the
+		// same broker.
+		delay = time.Duration(rand.Int64N(int64(min(time.Second, d.opts.MaxRetryInterval)) + 1))
 	}
 }
 
-// clientOptions builds paho's options. Dials are bound to ctx, the
-// lifetime of Run.
-func (d *Device) clientOptions(ctx context.Context, up chan<- struct{}) *paho.ClientOptions {
+// clientOptions builds paho's options for one connection. Dials are bound
+// to ctx, the lifetime of Run; lost is signalled when the connection dies.
+func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.ClientOptions {
 	o := paho.NewClientOptions().
 		AddBroker(d.broker).
 		SetClientID(d.opts.ClientID).
 		SetUsername(d.opts.Username).
 		SetPassword(d.opts.Password).
 		SetCleanSession(false). // persistent session: QoS 1 messages wait for us while we are away
-		SetStore(noStore{}).    // no automatic resend of our publishes; see noStore
+		SetStore(noStore{}).    // no automatic resend of our publishes: the outbox does it
 		SetOrderMatters(true).  // handlers run one at a time, in order; ours never block
 		SetKeepAlive(d.opts.KeepAlive).
 		SetPingTimeout(min(d.opts.KeepAlive, 10*time.Second)).
 		SetConnectTimeout(d.opts.ConnectTimeout).
 		SetWriteTimeout(d.opts.ConnectTimeout).
-		SetConnectRetry(false). // Run retries the first connection itself
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(d.opts.MaxRetryInterval).
+		SetConnectRetry(false). // Run retries, with a new client
+		SetAutoReconnect(false).
 		SetBinaryWill(d.online, []byte(onlineFalse), qos, true).
 		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.dial)).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
@@ -285,16 +328,10 @@ func (d *Device) clientOptions(ctx context.Context, up chan<- struct{}) *paho.Cl
 		}).
 		SetOnConnectHandler(func(paho.Client) {
 			d.log.Info("fleet: connected to broker")
-			select {
-			case up <- struct{}{}:
-			default:
-			}
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			d.log.Warn("fleet: lost connection to broker; reconnecting", "err", err)
-		}).
-		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
-			d.log.Debug("fleet: reconnecting to broker")
+			signal(lost)
 		})
 	return o
 }
@@ -429,45 +466,168 @@ func (d *Device) closeChannels() {
 	close(d.refusals)
 }
 
-// PublishState publishes s as the device's StateReport, retained, QoS 1,
-// and waits for the broker's acknowledgement. It returns an error matching
-// ErrOffline at once when not connected, or when the connection drops
-// before the acknowledgement; the report is not queued (the outbox, a later
-// issue, will be).
-func (d *Device) PublishState(ctx context.Context, s runtime.Status) error {
+// PublishState hands s to the device's reporter, which publishes it as
+// the device's StateReport, retained, QoS 1, as soon as it is connected and
+// the event reports before it have gone out. Only the latest state waits: a
+// newer one replaces it. It fails only if s cannot be encoded.
+func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
 	b, err := encode("state report", StateReport{Format: Format, Device: d.opts.Device, Status: s})
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, "state", d.state, true, b)
+	d.stateMu.Lock()
+	d.pending = b
+	d.stateGen++
+	d.stateMu.Unlock()
+	signal(d.stateWake)
+	return nil
 }
 
-// PublishEvent publishes e as an EventReport, QoS 1, not retained, and
-// waits for the broker's acknowledgement. Errors are as for PublishState.
-func (d *Device) PublishEvent(ctx context.Context, e runtime.Event) error {
-	b, err := encode("event report", EventReport{Format: Format, Device: d.opts.Device, Event: e})
-	if err != nil {
+// PublishEvent stores e in the outbox, numbered (EventReport.Seq), and
+// returns: the report is on the disk and goes out, in order, once the
+// broker is reachable, however long that takes and across restarts. It
+// fails only if e cannot be encoded or the store fails.
+func (d *Device) PublishEvent(_ context.Context, e runtime.Event) error {
+	return d.out.append(func(seq uint64) ([]byte, error) {
+		return encode("event report", EventReport{Format: Format, Device: d.opts.Device, Seq: seq, Event: e})
+	})
+}
+
+// Outbox returns the Seq of the last event report the broker acknowledged
+// and how many reports wait after it.
+func (d *Device) Outbox() (acked, pending uint64) { return d.out.position() }
+
+// sendReports publishes the outbox and the state report on one
+// connection, until ctx (the session) is done or the connection is lost.
+func (d *Device) sendReports(ctx context.Context, c paho.Client) {
+	for {
+		err := d.drain(ctx, c)
+		if ctx.Err() != nil || lostConnection(err) {
+			d.log.Debug("fleet: reports wait for the next connection", "err", err)
+			return
+		}
+		// The store failed: say so, and try again after a while.
+		d.log.Error("fleet: cannot send reports; retrying", "err", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+// drain publishes the outbox in order, keeping up to InFlight reports
+// awaiting acknowledgement, and the pending state report whenever no event
+// report is waiting. It returns when the connection is lost (an error
+// matching ErrOffline), the store fails, or ctx is done.
+func (d *Device) drain(ctx context.Context, c paho.Client) error {
+	type inFlight struct {
+		seq uint64
+		tok paho.Token
+	}
+	if !c.IsConnectionOpen() {
+		return ErrOffline
+	}
+	var window []inFlight
+	sent, _ := d.out.position()
+	for {
+		if free := d.opts.InFlight - len(window); free > 0 {
+			batch, err := d.out.read(sent, free)
+			if err != nil {
+				return err
+			}
+			for _, r := range batch {
+				window = append(window, inFlight{r.seq, c.Publish(d.events, qos, false, r.payload)})
+				sent = r.seq
+			}
+		}
+		if len(window) == 0 {
+			if n := d.out.takeDropped(); n > 0 {
+				if err := d.PublishEvent(ctx, runtime.Event{
+					ID: runtime.NewEventID(), Time: time.Now().UTC(), Kind: runtime.EventReportsDropped,
+					Message: fmt.Sprintf("%d event reports were dropped while the broker was unreachable: the outbox holds at most %d; raise outbox_limit", n, d.opts.OutboxLimit),
+				}); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := d.sendState(ctx, c); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-d.out.wake:
+			case <-d.stateWake:
+			}
+			continue
+		}
+		if err := d.waitAck(ctx, c, window[0].tok); err != nil {
+			return err
+		}
+		n := 1 // acknowledge every completed report at the front at once
+		for n < len(window) && completed(window[n].tok) {
+			n++
+		}
+		if err := d.out.ack(window[n-1].seq); err != nil {
+			return err
+		}
+		window = window[n:]
+	}
+}
+
+// completed reports whether tok is done without error.
+func completed(tok paho.Token) bool {
+	select {
+	case <-tok.Done():
+		return tok.Error() == nil
+	default:
+		return false
+	}
+}
+
+// sendState publishes the pending state report, if any, and waits for the
+// acknowledgement.
+func (d *Device) sendState(ctx context.Context, c paho.Client) error {
+	d.stateMu.Lock()
+	b, gen := d.pending, d.stateGen
+	d.stateMu.Unlock()
+	if b == nil {
+		return nil
+	}
+	if err := d.waitAck(ctx, c, c.Publish(d.state, qos, true, b)); err != nil {
 		return err
 	}
-	return d.publish(ctx, "event", d.events, false, b)
+	d.stateMu.Lock()
+	if d.stateGen == gen { // not replaced meanwhile
+		d.pending = nil
+	}
+	d.stateMu.Unlock()
+	return nil
 }
 
-func (d *Device) publish(ctx context.Context, what, topic string, retained bool, b []byte) error {
-	p := d.client.Load()
-	if p == nil || !(*p).IsConnectionOpen() {
-		return newError(ErrOffline, nil, "fleet: cannot publish %s on %s: not connected to the broker; retry later", what, topic)
+// waitAck waits for tok like waitToken, and says ErrOffline when the
+// connection is lost: paho forgets what was in flight then (see noStore),
+// so tok would never complete.
+func (d *Device) waitAck(ctx context.Context, c paho.Client, tok paho.Token) error {
+	tick := time.NewTicker(connectionWatch)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				return newError(ErrOffline, err, "fleet: publish: %v", err)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if !c.IsConnectionOpen() {
+				if completed(tok) {
+					return nil
+				}
+				return ErrOffline
+			}
+		}
 	}
-	c := *p
-	err := waitToken(ctx, c, c.Publish(topic, qos, retained, b))
-	switch {
-	case err == nil:
-		return nil
-	case lostConnection(err):
-		return newError(ErrOffline, err, "fleet: publish %s on %s: connection lost before the broker acknowledged; retry later", what, topic)
-	case ctx.Err() != nil:
-		return fmt.Errorf("fleet: publish %s on %s: no acknowledgement from the broker: %w", what, topic, err)
-	}
-	return fmt.Errorf("fleet: publish %s on %s: %w", what, topic, err)
 }
 
 // sleep waits for d or ctx, and reports whether ctx is still live.
@@ -482,5 +642,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// signal makes a coalescing send on ch, which has a buffer of one.
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }

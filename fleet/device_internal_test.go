@@ -9,7 +9,7 @@ import (
 
 func newTestDevice(t *testing.T, groups ...string) *Device {
 	t.Helper()
-	d, err := NewDevice(DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: Topics{Fleet: "demo"}, Device: "pi-001", Groups: groups})
+	d, err := NewDevice(DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: Topics{Fleet: "demo"}, Device: "pi-001", Groups: groups, Store: testStore(t, t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -159,36 +160,30 @@ func TestOnlineAndLastWill(t *testing.T) {
 }
 
 // Hammer: the device publishes without pause while its network flaps. It
-// must not crash (paho's own resend used to, see noStore), every publish
-// returns, and the device ends up connected and publishing.
+// must not crash (paho's own resend used to, see noStore), and every event
+// reaches a consumer on a steady connection, in order, once after dropping
+// repeated Seqs.
 func TestPublishWhileNetworkFlaps(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, url string) {
+		audit := newAuditor(t, url, "pi-009")
 		link := newCuttableNet()
 		d := newDevice(t, fleet.WithDialer(testOptions(url, "pi-009"), link.dial))
 		run(t, d)
 		waitConnected(t, d)
 
 		ctx, cancel := context.WithCancel(t.Context())
-		var wg sync.WaitGroup
-		var sent, offline atomic.Int64
-		for range 4 {
-			wg.Go(func() {
-				for i := 0; ctx.Err() == nil; i++ {
-					pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-					err := d.PublishEvent(pctx, runtime.Event{ID: "e", Kind: runtime.EventDrift})
-					pcancel()
-					switch {
-					case err == nil:
-						sent.Add(1)
-					case errors.Is(err, fleet.ErrOffline):
-						offline.Add(1)
-						time.Sleep(time.Millisecond)
-					case ctx.Err() == nil:
-						t.Errorf("PublishEvent: %v", err)
-					}
+		var made atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ctx.Err() == nil; i++ {
+				if err := d.PublishEvent(ctx, runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+					t.Errorf("PublishEvent: %v", err)
+					return
 				}
-			})
-		}
+				made.Add(1)
+			}
+		}()
 		for range 8 {
 			time.Sleep(50 * time.Millisecond)
 			link.down()
@@ -197,20 +192,12 @@ func TestPublishWhileNetworkFlaps(t *testing.T) {
 			waitConnected(t, d)
 		}
 		cancel()
-		wg.Wait()
-		t.Logf("%d events acknowledged, %d refused offline, %d connections", sent.Load(), offline.Load(), link.dials())
-
-		op := dialOperator(t, url)
-		events, err := op.WatchEvents(t.Context(), "pi-009")
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitConnected(t, d)
-		if err := d.PublishEvent(t.Context(), runtime.Event{ID: "last", Kind: runtime.EventConverged}); err != nil {
-			t.Fatal(err)
-		}
-		for e := recv(t, events, "the last event"); e.ID != "last"; e = recv(t, events, "the last event") {
-		}
+		<-done
+		n := int(made.Load())
+		waitDrained(t, d)
+		audit.waitFor(t, uint64(n))
+		t.Logf("%d events over %d connections", n, link.dials())
+		checkExactlyOnce(t, audit, n, func(i int) string { return fmt.Sprintf("e-%d", i) })
 	})
 }
 
@@ -252,7 +239,7 @@ func TestStateAndEventsReachOperator(t *testing.T) {
 		if got := recv(t, states, "the state report"); !reflect.DeepEqual(got, wantState) {
 			t.Errorf("state: got %+v, want %+v", got, wantState)
 		}
-		wantEvent := fleet.EventReport{Format: fleet.Format, Device: "pi-004", Event: event}
+		wantEvent := fleet.EventReport{Format: fleet.Format, Device: "pi-004", Seq: 1, Event: event}
 		if got := recv(t, events, "the event report"); !reflect.DeepEqual(got, wantEvent) {
 			t.Errorf("event: got %+v, want %+v", got, wantEvent)
 		}
@@ -361,9 +348,12 @@ func TestDeviceWaitsForBroker(t *testing.T) {
 			if d.Connected() {
 				t.Fatal("connected with no broker")
 			}
-			err := d.PublishState(t.Context(), runtime.Status{Phase: runtime.PhaseIdle})
-			if !errors.Is(err, fleet.ErrOffline) {
-				t.Errorf("PublishState offline: got %v, want ErrOffline", err)
+			// Reports made offline wait for the broker.
+			if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 9, Phase: runtime.PhaseIdle}); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.PublishEvent(t.Context(), runtime.Event{ID: "offline", Kind: runtime.EventDrift}); err != nil {
+				t.Fatal(err)
 			}
 
 			startAt(t, addr)
@@ -374,6 +364,14 @@ func TestDeviceWaitsForBroker(t *testing.T) {
 				t.Fatal(err)
 			}
 			recv(t, d.Targets(), "a target once the broker is up")
+			states, err := op.WatchStates(t.Context(), "pi-006")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := recv(t, states, "the state report made offline"); got.TargetVersion != 9 {
+				t.Errorf("state report made offline: got %+v", got)
+			}
+			waitDrained(t, d)
 		})
 	}
 }
@@ -433,6 +431,7 @@ func TestPushTargetRefusesWhatDevicesRefuse(t *testing.T) {
 
 func TestNewDeviceChecksOptions(t *testing.T) {
 	good := testOptions("tcp://localhost:1883", "pi-001")
+	good.Store = fleet.NewStore(t)
 	for _, tc := range []struct {
 		change func(*fleet.DeviceOptions)
 		msg    string
@@ -444,6 +443,9 @@ func TestNewDeviceChecksOptions(t *testing.T) {
 		{func(o *fleet.DeviceOptions) { o.Topics.Fleet = "" }, "fleet name"},
 		{func(o *fleet.DeviceOptions) { o.KeepAlive = time.Second }, "at least 2s"},
 		{func(o *fleet.DeviceOptions) { o.ConnectTimeout = -1 }, "negative"},
+		{func(o *fleet.DeviceOptions) { o.Store = nil }, "Store is nil"},
+		{func(o *fleet.DeviceOptions) { o.OutboxLimit = -1 }, "OutboxLimit is negative"},
+		{func(o *fleet.DeviceOptions) { o.InFlight = -5 }, "InFlight is negative"},
 	} {
 		o := good
 		tc.change(&o)
@@ -578,6 +580,9 @@ func testOptions(url, device string) fleet.DeviceOptions {
 func newDevice(t *testing.T, opts fleet.DeviceOptions) *fleet.Device {
 	t.Helper()
 	opts.Logger = testLogger(t, "device "+opts.Device)
+	if opts.Store == nil {
+		opts.Store = fleet.NewStore(t)
+	}
 	d, err := fleet.NewDevice(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -441,14 +441,14 @@ func (a *Agent) setPhase(p Phase) {
 
 // event queues an event for the reporter, stamped with an id and time.
 func (a *Agent) event(e Event) {
-	e.ID = newID()
+	e.ID = NewEventID()
 	e.Time = time.Now().UTC()
 	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	const maxQueued = 1000
 	if len(a.events) == maxQueued {
-		a.events = a.events[1:] // the oldest goes; a later issue adds a durable outbox
+		a.events = a.events[1:] // the oldest goes; only a failing reporter (its store) lets them pile up
 	}
 	a.events = append(a.events, e)
 }
@@ -510,7 +510,8 @@ func (a *Agent) snapshot() (Status, []byte) {
 	return s, raw
 }
 
-func newID() string {
+// NewEventID returns a random event id (Event.ID): 24 hex digits.
+func NewEventID() string {
 	var b [12]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])

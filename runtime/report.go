@@ -24,6 +24,7 @@ const (
 	EventDrift            EventKind = "drift"     // the sensed state left the target; re-planning
 	EventModuleError      EventKind = "module.error"
 	EventModuleRolledBack EventKind = "module.rolled_back" // a module version kept failing; the previous one runs again
+	EventReportsDropped   EventKind = "events.dropped"     // the outbox was full while offline; the oldest reports were dropped
 )
 
 // Event is one step of the agent's work, reported to the fleet.

@@ -1,0 +1,209 @@
+package fleet
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/tern-iot/tern/runtime/store"
+)
+
+// Defaults of the outbox (DeviceOptions.OutboxLimit and InFlight).
+const (
+	// DefaultOutboxLimit is how many undelivered event reports a device
+	// keeps: at a few hundred bytes each, about 30 MB of store at most,
+	// which is days of a busy device offline.
+	DefaultOutboxLimit = 100_000
+	// DefaultInFlight is how many event reports a device publishes before
+	// it waits for the broker's acknowledgement of the oldest.
+	DefaultInFlight = 32
+)
+
+// Store keys of the outbox. Event reports live under outboxEvents + the
+// sequence number as 8 big-endian bytes, so that a scan returns them in
+// order; outboxAcked holds the highest sequence number the broker has
+// acknowledged (or that was dropped), as decimal text.
+var (
+	outboxEvents = []byte("fleet/outbox/event/")
+	outboxAcked  = []byte("fleet/outbox/acked")
+)
+
+// outbox is the device's durable queue of event reports: an event is in
+// the store before PublishEvent returns, and leaves it only once the broker
+// acknowledged it. Sequence numbers (EventReport.Seq) grow across restarts:
+// the next one is one more than the highest ever stored or acknowledged.
+//
+// Crash safety: append is one Put. ack first records the new high-water
+// mark, then deletes the acknowledged reports; a crash in between leaves
+// reports at or below the mark, which open deletes. A crash between the
+// broker's acknowledgement and ack sends those reports again after the
+// restart, with the same Seq: consumers drop them (at least once on the
+// wire, exactly once for the consumer).
+type outbox struct {
+	st    store.Store
+	limit int
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	next    uint64 // Seq of the next report appended
+	acked   uint64 // every Seq ≤ acked was delivered, or dropped
+	dropped uint64 // reports dropped because the outbox was full, not reported yet
+	wake    chan struct{}
+}
+
+// pendingReport is one stored event report.
+type pendingReport struct {
+	seq     uint64
+	payload []byte
+}
+
+// openOutbox reads the outbox's bookkeeping from st and deletes what a
+// crash left behind.
+func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
+	o := &outbox{st: st, limit: limit, log: log, wake: make(chan struct{}, 1)}
+	switch b, err := st.Get(outboxAcked); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("fleet: outbox: %w", err)
+	default:
+		if o.acked, err = strconv.ParseUint(string(b), 10, 64); err != nil {
+			return nil, fmt.Errorf("fleet: outbox: the acknowledged mark %q in the store is not a number: %w", b, err)
+		}
+	}
+	var stale [][]byte
+	last := o.acked
+	err := st.Scan(outboxEvents, func(key, _ []byte) error {
+		seq, ok := outboxSeq(key)
+		if !ok {
+			o.log.Warn("fleet: outbox: ignoring a key that is not an event report", "key", fmt.Sprintf("%q", key))
+			return nil
+		}
+		if seq <= o.acked {
+			stale = append(stale, append([]byte(nil), key...))
+		}
+		last = max(last, seq)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: outbox: %w", err)
+	}
+	for _, k := range stale {
+		if err := st.Delete(k); err != nil {
+			return nil, fmt.Errorf("fleet: outbox: %w", err)
+		}
+	}
+	o.next = last + 1
+	if n := o.next - 1 - o.acked; n > 0 {
+		o.log.Info("fleet: outbox holds reports from before; they go out once connected", "reports", n, "first_seq", o.acked+1)
+	}
+	return o, nil
+}
+
+func outboxKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), outboxEvents...), seq)
+}
+
+func outboxSeq(key []byte) (uint64, bool) {
+	if len(key) != len(outboxEvents)+8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key[len(outboxEvents):]), true
+}
+
+// append stores the report that encode makes for the next sequence number.
+// When the outbox is full, the oldest report goes to make room, and is
+// counted for a later events.dropped report.
+func (o *outbox) append(encode func(seq uint64) ([]byte, error)) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b, err := encode(o.next)
+	if err != nil {
+		return err
+	}
+	if o.next-1-o.acked >= uint64(o.limit) {
+		if err := o.advance(o.acked + 1); err != nil {
+			return err
+		}
+		if o.dropped == 0 {
+			o.log.Warn("fleet: outbox full: dropping the oldest event reports until the broker is reachable", "limit", o.limit)
+		}
+		o.dropped++
+	}
+	if err := o.st.Put(outboxKey(o.next), b); err != nil {
+		return fmt.Errorf("fleet: outbox: store event report %d: %w", o.next, err)
+	}
+	o.next++
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// read returns up to n stored reports with Seq > after, in order.
+func (o *outbox) read(after uint64, n int) ([]pendingReport, error) {
+	var out []pendingReport
+	errEnough := errors.New("enough")
+	err := o.st.Scan(outboxEvents, func(key, value []byte) error {
+		seq, ok := outboxSeq(key)
+		if !ok || seq <= after {
+			return nil
+		}
+		out = append(out, pendingReport{seq: seq, payload: append([]byte(nil), value...)})
+		if len(out) == n {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, fmt.Errorf("fleet: outbox: read: %w", err)
+	}
+	return out, nil
+}
+
+// ack records that the broker acknowledged every report up to seq.
+func (o *outbox) ack(seq uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if seq <= o.acked {
+		return nil // dropped meanwhile, or acknowledged twice
+	}
+	return o.advance(seq)
+}
+
+// advance moves the acknowledged mark to seq and deletes the reports up to
+// it. The caller holds o.mu.
+func (o *outbox) advance(seq uint64) error {
+	from := o.acked + 1
+	if err := o.st.Put(outboxAcked, strconv.AppendUint(nil, seq, 10)); err != nil {
+		return fmt.Errorf("fleet: outbox: record acknowledgement of %d: %w", seq, err)
+	}
+	o.acked = seq
+	for s := from; s <= seq; s++ {
+		if err := o.st.Delete(outboxKey(s)); err != nil {
+			// Harmless: open deletes reports at or below the mark.
+			o.log.Warn("fleet: outbox: cannot delete an acknowledged report; it goes at the next start", "seq", s, "err", err)
+		}
+	}
+	return nil
+}
+
+// position returns the acknowledged mark and the number of reports waiting.
+func (o *outbox) position() (acked uint64, pending uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.acked, o.next - 1 - o.acked
+}
+
+// takeDropped returns, and resets, the count of reports dropped because
+// the outbox was full.
+func (o *outbox) takeDropped() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.dropped
+	o.dropped = 0
+	return n
+}

@@ -1,0 +1,287 @@
+package fleet_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/runtime"
+)
+
+// restartable starts a broker the test can stop and start, and an
+// auditor of device's events that misses nothing across restarts: with
+// Mosquitto a client with a persistent session (Mosquitto persists it),
+// with the embedded broker, which forgets sessions, a subscription in the
+// broker made before it accepts connections.
+var restartable = map[string]func(t *testing.T, device string) (*fleettest.Restartable, *auditor){
+	"embedded": func(t *testing.T, device string) (*fleettest.Restartable, *auditor) {
+		a := &auditor{more: make(chan struct{}, 1)}
+		b := fleettest.RestartableEmbedded(t, func(b *fleet.Broker) error {
+			return b.Subscribe(topics.Events(device), func(_ string, payload []byte) { a.add(payload) })
+		})
+		return b, a
+	},
+	"mosquitto": func(t *testing.T, device string) (*fleettest.Restartable, *auditor) {
+		b := fleettest.RestartableMosquitto(t)
+		return b, newAuditor(t, b.URL, device)
+	},
+}
+
+// auditor is an event consumer with a persistent session, as a fleet's
+// audit log or `tern watch` with a session would be: the broker queues
+// events for it while it is away, including across a broker restart. It
+// keeps every report it receives, duplicates included.
+type auditor struct {
+	mu   sync.Mutex
+	got  []fleet.EventReport
+	bad  []string
+	more chan struct{}
+}
+
+func newAuditor(t *testing.T, url, device string) *auditor {
+	t.Helper()
+	a := &auditor{more: make(chan struct{}, 1)}
+	o := paho.NewClientOptions().AddBroker(url).SetClientID("audit-" + device).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetOrderMatters(true).SetKeepAlive(2 * time.Second)
+	topic := topics.Events(device)
+	handler := func(_ paho.Client, m paho.Message) { a.add(m.Payload()) }
+	o.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, handler) })
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("auditor: connect: %v", tok.Error())
+	}
+	// The first subscription must be in place before the device publishes.
+	if tok := c.Subscribe(topic, 1, handler); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("auditor: subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return a
+}
+
+func (a *auditor) add(payload []byte) {
+	r, err := fleet.ParseEventReport(payload)
+	a.mu.Lock()
+	if err != nil {
+		a.bad = append(a.bad, err.Error())
+	} else {
+		a.got = append(a.got, r)
+	}
+	a.mu.Unlock()
+	select {
+	case a.more <- struct{}{}:
+	default:
+	}
+}
+
+// deduplicated returns the reports as a consumer that keeps the highest
+// Seq seen sees them, and how many it dropped as duplicates.
+func (a *auditor) deduplicated() (out []fleet.EventReport, dups int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var last uint64
+	for _, r := range a.got {
+		if r.Seq <= last {
+			dups++
+			continue
+		}
+		last = r.Seq
+		out = append(out, r)
+	}
+	return out, dups
+}
+
+// waitFor waits until the auditor has seen Seq n.
+func (a *auditor) waitFor(t *testing.T, n uint64) {
+	t.Helper()
+	deadline := time.After(3 * wait)
+	for {
+		a.mu.Lock()
+		seen := len(a.got) > 0 && a.got[len(a.got)-1].Seq >= n
+		a.mu.Unlock()
+		if seen {
+			return
+		}
+		select {
+		case <-a.more:
+		case <-deadline:
+			got, dups := a.deduplicated()
+			t.Fatalf("auditor: Seq %d not seen after %v; %d reports (%d duplicates), last %v, refused %v", n, 3*wait, len(got), dups, lastSeq(got), a.bad)
+		}
+	}
+}
+
+func lastSeq(rs []fleet.EventReport) uint64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	return rs[len(rs)-1].Seq
+}
+
+// checkExactlyOnce checks that, after dropping duplicates, the auditor saw
+// events 1..n in the order they were made, each once, with their ids.
+func checkExactlyOnce(t *testing.T, a *auditor, n int, id func(i int) string) {
+	t.Helper()
+	got, dups := a.deduplicated()
+	if len(got) != n {
+		t.Fatalf("got %d distinct events, want %d (last Seq %d)", len(got), n, lastSeq(got))
+	}
+	for i, r := range got {
+		if r.Seq != uint64(i+1) || r.ID != id(i) {
+			t.Fatalf("event %d: Seq %d id %q, want Seq %d id %q", i, r.Seq, r.ID, i+1, id(i))
+		}
+	}
+	if len(a.bad) > 0 {
+		t.Errorf("refused reports: %v", a.bad)
+	}
+	t.Logf("%d events delivered in order, %d duplicates dropped by Seq", n, dups)
+}
+
+func waitDrained(t *testing.T, d *fleet.Device) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * wait); ; time.Sleep(20 * time.Millisecond) {
+		if _, pending := d.Outbox(); pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			acked, pending := d.Outbox()
+			t.Fatalf("outbox not drained after %v: acknowledged up to %d, %d pending", 3*wait, acked, pending)
+		}
+	}
+}
+
+// The broker is stopped for a while in the middle of a run, and started
+// again. The device keeps making events meanwhile: every one arrives
+// afterwards, in order, none twice once the consumer drops repeated Seqs.
+func TestOutboxAcrossBrokerOutage(t *testing.T) {
+	t.Parallel()
+	for name, start := range restartable {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			broker, audit := start(t, "pi-020")
+			d := newDevice(t, testOptions(broker.URL, "pi-020"))
+			run(t, d)
+			waitConnected(t, d)
+
+			var made atomic.Int64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tick := time.NewTicker(5 * time.Millisecond)
+				defer tick.Stop()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+						t.Errorf("PublishEvent: %v", err)
+						return
+					}
+					made.Add(1)
+				}
+			}()
+
+			time.Sleep(300 * time.Millisecond)
+			broker.Stop()
+			before := made.Load()
+			time.Sleep(1500 * time.Millisecond)
+			during := made.Load() - before
+			if d.Connected() {
+				t.Fatal("device connected while the broker is stopped")
+			}
+			broker.Start()
+			waitConnected(t, d)
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			<-done
+
+			n := int(made.Load())
+			waitDrained(t, d)
+			audit.waitFor(t, uint64(n))
+			t.Logf("%d events made while the broker was down", during)
+			checkExactlyOnce(t, audit, n, func(i int) string { return fmt.Sprintf("e-%d", i) })
+		})
+	}
+}
+
+// Reports made while offline survive a restart of the device: a new
+// Device on the same store sends them, and numbering goes on after them.
+func TestOutboxSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	addr := fleettest.FreeAddr(t)
+	dir := t.TempDir()
+	st := fleet.StoreAt(t, dir)
+	first := newDevice(t, fleet.DeviceOptions{
+		Broker: "tcp://" + addr, Topics: topics, Device: "pi-021", Store: st,
+		ConnectTimeout: time.Second, KeepAlive: 2 * time.Second, MaxRetryInterval: 200 * time.Millisecond,
+	})
+	stopFirst := run(t, first)
+	for i := range 50 {
+		if err := first.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventTaskDone}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopFirst()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	url := fleettest.EmbeddedAt(t, addr)
+	audit := newAuditor(t, url, "pi-021")
+	opts := testOptions(url, "pi-021")
+	opts.Store = fleet.StoreAt(t, dir)
+	second := newDevice(t, opts)
+	if _, pending := second.Outbox(); pending != 50 {
+		t.Fatalf("after the restart the outbox holds %d reports, want 50", pending)
+	}
+	run(t, second)
+	if err := second.PublishEvent(t.Context(), runtime.Event{ID: "e-50", Kind: runtime.EventConverged}); err != nil {
+		t.Fatal(err)
+	}
+	audit.waitFor(t, 51)
+	checkExactlyOnce(t, audit, 51, func(i int) string { return fmt.Sprintf("e-%d", i) })
+}
+
+// A full outbox drops the oldest reports and says so once connected.
+func TestOutboxFullDropsOldestAndSaysSo(t *testing.T) {
+	t.Parallel()
+	addr := fleettest.FreeAddr(t)
+	opts := testOptions("tcp://"+addr, "pi-022")
+	opts.OutboxLimit = 5
+	d := newDevice(t, opts)
+	for i := range 8 { // before Run: the device has never been connected
+		if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acked, pending := d.Outbox(); acked != 3 || pending != 5 {
+		t.Fatalf("outbox: acknowledged mark %d, %d pending; want 3 (dropped) and 5", acked, pending)
+	}
+	url := fleettest.EmbeddedAt(t, addr)
+	audit := newAuditor(t, url, "pi-022")
+	run(t, d)
+	audit.waitFor(t, 9)
+	got, _ := audit.deduplicated()
+	var seqs []uint64
+	for _, r := range got {
+		seqs = append(seqs, r.Seq)
+	}
+	if fmt.Sprint(seqs) != "[4 5 6 7 8 9]" {
+		t.Fatalf("got Seqs %v, want [4 5 6 7 8 9]", seqs)
+	}
+	last := got[len(got)-1]
+	if last.Kind != runtime.EventReportsDropped || !strings.Contains(last.Message, "3 event reports were dropped") || !strings.Contains(last.Message, "outbox_limit") {
+		t.Errorf("last report: %+v, want an events.dropped report counting 3 and naming outbox_limit", last)
+	}
+}
