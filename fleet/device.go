@@ -30,8 +30,14 @@ const refusalBuffer = 16
 // defaults.
 type DeviceOptions struct {
 	// Broker is the broker's address, tcp://host:port (port 1883 if left
-	// out).
+	// out), or ssl://host:port for TLS (also tls://, mqtts://; port 8883 if
+	// left out).
 	Broker string
+	// TLS names the CA, client certificate and key for an ssl:// broker;
+	// see TLSFiles. The CA is required on ssl:// (SystemRoots for the
+	// system's roots); with Mosquitto's use_identity_as_username, the
+	// certificate's common name must be the device id.
+	TLS TLSFiles
 	// Topics names the fleet and the topic prefix.
 	Topics Topics
 	// Device is this device's id, see ValidID.
@@ -108,6 +114,9 @@ type Device struct {
 func NewDevice(opts DeviceOptions) (*Device, error) {
 	broker, err := brokerURL(opts.Broker)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTLS(broker, opts.TLS); err != nil {
 		return nil, err
 	}
 	if err := opts.Topics.Validate(); err != nil {
@@ -279,7 +288,7 @@ func (d *Device) clientOptions(ctx context.Context, up chan<- struct{}) *paho.Cl
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(d.opts.MaxRetryInterval).
 		SetBinaryWill(d.online, []byte(onlineFalse), qos, true).
-		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.dial)).
+		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.dial, d.opts.TLS)).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			d.log.Debug("fleet: ignoring message on unexpected topic", "topic", m.Topic())
 		}).
