@@ -49,7 +49,7 @@ func brokerURL(s string) (string, error) {
 	case "":
 		return "", fmt.Errorf("fleet: broker address %q has no scheme; %s", s, hint)
 	default:
-		return "", fmt.Errorf("fleet: broker address %q: scheme %q is not supported (websockets are not); %s", s, u.Scheme, hint)
+		return "", fmt.Errorf("fleet: broker address %q: scheme %q is not supported; %s", s, u.Scheme, hint)
 	}
 	if u.Hostname() == "" {
 		return "", fmt.Errorf("fleet: broker address %q has no host; %s", s, hint)

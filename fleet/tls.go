@@ -146,9 +146,20 @@ func readPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// checkTLS reports whether the TLS files suit the broker URL's scheme, and
-// reads them once so that a wrong file is reported at start, not at the
-// first connect.
+// Check reports whether the files suit broker, a broker URL: a tls URL
+// (ssl://, tls://, mqtts://) needs a CA, a plain one takes no TLS files,
+// and every file named must be readable PEM of the right kind. It reads the
+// files once, so that a wrong file is reported at start, not at the first
+// connect. [NewDevice] and [DialOperator] call it.
+func (f TLSFiles) Check(broker string) error {
+	u, err := brokerURL(broker)
+	if err != nil {
+		return err
+	}
+	return checkTLS(u, f)
+}
+
+// checkTLS is Check for a URL brokerURL returned.
 func checkTLS(broker string, f TLSFiles) error {
 	scheme, host, _ := strings.Cut(broker, "://")
 	if scheme != "ssl" {
@@ -161,10 +172,8 @@ func checkTLS(broker string, f TLSFiles) error {
 	if err != nil {
 		return fmt.Errorf("fleet: broker address %s: %w", broker, err)
 	}
-	if _, err := f.ClientConfig(h); err != nil {
-		return err
-	}
-	return nil
+	_, err = f.ClientConfig(h)
+	return err
 }
 
 // tlsDial wraps dial with a TLS handshake, reading files at every call.
