@@ -119,3 +119,25 @@ func TestTLSRefusals(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkConnect measures an operator's connect (TCP, TLS handshake with
+// client certificate when ssl, MQTT CONNECT/CONNACK) and disconnect, plain
+// and TLS side by side, against the embedded broker on loopback.
+func BenchmarkConnect(b *testing.B) {
+	ca := fleettest.NewCA(b, "fleet CA")
+	for name, setup := range map[string]func() (string, fleet.TLSFiles){
+		"plain": func() (string, fleet.TLSFiles) { return fleettest.Embedded(b), fleet.TLSFiles{} },
+		"tls":   func() (string, fleet.TLSFiles) { return fleettest.EmbeddedTLS(b, ca), ca.Client(b, "tern-operator") },
+	} {
+		b.Run(name, func(b *testing.B) {
+			url, files := setup()
+			for b.Loop() {
+				op, err := fleet.DialOperator(b.Context(), fleet.OperatorOptions{Broker: url, TLS: files, Topics: topics})
+				if err != nil {
+					b.Fatal(err)
+				}
+				op.Close()
+			}
+		})
+	}
+}
