@@ -241,8 +241,11 @@ func (d *Device) Run(ctx context.Context) error {
 		if time.Since(lastWarn) >= 5*time.Minute { // the first failure, then now and then
 			level, lastWarn = slog.LevelWarn, time.Now()
 		}
-		d.log.Log(ctx, level, "fleet: broker unreachable; the agent keeps working offline and retries",
-			"err", err, "retry_in", delay.Round(time.Millisecond))
+		msg := "fleet: broker unreachable; the agent keeps working offline and retries"
+		if errors.Is(err, errTLS) {
+			msg = "fleet: TLS connection to the broker failed; fix the TLS files or the broker; the agent keeps working offline and retries"
+		}
+		d.log.Log(ctx, level, msg, "err", err, "retry_in", delay.Round(time.Millisecond))
 	}
 
 	var retry <-chan time.Time // set when announcing failed
