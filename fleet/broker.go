@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,11 +17,13 @@ import (
 // the demo, the testbench and tests; `tern broker` runs one.
 //
 // It is for development only: it lets every client connect and use every
-// topic (no authentication, no ACLs, no TLS), and keeps sessions and
-// retained messages in memory only. Fleets in production use Mosquitto or a
+// topic (no passwords, no ACLs), and keeps sessions and retained messages
+// in memory only. [NewTLSBroker] makes it speak TLS and, optionally, admit
+// only clients with a certificate from a given CA. Fleets in production use Mosquitto or a
 // clustered broker; see docs/mqtt.md.
 type Broker struct {
 	addr string
+	tls  bool
 	srv  *mqtt.Server
 	tcp  *listeners.TCP
 
@@ -35,6 +38,23 @@ type Broker struct {
 // broker's own log goes to logger, nil discards it. Nothing listens until
 // Start.
 func NewBroker(addr string, logger *slog.Logger) (*Broker, error) {
+	return newBroker(addr, nil, logger)
+}
+
+// NewTLSBroker is NewBroker with a TLS listener: files.Cert and files.Key
+// are the broker's certificate and key, and when files.CA is set, every
+// client must present a certificate signed by it (Mosquitto's
+// require_certificate). The files are read once, here. Clients still use
+// every topic: the certificate decides who connects, not what they may do.
+func NewTLSBroker(addr string, files TLSFiles, logger *slog.Logger) (*Broker, error) {
+	cfg, err := files.ServerConfig()
+	if err != nil {
+		return nil, err
+	}
+	return newBroker(addr, cfg, logger)
+}
+
+func newBroker(addr string, tlsConfig *tls.Config, logger *slog.Logger) (*Broker, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("fleet: broker listen address %q: %w; use host:port, e.g. 127.0.0.1:1883", addr, err)
 	}
@@ -48,8 +68,9 @@ func NewBroker(addr string, logger *slog.Logger) (*Broker, error) {
 	}
 	return &Broker{
 		addr: addr,
+		tls:  tlsConfig != nil,
 		srv:  srv,
-		tcp:  listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: addr}),
+		tcp:  listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: addr, TLSConfig: tlsConfig}),
 	}, nil
 }
 
@@ -107,8 +128,14 @@ func (b *Broker) Addr() string {
 	return b.tcp.Address()
 }
 
-// URL is the broker's address for clients, tcp://Addr().
-func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+// URL is the broker's address for clients: tcp://Addr(), or ssl://Addr()
+// for a TLS broker.
+func (b *Broker) URL() string {
+	if b.tls {
+		return "ssl://" + b.Addr()
+	}
+	return "tcp://" + b.Addr()
+}
 
 // Close disconnects every client and stops listening. Sessions and retained
 // messages are lost. It is safe to call more than once.

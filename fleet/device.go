@@ -32,8 +32,14 @@ const refusalBuffer = 16
 // defaults.
 type DeviceOptions struct {
 	// Broker is the broker's address, tcp://host:port (port 1883 if left
-	// out).
+	// out), or ssl://host:port for TLS (also tls://, mqtts://; port 8883 if
+	// left out).
 	Broker string
+	// TLS names the CA, client certificate and key for an ssl:// broker;
+	// see TLSFiles. The CA is required on ssl:// (SystemRoots for the
+	// system's roots); with Mosquitto's use_identity_as_username, the
+	// certificate's common name must be the device id.
+	TLS TLSFiles
 	// Topics names the fleet and the topic prefix.
 	Topics Topics
 	// Device is this device's id, see ValidID.
@@ -131,6 +137,9 @@ type Device struct {
 func NewDevice(opts DeviceOptions) (*Device, error) {
 	broker, err := brokerURL(opts.Broker)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTLS(broker, opts.TLS); err != nil {
 		return nil, err
 	}
 	if err := opts.Topics.Validate(); err != nil {
@@ -283,8 +292,11 @@ func (d *Device) Run(ctx context.Context) error {
 			if time.Since(lastWarn) >= 5*time.Minute { // the first failure, then now and then
 				level, lastWarn = slog.LevelWarn, time.Now()
 			}
-			d.log.Log(ctx, level, "fleet: broker unreachable; the agent keeps working offline and retries",
-				"err", err, "retry_in", delay.Round(time.Millisecond))
+			msg := "fleet: broker unreachable; the agent keeps working offline and retries"
+			if errors.Is(err, errTLS) {
+				msg = "fleet: TLS connection to the broker failed; fix the TLS files or the broker; the agent keeps working offline and retries"
+			}
+			d.log.Log(ctx, level, msg, "err", err, "retry_in", delay.Round(time.Millisecond))
 			continue
 		}
 
@@ -322,7 +334,7 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 		SetConnectRetry(false). // Run retries, with a new client
 		SetAutoReconnect(false).
 		SetBinaryWill(d.online, []byte(onlineFalse), qos, true).
-		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.dial)).
+		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.dial, d.opts.TLS)).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			d.log.Debug("fleet: ignoring message on unexpected topic", "topic", m.Topic())
 		}).

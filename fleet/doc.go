@@ -35,12 +35,20 @@
 // so that a bad push ends up as a target.refused event, never as a crash or
 // a silent drop.
 //
+// # Security
+//
+// Broker URLs ssl://, tls:// and mqtts:// speak TLS; [TLSFiles] names the
+// CA that verifies the broker and the client certificate and key, for a
+// device, an operator and the embedded broker ([NewTLSBroker]) alike. Who
+// may read and write which topic is the broker's business: Mosquitto with
+// firmware/mosquitto/acl.conf, or with [MosquittoACL]'s output for fleets
+// with groups. See docs/mqtt.md.
+//
 // # Not yet here
 //
 // Signatures (ed25519) on targets and modules, the Badger outbox for reports
-// made while offline, group targets and module releases on the device side,
-// broker ACLs and TLS come in later work. Their seams: the envelope gains a
-// field and [ParseTargetEnvelope] gains a key; [Device.PublishState] and
-// [Device.PublishEvent] return [ErrOffline] for the outbox to catch; the
-// network dialer is a single function for TLS to replace.
+// made while offline, group targets and module releases on the device side
+// come in later work. Their seams: the envelope gains a field and
+// [ParseTargetEnvelope] gains a key; [Device.PublishState] and
+// [Device.PublishEvent] return [ErrOffline] for the outbox to catch.
 package fleet

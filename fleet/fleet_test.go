@@ -438,7 +438,13 @@ func TestNewDeviceChecksOptions(t *testing.T) {
 	}{
 		{func(o *fleet.DeviceOptions) { o.Broker = "" }, "no broker address"},
 		{func(o *fleet.DeviceOptions) { o.Broker = "localhost:1883" }, "use tcp://host:port"},
-		{func(o *fleet.DeviceOptions) { o.Broker = "ssl://localhost:8883" }, `scheme "ssl" is not supported yet`},
+		{func(o *fleet.DeviceOptions) { o.Broker = "ws://localhost:8883" }, `scheme "ws" is not supported`},
+		{func(o *fleet.DeviceOptions) { o.Broker = "ssl://localhost" }, "no CA file"},
+		{func(o *fleet.DeviceOptions) { o.TLS.CA = fleet.SystemRoots }, "plain TCP"},
+		{func(o *fleet.DeviceOptions) { o.Broker, o.TLS.CA = "mqtts://localhost", "/nonexistent/ca.pem" }, "cannot read the CA file: open /nonexistent/ca.pem"},
+		{func(o *fleet.DeviceOptions) {
+			o.Broker, o.TLS = "tls://localhost", fleet.TLSFiles{CA: fleet.SystemRoots, Cert: "c.pem"}
+		}, "has no key"},
 		{func(o *fleet.DeviceOptions) { o.Device = "pi/1" }, "device id"},
 		{func(o *fleet.DeviceOptions) { o.Topics.Fleet = "" }, "fleet name"},
 		{func(o *fleet.DeviceOptions) { o.KeepAlive = time.Second }, "at least 2s"},

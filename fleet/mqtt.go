@@ -25,14 +25,15 @@ const (
 	onlineFalse = "false"
 )
 
-// dialFunc opens the network connection to the broker. It is the seam for
-// TLS (a later issue) and, in tests, for cutting a connection abruptly.
+// dialFunc opens the network connection to the broker. TLS wraps it
+// (tlsDial), and tests replace it to cut a connection abruptly.
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// brokerURL checks a broker address and returns it with the default port
-// filled in. Only plain TCP is supported for now.
+// brokerURL checks a broker address and returns it normalized:
+// tcp://host:port for plain TCP (tcp://, mqtt://; port 1883 by default) or
+// ssl://host:port for TLS (ssl://, tls://, mqtts://; port 8883 by default).
 func brokerURL(s string) (string, error) {
-	hint := "use tcp://host:port, e.g. tcp://localhost:1883"
+	hint := "use tcp://host:port, e.g. tcp://localhost:1883, or ssl://host:port for TLS, e.g. ssl://broker.example:8883"
 	if s == "" {
 		return "", fmt.Errorf("fleet: no broker address; %s", hint)
 	}
@@ -40,12 +41,15 @@ func brokerURL(s string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("fleet: broker address %q: %w; %s", s, err, hint)
 	}
+	scheme, port := "tcp", "1883"
 	switch u.Scheme {
 	case "tcp", "mqtt":
+	case "ssl", "tls", "mqtts":
+		scheme, port = "ssl", DefaultTLSPort
 	case "":
 		return "", fmt.Errorf("fleet: broker address %q has no scheme; %s", s, hint)
 	default:
-		return "", fmt.Errorf("fleet: broker address %q: scheme %q is not supported yet (TLS comes later); %s", s, u.Scheme, hint)
+		return "", fmt.Errorf("fleet: broker address %q: scheme %q is not supported; %s", s, u.Scheme, hint)
 	}
 	if u.Hostname() == "" {
 		return "", fmt.Errorf("fleet: broker address %q has no host; %s", s, hint)
@@ -55,21 +59,26 @@ func brokerURL(s string) (string, error) {
 	}
 	host := u.Host
 	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "1883")
+		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	return "tcp://" + host, nil
+	return scheme + "://" + host, nil
 }
 
-// openConn adapts a dialFunc to paho. ctx bounds every dial: once it is
-// done, no new connection is made.
-func openConn(ctx context.Context, timeout time.Duration, dial dialFunc) paho.OpenConnectionFunc {
+// openConn adapts a dialFunc to paho, with a TLS handshake on ssl:// URLs
+// (brokerURL's normal form). ctx bounds every dial: once it is done, no new
+// connection is made.
+func openConn(ctx context.Context, timeout time.Duration, dial dialFunc, files TLSFiles) paho.OpenConnectionFunc {
 	if dial == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
 		dial = d.DialContext
 	}
+	secure := tlsDial(dial, files)
 	return func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		if u.Scheme == "ssl" {
+			return secure(ctx, "tcp", u.Host)
+		}
 		return dial(ctx, "tcp", u.Host)
 	}
 }

@@ -33,8 +33,13 @@ const AnyDevice = "+"
 // OperatorOptions configures an [Operator].
 type OperatorOptions struct {
 	// Broker is the broker's address, tcp://host:port (port 1883 if left
-	// out).
+	// out), or ssl://host:port for TLS (also tls://, mqtts://; port 8883 if
+	// left out).
 	Broker string
+	// TLS names the CA, client certificate and key for an ssl:// broker;
+	// see TLSFiles. With the shipped ACL and use_identity_as_username, the
+	// certificate's common name is the operator's username, tern-operator.
+	TLS TLSFiles
 	// Topics names the fleet and the topic prefix.
 	Topics Topics
 	// ClientID is the MQTT client id, "tern-op-<random>" if empty.
@@ -86,6 +91,9 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTLS(broker, opts.TLS); err != nil {
+		return nil, err
+	}
 	if err := opts.Topics.Validate(); err != nil {
 		return nil, err
 	}
@@ -128,7 +136,7 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(10 * time.Second).
 		SetCustomOpenConnectionFn(func(u *url.URL, po paho.ClientOptions) (net.Conn, error) {
-			return openConn(*dialCtx.Load(), opts.ConnectTimeout, opts.dial)(u, po)
+			return openConn(*dialCtx.Load(), opts.ConnectTimeout, opts.dial, opts.TLS)(u, po)
 		}).
 		SetDefaultPublishHandler(o.dispatch).
 		SetOnConnectHandler(o.onConnect).
@@ -147,6 +155,9 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		}
 		if ct, ok := tok.(*paho.ConnectToken); ok && ct.ReturnCode() != packets.ErrNetworkError && ct.ReturnCode() != packets.Accepted {
 			return nil, fmt.Errorf("fleet: broker %s refused the connection: %w; check the client id (%s) and the broker's access rules", broker, err, opts.ClientID)
+		}
+		if errors.Is(err, errTLS) {
+			return nil, fmt.Errorf("fleet: connect to broker %s: %w", broker, err)
 		}
 		return nil, fmt.Errorf("fleet: cannot reach broker %s: %w; is it running? start one with `tern broker`", broker, err)
 	}

@@ -110,7 +110,7 @@ func mosquittoBinary(t testing.TB) string {
 // carrying mosquitto's log; on success the process is stopped in
 // t.Cleanup.
 func startMosquitto(t testing.TB, bin, addr string) (string, error) {
-	return startMosquittoWith(t, bin, addr, "allow_anonymous true\n")
+	return startMosquittoWith(t, bin, addr, "tcp", "allow_anonymous true\n")
 }
 
 // MosquittoWithACL starts mosquitto that requires a login: users maps
@@ -132,7 +132,7 @@ func MosquittoWithACL(t testing.TB, users map[string]string, acl string) string 
 	var err error
 	for range 3 {
 		var url string
-		if url, err = startMosquittoWith(t, mosquittoBinary(t), FreeAddr(t), extra); err == nil {
+		if url, err = startMosquittoWith(t, mosquittoBinary(t), FreeAddr(t), "tcp", extra); err == nil {
 			return url
 		}
 	}
@@ -151,7 +151,9 @@ func passwdBinary(t testing.TB) string {
 	return ""
 }
 
-func startMosquittoWith(t testing.TB, bin, addr, extra string) (string, error) {
+// startMosquittoWith runs mosquitto on addr with extra lines of
+// configuration for the listener, and returns its URL with scheme.
+func startMosquittoWith(t testing.TB, bin, addr, scheme, extra string) (string, error) {
 	t.Helper()
 	stop, log, err := launchMosquitto(t, bin, addr, extra)
 	if err != nil {
@@ -163,7 +165,7 @@ func startMosquittoWith(t testing.TB, bin, addr, extra string) (string, error) {
 			t.Logf("mosquitto %s log:\n%s", addr, log)
 		}
 	})
-	return "tcp://" + addr, nil
+	return scheme + "://" + addr, nil
 }
 
 // launchMosquitto runs mosquitto on addr with the generated configuration

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
@@ -30,7 +33,10 @@ const (
 const usage = `tern: the tern operator command
 
 Usage:
-  tern broker [--listen ADDR]                  run a development MQTT broker
+  tern broker [--listen ADDR] [--cert F --cert-key F [--ca F]]
+                                               run a development MQTT broker (TLS with --cert)
+  tern broker acl --inventory FILE [--fleet NAME] [--prefix P] [--operator USER]...
+                                               print a Mosquitto acl_file for the fleet's devices
   tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
                                                push a (signed) target to a device or a group
   tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
@@ -48,9 +54,18 @@ Fleet flags:
   --broker URL   MQTT broker (default tcp://127.0.0.1:1883, or $TERN_BROKER)
   --fleet NAME   fleet name (default "default", or $TERN_FLEET)
   --prefix P     topic prefix (default "tern")
+  --ca FILE      CA that signed the broker's certificate, for ssl:// brokers ($TERN_CA);
+                 "system" trusts the system's roots
+  --cert FILE    client certificate, PEM ($TERN_CERT); with Mosquitto's
+                 use_identity_as_username its common name is the username
+  --cert-key F   the client certificate's private key, PEM ($TERN_CERT_KEY)
+  --server-name N  name the broker's certificate must carry, if not the URL's host
 
 Examples:
   tern broker --listen 127.0.0.1:1883
+  tern broker acl --fleet demo --inventory inventory.yaml > /etc/mosquitto/tern.acl
+  tern push --broker ssl://broker:8883 --ca ca.pem --cert ops.pem --cert-key ops.key \
+            --fleet demo --group heaters '{"relays":{"heater":true}}'
   tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
   tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
   tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' \
@@ -118,16 +133,23 @@ func exitCode(err error, stderr io.Writer) int {
 // fleetFlags are the flags every command that talks to the fleet takes.
 type fleetFlags struct {
 	broker, fleet, prefix string
+	tls                   fleet.TLSFiles
 }
 
+// register adds the fleet flags. The client key is --cert-key, not --key:
+// --key is the signing key of push and module sign.
 func (f *fleetFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.broker, "broker", envOr("TERN_BROKER", "tcp://127.0.0.1:1883"), "MQTT broker URL")
-	fs.StringVar(&f.fleet, "fleet", envOr("TERN_FLEET", "default"), "fleet name")
+	fs.StringVar(&f.broker, "broker", envOr("TERN_BROKER", "tcp://127.0.0.1:1883"), "MQTT broker URL: tcp://host:port, or ssl://host:port for TLS (or $TERN_BROKER)")
+	fs.StringVar(&f.fleet, "fleet", envOr("TERN_FLEET", "default"), "fleet name (or $TERN_FLEET)")
 	fs.StringVar(&f.prefix, "prefix", "tern", "topic prefix")
+	fs.StringVar(&f.tls.CA, "ca", envOr("TERN_CA", ""), `with an ssl:// broker: the CA file that signed the broker's certificate, or "system" (or $TERN_CA)`)
+	fs.StringVar(&f.tls.Cert, "cert", envOr("TERN_CERT", ""), "client certificate file, PEM (or $TERN_CERT)")
+	fs.StringVar(&f.tls.Key, "cert-key", envOr("TERN_CERT_KEY", ""), "the client certificate's private key file, PEM (or $TERN_CERT_KEY)")
+	fs.StringVar(&f.tls.ServerName, "server-name", "", "name the broker's certificate must carry, when not the broker URL's host")
 }
 
 func (f *fleetFlags) dial(ctx context.Context) (*fleet.Operator, error) {
-	return fleet.DialOperator(ctx, fleet.OperatorOptions{Broker: f.broker, Topics: fleet.Topics{Prefix: f.prefix, Fleet: f.fleet}})
+	return fleet.DialOperator(ctx, fleet.OperatorOptions{Broker: f.broker, TLS: f.tls, Topics: fleet.Topics{Prefix: f.prefix, Fleet: f.fleet}})
 }
 
 func envOr(k, def string) string {
@@ -171,8 +193,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker", "[--listen ADDR]", stderr)
+	if len(args) > 0 && args[0] == "acl" {
+		return brokerACL(args[1:], stdout, stderr)
+	}
+	fs := newFlags("broker", "[--listen ADDR] [--cert FILE --cert-key FILE [--ca FILE]] | acl --inventory FILE", stderr)
 	listen := fs.String("listen", "127.0.0.1:1883", "address to listen on (host:port; port 0 picks a free one)")
+	var files fleet.TLSFiles
+	fs.StringVar(&files.Cert, "cert", "", "the broker's certificate, PEM: listen with TLS")
+	fs.StringVar(&files.Key, "cert-key", "", "the broker's private key, PEM")
+	fs.StringVar(&files.CA, "ca", "", "with --cert: admit only clients with a certificate signed by this CA")
 	verbose := fs.Bool("v", false, "log every connection")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -181,7 +210,14 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	b, err := fleet.NewBroker(*listen, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var b *fleet.Broker
+	var err error
+	if files.IsZero() {
+		b, err = fleet.NewBroker(*listen, log)
+	} else if b, err = fleet.NewTLSBroker(*listen, files, log); err != nil {
+		err = usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -189,9 +225,56 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer b.Close()
-	fmt.Fprintf(stdout, "tern broker: listening on %s (development only: no authentication)\n", b.URL())
+	auth := "no authentication"
+	if files.CA != "" {
+		auth = "client certificates from " + files.CA + ", no ACL"
+	}
+	fmt.Fprintf(stdout, "tern broker: listening on %s (development only: %s)\n", b.URL(), auth)
 	<-ctx.Done()
 	return nil
+}
+
+// inventory is the file tern broker acl reads: which groups each device
+// is in, and optionally the operators' usernames.
+type inventory struct {
+	Operators []string            `yaml:"operators" json:"operators"`
+	Devices   map[string][]string `yaml:"devices" json:"devices"`
+}
+
+func brokerACL(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("broker acl", "--inventory FILE [--fleet NAME] [--prefix P]", stderr)
+	path := fs.String("inventory", "", "YAML or JSON file: devices: {DEVICE: [GROUP, ...]}, optional operators: [USER, ...] (required)")
+	fleetName := fs.String("fleet", envOr("TERN_FLEET", "default"), "fleet name (or $TERN_FLEET)")
+	prefix := fs.String("prefix", "tern", "topic prefix")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return usageError{errors.New("broker acl needs --inventory FILE, e.g. a file with:\n  devices:\n    pi-001: [heaters, floor-2]\n    pi-002: [heaters]")}
+	}
+	b, err := os.ReadFile(*path)
+	if err != nil {
+		return fmt.Errorf("reading the inventory: %w", err)
+	}
+	var inv inventory
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&inv); err != nil && !errors.Is(err, io.EOF) {
+		return usageError{fmt.Errorf("inventory %s: %w; expected devices: {DEVICE: [GROUP, ...]} and optionally operators: [USER, ...]", *path, err)}
+	}
+	if len(inv.Devices) == 0 {
+		return usageError{fmt.Errorf("inventory %s lists no devices; expected devices: {DEVICE: [GROUP, ...]}", *path)}
+	}
+	if len(inv.Operators) == 0 {
+		inv.Operators = []string{fleet.DefaultOperator}
+	}
+	acl, err := fleet.MosquittoACL(fleet.Topics{Prefix: *prefix, Fleet: *fleetName}, inv.Operators, inv.Devices)
+	if err != nil {
+		return usageError{fmt.Errorf("inventory %s: %w", *path, err)}
+	}
+	_, err = stdout.Write(acl)
+	return err
 }
 
 func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {

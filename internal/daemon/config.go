@@ -20,9 +20,16 @@ type Config struct {
 	Device string `yaml:"device" json:"device"`
 	// Fleet is the fleet's name. Default "default".
 	Fleet string `yaml:"fleet" json:"fleet"`
-	// Broker is the MQTT broker's URL, e.g. tcp://broker.local:1883. Empty
-	// runs offline: the agent pursues its stored target alone.
+	// Broker is the MQTT broker's URL, e.g. tcp://broker.local:1883, or
+	// ssl://broker.local:8883 for TLS. Empty runs offline: the agent
+	// pursues its stored target alone.
 	Broker string `yaml:"broker" json:"broker"`
+	// TLS names the PEM files for an ssl:// broker: ca (required; the CA
+	// that signed the broker's certificate, or "system"), cert and key
+	// (the device's client certificate, common name = device id), and an
+	// optional server_name. Relative paths are relative to the config
+	// file. The files are read at every connect.
+	TLS fleet.TLSFiles `yaml:"tls" json:"tls"`
 	// TopicPrefix is the first topic level. Default "tern".
 	TopicPrefix string `yaml:"topic_prefix" json:"topic_prefix"`
 	// Board names the board definition (see boards.Names). Default "sim".
@@ -79,6 +86,11 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("ternd: %s is not valid YAML or JSON: %w", path, err)
 	}
 	base := filepath.Dir(path)
+	for _, p := range []*string{&c.TLS.CA, &c.TLS.Cert, &c.TLS.Key} {
+		if *p != "" && *p != fleet.SystemRoots && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
 	for i := range c.Modules {
 		if p := c.Modules[i].Path; p != "" && !filepath.IsAbs(p) {
 			c.Modules[i].Path = filepath.Join(base, p)
@@ -116,6 +128,14 @@ func (c Config) Validate() error {
 	}
 	if err := fleet.ValidID(c.Fleet); err != nil {
 		errs = append(errs, fmt.Errorf("fleet: %w", err))
+	}
+	switch {
+	case c.Broker != "":
+		if err := c.TLS.Check(c.Broker); err != nil {
+			errs = append(errs, err)
+		}
+	case !c.TLS.IsZero():
+		errs = append(errs, errors.New("tls: set, but there is no broker; set broker: ssl://HOST:8883, or remove tls"))
 	}
 	seen := map[string]bool{}
 	for i, m := range c.Modules {

@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tern-iot/tern/fleet/fleettest"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -83,5 +86,46 @@ func TestCheckStore(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "all 500 read back") {
 		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestTLSConfig(t *testing.T) {
+	ca := fleettest.NewCA(t, "fleet CA")
+	files := ca.Client(t, "pi-001")
+	other := ca.Client(t, "pi-002")
+	dir := filepath.Dir(files.Cert) // the config sits beside the files and names them relatively
+	p := filepath.Join(dir, "ternd.yaml")
+	body := fmt.Sprintf("device: pi-001\nbroker: mqtts://broker.example\ntls: {ca: %s, cert: %s, key: %s, server_name: broker.local}\n",
+		filepath.Base(files.CA), filepath.Base(files.Cert), filepath.Base(files.Key))
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files.ServerName = "broker.local"
+	if c.TLS != files {
+		t.Errorf("tls = %+v, want %+v (paths relative to the config file)", c.TLS, files)
+	}
+
+	for _, tc := range []struct{ body, want string }{
+		{"device: ok\nbroker: ssl://b", `no CA file to verify the broker with; set the CA that signed the broker's certificate (ca), or "system"`},
+		{"device: ok\ntls: {ca: system}", "tls: set, but there is no broker"},
+		{"device: ok\nbroker: tcp://b\ntls: {ca: system}", "plain TCP; use ssl://host:8883"},
+		{"device: ok\nbroker: b:1883", `scheme "b" is not supported; use tcp://host:port`},
+		{"device: ok\nbroker: ssl://b\ntls: {ca: missing.pem}", "cannot read the CA file: open " + filepath.Join(dir, "missing.pem")},
+		{"device: ok\nbroker: ssl://b\ntls: {ca: " + files.Key + "}", "holds no PEM certificate"},
+		{"device: ok\nbroker: ssl://b\ntls: {ca: system, cert: " + files.Cert + "}", "has no key; set the key file too"},
+		{"device: ok\nbroker: ssl://b\ntls: {ca: system, cert: " + files.Cert + ", key: " + other.Key + "}", "the key must be the one the certificate was issued for"},
+	} {
+		p := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(p, []byte(tc.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfig(p)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %q: err = %v, want it to mention %q", tc.body, err, tc.want)
+		}
 	}
 }
