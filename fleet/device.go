@@ -253,6 +253,7 @@ func (d *Device) Run(ctx context.Context) error {
 	defer d.closeChannels()
 	var senders sync.WaitGroup
 	defer senders.Wait()
+	senders.Go(func() { d.out.sweep(ctx) })
 	d.log.Info("fleet: connecting to broker", "client_id", d.opts.ClientID)
 
 	// Each connection gets a new paho client, so nothing of a lost

@@ -44,11 +44,12 @@
 // firmware/mosquitto/acl.conf, or with [MosquittoACL]'s output for fleets
 // with groups. See docs/mqtt.md.
 //
-// # Not yet here
+// # Reports
 //
-// Signatures (ed25519) on targets and modules, the Badger outbox for reports
-// made while offline, group targets and module releases on the device side
-// come in later work. Their seams: the envelope gains a field and
-// [ParseTargetEnvelope] gains a key; [Device.PublishState] and
-// [Device.PublishEvent] return [ErrOffline] for the outbox to catch.
+// A device's event reports go through an outbox in its store: on the disk
+// before [Device.PublishEvent] returns, numbered ([EventReport.Seq]) across
+// restarts, and deleted only once the broker acknowledged them. A consumer
+// that keeps the highest Seq per device and drops what is at or below it
+// sees every event once, in order, whatever the outages in between. State
+// reports are retained, so only the latest waits, in memory.
 package fleet

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -51,7 +52,9 @@ type outbox struct {
 	next    uint64 // Seq of the next report appended
 	acked   uint64 // every Seq ≤ acked was delivered, or dropped
 	dropped uint64 // reports dropped because the outbox was full, not reported yet
+	deleted uint64 // every report ≤ deleted is gone from the store
 	wake    chan struct{}
+	swept   chan struct{} // acked moved: sweep has reports to delete
 }
 
 // pendingReport is one stored event report.
@@ -63,7 +66,7 @@ type pendingReport struct {
 // openOutbox reads the outbox's bookkeeping from st and deletes what a
 // crash left behind.
 func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
-	o := &outbox{st: st, limit: limit, log: log, wake: make(chan struct{}, 1)}
+	o := &outbox{st: st, limit: limit, log: log, wake: make(chan struct{}, 1), swept: make(chan struct{}, 1)}
 	switch b, err := st.Get(outboxAcked); {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -96,6 +99,7 @@ func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
 		}
 	}
 	o.next = last + 1
+	o.deleted = o.acked
 	if n := o.next - 1 - o.acked; n > 0 {
 		o.log.Info("fleet: outbox holds reports from before; they go out once connected", "reports", n, "first_seq", o.acked+1)
 	}
@@ -143,8 +147,12 @@ func (o *outbox) append(encode func(seq uint64) ([]byte, error)) error {
 	return nil
 }
 
-// read returns up to n stored reports with Seq > after, in order.
+// read returns up to n reports not yet acknowledged with Seq > after, in
+// order.
 func (o *outbox) read(after uint64, n int) ([]pendingReport, error) {
+	o.mu.Lock()
+	after = max(after, o.acked)
+	o.mu.Unlock()
 	var out []pendingReport
 	errEnough := errors.New("enough")
 	err := o.st.Scan(outboxEvents, func(key, value []byte) error {
@@ -174,21 +182,45 @@ func (o *outbox) ack(seq uint64) error {
 	return o.advance(seq)
 }
 
-// advance moves the acknowledged mark to seq and deletes the reports up to
-// it. The caller holds o.mu.
+// advance moves the acknowledged mark to seq; sweep deletes the reports up
+// to it. The caller holds o.mu.
 func (o *outbox) advance(seq uint64) error {
-	from := o.acked + 1
 	if err := o.st.Put(outboxAcked, strconv.AppendUint(nil, seq, 10)); err != nil {
 		return fmt.Errorf("fleet: outbox: record acknowledgement of %d: %w", seq, err)
 	}
 	o.acked = seq
-	for s := from; s <= seq; s++ {
-		if err := o.st.Delete(outboxKey(s)); err != nil {
-			// Harmless: open deletes reports at or below the mark.
-			o.log.Warn("fleet: outbox: cannot delete an acknowledged report; it goes at the next start", "seq", s, "err", err)
-		}
+	select {
+	case o.swept <- struct{}{}:
+	default:
 	}
 	return nil
+}
+
+// sweep deletes acknowledged reports until ctx is done. It runs beside the
+// sender, so that its deletes share the disk syncs of the sender's writes
+// (both backends commit concurrent writes together) instead of adding one
+// each to the sender's path. What it has not deleted when the device stops
+// is deleted by the next open: the mark covers it.
+func (o *outbox) sweep(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.swept:
+		}
+		o.mu.Lock()
+		from, to := o.deleted+1, o.acked
+		o.mu.Unlock()
+		for s := from; s <= to; s++ {
+			if err := o.st.Delete(outboxKey(s)); err != nil {
+				o.log.Warn("fleet: outbox: cannot delete an acknowledged report; it goes at the next start", "seq", s, "err", err)
+				break
+			}
+			o.mu.Lock()
+			o.deleted = s
+			o.mu.Unlock()
+		}
+	}
 }
 
 // position returns the acknowledged mark and the number of reports waiting.

@@ -1,9 +1,11 @@
 package fleet
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"testing"
+	"time"
 )
 
 func appendN(t *testing.T, o *outbox, n int) {
@@ -76,9 +78,22 @@ func TestOutboxNumberingSurvivesEmptyOutbox(t *testing.T) {
 	if err := o.ack(3); err != nil {
 		t.Fatal(err)
 	}
-	if got := seqs(t, o, 0); len(got) != 0 {
-		t.Fatalf("acknowledged reports still stored: %v", got)
+	ctx, cancel := context.WithCancel(t.Context())
+	swept := make(chan struct{})
+	go func() { o.sweep(ctx); close(swept) }()
+	stored := func() (n int) {
+		if err := st.Scan(outboxEvents, func(_, _ []byte) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
+	for deadline := time.Now().Add(10 * time.Second); stored() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acknowledged reports still stored after 10s", stored())
+		}
+	}
+	cancel()
+	<-swept
 	o, err = openOutbox(st, 100, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

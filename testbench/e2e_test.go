@@ -27,7 +27,12 @@ type device struct {
 	stop func()
 }
 
-func startDevice(t *testing.T, broker, dataDir string) *device {
+func startDevice(t testing.TB, broker, dataDir string) *device {
+	t.Helper()
+	return startDeviceLogging(t, broker, dataDir, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+}
+
+func startDeviceLogging(t testing.TB, broker, dataDir string, log *slog.Logger) *device {
 	t.Helper()
 	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
 	if err != nil {
@@ -51,7 +56,6 @@ func startDevice(t *testing.T, broker, dataDir string) *device {
 	d.cfg.Modules[0].Grants.GPIO = []string{"GPIO17", "GPIO27"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	go func() { done <- daemon.Run(ctx, d.cfg, &daemon.Hardware{GPIO: d.gpio}, log) }()
 	d.stop = func() {
 		cancel()
@@ -67,14 +71,14 @@ func startDevice(t *testing.T, broker, dataDir string) *device {
 	return d
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func operator(t *testing.T, broker string) *fleet.Operator {
+func operator(t testing.TB, broker string) *fleet.Operator {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -107,7 +111,7 @@ func level(g *sim.GPIO, line string) gpio.Level {
 	return l
 }
 
-func push(t *testing.T, op *fleet.Operator, version uint64, target string) {
+func push(t testing.TB, op *fleet.Operator, version uint64, target string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

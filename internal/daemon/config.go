@@ -54,6 +54,10 @@ type Config struct {
 	TrustedKeys []string `yaml:"trusted_keys" json:"trusted_keys"`
 	// Modules are the job modules this device runs.
 	Modules []ModuleConfig `yaml:"modules" json:"modules"`
+	// OutboxLimit is how many event reports the device keeps while the
+	// broker is unreachable; beyond it the oldest go (and an events.dropped
+	// event says how many). Default 100000, about 30 MB of store.
+	OutboxLimit int `yaml:"outbox_limit" json:"outbox_limit"`
 }
 
 // ModuleConfig is one module on the device.
@@ -121,6 +125,9 @@ func (c Config) withDefaults() Config {
 // Validate says what is wrong with a configuration, all at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.OutboxLimit < 0 {
+		errs = append(errs, fmt.Errorf("outbox_limit: %d is negative; leave it out for the default (%d)", c.OutboxLimit, fleet.DefaultOutboxLimit))
+	}
 	if c.Device == "" {
 		errs = append(errs, errors.New("device: required (this device's id, e.g. pi-001)"))
 	} else if err := fleet.ValidID(c.Device); err != nil {

@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	var reporter runtime.Reporter
 	if cfg.Broker != "" {
 		dev, err = fleet.NewDevice(fleet.DeviceOptions{
-			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Store: st,
+			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Store: st, OutboxLimit: cfg.OutboxLimit,
 			Username: cfg.BrokerUsername, Password: cfg.BrokerPassword,
 			Topics: fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
 		})
