@@ -33,6 +33,7 @@ Usage:
   tern broker [--listen ADDR]                  run a development MQTT broker
   tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
                                                push a (signed) target to a device or a group
+  tern release [fleet flags] --key K.key [--version N] [--dry-run] M.wasm   release a module to the fleet
   tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
                                                print a device's state and events
   tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
@@ -74,6 +75,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = broker(ctx, args, stdout, stderr)
 	case "push":
 		err = push(ctx, args, stdout, stderr)
+	case "release":
+		err = release(ctx, args, stdout, stderr)
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":
