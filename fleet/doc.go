@@ -2,7 +2,7 @@
 //
 // It is the code side of the fleet contract in docs/mqtt.md: topic names
 // ([Topics]), the JSON payloads that travel on them ([TargetEnvelope],
-// [StateReport], [EventReport]), the device end ([Device], used by ternd),
+// [ReleaseEnvelope], [StateReport], [EventReport]), the device end ([Device], used by ternd),
 // the operator end ([Operator], used by the tern CLI) and an embedded broker
 // for development and tests ([Broker]).
 //
@@ -35,12 +35,16 @@
 // so that a bad push ends up as a target.refused event, never as a crash or
 // a silent drop.
 //
+// Module releases ([ReleaseEnvelope]) travel the same way, retained on
+// each module's topic, one message per release of at most
+// [MaxReleasePayload] bytes: a device receives those of the modules it
+// runs ([Device.Releases]) and checks their signature and version before
+// it installs them through the runtime (ternd does, see internal/daemon).
+//
 // # Not yet here
 //
-// Signatures (ed25519) on targets and modules, the Badger outbox for reports
-// made while offline, group targets and module releases on the device side,
-// broker ACLs and TLS come in later work. Their seams: the envelope gains a
-// field and [ParseTargetEnvelope] gains a key; [Device.PublishState] and
+// The Badger outbox for reports made while offline and TLS come in later
+// work. Their seams: [Device.PublishState] and
 // [Device.PublishEvent] return [ErrOffline] for the outbox to catch; the
 // network dialer is a single function for TLS to replace.
 package fleet
