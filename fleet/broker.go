@@ -58,7 +58,12 @@ func newBroker(addr string, tlsConfig *tls.Config, logger *slog.Logger) (*Broker
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("fleet: broker listen address %q: %w; use host:port, e.g. 127.0.0.1:1883", addr, err)
 	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	// mochi drops retained messages older than a day by default; targets
+	// and releases are retained for as long as they hold.
+	caps.MaximumMessageExpiryInterval = 0
 	srv := mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
 		Logger:                 orDiscard(logger),
 		SysTopicResendInterval: 60,   // seconds; $SYS statistics are noise here
 		InlineClient:           true, // for Subscribe

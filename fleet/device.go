@@ -65,6 +65,9 @@ type DeviceOptions struct {
 	// Groups are the groups the device belongs to; it receives their
 	// targets too (see docs/mqtt.md for how they combine).
 	Groups []string
+	// Modules are the job modules the device runs; it receives their
+	// releases ([Device.Releases]).
+	Modules []string
 	// MaxRetryInterval caps the backoff between connection attempts, which
 	// starts at one second (or at MaxRetryInterval if that is smaller) and
 	// doubles; default 30s.
@@ -91,12 +94,15 @@ type ScopedTarget struct {
 	TargetEnvelope
 }
 
-// Refusal is a message on the device's target topic that was not a valid
-// target envelope. Err says why, in words meant for the operator who pushed
-// it (see ParseTargetEnvelope).
+// Refusal is a message on one of the device's target or module topics
+// that was not a valid envelope. Err says why, in words meant for the
+// operator who pushed it (see ParseTargetEnvelope, ParseReleaseEnvelope).
 type Refusal struct {
 	Topic string
-	Err   error
+	// Module is the module whose topic the message came on; empty for a
+	// target topic.
+	Module string
+	Err    error
 }
 
 // Device is the device end of the fleet contract, used by ternd: it keeps a
@@ -110,10 +116,13 @@ type Device struct {
 
 	target, state, events, online string            // topics
 	groupTopics                   map[string]string // group target topic → scope
+	moduleTopics                  map[string]string // module topic → module name
 
-	// targets holds at most one envelope: the highest version received and
-	// not yet taken. refusals holds the newest refusals.
+	// targets holds at most one envelope per scope: the highest version
+	// received and not yet taken; releases the same per module. refusals
+	// holds the newest refusals.
 	targets  chan ScopedTarget
+	releases chan ReleaseEnvelope
 	refusals chan Refusal
 	mu       sync.Mutex // serializes sends on targets and refusals with closing them
 	closed   bool
@@ -196,24 +205,33 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		}
 		groups[t.GroupTarget(g)] = GroupScope(g)
 	}
+	modules := map[string]string{}
+	for _, m := range opts.Modules {
+		if p := idProblem(m); p != "" {
+			return nil, fmt.Errorf("fleet: module %q: %s", m, p)
+		}
+		modules[t.Module(m)] = m
+	}
 	log := orDiscard(opts.Logger).With("broker", broker, "device", opts.Device)
 	out, err := openOutbox(opts.Store, opts.OutboxLimit, log)
 	if err != nil {
 		return nil, err
 	}
 	return &Device{
-		opts:        opts,
-		broker:      broker,
-		log:         log,
-		out:         out,
-		stateWake:   make(chan struct{}, 1),
-		target:      t.DeviceTarget(opts.Device),
-		state:       t.State(opts.Device),
-		events:      t.Events(opts.Device),
-		online:      t.Online(opts.Device),
-		targets:     make(chan ScopedTarget, 1+len(groups)),
-		groupTopics: groups,
-		refusals:    make(chan Refusal, refusalBuffer),
+		opts:         opts,
+		broker:       broker,
+		log:          log,
+		out:          out,
+		stateWake:    make(chan struct{}, 1),
+		target:       t.DeviceTarget(opts.Device),
+		state:        t.State(opts.Device),
+		events:       t.Events(opts.Device),
+		online:       t.Online(opts.Device),
+		targets:      make(chan ScopedTarget, 1+len(groups)),
+		groupTopics:  groups,
+		moduleTopics: modules,
+		releases:     make(chan ReleaseEnvelope, max(1, len(modules))),
+		refusals:     make(chan Refusal, refusalBuffer),
 	}, nil
 }
 
@@ -225,11 +243,21 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 // reconnect. The channel is closed when Run returns.
 func (d *Device) Targets() <-chan ScopedTarget { return d.targets }
 
-// Refusals delivers the messages on the target topic that are not valid
-// envelopes, so the agent can report them (a target.refused event). It
-// holds the 16 newest; older ones are dropped and logged. The channel is
-// closed when Run returns. An empty message (a cleared retained target) is
-// neither a target nor a refusal: it is logged and ignored.
+// Releases delivers the module releases received on the topics of the
+// modules in DeviceOptions.Modules, the retained ones included. Like
+// Targets it never blocks the MQTT client: it holds one release per
+// module, the highest version. Each release parsed (size, format, hash)
+// but its signature and version are for the consumer to check, as it
+// holds the trust store and the versions accepted. Expect redelivery after
+// each reconnect. The channel is closed when Run returns.
+func (d *Device) Releases() <-chan ReleaseEnvelope { return d.releases }
+
+// Refusals delivers the messages on the target and module topics that are
+// not valid envelopes, so the agent can report them (a target.refused or
+// module.refused event). It holds the 16 newest; older ones are dropped
+// and logged. The channel is closed when Run returns. An empty message (a
+// cleared retained target or release) is neither an envelope nor a
+// refusal: it is logged and ignored.
 func (d *Device) Refusals() <-chan Refusal { return d.refusals }
 
 // Connected reports whether the connection to the broker is up right now.
@@ -274,6 +302,9 @@ func (d *Device) Run(ctx context.Context) error {
 		c.AddRoute(d.target, d.onTarget)
 		for topic := range d.groupTopics {
 			c.AddRoute(topic, d.onTarget)
+		}
+		for topic := range d.moduleTopics {
+			c.AddRoute(topic, d.onRelease)
 		}
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -355,7 +386,8 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
-	for _, topic := range append([]string{d.target}, sortedKeys(d.groupTopics)...) {
+	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
+	for _, topic := range append(topics, sortedKeys(d.moduleTopics)...) {
 		if err := subscribe(ctx, c, topic, nil); err != nil {
 			return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
 		}
@@ -402,6 +434,27 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 	d.offerTarget(ScopedTarget{Scope: scope, TargetEnvelope: env})
 }
 
+// onRelease runs on paho's delivery goroutine: it must not block.
+func (d *Device) onRelease(_ paho.Client, m paho.Message) {
+	name := d.moduleTopics[m.Topic()]
+	if len(m.Payload()) == 0 {
+		d.log.Info("fleet: retained release cleared on the broker; keeping the installed module", "topic", m.Topic())
+		return
+	}
+	env, err := ParseReleaseEnvelope(m.Payload())
+	if err == nil && env.Module != name {
+		err = newError(ErrMalformed, nil, "fleet: module release of %s published on the topic of module %s (%s); publish it on %s",
+			env.Module, name, m.Topic(), d.opts.Topics.Module(env.Module))
+	}
+	if err != nil {
+		d.log.Warn("fleet: refusing module release", "topic", m.Topic(), "err", err)
+		d.refuse(Refusal{Topic: m.Topic(), Module: name, Err: err})
+		return
+	}
+	d.log.Debug("fleet: module release received", "module", name, "version", env.Version, "size", env.Size)
+	d.offerRelease(env)
+}
+
 func sortedKeys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -415,37 +468,50 @@ func sortedKeys(m map[string]string) []string {
 // channel has a slot per scope; when it is full, it keeps, per scope, the
 // higher version (targets of one scope supersede each other).
 func (d *Device) offerTarget(env ScopedTarget) {
+	offer(d, d.targets, env, "target", func(t ScopedTarget) (string, uint64) { return t.Scope, t.Version })
+}
+
+// offerRelease is offerTarget for releases, with a slot per module.
+func (d *Device) offerRelease(env ReleaseEnvelope) {
+	offer(d, d.releases, env, "module release", func(r ReleaseEnvelope) (string, uint64) { return r.Module, r.Version })
+}
+
+// offer puts v in ch without blocking. When ch is full, it keeps the
+// highest version per key (scope or module) of what ch held and v.
+func offer[T any](d *Device, ch chan T, v T, what string, keyOf func(T) (string, uint64)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return
 	}
 	select {
-	case d.targets <- env:
+	case ch <- v:
 		return
 	default:
 	}
-	held := map[string]ScopedTarget{env.Scope: env}
-	order := []string{env.Scope}
+	k, _ := keyOf(v)
+	held := map[string]T{k: v}
+	order := []string{k}
 drain: // the consumer may take one meanwhile: never block here
 	for {
 		select {
-		case old := <-d.targets:
-			if cur, ok := held[old.Scope]; !ok {
-				held[old.Scope] = old
-				order = append(order, old.Scope)
-			} else if old.Version > cur.Version {
-				held[old.Scope] = old
+		case old := <-ch:
+			ok, ov := keyOf(old)
+			if cur, seen := held[ok]; !seen {
+				held[ok] = old
+				order = append(order, ok)
+			} else if _, cv := keyOf(cur); ov > cv {
+				held[ok] = old
 			}
 		default:
 			break drain
 		}
 	}
-	for _, s := range order {
+	for _, k := range order {
 		select {
-		case d.targets <- held[s]:
+		case ch <- held[k]:
 		default:
-			d.log.Warn("fleet: target dropped: more scopes than slots", "scope", s)
+			d.log.Warn("fleet: "+what+" dropped: more sources than slots", "from", k)
 		}
 	}
 }
@@ -476,6 +542,7 @@ func (d *Device) closeChannels() {
 	defer d.mu.Unlock()
 	d.closed = true
 	close(d.targets)
+	close(d.releases)
 	close(d.refusals)
 }
 

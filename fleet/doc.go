@@ -2,7 +2,7 @@
 //
 // It is the code side of the fleet contract in docs/mqtt.md: topic names
 // ([Topics]), the JSON payloads that travel on them ([TargetEnvelope],
-// [StateReport], [EventReport]), the device end ([Device], used by ternd),
+// [ReleaseEnvelope], [StateReport], [EventReport]), the device end ([Device], used by ternd),
 // the operator end ([Operator], used by the tern CLI) and an embedded broker
 // for development and tests ([Broker]).
 //
@@ -34,6 +34,12 @@
 // its consumer ([Device.Targets]) and reports the rest ([Device.Refusals]),
 // so that a bad push ends up as a target.refused event, never as a crash or
 // a silent drop.
+//
+// Module releases ([ReleaseEnvelope]) travel the same way, retained on
+// each module's topic, one message per release of at most
+// [MaxReleasePayload] bytes: a device receives those of the modules it
+// runs ([Device.Releases]) and checks their signature and version before
+// it installs them through the runtime (ternd does, see internal/daemon).
 //
 // # Security
 //

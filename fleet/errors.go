@@ -14,7 +14,8 @@ var (
 	// message was not (or not provably) delivered; retry later.
 	ErrOffline = errors.New("fleet: not connected to the broker")
 
-	// ErrTooLarge means a payload is over [MaxPayload].
+	// ErrTooLarge means a payload is over [MaxPayload] (a module release:
+	// over [MaxReleasePayload], or its code over [MaxModuleSize]).
 	ErrTooLarge = errors.New("fleet: payload too large")
 
 	// ErrUnsupportedFormat means a payload's "format" is not [Format].
@@ -22,6 +23,11 @@ var (
 
 	// ErrMalformed means a payload is not a valid document of its kind.
 	ErrMalformed = errors.New("fleet: malformed payload")
+
+	// ErrHashMismatch means a module release's code does not match the
+	// size or SHA-256 its envelope states: it was cut short or changed
+	// after the envelope was made.
+	ErrHashMismatch = errors.New("fleet: module code does not match its hash")
 )
 
 // fleetError has its own message but still matches a sentinel (kind) and,

@@ -131,7 +131,7 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		SetStore(noStore{}).
 		SetOrderMatters(true).
 		SetConnectTimeout(opts.ConnectTimeout).
-		SetWriteTimeout(opts.ConnectTimeout).
+		SetWriteTimeout(opts.ConnectTimeout + MaxReleasePayload/releaseRate*time.Second). // a release is one big packet
 		SetKeepAlive(30 * time.Second).
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(10 * time.Second).
@@ -218,21 +218,92 @@ func (o *Operator) pushTarget(ctx context.Context, device, topic string, env Tar
 	if _, err := ParseTargetEnvelope(b); err != nil {
 		return fmt.Errorf("fleet: not pushing a target device %s would refuse: %w", device, err)
 	}
-	if !o.client.IsConnectionOpen() {
-		return newError(ErrOffline, nil, "fleet: push target to %s: not connected to the broker %s (reconnecting); retry", device, o.broker)
+	return o.publishRetained(ctx, "push target to "+device, topic, b, o.opts.ConnectTimeout)
+}
+
+// releaseRate is the slowest upload, in bytes per second, a release is
+// given time for: an 11 MB payload at 256 KiB/s takes 44 s.
+const releaseRate = 256 << 10
+
+// PushRelease publishes env, retained, QoS 1, on its module's topic
+// ([Topics.Module]) and waits for the broker's acknowledgement: every
+// device that runs the module (now or later) receives it. A zero
+// env.Format is set to Format. It refuses a release devices would refuse
+// for its form (see ParseReleaseEnvelope); NewRelease makes a good one.
+func (o *Operator) PushRelease(ctx context.Context, env ReleaseEnvelope) error {
+	if env.Format == 0 {
+		env.Format = Format
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
+	b, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("fleet: release module %s: encode: %w", env.Module, err)
+	}
+	if _, err := ParseReleaseEnvelope(b); err != nil {
+		return fmt.Errorf("fleet: not releasing what devices would refuse: %w", err)
+	}
+	wait := o.opts.ConnectTimeout + time.Duration(len(b)/releaseRate)*time.Second
+	return o.publishRetained(ctx, "release module "+env.Module, o.opts.Topics.Module(env.Module), b, wait)
+}
+
+// publishRetained publishes b retained, QoS 1, on topic and waits at most
+// ackWait for the broker's acknowledgement. what says what is done, for
+// errors ("push target to device pi-001").
+func (o *Operator) publishRetained(ctx context.Context, what, topic string, b []byte, ackWait time.Duration) error {
+	if !o.client.IsConnectionOpen() {
+		return newError(ErrOffline, nil, "fleet: %s: not connected to the broker %s (reconnecting); retry", what, o.broker)
+	}
+	ctx, cancel := context.WithTimeout(ctx, ackWait)
 	defer cancel()
-	err = waitToken(ctx, o.client, o.client.Publish(topic, qos, true, b))
+	err := waitToken(ctx, o.client, o.client.Publish(topic, qos, true, b))
 	switch {
 	case err == nil:
 		return nil
 	case lostConnection(err):
-		return newError(ErrOffline, err, "fleet: push target to %s: connection to %s lost before the broker acknowledged; push again (same version is harmless)", device, o.broker)
+		return newError(ErrOffline, err, "fleet: %s: connection to %s lost before the broker acknowledged; do it again (the same version is harmless)", what, o.broker)
 	case ctx.Err() != nil:
-		return fmt.Errorf("fleet: push target to %s: no acknowledgement from broker %s: %w", device, o.broker, err)
+		return fmt.Errorf("fleet: %s: no acknowledgement from broker %s within %v: %w", what, o.broker, ackWait, err)
 	}
-	return fmt.Errorf("fleet: push target to %s: %w", device, err)
+	return fmt.Errorf("fleet: %s: %w", what, err)
+}
+
+// RetainedRelease reads the release retained on module's topic, if any:
+// ok is false when none arrives within wait after the broker acknowledged
+// the subscription (MQTT cannot say "there is none"), or when the retained
+// one does not parse. tern release uses it to pick the next version.
+func (o *Operator) RetainedRelease(ctx context.Context, module string, wait time.Duration) (env ReleaseEnvelope, ok bool, err error) {
+	if p := idProblem(module); p != "" {
+		return ReleaseEnvelope{}, false, fmt.Errorf("fleet: read release: module name: %s", p)
+	}
+	filter := o.opts.Topics.Module(module)
+	got := make(chan []byte, 1)
+	s := &sink{deliver: func(_ string, payload []byte) {
+		select {
+		case got <- payload:
+		default:
+		}
+	}}
+	if err := o.addSink(ctx, filter, s, func() {}); err != nil {
+		return ReleaseEnvelope{}, false, fmt.Errorf("fleet: read release of %s: %w", module, err)
+	}
+	defer o.removeSink(filter, s)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case b := <-got:
+		if len(b) == 0 {
+			return ReleaseEnvelope{}, false, nil
+		}
+		env, err := ParseReleaseEnvelope(b)
+		if err != nil {
+			o.log.Warn("fleet: the retained release does not parse", "topic", filter, "err", err)
+			return ReleaseEnvelope{}, false, nil
+		}
+		return env, true, nil
+	case <-t.C:
+		return ReleaseEnvelope{}, false, nil
+	case <-ctx.Done():
+		return ReleaseEnvelope{}, false, ctx.Err()
+	}
 }
 
 // WatchStates delivers the state reports of device, or of every device

@@ -148,8 +148,14 @@ func ParseEventReport(b []byte) (EventReport, error) {
 // payload in messages; reader names the program to upgrade when the format
 // is newer than this build.
 func decode(what, reader string, b []byte, v any) error {
-	if len(b) > MaxPayload {
-		return newError(ErrTooLarge, nil, "fleet: %s is %d bytes, over the %d-byte limit; keep it smaller", what, len(b), MaxPayload)
+	return decodeLimit(what, reader, MaxPayload, "keep it smaller", b, v)
+}
+
+// decodeLimit is decode with a size limit other than MaxPayload; fix says
+// what to do about a payload over it.
+func decodeLimit(what, reader string, limit int, fix string, b []byte, v any) error {
+	if len(b) > limit {
+		return newError(ErrTooLarge, nil, "fleet: %s is %d bytes, over the %d-byte limit; %s", what, len(b), limit, fix)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return newError(ErrMalformed, nil, `fleet: %s is empty; expected a JSON object with "format": %d`, what, Format)

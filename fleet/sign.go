@@ -36,8 +36,7 @@ func (env *TargetEnvelope) Sign(scope string, priv ed25519.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("fleet: signing a target: %w", err)
 	}
-	env.Key = signing.KeyID(priv.Public().(ed25519.PublicKey))
-	env.Sig = ed25519.Sign(priv, msg)
+	env.Key, env.Sig = sign(priv, msg)
 	return nil
 }
 
@@ -45,16 +44,31 @@ func (env *TargetEnvelope) Sign(scope string, priv ed25519.PrivateKey) error {
 // trust store. Errors wrap signing.ErrUnsigned, ErrUnknownKey or ErrBadSig
 // and say what to do.
 func (env TargetEnvelope) Verify(scope string, trust signing.Trust) error {
-	if env.Key == "" || len(env.Sig) == 0 {
-		return fmt.Errorf("%w: this device accepts only targets signed by a trusted operator key: push with tern push --key", signing.ErrUnsigned)
-	}
 	msg, err := env.signedBytes(scope)
 	if err != nil {
 		return err
 	}
-	if err := trust.Verify(env.Key, msg, env.Sig); err != nil {
+	return verify(trust, env.Key, env.Sig, msg,
+		"targets", "push with tern push --key", fmt.Sprintf("for %s, version %d", scope, env.Version))
+}
+
+// sign is the one signing code path of every envelope: the key's id and
+// the ed25519 signature of msg, the envelope's signed bytes.
+func sign(priv ed25519.PrivateKey, msg []byte) (key string, sig []byte) {
+	return signing.KeyID(priv.Public().(ed25519.PublicKey)), ed25519.Sign(priv, msg)
+}
+
+// verify is the one verifying code path of every envelope. what names the
+// payloads in the message ("targets"), fix says how to sign one, and which
+// says which envelope failed. Errors wrap signing.ErrUnsigned,
+// ErrUnknownKey or ErrBadSig.
+func verify(trust signing.Trust, key string, sig, msg []byte, what, fix, which string) error {
+	if key == "" || len(sig) == 0 {
+		return fmt.Errorf("%w: this device accepts only %s signed by a trusted operator key: %s", signing.ErrUnsigned, what, fix)
+	}
+	if err := trust.Verify(key, msg, sig); err != nil {
 		if errors.Is(err, signing.ErrBadSig) {
-			return fmt.Errorf("%w (for %s, version %d)", err, scope, env.Version)
+			return fmt.Errorf("%w (%s)", err, which)
 		}
 		return err
 	}

@@ -111,7 +111,8 @@ type Agent struct {
 	set  *modset
 	ev   evaluator
 
-	wake chan struct{} // a new target arrived
+	wake     chan struct{}       // a new target arrived
+	installs chan installRequest // new module code, for the loop to swap in
 
 	mu         sync.Mutex
 	target     any
@@ -138,7 +139,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
-	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), current: map[string]any{},
+	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
 	host, err := wasmhost.New(ctx, wasmhost.Options{
 		CacheDir: opts.CacheDir, GPIO: opts.GPIO, I2C: opts.I2C, Serial: opts.Serial, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
@@ -269,6 +270,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.wake:
 		case <-t.C:
+		case req := <-a.installs:
+			req.done <- a.installNow(ctx, req.name, req.wasm)
+			t.Reset(a.senseInterval()) // the new code may sense more often
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 type module struct {
 	name    string
 	m       *wasmhost.Module
+	jobs    []*plan.Job
 	sensors []sensor
 }
 
@@ -42,6 +43,21 @@ type modset struct {
 // add compiles wasm and registers the module's jobs and sensors. name, if
 // not empty, must be the module's own.
 func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Grants, config json.RawMessage) (*module, error) {
+	mod, err := ms.compile(ctx, name, wasm, grants, config)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ms.module(mod.name); err == nil {
+		mod.m.Close(ctx)
+		return nil, fmt.Errorf("runtime: module %s is loaded twice: name it once", mod.name)
+	}
+	ms.put(mod)
+	return mod, nil
+}
+
+// compile loads wasm and reads its jobs and sensors, without registering
+// them. name, if not empty, must be the module's own.
+func (ms *modset) compile(ctx context.Context, name string, wasm []byte, grants Grants, config json.RawMessage) (*module, error) {
 	m, err := ms.host.Load(ctx, wasm, grants, config)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %s: %w", name, err)
@@ -50,10 +66,6 @@ func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Gran
 	if name != "" && name != man.Name {
 		m.Close(ctx)
 		return nil, fmt.Errorf("runtime: module configured as %q calls itself %q: fix the name in the configuration", name, man.Name)
-	}
-	if _, err := ms.module(man.Name); err == nil {
-		m.Close(ctx)
-		return nil, fmt.Errorf("runtime: module %s is loaded twice: name it once", man.Name)
 	}
 	mod := &module{name: man.Name, m: m}
 	var jobs []*plan.Job
@@ -73,10 +85,16 @@ func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Gran
 		}
 		mod.sensors = append(mod.sensors, sensor{spec: ss, path: p})
 	}
-	ms.jobs = append(ms.jobs, jobs...)
-	ms.mods = append(ms.mods, mod)
-	ms.log.Info("module loaded", "module", man.Name, "version", man.Version, "compile", m.CompileTime.Round(time.Millisecond))
+	mod.jobs = jobs
 	return mod, nil
+}
+
+// put registers a compiled module's jobs and sensors.
+func (ms *modset) put(mod *module) {
+	ms.jobs = append(ms.jobs, mod.jobs...)
+	ms.mods = append(ms.mods, mod)
+	man := mod.m.Manifest()
+	ms.log.Info("module loaded", "module", man.Name, "version", man.Version, "compile", mod.m.CompileTime.Round(time.Millisecond))
 }
 
 // remove takes a module and its jobs out of the set and closes it.
@@ -115,7 +133,19 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 		a.event(Event{Kind: EventModuleError, Module: spec.Name, Message: msg})
 		wasm = nil
 	}
-	fresh := wasm != nil
+	if wasm != nil && a.configuredBefore(spec.Name, wasm) {
+		// Installed at an earlier start; a release or a rollback may have
+		// replaced it since, and what they installed is newer word than a
+		// configuration file that did not change.
+		if inst, err := a.installed(spec.Name); err == nil {
+			if codeHash(inst) != codeHash(wasm) {
+				a.log.Info("running the installed version, which replaced the configured code since it was installed", "module", spec.Name)
+			}
+			wasm = inst
+			spec.Wasm = nil
+		}
+	}
+	fresh := spec.Wasm != nil && wasm != nil
 	if wasm == nil {
 		var err error
 		if wasm, err = a.installed(spec.Name); err != nil {
@@ -134,8 +164,18 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 		if err := a.install(mod.name, wasm); err != nil {
 			return err
 		}
+		if err := a.opts.Store.Put(moduleConfiguredKey(mod.name), []byte(codeHash(wasm))); err != nil {
+			return fmt.Errorf("runtime: installing module %s: %w", mod.name, err)
+		}
 	}
 	return nil
+}
+
+// configuredBefore reports whether wasm is the configured code that was
+// installed at an earlier start.
+func (a *Agent) configuredBefore(name string, wasm []byte) bool {
+	h, err := a.opts.Store.Get(moduleConfiguredKey(name))
+	return err == nil && string(h) == codeHash(wasm)
 }
 
 // verify checks a module's signature before anything else is done with

@@ -19,6 +19,11 @@ var (
 func moduleActiveKey(name string) []byte   { return []byte("module/" + name + "/active") }
 func modulePreviousKey(name string) []byte { return []byte("module/" + name + "/previous") }
 
+// moduleConfiguredKey holds the hash of the configured code last installed
+// from the configuration, so that a configuration that did not change does
+// not undo a release at the next start.
+func moduleConfiguredKey(name string) []byte { return []byte("module/" + name + "/configured") }
+
 // moduleBadKey marks code that was rolled back, so it is not activated again.
 func moduleBadKey(name, hash string) []byte { return []byte("module/" + name + "/bad/" + hash) }
 

@@ -24,6 +24,8 @@ const (
 	EventDrift            EventKind = "drift"     // the sensed state left the target; re-planning
 	EventModuleError      EventKind = "module.error"
 	EventModuleRolledBack EventKind = "module.rolled_back" // a module version kept failing; the previous one runs again
+	EventModuleInstalled  EventKind = "module.installed"   // new code for a module (a release) was installed and runs
+	EventModuleRefused    EventKind = "module.refused"     // new code for a module was refused (signature, version, hash, size, load); the old code keeps running
 	EventReportsDropped   EventKind = "events.dropped"     // the outbox was full while offline; the oldest reports were dropped
 )
 

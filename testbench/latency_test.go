@@ -22,8 +22,8 @@ type marks struct {
 }
 
 func (m *marks) Enabled(context.Context, slog.Level) bool { return true }
-func (m *marks) WithAttrs([]slog.Attr) slog.Handler      { return m }
-func (m *marks) WithGroup(string) slog.Handler           { return m }
+func (m *marks) WithAttrs([]slog.Attr) slog.Handler       { return m }
+func (m *marks) WithGroup(string) slog.Handler            { return m }
 
 func (m *marks) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {

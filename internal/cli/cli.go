@@ -39,6 +39,7 @@ Usage:
                                                print a Mosquitto acl_file for the fleet's devices
   tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
                                                push a (signed) target to a device or a group
+  tern release [fleet flags] --key K.key [--version N] [--dry-run] M.wasm   release a module to the fleet
   tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
                                                print a device's state and events
   tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
@@ -89,6 +90,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = broker(ctx, args, stdout, stderr)
 	case "push":
 		err = push(ctx, args, stdout, stderr)
+	case "release":
+		err = release(ctx, args, stdout, stderr)
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":

@@ -62,7 +62,8 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	var reporter runtime.Reporter
 	if cfg.Broker != "" {
 		dev, err = fleet.NewDevice(fleet.DeviceOptions{
-			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Store: st, OutboxLimit: cfg.OutboxLimit,
+			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Modules: moduleNames(cfg),
+			Store: st, OutboxLimit: cfg.OutboxLimit,
 			Username: cfg.BrokerUsername, Password: cfg.BrokerPassword,
 			Topics: fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
 		})
@@ -89,6 +90,10 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	rels, err := newReleases(st, trust)
+	if err != nil {
+		return err
+	}
 	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", store.Backend())
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -98,7 +103,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	wg.Go(func() { errc <- agent.Run(ctx) })
 	if dev != nil {
 		wg.Go(func() { errc <- dev.Run(ctx) })
-		wg.Go(func() { feed(ctx, dev, comb, agent, log) })
+		wg.Go(func() { feed(ctx, dev, comb, rels, agent, log) })
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -110,8 +115,8 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	return errors.Join(errs...)
 }
 
-// feed hands targets from the fleet to the agent.
-func feed(ctx context.Context, dev *fleet.Device, comb *combiner, a *runtime.Agent, log *slog.Logger) {
+// feed hands targets and module releases from the fleet to the agent.
+func feed(ctx context.Context, dev *fleet.Device, comb *combiner, rels *releases, a *runtime.Agent, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -134,14 +139,59 @@ func feed(ctx context.Context, dev *fleet.Device, comb *combiner, a *runtime.Age
 					log.Info("target received", "scope", env.Scope, "version", env.Version, "combined_version", version)
 				}
 			}
+		case env, ok := <-dev.Releases():
+			if !ok {
+				return
+			}
+			release(ctx, env, rels, a, log)
 		case r, ok := <-dev.Refusals():
 			if !ok {
 				return
 			}
 			log.Warn("message refused", "topic", r.Topic, "err", r.Err)
-			a.Refused(0, fmt.Errorf("%s: %w", r.Topic, r.Err))
+			if r.Module != "" {
+				a.ModuleRefused(r.Module, fmt.Errorf("%s: %w", r.Topic, r.Err))
+			} else {
+				a.Refused(0, fmt.Errorf("%s: %w", r.Topic, r.Err))
+			}
 		}
 	}
+}
+
+// release installs a module release that passes rels' checks, through the
+// agent's module lifecycle (signature in the code, compile, swap, rollback).
+func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *runtime.Agent, log *slog.Logger) {
+	fresh, err := rels.check(env)
+	switch {
+	case err != nil:
+		log.Warn("module release refused", "module", env.Module, "version", env.Version, "err", err)
+		a.ModuleRefused(env.Module, err)
+		return
+	case !fresh:
+		log.Debug("module release redelivered", "module", env.Module, "version", env.Version)
+		return
+	}
+	log.Info("module release received", "module", env.Module, "version", env.Version, "module_version", env.ModuleVersion, "size", env.Size)
+	err = a.InstallModule(ctx, env.Module, env.Wasm)
+	if ctx.Err() != nil {
+		return // stopping: not tried, so tried again at the next start
+	}
+	if aerr := rels.accept(env.Module, env.Version); aerr != nil {
+		log.Error("module release version not stored; it may be tried again after a restart", "module", env.Module, "err", aerr)
+	}
+	if err != nil {
+		log.Warn("module release not installed", "module", env.Module, "version", env.Version, "err", err)
+		return
+	}
+	log.Info("module release installed", "module", env.Module, "version", env.Version)
+}
+
+func moduleNames(cfg Config) []string {
+	names := make([]string, len(cfg.Modules))
+	for i, m := range cfg.Modules {
+		names[i] = m.Name
+	}
+	return names
 }
 
 func hardware(b boards.Board) (*Hardware, error) {
