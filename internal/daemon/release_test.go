@@ -24,6 +24,7 @@ import (
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/wasmbuild"
+	"github.com/tern-iot/tern/internal/wat"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -68,10 +69,7 @@ func newKeys(t *testing.T) keys {
 // signedModule reads a module from testdata and signs it with priv.
 func signedModule(t *testing.T, name string, priv ed25519.PrivateKey) []byte {
 	t.Helper()
-	wasm, err := os.ReadFile(filepath.Join("testdata", name+".wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	wasm := wat.AssembleFile(t, filepath.Join("testdata", name+".wat"))
 	if priv == nil {
 		return wasm
 	}

@@ -2,11 +2,10 @@ package wasmtest
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tern-iot/tern/internal/wat"
 )
 
 // Module describes one module; empty fields take the well-behaved body.
@@ -80,24 +79,8 @@ func (w Module) Text() string {
 		or(w.Config, Packed(OutNull, 2)), or(w.Try, Packed(OutTry, 5)), or(w.Run, Packed(OutNull, 2)), or(w.Sense, Packed(OutTrue, 2)))
 }
 
-// Assemble turns WebAssembly text into a module.
+// Assemble turns WebAssembly text into a module (see package wat).
 func Assemble(t testing.TB, text string) []byte {
 	t.Helper()
-	tool, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		t.Fatal("wat2wasm not found: install Debian's wabt (apt-get install wabt), as .ci/run does")
-	}
-	dir := t.TempDir()
-	src, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
-	if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command(tool, "--enable-all", src, "-o", out).CombinedOutput(); err != nil {
-		t.Fatalf("wat2wasm: %v\n%s\n%s", err, b, text)
-	}
-	wasm, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wasm
+	return wat.Assemble(t, text)
 }
