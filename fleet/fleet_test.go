@@ -1,12 +1,10 @@
 package fleet_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"reflect"
@@ -265,7 +263,7 @@ func TestOperatorWatchSurvivesReconnect(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, url string) {
 		link := newCuttableNet()
 		opts := fleet.WithOperatorDialer(fleet.OperatorOptions{
-			Broker: url, Topics: topics, Logger: testLogger(t, "operator"), ConnectTimeout: 2 * time.Second,
+			Broker: url, Topics: topics, Logger: fleettest.Logger(t, "operator"), ConnectTimeout: 2 * time.Second,
 		}, link.dial)
 		op, err := fleet.DialOperator(t.Context(), opts)
 		if err != nil {
@@ -585,7 +583,7 @@ func testOptions(url, device string) fleet.DeviceOptions {
 
 func newDevice(t *testing.T, opts fleet.DeviceOptions) *fleet.Device {
 	t.Helper()
-	opts.Logger = testLogger(t, "device "+opts.Device)
+	opts.Logger = fleettest.Logger(t, "device "+opts.Device)
 	if opts.Store == nil {
 		opts.Store = fleet.NewStore(t)
 	}
@@ -624,7 +622,7 @@ func run(t *testing.T, d *fleet.Device) (stop func()) {
 func dialOperator(t *testing.T, url string) *fleet.Operator {
 	t.Helper()
 	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{
-		Broker: url, Topics: topics, Logger: testLogger(t, "operator"), ConnectTimeout: 2 * time.Second,
+		Broker: url, Topics: topics, Logger: fleettest.Logger(t, "operator"), ConnectTimeout: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -734,28 +732,6 @@ func publishRaw(t *testing.T, url, topic, payload string, retained bool) {
 		t.Fatalf("raw client: publish %s: %v", topic, tok.Error())
 	}
 }
-
-// testLogger keeps a component's log and prints it if the test failed.
-func testLogger(t *testing.T, name string) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("%s log:\n%s", name, buf.String())
-			mu.Unlock()
-		}
-	})
-	return slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // The shipped ACL (firmware/mosquitto/acl.conf) on a real Mosquitto: a
 // device reads its own target and writes its own reports, and can neither

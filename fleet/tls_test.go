@@ -29,7 +29,7 @@ var tlsBrokers = map[string]func(testing.TB, *fleettest.CA) string{
 func tlsOperator(t *testing.T, url string, files fleet.TLSFiles) (*fleet.Operator, error) {
 	t.Helper()
 	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{
-		Broker: url, TLS: files, Topics: topics, Logger: testLogger(t, "operator"), ConnectTimeout: 2 * time.Second,
+		Broker: url, TLS: files, Topics: topics, Logger: fleettest.Logger(t, "operator"), ConnectTimeout: 2 * time.Second,
 	})
 	if err == nil {
 		t.Cleanup(op.Close)

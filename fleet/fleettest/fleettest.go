@@ -35,18 +35,7 @@ func EmbeddedAt(t testing.TB, addr string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("embedded broker %s log:\n%s", b.Addr(), log)
-		}
-	})
-	return b.URL()
+	return serve(t, b, log, "embedded broker")
 }
 
 // Mosquitto starts a mosquitto process on a free port of 127.0.0.1 with a
@@ -259,4 +248,35 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Logger returns a logger that keeps a component's log (debug level and
+// up) and prints it, headed by name, if the test failed.
+func Logger(t testing.TB, name string) *slog.Logger {
+	t.Helper()
+	buf := new(logBuffer)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, buf)
+		}
+	})
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// serve starts b, stops it when the test ends, prints its log (kept in
+// log) if the test failed, and returns its URL.
+func serve(t testing.TB, b *fleet.Broker, log *logBuffer, what string) string {
+	t.Helper()
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s %s log:\n%s", what, b.Addr(), log)
+		}
+	})
+	return b.URL()
 }

@@ -144,18 +144,7 @@ func EmbeddedTLS(t testing.TB, ca *CA) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("embedded TLS broker %s log:\n%s", b.Addr(), log)
-		}
-	})
-	return b.URL()
+	return serve(t, b, log, "embedded TLS broker")
 }
 
 // MosquittoTLS starts mosquitto with a TLS listener on a free port of

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -91,7 +90,7 @@ type ternd struct {
 }
 
 func newTernd(t *testing.T, broker, trusted string, module daemon.ModuleConfig) *ternd {
-	d := &ternd{t: t, gpio: sim.NewGPIO("GPIO17", "GPIO27"), log: testLogger(t, "ternd")}
+	d := &ternd{t: t, gpio: sim.NewGPIO("GPIO17", "GPIO27"), log: fleettest.Logger(t, "ternd")}
 	d.cfg = daemon.Config{
 		Device: "pi-001", Fleet: "rel", Broker: broker, Board: "sim", DataDir: t.TempDir(),
 		TrustedKeys: []string{trusted}, Modules: []daemon.ModuleConfig{module},
@@ -126,7 +125,7 @@ func watchFleet(t *testing.T, url string) *fleetView {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	op, err := fleet.DialOperator(ctx, fleet.OperatorOptions{Broker: url, Topics: fleet.Topics{Fleet: "rel"}, Logger: testLogger(t, "operator")})
+	op, err := fleet.DialOperator(ctx, fleet.OperatorOptions{Broker: url, Topics: fleet.Topics{Fleet: "rel"}, Logger: fleettest.Logger(t, "operator")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,25 +344,3 @@ func TestReleaseGoModule(t *testing.T) {
 		}
 	})
 }
-
-// testLogger keeps a component's log and prints it if the test failed.
-func testLogger(t *testing.T, name string) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("%s log:\n%s", name, buf.String())
-			mu.Unlock()
-		}
-	})
-	return slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
