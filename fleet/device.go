@@ -435,7 +435,7 @@ func (d *Device) closeChannels() {
 // before the acknowledgement; the report is not queued (the outbox, a later
 // issue, will be).
 func (d *Device) PublishState(ctx context.Context, s runtime.Status) error {
-	b, err := encode("state report", StateReport{Format: Format, Device: d.opts.Device, Status: s})
+	b, err := encode("state report", StateReport{Format: Format, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
 	if err != nil {
 		return err
 	}

@@ -243,6 +243,28 @@ func (o *Operator) WatchEvents(ctx context.Context, device string) (<-chan Event
 		func(r *EventReport) *string { return &r.Device })
 }
 
+// Presence is a device's online flag, as published retained on its online
+// topic ([Topics.Online]).
+type Presence struct {
+	// Device is the device's id, taken from the topic.
+	Device string `json:"device"`
+	// Online is true while the device is connected; false after it stopped,
+	// or after the broker gave up on it and published its last will.
+	Online bool `json:"online"`
+}
+
+// WatchOnline delivers the online flags of device, or of every device when
+// device is AnyDevice ("+"), starting with the retained ones. Otherwise as
+// WatchStates.
+func (o *Operator) WatchOnline(ctx context.Context, device string) (<-chan Presence, error) {
+	return watch(ctx, o, "online flag", device, o.opts.Topics.Online,
+		func(b []byte) (Presence, error) {
+			on, err := ParseOnline(b)
+			return Presence{Online: on}, err
+		},
+		func(p *Presence) *string { return &p.Device })
+}
+
 // watch subscribes to topic(device) and pumps parsed reports to the
 // returned channel until ctx or the Operator is done.
 func watch[T any](ctx context.Context, o *Operator, what, device string, topic func(string) string,
@@ -263,7 +285,11 @@ func watch[T any](ctx context.Context, o *Operator, what, device string, topic f
 			o.log.Warn("fleet: ignoring a report that does not parse", "topic", t, "err", err)
 			return
 		}
-		if id := o.opts.Topics.deviceOf(t); id != "" && *deviceOf(&r) != id {
+		id := o.opts.Topics.deviceOf(t)
+		if dev := deviceOf(&r); *dev == "" {
+			*dev = id // a payload without a device field (online) is about its topic's device
+		}
+		if id != "" && *deviceOf(&r) != id {
 			o.log.Warn("fleet: ignoring a report whose device does not match its topic", "topic", t, "device", *deviceOf(&r))
 			return
 		}
