@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -308,6 +309,35 @@ func TestWatchOnlineAndGroups(t *testing.T) {
 		publishRaw(t, url, topics.Online("pi-013"), "true", true)
 		if got := recv(t, online, "pi-013 online"); got.Device != "pi-013" || !got.Online {
 			t.Fatalf("got %+v, want pi-013 online (pi-012's flag does not parse)", got)
+		}
+	})
+}
+
+// Watches opened one after the other while the broker is still sending the
+// retained reports of the first all succeed (the embedded broker used to
+// refuse them, packet identifier in use).
+func TestWatchesWhileRetainedArrive(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		c := rawClient(t, url)
+		for i := range 50 {
+			id := fmt.Sprintf("pi-%03d", i)
+			c.Publish(topics.State(id), 1, true, fmt.Sprintf(`{"format":1,"device":%q}`, id))
+			tok := c.Publish(topics.Online(id), 1, true, "true")
+			if !tok.WaitTimeout(wait) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+		}
+		op := dialOperator(t, url)
+		for range 5 {
+			if _, err := op.WatchStates(t.Context(), fleet.AnyDevice); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.WatchOnline(t.Context(), fleet.AnyDevice); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.WatchEvents(t.Context(), "pi-001"); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }
