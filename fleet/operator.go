@@ -23,8 +23,12 @@ import (
 const DefaultOperatorConnectTimeout = 5 * time.Second
 
 // watchQueue is how many reports a watcher holds for a slow consumer before
-// it drops the oldest.
-const watchQueue = 1024
+// it drops the oldest. A watch of every device receives the retained report
+// of each at once, faster than any consumer reads them, so the queue must
+// hold a whole fleet's: 1024 lost all but the last 1024 devices' states of
+// a 5000-device fleet (bench/watch). A held report costs its size (about
+// half a KiB) only while it waits.
+const watchQueue = 64 << 10
 
 // AnyDevice, passed as the device to the Watch methods, watches every
 // device of the fleet (it is the MQTT single-level wildcard).
@@ -227,7 +231,7 @@ func (o *Operator) pushTarget(ctx context.Context, device, topic string, env Tar
 // WatchStates delivers the state reports of device, or of every device
 // when device is AnyDevice ("+"), starting with the retained ones. Reports
 // that do not parse are logged and skipped. The channel is closed when ctx
-// is done or the Operator is closed; it holds up to 1024 reports for a slow
+// is done or the Operator is closed; it holds up to 65536 reports for a slow
 // reader, then drops the oldest.
 func (o *Operator) WatchStates(ctx context.Context, device string) (<-chan StateReport, error) {
 	return watch(ctx, o, "state", device, o.opts.Topics.State, ParseStateReport,
