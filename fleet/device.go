@@ -551,7 +551,7 @@ func (d *Device) closeChannels() {
 // the event reports before it have gone out. Only the latest state waits: a
 // newer one replaces it. It fails only if s cannot be encoded.
 func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
-	b, err := encode("state report", StateReport{Format: Format, Device: d.opts.Device, Status: s})
+	b, err := encode("state report", StateReport{Format: Format, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
 	if err != nil {
 		return err
 	}

@@ -8,17 +8,6 @@ import (
 	"github.com/tern-iot/tern/runtime/store"
 )
 
-// NewStore opens a store in a new directory for a device's outbox and
-// closes it when the test ends.
-func NewStore(t testing.TB) store.Store {
-	t.Helper()
-	return testStore(t, t.TempDir())
-}
-
-// StoreAt opens the store in dir; a test that restarts a device opens
-// the same directory again after closing the first.
-func StoreAt(t testing.TB, dir string) store.Store { return testStore(t, dir) }
-
 func testStore(t testing.TB, dir string) store.Store {
 	t.Helper()
 	st, err := store.Open(dir)

@@ -257,6 +257,75 @@ func TestStateAndEventsReachOperator(t *testing.T) {
 	})
 }
 
+// An operator sees devices come and go on their online topics, and the
+// groups a device belongs to in its state reports.
+func TestWatchOnlineAndGroups(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		online, err := op.WatchOnline(t.Context(), fleet.AnyDevice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := testOptions(url, "pi-011")
+		opts.Groups = []string{"heaters", "floor-2"}
+		d := newDevice(t, opts)
+		stop := run(t, d)
+		waitConnected(t, d)
+		if got := recv(t, online, "online=true"); got != (fleet.Presence{Device: "pi-011", Online: true}) {
+			t.Fatalf("got %+v, want pi-011 online", got)
+		}
+		if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 1, Phase: runtime.PhaseIdle}); err != nil {
+			t.Fatal(err)
+		}
+		states, err := op.WatchStates(t.Context(), "pi-011")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, states, "the retained state"); !reflect.DeepEqual(got.Groups, opts.Groups) {
+			t.Errorf("state report groups %v, want %v", got.Groups, opts.Groups)
+		}
+		stop()
+		if got := recv(t, online, "online=false"); got != (fleet.Presence{Device: "pi-011", Online: false}) {
+			t.Fatalf("got %+v, want pi-011 offline", got)
+		}
+		// A flag nobody can read is skipped, not delivered as offline.
+		publishRaw(t, url, topics.Online("pi-012"), "maybe", true)
+		publishRaw(t, url, topics.Online("pi-013"), "true", true)
+		if got := recv(t, online, "pi-013 online"); got.Device != "pi-013" || !got.Online {
+			t.Fatalf("got %+v, want pi-013 online (pi-012's flag does not parse)", got)
+		}
+	})
+}
+
+// Watches opened one after the other while the broker is still sending the
+// retained reports of the first all succeed (the embedded broker used to
+// refuse them, packet identifier in use).
+func TestWatchesWhileRetainedArrive(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		c := rawClient(t, url)
+		for i := range 50 {
+			id := fmt.Sprintf("pi-%03d", i)
+			c.Publish(topics.State(id), 1, true, fmt.Sprintf(`{"format":1,"device":%q}`, id))
+			tok := c.Publish(topics.Online(id), 1, true, "true")
+			if !tok.WaitTimeout(wait) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+		}
+		op := dialOperator(t, url)
+		for range 5 {
+			if _, err := op.WatchStates(t.Context(), fleet.AnyDevice); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.WatchOnline(t.Context(), fleet.AnyDevice); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.WatchEvents(t.Context(), "pi-001"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
 // An operator's watch survives the loss of its connection: it reconnects
 // and subscribes again (its session is clean, the broker forgot it).
 func TestOperatorWatchSurvivesReconnect(t *testing.T) {
@@ -429,7 +498,7 @@ func TestPushTargetRefusesWhatDevicesRefuse(t *testing.T) {
 
 func TestNewDeviceChecksOptions(t *testing.T) {
 	good := testOptions("tcp://localhost:1883", "pi-001")
-	good.Store = fleet.NewStore(t)
+	good.Store = fleettest.Store(t)
 	for _, tc := range []struct {
 		change func(*fleet.DeviceOptions)
 		msg    string
@@ -585,7 +654,7 @@ func newDevice(t *testing.T, opts fleet.DeviceOptions) *fleet.Device {
 	t.Helper()
 	opts.Logger = fleettest.Logger(t, "device "+opts.Device)
 	if opts.Store == nil {
-		opts.Store = fleet.NewStore(t)
+		opts.Store = fleettest.Store(t)
 	}
 	d, err := fleet.NewDevice(opts)
 	if err != nil {

@@ -124,17 +124,39 @@ func lostConnection(err error) bool {
 // subscribe subscribes c to filter at QoS 1 and waits for the broker's
 // answer. handler may be nil when a route was added before.
 func subscribe(ctx context.Context, c paho.Client, filter string, handler paho.MessageHandler) error {
-	tok := c.Subscribe(filter, qos, handler)
-	if err := waitToken(ctx, c, tok); err != nil {
-		return err
-	}
-	if st, ok := tok.(*paho.SubscribeToken); ok {
-		if code, ok := st.Result()[filter]; ok && code > qos {
-			return fmt.Errorf("the broker refused the subscription (code %#x); check its access rules for this client", code)
+	for delay := time.Millisecond; ; delay *= 2 {
+		tok := c.Subscribe(filter, qos, handler)
+		if err := waitToken(ctx, c, tok); err != nil {
+			return err
 		}
+		st, ok := tok.(*paho.SubscribeToken)
+		if !ok {
+			return nil
+		}
+		code, ok := st.Result()[filter]
+		if !ok || code <= qos {
+			return nil
+		}
+		// The embedded broker (mochi-mqtt v2.7) checks a SUBSCRIBE's packet
+		// id against the ids of its own QoS 1 messages in flight to the
+		// client, which MQTT keeps apart, and answers 0x91 "packet id in
+		// use" when they clash: typically while it is still sending the
+		// retained messages of the previous subscription. paho picks a new
+		// id for the next attempt, and those messages get acknowledged.
+		if code == subackIDInUse && delay < 500*time.Millisecond {
+			select {
+			case <-time.After(delay):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		return fmt.Errorf("the broker refused the subscription (code %#x); check its access rules for this client", code)
 	}
-	return nil
 }
+
+// subackIDInUse is the SUBACK code with which mochi-mqtt refuses a packet
+// identifier it holds (MQTT 5's 0x91, sent on MQTT 3.1.1 connections too).
+const subackIDInUse = 0x91
 
 // backoff returns the delay after prev: doubling from a start of one
 // second (or max if smaller) up to max, with ±20% jitter so that a fleet

@@ -23,8 +23,12 @@ import (
 const DefaultOperatorConnectTimeout = 5 * time.Second
 
 // watchQueue is how many reports a watcher holds for a slow consumer before
-// it drops the oldest.
-const watchQueue = 1024
+// it drops the oldest. A watch of every device receives the retained report
+// of each at once, faster than any consumer reads them, so the queue must
+// hold a whole fleet's: 1024 lost all but the last 1024 devices' states of
+// a 5000-device fleet (bench/watch). A held report costs its size (about
+// half a KiB) only while it waits.
+const watchQueue = 64 << 10
 
 // AnyDevice, passed as the device to the Watch methods, watches every
 // device of the fleet (it is the MQTT single-level wildcard).
@@ -309,7 +313,7 @@ func (o *Operator) RetainedRelease(ctx context.Context, module string, wait time
 // WatchStates delivers the state reports of device, or of every device
 // when device is AnyDevice ("+"), starting with the retained ones. Reports
 // that do not parse are logged and skipped. The channel is closed when ctx
-// is done or the Operator is closed; it holds up to 1024 reports for a slow
+// is done or the Operator is closed; it holds up to 65536 reports for a slow
 // reader, then drops the oldest.
 func (o *Operator) WatchStates(ctx context.Context, device string) (<-chan StateReport, error) {
 	return watch(ctx, o, "state", device, o.opts.Topics.State, ParseStateReport,
@@ -323,6 +327,28 @@ func (o *Operator) WatchStates(ctx context.Context, device string) (<-chan State
 func (o *Operator) WatchEvents(ctx context.Context, device string) (<-chan EventReport, error) {
 	return watch(ctx, o, "event", device, o.opts.Topics.Events, ParseEventReport,
 		func(r *EventReport) *string { return &r.Device })
+}
+
+// Presence is a device's online flag, as published retained on its online
+// topic ([Topics.Online]).
+type Presence struct {
+	// Device is the device's id, taken from the topic.
+	Device string `json:"device"`
+	// Online is true while the device is connected; false after it stopped,
+	// or after the broker gave up on it and published its last will.
+	Online bool `json:"online"`
+}
+
+// WatchOnline delivers the online flags of device, or of every device when
+// device is AnyDevice ("+"), starting with the retained ones. Otherwise as
+// WatchStates.
+func (o *Operator) WatchOnline(ctx context.Context, device string) (<-chan Presence, error) {
+	return watch(ctx, o, "online flag", device, o.opts.Topics.Online,
+		func(b []byte) (Presence, error) {
+			on, err := ParseOnline(b)
+			return Presence{Online: on}, err
+		},
+		func(p *Presence) *string { return &p.Device })
 }
 
 // watch subscribes to topic(device) and pumps parsed reports to the
@@ -345,7 +371,11 @@ func watch[T any](ctx context.Context, o *Operator, what, device string, topic f
 			o.log.Warn("fleet: ignoring a report that does not parse", "topic", t, "err", err)
 			return
 		}
-		if id := o.opts.Topics.deviceOf(t); id != "" && *deviceOf(&r) != id {
+		id := o.opts.Topics.deviceOf(t)
+		if dev := deviceOf(&r); *dev == "" {
+			*dev = id // a payload without a device field (online) is about its topic's device
+		}
+		if id != "" && *deviceOf(&r) != id {
 			o.log.Warn("fleet: ignoring a report whose device does not match its topic", "topic", t, "device", *deviceOf(&r))
 			return
 		}

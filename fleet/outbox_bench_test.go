@@ -22,7 +22,7 @@ func BenchmarkOutbox(b *testing.B) {
 	event := runtime.Event{ID: "5f0c2a9e1b7d4c3a8e6f0b12", Time: time.Now().UTC(), Kind: runtime.EventTaskDone,
 		TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan"}
 	b.Run("stored-offline", func(b *testing.B) {
-		d, err := fleet.NewDevice(fleet.DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: topics, Device: "pi-b", Store: fleet.NewStore(b)})
+		d, err := fleet.NewDevice(fleet.DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: topics, Device: "pi-b", Store: fleettest.Store(b)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func BenchmarkOutbox(b *testing.B) {
 				})
 			})
 			d, err := fleet.NewDevice(fleet.DeviceOptions{
-				Broker: broker.URL, Topics: topics, Device: "pi-b", Store: fleet.NewStore(b), InFlight: inFlight,
+				Broker: broker.URL, Topics: topics, Device: "pi-b", Store: fleettest.Store(b), InFlight: inFlight,
 				Logger: slog.New(slog.DiscardHandler),
 			})
 			if err != nil {

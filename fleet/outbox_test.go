@@ -221,7 +221,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	addr := fleettest.FreeAddr(t)
 	dir := t.TempDir()
-	st := fleet.StoreAt(t, dir)
+	st := fleettest.StoreAt(t, dir)
 	first := newDevice(t, fleet.DeviceOptions{
 		Broker: "tcp://" + addr, Topics: topics, Device: "pi-021", Store: st,
 		ConnectTimeout: time.Second, KeepAlive: 2 * time.Second, MaxRetryInterval: 200 * time.Millisecond,
@@ -240,7 +240,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	url := fleettest.EmbeddedAt(t, addr)
 	audit := newAuditor(t, url, "pi-021")
 	opts := testOptions(url, "pi-021")
-	opts.Store = fleet.StoreAt(t, dir)
+	opts.Store = fleettest.StoreAt(t, dir)
 	second := newDevice(t, opts)
 	if _, pending := second.Outbox(); pending != 50 {
 		t.Fatalf("after the restart the outbox holds %d reports, want 50", pending)

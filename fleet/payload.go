@@ -62,6 +62,12 @@ type StateReport struct {
 	Format int `json:"format"`
 	// Device is the reporting device's id; it matches the topic.
 	Device string `json:"device"`
+	// Groups are the groups the device belongs to ([DeviceOptions.Groups]),
+	// so that an operator can list a group's devices from the retained
+	// reports alone; absent when none. Devices that predate the field
+	// leave it out, and then belong to no group as far as tern status
+	// and tern watch --group can tell.
+	Groups []string `json:"groups,omitempty"`
 	// Status is flattened into the object: time, target_version, converged,
 	// phase, state, error, modules. See runtime.Status for each.
 	runtime.Status
@@ -113,7 +119,7 @@ func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 
 // ParseStateReport reads a state report received from a device. It refuses
 // payloads over MaxPayload, other formats, and reports without a valid
-// device id.
+// device id or with an invalid group name.
 func ParseStateReport(b []byte) (StateReport, error) {
 	const what = "state report"
 	var r StateReport
@@ -123,7 +129,26 @@ func ParseStateReport(b []byte) (StateReport, error) {
 	if p := idProblem(r.Device); p != "" {
 		return StateReport{}, newError(ErrMalformed, nil, `fleet: %s: bad "device": %s`, what, p)
 	}
+	for _, g := range r.Groups {
+		if p := idProblem(g); p != "" {
+			return StateReport{}, newError(ErrMalformed, nil, `fleet: %s of device %s: bad group in "groups": %s`, what, r.Device, p)
+		}
+	}
 	return r, nil
+}
+
+// ParseOnline reads the payload of a device's online topic
+// ([Topics.Online]): the bare words true or false, as the device and its
+// last will publish them. Surrounding white space is tolerated (a person
+// typing into mosquitto_pub); anything else is refused with [ErrMalformed].
+func ParseOnline(b []byte) (bool, error) {
+	switch string(bytes.TrimSpace(b)) {
+	case onlineTrue:
+		return true, nil
+	case onlineFalse:
+		return false, nil
+	}
+	return false, newError(ErrMalformed, nil, "fleet: online flag must be the bare word true or false, got %.20q", b)
 }
 
 // ParseEventReport reads an event report received from a device. It refuses

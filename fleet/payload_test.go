@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,8 @@ func TestParseReportsRefuse(t *testing.T) {
 		{"state no device", `{"format":1}`, parseState, fleet.ErrMalformed, `bad "device": empty name`},
 		{"state wildcard device", `{"format":1,"device":"+"}`, parseState, fleet.ErrMalformed, "wildcard"},
 		{"state bad phase type", `{"format":1,"device":"pi-001","phase":3}`, parseState, fleet.ErrMalformed, `field "phase" must be a string`},
+		{"state bad group", `{"format":1,"device":"pi-001","groups":["ok","a/b"]}`, parseState, fleet.ErrMalformed, `bad group in "groups"`},
+		{"state groups not a list", `{"format":1,"device":"pi-001","groups":"heaters"}`, parseState, fleet.ErrMalformed, `field "groups" must be an array`},
 		{"event no kind", `{"format":1,"device":"pi-001","id":"x"}`, parseEvent, fleet.ErrMalformed, `no "kind"`},
 		{"event too large", `{"format":1,"device":"pi-001","kind":"drift","message":"` + strings.Repeat("x", fleet.MaxPayload) + `"}`, parseEvent, fleet.ErrTooLarge, "limit"},
 	} {
@@ -178,6 +181,8 @@ func FuzzParseStateReport(f *testing.F) {
 		`{"format":1,"device":"pi-001","time":"2025-11-24T13:00:05Z","target_version":7,"converged":true,"phase":"idle","state":{"relays":{}},"modules":{"relay":"1.2.0"}}`,
 		`{"format":1,"device":"pi-001","state":null,"error":"i2c: no device acknowledged the address"}`,
 		`{"format":1,"device":"x"}`, `{"format":1}`,
+		`{"format":1,"device":"pi-002","groups":["heaters","floor-2"],"target_version":9,"phase":"failed","error":"boom"}`,
+		`{"format":1,"device":"pi-002","groups":[]}`, `{"format":1,"device":"pi-002","groups":["a/b"]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -198,6 +203,9 @@ func FuzzParseStateReport(f *testing.F) {
 		if len(r.Modules) == 0 && len(again.Modules) == 0 {
 			r.Modules, again.Modules = nil, nil // {} and absent are the same report
 		}
+		if len(r.Groups) == 0 && len(again.Groups) == 0 {
+			r.Groups, again.Groups = nil, nil // [] and absent too
+		}
 		if !reflect.DeepEqual(r, again) {
 			t.Fatalf("round trip changed the report:\n%+v\n%+v", r, again)
 		}
@@ -209,6 +217,8 @@ func FuzzParseEventReport(f *testing.F) {
 		`{"format":1,"device":"pi-001","id":"e-42","time":"2025-11-24T13:00:04Z","kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}`,
 		`{"format":1,"device":"pi-001","kind":"target.refused","message":"fleet: target envelope has version 0"}`,
 		`{"format":1,"device":"pi-001"}`,
+		`{"format":1,"device":"pi-001","seq":18446744073709551615,"kind":"converged"}`,
+		`{"format":1,"device":"pi-001","seq":-1,"kind":"converged"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -224,6 +234,41 @@ func FuzzParseEventReport(f *testing.F) {
 		r.Time, again.Time = time.Time{}, time.Time{}
 		if !reflect.DeepEqual(r, again) {
 			t.Fatalf("round trip changed the report:\n%+v\n%+v", r, again)
+		}
+	})
+}
+
+func TestParseOnline(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+		ok   bool
+	}{
+		{"true", true, true}, {"false", false, true}, {" true\n", true, true},
+		{`"true"`, false, false}, {"TRUE", false, false}, {"1", false, false}, {"", false, false}, {"truex", false, false},
+	} {
+		got, err := fleet.ParseOnline([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseOnline(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, fleet.ErrMalformed) || !strings.Contains(err.Error(), "true or false")) {
+			t.Errorf("ParseOnline(%q): error %q should match ErrMalformed and say what is expected", tc.in, err)
+		}
+	}
+}
+
+func FuzzParseOnline(f *testing.F) {
+	for _, s := range []string{"true", "false", " false ", `"true"`, "", "null", "tru\u0065"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		on, err := fleet.ParseOnline(b)
+		if err != nil {
+			return
+		}
+		again, err := fleet.ParseOnline([]byte(strconv.FormatBool(on)))
+		if err != nil || again != on {
+			t.Fatalf("%q parsed as %v, whose encoding parses as %v, %v", b, on, again, err)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/runtime/store"
 )
 
 // startTimeout bounds how long a broker may take to accept connections.
@@ -279,4 +280,24 @@ func serve(t testing.TB, b *fleet.Broker, log *logBuffer, what string) string {
 		}
 	})
 	return b.URL()
+}
+
+// Store opens a store (runtime/store, as ternd does) in a new temporary
+// directory, for a device's outbox, and closes it when the test ends.
+func Store(t testing.TB) store.Store {
+	t.Helper()
+	return StoreAt(t, t.TempDir())
+}
+
+// StoreAt opens the store in dir; a test that restarts a device opens the
+// same directory again after closing the first. Closing it twice is
+// harmless.
+func StoreAt(t testing.TB, dir string) store.Store {
+	t.Helper()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

@@ -28,6 +28,9 @@ const (
 	ExitFail    = 1
 	ExitUsage   = 2
 	ExitTimeout = 3
+	// ExitNotConverged is tern status's answer when some listed device is
+	// not converged, or not online.
+	ExitNotConverged = 4
 )
 
 const usage = `tern: the tern operator command
@@ -39,9 +42,12 @@ Usage:
                                                print a Mosquitto acl_file for the fleet's devices
   tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
                                                push a (signed) target to a device or a group
-  tern release [fleet flags] --key K.key [--version N] [--dry-run] M.wasm   release a module to the fleet
-  tern watch  [fleet flags] --device ID [--until-converged] [--timeout D] [--json]
-                                               print a device's state and events
+  tern release [fleet flags] --key K.key [--version N] [--dry-run] M.wasm
+                                               release a module to the fleet
+  tern status [fleet flags] [--group G | --device ID] [--json] [--wait D]
+                                               a table of devices: online, version, converged, errors
+  tern watch  [fleet flags] [--group G | --device ID] [--version N] [--until-converged]
+              [--timeout D] [--json]           live state changes and events; rollout progress
   tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
               [--config NAME=JSON] [--strict] [--format text|mermaid|dot|json]
                                                preview offline what a device would do
@@ -50,6 +56,7 @@ Usage:
   tern module inspect M.wasm [--trust K.pub]   print a module's manifest, hash and signer
   tern keys generate NAME | list [--dir DIR]   operator signing keys
   tern version                                 print the version
+  tern help COMMAND                            a command's flags and examples
 
 Fleet flags:
   --broker URL   MQTT broker (default tcp://127.0.0.1:1883, or $TERN_BROKER)
@@ -69,21 +76,40 @@ Examples:
             --fleet demo --group heaters '{"relays":{"heater":true}}'
   tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
   tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
+  tern status --fleet demo --group heaters
+  tern watch --fleet demo --group heaters --version 7 --until-converged --timeout 10m
   tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' \
             --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'
 
-Run 'tern COMMAND --help' for a command's flags.
+Exit status:
+  0  done; for status: every listed device converged and online
+  1  failed (the message says why)
+  2  usage: a flag or argument is wrong (the message says which)
+  3  timeout (watch --timeout)
+  4  status: some listed device is not converged, or not online
+
+Run 'tern help COMMAND' or 'tern COMMAND --help' for a command's flags and examples.
 `
 
 // Main runs the tern command with args (without the program name).
 func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return MainContext(ctx, args, stdout, stderr)
+}
+
+// MainContext is Main that stops when ctx is done, as on an interrupt
+// (commands that wait, such as watch, end then with exit status 0).
+func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	cmd, args := args[0], args[1:]
+	errOut := stderr
+	if wantsHelp(args) {
+		stderr = stdout // asked for: help goes to stdout, exit 0
+	}
 	var err error
 	switch cmd {
 	case "broker":
@@ -92,6 +118,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = push(ctx, args, stdout, stderr)
 	case "release":
 		err = release(ctx, args, stdout, stderr)
+	case "status":
+		err = status(ctx, args, stdout, stderr)
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":
@@ -103,16 +131,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.String("tern"))
 	case "help", "-h", "--help":
+		if len(args) > 0 && cmd == "help" { // tern help COMMAND [SUBCOMMAND]
+			return MainContext(ctx, append(args, "--help"), stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "tern: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(errOut, "tern: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
 	}
-	return exitCode(err, stderr)
+	code := exitCode(err, stderr)
+	if code == ExitUsage {
+		fmt.Fprintln(stderr, usageHint(cmd))
+	}
+	return code
 }
 
 type usageError struct{ error }
 type timeoutError struct{ error }
+type notConvergedError struct{ error }
 
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
@@ -129,6 +165,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return ExitUsage
 	case errors.As(err, &te):
 		return ExitTimeout
+	case errors.As(err, new(notConvergedError)):
+		return ExitNotConverged
 	}
 	return ExitFail
 }
@@ -162,13 +200,13 @@ func envOr(k, def string) string {
 	return def
 }
 
+// newFlags makes a command's flag set. Its Usage prints the command's full
+// help (see helps) to stderr, which Main points at stdout when the user
+// asked for help.
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("tern "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: tern %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printHelp(stderr, fs, name, synopsis) }
 	return fs
 }
 
@@ -177,9 +215,17 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 // arguments are left in fs.Args() order via a re-parse.
 func parse(fs *flag.FlagSet, args []string) error {
 	var positional []string
+	// A wrong flag gets a one-line error and a hint (Main prints both),
+	// not the whole help; -h gets the whole help.
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	defer func() { fs.Usage = usage; fs.SetOutput(out) }()
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				usage()
 				return err
 			}
 			return usageError{err}
@@ -372,93 +418,6 @@ func readTarget(arg string) (json.RawMessage, error) {
 		return nil, usageError{fmt.Errorf("the target must be a JSON object, e.g. '{\"relays\":{\"heater\":true}}': %v", err)}
 	}
 	return json.RawMessage(b), nil
-}
-
-func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("watch", "[fleet flags] --device ID [--until-converged] [--min-version N] [--timeout D] [--json]", stderr)
-	var ff fleetFlags
-	ff.register(fs)
-	device := fs.String("device", "", "device id, or + for every device (required)")
-	until := fs.Bool("until-converged", false, "exit 0 once the device reports its target reached")
-	minVersion := fs.Uint64("min-version", 0, "with --until-converged: only a target at least this version counts")
-	timeout := fs.Duration("timeout", 0, "give up after this long (exit 3); 0 waits forever")
-	asJSON := fs.Bool("json", false, "print one JSON document per line")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *device == "" {
-		fs.Usage()
-		return usageError{errors.New("watch needs --device")}
-	}
-	if *device != fleet.AnyDevice {
-		if err := fleet.ValidID(*device); err != nil {
-			return usageError{fmt.Errorf("--device: %w", err)}
-		}
-	}
-	if *timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	op, err := ff.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer op.Close()
-	states, err := op.WatchStates(ctx, *device)
-	if err != nil {
-		return err
-	}
-	events, err := op.WatchEvents(ctx, *device)
-	if err != nil {
-		return err
-	}
-	var last fleet.StateReport
-	for {
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				msg := fmt.Sprintf("device %s did not report its target reached within %v", *device, *timeout)
-				if last.Device != "" {
-					msg += fmt.Sprintf(" (last report: phase %s, target version %d, error %q)", last.Phase, last.TargetVersion, last.Error)
-				} else {
-					msg += " (no report at all: is ternd running and connected to " + ff.broker + "?)"
-				}
-				return timeoutError{errors.New(msg)}
-			}
-			return nil
-		case e, ok := <-events:
-			if !ok {
-				return nil
-			}
-			if *asJSON {
-				fmt.Fprintln(stdout, string(mustJSON(e)))
-				continue
-			}
-			fmt.Fprintf(stdout, "%s  %-8s event  %-15s %s\n", e.Time.Local().Format("15:04:05.000"), e.Device, e.Kind, describeEvent(e))
-		case s, ok := <-states:
-			if !ok {
-				return nil
-			}
-			last = s
-			if *asJSON {
-				fmt.Fprintln(stdout, string(mustJSON(s)))
-			} else {
-				conv := "not converged"
-				if s.Converged {
-					conv = "converged"
-				}
-				line := fmt.Sprintf("%s  %-8s state  v%d %s, %s: %s", s.Time.Local().Format("15:04:05.000"), s.Device, s.TargetVersion, s.Phase, conv, s.State)
-				if s.Error != "" {
-					line += "  error: " + s.Error
-				}
-				fmt.Fprintln(stdout, line)
-			}
-			if *until && s.Converged && s.TargetVersion >= *minVersion && s.TargetVersion > 0 {
-				return nil
-			}
-		}
-	}
 }
 
 func describeEvent(e fleet.EventReport) string {

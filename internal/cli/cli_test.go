@@ -71,7 +71,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"push", "--device", "pi-001", "{not json"}, "must be a JSON object"},
 		{[]string{"push", `{"a":1}`}, "needs one of --device or --group"},
 		{[]string{"push", "--device", "a/b", `{"a":1}`}, "device"},
-		{[]string{"watch"}, "needs --device"},
+		{[]string{"watch", "--device", "a", "--group", "b"}, "not both"},
 		{[]string{"module"}, "tern module build"},
 		{[]string{"push", "--bogus"}, "flag provided but not defined"},
 	} {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,10 @@ const moduleUsage = `usage:
 func module(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{errors.New(moduleUsage)}
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stderr, groupHelp["module"])
+		return flag.ErrHelp
 	}
 	switch args[0] {
 	case "build":
@@ -215,7 +220,15 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{errors.New(usage)}
 	}
-	fs := newFlags("keys "+args[0], "[NAME] [--dir DIR]", stderr)
+	if isHelp(args[0]) {
+		fmt.Fprint(stderr, groupHelp["keys"])
+		return flag.ErrHelp
+	}
+	synopsis := "[--dir DIR]"
+	if args[0] == "generate" {
+		synopsis = "NAME [--dir DIR]"
+	}
+	fs := newFlags("keys "+args[0], synopsis, stderr)
 	dir := fs.String("dir", envOr("TERN_KEYS", "."), "where key files are (or $TERN_KEYS)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err

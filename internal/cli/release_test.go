@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/wat"
 )
 
 // tern release signs the module if it is not, prints the envelope with
@@ -23,7 +25,10 @@ func TestRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "ops.key")
-	mod := filepath.Join("..", "daemon", "testdata", "evil-2.0.0.wasm") // unsigned, no manifest section
+	mod := filepath.Join(dir, "evil-2.0.0.wasm") // unsigned, no manifest section
+	if err := os.WriteFile(mod, wat.AssembleFile(t, filepath.Join("..", "daemon", "testdata", "evil-2.0.0.wat")), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	trust := signing.NewTrust(pub)
 
 	code, out, errOut := tern(t, "release", "--key", key, "--version", "3", "--dry-run", mod)

@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tern-iot/tern/fleet"
+)
+
+// statusRow is one device in tern status --json.
+type statusRow struct {
+	Device string `json:"device"`
+	// Online is null when the device never published its online flag.
+	Online        *bool             `json:"online"`
+	TargetVersion uint64            `json:"target_version"`
+	Converged     bool              `json:"converged"`
+	Phase         string            `json:"phase"`
+	Error         string            `json:"error,omitempty"`
+	Reported      *time.Time        `json:"reported"`    // when the device made its last report; null: never
+	AgeSeconds    *float64          `json:"age_seconds"` // how long ago, by this machine's clock
+	Modules       map[string]string `json:"modules,omitempty"`
+	Groups        []string          `json:"groups,omitempty"`
+}
+
+func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", "[fleet flags] [--group G | --device ID] [--json] [--wait D]", stderr)
+	var ff fleetFlags
+	ff.register(fs)
+	device := fs.String("device", "", "show only this device")
+	group := fs.String("group", "", "show only the devices of this group (as their state reports list it)")
+	asJSON := fs.Bool("json", false, "print one JSON array of devices instead of a table")
+	wait := fs.Duration("wait", defaultSettle, "collect retained reports for at most this long (less when they stop coming for 300ms)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("status takes no arguments, got %q; name a device with --device ID", fs.Arg(0))}
+	}
+	scope, err := scopeFlags(*device, *group)
+	if err != nil {
+		return err
+	}
+	if *wait <= 0 {
+		return usageError{fmt.Errorf("--wait %v: must be positive, e.g. --wait 5s", *wait)}
+	}
+	op, err := ff.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer op.Close()
+	r := newRoster(*group)
+	if err := collect(ctx, op, scope, *wait, r); err != nil {
+		return fmt.Errorf("reading device reports: %w", err)
+	}
+	now := time.Now()
+	members := r.list()
+	rows := make([]statusRow, 0, len(members))
+	for _, m := range members {
+		rows = append(rows, rowOf(m, now))
+	}
+	if *asJSON {
+		fmt.Fprintln(stdout, string(mustJSON(rows)))
+	} else {
+		printStatusTable(stdout, rows)
+	}
+
+	if len(rows) == 0 {
+		where := "fleet " + ff.fleet
+		switch {
+		case *device != "":
+			where = "device " + *device + " in " + where
+		case *group != "":
+			where = "group " + *group + " in " + where
+		}
+		return fmt.Errorf("no device reported in %s on %s within %v; check --fleet and --broker, and that ternd runs", where, ff.broker, *wait)
+	}
+	var bad []string
+	for _, row := range rows {
+		var why []string
+		if !row.Converged {
+			why = append(why, "not converged")
+		}
+		if row.Online == nil || !*row.Online {
+			why = append(why, "offline")
+		}
+		if len(why) > 0 {
+			bad = append(bad, row.Device+" ("+strings.Join(why, ", ")+")")
+		}
+	}
+	if len(bad) > 0 {
+		shown := bad
+		if len(shown) > 10 {
+			shown = append(shown[:10:10], fmt.Sprintf("and %d more", len(bad)-10))
+		}
+		return notConvergedError{fmt.Errorf("%d of %d devices are not converged and online: %s", len(bad), len(rows), strings.Join(shown, ", "))}
+	}
+	return nil
+}
+
+// scopeFlags checks --device and --group and returns the device to
+// subscribe to: the one named, or every device.
+func scopeFlags(device, group string) (string, error) {
+	switch {
+	case device != "" && group != "":
+		return "", usageError{errors.New("give --device or --group, not both")}
+	case device != "":
+		if err := fleet.ValidID(device); err != nil {
+			return "", usageError{fmt.Errorf("--device: %w", err)}
+		}
+		return device, nil
+	case group != "":
+		if err := fleet.ValidID(group); err != nil {
+			return "", usageError{fmt.Errorf("--group: %w", err)}
+		}
+	}
+	return fleet.AnyDevice, nil
+}
+
+func rowOf(m *member, now time.Time) statusRow {
+	row := statusRow{Device: m.id, Online: m.online}
+	if s := m.state; s != nil {
+		row.TargetVersion, row.Converged, row.Phase, row.Error = s.TargetVersion, s.Converged, string(s.Phase), s.Error
+		row.Modules, row.Groups = s.Modules, s.Groups
+		if !s.Time.IsZero() {
+			t := s.Time
+			age := now.Sub(t).Seconds()
+			row.Reported, row.AgeSeconds = &t, &age
+		}
+	}
+	return row
+}
+
+func printStatusTable(w io.Writer, rows []statusRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tONLINE\tVERSION\tCONVERGED\tPHASE\tAGE\tERROR\tMODULES")
+	for _, r := range rows {
+		online := "?"
+		if r.Online != nil {
+			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
+		}
+		conv := map[bool]string{true: "yes", false: "no"}[r.Converged]
+		age := "-"
+		if r.AgeSeconds != nil {
+			age = (time.Duration(*r.AgeSeconds * float64(time.Second))).Round(time.Second).String()
+		}
+		phase, errText, mods := dash(r.Phase), dash(r.Error), dash(modulesText(r.Modules))
+		if len(errText) > 60 {
+			errText = errText[:57] + "..."
+		}
+		errText = strings.ReplaceAll(errText, "\t", " ")
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Device, online, r.TargetVersion, conv, phase, age, errText, mods)
+	}
+	_ = tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
