@@ -42,6 +42,8 @@ Usage:
                                                print a Mosquitto acl_file for the fleet's devices
   tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
                                                push a (signed) target to a device or a group
+  tern sign   [--fleet NAME] --device ID | --group NAME --key K.key [--version N] FILE|-|JSON
+                                               print a signed target envelope, to publish elsewhere
   tern release [fleet flags] --key K.key [--version N] [--dry-run] M.wasm
                                                release a module to the fleet
   tern status [fleet flags] [--group G | --device ID] [--json] [--wait D]
@@ -120,6 +122,8 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		err = release(ctx, args, stdout, stderr)
 	case "status":
 		err = status(ctx, args, stdout, stderr)
+	case "sign":
+		err = sign(ctx, args, stdout, stderr)
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":
@@ -327,7 +331,22 @@ func brokerACL(args []string, stdout, stderr io.Writer) error {
 }
 
 func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("push", "[fleet flags] --device ID | --group NAME [--key KEY.key] [--version N] FILE|-|JSON", stderr)
+	return pushOrSign(ctx, "push", args, stdout, stderr)
+}
+
+// sign is push without the broker: it prints the signed envelope, for an
+// operator who signs on one machine and publishes from another (e.g. with
+// mosquitto_pub).
+func sign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return pushOrSign(ctx, "sign", args, stdout, stderr)
+}
+
+func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	synopsis := "[fleet flags] --device ID | --group NAME [--key KEY.key] [--version N] FILE|-|JSON"
+	if cmd == "sign" {
+		synopsis = "[--fleet NAME] [--prefix P] --device ID | --group NAME --key KEY.key [--version N] FILE|-|JSON"
+	}
+	fs := newFlags(cmd, synopsis, stderr)
 	var ff fleetFlags
 	ff.register(fs)
 	device := fs.String("device", "", "device id (this or --group)")
@@ -339,7 +358,10 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if (*device == "") == (*group == "") || fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{errors.New("push needs one of --device or --group, and one target (a file, - for stdin, or inline JSON)")}
+		return usageError{fmt.Errorf("%s needs one of --device or --group, and one target (a file, - for stdin, or inline JSON)", cmd)}
+	}
+	if cmd == "sign" && *keyPath == "" {
+		return usageError{errors.New("sign needs --key KEY.key (or $TERN_KEY): the operator key to sign with; make one with tern keys generate NAME")}
 	}
 	name, scope, flagName := *device, fleet.DeviceScope(*device), "--device"
 	if *group != "" {
@@ -368,6 +390,16 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := env.Sign(scope, priv); err != nil {
 			return err
 		}
+	}
+	if cmd == "sign" {
+		topics := fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}
+		topic := topics.DeviceTarget(*device)
+		if *group != "" {
+			topic = topics.GroupTarget(*group)
+		}
+		fmt.Fprintf(stdout, "%s\n", mustJSON(env))
+		fmt.Fprintf(stderr, "signed target version %d for %s by %s; publish it retained, QoS 1, on %s\n", v, scope, env.Key, topic)
+		return nil
 	}
 	op, err := ff.dial(ctx)
 	if err != nil {

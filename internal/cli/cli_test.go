@@ -8,9 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 )
 
@@ -101,5 +103,42 @@ func TestModuleBuild(t *testing.T) {
 	b, err := os.ReadFile(out)
 	if err != nil || len(b) < 8 || string(b[:4]) != "\x00asm" {
 		t.Fatalf("not a wasm module: %v", err)
+	}
+}
+
+// tern sign prints an envelope that a device trusting the key accepts for
+// the scope it was signed for, and only for that scope.
+func TestSign(t *testing.T) {
+	dir := t.TempDir()
+	pub, err := signing.Generate(dir, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "ops.key")
+	code, out, errOut := tern(t, "sign", "--fleet", "demo", "--group", "heaters", "--key", key, "--version", "8", `{"relays":{"heater":true}}`)
+	if code != cli.ExitOK {
+		t.Fatalf("sign: exit %d: %s", code, errOut)
+	}
+	env, err := fleet.ParseTargetEnvelope([]byte(out))
+	if err != nil {
+		t.Fatalf("sign printed no envelope: %v\n%s", err, out)
+	}
+	trust := signing.NewTrust(pub)
+	if env.Version != 8 {
+		t.Errorf("version %d, want 8", env.Version)
+	}
+	if err := env.Verify(fleet.GroupScope("heaters"), trust); err != nil {
+		t.Errorf("a device in group heaters refuses it: %v", err)
+	}
+	if err := env.Verify(fleet.GroupScope("fans"), trust); err == nil {
+		t.Error("the envelope also verifies for group fans")
+	}
+	if !strings.Contains(errOut, "tern/demo/groups/heaters/target") {
+		t.Errorf("stderr does not name the topic to publish on: %q", errOut)
+	}
+
+	code, _, errOut = tern(t, "sign", "--device", "pi-001", `{}`)
+	if code != cli.ExitUsage || !strings.Contains(errOut, "sign needs --key") {
+		t.Errorf("sign without --key: exit %d, %q; want usage error naming --key", code, errOut)
 	}
 }

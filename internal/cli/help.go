@@ -33,6 +33,22 @@ var helps = map[string]commandHelp{
 			"jq .target rollout.json | tern push --fleet demo --group floor-2 -",
 		},
 	},
+	"release": {
+		summary: "Release a job module to the fleet: signed (the module too, if it is not yet),\nretained on the module's topic, so every device that runs the module installs\nit, now or when it comes back. --version defaults to one more than the\nretained release. At most 8 MiB of code.",
+		examples: []string{
+			"tern release --fleet demo --key ops.key thermostat.wasm",
+			"tern release --fleet demo --key ops.key --version 12 relay.wasm",
+			"tern release --key ops.key --dry-run relay.wasm > release.json && mosquitto_pub -t tern/demo/modules/relay -r -q 1 -f release.json",
+		},
+	},
+	"sign": {
+		summary: "Sign a target without connecting to a broker: print the signed envelope (JSON)\nand, on stderr, the topic to publish it on, retained with QoS 1. For an\noperator key that stays on an offline machine.",
+		examples: []string{
+			`tern sign --fleet demo --device pi-001 --key ops.key '{"relays":{"heater":true}}' > target.json`,
+			"mosquitto_pub -t tern/demo/devices/pi-001/target -r -q 1 -f target.json",
+			"tern sign --fleet demo --group heaters --key ops.key --version 8 target.json",
+		},
+	},
 	"status": {
 		summary: "Print a table of devices from their retained reports: online, target version,\nconverged or not, phase, last error, age of the report, module versions.\n" +
 			"It collects until no new report came for 300ms, or for at most --wait.\n" +
