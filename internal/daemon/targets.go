@@ -73,8 +73,11 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 	case st.Version < held.Version:
 		return 0, nil, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
 			st.Scope, st.Version, held.Version, held.Version)
-	case st.Version == held.Version:
+	case st.Version == held.Version && sameDocument(st.Target, held.Target):
 		return 0, nil, false, nil // redelivered: the retained message after a reconnect
+	case st.Version == held.Version:
+		return 0, nil, false, fmt.Errorf("%s target version %d refused: version %d is held with a different target; a version names one target, so push the change as a version above %d",
+			st.Scope, st.Version, held.Version, held.Version)
 	}
 	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target}
 	b, err := json.Marshal(c.sources)
@@ -98,6 +101,14 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 		version += src.Version
 	}
 	return version, state.Canonical(combined), true, nil
+}
+
+// sameDocument reports whether two JSON documents are equal once
+// canonical (key order and spacing do not count).
+func sameDocument(a, b json.RawMessage) bool {
+	va, errA := state.Parse(a)
+	vb, errB := state.Parse(b)
+	return errA == nil && errB == nil && string(state.Canonical(va)) == string(state.Canonical(vb))
 }
 
 // overlay lays top over base: objects key by key, recursively; anything

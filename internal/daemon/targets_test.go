@@ -48,10 +48,14 @@ func TestCombinerPrecedence(t *testing.T) {
 			t.Fatalf("step %d: %d %s %v %v; want %d %s", i, v, doc, changed, err, s.wantVersion, s.wantDoc)
 		}
 	}
-	// Redelivery is quiet; an older version of one source is refused, also
-	// after a restart.
-	if _, _, changed, err := c.offer(envelope(t, "group/all", 6, `{}`, nil)); changed || err != nil {
+	// Redelivery is quiet (key order does not count); the same version
+	// with another target is refused; an older version of one source is
+	// refused, also after a restart.
+	if _, _, changed, err := c.offer(envelope(t, "group/all", 6, `{ "relays": {"fan": true} }`, nil)); changed || err != nil {
 		t.Fatalf("redelivery: %v %v", changed, err)
+	}
+	if _, _, _, err := c.offer(envelope(t, "group/all", 6, `{}`, nil)); err == nil || !strings.Contains(err.Error(), "held with a different target") {
+		t.Fatalf("version 6 with another target: %v", err)
 	}
 	c2, _ := newCombiner(st, nil, "pi-001", []string{"all", "heaters"})
 	if _, _, _, err := c2.offer(envelope(t, "group/heaters", 1, `{}`, nil)); err == nil || !strings.Contains(err.Error(), "older than the version 2 held") {
