@@ -58,6 +58,9 @@ type Config struct {
 	// broker is unreachable; beyond it the oldest go (and an events.dropped
 	// event says how many). Default 100000, about 30 MB of store.
 	OutboxLimit int `yaml:"outbox_limit" json:"outbox_limit"`
+	// Sim is the simulated world of a sim board: I2C chips and rooms
+	// heated through a GPIO line (see SimConfig). Only with board: sim.
+	Sim SimConfig `yaml:"sim" json:"sim"`
 }
 
 // ModuleConfig is one module on the device.
@@ -161,6 +164,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("groups[%d]: %w", i, err))
 		}
 	}
+	errs = append(errs, c.Sim.validate(c.Board)...)
 	if _, err := c.Trust(); err != nil {
 		errs = append(errs, err)
 	}
