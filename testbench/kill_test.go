@@ -119,7 +119,7 @@ func killConfig(t *testing.T, broker string) daemon.Config {
 	}
 	start := 18.0
 	c := daemon.Config{
-		Device: "kill-001", Fleet: killTopics.Fleet, Broker: broker, Board: "sim",
+		Device: "kill-001", Fleet: killTopics.Fleet, Broker: broker, Board: "sim", LogLevel: os.Getenv("TERN_KILL_LOGLEVEL"),
 		Sim: daemon.SimConfig{
 			I2C:   []daemon.SimChip{{At: "i2c1:0x48", Chip: "tmp102", Celsius: &start}},
 			Rooms: []daemon.SimRoom{{Heater: "GPIO17", Sensor: "i2c1:0x48", Heat: 4}},
@@ -190,8 +190,8 @@ func TestKillRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// The plan for this version runs: clear the retained target, then
-		// kill at a random moment of the plan.
+		// The plan for this version runs: kill at a random moment of it,
+		// then clear the retained target.
 		var started time.Time
 		w.await(t, p, fmt.Sprintf("round %d: task.started for v%d", rounds, version), time.Minute, func() bool {
 			for _, e := range w.events {
@@ -202,13 +202,14 @@ func TestKillRestart(t *testing.T) {
 			}
 			return false
 		})
-		clearRetained(t, b.URL, killTopics.DeviceTarget(cfg.Device))
+		seenAt := time.Now()
 		delay := time.Duration(rand.Int64N(int64(window)))
 		time.Sleep(time.Until(started.Add(delay)))
 		killAt := time.Now()
 		if err := p.Kill(); err != nil {
 			t.Fatal(err)
 		}
+		clearRetained(t, b.URL, killTopics.DeviceTarget(cfg.Device))
 
 		// Back on the same store: the target is there, without the broker's help.
 		r0 := time.Now()
@@ -252,6 +253,8 @@ func TestKillRestart(t *testing.T) {
 			}
 		}
 		w.mu.Unlock()
+		t.Logf("round %d: kill %v after the first task started (seen after %v, window %v), during the plan: %t; the plan after the restart took %v",
+			rounds, killAt.Sub(started).Round(time.Millisecond), seenAt.Sub(started).Round(time.Millisecond), window, during, planEnd.Sub(planStart).Round(time.Millisecond))
 		if during {
 			done++
 		} else {
@@ -269,6 +272,9 @@ func TestKillRestart(t *testing.T) {
 		}
 	}
 
+	if os.Getenv("TERN_KILL_LOG") != "" {
+		t.Log(p.Log())
+	}
 	// Every event numbered must have arrived: 1..N, N being what the
 	// device's outbox last numbered (read from its store).
 	n := outboxHigh(t, filepath.Join(p.DataDir(), "store"))
