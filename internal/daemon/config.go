@@ -36,6 +36,13 @@ type Config struct {
 	Board string `yaml:"board" json:"board"`
 	// DataDir holds the store and the compilation cache. Default /var/lib/tern.
 	DataDir string `yaml:"data_dir" json:"data_dir"`
+	// Store is the store backend: badger (the default on 64-bit boards) or
+	// bolt (the default on 32-bit ones; smaller in memory, slower to
+	// write). Empty: this build's default.
+	Store string `yaml:"store" json:"store"`
+	// CacheDir holds compiled modules. Default DataDir/cache. Agents of
+	// one machine (the testbench's) may share one.
+	CacheDir string `yaml:"cache_dir" json:"cache_dir"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level" json:"log_level"`
 	// BrokerUsername and BrokerPassword log in to a broker that requires
@@ -98,6 +105,9 @@ func LoadConfig(path string) (Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	if c.CacheDir != "" && !filepath.IsAbs(c.CacheDir) {
+		c.CacheDir = filepath.Join(base, c.CacheDir)
+	}
 	for i := range c.Modules {
 		if p := c.Modules[i].Path; p != "" && !filepath.IsAbs(p) {
 			c.Modules[i].Path = filepath.Join(base, p)
@@ -121,6 +131,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
 	return c
 }
@@ -167,6 +180,11 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Sim.validate(c.Board)...)
 	if _, err := c.Trust(); err != nil {
 		errs = append(errs, err)
+	}
+	switch c.Store {
+	case "", "badger", "bolt":
+	default:
+		errs = append(errs, fmt.Errorf("store: %q is not a store backend; use badger or bolt, or leave it out for this build's default", c.Store))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -20,6 +20,8 @@ import (
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/badgerstore"
+	"github.com/tern-iot/tern/runtime/store/boltstore"
 )
 
 // Hardware is what the daemon drives. Tests and the testbench pass a
@@ -52,7 +54,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store"))
+	st, err := openStore(cfg.Store, filepath.Join(cfg.DataDir, "store"))
 	if err != nil {
 		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, err)
 	}
@@ -84,7 +86,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict, Trust: trust,
+		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust,
 	})
 	if err != nil {
 		return err
@@ -98,7 +100,11 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", store.Backend())
+	backend := cfg.Store
+	if backend == "" {
+		backend = store.Backend()
+	}
+	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", backend)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -191,6 +197,18 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 		return
 	}
 	log.Info("module release installed", "module", env.Module, "version", env.Version)
+}
+
+// openStore opens the store with the backend named (empty: this build's
+// default).
+func openStore(backend, dir string) (store.Store, error) {
+	switch backend {
+	case "bolt":
+		return boltstore.Open(dir)
+	case "badger":
+		return badgerstore.Open(dir, badgerstore.DefaultOptions())
+	}
+	return store.Open(dir)
 }
 
 func moduleNames(cfg Config) []string {
