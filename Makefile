@@ -59,6 +59,7 @@ bench-planner:
 testbench:
 	@echo "testbench: the hardware-in-the-loop scenarios arrive with issue 7; running the end-to-end tests"
 	$(GO) test -run 'EndToEnd' -v ./testbench/...
+	TERN_KILLS=50 TERN_SCALE_AGENTS=1000 $(GO) test -count=1 -run 'TestKillRestart|TestScale' -v -timeout 30m ./testbench/
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -114,6 +114,7 @@ type Agent struct {
 	wake     chan struct{}       // a new target arrived
 	installs chan installRequest // new module code, for the loop to swap in
 
+	pubMu      sync.Mutex // serializes handing events to the reporter
 	mu         sync.Mutex
 	target     any
 	version    uint64
@@ -449,12 +450,43 @@ func (a *Agent) event(e Event) {
 	e.Time = time.Now().UTC()
 	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	const maxQueued = 1000
 	if len(a.events) == maxQueued {
 		a.events = a.events[1:] // the oldest goes; only a failing reporter (its store) lets them pile up
 	}
 	a.events = append(a.events, e)
+	a.mu.Unlock()
+	// Hand it to the reporter now, not when the loop next reports: the
+	// loop is busy while a plan runs, and an event still queued here when
+	// the process dies (a power cut mid-plan) would be lost unnumbered.
+	a.publishEvents(context.Background())
+}
+
+// publishEvents hands the queued events to the reporter in order, until
+// it fails (they stay queued for the next try). pubMu keeps the order
+// when the loop and event callers publish at once.
+func (a *Agent) publishEvents(ctx context.Context) {
+	if a.opts.Reporter == nil {
+		return
+	}
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	for {
+		a.mu.Lock()
+		if len(a.events) == 0 {
+			a.mu.Unlock()
+			return
+		}
+		e := a.events[0]
+		a.mu.Unlock()
+		if err := a.opts.Reporter.PublishEvent(ctx, e); err != nil {
+			a.log.Debug("event not published; will retry", "err", err)
+			return
+		}
+		a.mu.Lock()
+		a.events = a.events[1:]
+		a.mu.Unlock()
+	}
 }
 
 // report publishes queued events in order, then the status if it changed.
@@ -466,22 +498,7 @@ func (a *Agent) report(ctx context.Context) {
 		a.persistState()
 		return
 	}
-	for {
-		a.mu.Lock()
-		if len(a.events) == 0 {
-			a.mu.Unlock()
-			break
-		}
-		e := a.events[0]
-		a.mu.Unlock()
-		if err := a.opts.Reporter.PublishEvent(ctx, e); err != nil {
-			a.log.Debug("event not published; will retry", "err", err)
-			break
-		}
-		a.mu.Lock()
-		a.events = a.events[1:]
-		a.mu.Unlock()
-	}
+	a.publishEvents(ctx)
 	s, raw := a.snapshot()
 	a.persistState()
 	a.mu.Lock()

@@ -36,6 +36,13 @@ type Config struct {
 	Board string `yaml:"board" json:"board"`
 	// DataDir holds the store and the compilation cache. Default /var/lib/tern.
 	DataDir string `yaml:"data_dir" json:"data_dir"`
+	// Store is the store backend: badger (the default on 64-bit boards) or
+	// bolt (the default on 32-bit ones; smaller in memory, slower to
+	// write). Empty: this build's default.
+	Store string `yaml:"store" json:"store"`
+	// CacheDir holds compiled modules. Default DataDir/cache. Agents of
+	// one machine (the testbench's) may share one.
+	CacheDir string `yaml:"cache_dir" json:"cache_dir"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level" json:"log_level"`
 	// BrokerUsername and BrokerPassword log in to a broker that requires
@@ -58,6 +65,9 @@ type Config struct {
 	// broker is unreachable; beyond it the oldest go (and an events.dropped
 	// event says how many). Default 100000, about 30 MB of store.
 	OutboxLimit int `yaml:"outbox_limit" json:"outbox_limit"`
+	// Sim is the simulated world of a sim board: I2C chips and rooms
+	// heated through a GPIO line (see SimConfig). Only with board: sim.
+	Sim SimConfig `yaml:"sim" json:"sim"`
 }
 
 // ModuleConfig is one module on the device.
@@ -95,6 +105,9 @@ func LoadConfig(path string) (Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	if c.CacheDir != "" && !filepath.IsAbs(c.CacheDir) {
+		c.CacheDir = filepath.Join(base, c.CacheDir)
+	}
 	for i := range c.Modules {
 		if p := c.Modules[i].Path; p != "" && !filepath.IsAbs(p) {
 			c.Modules[i].Path = filepath.Join(base, p)
@@ -118,6 +131,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
 	return c
 }
@@ -161,8 +177,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("groups[%d]: %w", i, err))
 		}
 	}
+	errs = append(errs, c.Sim.validate(c.Board)...)
 	if _, err := c.Trust(); err != nil {
 		errs = append(errs, err)
+	}
+	switch c.Store {
+	case "", "badger", "bolt":
+	default:
+		errs = append(errs, fmt.Errorf("store: %q is not a store backend; use badger or bolt, or leave it out for this build's default", c.Store))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -20,6 +20,8 @@ import (
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/badgerstore"
+	"github.com/tern-iot/tern/runtime/store/boltstore"
 )
 
 // Hardware is what the daemon drives. Tests and the testbench pass a
@@ -40,15 +42,19 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("ternd: %w", err)
 	}
+	var physics func(context.Context)
+	if hw != nil && !cfg.Sim.IsZero() {
+		return errors.New("ternd: the configuration has a sim section, but the caller passed its own hardware; attach the simulated chips to that hardware instead")
+	}
 	if hw == nil {
-		if hw, err = hardware(board); err != nil {
+		if hw, physics, err = hardware(board, cfg.Sim); err != nil {
 			return err
 		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store"))
+	st, err := openStore(cfg.Store, filepath.Join(cfg.DataDir, "store"))
 	if err != nil {
 		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, err)
 	}
@@ -80,7 +86,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: filepath.Join(cfg.DataDir, "cache"), Strict: cfg.Strict, Trust: trust,
+		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust,
 	})
 	if err != nil {
 		return err
@@ -94,13 +100,20 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", store.Backend())
+	backend := cfg.Store
+	if backend == "" {
+		backend = store.Backend()
+	}
+	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", backend)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Go(func() { errc <- agent.Run(ctx) })
+	if physics != nil {
+		wg.Go(func() { physics(ctx) })
+	}
 	if dev != nil {
 		wg.Go(func() { errc <- dev.Run(ctx) })
 		wg.Go(func() { feed(ctx, dev, comb, rels, agent, log) })
@@ -186,6 +199,18 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 	log.Info("module release installed", "module", env.Module, "version", env.Version)
 }
 
+// openStore opens the store with the backend named (empty: this build's
+// default).
+func openStore(backend, dir string) (store.Store, error) {
+	switch backend {
+	case "bolt":
+		return boltstore.Open(dir)
+	case "badger":
+		return badgerstore.Open(dir, badgerstore.DefaultOptions())
+	}
+	return store.Open(dir)
+}
+
 func moduleNames(cfg Config) []string {
 	names := make([]string, len(cfg.Modules))
 	for i, m := range cfg.Modules {
@@ -194,18 +219,26 @@ func moduleNames(cfg Config) []string {
 	return names
 }
 
-func hardware(b boards.Board) (*Hardware, error) {
+// hardware builds the board's backends. On the sim board it attaches the
+// chips of the sim section and returns its physics, which the caller runs
+// (nil when there is none).
+func hardware(b boards.Board, s SimConfig) (*Hardware, func(context.Context), error) {
 	if b.Name == "sim" {
-		// The sim board's bus is empty: the testbench attaches simulated
-		// chips; modules can still be granted it.
-		return &Hardware{GPIO: sim.NewGPIO(b.Lines()...), I2C: sim.NewI2C("i2c1"), Serial: sim.NewSerial()}, nil
+		// Without a sim section the bus is empty: the testbench attaches
+		// simulated chips; modules can still be granted it.
+		lines, bus := sim.NewGPIO(b.Lines()...), sim.NewI2C(simBus)
+		physics, err := s.build(lines, bus)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ternd: sim: %w", err)
+		}
+		return &Hardware{GPIO: lines, I2C: bus, Serial: sim.NewSerial()}, physics, nil
 	}
 	chip, err := gpiodev.Open(b.GPIOChip, b.GPIOLabel, func(name string) (int, error) {
 		p, err := b.Line(name)
 		return p.Line, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ternd: board %s: %w", b.Name, err)
+		return nil, nil, fmt.Errorf("ternd: board %s: %w", b.Name, err)
 	}
 	ports := map[string]string{}
 	for _, it := range b.Interfaces {
@@ -213,7 +246,7 @@ func hardware(b boards.Board) (*Hardware, error) {
 			ports[it.Name] = it.Device
 		}
 	}
-	return &Hardware{GPIO: chip, I2C: &i2cdev.Buses{}, Serial: serialdev.Opener{Devices: ports}}, nil
+	return &Hardware{GPIO: chip, I2C: &i2cdev.Buses{}, Serial: serialdev.Opener{Devices: ports}}, nil, nil
 }
 
 func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
