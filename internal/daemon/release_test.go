@@ -143,6 +143,12 @@ func watchFleet(t *testing.T, url string) *fleetView {
 // event waits for an event of kind whose message contains substr.
 func (v *fleetView) event(t *testing.T, kind runtime.EventKind, substr string) fleet.EventReport {
 	t.Helper()
+	return v.eventWithin(t, kind, substr, wait)
+}
+
+// eventWithin is event with a longer wait, for slow steps.
+func (v *fleetView) eventWithin(t *testing.T, kind runtime.EventKind, substr string, wait time.Duration) fleet.EventReport {
+	t.Helper()
 	timeout := time.After(wait)
 	for {
 		select {
@@ -334,7 +340,9 @@ func TestReleaseGoModule(t *testing.T) {
 		start := time.Now()
 		v.release(t, release("relay", 1, signed, k.trusted))
 		published := time.Since(start)
-		v.event(t, runtime.EventModuleInstalled, "replacing version none")
+		// Compiling the 3.4 MB Go module takes seconds, and much longer
+		// under the race detector on a busy machine.
+		v.eventWithin(t, runtime.EventModuleInstalled, "replacing version none", 3*time.Minute)
 		t.Logf("release of a %.1f MB module: published in %v, installed %v after the publish started",
 			float64(len(signed))/1e6, published.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		v.push(t, 1, `{"relays":{"heater":true}}`, k.trusted)

@@ -4,13 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tern-iot/tern/fleet"
-	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/internal/daemon"
-	"github.com/tern-iot/tern/internal/modfile"
-	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -19,26 +17,16 @@ import (
 // target.refused event that says why, and keeps pursuing the target it
 // holds; a good target after them is applied.
 func TestTargetRefusals(t *testing.T) {
-	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
-	if err != nil {
-		t.Fatal(err)
-	}
 	forEachBroker(t, func(t *testing.T, url string) {
 		k := newKeys(t)
-		signed, err := modfile.Sign(relay, k.trusted)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), "relay.wasm")
-		if err := os.WriteFile(path, signed, 0o644); err != nil {
+		path := filepath.Join(t.TempDir(), "evil.wasm")
+		if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		v := watchFleet(t, url)
-		mod := daemon.ModuleConfig{Name: "relay", Path: path, Config: map[string]any{"lines": map[string]string{"heater": "GPIO17"}}}
-		mod.Grants.GPIO = []string{"GPIO17"}
-		d := newTernd(t, url, k.pub, mod)
+		newTernd(t, url, k.pub, daemon.ModuleConfig{Name: "evil", Path: path})
 
-		v.push(t, 5, `{"relays":{"heater":true}}`, k.trusted)
+		v.push(t, 5, `{"fixed":{"a":true}}`, k.trusted)
 		v.state(t, "target 5 reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 5 })
 		topic := fleet.Topics{Fleet: "rel"}.DeviceTarget("pi-001")
 		envelope := func(version uint64, target, scope string) []byte {
@@ -58,26 +46,26 @@ func TestTargetRefusals(t *testing.T) {
 			}
 			return b
 		}
-		v5 := envelope(5, `{"relays":{"heater":true}}`, fleet.DeviceScope("pi-001"))
+		v5 := envelope(5, `{"fixed":{"a":true}}`, fleet.DeviceScope("pi-001"))
 		for _, tc := range []struct {
 			name    string
 			payload []byte
 			want    string
 		}{
-			{"forged", envelope(6, `{"relays":{"heater":false}}`, "stranger"), "does not trust"},
-			{"unsigned", envelope(7, `{"relays":{"heater":false}}`, ""), "tern push --key"},
-			{"older", envelope(4, `{"relays":{"heater":false}}`, fleet.DeviceScope("pi-001")), "older than the version 5"},
-			{"signed for another device", envelope(9, `{"relays":{"heater":false}}`, fleet.DeviceScope("pi-002")), "signature"},
-			{"version 5 with other content", envelope(5, `{"relays":{"heater":false}}`, fleet.DeviceScope("pi-001")), "version 5"},
+			{"forged", envelope(6, `{"fixed":{"b":true}}`, "stranger"), "does not trust"},
+			{"unsigned", envelope(7, `{"fixed":{"b":true}}`, ""), "tern push --key"},
+			{"older", envelope(4, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")), "older than the version 5"},
+			{"signed for another device", envelope(9, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-002")), "signature"},
+			{"version 5 with other content", envelope(5, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")), "version 5"},
 		} {
 			v.publishRaw(t, topic, tc.payload)
 			e := v.event(t, runtime.EventTargetRefused, tc.want)
 			t.Logf("%s: %s", tc.name, e.Message)
 		}
-		v.push(t, 10, `{"relays":{"heater":false}}`, k.trusted)
+		v.push(t, 10, `{"fixed":{"b":true}}`, k.trusted)
 		v.state(t, "target 10 reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 10 })
-		if l, _ := d.gpio.Level("GPIO17"); l != gpio.Low {
-			t.Errorf("GPIO17 is %v at target 10 (heater off)", l)
+		if got := string(v.last.State); !strings.Contains(got, `"b":true`) {
+			t.Errorf("state at target 10: %s, want fixed/b set", got)
 		}
 		// A replay of the old, validly signed version 5 changes nothing.
 		v.publishRaw(t, topic, v5)
