@@ -330,6 +330,13 @@ func (a *Agent) check() bool {
 	if !now {
 		unmet = state.Unsatisfied(a.current, target)
 	}
+	a.mu.Unlock()
+	if now && !was {
+		// The event first: whoever sees the status converged finds the
+		// event too (check runs on the loop's goroutine only).
+		a.event(Event{Kind: EventConverged, TargetVersion: version})
+	}
+	a.mu.Lock()
 	a.converged = now
 	if now && !was {
 		a.failures, a.status.Error, a.status.Phase = 0, "", PhaseIdle
@@ -337,7 +344,6 @@ func (a *Agent) check() bool {
 	a.mu.Unlock()
 	switch {
 	case now && !was:
-		a.event(Event{Kind: EventConverged, TargetVersion: version})
 		a.log.Info("converged", "target_version", version)
 	case !now && was:
 		a.mu.Lock()
