@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tern-iot/tern/boards"
@@ -255,7 +256,9 @@ func (l *Link) Cut() {
 	defer l.mu.Unlock()
 	l.cut = true
 	for c := range l.conns {
-		c.(*trackedConn).Conn.Close()
+		tc := c.(*trackedConn)
+		tc.isCut.Store(true)
+		tc.Conn.Close()
 	}
 	l.conns = nil
 }
@@ -269,7 +272,27 @@ func (l *Link) Restore() {
 
 type trackedConn struct {
 	net.Conn
-	l *Link
+	l     *Link
+	isCut atomic.Bool
+}
+
+// Read and Write report a cut as the peer resetting the connection: a
+// connection closed locally reads as closed on purpose, which MQTT
+// clients do not take for a lost connection.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.isCut.Load() {
+		return n, syscall.ECONNRESET
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && c.isCut.Load() {
+		return n, syscall.ECONNRESET
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

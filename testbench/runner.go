@@ -421,8 +421,18 @@ func (r *run) play(ctx context.Context) {
 			r.note("", "step failed", err.Error())
 		}
 	}
+	// nothing_lost is checked last: once the other checks are done, the
+	// events they waited for have arrived too.
 	for i := range r.sc.Assertions {
-		checks.Go(func() { r.record(r.check(ctx, &r.sc.Assertions[i])) })
+		if r.sc.Assertions[i].NothingLost == nil {
+			checks.Go(func() { r.record(r.check(ctx, &r.sc.Assertions[i])) })
+		}
+	}
+	checks.Wait()
+	for i := range r.sc.Assertions {
+		if r.sc.Assertions[i].NothingLost != nil {
+			checks.Go(func() { r.record(r.check(ctx, &r.sc.Assertions[i])) })
+		}
 	}
 	checks.Wait()
 	stopFaults()
