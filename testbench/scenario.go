@@ -335,12 +335,13 @@ func Parse(b []byte) (*Scenario, error) {
 	if root.Kind == 0 {
 		return nil, errors.New("the file is empty; a scenario needs at least agents and assertions (see docs/testbench.md)")
 	}
-	if errs := checkKeys(&root, reflect.TypeFor[Scenario](), ""); len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
+	errs := checkKeys(&root, reflect.TypeFor[Scenario](), "")
 	var sc Scenario
 	if err := root.Decode(&sc); err != nil {
-		return nil, friendlyDecode(err)
+		return nil, errors.Join(append(errs, friendlyDecode(err))...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	doc := root.Content[0]
 	sc.lines(doc)
