@@ -340,13 +340,12 @@ func Parse(b []byte) (*Scenario, error) {
 	if err := root.Decode(&sc); err != nil {
 		return nil, errors.Join(append(errs, friendlyDecode(err))...)
 	}
+	sc.lines(root.Content[0])
+	if err := sc.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
-	}
-	doc := root.Content[0]
-	sc.lines(doc)
-	if err := sc.validate(); err != nil {
-		return nil, err
 	}
 	return &sc, nil
 }
