@@ -57,13 +57,13 @@ func (f I2CFault) String() string {
 type FaultyDevice struct {
 	dev Device
 
-	mu      sync.Mutex
-	fault   I2CFault
-	off     bool            // the power line is low
-	ptr     byte            // the register pointer, as the last write set it
-	frozen  map[byte][]byte // I2CStuck: what each register read returned
-	noise   func(ptr byte, r []byte)
-	cycles  int
+	mu     sync.Mutex
+	fault  I2CFault
+	off    bool            // the power line is low
+	ptr    byte            // the register pointer, as the last write set it
+	frozen map[byte][]byte // I2CStuck: what each register read returned
+	noise  func(ptr byte, r []byte)
+	cycles int
 }
 
 // NewFaultyDevice wraps dev, healthy.
