@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,11 @@ type DeviceOptions struct {
 	// acknowledgement at once. Default DefaultInFlight.
 	InFlight int
 
-	dial dialFunc // nil means net.Dialer; replaced in tests
+	// Dial opens the network connection to the broker (TLS, when the
+	// broker is ssl://, runs over it). Nil means a net.Dialer. The
+	// testbench replaces it to cut one device's network; see
+	// testbench.Link.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // ScopedTarget is a target envelope and where it came from: DeviceScope or
@@ -366,7 +371,7 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 		SetConnectRetry(false). // Run retries, with a new client
 		SetAutoReconnect(false).
 		SetBinaryWill(d.online, []byte(onlineFalse), qos, true).
-		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.dial, d.opts.TLS)).
+		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.Dial, d.opts.TLS)).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			d.log.Debug("fleet: ignoring message on unexpected topic", "topic", m.Topic())
 		}).

@@ -18,10 +18,10 @@ func testStore(t testing.TB, dir string) store.Store {
 	return st
 }
 
-// WithDialer returns o with the network dialer replaced, so a test can hold
-// the connection and cut it abruptly.
+// WithDialer returns o with the network dialer replaced (DeviceOptions.Dial),
+// so a test can hold the connection and cut it abruptly.
 func WithDialer(o DeviceOptions, dial func(ctx context.Context, network, addr string) (net.Conn, error)) DeviceOptions {
-	o.dial = dial
+	o.Dial = dial
 	return o
 }
 

@@ -75,6 +75,11 @@ type Options struct {
 	// Trust holds the operator keys modules must be signed with. Empty:
 	// unsigned modules are accepted (development), with a warning.
 	Trust signing.Trust
+	// Clock is the board's wall clock (its RTC, or NTP), which stamps
+	// events and status reports. Nil: time.Now. Timers (backoff, sensing,
+	// heartbeats) run on the monotonic clock and ignore it, so a jump of
+	// the wall clock changes the stamps only; the testbench jumps it.
+	Clock func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -92,6 +97,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
 	return o
 }
@@ -453,7 +461,7 @@ func (a *Agent) setPhase(p Phase) {
 // event queues an event for the reporter, stamped with an id and time.
 func (a *Agent) event(e Event) {
 	e.ID = NewEventID()
-	e.Time = time.Now().UTC()
+	e.Time = a.opts.Clock().UTC()
 	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
 	a.mu.Lock()
 	const maxQueued = 1000
@@ -532,7 +540,7 @@ func (a *Agent) snapshot() (Status, []byte) {
 	s.Converged = a.converged
 	s.Time = time.Time{}
 	raw, _ := json.Marshal(s)
-	s.Time = time.Now().UTC()
+	s.Time = a.opts.Clock().UTC()
 	a.status = s
 	return s, raw
 }

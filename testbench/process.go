@@ -230,15 +230,29 @@ func (p *ProcessAgent) signal(sig syscall.Signal) (<-chan struct{}, error) {
 	return p.exited, nil
 }
 
-// Restart starts ternd again on the same configuration and data directory
-// and returns once it has started, like StartProcess. The process must
-// have been stopped or killed first.
-func (p *ProcessAgent) Restart(ctx context.Context) error {
+// Start starts ternd if it is not running (StartProcess already did), and
+// returns once it has started.
+func (p *ProcessAgent) Start(ctx context.Context) error {
 	if p.Running() {
-		return fmt.Errorf("testbench: %s is still running; Stop or Kill it before Restart", p.ID())
+		return nil
 	}
 	return p.start(ctx)
 }
+
+// Restart kills ternd with SIGKILL if it is running, a power cut as far as
+// ternd can tell, then starts it again on the same configuration and data
+// directory and returns once it has started, like StartProcess.
+func (p *ProcessAgent) Restart(ctx context.Context) error {
+	if p.Running() {
+		if err := p.Kill(); err != nil {
+			return err
+		}
+	}
+	return p.start(ctx)
+}
+
+// A process agent is an Agent for the scenario runner.
+var _ Agent = (*ProcessAgent)(nil)
 
 // Log is everything the agent's processes wrote, each start marked with a
 // line "=== testbench: start N".

@@ -18,6 +18,13 @@ type NMEAGPS struct {
 	Time     time.Time
 }
 
+// Move sets the position the receiver reports.
+func (g *NMEAGPS) Move(lat, lon float64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.Lat, g.Lon = lat, lon
+}
+
 // Sentences are the GGA and RMC sentences for the current fix.
 func (g *NMEAGPS) Sentences() []byte {
 	g.mu.Lock()

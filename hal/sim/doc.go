@@ -15,5 +15,13 @@
 // pull level (PullUp: High, PullDown: Low), and a floating input (PullNone,
 // nothing driving) reads Low. A new line is an input with PullNone.
 //
+// Beside the lines, it simulates I2C chips at register level (TMP102,
+// PCF8574, 24C02) and serial devices (an NMEA GPS, an AT modem, on a
+// pseudo-terminal or in memory), and the faults the field produces:
+// FaultyDevice makes a chip stick, stop acknowledging, see bus errors or
+// read noisy, and powers it from a line so that a power cycle recovers it;
+// FaultySerial makes a serial device silent or talk garbage. Watch lets a
+// simulated device follow a line.
+//
 // Everything is safe for concurrent use.
 package sim

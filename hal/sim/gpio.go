@@ -30,6 +30,7 @@ type line struct {
 	writes int           // Out calls
 	edge   chan struct{} // closed, and replaced, when the level changes
 	wired  []string      // lines this one drives (Wire)
+	watch  []func(gpio.Level)
 }
 
 // level is what the line is at; the caller holds GPIO.mu.
@@ -117,6 +118,20 @@ func (g *GPIO) Wire(from, to string) error {
 	return nil
 }
 
+// Watch calls fn with the named line's new level every time the level
+// changes, as a device powered or clocked from the line would see it. fn
+// runs with the GPIO locked: it must not call the GPIO's methods.
+func (g *GPIO) Watch(name string, fn func(gpio.Level)) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ln, err := g.find(name)
+	if err != nil {
+		return err
+	}
+	ln.watch = append(ln.watch, fn)
+	return nil
+}
+
 // settle signals an edge on ln if its level left before, and carries the
 // new level down its wires; the caller holds g.mu.
 func (g *GPIO) settle(ln *line, before gpio.Level) {
@@ -126,6 +141,9 @@ func (g *GPIO) settle(ln *line, before gpio.Level) {
 	}
 	close(ln.edge)
 	ln.edge = make(chan struct{})
+	for _, fn := range ln.watch {
+		fn(now)
+	}
 	for _, name := range ln.wired {
 		dst := g.lines[name]
 		b := dst.level()

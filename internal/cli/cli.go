@@ -57,6 +57,7 @@ Usage:
   tern module sign --key K.key M.wasm          sign a module for devices that trust K
   tern module inspect M.wasm [--trust K.pub]   print a module's manifest, hash and signer
   tern keys generate NAME | list [--dir DIR]   operator signing keys
+  tern testbench run FILE.yaml... [--junit OUT.xml] [--json]   run testbench scenarios
   tern version                                 print the version
   tern help COMMAND                            a command's flags and examples
 
@@ -132,6 +133,8 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		err = keys(args, stdout, stderr)
 	case "plan":
 		err = planCmd(ctx, args, stdout, stderr)
+	case "testbench":
+		err = testbenchCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.String("tern"))
 	case "help", "-h", "--help":

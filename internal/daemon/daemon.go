@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/fleet"
@@ -30,6 +32,12 @@ type Hardware struct {
 	GPIO   gpio.Lookup
 	I2C    i2c.Lookup
 	Serial serial.Opener
+	// Dial is the board's network, as the broker connection uses it; nil:
+	// the operating system's. The testbench cuts one agent's network here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Clock is the board's wall clock; nil: time.Now. The testbench makes
+	// it jump (see runtime.Options.Clock).
+	Clock func() time.Time
 }
 
 // Run is ternd: it runs until ctx is done.
@@ -72,6 +80,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 			Store: st, OutboxLimit: cfg.OutboxLimit,
 			Username: cfg.BrokerUsername, Password: cfg.BrokerPassword,
 			Topics: fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
+			Dial:   hw.Dial,
 		})
 		if err != nil {
 			return fmt.Errorf("ternd: %w", err)
@@ -86,7 +95,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust,
+		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tern-iot/tern/sdk"
+)
+
+const roomInterval = 200 * time.Millisecond
+
+type config struct {
+	Sensor struct {
+		Bus     string `json:"bus"`
+		Address uint16 `json:"address"`
+	} `json:"sensor"`
+	Heater string `json:"heater"`
+	// SensorPower is the GPIO line that supplies the sensor (high: on).
+	// Empty: the sensor is not checked, and cannot be recovered.
+	SensorPower string `json:"sensor_power"`
+}
+
+func loadConfig(c *sdk.Context) (*config, error) {
+	cfg, err := sdk.ConfigOf[config](c)
+	if err != nil || cfg.Sensor.Bus == "" || cfg.Heater == "" {
+		return nil, fmt.Errorf("thermostat: configure sensor.bus, sensor.address and heater (%v)", err)
+	}
+	return cfg, nil
+}
+
+// room is /room as the sensor reports it and the planner reasons about it.
+type room struct {
+	Temp   *float64 `json:"temp,omitempty"`
+	Heater bool     `json:"heater"`
+	// Sensor is "ok", or "stuck" when the sensor failed its check.
+	Sensor string `json:"sensor,omitempty"`
+}
+
+// readTemp reads the room's TMP102.
+// (plugins/internal/tmp102's Read, which this tree cannot import.)
+func readTemp(cfg *config) (float64, error) {
+	r := make([]byte, 2)
+	if err := sdk.I2CTx(cfg.Sensor.Bus, cfg.Sensor.Address, []byte{0}, r); err != nil {
+		return 0, err
+	}
+	return float64(int16(uint16(r[0])<<8|uint16(r[1]))>>4) * 0.0625, nil
+}
+
+func senseRoom(c *sdk.Context) (any, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	t, err := readTemp(cfg)
+	if err != nil {
+		return nil, err
+	}
+	on, err := sdk.GPIORead(cfg.Heater)
+	if err != nil {
+		return nil, err
+	}
+	whole := math.Round(t)
+	r := room{Temp: &whole, Heater: on}
+	if cfg.SensorPower != "" {
+		r.Sensor = "ok"
+		if ok, err := answers(cfg); err != nil {
+			return nil, err
+		} else if !ok {
+			r.Sensor = "stuck"
+		}
+	}
+	return r, nil
+}
+
+// answers checks that the sensor is alive: it flips a bit of T_LOW
+// (register 2), reads it back and restores it. A latched chip drops the
+// write.
+func answers(cfg *config) (bool, error) {
+	bus, addr := cfg.Sensor.Bus, cfg.Sensor.Address
+	r := make([]byte, 2)
+	if err := sdk.I2CTx(bus, addr, []byte{2}, r); err != nil {
+		return false, err
+	}
+	probe := []byte{2, r[0] ^ 0x01, r[1]}
+	if err := sdk.I2CTx(bus, addr, probe, nil); err != nil {
+		return false, err
+	}
+	back := make([]byte, 2)
+	if err := sdk.I2CTx(bus, addr, []byte{2}, back); err != nil {
+		return false, err
+	}
+	if err := sdk.I2CTx(bus, addr, []byte{2, r[0], r[1]}, nil); err != nil {
+		return false, err
+	}
+	return back[0] == probe[1] && back[1] == probe[2], nil
+}
+
+// stuck: the sensor failed its check; nothing it reads can be trusted.
+func stuck(c *sdk.Context) (bool, error) {
+	var cur room
+	return c.Current(&cur) == nil && cur.Sensor == "stuck", nil
+}
+
+// recoverSensor power-cycles the sensor; the planner then goes on from a
+// working sensor.
+func recoverSensor(*sdk.Context) ([]sdk.TaskRef, error) {
+	return []sdk.TaskRef{sdk.Do("power_cycle", "/room/sensor").WithTarget("ok")}, nil
+}
+
+// powerCycle cuts the sensor's supply for 200 ms and restores it.
+func powerCycle(c *sdk.Context) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	if cfg.SensorPower == "" {
+		return fmt.Errorf("thermostat: the sensor is stuck and cannot be power-cycled: configure sensor_power (the GPIO line that supplies it) and grant it")
+	}
+	sdk.Logf(sdk.LevelWarn, "thermostat: sensor stuck; power-cycling it through %s", cfg.SensorPower)
+	if err := sdk.GPIOWrite(cfg.SensorPower, false); err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := sdk.GPIOWrite(cfg.SensorPower, true); err != nil {
+		return err
+	}
+	time.Sleep(50 * time.Millisecond) // the TMP102's first conversion takes 26 ms
+	if ok, err := answers(cfg); err != nil || !ok {
+		return fmt.Errorf("thermostat: the sensor is still stuck after a power cycle (%v): replace it", err)
+	}
+	return nil
+}
+
+func rooms(c *sdk.Context) (cur, tgt room, err error) {
+	if err = c.Current(&cur); err == nil {
+		err = c.Target(&tgt)
+	}
+	return cur, tgt, err
+}
+
+func colder(c *sdk.Context) (bool, error) {
+	cur, tgt, err := rooms(c)
+	return err == nil && cur.Sensor != "stuck" && cur.Temp != nil && tgt.Temp != nil && *cur.Temp < *tgt.Temp, nil
+}
+
+func warmer(c *sdk.Context) (bool, error) {
+	cur, tgt, err := rooms(c)
+	return err == nil && cur.Sensor != "stuck" && cur.Temp != nil && tgt.Temp != nil && *cur.Temp > *tgt.Temp, nil
+}
+
+func warm(*sdk.Context) ([]sdk.TaskRef, error) {
+	return []sdk.TaskRef{
+		sdk.Do("heater", "/room/heater").WithTarget(true),
+		sdk.Again("wait"),
+		sdk.Do("heater", "/room/heater").WithTarget(false),
+	}, nil
+}
+
+func cool(*sdk.Context) ([]sdk.TaskRef, error) {
+	return []sdk.TaskRef{sdk.Do("heater", "/room/heater").WithTarget(false), sdk.Again("wait")}, nil
+}
+
+// heading: the heater pushes the room toward the target.
+func heading(c *sdk.Context) (bool, error) {
+	cur, tgt, err := rooms(c)
+	if err != nil || cur.Temp == nil || tgt.Temp == nil {
+		return false, nil
+	}
+	return cur.Heater == (*cur.Temp < *tgt.Temp) && *cur.Temp != *tgt.Temp, nil
+}
+
+func reached(c *sdk.Context) (any, error) {
+	cur, tgt, err := rooms(c)
+	if err != nil {
+		return nil, err
+	}
+	cur.Temp = tgt.Temp
+	return cur, nil
+}
+
+func switchHeater(c *sdk.Context) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	on, err := c.TargetBool()
+	if err != nil {
+		return err
+	}
+	return sdk.GPIOWrite(cfg.Heater, on)
+}
+
+// waitForTarget polls the sensor until the room is at the target, within
+// half a degree, or gives up (the agent plans again).
+func waitForTarget(c *sdk.Context) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	_, tgt, err := rooms(c)
+	if err != nil || tgt.Temp == nil {
+		return fmt.Errorf("thermostat: no target temperature: %v", err)
+	}
+	for range 100 {
+		t, err := readTemp(cfg)
+		if err != nil {
+			return err
+		}
+		if math.Round(t) == *tgt.Temp {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("thermostat: the room is not at %v °C yet", *tgt.Temp)
+}

@@ -1,0 +1,844 @@
+package testbench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tern-iot/tern/fleet"
+)
+
+// Scenario is one scenario file: a fleet of simulated boards, the
+// operator's and the world's actions on a timeline, and what must hold.
+// docs/testbench.md is its reference; the field names are the file's keys.
+type Scenario struct {
+	// Name names the scenario in reports; default: the file's name.
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// Fleet is the fleet name on the broker; default "testbench".
+	Fleet string `yaml:"fleet"`
+	// Broker is "embedded" (default: the broker in tern, in the testbench's
+	// process) or "mosquitto" (a mosquitto process the testbench starts,
+	// with persistence on, as fleets run it).
+	Broker string `yaml:"broker"`
+	// Timeout bounds the whole run; default 3m.
+	Timeout Duration `yaml:"timeout"`
+	// Seed seeds the noise and garbage faults draw; default 1.
+	Seed uint64 `yaml:"seed"`
+	// Modules are the job modules, by name, that agents run and
+	// releases refer to.
+	Modules map[string]ModuleSpec `yaml:"modules"`
+	// Agents are the ternd agents, each entry a template for Count of them.
+	Agents []AgentSpec `yaml:"agents"`
+	// Timeline is what happens, and when.
+	Timeline []Step `yaml:"timeline"`
+	// Assertions are checked once the last step of the timeline is done.
+	Assertions []Assertion `yaml:"assertions"`
+
+	// File is where the scenario was read from.
+	File string `yaml:"-"`
+}
+
+// ModuleSource is where a module's code comes from: exactly one of Plugin
+// (a first-party plugin, plugins/NAME, built from source), Build (a Go
+// package directory, relative to the scenario file) or Wasm (a .wasm file,
+// relative to the scenario file).
+type ModuleSource struct {
+	Plugin string `yaml:"plugin"`
+	Build  string `yaml:"build"`
+	Wasm   string `yaml:"wasm"`
+}
+
+// ModuleSpec is a module the agents run.
+type ModuleSpec struct {
+	ModuleSource `yaml:",inline"`
+	// Config is the module's device configuration.
+	Config any `yaml:"config"`
+	// Grants are the hardware it may use, as in ternd.yaml.
+	Grants GrantSpec `yaml:"grants"`
+}
+
+// GrantSpec is a module's grants, as in ternd.yaml.
+type GrantSpec struct {
+	GPIO   []string `yaml:"gpio"`
+	I2C    []string `yaml:"i2c"`
+	Serial []string `yaml:"serial"`
+}
+
+// AgentSpec is a template for Count agents with ids NAME-001, NAME-002…
+type AgentSpec struct {
+	Name  string `yaml:"name"`
+	Count int    `yaml:"count"` // default 1
+	// Groups are the fleet groups the agents belong to.
+	Groups []string `yaml:"groups"`
+	// Modules names the modules they run; default: every module.
+	Modules []string `yaml:"modules"`
+	// Board is the simulated board's devices and wiring; its GPIO lines
+	// are the sim board's (boards/data/boards/sim.json).
+	Board BoardSpec `yaml:"board"`
+	// Room is a room heated through a relay line and measured by a
+	// temperature sensor of the board.
+	Room *RoomSpec `yaml:"room"`
+}
+
+// BoardSpec is what is wired to a simulated board.
+type BoardSpec struct {
+	I2C     []ChipSpec   `yaml:"i2c"`
+	Serial  []SerialSpec `yaml:"serial"`
+	Buttons []ButtonSpec `yaml:"buttons"`
+	Wires   []WireSpec   `yaml:"wires"`
+}
+
+// ChipSpec is an I2C chip: tmp102, pcf8574 or eeprom24c02.
+type ChipSpec struct {
+	Bus     string `yaml:"bus"`
+	Address uint16 `yaml:"address"`
+	Chip    string `yaml:"chip"`
+	// Celsius is a tmp102's temperature at start.
+	Celsius float64 `yaml:"celsius"`
+	// Power is the GPIO line that supplies the chip: low switches it off,
+	// low then high power-cycles it (which clears stuck and nack faults).
+	// The testbench holds the line high from outside until the agent
+	// drives it.
+	Power string `yaml:"power"`
+}
+
+// SerialSpec is a serial device on a port (a real pseudo-terminal): a gps
+// (NMEA at Lat, Lon, with a fix) or a modem (AT commands).
+type SerialSpec struct {
+	Port   string  `yaml:"port"`
+	Device string  `yaml:"device"`
+	Lat    float64 `yaml:"lat"`
+	Lon    float64 `yaml:"lon"`
+}
+
+// ButtonSpec is a push button on a line.
+type ButtonSpec struct {
+	Line string `yaml:"line"`
+	// ActiveLow: the button pulls the line to ground when pressed.
+	ActiveLow bool `yaml:"active_low"`
+}
+
+// WireSpec is a jumper from one line to another.
+type WireSpec struct {
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// RoomSpec is the room physics: dT/dt = heat·(heater on) − loss·(T − ambient),
+// in °C and seconds; the sensor (a tmp102 of the board, "bus:address")
+// reads T.
+type RoomSpec struct {
+	Heater  string  `yaml:"heater"`
+	Sensor  string  `yaml:"sensor"`
+	Start   float64 `yaml:"start"`
+	Ambient float64 `yaml:"ambient"`
+	Heat    float64 `yaml:"heat"` // °C per second with the heater on; default 1
+	Loss    float64 `yaml:"loss"` // per second; default 0.1
+}
+
+// Selector picks agents: one Device, every agent in a Group, or All.
+type Selector struct {
+	Device string `yaml:"device"`
+	Group  string `yaml:"group"`
+	All    bool   `yaml:"all"`
+}
+
+func (s Selector) String() string {
+	switch {
+	case s.Device != "":
+		return "device " + s.Device
+	case s.Group != "":
+		return "group " + s.Group
+	}
+	return "all agents"
+}
+
+// Step is one thing that happens At a time after the start: exactly one
+// of its actions.
+type Step struct {
+	At      Duration     `yaml:"at"`
+	Push    *PushStep    `yaml:"push"`
+	Release *ReleaseStep `yaml:"release"`
+	Fault   *FaultStep   `yaml:"fault"`
+	Press   *PressStep   `yaml:"press"`
+	MoveGPS *GPSStep     `yaml:"move_gps"`
+	Restart *Selector    `yaml:"restart"`
+	// Expect checks an assertion from this moment on, while the timeline
+	// goes on.
+	Expect *Assertion `yaml:"expect"`
+
+	line int
+}
+
+// PushStep pushes a target to a Device or a Group (not All). Version is
+// optional: the testbench numbers each device's and group's pushes 1, 2…
+type PushStep struct {
+	Device  string         `yaml:"device"`
+	Group   string         `yaml:"group"`
+	Target  map[string]any `yaml:"target"`
+	Version uint64         `yaml:"version"`
+}
+
+// ReleaseStep releases new code for Module to the fleet. Version is
+// optional: the testbench numbers each module's releases 1, 2…
+type ReleaseStep struct {
+	Module       string `yaml:"module"`
+	ModuleSource `yaml:",inline"`
+	Version      uint64 `yaml:"version"`
+}
+
+// FaultStep injects a fault into the selected agents for For (default: to
+// the end). Kinds: broker_down (no selector), network_cut, sensor_stuck,
+// sensor_noisy (Amplitude °C), i2c_nack, i2c_bus_error (Chip:
+// "bus:address"), serial_silent, serial_garbage (Port), clock_jump (By).
+type FaultStep struct {
+	Kind      string `yaml:"kind"`
+	Selector  `yaml:",inline"`
+	Chip      string   `yaml:"chip"`
+	Port      string   `yaml:"port"`
+	For       Duration `yaml:"for"`
+	Amplitude float64  `yaml:"amplitude"`
+	By        Duration `yaml:"by"`
+}
+
+// PressStep presses a button of the selected agents for For (default
+// 200ms).
+type PressStep struct {
+	Selector `yaml:",inline"`
+	Line     string   `yaml:"line"`
+	For      Duration `yaml:"for"`
+}
+
+// GPSStep moves the selected agents' GPS receivers.
+type GPSStep struct {
+	Selector `yaml:",inline"`
+	Port     string  `yaml:"port"`
+	Lat      float64 `yaml:"lat"`
+	Lon      float64 `yaml:"lon"`
+}
+
+// Assertion is one check: exactly one of its kinds.
+type Assertion struct {
+	// Name labels it in reports; default: made from the check.
+	Name         string           `yaml:"name"`
+	Converged    *ConvergedCheck  `yaml:"converged"`
+	NotConverged *NotConvergedChk `yaml:"not_converged"`
+	State        *StateCheck      `yaml:"state"`
+	Event        *EventCheck      `yaml:"event"`
+	NothingLost  *LostCheck       `yaml:"nothing_lost"`
+	RolledBack   *RollbackCheck   `yaml:"rolled_back"`
+
+	line int
+}
+
+// ConvergedCheck: every selected agent reports converged on the target
+// the testbench pushed to it last, Within (default 0: already).
+type ConvergedCheck struct {
+	Selector `yaml:",inline"`
+	Within   Duration `yaml:"within"`
+}
+
+// NotConvergedChk: no selected agent reports converged on its latest
+// target at any time during For.
+type NotConvergedChk struct {
+	Selector `yaml:",inline"`
+	For      Duration `yaml:"for"`
+}
+
+// StateCheck: every selected agent's reported state has Equals at Path (a
+// JSON Pointer), Within.
+type StateCheck struct {
+	Selector `yaml:",inline"`
+	Path     string   `yaml:"path"`
+	Equals   any      `yaml:"equals"`
+	Within   Duration `yaml:"within"`
+}
+
+// EventCheck: every selected agent reported, since the start, an event of
+// Kind (with Module, Job and a Message containing Message, where given),
+// Within.
+type EventCheck struct {
+	Selector `yaml:",inline"`
+	Kind     string   `yaml:"kind"`
+	Module   string   `yaml:"module"`
+	Job      string   `yaml:"job"`
+	Message  string   `yaml:"message"`
+	Within   Duration `yaml:"within"`
+}
+
+// RollbackCheck: every selected agent reported module.rolled_back for
+// Module, Within.
+type RollbackCheck struct {
+	Selector `yaml:",inline"`
+	Module   string   `yaml:"module"`
+	Within   Duration `yaml:"within"`
+}
+
+// LostCheck: every selected agent's events arrived numbered 1…N with no
+// gap (EventReport.Seq), Within (default 10s, for stragglers).
+type LostCheck struct {
+	Selector `yaml:",inline"`
+	Within   Duration `yaml:"within"`
+}
+
+// Duration is a time.Duration written as Go writes one: 500ms, 5s, 1m30s.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: %q is not a duration: write it as 500ms, 5s or 1m30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Load reads and checks a scenario file. Errors name the line and say what
+// to write instead; all problems are reported at once.
+func Load(path string) (*Scenario, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("testbench: %w", err)
+	}
+	sc, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("testbench: %s: %w", path, err)
+	}
+	sc.File = path
+	if sc.Name == "" {
+		sc.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	return sc, nil
+}
+
+// Parse reads a scenario from YAML. Unknown keys are refused.
+func Parse(b []byte) (*Scenario, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	if root.Kind == 0 {
+		return nil, errors.New("the file is empty; a scenario needs at least agents and assertions (see docs/testbench.md)")
+	}
+	errs := checkKeys(&root, reflect.TypeFor[Scenario](), "")
+	var sc Scenario
+	if err := root.Decode(&sc); err != nil {
+		return nil, errors.Join(append(errs, friendlyDecode(err))...)
+	}
+	sc.lines(root.Content[0])
+	if err := sc.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &sc, nil
+}
+
+// lines records where each step and assertion starts, for messages.
+func (sc *Scenario) lines(doc *yaml.Node) {
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		items := doc.Content[i+1].Content
+		switch doc.Content[i].Value {
+		case "timeline":
+			for j := range sc.Timeline {
+				if j < len(items) {
+					sc.Timeline[j].line = items[j].Line
+					if sc.Timeline[j].Expect != nil {
+						sc.Timeline[j].Expect.line = items[j].Line
+					}
+				}
+			}
+		case "assertions":
+			for j := range sc.Assertions {
+				if j < len(items) {
+					sc.Assertions[j].line = items[j].Line
+				}
+			}
+		}
+	}
+}
+
+// checkKeys walks the YAML along the Go type and refuses keys the type
+// does not have, naming the line, where in the file, and the keys there
+// are (and the nearest one).
+func checkKeys(n *yaml.Node, t reflect.Type, where string) []error {
+	for n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		} else if len(n.Content) > 0 {
+			n = n.Content[0]
+		} else {
+			return nil
+		}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var errs []error
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode || t == reflect.TypeFor[Duration]() {
+			return nil // decoding says what is wrong
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				errs = append(errs, unknownKey(k, where, fields))
+				continue
+			}
+			errs = append(errs, checkKeys(v, ft, join(where, k.Value))...)
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.SequenceNode {
+			for i, item := range n.Content {
+				errs = append(errs, checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", where, i))...)
+			}
+		}
+	case reflect.Map:
+		if n.Kind == yaml.MappingNode && t.Elem().Kind() != reflect.Interface {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				errs = append(errs, checkKeys(n.Content[i+1], t.Elem(), join(where, n.Content[i].Value))...)
+			}
+		}
+	}
+	return errs
+}
+
+func join(where, key string) string {
+	if where == "" {
+		return key
+	}
+	return where + "." + key
+}
+
+// yamlFields maps a struct's keys to their types, inline structs included.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case tag == "-" || !f.IsExported():
+		case opts == "inline":
+			for k, v := range yamlFields(f.Type) {
+				out[k] = v
+			}
+		case name != "":
+			out[name] = f.Type
+		}
+	}
+	return out
+}
+
+func unknownKey(k *yaml.Node, where string, fields map[string]reflect.Type) error {
+	keys := make([]string, 0, len(fields))
+	for name := range fields {
+		keys = append(keys, name)
+	}
+	slices.Sort(keys)
+	place := "at the top level"
+	if where != "" {
+		place = "in " + where
+	}
+	msg := fmt.Sprintf("line %d: unknown key %q %s", k.Line, k.Value, place)
+	if near := nearest(k.Value, keys); near != "" {
+		msg += fmt.Sprintf("; did you mean %q?", near)
+	}
+	return fmt.Errorf("%s (the keys there are: %s)", msg, strings.Join(keys, ", "))
+}
+
+// nearest is the key within two edits of s, if any.
+func nearest(s string, keys []string) string {
+	best, bestD := "", 3
+	for _, k := range keys {
+		if d := editDistance(s, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// friendlyDecode rewrites yaml's type errors ("cannot unmarshal !!str
+// `five` into int") into what to write.
+func friendlyDecode(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	var errs []error
+	for _, e := range te.Errors {
+		e = strings.Replace(e, "cannot unmarshal !!str", "a string", 1)
+		e = strings.Replace(e, "cannot unmarshal !!seq", "a list", 1)
+		e = strings.Replace(e, "cannot unmarshal !!map", "a mapping", 1)
+		e = strings.Replace(e, "cannot unmarshal !!int", "a number", 1)
+		e = strings.Replace(e, "cannot unmarshal !!bool", "a boolean", 1)
+		e = strings.Replace(e, " into ", " where this expects ", 1)
+		e = strings.ReplaceAll(e, "testbench.", "")
+		errs = append(errs, errors.New(e))
+	}
+	return errors.Join(errs...)
+}
+
+// validate checks what the types cannot, all at once.
+func (sc *Scenario) validate() error {
+	var errs []error
+	bad := func(line int, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if line > 0 {
+			msg = fmt.Sprintf("line %d: %s", line, msg)
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	if sc.Fleet == "" {
+		sc.Fleet = "testbench"
+	}
+	if err := fleet.ValidID(sc.Fleet); err != nil {
+		bad(0, "fleet: %v", err)
+	}
+	switch sc.Broker {
+	case "":
+		sc.Broker = "embedded"
+	case "embedded", "mosquitto":
+	default:
+		bad(0, "broker: %q is not a broker the testbench runs; write embedded or mosquitto", sc.Broker)
+	}
+	if sc.Timeout == 0 {
+		sc.Timeout = Duration(3 * time.Minute)
+	}
+	if sc.Seed == 0 {
+		sc.Seed = 1
+	}
+	for name, m := range sc.Modules {
+		if err := fleet.ValidID(name); err != nil {
+			bad(0, "modules.%s: %v", name, err)
+		}
+		if err := m.ModuleSource.check(); err != nil {
+			bad(0, "modules.%s: %v", name, err)
+		}
+	}
+	if len(sc.Agents) == 0 {
+		bad(0, "agents: none; add at least one, e.g. agents: [{name: th, count: 3}]")
+	}
+	ids := map[string]bool{}
+	groups := map[string]bool{}
+	for i := range sc.Agents {
+		a := &sc.Agents[i]
+		where := fmt.Sprintf("agents[%d]", i)
+		if a.Count == 0 {
+			a.Count = 1
+		}
+		if a.Count < 0 {
+			bad(0, "%s.count: %d is negative", where, a.Count)
+		}
+		if a.Name == "" {
+			bad(0, "%s.name: required; agents are named NAME-001, NAME-002…", where)
+		}
+		for _, id := range a.IDs() {
+			if err := fleet.ValidID(id); err != nil {
+				bad(0, "%s.name: %v", where, err)
+				break
+			}
+			if ids[id] {
+				bad(0, "%s: agent %s is defined twice; give the templates different names", where, id)
+			}
+			ids[id] = true
+		}
+		for _, g := range a.Groups {
+			if err := fleet.ValidID(g); err != nil {
+				bad(0, "%s.groups: %v", where, err)
+			}
+			groups[g] = true
+		}
+		if a.Modules == nil {
+			for name := range sc.Modules {
+				a.Modules = append(a.Modules, name)
+			}
+			slices.Sort(a.Modules)
+		}
+		for _, m := range a.Modules {
+			if _, ok := sc.Modules[m]; !ok {
+				bad(0, "%s.modules: %q is not under modules:; define it there", where, m)
+			}
+		}
+		chips := map[string]bool{}
+		for j, c := range a.Board.I2C {
+			switch c.Chip {
+			case "tmp102", "pcf8574", "eeprom24c02":
+			default:
+				bad(0, "%s.board.i2c[%d].chip: %q is not a simulated chip; write tmp102, pcf8574 or eeprom24c02", where, j, c.Chip)
+			}
+			if c.Bus == "" {
+				bad(0, "%s.board.i2c[%d].bus: required, e.g. i2c1", where, j)
+			}
+			chips[chipKey(c.Bus, c.Address)] = true
+		}
+		for j, s := range a.Board.Serial {
+			switch s.Device {
+			case "gps", "modem":
+			default:
+				bad(0, "%s.board.serial[%d].device: %q is not a simulated serial device; write gps or modem", where, j, s.Device)
+			}
+			if s.Port == "" {
+				bad(0, "%s.board.serial[%d].port: required, e.g. serial0", where, j)
+			}
+		}
+		if r := a.Room; r != nil {
+			if r.Heater == "" || r.Sensor == "" {
+				bad(0, "%s.room: heater (a GPIO line) and sensor (a tmp102 of the board, bus:address) are required", where)
+			} else if bus, addr, err := parseChip(r.Sensor); err != nil {
+				bad(0, "%s.room.sensor: %v", where, err)
+			} else if !chips[chipKey(bus, addr)] {
+				bad(0, "%s.room.sensor: no chip at %s on the board; add it under board.i2c", where, r.Sensor)
+			}
+		}
+	}
+	for i := range sc.Timeline {
+		st := &sc.Timeline[i]
+		if err := st.validate(sc, ids, groups); err != nil {
+			bad(st.line, "timeline[%d]: %v", i, err)
+		}
+	}
+	if len(sc.Assertions) == 0 {
+		bad(0, "assertions: none; a scenario without assertions cannot fail. Add e.g. - converged: {all: true, within: 30s}")
+	}
+	for i := range sc.Assertions {
+		if err := sc.Assertions[i].validate(ids, groups); err != nil {
+			bad(sc.Assertions[i].line, "assertions[%d]: %v", i, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IDs are the template's agent ids: NAME-001…
+func (a AgentSpec) IDs() []string {
+	width := max(3, len(strconv.Itoa(a.Count)))
+	ids := make([]string, a.Count)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%0*d", a.Name, width, i+1)
+	}
+	return ids
+}
+
+func (m ModuleSource) check() error {
+	n := 0
+	for _, s := range []string{m.Plugin, m.Build, m.Wasm} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one of plugin (a plugin name, e.g. thermostat), build (a Go package directory) or wasm (a .wasm file)")
+	}
+	return nil
+}
+
+func chipKey(bus string, addr uint16) string { return fmt.Sprintf("%s:%#x", bus, addr) }
+
+// parseChip reads "i2c1:0x48".
+func parseChip(s string) (string, uint16, error) {
+	bus, a, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseUint(a, 0, 16)
+	if !ok || bus == "" || err != nil {
+		return "", 0, fmt.Errorf("%q is not bus:address; write e.g. i2c1:0x48", s)
+	}
+	return bus, uint16(n), nil
+}
+
+func (s Selector) check(ids, groups map[string]bool, allowNone bool) error {
+	n := 0
+	if s.Device != "" {
+		n++
+		if !ids[s.Device] {
+			return fmt.Errorf("device %s is not one of the agents (ids are NAME-001…)", s.Device)
+		}
+	}
+	if s.Group != "" {
+		n++
+		if !groups[s.Group] {
+			return fmt.Errorf("no agent is in group %s; add it to an agent's groups", s.Group)
+		}
+	}
+	if s.All {
+		n++
+	}
+	if n > 1 || (n == 0 && !allowNone) {
+		return errors.New("pick the agents with exactly one of device: ID, group: NAME or all: true")
+	}
+	return nil
+}
+
+// faultKinds lists the faults and whether they need a chip or a port.
+var faultKinds = map[string]string{
+	"broker_down": "", "network_cut": "", "clock_jump": "",
+	"sensor_stuck": "chip", "sensor_noisy": "chip", "i2c_nack": "chip", "i2c_bus_error": "chip",
+	"serial_silent": "port", "serial_garbage": "port",
+}
+
+func (st *Step) validate(sc *Scenario, ids, groups map[string]bool) error {
+	n := 0
+	for _, set := range []bool{st.Push != nil, st.Release != nil, st.Fault != nil, st.Press != nil, st.MoveGPS != nil, st.Restart != nil, st.Expect != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("a step does exactly one of push, release, fault, press, move_gps, restart or expect")
+	}
+	switch {
+	case st.Push != nil:
+		p := st.Push
+		if (p.Device == "") == (p.Group == "") {
+			return errors.New("push: give device: ID or group: NAME")
+		}
+		if err := (Selector{Device: p.Device, Group: p.Group}).check(ids, groups, false); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		if p.Target == nil {
+			return errors.New(`push: target is required, e.g. target: {room: {temp: 22}}`)
+		}
+	case st.Release != nil:
+		r := st.Release
+		if _, ok := sc.Modules[r.Module]; !ok {
+			return fmt.Errorf("release: module %q is not under modules:; agents only take releases of modules they run", r.Module)
+		}
+		if err := r.ModuleSource.check(); err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+	case st.Fault != nil:
+		f := st.Fault
+		need, ok := faultKinds[f.Kind]
+		if !ok {
+			kinds := make([]string, 0, len(faultKinds))
+			for k := range faultKinds {
+				kinds = append(kinds, k)
+			}
+			slices.Sort(kinds)
+			return fmt.Errorf("fault: kind %q is not a fault the testbench injects; write one of %s", f.Kind, strings.Join(kinds, ", "))
+		}
+		if f.Kind == "broker_down" {
+			if f.Device != "" || f.Group != "" || f.All {
+				return errors.New("fault: broker_down takes the broker down for everyone; remove device, group and all")
+			}
+			if f.For == 0 {
+				return errors.New("fault: broker_down needs for: (how long the broker stays down)")
+			}
+		} else if err := f.Selector.check(ids, groups, false); err != nil {
+			return fmt.Errorf("fault: %w", err)
+		}
+		switch need {
+		case "chip":
+			if _, _, err := parseChip(f.Chip); err != nil {
+				return fmt.Errorf("fault: %s needs chip: bus:address: %w", f.Kind, err)
+			}
+		case "port":
+			if f.Port == "" {
+				return fmt.Errorf("fault: %s needs port: NAME, e.g. serial0", f.Kind)
+			}
+		}
+		if f.Kind == "clock_jump" && f.By == 0 {
+			return errors.New("fault: clock_jump needs by: (e.g. -1h or 36h)")
+		}
+		if f.Kind == "sensor_noisy" && f.Amplitude <= 0 {
+			return errors.New("fault: sensor_noisy needs amplitude: (°C, e.g. 0.5)")
+		}
+	case st.Press != nil:
+		if err := st.Press.Selector.check(ids, groups, false); err != nil {
+			return fmt.Errorf("press: %w", err)
+		}
+		if st.Press.Line == "" {
+			return errors.New("press: line is required (a button's line under board.buttons)")
+		}
+	case st.MoveGPS != nil:
+		if err := st.MoveGPS.Selector.check(ids, groups, false); err != nil {
+			return fmt.Errorf("move_gps: %w", err)
+		}
+	case st.Restart != nil:
+		if err := st.Restart.check(ids, groups, false); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+	case st.Expect != nil:
+		return st.Expect.validate(ids, groups)
+	}
+	return nil
+}
+
+func (a *Assertion) validate(ids, groups map[string]bool) error {
+	var sel *Selector
+	n := 0
+	if c := a.Converged; c != nil {
+		n, sel = n+1, &c.Selector
+	}
+	if c := a.NotConverged; c != nil {
+		n, sel = n+1, &c.Selector
+		if c.For == 0 {
+			return errors.New("not_converged needs for: (how long they must stay unconverged)")
+		}
+	}
+	if c := a.State; c != nil {
+		n, sel = n+1, &c.Selector
+		if !strings.HasPrefix(c.Path, "/") {
+			return fmt.Errorf("state: path %q is not a JSON Pointer; write e.g. /room/temp", c.Path)
+		}
+	}
+	if c := a.Event; c != nil {
+		n, sel = n+1, &c.Selector
+		if c.Kind == "" {
+			return errors.New("event: kind is required, e.g. converged, task.done, module.installed")
+		}
+	}
+	if c := a.NothingLost; c != nil {
+		n, sel = n+1, &c.Selector
+	}
+	if c := a.RolledBack; c != nil {
+		n, sel = n+1, &c.Selector
+		if c.Module == "" {
+			return errors.New("rolled_back: module is required")
+		}
+	}
+	if n != 1 {
+		return errors.New("an assertion is exactly one of converged, not_converged, state, event, nothing_lost or rolled_back")
+	}
+	if *sel == (Selector{}) {
+		sel.All = true // no selector: every agent
+	}
+	return sel.check(ids, groups, false)
+}
