@@ -49,7 +49,7 @@ type Result struct {
 	Passed     bool              `json:"passed"`
 	Error      string            `json:"error,omitempty"` // the scenario could not run
 	Started    time.Time         `json:"started"`
-	Seed       uint64            `json:"seed"` // what the random choices were drawn from
+	Seed       uint64            `json:"seed"`     // what the random choices were drawn from
 	Setup      time.Duration     `json:"setup_ns"` // build, boot, first reports
 	Duration   time.Duration     `json:"duration_ns"`
 	Assertions []AssertionResult `json:"assertions"`
@@ -117,7 +117,7 @@ type run struct {
 	byID   map[string]Agent
 	groups map[string][]string // device → its groups
 	logs   map[string]*ring
-	wasm   map[string][]byte // module name → code the agents start with
+	wasm   map[string][]byte      // module name → code the agents start with
 	power  map[string]*sync.Mutex // agent → held while it is killed or restarted
 	kills  sync.WaitGroup         // kill steps under way
 
@@ -148,7 +148,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	r := &run{
 		sc: sc, opts: opts, dir: dir, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x7465726e)),
 		byID: map[string]Agent{}, groups: map[string][]string{}, logs: map[string]*ring{}, wasm: map[string][]byte{},
-		power: map[string]*sync.Mutex{},
+		power:    map[string]*sync.Mutex{},
 		versions: map[string]uint64{}, releases: map[string]uint64{},
 	}
 	defer r.teardown()
