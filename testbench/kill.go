@@ -20,22 +20,7 @@ import (
 // times; the assertions wait for the last kill.
 func (r *run) kill(ctx context.Context, st Step) {
 	k := st.Kill
-	ids := r.selected(k.Selector)
-	// Each step draws from its own stream, so adding a step elsewhere
-	// does not move this one's moments.
-	rng := rand.New(rand.NewPCG(r.seed, uint64(st.line)))
-	type blow struct {
-		at time.Duration
-		id string
-	}
-	plan := make([]blow, k.Count)
-	for i := range plan {
-		if k.Over > 0 {
-			plan[i].at = time.Duration(rng.Int64N(int64(k.Over)))
-		}
-		plan[i].id = ids[rng.IntN(len(ids))]
-	}
-	slices.SortStableFunc(plan, func(a, b blow) int { return int(a.at - b.at) })
+	plan := killPlan(r.seed, st.line, r.selected(k.Selector), k)
 	begin := r.start.Add(time.Duration(st.At))
 	var when []string
 	for _, b := range plan {
@@ -59,6 +44,28 @@ func (r *run) kill(ctx context.Context, st Step) {
 		}
 		r.note("", "kills done", fmt.Sprintf("%d kills, %d of them into a running plan (by the events seen at the kill)", len(plan), running))
 	})
+}
+
+// blow is one kill of a plan: when, after the step's time, and whom.
+type blow struct {
+	at time.Duration
+	id string
+}
+
+// killPlan draws a kill step's moments and victims from ids. Each step
+// draws from its own stream, (seed, its line): the same file and seed
+// give the same kills, and two kill steps do not share their draws.
+func killPlan(seed uint64, line int, ids []string, k *KillStep) []blow {
+	rng := rand.New(rand.NewPCG(seed, uint64(line)))
+	plan := make([]blow, k.Count)
+	for i := range plan {
+		if k.Over > 0 {
+			plan[i].at = time.Duration(rng.Int64N(int64(k.Over)))
+		}
+		plan[i].id = ids[rng.IntN(len(ids))]
+	}
+	slices.SortStableFunc(plan, func(a, b blow) int { return int(a.at - b.at) })
+	return plan
 }
 
 // powerCycle ends an agent as abruptly as it can be ended (SIGKILL for a
