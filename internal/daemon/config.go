@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -58,6 +59,11 @@ type Config struct {
 	// broker is unreachable; beyond it the oldest go (and an events.dropped
 	// event says how many). Default 100000, about 30 MB of store.
 	OutboxLimit int `yaml:"outbox_limit" json:"outbox_limit"`
+	// UpdateHealthTimeout is how long a new ternd binary (an agent
+	// release) has to prove healthy: connected to the broker and its agent
+	// idle (converged, or no target). Otherwise it is rolled back. Default
+	// 2m; in YAML a duration such as 90s.
+	UpdateHealthTimeout time.Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
 }
 
 // ModuleConfig is one module on the device.
@@ -119,12 +125,18 @@ func (c Config) withDefaults() Config {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.UpdateHealthTimeout == 0 {
+		c.UpdateHealthTimeout = 2 * time.Minute
+	}
 	return c
 }
 
 // Validate says what is wrong with a configuration, all at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.UpdateHealthTimeout < 0 {
+		errs = append(errs, fmt.Errorf("update_health_timeout: %v is negative; leave it out for the default (2m)", c.UpdateHealthTimeout))
+	}
 	if c.OutboxLimit < 0 {
 		errs = append(errs, fmt.Errorf("outbox_limit: %d is negative; leave it out for the default (%d)", c.OutboxLimit, fleet.DefaultOutboxLimit))
 	}
