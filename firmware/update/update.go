@@ -159,12 +159,13 @@ func (d Dir) Stage(version uint64, bin []byte, sha string) (string, error) {
 }
 
 // Swap makes the staged binary of st.Version current, with st (Phase
-// trial, Boots 0) recorded first, and previous naming what ran before.
+// trial, Boots 0) recorded first, and previous naming what ran before; it
+// returns the State recorded.
 // The caller then restarts into it. The steps, in order, each one atomic:
 // previous → the old binary; state.json → trial; current → the new one.
 // A cut before the last step leaves current on the old binary; Boot then
 // sees a trial whose binary is not current and ends it.
-func (d Dir) Swap(st State) error {
+func (d Dir) Swap(st State) (State, error) {
 	old := d.Current()
 	if old != "" {
 		if _, err := os.Stat(old); err != nil {
@@ -174,23 +175,23 @@ func (d Dir) Swap(st State) error {
 	d.hook("previous")
 	if old == "" {
 		if err := d.remove(prevLink); err != nil {
-			return err
+			return st, err
 		}
 	} else if err := d.symlink(old, prevLink); err != nil {
-		return err
+		return st, err
 	}
 	st.Phase, st.Boots, st.Binary, st.Previous, st.Reason, st.Reported = PhaseTrial, 0, BinaryName(st.Version), old, "", false
 	st.Tried = max(st.Tried, st.Version)
 	d.hook("state")
 	if err := d.Save(st); err != nil {
-		return err
+		return st, err
 	}
 	d.hook("current")
 	if err := d.symlink(d.path(st.Binary), currentLink); err != nil {
-		return err
+		return st, err
 	}
 	d.hook("swapped")
-	return nil
+	return st, nil
 }
 
 // Commit ends a trial: the new binary stays. It removes binaries neither

@@ -126,9 +126,11 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 	}
 	u.event(EventUpdateStaged, "%s staged in %s; it runs on this CPU", what, bin)
 	st.Version, st.AgentVersion = r.Version, r.AgentVersion
-	if err := u.dir.Swap(st); err != nil {
+	swapped, err := u.dir.Swap(st)
+	if err != nil {
 		return refuse(err)
 	}
+	st = swapped
 	u.event(EventUpdateSwapped, "%s is now current (previous: %s); restarting into it, health check within %v", what, orPackaged(st.Previous), u.health)
 	return ErrRestart
 }
