@@ -81,7 +81,7 @@ func TestSelfUpdate(t *testing.T) {
 			}
 		}
 	}
-	release := func(v uint64, agentVersion string, key ed25519.PrivateKey) {
+	release := func(v uint64, agentVersion string, key ed25519.PrivateKey) time.Time {
 		t.Helper()
 		r, err := fleet.NewAgentRelease(arch, v, bins[agentVersion])
 		if err != nil {
@@ -93,6 +93,7 @@ func TestSelfUpdate(t *testing.T) {
 		if err := op.PushAgentRelease(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}
+		return time.Now()
 	}
 	// restarted waits for p to exit with ExitRestart and starts the
 	// packaged binary again, as systemd does.
@@ -122,8 +123,7 @@ func TestSelfUpdate(t *testing.T) {
 	expectEvent("agent.update.refused", "does not trust")
 
 	// 2. A good update.
-	t0 := time.Now()
-	release(2, "v2-test", priv)
+	t0 := release(2, "v2-test", priv)
 	expectEvent("agent.update.staged", "release 2")
 	expectEvent("agent.update.swapped", "release 2")
 	p = restarted(p)
@@ -131,7 +131,7 @@ func TestSelfUpdate(t *testing.T) {
 		t.Fatalf("after the update, %s runs; want v2-test", v)
 	}
 	expectEvent("agent.update.committed", "release 2")
-	t.Logf("good update: %v from release to committed", time.Since(t0).Round(time.Millisecond))
+	t.Logf("good update: %v from the release published to committed", time.Since(t0).Round(time.Millisecond))
 	st, _ := update.Dir{Path: filepath.Join(data, "agent")}.Load()
 	if st.Phase != update.PhaseCommitted || st.Version != 2 {
 		t.Errorf("state after the good update: %+v", st)
@@ -146,8 +146,7 @@ func TestSelfUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectEvent("plan.failed", "")
-	t0 = time.Now()
-	release(3, "v3-test", priv)
+	t0 = release(3, "v3-test", priv)
 	expectEvent("agent.update.swapped", "(previous: "+filepath.Join(data, "agent", "ternd-2")+")")
 	p = restarted(p)
 	if v := p.started(t); v != "v3-test" {
@@ -158,7 +157,7 @@ func TestSelfUpdate(t *testing.T) {
 		t.Fatalf("after the rollback, %s runs; want v2-test", v)
 	}
 	expectEvent("agent.update.rolled_back", "not healthy within 4s")
-	t.Logf("failed update: %v from release to the previous binary running again (health timeout 4s)", time.Since(t0).Round(time.Millisecond))
+	t.Logf("failed update: %v from the release published to the previous binary running again (health timeout 4s)", time.Since(t0).Round(time.Millisecond))
 	st, _ = update.Dir{Path: filepath.Join(data, "agent")}.Load()
 	if st.Phase != update.PhaseRolledBack || st.Version != 3 || st.Tried != 3 {
 		t.Errorf("state after the rollback: %+v", st)
