@@ -31,4 +31,4 @@ if [ ! -e "$root/etc/tern/ternd.yaml" ]; then # never overwrite a configuration
 fi
 # The same user, groups, permissions and enabling as the .deb's postinst.
 DPKG_ROOT="$root" sh "$src/deb/postinst" configure
-echo "install.sh: installed ternd $("$root/usr/bin/ternd" version 2>/dev/null || echo "(for another architecture)") into ${root:-/}"
+echo "install.sh: installed $("$root/usr/bin/ternd" version 2>/dev/null || echo "ternd (for another architecture)") into ${root:-/}"
