@@ -92,6 +92,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = push(ctx, args, stdout, stderr)
 	case "release":
 		err = release(ctx, args, stdout, stderr)
+	case "agent":
+		err = agentCmd(ctx, args, stdout, stderr)
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":
