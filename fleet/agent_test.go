@@ -7,10 +7,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/signing"
 )
 
@@ -160,4 +164,48 @@ func TestAgentReleaseReachesDevice(t *testing.T) {
 			t.Errorf("refusal %+v, want an agent refusal naming the right topic", ref)
 		}
 	})
+}
+
+// Through the shipped ACL a device receives its architecture's agent
+// releases; under an ACL from before agent releases (no read on
+// tern/+/agent/+) it still connects and gets its target: agent updates are
+// optional, the fleet contract is not. (Mosquitto 2 acknowledges such a
+// subscription and filters at delivery; a broker that refuses it in the
+// SUBACK is logged by the device, which goes on.)
+func TestAgentReleaseACL(t *testing.T) {
+	shipped, err := filepath.Abs(filepath.Join("..", "firmware", "mosquitto", "acl.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "old-acl.conf")
+	os.WriteFile(old, bytes.ReplaceAll(b, []byte("pattern read tern/+/agent/+\n"), nil), 0o644)
+	for name, acl := range map[string]string{"shipped": shipped, "without agent topics": old} {
+		t.Run(name, func(t *testing.T) {
+			url := fleettest.MosquittoWithACL(t, map[string]string{"tern-operator": "ops", "pi-030": "pw"}, acl)
+			op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{Broker: url, Topics: topics, Username: "tern-operator", Password: "ops", ConnectTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer op.Close()
+			r, _ := fleet.NewAgentRelease("arm64", 1, fakeELF(1000))
+			if err := op.PushAgentRelease(t.Context(), r); err != nil {
+				t.Fatal(err)
+			}
+			if err := op.PushTarget(t.Context(), "pi-030", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{"a":1}`)}); err != nil {
+				t.Fatal(err)
+			}
+			opts := testOptions(url, "pi-030")
+			opts.Username, opts.Password, opts.AgentArch = "pi-030", "pw", "arm64"
+			d := newDevice(t, opts)
+			run(t, d)
+			recv(t, d.Targets(), "the target")
+			if name == "shipped" {
+				recv(t, d.AgentReleases(), "the agent release")
+			}
+		})
+	}
 }

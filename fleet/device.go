@@ -412,13 +412,19 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
 	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
-	topics = append(topics, sortedKeys(d.moduleTopics)...)
-	if d.agent != "" {
-		topics = append(topics, d.agent)
-	}
-	for _, topic := range topics {
+	for _, topic := range append(topics, sortedKeys(d.moduleTopics)...) {
 		if err := subscribe(ctx, c, topic, nil); err != nil {
 			return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
+		}
+	}
+	// Agent releases are optional: a broker whose ACL predates them (no
+	// read on <prefix>/<fleet>/agent/+) must not keep the device offline.
+	if d.agent != "" {
+		if err := subscribe(ctx, c, d.agent, nil); err != nil {
+			if ctx.Err() != nil || !c.IsConnectionOpen() {
+				return fmt.Errorf("fleet: subscribe to %s: %w", d.agent, err)
+			}
+			d.log.Warn("fleet: no agent updates: the broker refused the subscription; let devices read "+d.opts.Topics.Agent("+")+" (see firmware/mosquitto/acl.conf)", "topic", d.agent, "err", err)
 		}
 	}
 	if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineTrue)); err != nil {
