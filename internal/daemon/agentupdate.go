@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/firmware/update"
@@ -78,6 +79,8 @@ type updater struct {
 	health  time.Duration
 	log     *slog.Logger
 	publish func(runtime.Event)
+
+	mu sync.Mutex // serializes apply with the trial's commit or rollback
 }
 
 func (u *updater) event(kind runtime.EventKind, format string, args ...any) {
@@ -89,12 +92,20 @@ func (u *updater) event(kind runtime.EventKind, format string, args ...any) {
 // apply tries an agent release: it returns ErrRestart when the new binary
 // was swapped in.
 func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	st, err := u.dir.Load()
 	if err != nil {
 		u.log.Warn("agent update state", "err", err)
 	}
 	if r.Version <= st.Tried {
 		u.log.Debug("agent release already tried", "version", r.Version, "tried", st.Tried)
+		return nil
+	}
+	if st.Phase == update.PhaseTrial {
+		// One update at a time: this one is not marked tried, so it comes
+		// again with the retained message at the next connect.
+		u.log.Info("agent release waits: the running binary is still on trial", "version", r.Version, "on_trial", st.Version)
 		return nil
 	}
 	what := fmt.Sprintf("release %d (ternd %s for %s, %d bytes)", r.Version, orUnknown(r.AgentVersion), r.Arch, r.Size)
@@ -184,6 +195,8 @@ func (u *updater) trial(ctx context.Context, st update.State, healthy func() err
 			if last = healthy(); last != nil {
 				continue
 			}
+			u.mu.Lock()
+			defer u.mu.Unlock()
 			if err := u.dir.Commit(st); err != nil {
 				u.log.Error("agent update: cannot commit; the trial goes on at the next start", "err", err)
 				return nil
@@ -192,6 +205,8 @@ func (u *updater) trial(ctx context.Context, st update.State, healthy func() err
 			u.reportOutcome(st)
 			return nil
 		case <-deadline.C:
+			u.mu.Lock()
+			defer u.mu.Unlock()
 			reason := fmt.Sprintf("not healthy within %v (%v)", u.health, last)
 			st, err := u.dir.Rollback(st, reason)
 			if err != nil {

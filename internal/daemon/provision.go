@@ -122,10 +122,12 @@ func Provision(root string) (ProvisionResult, error) {
 		gid, _ = strconv.Atoi(g.Gid)
 	}
 	tlsDir := filepath.Join(etc, "tls")
-	if err := os.MkdirAll(tlsDir, 0o750); err != nil {
-		return res, fmt.Errorf("ternd provision: %w", err)
+	if len(pems) > 0 {
+		if err := os.MkdirAll(tlsDir, 0o750); err != nil {
+			return res, fmt.Errorf("ternd provision: %w", err)
+		}
+		chgrp(tlsDir, gid)
 	}
-	chgrp(tlsDir, gid)
 	for _, p := range pems {
 		dst := filepath.Join(tlsDir, p.file)
 		if err := writeAtomic(dst, p.data, p.mode, gid); err != nil {
@@ -140,8 +142,13 @@ func Provision(root string) (ProvisionResult, error) {
 	res.Config = cfgPath
 
 	// Leave no secret on the boot partition.
-	summary := fmt.Sprintf("# tern first-boot file applied on %s: written %s%s.\n# Secrets (key, password) removed from the boot partition.\ndevice: %v\nfleet: %v\nbroker: %v\n",
-		time.Now().UTC().Format(time.RFC3339), "/etc/tern/ternd.yaml", tlsNote(pems), boot["device"], boot["fleet"], boot["broker"])
+	summary := fmt.Sprintf("# tern first-boot file applied on %s: written /etc/tern/ternd.yaml%s.\n# Secrets (key, password) removed from the boot partition.\n",
+		time.Now().UTC().Format(time.RFC3339), tlsNote(pems))
+	for _, k := range []string{"device", "fleet", "broker"} {
+		if v, ok := boot[k]; ok {
+			summary += fmt.Sprintf("%s: %v\n", k, v)
+		}
+	}
 	if err := writeAtomic(from+".applied", []byte(summary), 0o644, -1); err != nil {
 		return res, fmt.Errorf("ternd provision: %w", err)
 	}
