@@ -57,7 +57,8 @@ cross:
 # dpkg; SHA256SUMS; then the size budget.
 DIST_ARCH  := amd64 arm64 armv7 armv6
 DEB_ARCH   := amd64:amd64 arm64:arm64 armv6:armhf
-DEB_VERSION = $(shell echo '$(VERSION)' | sed -e 's/^v//' -e '/^[0-9]/!s/^/0~/')
+# Debian version: a tag v1.2.3 gives 1.2.3; an untagged build 0~git<describe>.
+DEB_VERSION = $(shell echo '$(VERSION)' | sed -E -e 's/^v//' -e '/^[0-9]+\.[0-9]/!s/^/0~git/')
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 dist:
