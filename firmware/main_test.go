@@ -68,8 +68,15 @@ type proc struct {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, name, args...)
+}
+
+// startEnv starts name with env added to the test's environment, less
+// systemd's notification socket and the boot marker.
+func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), lines: make(chan string, 10000), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "TERN_BOOTED=")
+	p.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET=", "TERN_BOOTED="), env...)
 	r, w := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
