@@ -73,8 +73,29 @@ type Config struct {
 	// release) has to prove healthy: connected to the broker and its agent
 	// idle (converged, or no target). Otherwise it is rolled back. Default
 	// 2m; in YAML a duration such as 90s.
-	UpdateHealthTimeout time.Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
+	UpdateHealthTimeout Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
 }
+
+// Duration is a time.Duration written as text in the configuration
+// ("90s", "2m"), in YAML and JSON alike. A bare number other than 0 is
+// refused: without a unit it would be ambiguous.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; write it with a unit, e.g. 90s or 2m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String returns the duration as time.Duration prints it.
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // ModuleConfig is one module on the device.
 type ModuleConfig struct {
@@ -142,7 +163,7 @@ func (c Config) withDefaults() Config {
 		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
 	if c.UpdateHealthTimeout == 0 {
-		c.UpdateHealthTimeout = 2 * time.Minute
+		c.UpdateHealthTimeout = Duration(2 * time.Minute)
 	}
 	return c
 }

@@ -26,8 +26,6 @@ import (
 	"github.com/tern-iot/tern/internal/version"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
-	"github.com/tern-iot/tern/runtime/store/badgerstore"
-	"github.com/tern-iot/tern/runtime/store/boltstore"
 )
 
 // Hardware is what the daemon drives. Tests and the testbench pass a
@@ -66,7 +64,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
 	}
-	st, err := openStore(cfg.Store, filepath.Join(cfg.DataDir, "store"))
+	st, err := store.OpenBackend(cfg.Store, filepath.Join(cfg.DataDir, "store"))
 	if err != nil {
 		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, err)
 	}
@@ -216,7 +214,7 @@ func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Lo
 		log.Warn("cannot find the running binary", "err", err)
 	}
 	up := &updater{
-		dir: AgentDir(cfg), self: self, arch: version.Arch(), trust: trust, health: cfg.UpdateHealthTimeout, log: log,
+		dir: AgentDir(cfg), self: self, arch: version.Arch(), trust: trust, health: time.Duration(cfg.UpdateHealthTimeout), log: log,
 		publish: func(e runtime.Event) {
 			if dev == nil {
 				return
@@ -312,18 +310,6 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 		return
 	}
 	log.Info("module release installed", "module", env.Module, "version", env.Version)
-}
-
-// openStore opens the store with the backend named (empty: this build's
-// default).
-func openStore(backend, dir string) (store.Store, error) {
-	switch backend {
-	case "bolt":
-		return boltstore.Open(dir)
-	case "badger":
-		return badgerstore.Open(dir, badgerstore.DefaultOptions())
-	}
-	return store.Open(dir)
 }
 
 func moduleNames(cfg Config) []string {
