@@ -6,7 +6,7 @@ PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
 WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
 CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all build plugins demo test test-race test-386 test-qemu cross bench bench-planner testbench lint check clean
+.PHONY: all build plugins demo test test-race test-386 test-qemu cross dist size-check bench bench-planner testbench lint check clean
 
 all: build plugins
 
@@ -48,6 +48,44 @@ cross:
 		env $$env $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/ternd || exit 1; \
 	done
 	@ls -l dist/
+
+# dist: release builds for the boards: static ternd for amd64, arm64, armv7
+# and armv6 (tern for amd64 and arm64), reproducible (-trimpath, no build
+# id, file times from the last commit); .deb packages built with dpkg-deb
+# (amd64, arm64, and armhf with the armv6 binary: Raspberry Pi OS's armhf
+# is ARMv6, see RATIONALE.md); install.sh and its files for boards without
+# dpkg; SHA256SUMS; then the size budget.
+DIST_ARCH  := amd64 arm64 armv7 armv6
+DEB_ARCH   := amd64:amd64 arm64:arm64 armv6:armhf
+# Debian version: a tag v1.2.3 gives 1.2.3; an untagged build 0~git<describe>.
+DEB_VERSION = $(shell echo '$(VERSION)' | sed -E -e 's/^v//' -e '/^[0-9]+\.[0-9]/!s/^/0~git/')
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+dist:
+	rm -rf dist && mkdir -p dist
+	@for a in $(DIST_ARCH); do \
+		case $$a in armv*) env="GOARCH=arm GOARM=$${a#armv}";; *) env="GOARCH=$$a";; esac; \
+		echo "building dist/ternd-linux-$$a"; \
+		env GOOS=linux CGO_ENABLED=0 $$env $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ternd-linux-$$a ./cmd/ternd || exit 1; \
+		case $$a in amd64|arm64) \
+			env GOOS=linux CGO_ENABLED=0 $$env $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/tern-linux-$$a ./cmd/tern || exit 1;; \
+		esac; \
+	done
+	@for d in $(DEB_ARCH); do firmware/mkdeb.sh dist/ternd-linux-$${d%%:*} $${d#*:} '$(DEB_VERSION)' dist || exit 1; done
+	cp -r firmware/install.sh firmware/systemd firmware/deb firmware/ternd.yaml dist/
+	cd dist && sha256sum ternd-linux-* tern-linux-* *.deb install.sh > SHA256SUMS
+	@$(MAKE) --no-print-directory size-check
+	@ls -l dist/
+
+# size-check: each dist/ternd-linux-ARCH within firmware/size-budget.txt.
+size-check:
+	@grep -v '^#' firmware/size-budget.txt | while read arch budget; do \
+		size=$$(stat -c %s dist/ternd-linux-$$arch) || exit 1; \
+		if [ $$size -gt $$budget ]; then \
+			echo "size-check: ternd-linux-$$arch is $$size bytes, over its budget of $$budget (firmware/size-budget.txt)"; exit 1; \
+		fi; \
+		echo "size-check: ternd-linux-$$arch $$size bytes, budget $$budget"; \
+	done
 
 bench: bench-planner
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -20,19 +20,13 @@ var targets = []struct {
 }
 
 func TestQemuTernd(t *testing.T) {
-	bin := t.TempDir()
 	for _, tc := range targets {
 		t.Run(tc.name, func(t *testing.T) {
 			qemu, err := exec.LookPath(tc.qemu)
 			if err != nil {
 				t.Fatalf("%s not found: apt-get install -y qemu-user-static", tc.qemu)
 			}
-			ternd := filepath.Join(bin, "ternd-"+tc.name)
-			build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", ternd, "github.com/tern-iot/tern/cmd/ternd")
-			build.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+tc.goarch, "GOARM="+tc.goarm, "CGO_ENABLED=0")
-			if out, err := build.CombinedOutput(); err != nil {
-				t.Fatalf("cross build: %v\n%s", err, out)
-			}
+			ternd := ternd(t, tc.goarch, tc.goarm, "v1-test")
 			if fi, err := os.Stat(ternd); err == nil {
 				t.Logf("ternd %s: %d bytes stripped", tc.name, fi.Size())
 			}

@@ -13,8 +13,8 @@ const DefaultOperator = "tern-operator"
 
 // MosquittoACL returns a Mosquitto acl_file for the fleet t names, in which
 // each device may read only its own target, its own groups' targets and
-// the fleet's module releases, and write only its own state, events and
-// online flag; operators may read and write every topic of the fleet.
+// the fleet's module and agent releases, and write only its own state,
+// events and online flag; operators may read and write every topic of the fleet.
 //
 // devices maps each device id (its broker username: the login, or the
 // certificate's common name with use_identity_as_username) to its groups.
@@ -58,11 +58,12 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 # (kill -HUP). Usernames are device ids: password logins, or client
 # certificates with use_identity_as_username true. See docs/mqtt.md.
 
-# Every device: reads its own target and the module releases, writes its
-# own reports.
+# Every device: reads its own target and the module and agent releases,
+# writes its own reports.
 `, t.Fleet, t.prefix())
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceTarget("%u"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+"))
+	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+"))
 	for _, topic := range []string{t.State("%u"), t.Events("%u"), t.Online("%u")} {
 		fmt.Fprintf(&b, "pattern write %s\n", topic)
 	}

@@ -31,10 +31,11 @@ func ExampleMosquittoACL() {
 	// # (kill -HUP). Usernames are device ids: password logins, or client
 	// # certificates with use_identity_as_username true. See docs/mqtt.md.
 	//
-	// # Every device: reads its own target and the module releases, writes its
-	// # own reports.
+	// # Every device: reads its own target and the module and agent releases,
+	// # writes its own reports.
 	// pattern read tern/demo/devices/%u/target
 	// pattern read tern/demo/modules/+
+	// pattern read tern/demo/agent/+
 	// pattern write tern/demo/devices/%u/state
 	// pattern write tern/demo/devices/%u/events
 	// pattern write tern/demo/devices/%u/online

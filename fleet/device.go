@@ -69,6 +69,10 @@ type DeviceOptions struct {
 	// Modules are the job modules the device runs; it receives their
 	// releases ([Device.Releases]).
 	Modules []string
+	// AgentArch, if set, is the device's architecture (one of
+	// AgentArches): it receives the agent releases for it
+	// ([Device.AgentReleases]).
+	AgentArch string
 	// MaxRetryInterval caps the backoff between connection attempts, which
 	// starts at one second (or at MaxRetryInterval if that is smaller) and
 	// doubles; default 30s.
@@ -107,7 +111,9 @@ type Refusal struct {
 	// Module is the module whose topic the message came on; empty for a
 	// target topic.
 	Module string
-	Err    error
+	// Agent is true for the agent release topic.
+	Agent bool
+	Err   error
 }
 
 // Device is the device end of the fleet contract, used by ternd: it keeps a
@@ -128,6 +134,8 @@ type Device struct {
 	// holds the newest refusals.
 	targets  chan ScopedTarget
 	releases chan ReleaseEnvelope
+	agents   chan AgentRelease // agent releases for DeviceOptions.AgentArch
+	agent    string            // their topic, or ""
 	refusals chan Refusal
 	mu       sync.Mutex // serializes sends on targets and refusals with closing them
 	closed   bool
@@ -217,6 +225,13 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		}
 		modules[t.Module(m)] = m
 	}
+	agent := ""
+	if opts.AgentArch != "" {
+		if err := ValidArch(opts.AgentArch); err != nil {
+			return nil, err
+		}
+		agent = t.Agent(opts.AgentArch)
+	}
 	log := orDiscard(opts.Logger).With("broker", broker, "device", opts.Device)
 	out, err := openOutbox(opts.Store, opts.OutboxLimit, log)
 	if err != nil {
@@ -236,6 +251,8 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		groupTopics:  groups,
 		moduleTopics: modules,
 		releases:     make(chan ReleaseEnvelope, max(1, len(modules))),
+		agents:       make(chan AgentRelease, 1),
+		agent:        agent,
 		refusals:     make(chan Refusal, refusalBuffer),
 	}, nil
 }
@@ -256,6 +273,11 @@ func (d *Device) Targets() <-chan ScopedTarget { return d.targets }
 // holds the trust store and the versions accepted. Expect redelivery after
 // each reconnect. The channel is closed when Run returns.
 func (d *Device) Releases() <-chan ReleaseEnvelope { return d.releases }
+
+// AgentReleases delivers the agent releases received on the topic of
+// DeviceOptions.AgentArch, like Releases: one held, the highest version,
+// parsed but not verified. The channel is closed when Run returns.
+func (d *Device) AgentReleases() <-chan AgentRelease { return d.agents }
 
 // Refusals delivers the messages on the target and module topics that are
 // not valid envelopes, so the agent can report them (a target.refused or
@@ -310,6 +332,9 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		for topic := range d.moduleTopics {
 			c.AddRoute(topic, d.onRelease)
+		}
+		if d.agent != "" {
+			c.AddRoute(d.agent, d.onAgentRelease)
 		}
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -397,6 +422,16 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 			return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
 		}
 	}
+	// Agent releases are optional: a broker whose ACL predates them (no
+	// read on <prefix>/<fleet>/agent/+) must not keep the device offline.
+	if d.agent != "" {
+		if err := subscribe(ctx, c, d.agent, nil); err != nil {
+			if ctx.Err() != nil || !c.IsConnectionOpen() {
+				return fmt.Errorf("fleet: subscribe to %s: %w", d.agent, err)
+			}
+			d.log.Warn("fleet: no agent updates: the broker refused the subscription; let devices read "+d.opts.Topics.Agent("+")+" (see firmware/mosquitto/acl.conf)", "topic", d.agent, "err", err)
+		}
+	}
 	if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineTrue)); err != nil {
 		return fmt.Errorf("fleet: publish online=true on %s: %w", d.online, err)
 	}
@@ -458,6 +493,26 @@ func (d *Device) onRelease(_ paho.Client, m paho.Message) {
 	}
 	d.log.Debug("fleet: module release received", "module", name, "version", env.Version, "size", env.Size)
 	d.offerRelease(env)
+}
+
+// onAgentRelease runs on paho's delivery goroutine: it must not block.
+func (d *Device) onAgentRelease(_ paho.Client, m paho.Message) {
+	if len(m.Payload()) == 0 {
+		d.log.Info("fleet: retained agent release cleared on the broker; keeping the running agent", "topic", m.Topic())
+		return
+	}
+	r, err := ParseAgentRelease(m.Payload())
+	if err == nil && r.Arch != d.opts.AgentArch {
+		err = newError(ErrMalformed, nil, "fleet: agent release for %s published on the topic of %s (%s); publish it on %s",
+			r.Arch, d.opts.AgentArch, m.Topic(), d.opts.Topics.Agent(r.Arch))
+	}
+	if err != nil {
+		d.log.Warn("fleet: refusing agent release", "topic", m.Topic(), "err", err)
+		d.refuse(Refusal{Topic: m.Topic(), Agent: true, Err: err})
+		return
+	}
+	d.log.Debug("fleet: agent release received", "arch", r.Arch, "version", r.Version, "size", r.Size)
+	offer(d, d.agents, r, "agent release", func(r AgentRelease) (string, uint64) { return r.Arch, r.Version })
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -548,6 +603,7 @@ func (d *Device) closeChannels() {
 	d.closed = true
 	close(d.targets)
 	close(d.releases)
+	close(d.agents)
 	close(d.refusals)
 }
 

@@ -38,6 +38,10 @@ func (t Topics) GroupTarget(group string) string {
 // <prefix>/<fleet>/modules/<name>.
 func (t Topics) Module(name string) string { return t.base() + "/modules/" + name }
 
+// Agent is where the agent (ternd) releases for an architecture are
+// published, retained: <prefix>/<fleet>/agent/<arch>.
+func (t Topics) Agent(arch string) string { return t.base() + "/agent/" + arch }
+
 // State is where a device publishes its [StateReport], retained:
 // <prefix>/<fleet>/devices/<id>/state.
 func (t Topics) State(id string) string { return t.device(id, "state") }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
@@ -122,7 +123,9 @@ type Agent struct {
 	wake     chan struct{}       // a new target arrived
 	installs chan installRequest // new module code, for the loop to swap in
 
-	pubMu      sync.Mutex // serializes handing events to the reporter
+	pubMu     sync.Mutex   // serializes handing events to the reporter
+	busySince atomic.Int64 // unix nanoseconds the loop's current step began; 0 between steps (see Busy)
+
 	mu         sync.Mutex
 	target     any
 	version    uint64
@@ -271,8 +274,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
+		a.busySince.Store(time.Now().UnixNano())
 		a.step(ctx)
 		a.report(ctx)
+		a.busySince.Store(0)
 		select {
 		case <-ctx.Done():
 			a.report(context.WithoutCancel(ctx))
@@ -280,10 +285,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.wake:
 		case <-t.C:
 		case req := <-a.installs:
+			a.busySince.Store(time.Now().UnixNano())
 			req.done <- a.installNow(ctx, req.name, req.wasm)
 			t.Reset(a.senseInterval()) // the new code may sense more often
 		}
 	}
+}
+
+// Busy reports how long the agent's loop has been in its current step
+// (sensing, planning, running a plan, installing a module), or 0 while it
+// waits for the next. A loop that stays busy far longer than its jobs'
+// deadlines allow is hung: ternd then stops feeding systemd's watchdog,
+// which restarts it.
+func (a *Agent) Busy() time.Duration {
+	since := a.busySince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
 }
 
 // step senses, and plans and runs if the state does not meet the target.

@@ -253,8 +253,12 @@ func TestKillRestart(t *testing.T) {
 			}
 		}
 		w.mu.Unlock()
-		t.Logf("round %d: kill %v after the first task started (seen after %v, window %v), during the plan: %t; the plan after the restart took %v",
-			rounds, killAt.Sub(started).Round(time.Millisecond), seenAt.Sub(started).Round(time.Millisecond), window, during, planEnd.Sub(planStart).Round(time.Millisecond))
+		after := "no task ran after the restart (the killed plan had done the work)"
+		if !planStart.IsZero() && !planEnd.IsZero() {
+			after = fmt.Sprintf("the plan after the restart took %v", planEnd.Sub(planStart).Round(time.Millisecond))
+		}
+		t.Logf("round %d: kill %v after the first task started (seen after %v, window %v), during the plan: %t; %s",
+			rounds, killAt.Sub(started).Round(time.Millisecond), seenAt.Sub(started).Round(time.Millisecond), window, during, after)
 		if during {
 			done++
 		} else {

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ Usage:
   ternd check-store DIR [N]     write N keys (default 30000) to a store in DIR,
                                 reopen it and read them back
   ternd doctor [--board NAME]   check the board is set up for ternd, and say what to change
+  ternd provision [--root DIR]  apply the first-boot file (/boot/firmware/tern.yaml or
+                                /boot/tern.yaml) to /etc/tern, then remove it
   ternd version                 print the version
 `
 
@@ -65,6 +68,23 @@ func run(args []string) int {
 			return 1
 		}
 		return 0
+	case "provision":
+		fs := flag.NewFlagSet("ternd provision", flag.ContinueOnError)
+		root := fs.String("root", "/", "filesystem root (for provisioning a mounted SD card)")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		res, err := daemon.Provision(*root)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if res.From == "" {
+			fmt.Println("ternd provision: no first-boot file; nothing to do")
+			return 0
+		}
+		fmt.Printf("ternd provision: applied %s: wrote %s %v; removed %v\n", res.From, res.Config, res.Written, res.Removed)
+		return 0
 	case "run":
 	case "help", "-h", "--help":
 		fmt.Print(usage)
@@ -92,9 +112,19 @@ func run(args []string) int {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// The packaged binary starts first; an updated one may take over.
+	if exe := daemon.Boot(cfg, log); exe != "" {
+		log.Info("starting the current agent binary", "binary", exe)
+		err := syscall.Exec(exe, append([]string{exe}, os.Args[1:]...), append(os.Environ(), daemon.BootedEnv+"=1"))
+		log.Error("cannot start the current agent binary; running this one", "binary", exe, "err", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, nil, log); err != nil {
+		if errors.Is(err, daemon.ErrRestart) {
+			log.Info("ternd restarts to switch binaries", "exit_code", daemon.ExitRestart)
+			return daemon.ExitRestart
+		}
 		log.Error("ternd stopped", "err", err)
 		return 1
 	}

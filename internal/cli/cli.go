@@ -125,6 +125,8 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		err = status(ctx, args, stdout, stderr)
 	case "sign":
 		err = sign(ctx, args, stdout, stderr)
+	case "agent":
+		err = agentCmd(ctx, args, stdout, stderr)
 	case "watch":
 		err = watch(ctx, args, stdout, stderr)
 	case "module":

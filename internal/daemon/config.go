@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -68,7 +69,33 @@ type Config struct {
 	// Sim is the simulated world of a sim board: I2C chips and rooms
 	// heated through a GPIO line (see SimConfig). Only with board: sim.
 	Sim SimConfig `yaml:"sim" json:"sim"`
+	// UpdateHealthTimeout is how long a new ternd binary (an agent
+	// release) has to prove healthy: connected to the broker and its agent
+	// idle (converged, or no target). Otherwise it is rolled back. Default
+	// 2m; in YAML a duration such as 90s.
+	UpdateHealthTimeout Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
 }
+
+// Duration is a time.Duration written as text in the configuration
+// ("90s", "2m"), in YAML and JSON alike. A bare number other than 0 is
+// refused: without a unit it would be ambiguous.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; write it with a unit, e.g. 90s or 2m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String returns the duration as time.Duration prints it.
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // ModuleConfig is one module on the device.
 type ModuleConfig struct {
@@ -135,12 +162,18 @@ func (c Config) withDefaults() Config {
 	if c.CacheDir == "" {
 		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
+	if c.UpdateHealthTimeout == 0 {
+		c.UpdateHealthTimeout = Duration(2 * time.Minute)
+	}
 	return c
 }
 
 // Validate says what is wrong with a configuration, all at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.UpdateHealthTimeout < 0 {
+		errs = append(errs, fmt.Errorf("update_health_timeout: %v is negative; leave it out for the default (2m)", c.UpdateHealthTimeout))
+	}
 	if c.OutboxLimit < 0 {
 		errs = append(errs, fmt.Errorf("outbox_limit: %d is negative; leave it out for the default (%d)", c.OutboxLimit, fleet.DefaultOutboxLimit))
 	}

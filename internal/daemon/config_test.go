@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/fleet/fleettest"
 )
@@ -53,6 +55,29 @@ func TestLoadConfigJSON(t *testing.T) {
 	}
 }
 
+// A Config written out as JSON (as the testbench writes its agents') loads
+// back with every field, durations included.
+func TestConfigRoundTrip(t *testing.T) {
+	in := Config{Device: "pi-003", Fleet: "lab", OutboxLimit: 7, UpdateHealthTimeout: Duration(90 * time.Second)}
+	for _, c := range []Config{{Device: "pi-003"}, in} {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadConfig(writeConfig(t, string(b)))
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if want := c.withDefaults(); got.UpdateHealthTimeout != want.UpdateHealthTimeout || got.OutboxLimit != want.OutboxLimit || got.Fleet != want.Fleet {
+			t.Errorf("%s loaded as %+v", b, got)
+		}
+	}
+	c, err := LoadConfig(writeConfig(t, "device: ok\nupdate_health_timeout: 90s\n"))
+	if err != nil || time.Duration(c.UpdateHealthTimeout) != 90*time.Second {
+		t.Errorf("update_health_timeout: 90s = %v, %v", c.UpdateHealthTimeout, err)
+	}
+}
+
 func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{`fleet: x`, "device: required"},
@@ -68,6 +93,10 @@ modules: [{name: a}, {name: a}]`, "listed twice"},
 		{`device: [`, "not valid YAML"},
 		{`device: ok
 trusted_keys: ["tern-ed25519-private AAAA"]`, "trusted_keys[0]: signing: public key: this is a private key"},
+		{`device: ok
+update_health_timeout: 90`, `"90" is not a duration; write it with a unit`},
+		{`device: ok
+update_health_timeout: -1s`, "update_health_timeout: -1s is negative"},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/boards"
+	"github.com/tern-iot/tern/firmware/update"
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/gpiodev"
@@ -20,10 +21,11 @@ import (
 	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/hal/serialdev"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/sdnotify"
+	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/version"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
-	"github.com/tern-iot/tern/runtime/store/badgerstore"
-	"github.com/tern-iot/tern/runtime/store/boltstore"
 )
 
 // Hardware is what the daemon drives. Tests and the testbench pass a
@@ -62,7 +64,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
 	}
-	st, err := openStore(cfg.Store, filepath.Join(cfg.DataDir, "store"))
+	st, err := store.OpenBackend(cfg.Store, filepath.Join(cfg.DataDir, "store"))
 	if err != nil {
 		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, err)
 	}
@@ -79,8 +81,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Modules: moduleNames(cfg),
 			Store: st, OutboxLimit: cfg.OutboxLimit,
 			Username: cfg.BrokerUsername, Password: cfg.BrokerPassword,
-			Topics: fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
-			Dial:   hw.Dial,
+			Topics:    fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
+			Dial:      hw.Dial,
+			AgentArch: version.Arch(),
 		})
 		if err != nil {
 			return fmt.Errorf("ternd: %w", err)
@@ -113,10 +116,24 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if backend == "" {
 		backend = store.Backend()
 	}
-	log.Info("ternd started", "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", backend)
+	log.Info("ternd started", "version", version.String("ternd"), "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", backend)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	up, ust := newUpdater(cfg, trust, dev, log)
+	healthy := func() error {
+		if dev != nil && !dev.Connected() {
+			return errors.New("not connected to the broker")
+		}
+		if b := agent.Busy(); b > watchdogStall {
+			return fmt.Errorf("the agent loop has been in one step for %v", b.Round(time.Second))
+		}
+		if s := agent.Status(); s.Phase != runtime.PhaseIdle {
+			return fmt.Errorf("the agent is %s, not converged: %s", s.Phase, s.Error)
+		}
+		return nil
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Go(func() { errc <- agent.Run(ctx) })
@@ -125,20 +142,97 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	if dev != nil {
 		wg.Go(func() { errc <- dev.Run(ctx) })
-		wg.Go(func() { feed(ctx, dev, comb, rels, agent, log) })
+		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, log) })
+	}
+	if up.dir.OnTrial(ust, up.self) {
+		wg.Go(func() {
+			if err := up.trial(ctx, ust, healthy); err != nil {
+				cancel(err)
+			}
+		})
+	} else {
+		up.reportOutcome(ust)
+	}
+	wg.Go(func() { watchdog(ctx, sdnotify.WatchdogInterval(), agent.Busy, log) })
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("cannot tell systemd ternd is ready", "err", err)
 	}
 	<-ctx.Done()
+	sdnotify.Notify(sdnotify.Stopping)
 	wg.Wait()
 	close(errc)
 	var errs []error
 	for err := range errc {
 		errs = append(errs, err)
 	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrRestart) {
+		errs = append(errs, cause)
+	}
 	return errors.Join(errs...)
 }
 
+// watchdogStall is how long the agent loop may stay in one step before
+// ternd stops feeding systemd's watchdog (and fails its update health
+// check): far longer than any job's deadline allows.
+const watchdogStall = 5 * time.Minute
+
+// watchdog pings systemd's watchdog every interval/2 while the agent loop
+// is not stuck in a step (busy says how long it has been in one); a hung
+// loop stops the pings and systemd restarts ternd. interval 0: no
+// watchdog (not run by systemd, or no WatchdogSec=).
+func watchdog(ctx context.Context, interval time.Duration, busy func() time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	pingWhileHealthy(ctx, t.C, busy, log)
+}
+
+// pingWhileHealthy is watchdog's loop, ticked by ticks.
+func pingWhileHealthy(ctx context.Context, ticks <-chan time.Time, busy func() time.Duration, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticks:
+		}
+		msg := sdnotify.Watchdog
+		if b := busy(); b > watchdogStall {
+			msg = fmt.Sprintf("STATUS=agent loop stuck in one step for %v; watchdog pings stopped", b.Round(time.Second))
+			log.Error("agent loop stuck; not feeding the watchdog, systemd will restart ternd", "busy", b)
+		}
+		if err := sdnotify.Notify(msg); err != nil {
+			log.Warn("systemd watchdog", "err", err)
+		}
+	}
+}
+
+func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Logger) (*updater, update.State) {
+	self, err := os.Executable()
+	if err != nil {
+		log.Warn("cannot find the running binary", "err", err)
+	}
+	up := &updater{
+		dir: AgentDir(cfg), self: self, arch: version.Arch(), trust: trust, health: time.Duration(cfg.UpdateHealthTimeout), log: log,
+		publish: func(e runtime.Event) {
+			if dev == nil {
+				return
+			}
+			if err := dev.PublishEvent(context.Background(), e); err != nil {
+				log.Warn("agent update event not stored", "kind", e.Kind, "err", err)
+			}
+		},
+	}
+	st, err := up.dir.Load()
+	if err != nil {
+		log.Warn("agent update state", "err", err)
+	}
+	return up, st
+}
+
 // feed hands targets and module releases from the fleet to the agent.
-func feed(ctx context.Context, dev *fleet.Device, comb *combiner, rels *releases, a *runtime.Agent, log *slog.Logger) {
+func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *releases, up *updater, a *runtime.Agent, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -166,12 +260,22 @@ func feed(ctx context.Context, dev *fleet.Device, comb *combiner, rels *releases
 				return
 			}
 			release(ctx, env, rels, a, log)
+		case r, ok := <-dev.AgentReleases():
+			if !ok {
+				return
+			}
+			if err := up.apply(ctx, r); err != nil {
+				stop(err)
+				return
+			}
 		case r, ok := <-dev.Refusals():
 			if !ok {
 				return
 			}
 			log.Warn("message refused", "topic", r.Topic, "err", r.Err)
-			if r.Module != "" {
+			if r.Agent {
+				up.event(EventUpdateRefused, "%s: %v; the running binary stays", r.Topic, r.Err)
+			} else if r.Module != "" {
 				a.ModuleRefused(r.Module, fmt.Errorf("%s: %w", r.Topic, r.Err))
 			} else {
 				a.Refused(0, fmt.Errorf("%s: %w", r.Topic, r.Err))
@@ -206,18 +310,6 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 		return
 	}
 	log.Info("module release installed", "module", env.Module, "version", env.Version)
-}
-
-// openStore opens the store with the backend named (empty: this build's
-// default).
-func openStore(backend, dir string) (store.Store, error) {
-	switch backend {
-	case "bolt":
-		return boltstore.Open(dir)
-	case "badger":
-		return badgerstore.Open(dir, badgerstore.DefaultOptions())
-	}
-	return store.Open(dir)
 }
 
 func moduleNames(cfg Config) []string {

@@ -20,6 +20,12 @@ func String(program string) string {
 			}
 		}
 	}
+	return fmt.Sprintf("%s %s%s %s %s/%s", program, Version, rev, runtime.Version(), runtime.GOOS, Arch())
+}
+
+// Arch is the architecture this binary was built for, as releases name
+// it: amd64, arm64, or arm with its GOARM level (armv6, armv7).
+func Arch() string {
 	arch := runtime.GOARCH
 	if arch == "arm" {
 		if bi, ok := debug.ReadBuildInfo(); ok {
@@ -30,5 +36,5 @@ func String(program string) string {
 			}
 		}
 	}
-	return fmt.Sprintf("%s %s%s %s %s/%s", program, Version, rev, runtime.Version(), runtime.GOOS, arch)
+	return arch
 }

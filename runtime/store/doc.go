@@ -27,7 +27,8 @@
 // Open chooses at compile time with build constraints: open_32.go is built
 // for the 32-bit GOARCH values (386, arm, mips, mipsle) and open_64.go for
 // every other, so a 32-bit binary does not link Badger at all. Backend says
-// which one was chosen. A database written by one backend cannot be read by
+// which one was chosen. OpenBackend opens a named backend instead (a 64-bit
+// agent may choose bbolt to save memory; a 32-bit one cannot choose Badger). A database written by one backend cannot be read by
 // the other: moving a device between a 32-bit and a 64-bit OS starts it with
 // an empty store, as a re-flashed device would.
 //

@@ -2,7 +2,11 @@
 
 package store
 
-import "github.com/tern-iot/tern/runtime/store/boltstore"
+import (
+	"fmt"
+
+	"github.com/tern-iot/tern/runtime/store/boltstore"
+)
 
 // The default backend of a 32-bit build: bbolt, because Badger loses data
 // on 32-bit machines (see the package doc and RATIONALE.md).
@@ -21,3 +25,16 @@ func Open(dir string) (Store, error) {
 
 // Backend names the backend Open uses on this machine: "badger" or "bolt".
 func Backend() string { return "bolt" }
+
+// OpenBackend opens the store in dir with the backend named: "bolt", or
+// "" for this machine's default. A 32-bit build has no Badger; asking for
+// it is an error that says so.
+func OpenBackend(backend, dir string) (Store, error) {
+	switch backend {
+	case "", "bolt":
+		return Open(dir)
+	case "badger":
+		return nil, fmt.Errorf("store: badger is not in 32-bit builds (it loses data there); use bolt or leave the backend out")
+	}
+	return nil, fmt.Errorf("store: %q is not a store backend; use badger or bolt", backend)
+}

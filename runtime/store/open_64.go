@@ -2,7 +2,12 @@
 
 package store
 
-import "github.com/tern-iot/tern/runtime/store/badgerstore"
+import (
+	"fmt"
+
+	"github.com/tern-iot/tern/runtime/store/badgerstore"
+	"github.com/tern-iot/tern/runtime/store/boltstore"
+)
 
 // The default backend of a 64-bit build. open_32.go lists the 32-bit GOARCH
 // values; the store's tests check that this choice agrees with the word
@@ -23,3 +28,19 @@ func Open(dir string) (Store, error) {
 
 // Backend names the backend Open uses on this machine: "badger" or "bolt".
 func Backend() string { return "badger" }
+
+// OpenBackend opens the store in dir with the backend named: "badger",
+// "bolt", or "" for this machine's default (Badger).
+func OpenBackend(backend, dir string) (Store, error) {
+	switch backend {
+	case "", "badger":
+		return Open(dir)
+	case "bolt":
+		s, err := boltstore.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("store: %q is not a store backend; use badger or bolt", backend)
+}

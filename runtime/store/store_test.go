@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"math/bits"
+	"strings"
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/store"
@@ -35,5 +36,33 @@ func TestBackendMatchesWordSize(t *testing.T) {
 	}
 	if got := store.Backend(); got != want {
 		t.Fatalf("Backend() = %q on a %d-bit machine, want %q", got, bits.UintSize, want)
+	}
+}
+
+// OpenBackend opens each backend this build has by name and writes through
+// it; on a 32-bit machine asking for Badger is refused with the reason, and
+// an unknown name is refused everywhere.
+func TestOpenBackend(t *testing.T) {
+	for _, name := range []string{"", "bolt", "badger"} {
+		s, err := store.OpenBackend(name, t.TempDir())
+		if name == "badger" && bits.UintSize == 32 {
+			if err == nil || !strings.Contains(err.Error(), "not in 32-bit builds") {
+				t.Errorf("OpenBackend(badger) on 32 bits: err = %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("OpenBackend(%q): %v", name, err)
+		}
+		if err := s.Put([]byte("k"), []byte("v")); err != nil {
+			t.Errorf("%q: Put: %v", name, err)
+		}
+		if v, err := s.Get([]byte("k")); err != nil || string(v) != "v" {
+			t.Errorf("%q: Get = %q, %v", name, v, err)
+		}
+		s.Close()
+	}
+	if _, err := store.OpenBackend("sqlite", t.TempDir()); err == nil || !strings.Contains(err.Error(), `"sqlite" is not a store backend`) {
+		t.Errorf("OpenBackend(sqlite): err = %v", err)
 	}
 }

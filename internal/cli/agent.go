@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"debug/buildinfo"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
+)
+
+const agentUsage = `Usage:
+  tern agent release [fleet flags] --key K.key [--version N] [--arch ARCH] [--agent-version V] [--dry-run] TERND
+      release a ternd binary (from make dist) to the devices of its architecture:
+      signed, compressed, retained on <prefix>/<fleet>/agent/<arch>. Each device
+      stages it, restarts into it, and keeps it if it is connected and converged
+      within update_health_timeout; otherwise it rolls back. See docs/install.md.
+`
+
+// agentCmd is tern agent SUBCOMMAND.
+func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "release" {
+		fmt.Fprint(stderr, agentUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return nil
+		}
+		return usageError{errors.New("agent: want a subcommand: release")}
+	}
+	return agentRelease(ctx, args[1:], stdout, stderr)
+}
+
+// mainPackage is the package a ternd binary is built from.
+const mainPackage = "github.com/tern-iot/tern/cmd/ternd"
+
+// runVersion is the version ternd at path prints, or "" if it does not run
+// here (another architecture, without qemu-user's binfmt handlers).
+// -trimpath keeps -ldflags, where -X sets the version, out of the build
+// information, so the binary has to say it.
+func runVersion(ctx context.Context, path string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "version").Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) < 2 || f[0] != "ternd" {
+		return ""
+	}
+	return f[1]
+}
+
+func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("agent release", "[fleet flags] --key KEY.key [--version N] [--arch ARCH] [--dry-run] TERND", stderr)
+	var ff fleetFlags
+	ff.register(fs)
+	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the release with (or $TERN_KEY); required")
+	ver := fs.Uint64("version", 0, "release version; default: the current time in milliseconds (releases must grow)")
+	arch := fs.String("arch", "", "architecture: amd64, arm64, armv7 or armv6; default: read from the binary")
+	agentVer := fs.String("agent-version", "", "ternd's own version, checked by devices against what the binary says; default: what TERND version prints, if it runs here")
+	dryRun := fs.Bool("dry-run", false, "print the release (JSON) instead of publishing it, e.g. for mosquitto_pub -f")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *keyPath == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{errors.New("agent release needs --key and one ternd binary")}
+	}
+	priv, err := signing.ReadPrivate(*keyPath)
+	if err != nil {
+		return usageError{fmt.Errorf("--key: %w", err)}
+	}
+	path := fs.Arg(0)
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s is not a Go binary (%v): release a ternd from make dist", path, err)
+	}
+	if bi.Path != mainPackage {
+		return fmt.Errorf("%s is %s, not ternd (%s)", path, bi.Path, mainPackage)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if settings["GOOS"] != "linux" || settings["CGO_ENABLED"] != "0" {
+		return fmt.Errorf("%s is built for %s with CGO_ENABLED=%s; devices run static linux builds (make dist)", path, settings["GOOS"], settings["CGO_ENABLED"])
+	}
+	built := settings["GOARCH"]
+	if built == "arm" {
+		built += "v" + settings["GOARM"]
+	}
+	if *arch == "" {
+		*arch = built
+	} else if *arch != built {
+		return fmt.Errorf("%s is built for %s, not --arch %s", path, built, *arch)
+	}
+	if err := fleet.ValidArch(*arch); err != nil {
+		return err
+	}
+	agentVersion := *agentVer
+	if agentVersion == "" {
+		agentVersion = runVersion(ctx, path)
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if len(bin) > fleet.MaxAgentSize {
+		return fmt.Errorf("%s is %d bytes; agent releases carry binaries up to %d MiB", path, len(bin), fleet.MaxAgentSize>>20)
+	}
+	v := *ver
+	if v == 0 {
+		v = uint64(time.Now().UnixMilli())
+	}
+	r, err := fleet.NewAgentRelease(*arch, v, bin)
+	if err != nil {
+		return err
+	}
+	if len(r.Gzip) > fleet.MaxAgentCompressed {
+		return fmt.Errorf("%s compresses to %d bytes, over the %d MiB limit of agent releases", path, len(r.Gzip), fleet.MaxAgentCompressed>>20)
+	}
+	r.AgentVersion = agentVersion
+	r.Sign(priv)
+	if *dryRun {
+		fmt.Fprintln(stdout, string(mustJSON(r)))
+		return nil
+	}
+	op, err := ff.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer op.Close()
+	if err := op.PushAgentRelease(ctx, r); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "released ternd %s for %s as version %d on %s (%d bytes, %d compressed, sha256 %.12s, signed by %s)\n",
+		orDash(agentVersion), *arch, v, fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}.Agent(*arch), len(bin), len(r.Gzip), r.SHA256,
+		signing.KeyID(priv.Public().(ed25519.PublicKey)))
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

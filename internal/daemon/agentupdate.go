@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tern-iot/tern/firmware/update"
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/version"
+	"github.com/tern-iot/tern/runtime"
+)
+
+// ErrRestart is what Run returns when ternd must start again: a new binary
+// was swapped in, or one that failed its health check was rolled back.
+// ternd exits with ExitRestart; systemd (Restart=on-failure) starts it
+// again, and Boot picks the binary.
+var ErrRestart = errors.New("ternd: restarting into another binary")
+
+// ExitRestart is ternd's exit code for ErrRestart (EX_TEMPFAIL).
+const ExitRestart = 75
+
+// BootedEnv is set in the environment of a binary Boot chose, so that it
+// does not choose again.
+const BootedEnv = "TERN_BOOTED"
+
+// Event kinds of agent (ternd) updates. Like the runtime's, they are part
+// of the fleet contract and never renamed.
+const (
+	EventUpdateReceived   runtime.EventKind = "agent.update.received"    // an agent release arrived and will be tried
+	EventUpdateRefused    runtime.EventKind = "agent.update.refused"     // signature, architecture, smoke test or storage: the running binary stays
+	EventUpdateStaged     runtime.EventKind = "agent.update.staged"      // the new binary is on disk, checked, and runs on this CPU
+	EventUpdateSwapped    runtime.EventKind = "agent.update.swapped"     // the new binary is current; ternd restarts into it
+	EventUpdateCommitted  runtime.EventKind = "agent.update.committed"   // the new binary passed its health check and stays
+	EventUpdateRolledBack runtime.EventKind = "agent.update.rolled_back" // the new binary failed; the previous one runs again
+)
+
+// AgentDir is where ternd keeps its own binaries: <data_dir>/agent.
+func AgentDir(cfg Config) update.Dir {
+	return update.Dir{Path: filepath.Join(cfg.withDefaults().DataDir, "agent")}
+}
+
+// Boot decides which binary runs, before anything else at start (see
+// update.Dir.Boot): it returns a binary to exec instead of this one, or
+// "". Errors are logged: the agent starts whatever happens.
+func Boot(cfg Config, log *slog.Logger) string {
+	if os.Getenv(BootedEnv) != "" {
+		return ""
+	}
+	self, err := os.Executable()
+	if err != nil {
+		log.Warn("cannot find the running binary; not looking for an updated one", "err", err)
+		return ""
+	}
+	exe, st, err := AgentDir(cfg).Boot(self)
+	if err != nil {
+		log.Warn("agent update state", "err", err)
+	}
+	if st.Phase == update.PhaseTrial {
+		log.Info("starting a new agent binary on trial", "version", st.Version, "agent_version", st.AgentVersion, "start", st.Boots)
+	}
+	return exe
+}
+
+// updater applies agent releases and watches over a binary on trial.
+type updater struct {
+	dir     update.Dir
+	self    string
+	arch    string
+	trust   signing.Trust
+	health  time.Duration
+	log     *slog.Logger
+	publish func(runtime.Event)
+
+	mu sync.Mutex // serializes apply with the trial's commit or rollback
+}
+
+func (u *updater) event(kind runtime.EventKind, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	u.log.Info("agent update: "+msg, "kind", kind)
+	u.publish(runtime.Event{ID: runtime.NewEventID(), Time: time.Now().UTC(), Kind: kind, Message: msg})
+}
+
+// apply tries an agent release: it returns ErrRestart when the new binary
+// was swapped in.
+func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st, err := u.dir.Load()
+	if err != nil {
+		u.log.Warn("agent update state", "err", err)
+	}
+	if r.Version <= st.Tried {
+		u.log.Debug("agent release already tried", "version", r.Version, "tried", st.Tried)
+		return nil
+	}
+	if st.Phase == update.PhaseTrial {
+		// One update at a time: this one is not marked tried, so it comes
+		// again with the retained message at the next connect.
+		u.log.Info("agent release waits: the running binary is still on trial", "version", r.Version, "on_trial", st.Version)
+		return nil
+	}
+	what := fmt.Sprintf("release %d (ternd %s for %s, %d bytes)", r.Version, orUnknown(r.AgentVersion), r.Arch, r.Size)
+	u.event(EventUpdateReceived, "%s received", what)
+	refuse := func(err error) error {
+		st.Tried = max(st.Tried, r.Version)
+		if serr := u.dir.Save(st); serr != nil {
+			u.log.Error("agent update state not saved; the release may be tried again", "err", serr)
+		}
+		u.event(EventUpdateRefused, "%s refused: %v; the running binary stays", what, err)
+		return nil
+	}
+	if len(u.trust) == 0 {
+		return refuse(errors.New("this device trusts no operator key, and agent releases must be signed: add trusted_keys to ternd.yaml"))
+	}
+	if err := r.Verify(u.trust); err != nil {
+		return refuse(err)
+	}
+	if r.Arch != u.arch {
+		return refuse(fmt.Errorf("built for %s, but this device runs %s; release a ternd for %s", r.Arch, u.arch, u.arch))
+	}
+	bin, err := u.dir.Stage(r.Version, r.Binary, r.SHA256)
+	if err != nil {
+		return refuse(err)
+	}
+	if err := smokeTest(ctx, bin, r.AgentVersion); err != nil {
+		os.Remove(bin)
+		return refuse(err)
+	}
+	u.event(EventUpdateStaged, "%s staged in %s; it runs on this CPU", what, bin)
+	st.Version, st.AgentVersion = r.Version, r.AgentVersion
+	swapped, err := u.dir.Swap(st)
+	if err != nil {
+		return refuse(err)
+	}
+	st = swapped
+	u.event(EventUpdateSwapped, "%s is now current (previous: %s); restarting into it, health check within %v", what, orPackaged(st.Previous), u.health)
+	return ErrRestart
+}
+
+// smokeTest runs bin version: a binary for another CPU, or one cut short,
+// fails here rather than at the restart.
+func smokeTest(ctx context.Context, bin, want string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("the new binary does not run here (%s version: %v: %.200s)", bin, err, out)
+	}
+	if !strings.HasPrefix(string(out), "ternd ") || (want != "" && !strings.Contains(string(out), want)) {
+		return fmt.Errorf("the new binary says %.200q, not ternd %s", strings.TrimSpace(string(out)), want)
+	}
+	return nil
+}
+
+// reportOutcome hands an update's outcome the fleet has not heard of yet
+// to it: a rollback Boot did, or one before a restart.
+func (u *updater) reportOutcome(st update.State) {
+	if st.Reported || (st.Phase != update.PhaseCommitted && st.Phase != update.PhaseRolledBack) {
+		return
+	}
+	what := fmt.Sprintf("release %d (ternd %s)", st.Version, orUnknown(st.AgentVersion))
+	if st.Phase == update.PhaseCommitted {
+		u.event(EventUpdateCommitted, "%s passed its health check and stays; running %s", what, version.String("ternd"))
+	} else {
+		u.event(EventUpdateRolledBack, "%s rolled back: %s; running %s", what, st.Reason, version.String("ternd"))
+	}
+	st.Reported = true
+	if err := u.dir.Save(st); err != nil {
+		u.log.Warn("agent update state not saved; the outcome may be reported again", "err", err)
+	}
+}
+
+// trial watches the binary on trial: healthy within u.health, it is
+// committed; otherwise rolled back, and trial returns ErrRestart.
+func (u *updater) trial(ctx context.Context, st update.State, healthy func() error) error {
+	deadline := time.NewTimer(u.health)
+	defer deadline.Stop()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	last := errors.New("not checked yet")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil // stopped: the trial goes on at the next start (Boot counts it)
+		case <-poll.C:
+			if last = healthy(); last != nil {
+				continue
+			}
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if err := u.dir.Commit(st); err != nil {
+				u.log.Error("agent update: cannot commit; the trial goes on at the next start", "err", err)
+				return nil
+			}
+			st.Phase = update.PhaseCommitted
+			u.reportOutcome(st)
+			return nil
+		case <-deadline.C:
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			reason := fmt.Sprintf("not healthy within %v (%v)", u.health, last)
+			st, err := u.dir.Rollback(st, reason)
+			if err != nil {
+				u.log.Error("agent update: rollback failed; Boot ends the trial at the next start", "err", err)
+			}
+			u.event(EventUpdateRolledBack, "release %d (ternd %s) rolled back: %s; restarting into %s",
+				st.Version, orUnknown(st.AgentVersion), reason, orPackaged(st.Previous))
+			st.Reported = true
+			if err := u.dir.Save(st); err != nil {
+				u.log.Warn("agent update state not saved", "err", err)
+			}
+			return ErrRestart
+		}
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+func orPackaged(s string) string {
+	if s == "" {
+		return "the packaged binary"
+	}
+	return s
+}
