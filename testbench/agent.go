@@ -26,3 +26,14 @@ type Boarded interface {
 	Agent
 	Board() *Board
 }
+
+// Killer is an Agent that can lose its power: Kill ends it at once, as
+// SIGKILL ends a process, with no chance to flush or close anything. A
+// ProcessAgent is one; an InProcess agent is not (its ternd shares the
+// testbench's process), so kill steps stop it cleanly instead.
+type Killer interface {
+	Agent
+	Kill() error
+}
+
+var _ Killer = (*ProcessAgent)(nil)

@@ -20,9 +20,11 @@
 // run` is the command.
 //
 // Agents are an interface ([Agent]: start, stop, restart, id), so agents
-// run as separate ternd processes fit beside the in-process ones
-// ([InProcess]); hardware faults need the agent's simulated [Board], an
-// optional ability ([Boarded]). The board's wrappers that inject faults are
+// run as separate ternd processes ([ProcessAgent], process: true in a
+// scenario, their board in ternd's sim section) fit beside the in-process
+// ones ([InProcess]); hardware faults need the agent's simulated [Board],
+// an optional ability ([Boarded]), and a kill step's power cut needs
+// [Killer] (an in-process agent is stopped cleanly instead). The board's wrappers that inject faults are
 // in hal/sim (sim.FaultyDevice, sim.FaultySerial); the network cut goes
 // through daemon.Hardware.Dial ([Link]) and the clock jump through
 // daemon.Hardware.Clock ([Clock]).

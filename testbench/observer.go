@@ -154,6 +154,17 @@ func firstLine(s string) string {
 	return s
 }
 
+// restarted forgets when the device converged: after a restart or a
+// kill it has to report converged again. Called between the agent's end
+// and its new start.
+func (o *observer) restarted(id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.device(id)
+	s.converged = map[uint64]time.Duration{}
+	s.convergedEvent = nil
+}
+
 // snapshot copies what is known of a device.
 func (o *observer) snapshot(id string) seen {
 	o.mu.Lock()

@@ -76,6 +76,20 @@ type ProcessAgent struct {
 // building the binary included; cancelling it later does not stop the
 // process: Stop or Kill does.
 func StartProcess(ctx context.Context, opts ProcessOptions) (*ProcessAgent, error) {
+	p, err := NewProcess(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// NewProcess prepares a ternd process as StartProcess does (configuration
+// written, binary built) without starting it: Start does. ctx bounds the
+// build.
+func NewProcess(ctx context.Context, opts ProcessOptions) (*ProcessAgent, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("testbench: ProcessOptions.Dir is empty; give the process a directory of its own (t.TempDir())")
 	}
@@ -122,9 +136,6 @@ func StartProcess(ctx context.Context, opts ProcessOptions) (*ProcessAgent, erro
 	p := &ProcessAgent{opts: opts, conf: filepath.Join(opts.Dir, "ternd.yaml"), log: new(lockedBuffer)}
 	if err := os.WriteFile(p.conf, b, 0o640); err != nil {
 		return nil, fmt.Errorf("testbench: %w", err)
-	}
-	if err := p.start(ctx); err != nil {
-		return nil, err
 	}
 	return p, nil
 }
@@ -321,7 +332,8 @@ var terndBuild struct {
 // current directory (which must be inside tern's module, as a test's is),
 // into os.TempDir()/tern-testbench, one binary per source tree (go's build
 // cache makes later builds quick), and returns its path. A program outside
-// the module (tern testbench run) passes ProcessOptions.Binary instead.
+// the module passes ProcessOptions.Binary instead (tern testbench run
+// --ternd); the error says so.
 func TerndBinary(ctx context.Context) (string, error) {
 	terndBuild.once.Do(func() {
 		dir := filepath.Join(os.TempDir(), "tern-testbench")
@@ -342,7 +354,8 @@ func TerndBinary(ctx context.Context) (string, error) {
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
 			os.Remove(tmp.Name())
-			terndBuild.err = fmt.Errorf("testbench: go build ./cmd/ternd: %v\n%s", err, stderr.String())
+			wd, _ := os.Getwd()
+			terndBuild.err = fmt.Errorf("testbench: process agents need a ternd binary, and go build github.com/tern-iot/tern/cmd/ternd in %s failed (%v): run from inside the tern source tree, or give a ternd of the same version (tern testbench run --ternd bin/ternd; ProcessOptions.Binary):\n%s", wd, err, strings.TrimSpace(stderr.String()))
 			return
 		}
 		// One name per source tree: two checkouts testing at once must

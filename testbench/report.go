@@ -30,7 +30,7 @@ func WriteReport(w io.Writer, results []*Result) {
 		if r.File != "" {
 			fmt.Fprintf(w, " (%s)", r.File)
 		}
-		fmt.Fprintf(w, "\n    setup %v, run %v\n", r.Setup.Round(10*time.Millisecond), (r.Duration - r.Setup).Round(10*time.Millisecond))
+		fmt.Fprintf(w, "\n    setup %v, run %v, seed %d (--seed %d replays its random choices)\n", r.Setup.Round(10*time.Millisecond), (r.Duration - r.Setup).Round(10*time.Millisecond), r.Seed, r.Seed)
 		if r.Error != "" {
 			fmt.Fprintf(w, "    error: %s\n", r.Error)
 		}

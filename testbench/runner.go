@@ -33,6 +33,13 @@ type Options struct {
 	// AgentLog receives every agent's log (ternd's, level info); nil:
 	// only warnings are kept, for the report.
 	AgentLog io.Writer
+	// Ternd is the ternd executable process agents (process: true) run.
+	// Empty: TerndBinary builds it, which needs the tern source tree.
+	Ternd string
+	// Seed, if not 0, replaces every scenario's seed: the one a report
+	// printed replays that run's random choices (kill moments and victims,
+	// noise, garbage).
+	Seed uint64
 }
 
 // Result is the outcome of one scenario.
@@ -42,6 +49,7 @@ type Result struct {
 	Passed     bool              `json:"passed"`
 	Error      string            `json:"error,omitempty"` // the scenario could not run
 	Started    time.Time         `json:"started"`
+	Seed       uint64            `json:"seed"`     // what the random choices were drawn from
 	Setup      time.Duration     `json:"setup_ns"` // build, boot, first reports
 	Duration   time.Duration     `json:"duration_ns"`
 	Assertions []AssertionResult `json:"assertions"`
@@ -98,6 +106,7 @@ type run struct {
 	sc    *Scenario
 	opts  Options
 	dir   string
+	seed  uint64
 	rng   *rand.Rand
 	start time.Time
 
@@ -108,7 +117,9 @@ type run struct {
 	byID   map[string]Agent
 	groups map[string][]string // device → its groups
 	logs   map[string]*ring
-	wasm   map[string][]byte // module name → code the agents start with
+	wasm   map[string][]byte      // module name → code the agents start with
+	power  map[string]*sync.Mutex // agent → held while it is killed or restarted
+	kills  sync.WaitGroup         // kill steps under way
 
 	mu       sync.Mutex
 	versions map[string]uint64 // "device/ID" or "group/G" → latest version pushed
@@ -121,7 +132,11 @@ type run struct {
 // Run runs a scenario and returns its result; it never panics on a bad
 // scenario: what went wrong is in Result.Error.
 func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
-	res := &Result{Name: sc.Name, File: sc.File, Started: time.Now()}
+	seed := sc.Seed
+	if opts.Seed != 0 {
+		seed = opts.Seed
+	}
+	res := &Result{Name: sc.Name, File: sc.File, Started: time.Now(), Seed: seed}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(sc.Timeout))
 	defer cancel()
 	dir, err := os.MkdirTemp("", "tern-testbench-")
@@ -131,12 +146,13 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	}
 	defer os.RemoveAll(dir)
 	r := &run{
-		sc: sc, opts: opts, dir: dir, rng: rand.New(rand.NewPCG(sc.Seed, sc.Seed^0x7465726e)),
+		sc: sc, opts: opts, dir: dir, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x7465726e)),
 		byID: map[string]Agent{}, groups: map[string][]string{}, logs: map[string]*ring{}, wasm: map[string][]byte{},
+		power:    map[string]*sync.Mutex{},
 		versions: map[string]uint64{}, releases: map[string]uint64{},
 	}
 	defer r.teardown()
-	r.printf("=== %s: setting up %d agents on the %s broker", sc.Name, r.count(), sc.Broker)
+	r.printf("=== %s: setting up %d agents on the %s broker (seed %d)", sc.Name, r.count(), sc.Broker, seed)
 	if err := r.setup(ctx); err != nil {
 		res.Error = err.Error()
 		res.Duration = time.Since(res.Started)
@@ -237,12 +253,15 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 
+	ternd := r.opts.Ternd
 	for _, spec := range r.sc.Agents {
-		for _, id := range spec.IDs() {
-			board, err := newBoard(spec, r.rng)
-			if err != nil {
-				return fmt.Errorf("agent %s: board: %w", id, err)
+		if spec.Process && ternd == "" {
+			var err error
+			if ternd, err = TerndBinary(ctx); err != nil {
+				return err
 			}
+		}
+		for _, id := range spec.IDs() {
 			cfg := daemon.Config{
 				Device: id, Fleet: r.sc.Fleet, Broker: r.broker.URL(), Board: "sim", LogLevel: "info",
 				DataDir: filepath.Join(r.dir, "agents", id), Groups: spec.Groups,
@@ -255,16 +274,40 @@ func (r *run) setup(ctx context.Context) error {
 			}
 			lg := &ring{max: 20}
 			r.logs[id] = lg
-			a := NewInProcess(cfg, board, slog.New(agentHandler(lg, r.opts.AgentLog, id)))
+			var a Agent
+			if spec.Process {
+				cfg.Sim = processSim(spec)
+				cfg.CacheDir = filepath.Join(r.dir, "cache") // one compilation for all
+				p, err := NewProcess(ctx, ProcessOptions{
+					Config: cfg, Dir: filepath.Join(r.dir, "agents", id), Binary: ternd,
+					Log: &processLog{id: id, warn: lg, all: r.opts.AgentLog},
+				})
+				if err != nil {
+					return err
+				}
+				a = p
+			} else {
+				board, err := newBoard(spec, r.rng)
+				if err != nil {
+					return fmt.Errorf("agent %s: board: %w", id, err)
+				}
+				a = NewInProcess(cfg, board, slog.New(agentHandler(lg, r.opts.AgentLog, id)))
+			}
 			r.agents = append(r.agents, a)
 			r.byID[id] = a
 			r.groups[id] = spec.Groups
+			r.power[id] = new(sync.Mutex)
 		}
 	}
-	for _, a := range r.agents {
-		if err := a.Start(ctx); err != nil {
-			return err
-		}
+	// Processes start in parallel: each waits until its ternd has started.
+	errs := make([]error, len(r.agents))
+	var starting sync.WaitGroup
+	for i, a := range r.agents {
+		starting.Go(func() { errs[i] = a.Start(ctx) })
+	}
+	starting.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	go r.physics(ctx)
 
@@ -405,6 +448,7 @@ func (r *run) play(ctx context.Context) {
 
 	faultCtx, stopFaults := context.WithCancel(ctx)
 	defer stopFaults()
+	defer r.kills.Wait() // before the agents are stopped
 	var checks, restores sync.WaitGroup
 	steps := slices.Clone(r.sc.Timeline)
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
@@ -421,6 +465,9 @@ func (r *run) play(ctx context.Context) {
 			r.note("", "step failed", err.Error())
 		}
 	}
+	// The timeline is done when the last kill is: the assertions measure
+	// from after it.
+	r.kills.Wait()
 	// nothing_lost is checked last: once the other checks are done, the
 	// events they waited for have arrived too.
 	for i := range r.sc.Assertions {
@@ -556,11 +603,12 @@ func (r *run) do(ctx, faultCtx context.Context, restores *sync.WaitGroup, st Ste
 		}
 	case st.Restart != nil:
 		for _, id := range r.selected(*st.Restart) {
-			r.note(id, "restart", "")
-			if err := r.byID[id].Restart(ctx); err != nil {
+			if err := r.powerCycle(ctx, id, 0, "restart"); err != nil {
 				return err
 			}
 		}
+	case st.Kill != nil:
+		r.kill(ctx, st)
 	case st.Press != nil:
 		bs, err := r.boards(st.Press.Selector, "press")
 		if err != nil {

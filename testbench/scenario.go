@@ -87,6 +87,16 @@ type AgentSpec struct {
 	// Room is a room heated through a relay line and measured by a
 	// temperature sensor of the board.
 	Room *RoomSpec `yaml:"room"`
+	// Process runs each agent as a ternd process of its own (a
+	// ProcessAgent) instead of in the testbench's process, so that kill
+	// is a real SIGKILL. Its chips and room go into ternd's sim section
+	// (daemon.SimConfig); what needs the board in the testbench's memory
+	// (buttons, serial devices, wires, chip power lines, hardware,
+	// network and clock faults) is refused.
+	Process bool `yaml:"process"`
+
+	line  int            // where the entry starts
+	lines map[string]int // where its keys are: "process", "board.buttons", …
 }
 
 // BoardSpec is what is wired to a simulated board.
@@ -172,6 +182,7 @@ type Step struct {
 	Press   *PressStep   `yaml:"press"`
 	MoveGPS *GPSStep     `yaml:"move_gps"`
 	Restart *Selector    `yaml:"restart"`
+	Kill    *KillStep    `yaml:"kill"`
 	// Expect checks an assertion from this moment on, while the timeline
 	// goes on.
 	Expect *Assertion `yaml:"expect"`
@@ -208,6 +219,24 @@ type FaultStep struct {
 	For       Duration `yaml:"for"`
 	Amplitude float64  `yaml:"amplitude"`
 	By        Duration `yaml:"by"`
+}
+
+// KillStep cuts the power of the selected agents at random moments and
+// brings them back: Count kills at moments drawn uniformly from [at,
+// at+Over), each of one agent drawn from the selection, all from the
+// scenario's seed. A process agent is killed with SIGKILL; an in-process
+// agent cannot be, and is stopped cleanly instead (Agent.Stop). Either
+// starts again Down later on the same data directory.
+type KillStep struct {
+	Selector `yaml:",inline"`
+	// Count is how many kills; default 1.
+	Count int `yaml:"count"`
+	// Over is the window the moments are drawn from; default 0: all at
+	// the step's time.
+	Over Duration `yaml:"over"`
+	// Down is how long an agent stays dead before it starts again;
+	// default 0.
+	Down Duration `yaml:"down"`
 }
 
 // PressStep presses a button of the selected agents for For (default
@@ -370,6 +399,33 @@ func (sc *Scenario) lines(doc *yaml.Node) {
 					sc.Assertions[j].line = items[j].Line
 				}
 			}
+		case "agents":
+			for j := range sc.Agents {
+				if j < len(items) {
+					a := &sc.Agents[j]
+					a.line, a.lines = items[j].Line, map[string]int{}
+					keyLines(items[j], "", a.lines)
+				}
+			}
+		}
+	}
+}
+
+// keyLines records the line of every key under n, by its dotted path
+// (board.i2c[0].power).
+func keyLines(n *yaml.Node, where string, out map[string]int) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := join(where, n.Content[i].Value)
+			out[k] = n.Content[i].Line
+			keyLines(n.Content[i+1], k, out)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			k := fmt.Sprintf("%s[%d]", where, i)
+			out[k] = item.Line
+			keyLines(item, k, out)
 		}
 	}
 }
@@ -560,6 +616,7 @@ func (sc *Scenario) validate() error {
 	}
 	ids := map[string]bool{}
 	groups := map[string]bool{}
+	procs := map[string]bool{} // process agents
 	for i := range sc.Agents {
 		a := &sc.Agents[i]
 		where := fmt.Sprintf("agents[%d]", i)
@@ -630,10 +687,20 @@ func (sc *Scenario) validate() error {
 				bad(0, "%s.room.sensor: no chip at %s on the board; add it under board.i2c", where, r.Sensor)
 			}
 		}
+		if a.Process {
+			for _, p := range a.processProblems() {
+				bad(p.line, "%s.%s", where, p.msg)
+			}
+			for _, id := range a.IDs() {
+				procs[id] = true
+			}
+		}
 	}
 	for i := range sc.Timeline {
 		st := &sc.Timeline[i]
 		if err := st.validate(sc, ids, groups); err != nil {
+			bad(st.line, "timeline[%d]: %v", i, err)
+		} else if err := st.needsBoard(sc, procs); err != nil {
 			bad(st.line, "timeline[%d]: %v", i, err)
 		}
 	}
@@ -646,6 +713,95 @@ func (sc *Scenario) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// outOfReach is why a process agent cannot have what needs the board in
+// the testbench's memory.
+const outOfReach = "a process agent's simulated board lives inside its ternd process (ternd.yaml's sim section), out of the testbench's reach"
+
+type problem struct {
+	line int
+	msg  string
+}
+
+// processProblems lists what a process agent (process: true) cannot
+// have, each with its line.
+func (a *AgentSpec) processProblems() []problem {
+	var out []problem
+	line := func(key string) int {
+		if l, ok := a.lines[key]; ok {
+			return l
+		}
+		return a.line
+	}
+	drop := "; drop it or process: true"
+	if len(a.Board.Buttons) > 0 {
+		out = append(out, problem{line("board.buttons"), "board.buttons: a process agent cannot have buttons: " + outOfReach + ", and press drives lines of the testbench's board" + drop})
+	}
+	if len(a.Board.Serial) > 0 {
+		out = append(out, problem{line("board.serial"), "board.serial: a process agent cannot have serial devices: " + outOfReach + ", and the testbench serves serial devices from its own board on pseudo-terminals" + drop})
+	}
+	if len(a.Board.Wires) > 0 {
+		out = append(out, problem{line("board.wires"), "board.wires: a process agent cannot have wires: " + outOfReach + ", and ternd's sim section has no wires" + drop})
+	}
+	for j, c := range a.Board.I2C {
+		where := fmt.Sprintf("board.i2c[%d]", j)
+		if c.Power != "" {
+			out = append(out, problem{line(where + ".power"), where + ".power: a process agent's chips have no power line: ternd's sim section keeps them powered" + drop})
+		}
+		if c.Bus != "" && c.Bus != "i2c1" {
+			out = append(out, problem{line(where + ".bus"), fmt.Sprintf("%s.bus: %q: the sim board in a ternd process has one I2C bus, i2c1", where, c.Bus)})
+		}
+	}
+	return out
+}
+
+// pick lists the agent ids a selector picks, as the runner will.
+func (sc *Scenario) pick(s Selector) []string {
+	var ids []string
+	for _, a := range sc.Agents {
+		for _, id := range a.IDs() {
+			if s.All || s.Device == id || (s.Group != "" && slices.Contains(a.Groups, s.Group)) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// needsBoard refuses a step that needs the board in the testbench's
+// memory for a process agent.
+func (st *Step) needsBoard(sc *Scenario, procs map[string]bool) error {
+	var what, why string
+	var sel Selector
+	switch {
+	case st.Fault != nil && st.Fault.Kind != "broker_down":
+		what, sel = "fault "+st.Fault.Kind, st.Fault.Selector
+		switch st.Fault.Kind {
+		case "network_cut":
+			why = "the cut goes through the dialer the testbench gives an in-process ternd (daemon.Hardware.Dial); a ternd process dials the broker itself"
+		case "clock_jump":
+			why = "the jump moves the clock the testbench gives an in-process ternd (daemon.Hardware.Clock); a ternd process reads the host's clock"
+		default:
+			why = outOfReach + ", and the fault wraps a chip or serial device of the testbench's board"
+		}
+	case st.Press != nil:
+		what, sel, why = "press", st.Press.Selector, outOfReach
+	case st.MoveGPS != nil:
+		what, sel, why = "move_gps", st.MoveGPS.Selector, outOfReach
+	default:
+		return nil
+	}
+	var hit []string
+	for _, id := range sc.pick(sel) {
+		if procs[id] {
+			hit = append(hit, id)
+		}
+	}
+	if len(hit) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s is a process agent (process: true): %s; pick in-process agents only, or drop process: true", what, list(hit, 3), why)
 }
 
 // IDs are the template's agent ids: NAME-001…
@@ -715,13 +871,13 @@ var faultKinds = map[string]string{
 
 func (st *Step) validate(sc *Scenario, ids, groups map[string]bool) error {
 	n := 0
-	for _, set := range []bool{st.Push != nil, st.Release != nil, st.Fault != nil, st.Press != nil, st.MoveGPS != nil, st.Restart != nil, st.Expect != nil} {
+	for _, set := range []bool{st.Push != nil, st.Release != nil, st.Fault != nil, st.Press != nil, st.MoveGPS != nil, st.Restart != nil, st.Kill != nil, st.Expect != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return errors.New("a step does exactly one of push, release, fault, press, move_gps, restart or expect")
+		return errors.New("a step does exactly one of push, release, fault, press, move_gps, restart, kill or expect")
 	}
 	switch {
 	case st.Push != nil:
@@ -794,6 +950,17 @@ func (st *Step) validate(sc *Scenario, ids, groups map[string]bool) error {
 	case st.Restart != nil:
 		if err := st.Restart.check(ids, groups, false); err != nil {
 			return fmt.Errorf("restart: %w", err)
+		}
+	case st.Kill != nil:
+		k := st.Kill
+		if err := k.Selector.check(ids, groups, false); err != nil {
+			return fmt.Errorf("kill: %w", err)
+		}
+		if k.Count == 0 {
+			k.Count = 1
+		}
+		if k.Count < 0 || k.Over < 0 || k.Down < 0 {
+			return errors.New("kill: count, over and down must not be negative")
 		}
 	case st.Expect != nil:
 		return st.Expect.validate(ids, groups)

@@ -81,7 +81,7 @@ func TestStandardScenariosParse(t *testing.T) {
 		}
 		names[sc.Name] = true
 	}
-	for _, want := range []string{"thermostat-fleet", "broker-outage", "network-cut", "i2c-nack", "serial-garbage", "module-rollback", "fixes-propagate"} {
+	for _, want := range []string{"thermostat-fleet", "broker-outage", "network-cut", "i2c-nack", "serial-garbage", "module-rollback", "fixes-propagate", "power-cuts"} {
 		if !names[want] {
 			t.Errorf("scenarios/ has no %s scenario", want)
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/tern-iot/tern/testbench"
 )
 
-const testbenchSynopsis = "run FILE.yaml... [--junit OUT.xml] [--json] [--agent-log FILE]"
+const testbenchSynopsis = "run FILE.yaml... [--junit OUT.xml] [--json] [--agent-log FILE] [--seed N] [--ternd PATH]"
 
 // testbenchCmd is `tern testbench run`: it runs scenario files one after
 // the other, shows progress (a live line on a terminal), prints the report
@@ -28,6 +28,8 @@ func testbenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	junit := fs.String("junit", "", "also write a JUnit XML report to this file, for CI")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of the report")
 	agentLog := fs.String("agent-log", "", "write every agent's log (ternd's, level info) to this file")
+	seed := fs.Uint64("seed", 0, "replace every scenario's seed (the report prints the one a run used, to replay it)")
+	ternd := fs.String("ternd", "", "the ternd binary process agents run (default: build cmd/ternd, which needs the tern source tree)")
 	if err := parse(fs, args[1:]); err != nil {
 		return usageError{err}
 	}
@@ -48,7 +50,7 @@ func testbenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	opts := testbench.Options{Progress: stderr, Live: isTerminal(stderr)}
+	opts := testbench.Options{Progress: stderr, Live: isTerminal(stderr), Seed: *seed, Ternd: *ternd}
 	if *agentLog != "" {
 		f, err := os.Create(*agentLog)
 		if err != nil {

@@ -1,0 +1,199 @@
+package testbench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/runtime"
+)
+
+// kill plans a kill step's moments and victims from the seed and carries
+// them out in the background (r.kills), so that later steps keep their
+// times; the assertions wait for the last kill.
+func (r *run) kill(ctx context.Context, st Step) {
+	k := st.Kill
+	plan := killPlan(r.seed, st.line, r.selected(k.Selector), k)
+	begin := r.start.Add(time.Duration(st.At))
+	var when []string
+	for _, b := range plan {
+		when = append(when, fmt.Sprintf("%s %s", fmtAt(time.Duration(st.At)+b.at), b.id))
+	}
+	r.note("", "kill", fmt.Sprintf("%d of %s over %v, seed %d: %s", k.Count, k.Selector, k.Over, r.seed, strings.Join(when, ", ")))
+	r.kills.Go(func() {
+		running := 0
+		for _, b := range plan {
+			if !sleepUntil(ctx, begin.Add(b.at)) {
+				return
+			}
+			if ok, _ := planRunning(r.obs.snapshot(b.id)); ok {
+				running++
+			}
+			if err := r.powerCycle(ctx, b.id, time.Duration(k.Down), "kill"); err != nil {
+				r.record(AssertionResult{Name: "kill at " + fmtAt(time.Duration(st.At)+b.at), Line: st.line, Reason: err.Error(), At: r.since()})
+				r.note(b.id, "step failed", err.Error())
+				return
+			}
+		}
+		r.note("", "kills done", fmt.Sprintf("%d kills, %d of them into a running plan (by the events seen at the kill)", len(plan), running))
+	})
+}
+
+// blow is one kill of a plan: when, after the step's time, and whom.
+type blow struct {
+	at time.Duration
+	id string
+}
+
+// killPlan draws a kill step's moments and victims from ids. Each step
+// draws from its own stream, (seed, its line): the same file and seed
+// give the same kills, and two kill steps do not share their draws.
+func killPlan(seed uint64, line int, ids []string, k *KillStep) []blow {
+	rng := rand.New(rand.NewPCG(seed, uint64(line)))
+	plan := make([]blow, k.Count)
+	for i := range plan {
+		if k.Over > 0 {
+			plan[i].at = time.Duration(rng.Int64N(int64(k.Over)))
+		}
+		plan[i].id = ids[rng.IntN(len(ids))]
+	}
+	slices.SortStableFunc(plan, func(a, b blow) int { return int(a.at - b.at) })
+	return plan
+}
+
+// powerCycle ends an agent as abruptly as it can be ended (SIGKILL for a
+// Killer, a clean stop otherwise), waits down, and starts it again on the
+// same data directory. What the observer knew of its convergence is
+// forgotten in between: after a restart, it has to converge again.
+func (r *run) powerCycle(ctx context.Context, id string, down time.Duration, what string) error {
+	mu := r.power[id]
+	mu.Lock()
+	defer mu.Unlock()
+	a := r.byID[id]
+	_, doing := planRunning(r.obs.snapshot(id))
+	how := "stopped cleanly (an in-process agent cannot be killed)"
+	if k, ok := a.(Killer); ok {
+		how = "SIGKILL"
+		if p, ok := a.(*ProcessAgent); ok {
+			how += fmt.Sprintf(" to pid %d", p.PID())
+		}
+		if err := k.Kill(); err != nil {
+			return fmt.Errorf("%s %s: %w", what, id, err)
+		}
+	} else if err := a.Stop(); err != nil {
+		return fmt.Errorf("%s %s: %w", what, id, err)
+	}
+	r.obs.restarted(id)
+	r.note(id, what, how+"; "+doing)
+	if down > 0 && !sleepUntil(ctx, time.Now().Add(down)) {
+		return ctx.Err()
+	}
+	if err := a.Start(ctx); err != nil {
+		return fmt.Errorf("%s %s: start again: %w", what, id, err)
+	}
+	return nil
+}
+
+// planRunning tells from a device's events seen so far (the latest plan
+// event, by seq) whether it was executing a plan. State reports do not
+// say: a plan's phase changes are not all reported.
+func planRunning(s seen) (bool, string) {
+	var last *gotEvent
+	for i, e := range s.events {
+		switch e.Kind {
+		case runtime.EventPlanFound, runtime.EventTaskStarted, runtime.EventTaskDone,
+			runtime.EventConverged, runtime.EventPlanFailed, runtime.EventTaskFailed:
+			if last == nil || e.Seq > last.Seq {
+				last = &s.events[i]
+			}
+		}
+	}
+	switch {
+	case last == nil:
+		return false, "no plan yet"
+	case last.Kind == runtime.EventConverged || last.Kind == runtime.EventPlanFailed || last.Kind == runtime.EventTaskFailed:
+		return false, "between plans (last " + string(last.Kind) + ")"
+	}
+	return true, fmt.Sprintf("during a plan for v%d (last %s %s.%s)", last.TargetVersion, last.Kind, last.Module, last.Job)
+}
+
+// processSim is a process agent's board and room as ternd's sim section:
+// the same chips at the same addresses, the room's start as its sensor's
+// first reading. The scenario was validated (processProblems).
+func processSim(spec AgentSpec) daemon.SimConfig {
+	var s daemon.SimConfig
+	sensor := ""
+	if spec.Room != nil {
+		if bus, addr, err := parseChip(spec.Room.Sensor); err == nil {
+			sensor = chipKey(bus, addr)
+		}
+	}
+	for _, c := range spec.Board.I2C {
+		sc := daemon.SimChip{At: chipKey(c.Bus, c.Address), Chip: c.Chip}
+		switch c.Chip {
+		case "eeprom24c02":
+			sc.Chip = "24c02"
+		case "tmp102":
+			celsius := c.Celsius
+			if sc.At == sensor {
+				celsius = spec.Room.Start
+			}
+			sc.Celsius = &celsius
+		}
+		s.I2C = append(s.I2C, sc)
+	}
+	if rm := spec.Room; rm != nil {
+		// The testbench's defaults, which are not all ternd's.
+		heat, loss, ambient := rm.Heat, rm.Loss, rm.Ambient
+		if heat == 0 {
+			heat = 1
+		}
+		if loss == 0 {
+			loss = 0.1
+		}
+		s.Rooms = []daemon.SimRoom{{Heater: rm.Heater, Sensor: sensor, Heat: heat, Loss: loss, Ambient: &ambient}}
+	}
+	return s
+}
+
+// processLog takes a ternd process's output: its warnings and errors go
+// to warn (for the report), everything to all (--agent-log) prefixed with
+// the agent's id.
+type processLog struct {
+	id   string
+	warn *ring
+	all  io.Writer
+
+	mu      sync.Mutex
+	partial []byte
+}
+
+func (l *processLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(l.partial[:i])
+		l.partial = l.partial[i+1:]
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			if _, msg, ok := strings.Cut(line, " level="); ok {
+				line = "level=" + msg // without the time, as in-process warnings
+			}
+			l.warn.Write([]byte(line))
+		}
+		if l.all != nil {
+			fmt.Fprintf(l.all, "agent=%s %s\n", l.id, line)
+		}
+	}
+}
