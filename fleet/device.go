@@ -629,8 +629,8 @@ func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
 // broker is reachable, however long that takes and across restarts. It
 // fails only if e cannot be encoded or the store fails.
 func (d *Device) PublishEvent(_ context.Context, e runtime.Event) error {
-	return d.out.append(func(seq uint64) ([]byte, error) {
-		return encode("event report", EventReport{Format: Format, Device: d.opts.Device, Seq: seq, Event: e})
+	return d.out.append(func(epoch string, seq uint64) ([]byte, error) {
+		return encode("event report", EventReport{Format: Format, Device: d.opts.Device, Epoch: epoch, Seq: seq, Event: e})
 	})
 }
 

@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,10 +28,12 @@ const (
 // Store keys of the outbox. Event reports live under outboxEvents + the
 // sequence number as 8 big-endian bytes, so that a scan returns them in
 // order; outboxAcked holds the highest sequence number the broker has
-// acknowledged (or that was dropped), as decimal text.
+// acknowledged (or that was dropped), as decimal text; outboxEpoch names
+// this numbering (EventReport.Epoch), made when the store is new.
 var (
 	outboxEvents = []byte("fleet/outbox/event/")
 	outboxAcked  = []byte("fleet/outbox/acked")
+	outboxEpoch  = []byte("fleet/outbox/epoch")
 )
 
 // outbox is the device's durable queue of event reports: an event is in
@@ -47,6 +51,7 @@ type outbox struct {
 	st    store.Store
 	limit int
 	log   *slog.Logger
+	epoch string // names this store's numbering; a wiped store makes a new one
 
 	mu      sync.Mutex
 	next    uint64 // Seq of the next report appended
@@ -67,6 +72,11 @@ type pendingReport struct {
 // crash left behind.
 func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
 	o := &outbox{st: st, limit: limit, log: log, wake: make(chan struct{}, 1), swept: make(chan struct{}, 1)}
+	epoch, err := outboxEpochOf(st)
+	if err != nil {
+		return nil, err
+	}
+	o.epoch = epoch
 	switch b, err := st.Get(outboxAcked); {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -78,7 +88,7 @@ func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
 	}
 	var stale [][]byte
 	last := o.acked
-	err := st.Scan(outboxEvents, func(key, _ []byte) error {
+	err = st.Scan(outboxEvents, func(key, _ []byte) error {
 		seq, ok := outboxSeq(key)
 		if !ok {
 			o.log.Warn("fleet: outbox: ignoring a key that is not an event report", "key", fmt.Sprintf("%q", key))
@@ -106,6 +116,27 @@ func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
 	return o, nil
 }
 
+// outboxEpochOf returns the epoch kept in st, making one (16 random hex
+// digits) if st has none: a new or wiped store, or one from before epochs.
+func outboxEpochOf(st store.Store) (string, error) {
+	b, err := st.Get(outboxEpoch)
+	if err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("fleet: outbox: %w", err)
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("fleet: outbox: making an epoch: %w", err)
+	}
+	epoch := hex.EncodeToString(r[:])
+	if err := st.Put(outboxEpoch, []byte(epoch)); err != nil {
+		return "", fmt.Errorf("fleet: outbox: storing the epoch: %w", err)
+	}
+	return epoch, nil
+}
+
 func outboxKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), outboxEvents...), seq)
 }
@@ -120,10 +151,10 @@ func outboxSeq(key []byte) (uint64, bool) {
 // append stores the report that encode makes for the next sequence number.
 // When the outbox is full, the oldest report goes to make room, and is
 // counted for a later events.dropped report.
-func (o *outbox) append(encode func(seq uint64) ([]byte, error)) error {
+func (o *outbox) append(encode func(epoch string, seq uint64) ([]byte, error)) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	b, err := encode(o.next)
+	b, err := encode(o.epoch, o.next)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,7 @@ import (
 func appendN(t *testing.T, o *outbox, n int) {
 	t.Helper()
 	for range n {
-		if err := o.append(func(seq uint64) ([]byte, error) { return fmt.Appendf(nil, "report %d", seq), nil }); err != nil {
+		if err := o.append(func(_ string, seq uint64) ([]byte, error) { return fmt.Appendf(nil, "report %d", seq), nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,5 +127,37 @@ func TestOutboxRefusesCorruptMark(t *testing.T) {
 	}
 	if _, err := openOutbox(st, 100, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("opened an outbox whose mark is not a number")
+	}
+}
+
+// The epoch names a store's numbering: it stays across reopening, and a
+// new (wiped) store gets another, so that consumers do not take its
+// reports, numbered from 1 again, for copies.
+func TestOutboxEpoch(t *testing.T) {
+	st := testStore(t, t.TempDir())
+	o, err := openOutbox(st, 100, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := o.epoch
+	if len(first) != 16 {
+		t.Fatalf("epoch %q: want 16 hex digits", first)
+	}
+	var got string
+	if err := o.append(func(epoch string, _ uint64) ([]byte, error) { got = epoch; return []byte("r"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != first {
+		t.Errorf("report encoded with epoch %q, outbox has %q", got, first)
+	}
+	if o, err = openOutbox(st, 100, slog.New(slog.DiscardHandler)); err != nil || o.epoch != first {
+		t.Errorf("reopened: epoch %q, %v; want %q", o.epoch, err, first)
+	}
+	wiped, err := openOutbox(testStore(t, t.TempDir()), 100, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wiped.epoch == first || wiped.epoch == "" {
+		t.Errorf("a new store has epoch %q, the old one had %q", wiped.epoch, first)
 	}
 }

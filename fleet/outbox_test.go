@@ -82,18 +82,17 @@ func (a *auditor) add(payload []byte) {
 	}
 }
 
-// deduplicated returns the reports as a consumer that keeps the highest
-// Seq seen sees them, and how many it dropped as duplicates.
+// deduplicated returns the reports as a consumer with a fleet.Dedup sees
+// them, and how many it dropped as duplicates.
 func (a *auditor) deduplicated() (out []fleet.EventReport, dups int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var last uint64
+	var d fleet.Dedup
 	for _, r := range a.got {
-		if r.Seq <= last {
+		if !d.Fresh(r) {
 			dups++
 			continue
 		}
-		last = r.Seq
 		out = append(out, r)
 	}
 	return out, dups
@@ -251,6 +250,40 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	}
 	audit.waitFor(t, 51)
 	checkExactlyOnce(t, audit, 51, func(i int) string { return fmt.Sprintf("e-%d", i) })
+}
+
+// A device whose store is wiped (re-flashed) numbers its events from 1
+// again, under a new epoch: a consumer that saw the old numbering takes
+// the new events as new, not as copies.
+func TestOutboxWipedStore(t *testing.T) {
+	t.Parallel()
+	url := fleettest.Embedded(t)
+	audit := newAuditor(t, url, "pi-023")
+	for round, n := range []int{5, 3} {
+		opts := testOptions(url, "pi-023") // a new, empty store each round
+		d := newDevice(t, opts)
+		stop := run(t, d)
+		for i := range n {
+			if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("r%d-e%d", round, i), Kind: runtime.EventDrift}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitDrained(t, d)
+		stop()
+	}
+	got, dups := audit.deduplicated()
+	var ids []string
+	epochs := map[string]bool{}
+	for _, r := range got {
+		ids = append(ids, fmt.Sprintf("%s#%d", r.ID, r.Seq))
+		epochs[r.Epoch] = true
+	}
+	if want := "[r0-e0#1 r0-e1#2 r0-e2#3 r0-e3#4 r0-e4#5 r1-e0#1 r1-e1#2 r1-e2#3]"; fmt.Sprint(ids) != want {
+		t.Errorf("consumer saw %v (%d dropped as copies), want %s", ids, dups, want)
+	}
+	if len(epochs) != 2 || epochs[""] {
+		t.Errorf("epochs %v: want two, one per store", epochs)
+	}
 }
 
 // A full outbox drops the oldest reports and says so once connected.

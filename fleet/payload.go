@@ -90,6 +90,12 @@ type EventReport struct {
 	// reports at or below it: that makes delivery exactly once and in
 	// order from the consumer's point of view. 0 means unnumbered.
 	Seq uint64 `json:"seq,omitempty"`
+	// Epoch names the numbering Seq belongs to: random, made when the
+	// device's store was new. A device whose store is wiped (re-flashed,
+	// reinstalled) numbers from 1 again under a new epoch, so consumers
+	// keep the highest Seq per device and epoch. Empty from devices that
+	// predate the field.
+	Epoch string `json:"epoch,omitempty"`
 	// Event is flattened into the object: id, time, kind, target_version,
 	// module, job, path, message. See runtime.Event for each.
 	runtime.Event
@@ -151,6 +157,10 @@ func ParseOnline(b []byte) (bool, error) {
 	return false, newError(ErrMalformed, nil, "fleet: online flag must be the bare word true or false, got %.20q", b)
 }
 
+// maxEpoch bounds EventReport.Epoch: consumers keep one counter per device
+// and epoch.
+const maxEpoch = 64
+
 // ParseEventReport reads an event report received from a device. It refuses
 // payloads over MaxPayload, other formats, reports without a valid device id
 // and events without a kind.
@@ -165,6 +175,9 @@ func ParseEventReport(b []byte) (EventReport, error) {
 	}
 	if r.Kind == "" {
 		return EventReport{}, newError(ErrMalformed, nil, `fleet: %s has no "kind"; every event says what happened, e.g. "task.done"`, what)
+	}
+	if len(r.Epoch) > maxEpoch {
+		return EventReport{}, newError(ErrMalformed, nil, `fleet: %s: "epoch" is %d bytes; it is a short id, at most %d`, what, len(r.Epoch), maxEpoch)
 	}
 	return r, nil
 }

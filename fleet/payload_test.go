@@ -97,12 +97,12 @@ func TestParseReports(t *testing.T) {
 		t.Errorf("state report encodes as\n%s\nwant\n%s", b, state)
 	}
 
-	event := `{"format":1,"device":"pi-001","id":"e-42","time":"2025-11-24T13:00:04Z","kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}`
+	event := `{"format":1,"device":"pi-001","seq":42,"epoch":"9c1f04a2d3b6e857","id":"e-42","time":"2025-11-24T13:00:04Z","kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}`
 	e, err := fleet.ParseEventReport([]byte(event))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEvent := fleet.EventReport{Format: 1, Device: "pi-001", Event: runtime.Event{
+	wantEvent := fleet.EventReport{Format: 1, Device: "pi-001", Seq: 42, Epoch: "9c1f04a2d3b6e857", Event: runtime.Event{
 		ID: "e-42", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: runtime.EventTaskDone,
 		TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan",
 	}}
@@ -128,6 +128,7 @@ func TestParseReportsRefuse(t *testing.T) {
 		{"state bad group", `{"format":1,"device":"pi-001","groups":["ok","a/b"]}`, parseState, fleet.ErrMalformed, `bad group in "groups"`},
 		{"state groups not a list", `{"format":1,"device":"pi-001","groups":"heaters"}`, parseState, fleet.ErrMalformed, `field "groups" must be an array`},
 		{"event no kind", `{"format":1,"device":"pi-001","id":"x"}`, parseEvent, fleet.ErrMalformed, `no "kind"`},
+		{"event long epoch", `{"format":1,"device":"pi-001","kind":"drift","seq":1,"epoch":"` + strings.Repeat("e", 65) + `"}`, parseEvent, fleet.ErrMalformed, `"epoch" is 65 bytes`},
 		{"event too large", `{"format":1,"device":"pi-001","kind":"drift","message":"` + strings.Repeat("x", fleet.MaxPayload) + `"}`, parseEvent, fleet.ErrTooLarge, "limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,6 +220,7 @@ func FuzzParseEventReport(f *testing.F) {
 		`{"format":1,"device":"pi-001"}`,
 		`{"format":1,"device":"pi-001","seq":18446744073709551615,"kind":"converged"}`,
 		`{"format":1,"device":"pi-001","seq":-1,"kind":"converged"}`,
+		`{"format":1,"device":"pi-001","seq":3,"epoch":"9c1f04a2d3b6e857","kind":"converged"}`,
 	} {
 		f.Add([]byte(s))
 	}

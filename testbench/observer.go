@@ -32,7 +32,10 @@ type seen struct {
 	seqs      map[uint64]bool
 	maxSeq    uint64
 	dups      int
-	events    []gotEvent
+	// epochs the device numbered its events under, in the order met; more
+	// than one means its store was replaced mid-run.
+	epochs []string
+	events []gotEvent
 	// convergedEvent: versions whose converged event is in the timeline
 	// already (a thermostat converges again after every drift).
 	convergedEvent map[uint64]bool
@@ -93,6 +96,9 @@ func (o *observer) feed(topic string, payload []byte) {
 		defer o.mu.Unlock()
 		s := o.device(r.Device)
 		if r.Seq != 0 {
+			if !slices.Contains(s.epochs, r.Epoch) {
+				s.epochs = append(s.epochs, r.Epoch)
+			}
 			if s.seqs[r.Seq] {
 				s.dups++
 				return
@@ -180,8 +186,9 @@ func (o *observer) snapshot(id string) seen {
 	return c
 }
 
-// gaps lists the missing Seqs of a device, up to ten.
-func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int) {
+// gaps lists the missing Seqs of a device, up to ten, and the epochs its
+// events came under.
+func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int, epochs []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.device(id)
@@ -190,7 +197,7 @@ func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int) {
 			missing = append(missing, q)
 		}
 	}
-	return missing, s.maxSeq, s.dups
+	return missing, s.maxSeq, s.dups, slices.Clone(s.epochs)
 }
 
 func (o *observer) entries() []Entry {

@@ -967,10 +967,12 @@ func (r *run) nothingLost(sel Selector) (bool, string) {
 	var bad []string
 	total, dups := uint64(0), 0
 	for _, id := range r.selected(sel) {
-		missing, top, d := r.obs.gaps(id)
+		missing, top, d, epochs := r.obs.gaps(id)
 		total += top
 		dups += d
 		switch {
+		case len(epochs) > 1:
+			bad = append(bad, fmt.Sprintf("%s: its store was replaced during the run (events numbered under epochs %s), so its numbering cannot show what was lost", id, strings.Join(epochs, ", ")))
 		case top == 0:
 			bad = append(bad, id+": no numbered events arrived")
 		case len(missing) > 0:
