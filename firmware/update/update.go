@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/tern-iot/tern/internal/atomicfile"
 )
 
 // Phases of State.
@@ -298,33 +300,12 @@ func sameFile(a, b string) bool {
 	return err == nil && os.SameFile(fa, fb)
 }
 
-// writeFile writes name in d through a temporary file, synced, renamed
-// over name, and the directory synced: after a cut, name holds either the
-// old bytes or all of the new ones.
+// writeFile writes name in d atomically (see atomicfile).
 func (d Dir) writeFile(name string, b []byte, perm os.FileMode) error {
-	tmp := d.path("." + name + ".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
+	if err := atomicfile.Write(d.path(name), b, perm); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, perm)
-	}
-	if err == nil {
-		err = os.Rename(tmp, d.path(name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("update: writing %s: %w", d.path(name), err)
-	}
-	return d.syncDir()
+	return nil
 }
 
 // symlink points name at target atomically: a new link renamed over it.
@@ -349,13 +330,8 @@ func (d Dir) remove(name string) error {
 }
 
 func (d Dir) syncDir() error {
-	f, err := os.Open(d.Path)
-	if err != nil {
+	if err := atomicfile.SyncDir(d.Path); err != nil {
 		return fmt.Errorf("update: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("update: syncing %s: %w", d.Path, err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/atomicfile"
 )
 
 // BootFiles are where first-boot provisioning looks for its file, in
@@ -117,8 +118,10 @@ func Provision(root string) (ProvisionResult, error) {
 		return res, fmt.Errorf("ternd provision: %s does not make a valid configuration: %w; fix it and reboot", from, err)
 	}
 
+	// The files go to group tern (ternd's), when there is one and this
+	// runs as root, as provisioning at boot does.
 	gid := -1
-	if g, err := user.LookupGroup("tern"); err == nil {
+	if g, err := user.LookupGroup("tern"); err == nil && os.Geteuid() == 0 {
 		gid, _ = strconv.Atoi(g.Gid)
 	}
 	tlsDir := filepath.Join(etc, "tls")
@@ -126,17 +129,21 @@ func Provision(root string) (ProvisionResult, error) {
 		if err := os.MkdirAll(tlsDir, 0o750); err != nil {
 			return res, fmt.Errorf("ternd provision: %w", err)
 		}
-		chgrp(tlsDir, gid)
+		if gid >= 0 {
+			if err := os.Chown(tlsDir, -1, gid); err != nil {
+				return res, fmt.Errorf("ternd provision: %w", err)
+			}
+		}
 	}
 	for _, p := range pems {
 		dst := filepath.Join(tlsDir, p.file)
-		if err := writeAtomic(dst, p.data, p.mode, gid); err != nil {
+		if err := atomicfile.WriteGroup(dst, p.data, p.mode, gid); err != nil {
 			return res, fmt.Errorf("ternd provision: %w", err)
 		}
 		res.Written = append(res.Written, dst)
 	}
 	header := fmt.Sprintf("# Written by ternd provision from %s on %s.\n", filepath.Base(from), time.Now().UTC().Format(time.RFC3339))
-	if err := writeAtomic(cfgPath, append([]byte(header), out...), 0o640, gid); err != nil {
+	if err := atomicfile.WriteGroup(cfgPath, append([]byte(header), out...), 0o640, gid); err != nil {
 		return res, fmt.Errorf("ternd provision: %w", err)
 	}
 	res.Config = cfgPath
@@ -149,7 +156,7 @@ func Provision(root string) (ProvisionResult, error) {
 			summary += fmt.Sprintf("%s: %v\n", k, v)
 		}
 	}
-	if err := writeAtomic(from+".applied", []byte(summary), 0o644, -1); err != nil {
+	if err := atomicfile.WriteGroup(from+".applied", []byte(summary), 0o644, -1); err != nil {
 		return res, fmt.Errorf("ternd provision: %w", err)
 	}
 	for _, p := range pems {
@@ -188,40 +195,4 @@ func tlsNote(pems []*pem) string {
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
-}
-
-func chgrp(p string, gid int) {
-	if gid >= 0 {
-		os.Chown(p, 0, gid) // only root can; provisioning runs as root
-	}
-}
-
-// writeAtomic writes p through a synced temporary file renamed over it.
-func writeAtomic(p string, b []byte, mode os.FileMode, gid int) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		chgrp(tmp, gid)
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
