@@ -31,7 +31,7 @@ type Board struct {
 	temps   map[string]*sim.TMP102
 	serial  map[string]*serialDevice
 	buttons map[string]ButtonSpec
-	room    *roomModel
+	room    *sim.Room
 	ports   map[string]string // serial port name → pty path
 }
 
@@ -112,7 +112,7 @@ func newBoard(spec AgentSpec, rng *rand.Rand) (*Board, error) {
 		if !ok {
 			return nil, fmt.Errorf("room: the sensor %s is not a tmp102", r.Sensor)
 		}
-		b.room = newRoom(*r, t)
+		b.room = newRoom(*r, b.GPIO, t)
 	}
 	return b, nil
 }
@@ -160,7 +160,7 @@ func (b *Board) Temperature() (float64, bool) {
 	if b.room == nil {
 		return 0, false
 	}
-	return b.room.now(), true
+	return b.room.Temp(), true
 }
 
 // Close closes the board's serial devices.
@@ -174,41 +174,13 @@ func (b *Board) Close() error {
 	return errors.Join(errs...)
 }
 
-// room is the physics: dT/dt = heat·on − loss·(T − ambient).
-type roomModel struct {
-	spec   RoomSpec
-	sensor *sim.TMP102
-	mu     sync.Mutex
-	temp   float64
-}
-
-func newRoom(spec RoomSpec, sensor *sim.TMP102) *roomModel {
-	if spec.Heat == 0 {
-		spec.Heat = 1
-	}
+// newRoom is spec's room read by sensor: a sim.Room with the scenario
+// defaults (heat 1 °C/s, loss 0.1 per second).
+func newRoom(spec RoomSpec, lines *sim.GPIO, sensor *sim.TMP102) *sim.Room {
 	if spec.Loss == 0 {
 		spec.Loss = 0.1
 	}
-	sensor.Set(spec.Start)
-	return &roomModel{spec: spec, sensor: sensor, temp: spec.Start}
-}
-
-func (r *roomModel) step(g *sim.GPIO, dt time.Duration) {
-	on, _ := g.Level(r.spec.Heater)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	heat := 0.0
-	if on == gpio.High {
-		heat = r.spec.Heat
-	}
-	r.temp += (heat - r.spec.Loss*(r.temp-r.spec.Ambient)) * dt.Seconds()
-	r.sensor.Set(r.temp)
-}
-
-func (r *roomModel) now() float64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.temp
+	return sim.NewRoom(lines, spec.Heater, sensor, spec.Start, sim.RoomParams{Heat: spec.Heat, Loss: spec.Loss, Ambient: spec.Ambient})
 }
 
 // Link is a board's network as the agent's broker connection uses it

@@ -348,7 +348,7 @@ func (r *run) physics(ctx context.Context) {
 		}
 		for _, a := range r.agents {
 			if b, ok := a.(Boarded); ok && b.Board().room != nil {
-				b.Board().room.step(b.Board().GPIO, dt)
+				b.Board().room.Step(dt)
 			}
 		}
 	}

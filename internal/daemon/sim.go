@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/boards"
-	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
 )
 
@@ -205,7 +204,7 @@ func (s SimConfig) build(lines *sim.GPIO, bus *sim.I2C) (physics func(ctx contex
 			return nil, fmt.Errorf("sim: unknown chip %q", c.Chip)
 		}
 	}
-	var rooms []*simRoom
+	var rooms []*sim.Room
 	for _, r := range s.Rooms {
 		b, addr, err := parseBusAddr(r.Sensor)
 		if err != nil {
@@ -216,14 +215,11 @@ func (s SimConfig) build(lines *sim.GPIO, bus *sim.I2C) (physics func(ctx contex
 		if sensor == nil {
 			return nil, errors.New("sim: room sensor is not a tmp102")
 		}
-		room := &simRoom{cfg: r, lines: lines, sensor: sensor, temp: start[key], heat: r.Heat, ambient: start[key]}
-		if room.heat == 0 {
-			room.heat = 1
-		}
+		p := sim.RoomParams{Heat: r.Heat, Loss: r.Loss, Ambient: start[key]}
 		if r.Ambient != nil {
-			room.ambient = *r.Ambient
+			p.Ambient = *r.Ambient
 		}
-		rooms = append(rooms, room)
+		rooms = append(rooms, sim.NewRoom(lines, r.Heater, sensor, start[key], p))
 	}
 	if len(rooms) == 0 {
 		return nil, nil
@@ -238,28 +234,8 @@ func (s SimConfig) build(lines *sim.GPIO, bus *sim.I2C) (physics func(ctx contex
 			case <-t.C:
 			}
 			for _, r := range rooms {
-				r.step(simTick.Seconds())
+				r.Step(simTick)
 			}
 		}
 	}, nil
-}
-
-// simRoom is one room's state.
-type simRoom struct {
-	cfg     SimRoom
-	lines   *sim.GPIO
-	sensor  *sim.TMP102
-	heat    float64
-	ambient float64
-	temp    float64
-}
-
-// step advances the room by dt seconds; only the physics goroutine calls it.
-func (r *simRoom) step(dt float64) {
-	on, _ := r.lines.Level(r.cfg.Heater)
-	if on == gpio.High {
-		r.temp += r.heat * dt
-	}
-	r.temp += (r.ambient - r.temp) * min(1, r.cfg.Loss*dt)
-	r.sensor.Set(r.temp)
 }
