@@ -21,7 +21,8 @@
 // FaultyDevice makes a chip stick, stop acknowledging, see bus errors or
 // read noisy, and powers it from a line so that a power cycle recovers it;
 // FaultySerial makes a serial device silent or talk garbage. Watch lets a
-// simulated device follow a line.
+// simulated device follow a line. Room is a small physics model: a room a
+// heater line warms and a TMP102 reads, for thermostat scenarios.
 //
 // Everything is safe for concurrent use.
 package sim
