@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/tern-iot/tern/internal/signing"
@@ -170,9 +169,7 @@ func ParseAgentRelease(b []byte) (AgentRelease, error) {
 // the scope (which names the architecture), the version, ternd's own
 // version and the SHA-256 and size of the binary as it is.
 func (r AgentRelease) signedBytes() []byte {
-	sum := sha256.Sum256(r.Binary)
-	return []byte("tern agent release 1\n" + AgentScope(r.Arch) + "\n" + strconv.FormatUint(r.Version, 10) + "\n" +
-		r.AgentVersion + "\n" + hex.EncodeToString(sum[:]) + "\n" + strconv.Itoa(len(r.Binary)) + "\n")
+	return releaseSignedBytes("tern agent release 1", AgentScope(r.Arch), r.Version, r.AgentVersion, r.Binary)
 }
 
 // Sign signs the release with the operator's key.

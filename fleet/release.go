@@ -139,9 +139,17 @@ func isLowerHex(s string) bool {
 // scope (which names the module), the version, the module's own version
 // and the SHA-256 and size of the code as it is, not as the envelope says.
 func (env ReleaseEnvelope) signedBytes() []byte {
-	sum := sha256.Sum256(env.Wasm)
-	return []byte("tern release 1\n" + ModuleScope(env.Module) + "\n" + strconv.FormatUint(env.Version, 10) + "\n" +
-		env.ModuleVersion + "\n" + hex.EncodeToString(sum[:]) + "\n" + strconv.Itoa(len(env.Wasm)) + "\n")
+	return releaseSignedBytes("tern release 1", ModuleScope(env.Module), env.Version, env.ModuleVersion, env.Wasm)
+}
+
+// releaseSignedBytes is what the signature of a release (a module's or
+// ternd's) covers: one line each for the header, the scope, the release
+// version, the version the code calls itself, and the SHA-256 and size of
+// the code.
+func releaseSignedBytes(header, scope string, version uint64, codeVersion string, code []byte) []byte {
+	sum := sha256.Sum256(code)
+	return []byte(header + "\n" + scope + "\n" + strconv.FormatUint(version, 10) + "\n" +
+		codeVersion + "\n" + hex.EncodeToString(sum[:]) + "\n" + strconv.Itoa(len(code)) + "\n")
 }
 
 // Sign signs the release with the operator's key.
