@@ -88,6 +88,27 @@ func TestStandardScenariosParse(t *testing.T) {
 	}
 }
 
+// make test's share of the standard suite: the scenarios that run in
+// seconds, end to end through the runner, must pass (make testbench runs
+// them all). A failure prints the report.
+func TestStandardSuiteFastSubset(t *testing.T) {
+	for _, name := range []string{"thermostat-fleet", "module-rollback", "serial-garbage"} {
+		t.Run(name, func(t *testing.T) {
+			sc, err := testbench.Load(filepath.Join("scenarios", name+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := testbench.Run(t.Context(), sc, testbench.Options{})
+			if !res.Passed {
+				var report bytes.Buffer
+				testbench.WriteReport(&report, []*testbench.Result{res})
+				t.Fatalf("%s failed:\n%s", name, report.String())
+			}
+			t.Logf("%s: %d assertions passed", name, len(res.Assertions))
+		})
+	}
+}
+
 // A scenario whose assertions cannot hold fails, and says why in words:
 // what was expected, what was seen. The JUnit report carries the same.
 func TestFailingScenario(t *testing.T) {

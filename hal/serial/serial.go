@@ -22,7 +22,11 @@ type Port interface {
 // Opener opens a board's ports by name.
 type Opener interface {
 	// Open opens the named port; an unknown name is an error wrapping
-	// ErrUnknownPort.
+	// ErrUnknownPort. A port opened reads only what arrives after Open:
+	// bytes that arrived while it was closed are discarded, as a UART that
+	// was off would never have received them. (A pseudo-terminal, or a
+	// driver that keeps receiving, would otherwise hand a module that opens
+	// the port once a second ever older data.)
 	Open(name string, mode Mode) (Port, error)
 }
 

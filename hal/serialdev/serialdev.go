@@ -45,6 +45,12 @@ func (o Opener) Open(name string, mode serial.Mode) (serial.Port, error) {
 		}
 		return nil, fmt.Errorf("serialdev: port %q (%s): %w", name, dev, err)
 	}
+	// What arrived while the port was closed is stale (serial.Opener).
+	if err := p.ResetInputBuffer(); err != nil {
+		p.Close()
+		release(dev)
+		return nil, fmt.Errorf("serialdev: port %q (%s): discarding stale input: %w", name, dev, err)
+	}
 	return &port{p: p, dev: dev}, nil
 }
 
