@@ -123,8 +123,9 @@ type Agent struct {
 	wake     chan struct{}       // a new target arrived
 	installs chan installRequest // new module code, for the loop to swap in
 
-	pubMu     sync.Mutex   // serializes handing events to the reporter
-	busySince atomic.Int64 // unix nanoseconds the loop's current step began; 0 between steps (see Busy)
+	pubMu     sync.Mutex    // serializes handing events to the reporter
+	busySince atomic.Int64  // unix nanoseconds the loop's current step began; 0 between steps (see Busy)
+	steps     atomic.Uint64 // steps the loop has finished (see Steps)
 
 	mu         sync.Mutex
 	target     any
@@ -277,6 +278,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.busySince.Store(time.Now().UnixNano())
 		a.step(ctx)
 		a.report(ctx)
+		a.steps.Add(1)
 		a.busySince.Store(0)
 		select {
 		case <-ctx.Done():
@@ -291,6 +293,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Steps reports how many times the loop has sensed, planned and run if
+// needed, and reported, since Run began: 0 means the agent has not yet
+// looked at its hardware, whatever its Status says.
+func (a *Agent) Steps() uint64 { return a.steps.Load() }
 
 // Busy reports how long the agent's loop has been in its current step
 // (sensing, planning, running a plan, installing a module), or 0 while it

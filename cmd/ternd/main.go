@@ -104,6 +104,15 @@ func run(args []string) int {
 		fmt.Println(version.String("ternd"))
 		return 0
 	}
+	// The packaged binary starts first; an updated one may take over,
+	// before this one checks the configuration (which the updated one may
+	// understand better).
+	bootLog := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if exe := daemon.Boot(daemon.BootDataDir(*config), bootLog); exe != "" {
+		bootLog.Info("starting the current agent binary", "binary", exe)
+		err := syscall.Exec(exe, append([]string{exe}, os.Args[1:]...), append(os.Environ(), daemon.BootedEnv+"=1"))
+		bootLog.Error("cannot start the current agent binary; running this one", "binary", exe, "err", err)
+	}
 	cfg, err := daemon.LoadConfig(*config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -112,12 +121,6 @@ func run(args []string) int {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	// The packaged binary starts first; an updated one may take over.
-	if exe := daemon.Boot(cfg, log); exe != "" {
-		log.Info("starting the current agent binary", "binary", exe)
-		err := syscall.Exec(exe, append([]string{exe}, os.Args[1:]...), append(os.Environ(), daemon.BootedEnv+"=1"))
-		log.Error("cannot start the current agent binary; running this one", "binary", exe, "err", err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, nil, log); err != nil {

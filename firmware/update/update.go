@@ -232,6 +232,7 @@ func (d Dir) Rollback(st State, reason string) (State, error) {
 // behind. Boot never fails: an error is for the log, and the agent starts
 // with whatever binary it could find (self at worst).
 func (d Dir) Boot(self string) (exec string, st State, err error) {
+	atomicfile.RemoveTemps(d.Path) // nothing else writes here before Boot returns
 	st, err = d.Load()
 	cur := d.Current()
 	if st.Phase == PhaseTrial {
@@ -239,6 +240,9 @@ func (d Dir) Boot(self string) (exec string, st State, err error) {
 		case cur != d.path(st.Binary):
 			st.Phase, st.Reason, st.Reported = PhaseRolledBack, "the swap or its rollback was cut short (a power cut?); the previous binary runs", false
 			err = errors.Join(err, d.Save(st))
+		case !executable(cur):
+			st, err = d.Rollback(st, fmt.Sprintf("the new binary %s is gone or not an executable file (is the storage failing?)", cur))
+			cur = d.Current()
 		case st.Boots >= MaxTrialBoots:
 			st, err = d.Rollback(st, fmt.Sprintf("the new binary did not prove healthy in %d starts (it crashed, hung or could not connect)", st.Boots))
 			cur = d.Current()
@@ -284,6 +288,7 @@ func (d Dir) clean() {
 			os.Remove(d.path(n))
 		}
 	}
+	atomicfile.RemoveTemps(d.Path)
 }
 
 func executable(p string) bool {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/firmware/update"
+	"github.com/tern-iot/tern/internal/atomicfile"
 )
 
 // bin is a stand-in binary: executable bytes that differ per version.
@@ -141,5 +142,37 @@ func TestStageChecksHash(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.Path, update.BinaryName(2))); !os.IsNotExist(err) {
 		t.Errorf("the bad binary stayed: %v", err)
+	}
+}
+
+// A binary on trial that the storage lost (truncated, gone) is rolled back
+// at the next start, with a reason: the trial does not hang on forever
+// with the packaged binary running.
+func TestTrialOfLostBinaryRolledBack(t *testing.T) {
+	d, packaged := setup(t)
+	v2 := swapTo(t, d, 2)
+	if err := os.Truncate(v2, 0); err != nil {
+		t.Fatal(err)
+	}
+	exe, st, _ := d.Boot(packaged)
+	if exe != "" || st.Phase != update.PhaseRolledBack || !strings.Contains(st.Reason, "not an executable file") {
+		t.Errorf("Boot: exec %q, phase %q (%s); want the packaged binary and a rollback saying why", exe, st.Phase, st.Reason)
+	}
+	if st.Tried != 2 {
+		t.Errorf("tried %d, want 2", st.Tried)
+	}
+}
+
+// Temporary files a cut left in the agent directory go at the next start.
+func TestBootRemovesTemporaries(t *testing.T) {
+	d, packaged := setup(t)
+	swapTo(t, d, 2)
+	left := filepath.Join(d.Path, atomicfile.TempPrefix+"ternd-3.4711")
+	if err := os.WriteFile(left, make([]byte, 1024), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	boot(t, d, packaged)
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("a half-staged binary is still there after Boot: %v", err)
 	}
 }

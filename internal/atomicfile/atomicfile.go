@@ -4,7 +4,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
+
+// TempPrefix begins the names of the temporary files Write makes beside
+// its target; a power cut may leave one behind (see RemoveTemps).
+const TempPrefix = ".tmp-"
+
+// RemoveTemps deletes the temporary files a cut left in dir.
+func RemoveTemps(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), TempPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
 
 // Write writes b to path atomically with permissions perm, creating the
 // directory if needed.
@@ -20,11 +35,13 @@ func WriteGroup(path string, b []byte, perm os.FileMode, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	// A temporary of its own, so that two writers of one file never
+	// share one: the last rename wins, whole.
+	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()

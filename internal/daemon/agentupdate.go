@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/tern-iot/tern/firmware/update"
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
@@ -48,10 +50,31 @@ func AgentDir(cfg Config) update.Dir {
 	return update.Dir{Path: filepath.Join(cfg.withDefaults().DataDir, "agent")}
 }
 
+// BootDataDir reads only data_dir from the configuration file at path,
+// leniently: Boot must run before the configuration is checked, because
+// an updated binary may accept what this one refuses (a new option), and
+// refusing it here would never start the binary that understands it.
+func BootDataDir(path string) string {
+	var c struct {
+		DataDir string `yaml:"data_dir"`
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		yaml.Unmarshal(b, &c) // what did decode is enough; LoadConfig reports the rest
+	}
+	switch {
+	case c.DataDir == "":
+		return Config{}.withDefaults().DataDir
+	case !filepath.IsAbs(c.DataDir):
+		return filepath.Join(filepath.Dir(path), c.DataDir)
+	}
+	return c.DataDir
+}
+
 // Boot decides which binary runs, before anything else at start (see
-// update.Dir.Boot): it returns a binary to exec instead of this one, or
-// "". Errors are logged: the agent starts whatever happens.
-func Boot(cfg Config, log *slog.Logger) string {
+// update.Dir.Boot), from the data directory's agent state: it returns a
+// binary to exec instead of this one, or "". Errors are logged: the agent
+// starts whatever happens.
+func Boot(dataDir string, log *slog.Logger) string {
 	if os.Getenv(BootedEnv) != "" {
 		return ""
 	}
@@ -60,7 +83,7 @@ func Boot(cfg Config, log *slog.Logger) string {
 		log.Warn("cannot find the running binary; not looking for an updated one", "err", err)
 		return ""
 	}
-	exe, st, err := AgentDir(cfg).Boot(self)
+	exe, st, err := AgentDir(Config{DataDir: dataDir}).Boot(self)
 	if err != nil {
 		log.Warn("agent update state", "err", err)
 	}
@@ -110,16 +133,28 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 	}
 	what := fmt.Sprintf("release %d (ternd %s for %s, %d bytes)", r.Version, orUnknown(r.AgentVersion), r.Arch, r.Size)
 	u.event(EventUpdateReceived, "%s received", what)
+	loaded := st
 	refuse := func(err error) error {
+		st := loaded
 		st.Tried = max(st.Tried, r.Version)
 		if serr := u.dir.Save(st); serr != nil {
 			u.log.Error("agent update state not saved; the release may be tried again", "err", serr)
 		}
-		u.event(EventUpdateRefused, "%s refused: %v; the running binary stays", what, err)
+		u.event(EventUpdateRefused, "%s refused: %v; the running binary stays (to try again, release a fixed one with a version above %d)", what, err, r.Version)
+		return nil
+	}
+	// A failure of this device's, not of the release: it is tried again
+	// with the retained release at the next connect or start.
+	notNow := func(err error) error {
+		if ctx.Err() != nil {
+			u.log.Info("agent release interrupted; it is tried again at the next start", "version", r.Version, "err", err)
+			return nil
+		}
+		u.event(EventUpdateRefused, "%s not applied: %v; the running binary stays, and the release is tried again at the next connect", what, err)
 		return nil
 	}
 	if len(u.trust) == 0 {
-		return refuse(errors.New("this device trusts no operator key, and agent releases must be signed: add trusted_keys to ternd.yaml"))
+		return notNow(errors.New("this device trusts no operator key, and agent releases must be signed: add trusted_keys to ternd.yaml and restart ternd"))
 	}
 	if err := r.Verify(u.trust); err != nil {
 		return refuse(err)
@@ -129,17 +164,20 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 	}
 	bin, err := u.dir.Stage(r.Version, r.Binary, r.SHA256)
 	if err != nil {
-		return refuse(err)
+		return notNow(err) // the disk: full, or failing
 	}
-	if err := smokeTest(ctx, bin, r.AgentVersion); err != nil {
+	if err := smokeTest(ctx, bin, r.AgentVersion, u.arch); err != nil {
 		os.Remove(bin)
+		if ctx.Err() != nil {
+			return notNow(err)
+		}
 		return refuse(err)
 	}
 	u.event(EventUpdateStaged, "%s staged in %s; it runs on this CPU", what, bin)
 	st.Version, st.AgentVersion = r.Version, r.AgentVersion
 	swapped, err := u.dir.Swap(st)
 	if err != nil {
-		return refuse(err)
+		return notNow(err)
 	}
 	st = swapped
 	u.event(EventUpdateSwapped, "%s is now current (previous: %s); restarting into it, health check within %v", what, orPackaged(st.Previous), u.health)
@@ -147,18 +185,42 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 }
 
 // smokeTest runs bin version: a binary for another CPU, or one cut short,
-// fails here rather than at the restart.
-func smokeTest(ctx context.Context, bin, want string) error {
+// fails here rather than at the restart; one built for another
+// architecture than its release says (an armv6 build released as armv7)
+// is refused too, or the device would follow the other architecture's
+// releases from then on.
+func smokeTest(ctx context.Context, bin, want, arch string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("the new binary does not run here (%s version: %v: %.200s)", bin, err, out)
 	}
-	if !strings.HasPrefix(string(out), "ternd ") || (want != "" && !strings.Contains(string(out), want)) {
-		return fmt.Errorf("the new binary says %.200q, not ternd %s", strings.TrimSpace(string(out)), want)
+	said := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(said, "ternd ") || (want != "" && !strings.Contains(said, want)) {
+		return fmt.Errorf("the new binary says %.200q, not ternd %s", said, want)
+	}
+	if !strings.HasSuffix(said, "/"+arch) {
+		return fmt.Errorf("the new binary says %.200q: it is not built for %s", said, arch)
 	}
 	return nil
+}
+
+// settle runs at start when this binary is not on trial: a trial the
+// state still shows failed to start (Boot chose the new binary, but its
+// exec failed and this one runs instead), so it is rolled back; then the
+// outcome the fleet has not heard of is reported.
+func (u *updater) settle(st update.State) {
+	if st.Phase == update.PhaseTrial {
+		reason := fmt.Sprintf("the new binary %s could not be started; %s runs instead", u.dir.Current(), u.self)
+		rolled, err := u.dir.Rollback(st, reason)
+		if err != nil {
+			u.log.Error("agent update: rollback failed; Boot ends the trial at the next start", "err", err)
+			return
+		}
+		st = rolled
+	}
+	u.reportOutcome(st)
 }
 
 // reportOutcome hands an update's outcome the fleet has not heard of yet
@@ -210,7 +272,9 @@ func (u *updater) trial(ctx context.Context, st update.State, healthy func() err
 			reason := fmt.Sprintf("not healthy within %v (%v)", u.health, last)
 			st, err := u.dir.Rollback(st, reason)
 			if err != nil {
-				u.log.Error("agent update: rollback failed; Boot ends the trial at the next start", "err", err)
+				u.event(EventUpdateRolledBack, "release %d (ternd %s) failed its health check (%s), and the rollback failed (%v); restarting: the next start ends the trial",
+					st.Version, orUnknown(st.AgentVersion), reason, err)
+				return ErrRestart
 			}
 			u.event(EventUpdateRolledBack, "release %d (ternd %s) rolled back: %s; restarting into %s",
 				st.Version, orUnknown(st.AgentVersion), reason, orPackaged(st.Previous))

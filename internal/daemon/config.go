@@ -35,7 +35,9 @@ type Config struct {
 	TopicPrefix string `yaml:"topic_prefix" json:"topic_prefix"`
 	// Board names the board definition (see boards.Names). Default "sim".
 	Board string `yaml:"board" json:"board"`
-	// DataDir holds the store and the compilation cache. Default /var/lib/tern.
+	// DataDir holds the store, the compilation cache and updated ternd
+	// binaries. Default /var/lib/tern. Relative paths are relative to the
+	// config file.
 	DataDir string `yaml:"data_dir" json:"data_dir"`
 	// Store is the store backend: badger (the default on 64-bit boards) or
 	// bolt (the default on 32-bit ones; smaller in memory, slower to
@@ -132,8 +134,10 @@ func LoadConfig(path string) (Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	if c.CacheDir != "" && !filepath.IsAbs(c.CacheDir) {
-		c.CacheDir = filepath.Join(base, c.CacheDir)
+	for _, p := range []*string{&c.DataDir, &c.CacheDir} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
 	}
 	for i := range c.Modules {
 		if p := c.Modules[i].Path; p != "" && !filepath.IsAbs(p) {

@@ -37,6 +37,16 @@ modules:
 	if c.Fleet != "default" || c.Board != "sim" || c.DataDir != "/var/lib/tern" || c.LogLevel != "info" {
 		t.Errorf("defaults not applied: %+v", c)
 	}
+	if c.DataDir != "/var/lib/tern" {
+		t.Errorf("data_dir %q, want the default", c.DataDir)
+	}
+	rel, err := LoadConfig(writeConfig(t, "device: ok\ndata_dir: ../state\ncache_dir: cache\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(rel.DataDir) || filepath.Base(rel.DataDir) != "state" || !filepath.IsAbs(rel.CacheDir) {
+		t.Errorf("data_dir %q, cache_dir %q: want them absolute, relative to the config file", rel.DataDir, rel.CacheDir)
+	}
 	if c.Modules[0].Path != filepath.Join(filepath.Dir(p), "relay.wasm") {
 		t.Errorf("module path %q not made relative to the config file", c.Modules[0].Path)
 	}

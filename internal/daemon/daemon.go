@@ -123,6 +123,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		if dev != nil && !dev.Connected() {
 			return errors.New("not connected to the broker")
 		}
+		if agent.Steps() == 0 {
+			return errors.New("the agent has not finished a step (sense, plan, run) yet")
+		}
 		if b := agent.Busy(); b > watchdogStall {
 			return fmt.Errorf("the agent loop has been in one step for %v", b.Round(time.Second))
 		}
@@ -130,6 +133,13 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 			return fmt.Errorf("the agent is %s, not converged: %s", s.Phase, s.Error)
 		}
 		return nil
+	}
+
+	// What the fleet has not heard of the last update goes out first,
+	// before anything else may touch the update state.
+	onTrial := up.dir.OnTrial(ust, up.self)
+	if !onTrial {
+		up.settle(ust)
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -144,14 +154,12 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		wg.Go(func() { errc <- dev.Run(ctx) })
 		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, log) })
 	}
-	if up.dir.OnTrial(ust, up.self) {
+	if onTrial {
 		wg.Go(func() {
 			if err := up.trial(ctx, ust, healthy); err != nil {
 				cancel(err)
 			}
 		})
-	} else {
-		up.reportOutcome(ust)
 	}
 	wg.Go(func() { watchdog(ctx, sdnotify.WatchdogInterval(), agent.Busy, log) })
 	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
