@@ -363,7 +363,7 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 
 		session, endSession := context.WithCancel(ctx)
-		senders.Go(func() { d.sendReports(session, c) })
+		senders.Go(func() { d.sendReports(session, c, lost) })
 		select {
 		case <-ctx.Done():
 			endSession()
@@ -640,11 +640,22 @@ func (d *Device) Outbox() (acked, pending uint64) { return d.out.position() }
 
 // sendReports publishes the outbox and the state report on one
 // connection, until ctx (the session) is done or the connection is lost.
-func (d *Device) sendReports(ctx context.Context, c paho.Client) {
+// A publish that failed while the connection still looks open (paho gave
+// up writing it) ends the connection too, through lost: reports after it
+// must not go out before it, so the next connection sends again from the
+// first one not acknowledged.
+func (d *Device) sendReports(ctx context.Context, c paho.Client, lost chan<- struct{}) {
 	for {
 		err := d.drain(ctx, c)
-		if ctx.Err() != nil || lostConnection(err) {
+		if ctx.Err() != nil {
+			return
+		}
+		if lostConnection(err) {
 			d.log.Debug("fleet: reports wait for the next connection", "err", err)
+			if c.IsConnectionOpen() {
+				d.log.Warn("fleet: a report could not be sent; reconnecting to send it again, in order", "err", err)
+			}
+			signal(lost)
 			return
 		}
 		// The store failed: say so, and try again after a while.
@@ -676,7 +687,11 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 				return err
 			}
 			for _, r := range batch {
-				window = append(window, inFlight{r.seq, c.Publish(d.events, qos, false, r.payload)})
+				tok := c.Publish(d.events, qos, false, r.payload)
+				if failed(tok) { // not sent: nothing after it may be
+					return newError(ErrOffline, tok.Error(), "fleet: publish of event report %d: %v", r.seq, tok.Error())
+				}
+				window = append(window, inFlight{r.seq, tok})
 				sent = r.seq
 			}
 		}
@@ -712,6 +727,16 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 			return err
 		}
 		window = window[n:]
+	}
+}
+
+// failed reports whether tok is already done with an error.
+func failed(tok paho.Token) bool {
+	select {
+	case <-tok.Done():
+		return tok.Error() != nil
+	default:
+		return false
 	}
 }
 

@@ -1,7 +1,9 @@
 package fleet_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -317,4 +319,59 @@ func TestOutboxFullDropsOldestAndSaysSo(t *testing.T) {
 	if last.Kind != runtime.EventReportsDropped || !strings.Contains(last.Message, "3 event reports were dropped") || !strings.Contains(last.Message, "outbox_limit") {
 		t.Errorf("last report: %+v, want an events.dropped report counting 3 and naming outbox_limit", last)
 	}
+}
+
+// stallConn holds up the next PUBACK the device writes (a packet paho
+// writes without a deadline) for a while, as a stalled link would.
+type stallConn struct {
+	net.Conn
+	stall *atomic.Bool
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && p[0]>>4 == 4 && c.stall.CompareAndSwap(true, false) {
+		time.Sleep(2500 * time.Millisecond)
+	}
+	return c.Conn.Write(p)
+}
+
+// A stalled link makes paho give up writing an event report (its write
+// timeout) while the connection still looks open. No later report may
+// overtake it, and sending must not stop: the device reconnects and sends
+// again, in order, from the first report not acknowledged.
+func TestPublishTimeoutKeepsOrder(t *testing.T) {
+	t.Parallel()
+	url := fleettest.Embedded(t)
+	audit := newAuditor(t, url, "pi-024")
+	var stall atomic.Bool
+	opts := testOptions(url, "pi-024")
+	opts.ConnectTimeout = time.Second // paho's write timeout
+	opts.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := new(net.Dialer).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &stallConn{Conn: c, stall: &stall}, nil
+	}
+	d := newDevice(t, opts)
+	run(t, d)
+	waitConnected(t, d)
+	op := dialOperator(t, url)
+	stall.Store(true)
+	// The target's PUBACK is the write that stalls.
+	if err := op.PushTarget(t.Context(), "pi-024", fleet.TargetEnvelope{Version: 1, Target: []byte(`{"a":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i := range 6 {
+		if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit.waitFor(t, 6)
+	if err := d.PublishEvent(t.Context(), runtime.Event{ID: "e-6", Kind: runtime.EventDrift}); err != nil {
+		t.Fatal(err)
+	}
+	audit.waitFor(t, 7)
+	checkExactlyOnce(t, audit, 7, func(i int) string { return fmt.Sprintf("e-%d", i) })
 }
