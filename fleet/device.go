@@ -696,11 +696,14 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 			}
 		}
 		if len(window) == 0 {
-			if n := d.out.takeDropped(); n > 0 {
+			if n := d.out.droppedCount(); n > 0 {
 				if err := d.PublishEvent(ctx, runtime.Event{
 					ID: runtime.NewEventID(), Time: time.Now().UTC(), Kind: runtime.EventReportsDropped,
-					Message: fmt.Sprintf("%d event reports were dropped while the broker was unreachable: the outbox holds at most %d; raise outbox_limit", n, d.opts.OutboxLimit),
+					Message: fmt.Sprintf("%d event reports were dropped before the broker acknowledged them (it was unreachable or slow): the outbox holds at most %d; raise outbox_limit", n, d.opts.OutboxLimit),
 				}); err != nil {
+					return err
+				}
+				if err := d.out.toldDropped(n); err != nil {
 					return err
 				}
 				continue

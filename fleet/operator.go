@@ -135,7 +135,7 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		SetStore(noStore{}).
 		SetOrderMatters(true).
 		SetConnectTimeout(opts.ConnectTimeout).
-		SetWriteTimeout(opts.ConnectTimeout + MaxReleasePayload/releaseRate*time.Second). // a release is one big packet
+		SetWriteTimeout(opts.ConnectTimeout + max(MaxReleasePayload, MaxAgentPayload)/releaseRate*time.Second). // a release is one big packet
 		SetKeepAlive(30 * time.Second).
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(10 * time.Second).

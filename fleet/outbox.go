@@ -34,6 +34,9 @@ var (
 	outboxEvents = []byte("fleet/outbox/event/")
 	outboxAcked  = []byte("fleet/outbox/acked")
 	outboxEpoch  = []byte("fleet/outbox/epoch")
+	// outboxDropped counts, as decimal text, the reports dropped because
+	// the outbox was full that no events.dropped report has told of yet.
+	outboxDropped = []byte("fleet/outbox/dropped")
 )
 
 // outbox is the device's durable queue of event reports: an event is in
@@ -77,14 +80,11 @@ func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
 		return nil, err
 	}
 	o.epoch = epoch
-	switch b, err := st.Get(outboxAcked); {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("fleet: outbox: %w", err)
-	default:
-		if o.acked, err = strconv.ParseUint(string(b), 10, 64); err != nil {
-			return nil, fmt.Errorf("fleet: outbox: the acknowledged mark %q in the store is not a number: %w", b, err)
-		}
+	if o.acked, err = storedCount(st, outboxAcked, "the acknowledged mark"); err != nil {
+		return nil, err
+	}
+	if o.dropped, err = storedCount(st, outboxDropped, "the count of dropped reports"); err != nil {
+		return nil, err
 	}
 	var stale [][]byte
 	last := o.acked
@@ -114,6 +114,22 @@ func openOutbox(st store.Store, limit int, log *slog.Logger) (*outbox, error) {
 		o.log.Info("fleet: outbox holds reports from before; they go out once connected", "reports", n, "first_seq", o.acked+1)
 	}
 	return o, nil
+}
+
+// storedCount reads a decimal count kept under key; none is 0.
+func storedCount(st store.Store, key []byte, what string) (uint64, error) {
+	b, err := st.Get(key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("fleet: outbox: %w", err)
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("fleet: outbox: %s %q in the store is not a number: %w", what, b, err)
+	}
+	return n, nil
 }
 
 // outboxEpochOf returns the epoch kept in st, making one (16 random hex
@@ -158,14 +174,20 @@ func (o *outbox) append(encode func(epoch string, seq uint64) ([]byte, error)) e
 	if err != nil {
 		return err
 	}
-	if o.next-1-o.acked >= uint64(o.limit) {
-		if err := o.advance(o.acked + 1); err != nil {
-			return err
-		}
+	if held := o.next - 1 - o.acked; held >= uint64(o.limit) {
+		// Make room for this one; more than one if the limit was lowered.
+		excess := held - uint64(o.limit) + 1
 		if o.dropped == 0 {
 			o.log.Warn("fleet: outbox full: dropping the oldest event reports until the broker is reachable", "limit", o.limit)
 		}
-		o.dropped++
+		// The count first: a cut after it over-reports, never hides, a drop.
+		if err := o.st.Put(outboxDropped, strconv.AppendUint(nil, o.dropped+excess, 10)); err != nil {
+			return fmt.Errorf("fleet: outbox: record dropped reports: %w", err)
+		}
+		o.dropped += excess
+		if err := o.advance(o.acked + excess); err != nil {
+			return err
+		}
 	}
 	if err := o.st.Put(outboxKey(o.next), b); err != nil {
 		return fmt.Errorf("fleet: outbox: store event report %d: %w", o.next, err)
@@ -261,12 +283,23 @@ func (o *outbox) position() (acked uint64, pending uint64) {
 	return o.acked, o.next - 1 - o.acked
 }
 
-// takeDropped returns, and resets, the count of reports dropped because
-// the outbox was full.
-func (o *outbox) takeDropped() uint64 {
+// droppedCount returns the count of reports dropped because the outbox was
+// full that no events.dropped report has told of yet.
+func (o *outbox) droppedCount() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	n := o.dropped
-	o.dropped = 0
-	return n
+	return o.dropped
+}
+
+// toldDropped records that an events.dropped report, now in the outbox,
+// told of n dropped reports.
+func (o *outbox) toldDropped(n uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	left := o.dropped - min(n, o.dropped)
+	if err := o.st.Put(outboxDropped, strconv.AppendUint(nil, left, 10)); err != nil {
+		return fmt.Errorf("fleet: outbox: record dropped reports: %w", err)
+	}
+	o.dropped = left
+	return nil
 }

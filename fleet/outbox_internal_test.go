@@ -161,3 +161,30 @@ func TestOutboxEpoch(t *testing.T) {
 		t.Errorf("a new store has epoch %q, the old one had %q", wiped.epoch, first)
 	}
 }
+
+// A lowered limit takes effect at the next report: the outbox drops down
+// to it at once, and counts every report it dropped.
+func TestOutboxLoweredLimit(t *testing.T) {
+	st := testStore(t, t.TempDir())
+	o, err := openOutbox(st, 10, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, o, 10)
+	if o, err = openOutbox(st, 3, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, o, 1)
+	if acked, pending := o.position(); acked != 8 || pending != 3 {
+		t.Errorf("after one report under limit 3: acknowledged mark %d, %d pending; want 8 and 3", acked, pending)
+	}
+	if n := o.droppedCount(); n != 8 {
+		t.Errorf("dropped %d, want 8", n)
+	}
+	if err := o.toldDropped(8); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = openOutbox(st, 3, slog.New(slog.DiscardHandler)); err != nil || o.droppedCount() != 0 {
+		t.Errorf("after telling: reopened with %d dropped (%v), want 0", o.droppedCount(), err)
+	}
+}

@@ -288,21 +288,30 @@ func TestOutboxWipedStore(t *testing.T) {
 	}
 }
 
-// A full outbox drops the oldest reports and says so once connected.
+// A full outbox drops the oldest reports and says so once connected, even
+// if the device was power-cycled before it could connect.
 func TestOutboxFullDropsOldestAndSaysSo(t *testing.T) {
 	t.Parallel()
 	addr := fleettest.FreeAddr(t)
+	dir := t.TempDir()
+	st := fleettest.StoreAt(t, dir)
 	opts := testOptions("tcp://"+addr, "pi-022")
 	opts.OutboxLimit = 5
-	d := newDevice(t, opts)
+	opts.Store = st
+	first := newDevice(t, opts)
 	for i := range 8 { // before Run: the device has never been connected
-		if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+		if err := first.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if acked, pending := d.Outbox(); acked != 3 || pending != 5 {
+	if acked, pending := first.Outbox(); acked != 3 || pending != 5 {
 		t.Fatalf("outbox: acknowledged mark %d, %d pending; want 3 (dropped) and 5", acked, pending)
 	}
+	if err := st.Close(); err != nil { // the power cycle
+		t.Fatal(err)
+	}
+	opts.Store = fleettest.StoreAt(t, dir)
+	d := newDevice(t, opts)
 	url := fleettest.EmbeddedAt(t, addr)
 	audit := newAuditor(t, url, "pi-022")
 	run(t, d)
