@@ -238,7 +238,11 @@ func (d Dir) Boot(self string) (exec string, st State, err error) {
 	if st.Phase == PhaseTrial {
 		switch {
 		case cur != d.path(st.Binary):
-			st.Phase, st.Reason, st.Reported = PhaseRolledBack, "the swap or its rollback was cut short (a power cut?); the previous binary runs", false
+			st.Phase, st.Reported = PhaseRolledBack, false
+			st.Reason = "the swap or its rollback was cut short (a power cut?); the previous binary runs"
+			if cur == "" && st.Previous != "" {
+				st.Reason = "current was removed (installing a package does that); the packaged binary runs"
+			}
 			err = errors.Join(err, d.Save(st))
 		case !executable(cur):
 			st, err = d.Rollback(st, fmt.Sprintf("the new binary %s is gone or not an executable file (is the storage failing?)", cur))

@@ -176,3 +176,22 @@ func TestBootRemovesTemporaries(t *testing.T) {
 		t.Errorf("a half-staged binary is still there after Boot: %v", err)
 	}
 }
+
+// Installing a package removes current while a binary is on trial: the
+// packaged binary runs, and the reason says so rather than blame a cut.
+func TestPackageInstallEndsTrial(t *testing.T) {
+	d, packaged := setup(t)
+	swapTo(t, d, 2)
+	st, _ := d.Load()
+	if err := d.Commit(st); err != nil {
+		t.Fatal(err)
+	}
+	swapTo(t, d, 3)
+	if err := d.Reset(); err != nil { // what postinst does
+		t.Fatal(err)
+	}
+	exe, st := boot(t, d, packaged)
+	if exe != packaged || st.Phase != update.PhaseRolledBack || !strings.Contains(st.Reason, "installing a package") {
+		t.Errorf("runs %s, phase %q (%s); want the packaged binary, the trial ended by the install", exe, st.Phase, st.Reason)
+	}
+}
