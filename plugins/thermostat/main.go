@@ -5,7 +5,8 @@
 // It is an HTN domain: "warm" expands into switching the heater on, waiting
 // until the room is warm, and switching it off again; "cool" waits with the
 // heater off. The sensor reports whole degrees, so a target is met within
-// half a degree.
+// half a degree. The domain lives in package domain, which the
+// testbench's thermostat fix (0.2.0) shares.
 //
 // Configuration:
 //
@@ -14,16 +15,8 @@
 //	  heater: GPIO17
 package main
 
-import "github.com/tern-iot/tern/sdk"
+import "github.com/tern-iot/tern/plugins/thermostat/domain"
 
-func init() {
-	sdk.Module("thermostat", "0.1.0")
-	sdk.Requests("gpio", "i2c")
-	sdk.Sensor("room", "/room", roomInterval, senseRoom)
-	sdk.Method("warm", "/room", sdk.Update, sdk.Expansion{Condition: colder, Expand: warm})
-	sdk.Method("cool", "/room", sdk.Update, sdk.Expansion{Condition: warmer, Expand: cool})
-	sdk.Job("heater", "/room/heater", sdk.Any, sdk.Action{Run: switchHeater})
-	sdk.Job("wait", "/room", sdk.Update, sdk.Action{Condition: heading, Effect: reached, Run: waitForTarget})
-}
+func init() { domain.Register(domain.Options{Version: "0.1.0"}) }
 
 func main() {}

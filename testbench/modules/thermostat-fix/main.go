@@ -15,20 +15,14 @@
 //	  sensor: {bus: i2c1, address: 0x48}
 //	  heater: GPIO17
 //	  sensor_power: GPIO22
+//
+// The code is the thermostat plugin's domain (plugins/thermostat/domain)
+// with its recovery on: the operator's fix is the next version of the same
+// source.
 package main
 
-import "github.com/tern-iot/tern/sdk"
+import "github.com/tern-iot/tern/plugins/thermostat/domain"
 
-func init() {
-	sdk.Module("thermostat", "0.2.0")
-	sdk.Requests("gpio", "i2c")
-	sdk.Sensor("room", "/room", roomInterval, senseRoom)
-	sdk.Method("recover", "/room", sdk.Update, sdk.Expansion{Condition: stuck, Expand: recoverSensor})
-	sdk.Method("warm", "/room", sdk.Update, sdk.Expansion{Condition: colder, Expand: warm})
-	sdk.Method("cool", "/room", sdk.Update, sdk.Expansion{Condition: warmer, Expand: cool})
-	sdk.Job("heater", "/room/heater", sdk.Any, sdk.Action{Run: switchHeater})
-	sdk.Job("power_cycle", "/room/sensor", sdk.Update, sdk.Action{Run: powerCycle})
-	sdk.Job("wait", "/room", sdk.Update, sdk.Action{Condition: heading, Effect: reached, Run: waitForTarget})
-}
+func init() { domain.Register(domain.Options{Version: "0.2.0", Recovery: true}) }
 
 func main() {}

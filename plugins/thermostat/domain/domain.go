@@ -1,14 +1,45 @@
-package main
+package domain
 
 import (
 	"fmt"
 	"math"
 	"time"
 
+	"github.com/tern-iot/tern/plugins/internal/tmp102"
 	"github.com/tern-iot/tern/sdk"
 )
 
-const roomInterval = 200 * time.Millisecond
+// SenseInterval is how often the room is read.
+const SenseInterval = 200 * time.Millisecond
+
+// Options say what a module's version of the domain has.
+type Options struct {
+	// Version is the module's version.
+	Version string
+	// Recovery adds the sensor check and the power-cycle recovery.
+	Recovery bool
+}
+
+// recovery is Options.Recovery of the module this instance runs.
+var recovery bool
+
+// Register declares the module: its sensor, methods and jobs.
+func Register(o Options) {
+	recovery = o.Recovery
+	sdk.Module("thermostat", o.Version)
+	sdk.Requests("gpio", "i2c")
+	sdk.Sensor("room", "/room", SenseInterval, senseRoom)
+	if o.Recovery {
+		sdk.Method("recover", "/room", sdk.Update, sdk.Expansion{Condition: stuck, Expand: recoverSensor})
+	}
+	sdk.Method("warm", "/room", sdk.Update, sdk.Expansion{Condition: colder, Expand: warm})
+	sdk.Method("cool", "/room", sdk.Update, sdk.Expansion{Condition: warmer, Expand: cool})
+	sdk.Job("heater", "/room/heater", sdk.Any, sdk.Action{Run: switchHeater})
+	if o.Recovery {
+		sdk.Job("power_cycle", "/room/sensor", sdk.Update, sdk.Action{Run: powerCycle})
+	}
+	sdk.Job("wait", "/room", sdk.Update, sdk.Action{Condition: heading, Effect: reached, Run: waitForTarget})
+}
 
 type config struct {
 	Sensor struct {
@@ -17,7 +48,8 @@ type config struct {
 	} `json:"sensor"`
 	Heater string `json:"heater"`
 	// SensorPower is the GPIO line that supplies the sensor (high: on).
-	// Empty: the sensor is not checked, and cannot be recovered.
+	// Empty, or without Recovery: the sensor is not checked, and cannot
+	// be recovered.
 	SensorPower string `json:"sensor_power"`
 }
 
@@ -33,19 +65,16 @@ func loadConfig(c *sdk.Context) (*config, error) {
 type room struct {
 	Temp   *float64 `json:"temp,omitempty"`
 	Heater bool     `json:"heater"`
-	// Sensor is "ok", or "stuck" when the sensor failed its check.
+	// Sensor is "ok", or "stuck" when the sensor failed its check (only
+	// with Recovery and sensor_power).
 	Sensor string `json:"sensor,omitempty"`
 }
 
+// checked reports whether the sensor is checked as it is read.
+func (c *config) checked() bool { return recovery && c.SensorPower != "" }
+
 // readTemp reads the room's TMP102.
-// (plugins/internal/tmp102's Read, which this tree cannot import.)
-func readTemp(cfg *config) (float64, error) {
-	r := make([]byte, 2)
-	if err := sdk.I2CTx(cfg.Sensor.Bus, cfg.Sensor.Address, []byte{0}, r); err != nil {
-		return 0, err
-	}
-	return float64(int16(uint16(r[0])<<8|uint16(r[1]))>>4) * 0.0625, nil
-}
+func readTemp(cfg *config) (float64, error) { return tmp102.Read(cfg.Sensor.Bus, cfg.Sensor.Address) }
 
 func senseRoom(c *sdk.Context) (any, error) {
 	cfg, err := loadConfig(c)
@@ -62,7 +91,7 @@ func senseRoom(c *sdk.Context) (any, error) {
 	}
 	whole := math.Round(t)
 	r := room{Temp: &whole, Heater: on}
-	if cfg.SensorPower != "" {
+	if cfg.checked() {
 		r.Sensor = "ok"
 		if ok, err := answers(cfg); err != nil {
 			return nil, err
