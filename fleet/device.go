@@ -363,10 +363,12 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 
 		session, endSession := context.WithCancel(ctx)
-		senders.Go(func() { d.sendReports(session, c, lost) })
+		sent := make(chan struct{})
+		senders.Go(func() { d.sendReports(session, c, lost); close(sent) })
 		select {
 		case <-ctx.Done():
 			endSession()
+			<-sent // stop sends the last state; nothing may overtake it
 			return d.stop(c)
 		case <-lost:
 		}
@@ -439,11 +441,17 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	return nil
 }
 
-// stop says goodbye: online=false (the broker drops the last will on a
-// clean disconnect), then disconnects.
+// stop says goodbye: the pending state report, then online=false (the
+// broker drops the last will on a clean disconnect), then disconnects.
 func (d *Device) stop(c paho.Client) error {
 	if c.IsConnectionOpen() {
 		ctx, cancel := context.WithTimeout(context.Background(), min(d.opts.ConnectTimeout, 2*time.Second))
+		// The last state report goes out before the device says it left
+		// (a state reported just before the stop would otherwise wait for
+		// the next start); events wait in the outbox.
+		if err := d.sendState(ctx, c); err != nil {
+			d.log.Warn("fleet: the last state report waits for the next start", "err", err)
+		}
 		if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineFalse)); err != nil {
 			d.log.Warn("fleet: cannot publish online=false; the broker will not say the device left", "err", err)
 		}

@@ -878,3 +878,28 @@ func TestShippedACL(t *testing.T) {
 		t.Fatal("a wrong password was accepted")
 	}
 }
+
+// A state reported just before the device stops (ternd reports once more
+// as it shuts down) is on the broker, retained, before the device says it
+// left: a late watcher sees it.
+func TestLastStateBeforeStop(t *testing.T) {
+	t.Parallel()
+	url := fleettest.Embedded(t)
+	for i := range 5 {
+		id := fmt.Sprintf("pi-05%d", i)
+		d := newDevice(t, testOptions(url, id))
+		stop := run(t, d)
+		waitConnected(t, d)
+		if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 9, Converged: true, Phase: runtime.PhaseIdle}); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		r, err := fleet.ParseStateReport([]byte(recv(t, subscribeRaw(t, url, topics.State(id)), "the retained state")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.TargetVersion != 9 || !r.Converged {
+			t.Errorf("%s: retained state %+v, want the one reported before the stop", id, r.Status)
+		}
+	}
+}
