@@ -5,7 +5,10 @@
 //
 // "warm" expands into switching the heater on, waiting until the room is
 // warm, and switching it off again; "cool" waits with the heater off. The
-// sensor reports whole degrees, so a target is met within half a degree.
+// sensor reports whole degrees, so a target is met within half a degree;
+// a heating room is taken Overshoot (0.2 °C) past the target, so that it
+// coasts a while before it needs heat again rather than flip at the
+// rounding boundary.
 //
 // With Recovery, the sensor is also checked as it is read (a register
 // written and read back: a latched TMP102 drops the write), /room/sensor

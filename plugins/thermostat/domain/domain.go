@@ -220,8 +220,18 @@ func switchHeater(c *sdk.Context) error {
 	return sdk.GPIOWrite(cfg.Heater, on)
 }
 
-// waitForTarget polls the sensor until the room is at the target, within
-// half a degree, or gives up (the agent plans again).
+// Overshoot is how far past the target a heating room is taken before the
+// heater goes off. Stopping at the rounding boundary (target − 0.5) would
+// leave the room to drift below it again at once, and a noisy sensor there
+// would flip between two readings: the agent would plan, switch and report
+// several times a second. With the overshoot the room coasts about
+// 0.7 °C before it needs heat again. It is small enough that the sensor,
+// polled every 50 ms while heating, still reads the target.
+const Overshoot = 0.2
+
+// waitForTarget polls the sensor until the room is at the target (a
+// heating room: Overshoot past it; a cooling one: within half a degree),
+// or gives up (the agent plans again).
 func waitForTarget(c *sdk.Context) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
@@ -231,12 +241,16 @@ func waitForTarget(c *sdk.Context) error {
 	if err != nil || tgt.Temp == nil {
 		return fmt.Errorf("thermostat: no target temperature: %v", err)
 	}
-	for range 100 {
+	heating := false
+	for i := range 100 {
 		t, err := readTemp(cfg)
 		if err != nil {
 			return err
 		}
-		if math.Round(t) == *tgt.Temp {
+		if i == 0 {
+			heating = t < *tgt.Temp
+		}
+		if heating && t >= *tgt.Temp+Overshoot || !heating && math.Round(t) == *tgt.Temp {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
