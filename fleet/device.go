@@ -659,9 +659,10 @@ func (d *Device) sendReports(ctx context.Context, c paho.Client, lost chan<- str
 			return
 		}
 		if lostConnection(err) {
-			d.log.Debug("fleet: reports wait for the next connection", "err", err)
 			if c.IsConnectionOpen() {
 				d.log.Warn("fleet: a report could not be sent; reconnecting to send it again, in order", "err", err)
+			} else {
+				d.log.Debug("fleet: reports wait for the next connection", "err", err)
 			}
 			signal(lost)
 			return
