@@ -6,7 +6,7 @@ PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
 WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
 CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all build plugins demo test test-race test-386 test-qemu cross dist size-check bench bench-planner testbench lint check clean
+.PHONY: all build plugins demo test test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner testbench lint check clean
 
 all: build plugins
 
@@ -28,13 +28,29 @@ demo: build plugins
 # end-to-end tests through the embedded broker and a real Mosquitto, and the
 # cross-built ternd under qemu-user in firmware/); then the store and state
 # packages as a 32-bit (386) build.
-test: lint test-race test-386
+test: lint test-race test-386 test-fuzz
 
 test-race:
 	$(GO) test -race -timeout 15m ./...
 
 test-386:
 	CGO_ENABLED=0 GOARCH=386 $(GO) test -timeout 10m ./runtime/store/... ./runtime/state/...
+
+# test-fuzz: the module loader's structure-aware fuzzer for a short time
+# (a module's bytes are the most hostile input ternd takes). `make fuzz`
+# runs every fuzzer for FUZZTIME each.
+FUZZTIME ?= 1m
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzPrecheckStructured$$' -fuzztime 15s ./runtime/internal/wasmhost/
+
+fuzz:
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v third_party); do \
+		dir=$$(dirname $$f); \
+		for name in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "fuzz: $$dir $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$dir/ || exit 1; \
+		done; \
+	done
 
 test-qemu:
 	$(GO) test -run TestQemu -v -timeout 10m ./firmware/...

@@ -33,3 +33,7 @@ require (
 	golang.org/x/sync v0.20.0 // indirect
 	google.golang.org/protobuf v1.36.7 // indirect
 )
+
+// tern carries two patches to wazero that bound a call's stack (see
+// third_party/README.md); drop this when upstream makes it configurable.
+replace github.com/tetratelabs/wazero => ./third_party/wazero

@@ -88,6 +88,7 @@ func TestSelfUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.AgentVersion = agentVersion
+		r.SetTopics(topics)
 		r.Sign(key)
 		t.Logf("release %d: %s, %d bytes, %d compressed", v, agentVersion, r.Size, len(r.Gzip))
 		if err := op.PushAgentRelease(t.Context(), r); err != nil {
@@ -139,6 +140,7 @@ func TestSelfUpdate(t *testing.T) {
 
 	// 3. An update that fails its health check.
 	target := fleet.TargetEnvelope{Format: fleet.Format, Version: 1, Target: json.RawMessage(`{"relays":{"heater":true}}`)}
+	target.SetTopics(topics)
 	if err := target.Sign(fleet.DeviceScope("pi-upd"), priv); err != nil {
 		t.Fatal(err)
 	}

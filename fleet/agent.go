@@ -45,16 +45,22 @@ func AgentScope(arch string) string { return "agent/" + arch }
 // connects. The binary travels gzip-compressed; SHA256 and Size are the
 // binary's own, decompressed, which is what the device runs.
 //
-//	{"format":1,"arch":"arm64","version":7,"agent_version":"v0.9.0",
-//	 "sha256":"9f86d0…","size":14900000,"gzip":"H4sIAAAAAAAC/+y9…",
+//	{"format":2,"prefix":"tern","fleet":"demo","arch":"arm64","version":7,
+//	 "agent_version":"v0.9.0","sha256":"9f86d0…","size":14900000,"gzip":"H4sIAAAAAAAC/+y9…",
 //	 "issued":"2025-11-24T13:00:00Z","key":"1a2b3c4d5e6f7a8b","sig":"…"}
 type AgentRelease struct {
-	// Format is always Format (1).
+	// Format is always Format (2).
 	Format int `json:"format"`
+	// Prefix and Fleet name the fleet the release is for, as in
+	// TargetEnvelope: required, covered by the signature, checked by the
+	// device (CheckTopics). SetTopics fills them in.
+	Prefix string `json:"prefix"`
+	Fleet  string `json:"fleet"`
 	// Arch is one of AgentArches; it must match the topic and the device.
 	Arch string `json:"arch"`
-	// Version orders the agent releases: it grows with every release. A
-	// device tries each version once and refuses older ones.
+	// Version orders the agent releases: it grows with every release, up
+	// to MaxVersion. A device tries each version once and refuses older
+	// ones.
 	Version uint64 `json:"version"`
 	// AgentVersion is ternd's own version (what ternd version prints),
 	// optional, for people reading logs and events.
@@ -113,24 +119,27 @@ func ValidArch(arch string) error {
 // decompresses its binary. It refuses payloads, compressed binaries and
 // binaries over their limits ([ErrTooLarge]), other formats
 // ([ErrUnsupportedFormat]), a binary whose size or SHA-256 differ from the
-// release's ([ErrHashMismatch]) and ([ErrMalformed]) a bad architecture,
-// version 0, a malformed hash, data that is not gzip and a binary that is
-// not an ELF executable. It does not check the signature: that is
-// Verify's job, with the device's trust store.
+// release's ([ErrHashMismatch]) and ([ErrMalformed]) a bad architecture, a
+// missing or bad "prefix" or "fleet", version 0 or above MaxVersion, a
+// malformed hash, data that is not gzip and a binary that is not an ELF
+// executable. It does not check the fleet (CheckTopics) nor the signature
+// (Verify, with the device's trust store).
 func ParseAgentRelease(b []byte) (AgentRelease, error) {
 	what := "agent release"
 	var r AgentRelease
-	if err := decodeLimit(what, "ternd on the device", MaxAgentPayload,
-		fmt.Sprintf("agent binaries are limited to %d MiB compressed", MaxAgentCompressed>>20), b, &r); err != nil {
+	if err := decode(envelopeKind(what, "tern agent release", MaxAgentPayload,
+		fmt.Sprintf("agent binaries are limited to %d MiB compressed", MaxAgentCompressed>>20)), b, &r); err != nil {
 		return AgentRelease{}, err
 	}
 	if err := ValidArch(r.Arch); err != nil {
 		return AgentRelease{}, newError(ErrMalformed, nil, `fleet: %s: bad "arch": %v`, what, err)
 	}
 	what += " for " + r.Arch
-	if r.Version == 0 {
-		return AgentRelease{}, newError(ErrMalformed, nil,
-			`fleet: %s has version 0 or no "version"; versions start at 1 and grow with every release`, what)
+	if err := checkAddress(what, "tern agent release --fleet NAME", r.Prefix, r.Fleet); err != nil {
+		return AgentRelease{}, err
+	}
+	if err := checkVersion(what, "release", r.Version); err != nil {
+		return AgentRelease{}, err
 	}
 	if len(r.Gzip) == 0 {
 		return AgentRelease{}, newError(ErrMalformed, nil, `fleet: %s has no "gzip": put the gzip-compressed ternd binary there, base64`, what)
@@ -165,21 +174,35 @@ func ParseAgentRelease(b []byte) (AgentRelease, error) {
 	return r, nil
 }
 
-// signedBytes is what an agent release's signature covers: a fixed header,
-// the scope (which names the architecture), the version, ternd's own
-// version and the SHA-256 and size of the binary as it is.
+// signedBytes is what an agent release's signature covers: the common
+// lines (see the function signedBytes) for the architecture's scope, then
+// ternd's own version and the SHA-256 and size of the binary as it is.
 func (r AgentRelease) signedBytes() []byte {
-	return releaseSignedBytes("tern agent release 1", AgentScope(r.Arch), r.Version, r.AgentVersion, r.Binary)
+	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, r.Binary)
 }
 
-// Sign signs the release with the operator's key.
+// SetTopics makes the release for the fleet and topic prefix of t. Call it
+// before Sign: the signature covers them.
+func (r *AgentRelease) SetTopics(t Topics) { r.Prefix, r.Fleet = t.prefix(), t.Fleet }
+
+// CheckTopics reports whether the release is for the fleet and topic
+// prefix of t; the error ([ErrWrongFleet]) says which fleet it was made
+// for and how to make one for t.
+func (r AgentRelease) CheckTopics(t Topics) error {
+	return checkTopics(fmt.Sprintf("agent release for %s version %d", r.Arch, r.Version), r.Prefix, r.Fleet, t, "tern agent release")
+}
+
+// Sign signs the release with the operator's key. Set the fleet first
+// (SetTopics): the signature covers it.
 func (r *AgentRelease) Sign(priv ed25519.PrivateKey) {
 	r.Key, r.Sig = sign(priv, r.signedBytes())
 }
 
 // Verify checks the release's signature against the device's trust store.
 // Unlike module releases, an agent release is never accepted unsigned:
-// with an empty trust store it fails with signing.ErrUnknownKey.
+// with an empty trust store it fails with signing.ErrUnknownKey. The
+// signature covers Prefix and Fleet: check that they are the device's with
+// CheckTopics (Device does).
 func (r AgentRelease) Verify(trust signing.Trust) error {
 	return verify(trust, r.Key, r.Sig, r.signedBytes(),
 		"agent releases", "release with tern agent release --key", fmt.Sprintf("for %s, version %d", r.Arch, r.Version))
@@ -188,11 +211,14 @@ func (r AgentRelease) Verify(trust signing.Trust) error {
 // PushAgentRelease publishes r, retained, QoS 1, on its architecture's
 // topic ([Topics.Agent]) and waits for the broker's acknowledgement: every
 // device of that architecture (now or later) receives it. It refuses a
-// release devices would refuse for its form; NewAgentRelease makes a good
-// one.
+// release devices would refuse for its form or its fleet (see PushRelease);
+// NewAgentRelease makes a good one.
 func (o *Operator) PushAgentRelease(ctx context.Context, r AgentRelease) error {
 	if r.Format == 0 {
 		r.Format = Format
+	}
+	if err := o.address("agent release for "+r.Arch, r.Key != "", &r.Prefix, &r.Fleet, func(t Topics) error { return r.CheckTopics(t) }); err != nil {
+		return err
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

@@ -50,6 +50,7 @@ func TestAgentRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.AgentVersion = "v0.9.0"
+	r.SetTopics(topics)
 	r.Sign(priv)
 	if len(r.Gzip) >= len(bin) {
 		t.Errorf("compressed %d bytes into %d", len(bin), len(r.Gzip))
@@ -73,6 +74,19 @@ func TestAgentRelease(t *testing.T) {
 	if err := other.Verify(trust); !errors.Is(err, signing.ErrBadSig) {
 		t.Errorf("Verify of the release moved to armv7: %v, want ErrBadSig", err)
 	}
+	for _, edit := range []func(*fleet.AgentRelease){
+		func(r *fleet.AgentRelease) { r.Fleet = "prod" },
+		func(r *fleet.AgentRelease) { r.Prefix = "acme" },
+	} {
+		other = got
+		edit(&other) // a signature for fleet demo, prefix tern, covers no other
+		if err := other.Verify(trust); !errors.Is(err, signing.ErrBadSig) {
+			t.Errorf("Verify of the release moved to fleet %s prefix %s: %v, want ErrBadSig", other.Fleet, other.Prefix, err)
+		}
+	}
+	if err := got.CheckTopics(fleet.Topics{Fleet: "prod"}); !errors.Is(err, fleet.ErrWrongFleet) || !strings.Contains(err.Error(), "sign it for fleet prod with tern agent release --fleet prod") {
+		t.Errorf("CheckTopics for fleet prod: %v", err)
+	}
 	other = got
 	other.Sig, other.Key = nil, ""
 	if err := other.Verify(trust); !errors.Is(err, signing.ErrUnsigned) {
@@ -85,7 +99,9 @@ func TestParseAgentReleaseRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	good.SetTopics(topics)
 	notELF, _ := fleet.NewAgentRelease("armv7", 3, []byte("#!/bin/sh\nreboot\n"))
+	notELF.SetTopics(topics)
 	set := func(k string, v any) func(map[string]any) { return func(m map[string]any) { m[k] = v } }
 	for _, tc := range []struct {
 		name    string
@@ -95,13 +111,17 @@ func TestParseAgentReleaseRefuses(t *testing.T) {
 	}{
 		{"arch", agentJSON(t, good, set("arch", "mips")), fleet.ErrMalformed, `bad "arch"`},
 		{"version 0", agentJSON(t, good, set("version", 0)), fleet.ErrMalformed, "version 0"},
+		{"version 2^53", agentJSON(t, good, set("version", uint64(fleet.MaxVersion+1))), fleet.ErrMalformed, "above the largest version, 9007199254740991"},
+		{"no fleet", agentJSON(t, good, func(m map[string]any) { delete(m, "fleet") }), fleet.ErrMalformed, `no "fleet"`},
+		{"no prefix", agentJSON(t, good, func(m map[string]any) { delete(m, "prefix") }), fleet.ErrMalformed, `no "prefix"`},
+		{"format 1", agentJSON(t, good, set("format", 1)), fleet.ErrUnsupportedFormat, "make it again with a tern that writes format 2 (tern agent release)"},
 		{"no gzip", agentJSON(t, good, func(m map[string]any) { delete(m, "gzip") }), fleet.ErrMalformed, `no "gzip"`},
 		{"not gzip", agentJSON(t, good, set("gzip", base64.StdEncoding.EncodeToString([]byte("plain")))), fleet.ErrMalformed, "not gzip"},
 		{"size", agentJSON(t, good, set("size", 4095)), fleet.ErrHashMismatch, `not the 4095 bytes`},
 		{"size over limit", agentJSON(t, good, set("size", fleet.MaxAgentSize+1)), fleet.ErrTooLarge, "limit"},
 		{"hash", agentJSON(t, good, set("sha256", strings.Repeat("0", 64))), fleet.ErrHashMismatch, "SHA-256"},
 		{"not ELF", agentJSON(t, notELF, nil), fleet.ErrMalformed, "not an ELF"},
-		{"payload over limit", append([]byte(`{"format":1,"x":"`), bytes.Repeat([]byte("a"), fleet.MaxAgentPayload)...), fleet.ErrTooLarge, "limit"},
+		{"payload over limit", append([]byte(`{"format":2,"x":"`), bytes.Repeat([]byte("a"), fleet.MaxAgentPayload)...), fleet.ErrTooLarge, "limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := fleet.ParseAgentRelease(tc.payload)
@@ -114,13 +134,22 @@ func TestParseAgentReleaseRefuses(t *testing.T) {
 
 func FuzzParseAgentRelease(f *testing.F) {
 	good, _ := fleet.NewAgentRelease("arm64", 1, fakeELF(512))
+	good.SetTopics(topics)
 	b, _ := json.Marshal(good)
 	f.Add(b)
+	good.Version = fleet.MaxVersion
+	b, _ = json.Marshal(good)
+	f.Add(b)
 	f.Add([]byte(`{"format":1,"arch":"arm64","version":1,"gzip":"H4sI"}`))
+	f.Add([]byte(`{"format":2,"prefix":"tern","fleet":"demo","arch":"arm64","version":9007199254740992,"gzip":"H4sI"}`))
+	f.Add([]byte(`{"format":2,"prefix":"tern/","fleet":"","arch":"arm64","version":1,"gzip":"H4sI"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := fleet.ParseAgentRelease(b)
 		if err == nil && (len(r.Binary) != r.Size || r.Size > fleet.MaxAgentSize) {
 			t.Fatalf("accepted a release whose binary is %d bytes, size %d", len(r.Binary), r.Size)
+		}
+		if err == nil && (r.Version == 0 || r.Version > fleet.MaxVersion || r.Prefix == "" || (fleet.Topics{Prefix: r.Prefix, Fleet: r.Fleet}).Validate() != nil) {
+			t.Fatalf("accepted a release that breaks its own rules: version %d, prefix %q, fleet %q", r.Version, r.Prefix, r.Fleet)
 		}
 	})
 }
@@ -158,10 +187,18 @@ func TestAgentReleaseReachesDevice(t *testing.T) {
 		default:
 		}
 		wrong, _ := fleet.NewAgentRelease("arm64", 2, fakeELF(100))
+		wrong.SetTopics(topics)
 		publishRaw(t, url, topics.Agent("armv7"), string(agentJSON(t, wrong, nil)), false)
 		ref := recv(t, d7.Refusals(), "the refusal of a release on the wrong topic")
 		if !ref.Agent || !strings.Contains(ref.Err.Error(), "publish it on "+topics.Agent("arm64")) {
 			t.Errorf("refusal %+v, want an agent refusal naming the right topic", ref)
+		}
+		other, _ := fleet.NewAgentRelease("arm64", 3, fakeELF(100))
+		other.SetTopics(fleet.Topics{Fleet: "prod"})
+		publishRaw(t, url, topics.Agent("arm64"), string(agentJSON(t, other, nil)), false)
+		ref = recv(t, d.Refusals(), "the refusal of a release made for another fleet")
+		if !ref.Agent || !errors.Is(ref.Err, fleet.ErrWrongFleet) || !strings.Contains(ref.Err.Error(), `made for fleet "prod"`) {
+			t.Errorf("refusal %+v, want an agent refusal saying it was made for fleet prod", ref)
 		}
 	})
 }

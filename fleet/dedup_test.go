@@ -10,7 +10,7 @@ import (
 )
 
 func ev(device string, seq uint64) fleet.EventReport {
-	return fleet.EventReport{Format: fleet.Format, Device: device, Seq: seq, Event: runtime.Event{ID: fmt.Sprintf("%s-%d", device, seq), Kind: runtime.EventTaskDone}}
+	return fleet.EventReport{Format: fleet.ReportFormat, Device: device, Seq: seq, Event: runtime.Event{ID: fmt.Sprintf("%s-%d", device, seq), Kind: runtime.EventTaskDone}}
 }
 
 func TestDedup(t *testing.T) {

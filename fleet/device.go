@@ -104,8 +104,10 @@ type ScopedTarget struct {
 }
 
 // Refusal is a message on one of the device's target or module topics
-// that was not a valid envelope. Err says why, in words meant for the
-// operator who pushed it (see ParseTargetEnvelope, ParseReleaseEnvelope).
+// that was not a valid envelope, or one made for another fleet or topic
+// prefix ([ErrWrongFleet]). Err says why, in words meant for the operator
+// who pushed it (see ParseTargetEnvelope, ParseReleaseEnvelope,
+// TargetEnvelope.CheckTopics).
 type Refusal struct {
 	Topic string
 	// Module is the module whose topic the message came on; empty for a
@@ -258,7 +260,9 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 }
 
 // Targets delivers the target envelopes received on the device's target
-// topic, the retained one included. It never blocks the MQTT client: it
+// topic (and its groups'), the retained one included, each parsed and made
+// for this device's fleet and topic prefix; their signature and version
+// are for the consumer to check. It never blocks the MQTT client: it
 // holds one envelope, and when a new one arrives before the consumer took
 // the last, it keeps the higher version (targets supersede each other).
 // Expect redelivery: the retained envelope comes again after each
@@ -268,7 +272,8 @@ func (d *Device) Targets() <-chan ScopedTarget { return d.targets }
 // Releases delivers the module releases received on the topics of the
 // modules in DeviceOptions.Modules, the retained ones included. Like
 // Targets it never blocks the MQTT client: it holds one release per
-// module, the highest version. Each release parsed (size, format, hash)
+// module, the highest version. Each release is parsed (size, format,
+// hash) and made for this device's fleet and topic prefix (CheckTopics),
 // but its signature and version are for the consumer to check, as it
 // holds the trust store and the versions accepted. Expect redelivery after
 // each reconnect. The channel is closed when Run returns.
@@ -469,6 +474,9 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 		return
 	}
 	env, err := ParseTargetEnvelope(m.Payload())
+	if err == nil {
+		err = env.CheckTopics(d.opts.Topics)
+	}
 	if err != nil {
 		d.log.Warn("fleet: refusing target", "topic", m.Topic(), "err", err)
 		d.refuse(Refusal{Topic: m.Topic(), Err: err})
@@ -494,6 +502,9 @@ func (d *Device) onRelease(_ paho.Client, m paho.Message) {
 		err = newError(ErrMalformed, nil, "fleet: module release of %s published on the topic of module %s (%s); publish it on %s",
 			env.Module, name, m.Topic(), d.opts.Topics.Module(env.Module))
 	}
+	if err == nil {
+		err = env.CheckTopics(d.opts.Topics)
+	}
 	if err != nil {
 		d.log.Warn("fleet: refusing module release", "topic", m.Topic(), "err", err)
 		d.refuse(Refusal{Topic: m.Topic(), Module: name, Err: err})
@@ -513,6 +524,9 @@ func (d *Device) onAgentRelease(_ paho.Client, m paho.Message) {
 	if err == nil && r.Arch != d.opts.AgentArch {
 		err = newError(ErrMalformed, nil, "fleet: agent release for %s published on the topic of %s (%s); publish it on %s",
 			r.Arch, d.opts.AgentArch, m.Topic(), d.opts.Topics.Agent(r.Arch))
+	}
+	if err == nil {
+		err = r.CheckTopics(d.opts.Topics)
 	}
 	if err != nil {
 		d.log.Warn("fleet: refusing agent release", "topic", m.Topic(), "err", err)
@@ -620,7 +634,7 @@ func (d *Device) closeChannels() {
 // the event reports before it have gone out. Only the latest state waits: a
 // newer one replaces it. It fails only if s cannot be encoded.
 func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
-	b, err := encode("state report", StateReport{Format: Format, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
+	b, err := encode("state report", StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
 	if err != nil {
 		return err
 	}
@@ -638,7 +652,7 @@ func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
 // fails only if e cannot be encoded or the store fails.
 func (d *Device) PublishEvent(_ context.Context, e runtime.Event) error {
 	return d.out.append(func(epoch string, seq uint64) ([]byte, error) {
-		return encode("event report", EventReport{Format: Format, Device: d.opts.Device, Epoch: epoch, Seq: seq, Event: e})
+		return encode("event report", EventReport{Format: ReportFormat, Device: d.opts.Device, Epoch: epoch, Seq: seq, Event: e})
 	})
 }
 

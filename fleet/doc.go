@@ -43,6 +43,15 @@
 //
 // # Security
 //
+// Every envelope the fleet sends devices names the topic prefix and the
+// fleet it was made for, and its signature covers them, with the scope
+// (device, group, module or architecture) and the version, in one layout
+// for every kind (see docs/mqtt.md, "What signatures cover"). A device
+// refuses an envelope made for another fleet or prefix
+// ([TargetEnvelope.CheckTopics], [ErrWrongFleet]), so what was signed for
+// one fleet cannot be replayed into another. Versions are at most
+// [MaxVersion] (2^53−1), so every JSON reader reads them exactly.
+//
 // Broker URLs ssl://, tls:// and mqtts:// speak TLS; [TLSFiles] names the
 // CA that verifies the broker and the client certificate and key, for a
 // device, an operator and the embedded broker ([NewTLSBroker]) alike. Who

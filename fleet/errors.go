@@ -24,6 +24,11 @@ var (
 	// ErrMalformed means a payload is not a valid document of its kind.
 	ErrMalformed = errors.New("fleet: malformed payload")
 
+	// ErrWrongFleet means an envelope was made (and signed) for another
+	// fleet or topic prefix than the one it arrived in: a replay from
+	// another fleet, or an operator who forgot --fleet.
+	ErrWrongFleet = errors.New("fleet: made for another fleet")
+
 	// ErrHashMismatch means a module release's code does not match the
 	// size or SHA-256 its envelope states: it was cut short or changed
 	// after the envelope was made.

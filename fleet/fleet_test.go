@@ -64,6 +64,7 @@ func TestRetainedTargetReachesNewDevice(t *testing.T) {
 		run(t, d)
 		got := recv(t, d.Targets(), "the retained target")
 		pushed.Format = fleet.Format
+		pushed.SetTopics(topics) // the operator makes an unsigned envelope for its fleet
 		if !reflect.DeepEqual(got.TargetEnvelope, pushed) || got.Scope != fleet.DeviceScope("pi-001") {
 			t.Errorf("got %+v, want %+v", got, pushed)
 		}
@@ -79,6 +80,7 @@ func TestGroupTarget(t *testing.T) {
 		priv, _ := signing.ReadPrivate(filepath.Join(dir, "ops.key"))
 		op := dialOperator(t, url)
 		env := fleet.TargetEnvelope{Version: 4, Target: json.RawMessage(`{"mode":"eco"}`)}
+		env.SetTopics(topics)
 		if err := env.Sign(fleet.GroupScope("heaters"), priv); err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +117,7 @@ func TestPersistentSession(t *testing.T) {
 		stop()
 		expect(t, online, "false") // clean exit
 
-		publishRaw(t, url, topics.DeviceTarget("pi-002"), `{"format":1,"version":5,"target":{"fan":"on"}}`, false)
+		publishRaw(t, url, topics.DeviceTarget("pi-002"), `{"format":2,"prefix":"tern","fleet":"demo","version":5,"target":{"fan":"on"}}`, false)
 
 		again := newDevice(t, testOptions(url, "pi-002")) // same device, same client id: ternd restarted
 		run(t, again)
@@ -233,11 +235,11 @@ func TestStateAndEventsReachOperator(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		wantState := fleet.StateReport{Format: fleet.Format, Device: "pi-004", Status: status}
+		wantState := fleet.StateReport{Format: fleet.ReportFormat, Device: "pi-004", Status: status}
 		if got := recv(t, states, "the state report"); !reflect.DeepEqual(got, wantState) {
 			t.Errorf("state: got %+v, want %+v", got, wantState)
 		}
-		wantEvent := fleet.EventReport{Format: fleet.Format, Device: "pi-004", Seq: 1, Event: event}
+		wantEvent := fleet.EventReport{Format: fleet.ReportFormat, Device: "pi-004", Seq: 1, Event: event}
 		got := recv(t, events, "the event report")
 		if len(got.Epoch) != 16 {
 			t.Errorf("event: epoch %q, want 16 hex digits", got.Epoch)
@@ -381,9 +383,14 @@ func TestMalformedTargetsAreRefused(t *testing.T) {
 			msg     string
 		}{
 			{`fan on please`, fleet.ErrMalformed, "not valid JSON"},
-			{`{"format":2,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "upgrade ternd"},
-			{`{"format":1,"version":0,"target":{}}`, fleet.ErrMalformed, "version 0"},
-			{`{"format":1,"version":1,"target":[1]}`, fleet.ErrMalformed, `"target" must be a JSON object`},
+			{`{"format":3,"prefix":"tern","fleet":"demo","version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "upgrade ternd"},
+			{`{"format":1,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "no longer reads"},
+			{`{"format":2,"prefix":"tern","fleet":"demo","version":0,"target":{}}`, fleet.ErrMalformed, "version 0"},
+			{`{"format":2,"prefix":"tern","fleet":"demo","version":1,"target":[1]}`, fleet.ErrMalformed, `"target" must be a JSON object`},
+			{`{"format":2,"version":1,"target":{}}`, fleet.ErrMalformed, `no "fleet"`},
+			{`{"format":2,"prefix":"tern","fleet":"prod","version":1,"target":{}}`, fleet.ErrWrongFleet, `made for fleet "prod"`},
+			{`{"format":2,"prefix":"acme","fleet":"demo","version":1,"target":{}}`, fleet.ErrWrongFleet, `topic prefix "acme"`},
+			{`{"format":2,"prefix":"tern","fleet":"demo","version":9007199254740992,"target":{}}`, fleet.ErrMalformed, "above the largest version"},
 		} {
 			publishRaw(t, url, topic, tc.payload, false)
 			r := recv(t, d.Refusals(), "a refusal")
@@ -391,9 +398,9 @@ func TestMalformedTargetsAreRefused(t *testing.T) {
 				t.Errorf("payload %s: got refusal %q on %s, want %v containing %q", tc.payload, r.Err, r.Topic, tc.is, tc.msg)
 			}
 		}
-		publishRaw(t, url, topic, `{"format":1,"version":9,"target":{}}`, false)
-		if got := recv(t, d.Targets(), "the valid target"); got.Version != 9 {
-			t.Errorf("got version %d, want 9", got.Version)
+		publishRaw(t, url, topic, `{"format":2,"prefix":"tern","fleet":"demo","version":9007199254740991,"target":{}}`, false)
+		if got := recv(t, d.Targets(), "the valid target"); got.Version != fleet.MaxVersion {
+			t.Errorf("got version %d, want the largest, %d", got.Version, uint64(fleet.MaxVersion))
 		}
 		select {
 		case r := <-d.Refusals():
@@ -491,7 +498,10 @@ func TestPushTargetRefusesWhatDevicesRefuse(t *testing.T) {
 	}{
 		{"pi-001", fleet.TargetEnvelope{Target: json.RawMessage(`{}`)}, "version 0"},
 		{"pi-001", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`[]`)}, "must be a JSON object"},
-		{"pi-001", fleet.TargetEnvelope{Format: 2, Version: 1, Target: json.RawMessage(`{}`)}, "format 2"},
+		{"pi-001", fleet.TargetEnvelope{Format: 1, Version: 1, Target: json.RawMessage(`{}`)}, "format 1"},
+		{"pi-001", fleet.TargetEnvelope{Version: fleet.MaxVersion + 1, Target: json.RawMessage(`{}`)}, "above the largest version"},
+		{"pi-001", fleet.TargetEnvelope{Prefix: "tern", Fleet: "prod", Version: 1, Target: json.RawMessage(`{}`)}, `made for fleet "prod"`},
+		{"pi-001", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{}`), Key: "0123456789abcdef", Sig: []byte{1}}, "signed for no fleet"},
 		{"+", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{}`)}, "wildcard"},
 	} {
 		if err := op.PushTarget(t.Context(), tc.device, tc.env); err == nil || !strings.Contains(err.Error(), tc.msg) {

@@ -194,7 +194,9 @@ func (o *Operator) onConnect(c paho.Client) {
 
 // PushTarget publishes env, retained, QoS 1, on device's target topic and
 // waits for the broker's acknowledgement. A zero env.Format is set to
-// Format. It refuses an envelope the device would refuse.
+// Format, and an unsigned envelope that names no fleet is made for the
+// Operator's (SetTopics). It refuses an envelope the device would refuse:
+// malformed, signed for no fleet, or made for another fleet.
 func (o *Operator) PushTarget(ctx context.Context, device string, env TargetEnvelope) error {
 	if p := idProblem(device); p != "" {
 		return fmt.Errorf("fleet: push target: device id: %s", p)
@@ -215,6 +217,9 @@ func (o *Operator) pushTarget(ctx context.Context, device, topic string, env Tar
 	if env.Format == 0 {
 		env.Format = Format
 	}
+	if err := o.address("target for "+device, env.Key != "", &env.Prefix, &env.Fleet, func(t Topics) error { return env.CheckTopics(t) }); err != nil {
+		return err
+	}
 	b, err := json.Marshal(env)
 	if err != nil {
 		return fmt.Errorf("fleet: push target to %s: encode: %w", device, err)
@@ -232,11 +237,16 @@ const releaseRate = 256 << 10
 // PushRelease publishes env, retained, QoS 1, on its module's topic
 // ([Topics.Module]) and waits for the broker's acknowledgement: every
 // device that runs the module (now or later) receives it. A zero
-// env.Format is set to Format. It refuses a release devices would refuse
-// for its form (see ParseReleaseEnvelope); NewRelease makes a good one.
+// env.Format is set to Format, and an unsigned release that names no
+// fleet is made for the Operator's. It refuses a release devices would
+// refuse for its form (see ParseReleaseEnvelope) or its fleet; NewRelease
+// makes a good one.
 func (o *Operator) PushRelease(ctx context.Context, env ReleaseEnvelope) error {
 	if env.Format == 0 {
 		env.Format = Format
+	}
+	if err := o.address("module release of "+env.Module, env.Key != "", &env.Prefix, &env.Fleet, func(t Topics) error { return env.CheckTopics(t) }); err != nil {
+		return err
 	}
 	b, err := json.Marshal(env)
 	if err != nil {
@@ -247,6 +257,26 @@ func (o *Operator) PushRelease(ctx context.Context, env ReleaseEnvelope) error {
 	}
 	wait := o.opts.ConnectTimeout + time.Duration(len(b)/releaseRate)*time.Second
 	return o.publishRetained(ctx, "release module "+env.Module, o.opts.Topics.Module(env.Module), b, wait)
+}
+
+// address makes an unsigned envelope that names no fleet (prefix and
+// fleet empty) for the Operator's, and refuses one that is signed for no
+// fleet or made for another (check calls the envelope's CheckTopics, once
+// the fleet is filled in): every device of the Operator's fleet would
+// refuse it.
+func (o *Operator) address(what string, signed bool, prefix, fleet *string, check func(Topics) error) error {
+	t := o.opts.Topics
+	if *prefix == "" && *fleet == "" {
+		if signed {
+			return fmt.Errorf("fleet: not publishing the %s: it is signed for no fleet, so every device refuses it; call SetTopics before Sign (the tern commands do)", what)
+		}
+		*prefix, *fleet = t.prefix(), t.Fleet
+	}
+	if err := check(t); err != nil {
+		return fmt.Errorf("fleet: not publishing to fleet %s what its devices refuse: %w; or, if it is meant for fleet %s, publish it there (--fleet %s --prefix %s)",
+			t.Fleet, err, *fleet, *fleet, *prefix)
+	}
+	return nil
 }
 
 // publishRetained publishes b retained, QoS 1, on topic and waits at most

@@ -12,12 +12,32 @@ import (
 	"github.com/tern-iot/tern/runtime"
 )
 
-// Format is the payload format this build reads and writes. Every payload
-// carries it in its "format" field. Fields may be added within a format
-// (readers ignore fields they do not know); a change that an older reader
-// would misread gets a new format number, and readers refuse formats they do
-// not know instead of guessing.
-const Format = 1
+// Format is the format of the signed payloads the fleet sends devices
+// (target envelopes, module releases, agent releases) that this build reads
+// and writes; ReportFormat is the format of the reports devices send. Every
+// payload carries its format in its "format" field. Fields may be added
+// within a format (readers ignore fields they do not know); a change that
+// an older reader would misread gets a new format number, and readers
+// refuse formats they do not know instead of guessing.
+//
+// Format 2 added "prefix" and "fleet", which every signature covers, so
+// that an envelope signed for one fleet is refused by the devices of every
+// other: format 1 signatures did not cover them, so this build refuses
+// format 1 envelopes (see docs/mqtt.md for the upgrade).
+const Format = 2
+
+// ReportFormat is the format of state and event reports. Format 2 did not
+// change them, so they stay at 1 and readers of either build read them.
+const ReportFormat = 1
+
+// MaxVersion is the largest version a target, a module release or an agent
+// release may carry: 2^53−1, the largest whole number a JSON reader that
+// holds numbers as doubles (JavaScript, jq) carries exactly, so every
+// version means the same to every reader. Versions only grow, so the
+// ceiling is also a budget: tern's default versions (the time in
+// milliseconds, about 2^41) last for ages. Parsers refuse versions above
+// it.
+const MaxVersion uint64 = 1<<53 - 1
 
 // MaxPayload is the largest payload accepted, in bytes (256 KiB). Targets
 // and reports are stored and parsed on small boards; anything bigger is a
@@ -27,14 +47,22 @@ const MaxPayload = 256 << 10
 // TargetEnvelope carries a target to a device. It is published retained,
 // QoS 1, on the device's target topic ([Topics.DeviceTarget]).
 //
-//	{"format":1,"version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}
+//	{"format":2,"prefix":"tern","fleet":"demo","version":7,
+//	 "target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}
 type TargetEnvelope struct {
-	// Format is always Format (1).
+	// Format is always Format (2).
 	Format int `json:"format"`
+	// Prefix and Fleet name the fleet the envelope is for: the topic
+	// prefix (never empty: DefaultPrefix is written out) and the fleet's
+	// name. Both are required and covered by the signature; a device
+	// refuses an envelope made for another fleet ([TargetEnvelope.CheckTopics]).
+	// SetTopics fills them in; the Operator does for unsigned envelopes.
+	Prefix string `json:"prefix"`
+	Fleet  string `json:"fleet"`
 	// Version orders the targets of one device: it starts at 1 and grows
-	// with every push. The device applies each version once and refuses
-	// versions older than the one it holds, which makes redelivery (retained
-	// messages, QoS 1 duplicates) harmless.
+	// with every push, up to MaxVersion. The device applies each version
+	// once and refuses versions older than the one it holds, which makes
+	// redelivery (retained messages, QoS 1 duplicates) harmless.
 	Version uint64 `json:"version"`
 	// Target is the desired state, a JSON object. It is partial: it names
 	// only what the operator cares about; null deletes a key (JSON Merge
@@ -58,7 +86,7 @@ type TargetEnvelope struct {
 //	{"format":1,"device":"pi-001","time":"2025-11-24T13:00:05Z","target_version":7,
 //	 "converged":true,"phase":"idle","state":{"relays":{"fan":{"on":true}}},"modules":{"relay":"1.2.0"}}
 type StateReport struct {
-	// Format is always Format (1).
+	// Format is always ReportFormat (1).
 	Format int `json:"format"`
 	// Device is the reporting device's id; it matches the topic.
 	Device string `json:"device"`
@@ -80,7 +108,7 @@ type StateReport struct {
 //	{"format":1,"device":"pi-001","id":"01JD…","time":"2025-11-24T13:00:04Z",
 //	 "kind":"task.done","target_version":7,"module":"relay","job":"switch","path":"/relays/fan"}
 type EventReport struct {
-	// Format is always Format (1).
+	// Format is always ReportFormat (1).
 	Format int `json:"format"`
 	// Device is the reporting device's id; it matches the topic.
 	Device string `json:"device"`
@@ -105,16 +133,21 @@ type EventReport struct {
 // refuses, with a message meant for the operator who pushed it: payloads over
 // MaxPayload ([ErrTooLarge]), formats other than Format
 // ([ErrUnsupportedFormat]), and ([ErrMalformed]) anything that is not a JSON
-// object, version 0, and a target that is not a JSON object.
+// object, a missing or bad "prefix" or "fleet", version 0 or above
+// MaxVersion, and a target that is not a JSON object. Whether the envelope
+// is for this fleet is CheckTopics' question; whether its signature holds,
+// Verify's.
 func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 	const what = "target envelope"
 	var env TargetEnvelope
-	if err := decode(what, "ternd on the device", b, &env); err != nil {
+	if err := decode(envelopeKind(what, "tern push or tern sign", MaxPayload, "keep it smaller"), b, &env); err != nil {
 		return TargetEnvelope{}, err
 	}
-	if env.Version == 0 {
-		return TargetEnvelope{}, newError(ErrMalformed, nil,
-			`fleet: %s has version 0 or no "version"; versions start at 1 and grow with every push`, what)
+	if err := checkAddress(what, "tern push --fleet NAME", env.Prefix, env.Fleet); err != nil {
+		return TargetEnvelope{}, err
+	}
+	if err := checkVersion(what, "push", env.Version); err != nil {
+		return TargetEnvelope{}, err
 	}
 	if k := jsonKind(env.Target); k != "an object" {
 		return TargetEnvelope{}, newError(ErrMalformed, nil,
@@ -127,17 +160,16 @@ func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 // payloads over MaxPayload, other formats, and reports without a valid
 // device id or with an invalid group name.
 func ParseStateReport(b []byte) (StateReport, error) {
-	const what = "state report"
 	var r StateReport
-	if err := decode(what, "tern", b, &r); err != nil {
+	if err := decode(reportKind("state report"), b, &r); err != nil {
 		return StateReport{}, err
 	}
 	if p := idProblem(r.Device); p != "" {
-		return StateReport{}, newError(ErrMalformed, nil, `fleet: %s: bad "device": %s`, what, p)
+		return StateReport{}, newError(ErrMalformed, nil, `fleet: state report: bad "device": %s`, p)
 	}
 	for _, g := range r.Groups {
 		if p := idProblem(g); p != "" {
-			return StateReport{}, newError(ErrMalformed, nil, `fleet: %s of device %s: bad group in "groups": %s`, what, r.Device, p)
+			return StateReport{}, newError(ErrMalformed, nil, `fleet: state report of device %s: bad group in "groups": %s`, r.Device, p)
 		}
 	}
 	return r, nil
@@ -167,7 +199,7 @@ const maxEpoch = 64
 func ParseEventReport(b []byte) (EventReport, error) {
 	const what = "event report"
 	var r EventReport
-	if err := decode(what, "tern", b, &r); err != nil {
+	if err := decode(reportKind(what), b, &r); err != nil {
 		return EventReport{}, err
 	}
 	if p := idProblem(r.Device); p != "" {
@@ -182,41 +214,62 @@ func ParseEventReport(b []byte) (EventReport, error) {
 	return r, nil
 }
 
-// decode checks size and format, then unmarshals b into v. what names the
-// payload in messages; reader names the program to upgrade when the format
-// is newer than this build.
-func decode(what, reader string, b []byte, v any) error {
-	return decodeLimit(what, reader, MaxPayload, "keep it smaller", b, v)
+// payloadKind says how to read one kind of payload and what to tell the
+// person who sent a bad one.
+type payloadKind struct {
+	what   string // names the payload in messages: "target envelope"
+	format int    // the format this build reads: Format or ReportFormat
+	reader string // the program to upgrade when the format is newer
+	maker  string // the commands that make it, when the format is older
+	limit  int    // the largest payload, in bytes
+	fix    string // what to do about a payload over limit
 }
 
-// decodeLimit is decode with a size limit other than MaxPayload; fix says
-// what to do about a payload over it.
-func decodeLimit(what, reader string, limit int, fix string, b []byte, v any) error {
+// envelopeKind is the kind of a signed payload the fleet sends devices:
+// ternd reads it, maker makes it.
+func envelopeKind(what, maker string, limit int, fix string) payloadKind {
+	return payloadKind{what: what, format: Format, reader: "ternd on the device", maker: maker, limit: limit, fix: fix}
+}
+
+// reportKind is the kind of a report a device sends: tern reads it.
+func reportKind(what string) payloadKind {
+	return payloadKind{what: what, format: ReportFormat, reader: "tern", maker: "ternd", limit: MaxPayload, fix: "keep it smaller"}
+}
+
+// decode checks size and format, then unmarshals b into v.
+func decode(k payloadKind, b []byte, v any) error {
+	what, limit, fix := k.what, k.limit, k.fix
 	if len(b) > limit {
 		return newError(ErrTooLarge, nil, "fleet: %s is %d bytes, over the %d-byte limit; %s", what, len(b), limit, fix)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return newError(ErrMalformed, nil, `fleet: %s is empty; expected a JSON object with "format": %d`, what, Format)
+		return newError(ErrMalformed, nil, `fleet: %s is empty; expected a JSON object with "format": %d`, what, k.format)
 	}
 	var head struct {
 		Format json.RawMessage `json:"format"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil {
-		if k := jsonKind(b); k != "an object" && k != "invalid JSON" {
-			return newError(ErrMalformed, nil, "fleet: %s must be a JSON object, got %s", what, k)
+		if got := jsonKind(b); got != "an object" && got != "invalid JSON" {
+			return newError(ErrMalformed, nil, "fleet: %s must be a JSON object, got %s", what, got)
 		}
 		return newError(ErrMalformed, err, "fleet: %s is not valid JSON: %v", what, err)
 	}
 	switch f := string(head.Format); f {
-	case strconv.Itoa(Format):
+	case strconv.Itoa(k.format):
 	case "", "null":
-		return newError(ErrMalformed, nil, `fleet: %s has no "format"; add "format": %d`, what, Format)
+		return newError(ErrMalformed, nil, `fleet: %s has no "format"; add "format": %d`, what, k.format)
 	default:
-		if _, err := strconv.ParseUint(f, 10, 32); err != nil {
-			return newError(ErrMalformed, nil, `fleet: %s has "format": %.20s, not a format number; use "format": %d`, what, f, Format)
+		n, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			return newError(ErrMalformed, nil, `fleet: %s has "format": %.20s, not a format number; use "format": %d`, what, f, k.format)
+		}
+		if n >= 1 && n < uint64(k.format) && k.format == Format {
+			return newError(ErrUnsupportedFormat, nil,
+				`fleet: %s has format %s, which this build no longer reads: its signature does not cover the fleet and topic prefix, so it could be replayed into another fleet; make it again with a tern that writes format %d (%s), with "prefix" and "fleet"`,
+				what, f, k.format, k.maker)
 		}
 		return newError(ErrUnsupportedFormat, nil,
-			"fleet: %s has format %s but this build reads format %d only; upgrade %s, or publish format %d", what, f, Format, reader, Format)
+			"fleet: %s has format %s but this build reads format %d only; upgrade %s, or publish format %d", what, f, k.format, k.reader, k.format)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
@@ -275,6 +328,21 @@ func jsonKind(b []byte) string {
 		return "null"
 	}
 	return "a number"
+}
+
+// checkVersion refuses version 0 and versions above MaxVersion in a
+// payload; verb says how the operator makes a new one ("push").
+func checkVersion(what, verb string, v uint64) error {
+	if v == 0 {
+		return newError(ErrMalformed, nil,
+			`fleet: %s has version 0 or no "version"; versions start at 1 and grow with every %s`, what, verb)
+	}
+	if v > MaxVersion {
+		return newError(ErrMalformed, nil,
+			`fleet: %s has version %d, above the largest version, %d (2^53-1, the largest whole number every JSON reader carries exactly); %s it again with a version of at most %d (tern's default, the time in milliseconds, is far below)`,
+			what, v, MaxVersion, verb, MaxVersion)
+	}
+	return nil
 }
 
 // encode marshals a payload this package produces and checks its size.

@@ -17,13 +17,15 @@ import (
 )
 
 func TestParseTargetEnvelope(t *testing.T) {
-	good := `{"format":1,"version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}`
+	good := `{"format":2,"prefix":"tern","fleet":"demo","version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}`
 	env, err := fleet.ParseTargetEnvelope([]byte(good))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := fleet.TargetEnvelope{
-		Format:  1,
+		Format:  2,
+		Prefix:  "tern",
+		Fleet:   "demo",
 		Version: 7,
 		Target:  json.RawMessage(`{"relays":{"fan":{"on":true}}}`),
 		Issued:  time.Date(2025, 11, 24, 13, 0, 0, 0, time.UTC),
@@ -31,9 +33,32 @@ func TestParseTargetEnvelope(t *testing.T) {
 	if !reflect.DeepEqual(env, want) {
 		t.Errorf("got %+v, want %+v", env, want)
 	}
-	if _, err := fleet.ParseTargetEnvelope([]byte(`{"format":1,"version":1,"target":{},"signature":"later"}`)); err != nil {
+	if _, err := fleet.ParseTargetEnvelope([]byte(`{"format":2,"prefix":"acme/tern","fleet":"demo","version":1,"target":{},"signature":"later"}`)); err != nil {
 		t.Errorf("unknown fields must be ignored within a format: %v", err)
 	}
+	// The largest version is a version like any other.
+	if env, err := fleet.ParseTargetEnvelope([]byte(`{"format":2,"prefix":"tern","fleet":"demo","version":9007199254740991,"target":{}}`)); err != nil || env.Version != fleet.MaxVersion {
+		t.Errorf("version 2^53-1: %d, %v", env.Version, err)
+	}
+}
+
+// target is a target envelope for fleet demo with the fields in edit
+// replaced (nil deletes).
+func target(t *testing.T, edit map[string]any) string {
+	t.Helper()
+	m := map[string]any{"format": 2, "prefix": "tern", "fleet": "demo", "version": 1, "target": map[string]any{}}
+	for k, v := range edit {
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestParseTargetEnvelopeRefuses(t *testing.T) {
@@ -47,21 +72,30 @@ func TestParseTargetEnvelopeRefuses(t *testing.T) {
 		{"not JSON", "relays on", fleet.ErrMalformed, "not valid JSON"},
 		{"array", `[1,2]`, fleet.ErrMalformed, "must be a JSON object, got an array"},
 		{"string", `"hi"`, fleet.ErrMalformed, "got a string"},
-		{"no format", `{"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"; add "format": 1`},
+		{"no format", `{"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"; add "format": 2`},
 		{"null format", `{"format":null,"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"`},
-		{"format 2", `{"format":2,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "format 2 but this build reads format 1 only; upgrade ternd"},
-		{"format string", `{"format":"1","version":1,"target":{}}`, fleet.ErrMalformed, "not a format number"},
-		{"format float", `{"format":1.0,"version":1,"target":{}}`, fleet.ErrMalformed, "not a format number"},
-		{"version 0", `{"format":1,"version":0,"target":{}}`, fleet.ErrMalformed, "version 0"},
-		{"no version", `{"format":1,"target":{}}`, fleet.ErrMalformed, "version 0"},
-		{"negative version", `{"format":1,"version":-1,"target":{}}`, fleet.ErrMalformed, `field "version" must be a whole number ≥ 0, got JSON number`},
-		{"string version", `{"format":1,"version":"3","target":{}}`, fleet.ErrMalformed, `field "version"`},
-		{"no target", `{"format":1,"version":1}`, fleet.ErrMalformed, `"target" must be a JSON object`},
-		{"null target", `{"format":1,"version":1,"target":null}`, fleet.ErrMalformed, "got null"},
-		{"array target", `{"format":1,"version":1,"target":[]}`, fleet.ErrMalformed, "got an array"},
-		{"bad issued", `{"format":1,"version":1,"target":{},"issued":"yesterday"}`, fleet.ErrMalformed, "not valid"},
-		{"trailing data", `{"format":1,"version":1,"target":{}} {}`, fleet.ErrMalformed, "not valid JSON"},
-		{"too large", `{"format":1,"version":1,"target":{"x":"` + strings.Repeat("a", fleet.MaxPayload) + `"}}`, fleet.ErrTooLarge, "over the 262144-byte limit"},
+		{"format 1", `{"format":1,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "format 1, which this build no longer reads: its signature does not cover the fleet and topic prefix"},
+		{"format 3", target(t, map[string]any{"format": 3}), fleet.ErrUnsupportedFormat, "format 3 but this build reads format 2 only; upgrade ternd"},
+		{"format string", target(t, map[string]any{"format": "2"}), fleet.ErrMalformed, "not a format number"},
+		{"format float", `{"format":2.0,"version":1,"target":{}}`, fleet.ErrMalformed, "not a format number"},
+		{"no fleet", target(t, map[string]any{"fleet": nil}), fleet.ErrMalformed, `no "fleet": name the fleet it is for`},
+		{"no prefix", target(t, map[string]any{"prefix": nil}), fleet.ErrMalformed, `no "prefix"`},
+		{"bad fleet", target(t, map[string]any{"fleet": "de/mo"}), fleet.ErrMalformed, `bad "fleet"`},
+		{"bad prefix", target(t, map[string]any{"prefix": "tern/"}), fleet.ErrMalformed, `bad "prefix"`},
+		{"wildcard prefix", target(t, map[string]any{"prefix": "#"}), fleet.ErrMalformed, "wildcard"},
+		{"version 0", target(t, map[string]any{"version": 0}), fleet.ErrMalformed, "version 0"},
+		{"no version", target(t, map[string]any{"version": nil}), fleet.ErrMalformed, "version 0"},
+		{"version 2^53", target(t, map[string]any{"version": uint64(fleet.MaxVersion + 1)}), fleet.ErrMalformed, "has version 9007199254740992, above the largest version, 9007199254740991"},
+		{"version 2^64-1", target(t, map[string]any{"version": uint64(1<<64 - 1)}), fleet.ErrMalformed, "above the largest version"},
+		{"version 2^64", `{"format":2,"prefix":"tern","fleet":"demo","version":18446744073709551616,"target":{}}`, fleet.ErrMalformed, `field "version" must be a whole number`},
+		{"negative version", target(t, map[string]any{"version": -1}), fleet.ErrMalformed, `field "version" must be a whole number ≥ 0, got JSON number`},
+		{"string version", target(t, map[string]any{"version": "3"}), fleet.ErrMalformed, `field "version"`},
+		{"no target", target(t, map[string]any{"target": nil}), fleet.ErrMalformed, `"target" must be a JSON object`},
+		{"null target", `{"format":2,"prefix":"tern","fleet":"demo","version":1,"target":null}`, fleet.ErrMalformed, "got null"},
+		{"array target", target(t, map[string]any{"target": []int{}}), fleet.ErrMalformed, "got an array"},
+		{"bad issued", target(t, map[string]any{"issued": "yesterday"}), fleet.ErrMalformed, "not valid"},
+		{"trailing data", target(t, nil) + ` {}`, fleet.ErrMalformed, "not valid JSON"},
+		{"too large", target(t, map[string]any{"target": map[string]string{"x": strings.Repeat("a", fleet.MaxPayload)}}), fleet.ErrTooLarge, "over the 262144-byte limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := fleet.ParseTargetEnvelope([]byte(tc.payload))
@@ -75,6 +109,89 @@ func TestParseTargetEnvelopeRefuses(t *testing.T) {
 				t.Errorf("error %q: want it to start with \"fleet: target envelope\" and contain %q", err, tc.msg)
 			}
 		})
+	}
+}
+
+// A target is for one fleet and topic prefix: the signature covers them,
+// and CheckTopics refuses an envelope made for another, saying which it
+// was made for and how to make one for this fleet.
+func TestTargetFleet(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	trust := signing.NewTrust(pub)
+	demo := fleet.Topics{Fleet: "demo"}
+	env := fleet.TargetEnvelope{Format: fleet.Format, Version: 3, Target: json.RawMessage(`{"a":1}`)}
+	if err := env.Sign(fleet.DeviceScope("pi-001"), priv); err == nil {
+		t.Error("Sign of a target for no fleet succeeded")
+	}
+	env.SetTopics(demo)
+	if env.Prefix != "tern" || env.Fleet != "demo" {
+		t.Fatalf("SetTopics: prefix %q fleet %q; want the default prefix written out", env.Prefix, env.Fleet)
+	}
+	if err := env.Sign(fleet.DeviceScope("pi-001"), priv); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Verify(fleet.DeviceScope("pi-001"), trust); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if err := env.CheckTopics(demo); err != nil {
+		t.Fatalf("CheckTopics for its own fleet: %v", err)
+	}
+	if err := env.CheckTopics(fleet.Topics{Prefix: "tern", Fleet: "demo"}); err != nil {
+		t.Fatalf("CheckTopics with the default prefix written out: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		device fleet.Topics
+		edit   func(*fleet.TargetEnvelope)
+		msg    string
+	}{
+		{"wrong fleet", fleet.Topics{Fleet: "prod"}, nil,
+			`target envelope version 3 was made for fleet "demo" with topic prefix "tern", not for fleet "prod" with prefix "tern": what is signed for one fleet is not valid in another; sign it for fleet prod with tern push (or tern sign) --fleet prod`},
+		{"wrong prefix", fleet.Topics{Prefix: "acme/tern", Fleet: "demo"}, nil,
+			`made for fleet "demo" with topic prefix "tern", not for fleet "demo" with prefix "acme/tern"`},
+		{"wrong prefix, the fix", fleet.Topics{Prefix: "acme", Fleet: "demo"}, nil, "--fleet demo --prefix acme"},
+		{"fleet rewritten", demo, func(e *fleet.TargetEnvelope) { e.Fleet = "prod" }, ""},
+		{"prefix rewritten", demo, func(e *fleet.TargetEnvelope) { e.Prefix = "acme" }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := env
+			if tc.edit != nil {
+				// Rewriting the fleet to pass CheckTopics somewhere else
+				// breaks the signature.
+				tc.edit(&e)
+				if err := e.Verify(fleet.DeviceScope("pi-001"), trust); !errors.Is(err, signing.ErrBadSig) {
+					t.Errorf("Verify after the fleet was rewritten: %v, want ErrBadSig", err)
+				}
+				return
+			}
+			err := e.CheckTopics(tc.device)
+			if !errors.Is(err, fleet.ErrWrongFleet) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("CheckTopics: %v, want ErrWrongFleet saying %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+// The layout signatures cover is one for every kind of envelope, and it
+// is the documented one (docs/mqtt.md): a person can rebuild it.
+func TestSignedLayout(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	env := fleet.TargetEnvelope{Format: fleet.Format, Version: 7, Target: json.RawMessage(`{"b":1, "a":{"y":null,"x":"\u003c"}}`)}
+	env.SetTopics(fleet.Topics{Prefix: "acme/tern", Fleet: "demo"})
+	if err := env.Sign(fleet.GroupScope("heaters"), priv); err != nil {
+		t.Fatal(err)
+	}
+	msg := "tern target 2\nacme/tern\ndemo\ngroup/heaters\n7\n" + `{"a":{"x":"\u003c","y":null},"b":1}` + "\n"
+	if !ed25519.Verify(pub, []byte(msg), env.Sig) {
+		t.Errorf("the target's signature is not over %q", msg)
+	}
+	rel := fleet.NewRelease("relay", 4, tinyWasm)
+	rel.ModuleVersion = "1.3.0"
+	rel.SetTopics(fleet.Topics{Fleet: "demo"})
+	rel.Sign(priv)
+	msg = "tern release 2\ntern\ndemo\nmodule/relay\n4\n1.3.0\n93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476\n8\n"
+	if !ed25519.Verify(pub, []byte(msg), rel.Sig) {
+		t.Errorf("the release's signature is not over %q", msg)
 	}
 }
 
@@ -121,7 +238,7 @@ func TestParseReportsRefuse(t *testing.T) {
 		is            error
 		msg           string
 	}{
-		{"state format 2", `{"format":2,"device":"pi-001"}`, parseState, fleet.ErrUnsupportedFormat, "upgrade tern"},
+		{"state format 2", `{"format":2,"device":"pi-001"}`, parseState, fleet.ErrUnsupportedFormat, "reads format 1 only; upgrade tern"},
 		{"state no device", `{"format":1}`, parseState, fleet.ErrMalformed, `bad "device": empty name`},
 		{"state wildcard device", `{"format":1,"device":"+"}`, parseState, fleet.ErrMalformed, "wildcard"},
 		{"state bad phase type", `{"format":1,"device":"pi-001","phase":3}`, parseState, fleet.ErrMalformed, `field "phase" must be a string`},
@@ -148,13 +265,22 @@ func parseEvent(b []byte) error { _, err := fleet.ParseEventReport(b); return er
 
 func FuzzParseTargetEnvelope(f *testing.F) {
 	for _, s := range []string{
-		`{"format":1,"version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}`,
-		`{"format":1,"version":18446744073709551615,"target":{"a":null,"b":[1,2,{"c":"\u003c"}]}}`,
-		`{"format":2,"version":1,"target":{}}`,
-		`{"format":1,"version":1,"target":{},"issued":"0001-01-01T00:00:00Z"}`,
-		`{"FORMAT":1,"Version":1,"TARGET":{}}`,
-		`{"format":1,"version":3,"target":{"a":1},"key":"0123456789abcdef","sig":"AAEC"}`,
-		`{"format":1,"version":3,"target":{"a":1},"sig":"not base64!"}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":7,"target":{"relays":{"fan":{"on":true}}},"issued":"2025-11-24T13:00:00Z"}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":18446744073709551615,"target":{"a":null,"b":[1,2,{"c":"\u003c"}]}}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":9007199254740991,"target":{}}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":9007199254740992,"target":{}}`,
+		`{"format":2,"prefix":"acme/tern","fleet":"demo","version":1,"target":{}}`,
+		`{"format":2,"prefix":"tern/","fleet":"demo","version":1,"target":{}}`,
+		`{"format":2,"prefix":"","fleet":"demo","version":1,"target":{}}`,
+		`{"format":2,"prefix":"tern","fleet":"+","version":1,"target":{}}`,
+		`{"format":2,"prefix":"tern","fleet":"d\nemo","version":1,"target":{}}`,
+		`{"format":2,"prefix":"tern","version":1,"target":{}}`,
+		`{"format":1,"version":1,"target":{}}`,
+		`{"format":3,"version":1,"target":{}}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":1,"target":{},"issued":"0001-01-01T00:00:00Z"}`,
+		`{"FORMAT":2,"Prefix":"tern","FLEET":"demo","Version":1,"TARGET":{}}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":3,"target":{"a":1},"key":"0123456789abcdef","sig":"AAEC"}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":3,"target":{"a":1},"sig":"not base64!"}`,
 		`[]`, `null`, ``, `{`,
 	} {
 		f.Add([]byte(s))
@@ -170,8 +296,22 @@ func FuzzParseTargetEnvelope(f *testing.F) {
 		if err := env.Verify(fleet.DeviceScope("pi-001"), trust); err == nil {
 			t.Fatalf("envelope %s verified against a key nobody signs with", b)
 		}
+		if env.Version == 0 || env.Version > fleet.MaxVersion || env.Fleet == "" || env.Prefix == "" {
+			t.Fatalf("parsed an envelope that breaks its own rules: %+v", env)
+		}
+		// It is for its own fleet, and for no other.
+		own := fleet.Topics{Prefix: env.Prefix, Fleet: env.Fleet}
+		if err := own.Validate(); err != nil {
+			t.Fatalf("parsed an envelope for a fleet that cannot be: %v", err)
+		}
+		if err := env.CheckTopics(own); err != nil {
+			t.Fatalf("CheckTopics for its own fleet: %v", err)
+		}
+		if err := env.CheckTopics(fleet.Topics{Prefix: env.Prefix, Fleet: env.Fleet + "x"}); !errors.Is(err, fleet.ErrWrongFleet) {
+			t.Fatalf("CheckTopics for another fleet: %v", err)
+		}
 		again := roundTrip(t, env, fleet.ParseTargetEnvelope)
-		if env.Format != again.Format || env.Version != again.Version || !env.Issued.Equal(again.Issued) || !sameJSON(t, env.Target, again.Target) {
+		if env.Format != again.Format || env.Prefix != again.Prefix || env.Fleet != again.Fleet || env.Version != again.Version || !env.Issued.Equal(again.Issued) || !sameJSON(t, env.Target, again.Target) {
 			t.Fatalf("round trip changed the envelope:\n%+v\n%+v", env, again)
 		}
 	})

@@ -35,18 +35,24 @@ func ModuleScope(name string) string { return "module/" + name }
 // topic ([Topics.Module]), so a device that connects later, or comes back
 // from a week offline, gets the latest release.
 //
-//	{"format":1,"module":"relay","version":4,"module_version":"1.3.0",
-//	 "sha256":"9f86d0…","size":2621440,"wasm":"AGFzbQEAAAAB…",
+//	{"format":2,"prefix":"tern","fleet":"demo","module":"relay","version":4,
+//	 "module_version":"1.3.0","sha256":"9f86d0…","size":2621440,"wasm":"AGFzbQEAAAAB…",
 //	 "issued":"2025-11-24T13:00:00Z","key":"1a2b3c4d5e6f7a8b","sig":"…"}
 type ReleaseEnvelope struct {
-	// Format is always Format (1).
+	// Format is always Format (2).
 	Format int `json:"format"`
+	// Prefix and Fleet name the fleet the release is for, as in
+	// TargetEnvelope: required, covered by the signature, checked by the
+	// device (CheckTopics). SetTopics fills them in.
+	Prefix string `json:"prefix"`
+	Fleet  string `json:"fleet"`
 	// Module is the module's name; it must match the topic and the
 	// module's own manifest.
 	Module string `json:"module"`
 	// Version orders the releases of one module: it grows with every
-	// release. A device installs each version once and refuses versions
-	// older than the newest it accepted, across restarts.
+	// release, up to MaxVersion. A device installs each version once,
+	// refuses versions older than the newest it accepted, across restarts,
+	// and refuses that version again with other code.
 	Version uint64 `json:"version"`
 	// ModuleVersion is the module's own version from its manifest
 	// (semver, e.g. "1.3.0"), optional, for people reading logs and
@@ -70,7 +76,8 @@ type ReleaseEnvelope struct {
 }
 
 // NewRelease returns an unsigned release of wasm as version of module, with
-// Format, SHA256, Size and Issued (now) filled in.
+// Format, SHA256, Size and Issued (now) filled in; SetTopics names the
+// fleet.
 func NewRelease(module string, version uint64, wasm []byte) ReleaseEnvelope {
 	sum := sha256.Sum256(wasm)
 	return ReleaseEnvelope{
@@ -86,23 +93,26 @@ func NewRelease(module string, version uint64, wasm []byte) ReleaseEnvelope {
 // formats other than Format ([ErrUnsupportedFormat]), code whose size or
 // SHA-256 differ from the envelope's ([ErrHashMismatch]) and
 // ([ErrMalformed]) anything that is not a JSON object, a bad module name,
-// version 0, a missing or malformed hash, and code that is not WebAssembly.
-// It does not check the signature: that is Verify's job, with the device's
-// trust store.
+// a missing or bad "prefix" or "fleet", version 0 or above MaxVersion, a
+// missing or malformed hash, and code that is not WebAssembly. It does not
+// check the fleet (CheckTopics) nor the signature (Verify, with the
+// device's trust store).
 func ParseReleaseEnvelope(b []byte) (ReleaseEnvelope, error) {
 	what := "module release"
 	var env ReleaseEnvelope
-	if err := decodeLimit(what, "ternd on the device", MaxReleasePayload,
-		fmt.Sprintf("modules are limited to %d bytes (%d MiB)", MaxModuleSize, MaxModuleSize>>20), b, &env); err != nil {
+	if err := decode(envelopeKind(what, "tern release", MaxReleasePayload,
+		fmt.Sprintf("modules are limited to %d bytes (%d MiB)", MaxModuleSize, MaxModuleSize>>20)), b, &env); err != nil {
 		return ReleaseEnvelope{}, err
 	}
 	if p := idProblem(env.Module); p != "" {
 		return ReleaseEnvelope{}, newError(ErrMalformed, nil, `fleet: %s: bad "module": %s`, what, p)
 	}
 	what += " of " + env.Module
-	if env.Version == 0 {
-		return ReleaseEnvelope{}, newError(ErrMalformed, nil,
-			`fleet: %s has version 0 or no "version"; versions start at 1 and grow with every release`, what)
+	if err := checkAddress(what, "tern release --fleet NAME", env.Prefix, env.Fleet); err != nil {
+		return ReleaseEnvelope{}, err
+	}
+	if err := checkVersion(what, "release", env.Version); err != nil {
+		return ReleaseEnvelope{}, err
 	}
 	if len(env.Wasm) == 0 {
 		return ReleaseEnvelope{}, newError(ErrMalformed, nil, `fleet: %s has no "wasm": put the module's code there, base64`, what)
@@ -135,31 +145,45 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// signedBytes is what a release's signature covers: a fixed header, the
-// scope (which names the module), the version, the module's own version
-// and the SHA-256 and size of the code as it is, not as the envelope says.
+// signedBytes is what a release's signature covers: the common lines (see
+// the function signedBytes) for the module's scope, then the module's own
+// version, and the SHA-256 and size of the code as it is, not as the
+// envelope says.
 func (env ReleaseEnvelope) signedBytes() []byte {
-	return releaseSignedBytes("tern release 1", ModuleScope(env.Module), env.Version, env.ModuleVersion, env.Wasm)
+	return releaseSignedBytes("tern release", env.Prefix, env.Fleet, ModuleScope(env.Module), env.Version, env.ModuleVersion, env.Wasm)
 }
 
 // releaseSignedBytes is what the signature of a release (a module's or
-// ternd's) covers: one line each for the header, the scope, the release
-// version, the version the code calls itself, and the SHA-256 and size of
-// the code.
-func releaseSignedBytes(header, scope string, version uint64, codeVersion string, code []byte) []byte {
+// ternd's) covers: the common lines, then one line each for the version
+// the code calls itself, and the SHA-256 and size of the code.
+func releaseSignedBytes(kind, prefix, fleet, scope string, version uint64, codeVersion string, code []byte) []byte {
 	sum := sha256.Sum256(code)
-	return []byte(header + "\n" + scope + "\n" + strconv.FormatUint(version, 10) + "\n" +
-		codeVersion + "\n" + hex.EncodeToString(sum[:]) + "\n" + strconv.Itoa(len(code)) + "\n")
+	return signedBytes(kind, prefix, fleet, scope, version, codeVersion, hex.EncodeToString(sum[:]), strconv.Itoa(len(code)))
 }
 
-// Sign signs the release with the operator's key.
+// SetTopics makes the release for the fleet and topic prefix of t. Call it
+// before Sign: the signature covers them.
+func (env *ReleaseEnvelope) SetTopics(t Topics) { env.Prefix, env.Fleet = t.prefix(), t.Fleet }
+
+// CheckTopics reports whether the release is for the fleet and topic
+// prefix of t; the error ([ErrWrongFleet]) says which fleet it was made
+// for and how to make one for t.
+func (env ReleaseEnvelope) CheckTopics(t Topics) error {
+	return checkTopics(fmt.Sprintf("module release of %s version %d", env.Module, env.Version), env.Prefix, env.Fleet, t,
+		"tern release --module "+env.Module)
+}
+
+// Sign signs the release with the operator's key. Set the fleet first
+// (SetTopics): the signature covers it, and a release signed for no fleet
+// is refused everywhere.
 func (env *ReleaseEnvelope) Sign(priv ed25519.PrivateKey) {
 	env.Key, env.Sig = sign(priv, env.signedBytes())
 }
 
 // Verify checks the release's signature against the device's trust store.
 // Errors wrap signing.ErrUnsigned, ErrUnknownKey or ErrBadSig and say what
-// to do.
+// to do. The signature covers Prefix and Fleet: check that they are the
+// device's with CheckTopics (Device does).
 func (env ReleaseEnvelope) Verify(trust signing.Trust) error {
 	return verify(trust, env.Key, env.Sig, env.signedBytes(),
 		"module releases", "release with tern release --key", fmt.Sprintf("for module %s, version %d", env.Module, env.Version))

@@ -25,6 +25,7 @@ func releaseJSON(t testing.TB, edit func(m map[string]any)) string {
 	t.Helper()
 	env := fleet.NewRelease("relay", 4, tinyWasm)
 	env.ModuleVersion = "1.3.0"
+	env.SetTopics(topics)
 	b, err := json.Marshal(env)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,7 @@ func TestParseReleaseEnvelope(t *testing.T) {
 	}
 	want := fleet.NewRelease("relay", 4, tinyWasm)
 	want.ModuleVersion = "1.3.0"
+	want.SetTopics(topics)
 	if !env.Issued.Equal(want.Issued) {
 		t.Errorf("issued %v, want %v", env.Issued, want.Issued)
 	}
@@ -71,7 +73,13 @@ func TestParseReleaseEnvelopeRefuses(t *testing.T) {
 		msg     string
 	}{
 		{"not JSON", "relay.wasm", fleet.ErrMalformed, "not valid JSON"},
-		{"format 2", releaseJSON(t, set("format", 2)), fleet.ErrUnsupportedFormat, "upgrade ternd"},
+		{"format 3", releaseJSON(t, set("format", 3)), fleet.ErrUnsupportedFormat, "upgrade ternd"},
+		{"format 1", releaseJSON(t, set("format", 1)), fleet.ErrUnsupportedFormat, "no longer reads: its signature does not cover the fleet and topic prefix, so it could be replayed into another fleet; make it again with a tern that writes format 2 (tern release)"},
+		{"no fleet", releaseJSON(t, func(m map[string]any) { delete(m, "fleet") }), fleet.ErrMalformed, `no "fleet"`},
+		{"no prefix", releaseJSON(t, func(m map[string]any) { delete(m, "prefix") }), fleet.ErrMalformed, `no "prefix"`},
+		{"bad fleet", releaseJSON(t, set("fleet", "a b")), fleet.ErrMalformed, `bad "fleet"`},
+		{"version 2^53", releaseJSON(t, set("version", uint64(fleet.MaxVersion+1))), fleet.ErrMalformed, "version 9007199254740992, above the largest version, 9007199254740991"},
+		{"version 2^64-1", releaseJSON(t, set("version", uint64(1<<64-1))), fleet.ErrMalformed, "above the largest version"},
 		{"no module", releaseJSON(t, func(m map[string]any) { delete(m, "module") }), fleet.ErrMalformed, `bad "module": empty name`},
 		{"module with slash", releaseJSON(t, set("module", "a/b")), fleet.ErrMalformed, "MQTT level separator"},
 		{"version 0", releaseJSON(t, set("version", 0)), fleet.ErrMalformed, "version 0"},
@@ -112,6 +120,7 @@ func TestReleaseSignature(t *testing.T) {
 	trust := signing.NewTrust(pub)
 	signed := fleet.NewRelease("relay", 4, tinyWasm)
 	signed.ModuleVersion = "1.3.0"
+	signed.SetTopics(topics)
 	signed.Sign(priv)
 	if err := signed.Verify(trust); err != nil {
 		t.Fatalf("a signed release does not verify: %v", err)
@@ -129,6 +138,8 @@ func TestReleaseSignature(t *testing.T) {
 		"unknown key":    {func(e *fleet.ReleaseEnvelope) { *e = byStranger }, signing.ErrUnknownKey},
 		"forged":         {func(e *fleet.ReleaseEnvelope) { e.Sig = byStranger.Sig }, signing.ErrBadSig},
 		"other module":   {func(e *fleet.ReleaseEnvelope) { e.Module = "heater" }, signing.ErrBadSig},
+		"other fleet":    {func(e *fleet.ReleaseEnvelope) { e.Fleet = "prod" }, signing.ErrBadSig},
+		"other prefix":   {func(e *fleet.ReleaseEnvelope) { e.Prefix = "acme" }, signing.ErrBadSig},
 		"other version":  {func(e *fleet.ReleaseEnvelope) { e.Version = 5 }, signing.ErrBadSig},
 		"other semver":   {func(e *fleet.ReleaseEnvelope) { e.ModuleVersion = "9.9.9" }, signing.ErrBadSig},
 		"other code":     {func(e *fleet.ReleaseEnvelope) { e.Wasm = append([]byte(nil), tinyWasm...); e.Wasm[7] = 1 }, signing.ErrBadSig},
@@ -153,16 +164,22 @@ func TestReleaseSignature(t *testing.T) {
 func FuzzParseReleaseEnvelope(f *testing.F) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signed := fleet.NewRelease("relay", 7, tinyWasm)
+	signed.SetTopics(topics)
 	signed.Sign(priv)
 	b, _ := json.Marshal(signed)
 	f.Add(b)
 	for _, s := range []string{
 		releaseJSON(f, nil),
+		`{"format":2,"prefix":"tern","fleet":"demo","module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
+		`{"format":2,"prefix":"acme/tern","fleet":"demo","module":"relay","version":9007199254740991,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","module":"relay","version":9007199254740992,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA=","key":"0123456789abcdef","sig":"AAEC"}`,
+		`{"format":2,"prefix":"tern","module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
+		`{"format":2,"prefix":"tern/","fleet":"demo","module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
 		`{"format":1,"module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
-		`{"format":1,"module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA=","key":"0123456789abcdef","sig":"AAEC"}`,
-		`{"format":1,"module":"relay","version":18446744073709551615,"sha256":"","size":-1,"wasm":""}`,
-		`{"format":2,"module":"relay","version":1}`,
-		`{"FORMAT":1,"Module":"relay","VERSION":1,"Wasm":"AGFzbQEAAAA="}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","module":"relay","version":18446744073709551615,"sha256":"","size":-1,"wasm":""}`,
+		`{"format":3,"module":"relay","version":1}`,
+		`{"FORMAT":2,"Prefix":"tern","FLEET":"demo","Module":"relay","VERSION":1,"Wasm":"AGFzbQEAAAA="}`,
 		`[]`, `null`, ``, `{`,
 	} {
 		f.Add([]byte(s))
@@ -178,11 +195,17 @@ func FuzzParseReleaseEnvelope(f *testing.F) {
 		if err := env.Verify(trust); err == nil {
 			t.Fatalf("release %.200s verified against a key nobody signs with", b)
 		}
-		if err := fleet.ValidID(env.Module); err != nil || env.Version == 0 || env.Size != len(env.Wasm) || len(env.Wasm) > fleet.MaxModuleSize {
+		if err := fleet.ValidID(env.Module); err != nil || env.Version == 0 || env.Version > fleet.MaxVersion || env.Size != len(env.Wasm) || len(env.Wasm) > fleet.MaxModuleSize {
 			t.Fatalf("parsed a release that breaks its own rules: %+v", env)
 		}
+		if err := (fleet.Topics{Prefix: env.Prefix, Fleet: env.Fleet}).Validate(); err != nil || env.Prefix == "" {
+			t.Fatalf("parsed a release for a fleet that cannot be (%v): %+v", err, env)
+		}
+		if err := env.CheckTopics(fleet.Topics{Prefix: env.Prefix, Fleet: env.Fleet}); err != nil {
+			t.Fatalf("CheckTopics for its own fleet: %v", err)
+		}
 		again := roundTrip(t, env, fleet.ParseReleaseEnvelope)
-		if fmt.Sprint(env.Module, env.Version, env.ModuleVersion, env.SHA256, env.Key) != fmt.Sprint(again.Module, again.Version, again.ModuleVersion, again.SHA256, again.Key) ||
+		if fmt.Sprint(env.Prefix, env.Fleet, env.Module, env.Version, env.ModuleVersion, env.SHA256, env.Key) != fmt.Sprint(again.Prefix, again.Fleet, again.Module, again.Version, again.ModuleVersion, again.SHA256, again.Key) ||
 			string(env.Wasm) != string(again.Wasm) || string(env.Sig) != string(again.Sig) || !env.Issued.Equal(again.Issued) {
 			t.Fatalf("round trip changed the release:\n%+v\n%+v", env, again)
 		}
@@ -207,6 +230,7 @@ func TestReleaseReachesDevice(t *testing.T) {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		first := fleet.NewRelease("relay", 1, bigWasm(3<<20)) // a Go module's size
 		first.ModuleVersion = "1.0.0"
+		first.SetTopics(topics)
 		first.Sign(priv)
 		if err := op.PushRelease(t.Context(), first); err != nil {
 			t.Fatal(err)
@@ -288,6 +312,11 @@ func TestMalformedReleasesAreRefused(t *testing.T) {
 			{"hash mismatch", releaseJSON(t, func(m map[string]any) { m["sha256"] = strings.Repeat("0", 64) }), fleet.ErrHashMismatch, "changed after the envelope was made"},
 			{"oversize", oversize, fleet.ErrTooLarge, fmt.Sprintf("over the %d-byte limit", fleet.MaxReleasePayload)},
 			{"other module's topic", releaseJSON(t, func(m map[string]any) { m["module"] = "heater" }), fleet.ErrMalformed, "published on the topic of module relay"},
+			{"other fleet", releaseJSON(t, func(m map[string]any) { m["fleet"] = "prod" }), fleet.ErrWrongFleet,
+				`module release of relay version 4 was made for fleet "prod" with topic prefix "tern", not for fleet "demo" with prefix "tern": what is signed for one fleet is not valid in another; sign it for fleet demo with tern release --module relay --fleet demo`},
+			{"other prefix", releaseJSON(t, func(m map[string]any) { m["prefix"] = "acme/tern" }), fleet.ErrWrongFleet, `made for fleet "demo" with topic prefix "acme/tern"`},
+			{"format 1", releaseJSON(t, func(m map[string]any) { m["format"] = 1 }), fleet.ErrUnsupportedFormat, "no longer reads"},
+			{"version above the ceiling", releaseJSON(t, func(m map[string]any) { m["version"] = uint64(1<<64 - 1) }), fleet.ErrMalformed, "above the largest version"},
 		} {
 			publishRaw(t, url, topics.Module("relay"), tc.payload, false)
 			r := recv(t, d.Refusals(), "a refusal: "+tc.name)
@@ -307,6 +336,21 @@ func TestPushReleaseRefusesWhatDevicesRefuse(t *testing.T) {
 	op := dialOperator(t, fleettest.Embedded(t))
 	bad := fleet.NewRelease("relay", 1, tinyWasm)
 	bad.SHA256 = strings.Repeat("0", 64)
+	if err := op.PushRelease(t.Context(), fleet.NewRelease("relay", fleet.MaxVersion+1, tinyWasm)); !errors.Is(err, fleet.ErrMalformed) || !strings.Contains(err.Error(), "above the largest version") {
+		t.Errorf("version above the ceiling: %v", err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	unaddressed := fleet.NewRelease("relay", 1, tinyWasm)
+	unaddressed.Sign(priv)
+	if err := op.PushRelease(t.Context(), unaddressed); err == nil || !strings.Contains(err.Error(), "signed for no fleet") {
+		t.Errorf("signed for no fleet: %v", err)
+	}
+	prod := fleet.NewRelease("relay", 1, tinyWasm)
+	prod.SetTopics(fleet.Topics{Fleet: "prod"})
+	prod.Sign(priv)
+	if err := op.PushRelease(t.Context(), prod); !errors.Is(err, fleet.ErrWrongFleet) || !strings.Contains(err.Error(), "--fleet prod") {
+		t.Errorf("made for fleet prod: %v", err)
+	}
 	if err := op.PushRelease(t.Context(), bad); !errors.Is(err, fleet.ErrHashMismatch) {
 		t.Errorf("hash mismatch: %v", err)
 	}

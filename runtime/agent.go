@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
@@ -44,6 +45,11 @@ type ModuleSpec struct {
 	Grants Grants
 	// Config is the module's device configuration (JSON), passed to every call.
 	Config json.RawMessage
+	// Expand names the modules whose jobs this module's methods may
+	// expand into although their hardware is not granted to it. Without
+	// it, a method expands only into jobs of modules whose grants are all
+	// its own too.
+	Expand []string
 }
 
 // Options configure an Agent. Zero fields take the documented defaults.
@@ -71,8 +77,24 @@ type Options struct {
 	Strict bool
 	// CallTimeout bounds one call into a module. Default 10 s.
 	CallTimeout time.Duration
+	// SensorTimeout bounds one sensor call. Default CallTimeout.
+	SensorTimeout time.Duration
 	// ModuleMemoryMiB caps each module instance's linear memory. Default 128.
 	ModuleMemoryMiB int
+	// CompileCommand, if set, is the argv of a child process that
+	// compiles each new module under CompileTimeout and CompileMemoryMiB
+	// (the child calls ServeCompile; ternd's is "ternd compile-module").
+	// Nil: modules compile in the agent's process. It needs CacheDir.
+	CompileCommand []string
+	// CompileTimeout bounds compiling one module. Default 1 min.
+	CompileTimeout time.Duration
+	// CompileMemoryMiB bounds the memory compiling one module may take.
+	// Default 1024.
+	CompileMemoryMiB int
+	// SharedGrants names hardware that more than one module may be
+	// granted ("GPIO4", "i2c1:0x48", "ttyS0"); any other is refused at
+	// start when two modules are granted it.
+	SharedGrants []string
 	// Trust holds the operator keys modules must be signed with. Empty:
 	// unsigned modules are accepted (development), with a warning.
 	Trust signing.Trust
@@ -141,9 +163,13 @@ type Agent struct {
 	savedState []byte // last state written to the store
 	replan     string // why the next plan is a re-plan; empty for a first plan
 
-	specs       map[string]ModuleSpec // as configured, by module name
-	strikes     map[string]int        // consecutive failed calls, by module
-	lastFailure map[string]string     // modules due for rollback, and why
+	specs       map[string]ModuleSpec   // as configured, by module name
+	codes       map[string]string       // code hash of each module that runs, by name
+	sensing     map[string]bool         // modules whose sensor round is under way
+	evRates     map[string]*eventBucket // module.error events allowed, by module
+	rounds      sync.WaitGroup          // sensor rounds under way; Run waits for them
+	strikes     map[string]int          // consecutive failed calls, by module
+	lastFailure map[string]string       // modules due for rollback, and why
 }
 
 // New loads the modules and the stored target. Close the agent when done.
@@ -153,10 +179,15 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
 	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
-		specs: map[string]ModuleSpec{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
+		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
+	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
+		return nil, err
+	}
 	host, err := wasmhost.New(ctx, wasmhost.Options{
-		CacheDir: opts.CacheDir, GPIO: opts.GPIO, I2C: opts.I2C, Serial: opts.Serial, Logger: opts.Logger, CallTimeout: opts.CallTimeout,
+		CacheDir: opts.CacheDir, GPIO: opts.GPIO, I2C: opts.I2C, Serial: opts.Serial, Logger: opts.Logger,
+		CallTimeout: opts.CallTimeout, SenseTimeout: opts.SensorTimeout,
 		MemoryLimitPages: uint32(opts.ModuleMemoryMiB) * 16,
+		Isolation:        wasmhost.Isolation{Command: opts.CompileCommand, Timeout: opts.CompileTimeout, MemoryMiB: opts.CompileMemoryMiB},
 		Notify: func(module, problem string) {
 			a.event(Event{Kind: EventModuleError, Module: module, Message: problem})
 		},
@@ -182,7 +213,9 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 			a.event(Event{Kind: EventModuleError, Module: spec.Name, Message: "not loaded: " + err.Error()})
 		}
 	}
-	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version, Modules: a.moduleVersions()}
+	a.interruptedInstalls()
+	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version}
+	a.modulesChanged()
 	if err := a.resumeProgress(); err != nil {
 		host.Close(ctx)
 		return nil, err
@@ -192,6 +225,19 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 
 // Close releases the modules. The store belongs to the caller.
 func (a *Agent) Close(ctx context.Context) error { return a.set.host.Close(ctx) }
+
+// modulesChanged publishes which modules run, in what version, after the
+// loop (or New) changed the set.
+func (a *Agent) modulesChanged() {
+	codes := map[string]string{}
+	for _, mod := range a.set.mods {
+		codes[mod.name] = mod.hash
+	}
+	a.mu.Lock()
+	a.codes = codes
+	a.status.Modules = a.moduleVersions()
+	a.mu.Unlock()
+}
 
 func (a *Agent) moduleVersions() map[string]string {
 	m := map[string]string{}
@@ -282,13 +328,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.busySince.Store(0)
 		select {
 		case <-ctx.Done():
+			a.rounds.Wait() // they stop with ctx
 			a.report(context.WithoutCancel(ctx))
 			return nil
 		case <-a.wake:
 		case <-t.C:
 		case req := <-a.installs:
 			a.busySince.Store(time.Now().UnixNano())
-			req.done <- a.installNow(ctx, req.name, req.wasm)
+			req.done <- a.installNow(ctx, req)
 			t.Reset(a.senseInterval()) // the new code may sense more often
 		}
 	}
@@ -339,7 +386,7 @@ func (a *Agent) step(ctx context.Context) {
 		a.failures++
 		backoff := min(a.opts.RetryMin<<min(a.failures-1, 16), a.opts.RetryMax)
 		a.nextTry = time.Now().Add(backoff)
-		a.status.Phase, a.status.Error = PhaseFailed, err.Error()
+		a.status.Phase, a.status.Error = PhaseFailed, clip(err.Error(), maxEventText)
 		a.mu.Unlock()
 		a.log.Warn("attempt failed", "err", err, "retry_in", backoff)
 		return
@@ -405,7 +452,7 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 	if why != "" {
 		a.event(Event{Kind: EventReplan, TargetVersion: version, Message: why})
 	}
-	p, err := plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict})
+	p, err := plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict, MayExpand: a.set.mayExpand})
 	if err != nil {
 		a.event(Event{Kind: EventPlanFailed, TargetVersion: version, Message: err.Error()})
 		return err
@@ -486,10 +533,15 @@ func (a *Agent) setPhase(p Phase) {
 
 // event queues an event for the reporter, stamped with an id and time.
 func (a *Agent) event(e Event) {
+	e.Message = clip(e.Message, maxEventText)
 	e.ID = NewEventID()
 	e.Time = a.opts.Clock().UTC()
-	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
 	a.mu.Lock()
+	if e.Kind == EventModuleError && e.Module != "" && !a.moduleEvents(e.Module).allow(time.Now()) {
+		a.mu.Unlock()
+		return
+	}
+	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
 	const maxQueued = 1000
 	if len(a.events) == maxQueued {
 		a.events = a.events[1:] // the oldest goes; only a failing reporter (its store) lets them pile up
@@ -500,6 +552,36 @@ func (a *Agent) event(e Event) {
 	// loop is busy while a plan runs, and an event still queued here when
 	// the process dies (a power cut mid-plan) would be lost unnumbered.
 	a.publishEvents(context.Background())
+}
+
+// moduleEvents is module's event bucket. Call with a.mu held.
+func (a *Agent) moduleEvents(module string) *eventBucket {
+	b := a.evRates[module]
+	if b == nil {
+		b = &eventBucket{}
+		a.evRates[module] = b
+	}
+	return b
+}
+
+// heldBack reports, for each module, the module.error events held back
+// by its rate bound (at most once a minute each).
+func (a *Agent) heldBack() {
+	now := time.Now()
+	a.mu.Lock()
+	var sums []Event
+	for name, b := range a.evRates {
+		if e, ok := b.summary(name, now); ok {
+			sums = append(sums, e)
+		}
+	}
+	a.mu.Unlock()
+	for _, e := range sums {
+		e.ID, e.Time = NewEventID(), a.opts.Clock().UTC()
+		a.mu.Lock()
+		a.events = append(a.events, e)
+		a.mu.Unlock()
+	}
 }
 
 // publishEvents hands the queued events to the reporter in order, until
@@ -538,6 +620,10 @@ func (a *Agent) report(ctx context.Context) {
 		a.persistState()
 		return
 	}
+	for _, m := range a.set.mods {
+		m.m.ReportRefusals(time.Now()) // summaries of refusals held back
+	}
+	a.heldBack()
 	a.publishEvents(ctx)
 	s, raw := a.snapshot()
 	a.persistState()
@@ -569,6 +655,26 @@ func (a *Agent) snapshot() (Status, []byte) {
 	s.Time = a.opts.Clock().UTC()
 	a.status = s
 	return s, raw
+}
+
+// maxEventText bounds the text of an event's message and of a status's
+// error. They carry what modules say (their errors, their manifests' names)
+// and what planning explains, and the whole report must fit the broker's
+// payload limit: one report too big to send would hold up every report
+// behind it.
+const maxEventText = 8 << 10
+
+// clip cuts s to at most max bytes, at a UTF-8 boundary, with a marker
+// that says how much was cut.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - 40
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes cut)", s[:cut], len(s)-cut)
 }
 
 // NewEventID returns a random event id (Event.ID): 24 hex digits.

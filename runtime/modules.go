@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/internal/modfile"
@@ -21,6 +22,8 @@ import (
 // module is a loaded module and its sensors.
 type module struct {
 	name    string
+	hash    string     // sha256 of its code, hex
+	spec    ModuleSpec // as configured: grants, config, expand
 	m       *wasmhost.Module
 	jobs    []*plan.Job
 	sensors []sensor
@@ -40,10 +43,10 @@ type modset struct {
 	jobs []*plan.Job
 }
 
-// add compiles wasm and registers the module's jobs and sensors. name, if
-// not empty, must be the module's own.
-func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Grants, config json.RawMessage) (*module, error) {
-	mod, err := ms.compile(ctx, name, wasm, grants, config)
+// add compiles wasm and registers the module's jobs and sensors. spec.Name,
+// if not empty, must be the module's own; spec.Wasm is not used.
+func (ms *modset) add(ctx context.Context, spec ModuleSpec, wasm []byte) (*module, error) {
+	mod, err := ms.compile(ctx, spec, wasm)
 	if err != nil {
 		return nil, err
 	}
@@ -51,23 +54,34 @@ func (ms *modset) add(ctx context.Context, name string, wasm []byte, grants Gran
 		mod.m.Close(ctx)
 		return nil, fmt.Errorf("runtime: module %s is loaded twice: name it once", mod.name)
 	}
+	if err := ms.checkSensors(mod); err != nil {
+		mod.m.Close(ctx)
+		return nil, err
+	}
 	ms.put(mod)
 	return mod, nil
 }
 
 // compile loads wasm and reads its jobs and sensors, without registering
-// them. name, if not empty, must be the module's own.
-func (ms *modset) compile(ctx context.Context, name string, wasm []byte, grants Grants, config json.RawMessage) (*module, error) {
-	m, err := ms.host.Load(ctx, wasm, grants, config)
+// them. spec.Name, if not empty, must be the module's own.
+func (ms *modset) compile(ctx context.Context, spec ModuleSpec, wasm []byte) (*module, error) {
+	name := spec.Name
+	// Code that says in its manifest section that it is another module is
+	// refused before any of it runs with this module's grants.
+	if sec, ok, err := modfile.Manifest(wasm); err == nil && ok && name != "" && sec.Name != name {
+		return nil, fmt.Errorf("runtime: code given as module %q calls itself %q in its manifest: release or configure it under its own name", name, sec.Name)
+	}
+	m, err := ms.host.Load(ctx, wasm, spec.Grants, spec.Config)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %s: %w", name, err)
 	}
 	man := m.Manifest()
 	if name != "" && name != man.Name {
 		m.Close(ctx)
-		return nil, fmt.Errorf("runtime: module configured as %q calls itself %q: fix the name in the configuration", name, man.Name)
+		return nil, fmt.Errorf("runtime: code given as module %q calls itself %q: release or configure it under its own name", name, man.Name)
 	}
-	mod := &module{name: man.Name, m: m}
+	spec.Name, spec.Wasm = man.Name, nil
+	mod := &module{name: man.Name, spec: spec, m: m}
 	var jobs []*plan.Job
 	for _, js := range man.Jobs {
 		j, err := plan.NewJob(man.Name, js)
@@ -155,10 +169,11 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 	if err := a.verify(spec.Name, wasm); err != nil {
 		return err
 	}
-	mod, err := a.set.add(ctx, spec.Name, wasm, spec.Grants, spec.Config)
+	mod, err := a.set.add(ctx, spec, wasm)
 	if err != nil {
 		return err
 	}
+	mod.hash = codeHash(wasm)
 	a.specs[mod.name] = spec
 	if fresh {
 		if err := a.install(mod.name, wasm); err != nil {
@@ -196,10 +211,23 @@ func (a *Agent) verify(name string, wasm []byte) error {
 // install stores a module's code and marks it active. The version it
 // replaces is kept as the one to roll back to.
 func (a *Agent) install(name string, wasm []byte) error {
-	h := codeHash(wasm)
-	if err := a.opts.Store.Put(moduleCodeKey(name, h), wasm); err != nil {
+	if err := a.storeCode(name, wasm); err != nil {
+		return err
+	}
+	return a.activate(name, codeHash(wasm))
+}
+
+// storeCode stores a module's code under its hash, not yet active.
+func (a *Agent) storeCode(name string, wasm []byte) error {
+	if err := a.opts.Store.Put(moduleCodeKey(name, codeHash(wasm)), wasm); err != nil {
 		return fmt.Errorf("runtime: installing module %s: %w", name, err)
 	}
+	return nil
+}
+
+// activate makes the stored code hashed h the active version, keeping the
+// one it replaces as the version to roll back to.
+func (a *Agent) activate(name, h string) error {
 	if old, err := a.opts.Store.Get(moduleActiveKey(name)); err == nil && string(old) != h {
 		if err := a.opts.Store.Put(modulePreviousKey(name), old); err != nil {
 			return fmt.Errorf("runtime: installing module %s: %w", name, err)
@@ -249,28 +277,92 @@ func (a *Agent) senseInterval() time.Duration {
 	return max(d, 10*time.Millisecond)
 }
 
-// sense calls every sensor and writes what it reports into the current state.
+// sense runs each module's sensors and writes what they report into the
+// current state. Modules sense in parallel, each in its own round (its
+// sensors one after another); sense waits for the rounds it started for
+// at most the sensing interval. A round still running then (a slow or
+// hung sensor, up to its deadline) goes on alone and writes when it ends,
+// and its module is not sensed again until it has: one module's sensor
+// never holds up the others, nor planning.
 func (a *Agent) sense(ctx context.Context) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
 	for _, m := range a.set.mods {
-		for _, s := range m.sensors {
-			raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: s.spec.Name, Path: s.path.String()})
-			a.moduleOutcome(m.name, "sense", err)
-			if errors.Is(err, wasmhost.ErrCall) {
-				a.event(Event{Kind: EventModuleError, Module: m.name, Job: s.spec.Name, Path: s.path.String(), Message: err.Error()})
-			}
+		if len(m.sensors) == 0 {
+			continue
+		}
+		a.mu.Lock()
+		busy := a.sensing[m.name]
+		if !busy {
+			a.sensing[m.name] = true
+		}
+		a.mu.Unlock()
+		if busy {
+			continue
+		}
+		wg.Add(1)
+		a.rounds.Add(1)
+		go func() {
+			defer a.rounds.Done()
+			defer wg.Done()
+			err := a.senseModule(ctx, m)
+			a.mu.Lock()
+			delete(a.sensing, m.name)
+			a.mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
-				continue
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
-			v, err := state.Parse(raw)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
-				continue
-			}
-			if err := live(live{a}).Apply(s.path, v); err != nil {
-				errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
-			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(a.senseInterval())
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// maxSensorValue bounds the JSON one sensor may report: what sensors report
+// makes the state, and the state goes into every state report.
+const maxSensorValue = 64 << 10
+
+// senseModule calls a module's sensors in turn.
+func (a *Agent) senseModule(ctx context.Context, m *module) error {
+	var errs []error
+	for _, s := range m.sensors {
+		raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: s.spec.Name, Path: s.path.String()})
+		a.moduleOutcome(m.name, "sense", err)
+		if errors.Is(err, wasmhost.ErrCall) {
+			a.event(Event{Kind: EventModuleError, Module: m.name, Job: s.spec.Name, Path: s.path.String(), Message: err.Error()})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
+			continue
+		}
+		if len(raw) > maxSensorValue {
+			err := fmt.Errorf("sensor %s reported %d bytes, more than the %d a sensor may (its value goes into every state report)", s.spec.Name, len(raw), maxSensorValue)
+			a.event(Event{Kind: EventModuleError, Module: m.name, Job: s.spec.Name, Path: s.path.String(), Message: err.Error()})
+			errs = append(errs, err)
+			continue
+		}
+		v, err := state.Parse(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
+			continue
+		}
+		if err := (live{a}).Apply(s.path, v); err != nil {
+			errs = append(errs, fmt.Errorf("sensor %s.%s: %w", m.name, s.spec.Name, err))
 		}
 	}
 	return errors.Join(errs...)

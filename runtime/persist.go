@@ -25,6 +25,14 @@ func modulePreviousKey(name string) []byte { return []byte("module/" + name + "/
 func moduleConfiguredKey(name string) []byte { return []byte("module/" + name + "/configured") }
 
 // moduleBadKey marks code that was rolled back, so it is not activated again.
+// moduleAttemptKey holds the code hash of an install under way; found at
+// a start, the install was cut short (by that code, or a power cut).
+func moduleAttemptKey(name string) []byte { return []byte("module/" + name + "/attempt") }
+
+// moduleRefusedKey holds the hash, a space and the reason of the last code
+// refused for having been under way when the agent stopped.
+func moduleRefusedKey(name string) []byte { return []byte("module/" + name + "/refused") }
+
 func moduleBadKey(name, hash string) []byte { return []byte("module/" + name + "/bad/" + hash) }
 
 func moduleCodeKey(name, hash string) []byte {

@@ -55,7 +55,8 @@ func NewPlanner(ctx context.Context, opts PlannerOptions) (*Planner, error) {
 			config = opts.ConfigByName[m.Manifest().Name]
 			m.Close(ctx)
 		}
-		if _, err := p.set.add(ctx, spec.Name, spec.Wasm, spec.Grants, config); err != nil {
+		spec.Config = config
+		if _, err := p.set.add(ctx, spec, spec.Wasm); err != nil {
 			host.Close(ctx)
 			return nil, err
 		}
@@ -72,6 +73,9 @@ func (p *Planner) Evaluator() plan.Evaluator { return p.ev }
 
 // Find searches for a plan from current to target.
 func (p *Planner) Find(ctx context.Context, current, target any, opts plan.Options) (*plan.Plan, error) {
+	if opts.MayExpand == nil {
+		opts.MayExpand = p.set.mayExpand
+	}
 	return plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), p.set.jobs, p.ev, current, target, opts)
 }
 

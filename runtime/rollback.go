@@ -81,10 +81,11 @@ func (a *Agent) rollback(ctx context.Context, name, why string) error {
 	}
 	spec := a.specs[name]
 	a.set.remove(ctx, name)
-	mod, err := a.set.add(ctx, name, wasm, spec.Grants, spec.Config)
+	mod, err := a.set.add(ctx, spec, wasm)
 	if err != nil {
 		return fmt.Errorf("loading the previous version: %w", err)
 	}
+	mod.hash = string(prev)
 	for _, kv := range [][2][]byte{
 		{moduleBadKey(name, string(cur)), []byte(why)},
 		{moduleActiveKey(name), prev},
@@ -97,9 +98,9 @@ func (a *Agent) rollback(ctx context.Context, name, why string) error {
 		return err
 	}
 	a.mu.Lock()
-	a.status.Modules = a.moduleVersions()
 	a.failures, a.nextTry = 0, time.Time{} // plan again at once
 	a.mu.Unlock()
+	a.modulesChanged()
 	msg := fmt.Sprintf("version %s failed %d calls in a row (last: %s); rolled back to version %s", oldVersion, rollbackAfter, why, mod.m.Manifest().Version)
 	a.log.Warn("module rolled back", "module", name, "from", oldVersion, "to", mod.m.Manifest().Version, "why", why)
 	a.event(Event{Kind: EventModuleRolledBack, Module: name, Message: msg})

@@ -105,6 +105,9 @@ type SensorSpec struct {
 
 // Validate checks what the host relies on.
 func (m Manifest) Validate() error {
+	if err := m.checkBounds(); err != nil { // module.go
+		return err
+	}
 	if m.Name == "" || m.Version == "" {
 		return fmt.Errorf("sdk: manifest needs a name and a version (got %q, %q)", m.Name, m.Version)
 	}
@@ -201,6 +204,7 @@ const (
 	ErrnoIO         Errno = 4 // the hardware reported an error
 	ErrnoBadArg     Errno = 5 // an argument was out of range or not UTF-8
 	ErrnoNoDevice   Errno = 6 // no I2C device answered at the address (NACK)
+	ErrnoRate       Errno = 7 // past the rate the grant allows (GPIO writes); try later
 )
 
 var errnoText = map[Errno]string{
@@ -210,6 +214,7 @@ var errnoText = map[Errno]string{
 	ErrnoIO:         "hardware I/O error",
 	ErrnoBadArg:     "bad argument",
 	ErrnoNoDevice:   "no device answers at that address",
+	ErrnoRate:       "past the rate granted for this resource",
 }
 
 // Error makes an Errno an error; the guest SDK returns these.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/version"
+	"github.com/tern-iot/tern/runtime"
 )
 
 const usage = `ternd: the tern device agent
@@ -85,6 +86,10 @@ func run(args []string) int {
 		}
 		fmt.Printf("ternd provision: applied %s: wrote %s %v; removed %v\n", res.From, res.Config, res.Written, res.Removed)
 		return 0
+	case "compile-module":
+		// Not for people: ternd runs itself so to compile a new module
+		// under a time and memory bound (runtime.Options.CompileCommand).
+		return runtime.ServeCompile(args, os.Stdin, os.Stderr)
 	case "run":
 	case "help", "-h", "--help":
 		fmt.Print(usage)

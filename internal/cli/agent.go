@@ -116,10 +116,18 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if v == 0 {
 		v = uint64(time.Now().UnixMilli())
 	}
+	if err := checkVersionFlag(v); err != nil {
+		return err
+	}
+	topics := fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}
+	if err := topics.Validate(); err != nil {
+		return usageError{err}
+	}
 	r, err := fleet.NewAgentRelease(*arch, v, bin)
 	if err != nil {
 		return err
 	}
+	r.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	if len(r.Gzip) > fleet.MaxAgentCompressed {
 		return fmt.Errorf("%s compresses to %d bytes, over the %d MiB limit of agent releases", path, len(r.Gzip), fleet.MaxAgentCompressed>>20)
 	}
@@ -138,7 +146,7 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "released ternd %s for %s as version %d on %s (%d bytes, %d compressed, sha256 %.12s, signed by %s)\n",
-		orDash(agentVersion), *arch, v, fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}.Agent(*arch), len(bin), len(r.Gzip), r.SHA256,
+		orDash(agentVersion), *arch, v, topics.Agent(*arch), len(bin), len(r.Gzip), r.SHA256,
 		signing.KeyID(priv.Public().(ed25519.PublicKey)))
 	return nil
 }

@@ -45,6 +45,9 @@ func TestAgentRelease(t *testing.T) {
 	if err := r.Verify(signing.NewTrust(pub)); err != nil {
 		t.Errorf("the release does not verify: %v", err)
 	}
+	if err := r.CheckTopics(fleet.Topics{Fleet: "default"}); err != nil {
+		t.Errorf("a device of the default fleet refuses it: %v", err)
+	}
 
 	url := fleettest.Embedded(t)
 	code, out, errOut = tern(t, "agent", "release", "--broker", url, "--fleet", "cli", "--key", key, "--agent-version", "v9.8.7", bin)
@@ -62,6 +65,7 @@ func TestAgentRelease(t *testing.T) {
 		{[]string{self}, cli.ExitFail, "not ternd"},
 		{[]string{key}, cli.ExitFail, "not a Go binary"},
 		{[]string{"--dry-run", "--key", "", bin}, cli.ExitUsage, "needs --key"},
+		{[]string{"--version", "9007199254740992", bin}, cli.ExitUsage, "above the largest version"},
 	} {
 		args := append([]string{"agent", "release", "--key", key, "--dry-run"}, tc.args...)
 		if code, _, errOut := tern(t, args...); code != tc.code || !strings.Contains(errOut, tc.says) {

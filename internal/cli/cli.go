@@ -44,8 +44,8 @@ Usage:
                                                push a (signed) target to a device or a group
   tern sign   [--fleet NAME] --device ID | --group NAME --key K.key [--version N] FILE|-|JSON
                                                print a signed target envelope, to publish elsewhere
-  tern release [fleet flags] --key K.key [--version N] [--dry-run] M.wasm
-                                               release a module to the fleet
+  tern release [fleet flags] --module NAME --key K.key [--version N] [--config ternd.yaml]
+               [--dry-run] M.wasm              release M.wasm to the fleet as module NAME
   tern status [fleet flags] [--group G | --device ID] [--json] [--wait D]
                                                a table of devices: online, version, converged, errors
   tern watch  [fleet flags] [--group G | --device ID] [--version N] [--until-converged]
@@ -383,7 +383,15 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if v == 0 {
 		v = uint64(time.Now().UnixMilli())
 	}
+	if err := checkVersionFlag(v); err != nil {
+		return err
+	}
+	topics := fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}
+	if err := topics.Validate(); err != nil {
+		return usageError{err}
+	}
 	env := fleet.TargetEnvelope{Format: fleet.Format, Version: v, Target: doc, Issued: time.Now().UTC()}
+	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
 	}
@@ -397,13 +405,12 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		}
 	}
 	if cmd == "sign" {
-		topics := fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}
 		topic := topics.DeviceTarget(*device)
 		if *group != "" {
 			topic = topics.GroupTarget(*group)
 		}
 		fmt.Fprintf(stdout, "%s\n", mustJSON(env))
-		fmt.Fprintf(stderr, "signed target version %d for %s by %s; publish it retained, QoS 1, on %s\n", v, scope, env.Key, topic)
+		fmt.Fprintf(stderr, "signed target version %d for %s of fleet %s by %s; publish it retained, QoS 1, on %s (devices of other fleets refuse it)\n", v, scope, ff.fleet, env.Key, topic)
 		return nil
 	}
 	op, err := ff.dial(ctx)
@@ -424,6 +431,15 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		signed = "signed by " + env.Key
 	}
 	fmt.Fprintf(stdout, "pushed target version %d to %s/%s (%s)\n", v, ff.fleet, scope, signed)
+	return nil
+}
+
+// checkVersionFlag refuses a --version devices would refuse: above
+// fleet.MaxVersion.
+func checkVersionFlag(v uint64) error {
+	if v > fleet.MaxVersion {
+		return usageError{fmt.Errorf("--version %d is above the largest version, %d (2^53-1, the largest whole number every JSON reader carries exactly): devices refuse it; use a smaller one (the default, the time in milliseconds, is far below)", v, fleet.MaxVersion)}
+	}
 	return nil
 }
 

@@ -133,6 +133,17 @@ func TestSign(t *testing.T) {
 	if err := env.Verify(fleet.GroupScope("fans"), trust); err == nil {
 		t.Error("the envelope also verifies for group fans")
 	}
+	if env.Fleet != "demo" || env.Prefix != "tern" {
+		t.Errorf("signed for %s/%s, want tern/demo", env.Prefix, env.Fleet)
+	}
+	if err := env.CheckTopics(fleet.Topics{Fleet: "demo"}); err != nil {
+		t.Errorf("a device of fleet demo refuses it: %v", err)
+	}
+	forged := env
+	forged.Fleet = "prod"
+	if err := forged.Verify(fleet.GroupScope("heaters"), trust); err == nil {
+		t.Error("the envelope also verifies for fleet prod")
+	}
 	if !strings.Contains(errOut, "tern/demo/groups/heaters/target") {
 		t.Errorf("stderr does not name the topic to publish on: %q", errOut)
 	}
@@ -140,5 +151,18 @@ func TestSign(t *testing.T) {
 	code, _, errOut = tern(t, "sign", "--device", "pi-001", `{}`)
 	if code != cli.ExitUsage || !strings.Contains(errOut, "sign needs --key") {
 		t.Errorf("sign without --key: exit %d, %q; want usage error naming --key", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"sign", "--device", "pi-001", "--key", key, "--version", "9007199254740992", `{}`},
+		{"push", "--device", "pi-001", "--version", "18446744073709551615", `{}`},
+	} {
+		code, _, errOut = tern(t, args...)
+		if code != cli.ExitUsage || !strings.Contains(errOut, "is above the largest version, 9007199254740991") {
+			t.Errorf("tern %s: exit %d, %q; want a usage error about the ceiling", strings.Join(args, " "), code, errOut)
+		}
+	}
+	code, out, errOut = tern(t, "sign", "--device", "pi-001", "--key", key, "--version", "9007199254740991", `{}`)
+	if env, err := fleet.ParseTargetEnvelope([]byte(out)); code != cli.ExitOK || err != nil || env.Version != fleet.MaxVersion {
+		t.Errorf("sign at the largest version: exit %d, %v, %q", code, err, errOut)
 	}
 }

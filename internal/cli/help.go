@@ -34,11 +34,11 @@ var helps = map[string]commandHelp{
 		},
 	},
 	"release": {
-		summary: "Release a job module to the fleet: signed (the module too, if it is not yet),\nretained on the module's topic, so every device that runs the module installs\nit, now or when it comes back. --version defaults to one more than the\nretained release. At most 8 MiB of code.",
+		summary: "Release a job module to the fleet as module NAME (--module, required): signed\n(the module too, if it is not yet) for the fleet and topic prefix, retained on\nNAME's topic, so every device that runs NAME installs it, now or when it comes\nback, and runs it with the grants its ternd.yaml gives NAME. The file's manifest\nmust name NAME too. Before publishing it prints those grants (--config: one\ndevice's). --version defaults to one more than the retained release; at most\n2^53-1. At most 8 MiB of code.",
 		examples: []string{
-			"tern release --fleet demo --key ops.key thermostat.wasm",
-			"tern release --fleet demo --key ops.key --version 12 relay.wasm",
-			"tern release --key ops.key --dry-run relay.wasm > release.json && mosquitto_pub -t tern/demo/modules/relay -r -q 1 -f release.json",
+			"tern release --fleet demo --module thermostat --key ops.key thermostat.wasm",
+			"tern release --fleet demo --module relay --key ops.key --version 12 --config ternd.yaml relay.wasm",
+			"tern release --fleet demo --module relay --key ops.key --dry-run relay.wasm > release.json && mosquitto_pub -t tern/demo/modules/relay -r -q 1 -f release.json",
 		},
 	},
 	"sign": {

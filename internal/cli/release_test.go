@@ -1,6 +1,9 @@
 package cli_test
 
 import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +18,10 @@ import (
 	"github.com/tern-iot/tern/internal/wat"
 )
 
-// tern release signs the module if it is not, prints the envelope with
-// --dry-run, publishes it otherwise, and picks the version after the
-// retained one.
+// tern release signs the module if it is not (embedding its manifest
+// first), signs the release for the fleet and prefix given, prints the
+// envelope with --dry-run, publishes it otherwise, and picks the version
+// after the retained one.
 func TestRelease(t *testing.T) {
 	dir := t.TempDir()
 	pub, err := signing.Generate(dir, "ops")
@@ -31,7 +35,7 @@ func TestRelease(t *testing.T) {
 	}
 	trust := signing.NewTrust(pub)
 
-	code, out, errOut := tern(t, "release", "--key", key, "--version", "3", "--dry-run", mod)
+	code, out, errOut := tern(t, "release", "--fleet", "demo", "--module", "evil", "--key", key, "--version", "3", "--dry-run", mod)
 	if code != cli.ExitOK {
 		t.Fatalf("release --dry-run: %d %q", code, errOut)
 	}
@@ -39,18 +43,31 @@ func TestRelease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--dry-run printed no release: %v\n%.300s", err, out)
 	}
-	if env.Module != "evil" || env.ModuleVersion != "2.0.0" || env.Version != 3 {
-		t.Errorf("release of %s %s version %d, want evil 2.0.0 version 3", env.Module, env.ModuleVersion, env.Version)
+	if env.Module != "evil" || env.ModuleVersion != "2.0.0" || env.Version != 3 || env.Fleet != "demo" || env.Prefix != "tern" {
+		t.Errorf("release of %s %s version %d for %s/%s, want evil 2.0.0 version 3 for tern/demo", env.Module, env.ModuleVersion, env.Version, env.Prefix, env.Fleet)
 	}
 	if err := env.Verify(trust); err != nil {
 		t.Errorf("the release does not verify: %v", err)
 	}
+	if err := env.CheckTopics(fleet.Topics{Fleet: "demo"}); err != nil {
+		t.Errorf("a device of fleet demo refuses it: %v", err)
+	}
+	if err := env.CheckTopics(fleet.Topics{Fleet: "prod"}); !errors.Is(err, fleet.ErrWrongFleet) {
+		t.Errorf("a device of fleet prod takes it: %v", err)
+	}
 	if _, _, err := modfile.Verify(env.Wasm, trust); err != nil {
 		t.Errorf("the module inside is not signed: %v", err)
 	}
+	if man, ok, err := modfile.Manifest(env.Wasm); err != nil || !ok || man.Name != "evil" {
+		t.Errorf("the module inside carries no manifest naming it (%v, %v): %+v", ok, err, man)
+	}
+	if !strings.Contains(errOut, "grants: each device runs evil with the grants under modules[].grants for evil in its own ternd.yaml") ||
+		!strings.Contains(errOut, "the code asks for gpio, i2c, serial") {
+		t.Errorf("release does not say where the grants come from: %q", errOut)
+	}
 
 	broker := fleettest.Embedded(t)
-	flags := []string{"--broker", broker, "--fleet", "cli", "--key", key}
+	flags := []string{"--broker", broker, "--fleet", "cli", "--key", key, "--module", "evil"}
 	code, out, errOut = tern(t, append(append([]string{"release"}, flags...), "--version", "7", mod)...)
 	if code != cli.ExitOK || !strings.Contains(out, "released evil 2.0.0 as version 7 on tern/cli/modules/evil") {
 		t.Fatalf("release --version 7: %d %q %q", code, out, errOut)
@@ -65,11 +82,94 @@ func TestRelease(t *testing.T) {
 	}
 	defer op.Close()
 	held, ok, err := op.RetainedRelease(t.Context(), "evil", 10*time.Second)
-	if err != nil || !ok || held.Version != 8 || held.Key != signing.KeyID(pub) {
-		t.Errorf("retained: version %d by %s, ok %v, err %v; want version 8 by the key", held.Version, held.Key, ok, err)
+	if err != nil || !ok || held.Version != 8 || held.Key != signing.KeyID(pub) || held.Fleet != "cli" {
+		t.Errorf("retained: version %d by %s for fleet %s, ok %v, err %v; want version 8 by the key for fleet cli", held.Version, held.Key, held.Fleet, ok, err)
 	}
 
-	if code, _, errOut := tern(t, "release", "--dry-run", mod); code != cli.ExitUsage || !strings.Contains(errOut, "needs --key") {
-		t.Errorf("release without a key: %d %q", code, errOut)
+	// The retained release holds the largest version: no next one.
+	top := fleet.NewRelease("evil", fleet.MaxVersion, env.Wasm)
+	top.SetTopics(fleet.Topics{Fleet: "cli"})
+	top.Sign(mustKey(t, key))
+	if err := op.PushRelease(t.Context(), top); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = tern(t, append(append([]string{"release"}, flags...), mod)...)
+	if code != cli.ExitFail || !strings.Contains(errOut, fmt.Sprintf("has version %d, the largest there is", uint64(fleet.MaxVersion))) {
+		t.Errorf("release after the largest version: %d %q", code, errOut)
+	}
+}
+
+func mustKey(t *testing.T, path string) ed25519.PrivateKey {
+	t.Helper()
+	priv, err := signing.ReadPrivate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+// tern release refuses, before it signs or publishes anything, what
+// would replace the wrong module, carry a version devices refuse, or go
+// to a fleet the device named by --config is not in; and with --config it
+// prints the grants the release runs with there.
+func TestReleaseRefusals(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := signing.Generate(dir, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "ops.key")
+	mod := filepath.Join(dir, "evil.wasm")
+	if err := os.WriteFile(mod, wat.AssembleFile(t, filepath.Join("..", "daemon", "testdata", "evil-2.0.0.wat")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	config := func(lines ...string) string {
+		path := filepath.Join(t.TempDir(), "ternd.yaml")
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	withEvil := config("device: pi-007", "fleet: demo", "modules:", "  - name: evil", "    grants: {gpio: [GPIO17, GPIO27], i2c: [i2c1:0x48]}")
+	withoutEvil := config("device: pi-008", "fleet: demo", "modules:", "  - name: relay")
+	otherFleet := config("device: pi-009", "fleet: prod", "modules:", "  - name: evil")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"no --module", []string{mod}, cli.ExitUsage,
+			`release needs --module NAME, the module the release replaces on every device that runs it (and whose grants it runs with); ` + mod + ` calls itself "evil": if that is the module to replace, add --module evil`},
+		{"another module", []string{"--module", "relay", mod}, cli.ExitUsage,
+			mod + ` calls itself "evil" (its manifest), not "relay": released as relay it would replace relay on every device and run with relay's grants; release it with --module evil`},
+		{"bad --module", []string{"--module", "a/b", mod}, cli.ExitUsage, "--module"},
+		{"version above the ceiling", []string{"--module", "evil", "--version", "9007199254740992", mod}, cli.ExitUsage,
+			"--version 9007199254740992 is above the largest version, 9007199254740991"},
+		{"version 2^64-1", []string{"--module", "evil", "--version", "18446744073709551615", mod}, cli.ExitUsage, "above the largest version"},
+		{"a device of another fleet", []string{"--module", "evil", "--config", otherFleet, mod}, cli.ExitUsage,
+			"is a device of fleet prod (topic tern/prod/modules/evil), but the release goes to tern/demo/modules/evil"},
+		{"a device of another prefix", []string{"--module", "evil", "--prefix", "acme", "--config", withEvil, mod}, cli.ExitUsage,
+			"but the release goes to acme/demo/modules/evil"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"release", "--fleet", "demo", "--key", key, "--dry-run"}, tc.args...)
+			code, out, errOut := tern(t, args...)
+			if code != tc.code || !strings.Contains(errOut, tc.says) || out != "" {
+				t.Errorf("tern %s: exit %d, stdout %.80q, stderr %q; want exit %d saying %q", strings.Join(args, " "), code, out, errOut, tc.code, tc.says)
+			}
+		})
+	}
+
+	for config, says := range map[string]string{
+		withEvil:    "grants: on devices configured like " + withEvil + " (device pi-007), evil runs with gpio [GPIO17 GPIO27], i2c [i2c1:0x48], serial none; the code asks for gpio, i2c, serial",
+		withoutEvil: "grants: " + withoutEvil + " does not run module evil, so devices configured like it ignore this release",
+	} {
+		code, out, errOut := tern(t, "release", "--fleet", "demo", "--key", key, "--dry-run", "--module", "evil", "--config", config, mod)
+		if code != cli.ExitOK || !strings.Contains(errOut, says) {
+			t.Errorf("release --config %s: exit %d, stderr %q; want it to say %q", config, code, errOut, says)
+		}
+		if _, err := fleet.ParseReleaseEnvelope([]byte(out)); err != nil {
+			t.Errorf("release --config %s printed no release: %v", config, err)
+		}
 	}
 }

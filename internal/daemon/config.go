@@ -76,6 +76,46 @@ type Config struct {
 	// idle (converged, or no target). Otherwise it is rolled back. Default
 	// 2m; in YAML a duration such as 90s.
 	UpdateHealthTimeout Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
+	// ModuleLimits bound what a module may cost the device.
+	ModuleLimits ModuleLimits `yaml:"module_limits" json:"module_limits"`
+	// SharedGrants names hardware more than one module may be granted
+	// ("GPIO4", "i2c1:0x48", "ttyS0"); ternd refuses to start when two
+	// modules are granted anything else that is the same.
+	SharedGrants []string `yaml:"shared_grants" json:"shared_grants"`
+}
+
+// ModuleLimits bound what one module may cost the device. Zero fields take
+// the defaults.
+type ModuleLimits struct {
+	// CallTimeout bounds one call into a module (a job's condition, effect
+	// or run). Default 10s.
+	CallTimeout Duration `yaml:"call_timeout" json:"call_timeout"`
+	// SensorTimeout bounds one sensor call. Default call_timeout.
+	SensorTimeout Duration `yaml:"sensor_timeout" json:"sensor_timeout"`
+	// MemoryMiB caps each module instance's linear memory. Default 128.
+	MemoryMiB int `yaml:"memory_mib" json:"memory_mib"`
+	// CompileTimeout bounds compiling a new module (in a child process).
+	// Default 1m.
+	CompileTimeout Duration `yaml:"compile_timeout" json:"compile_timeout"`
+	// CompileMemoryMiB bounds the memory compiling a module may take.
+	// Default 1024.
+	CompileMemoryMiB int `yaml:"compile_memory_mib" json:"compile_memory_mib"`
+}
+
+func (l ModuleLimits) validate() []error {
+	var errs []error
+	for name, d := range map[string]Duration{"call_timeout": l.CallTimeout, "sensor_timeout": l.SensorTimeout, "compile_timeout": l.CompileTimeout} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("module_limits.%s: %v is negative; leave it out for the default", name, d))
+		}
+	}
+	if l.MemoryMiB < 0 || l.MemoryMiB > 4096 {
+		errs = append(errs, fmt.Errorf("module_limits.memory_mib: %d is outside 1..4096 (a module's memory is 32-bit); leave it out for the default (128)", l.MemoryMiB))
+	}
+	if l.CompileMemoryMiB < 0 || l.CompileMemoryMiB > 0 && l.CompileMemoryMiB < 64 {
+		errs = append(errs, fmt.Errorf("module_limits.compile_memory_mib: %d is below 64, too little to compile any module; leave it out for the default (1024)", l.CompileMemoryMiB))
+	}
+	return errs
 }
 
 // Duration is a time.Duration written as text in the configuration
@@ -114,6 +154,9 @@ type ModuleConfig struct {
 		// Serial ports as name or name@baud, e.g. ttyS0@9600.
 		Serial []string `yaml:"serial" json:"serial"`
 	} `yaml:"grants" json:"grants"`
+	// Expand names modules whose jobs this module's methods may expand
+	// into although that module's hardware is not granted to this one.
+	Expand []string `yaml:"expand" json:"expand"`
 	// Config is passed to the module with every call.
 	Config any `yaml:"config" json:"config"`
 }
@@ -215,6 +258,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Sim.validate(c.Board)...)
+	errs = append(errs, c.ModuleLimits.validate()...)
 	if _, err := c.Trust(); err != nil {
 		errs = append(errs, err)
 	}

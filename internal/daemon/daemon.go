@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,11 @@ type Hardware struct {
 	// Clock is the board's wall clock; nil: time.Now. The testbench makes
 	// it jump (see runtime.Options.Clock).
 	Clock func() time.Time
+	// CompileCommand is the child process that compiles new modules under
+	// the module_limits (runtime.Options.CompileCommand); nil: in
+	// process. With no Hardware at all, ternd runs its own binary
+	// ("ternd compile-module").
+	CompileCommand []string
 }
 
 // Run is ternd: it runs until ctx is done.
@@ -60,6 +66,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		if hw, physics, err = hardware(board, cfg.Sim); err != nil {
 			return err
 		}
+		hw.CompileCommand = compileCommand(log)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
@@ -99,6 +106,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
 		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock,
+		CallTimeout: time.Duration(cfg.ModuleLimits.CallTimeout), SensorTimeout: time.Duration(cfg.ModuleLimits.SensorTimeout),
+		ModuleMemoryMiB: cfg.ModuleLimits.MemoryMiB, SharedGrants: cfg.SharedGrants,
+		CompileCommand: hw.CompileCommand, CompileTimeout: time.Duration(cfg.ModuleLimits.CompileTimeout), CompileMemoryMiB: cfg.ModuleLimits.CompileMemoryMiB,
 	})
 	if err != nil {
 		return err
@@ -241,6 +251,18 @@ func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Lo
 
 // feed hands targets and module releases from the fleet to the agent.
 func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *releases, up *updater, a *runtime.Agent, log *slog.Logger) {
+	// Module releases install one at a time, in the order they came, on
+	// their own goroutine: compiling one may take up to its bound, and
+	// targets must reach the agent meanwhile.
+	releases := make(chan fleet.ReleaseEnvelope, 16)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(releases)
+	wg.Go(func() {
+		for env := range releases {
+			release(ctx, env, rels, a, log)
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():
@@ -267,7 +289,11 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			if !ok {
 				return
 			}
-			release(ctx, env, rels, a, log)
+			select {
+			case releases <- env:
+			case <-ctx.Done():
+				return
+			}
 		case r, ok := <-dev.AgentReleases():
 			if !ok {
 				return
@@ -358,6 +384,20 @@ func hardware(b boards.Board, s SimConfig) (*Hardware, func(context.Context), er
 	return &Hardware{GPIO: chip, I2C: &i2cdev.Buses{}, Serial: serialdev.Opener{Devices: ports}}, nil, nil
 }
 
+// compileCommand is how ternd compiles a new module: in a child process of
+// its own binary ("ternd compile-module"), so that compiling a hostile
+// module cannot take the agent down. Only a binary named ternd serves
+// that command; another program running the daemon (a test) passes
+// Hardware.CompileCommand, or compiles in process.
+func compileCommand(log *slog.Logger) []string {
+	exe, err := os.Executable()
+	if err != nil || !strings.HasPrefix(filepath.Base(exe), "ternd") {
+		log.Warn("compiling modules in the agent's process, bounded only by the pre-decode checks: not running as ternd", "binary", exe, "err", err)
+		return nil
+	}
+	return []string{exe, "compile-module"}
+}
+
 func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
 	var specs []runtime.ModuleSpec
 	for _, m := range cfg.Modules {
@@ -365,7 +405,7 @@ func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ternd: module %s: config: %w", m.Name, err)
 		}
-		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Grants: runtime.Grants{GPIO: m.Grants.GPIO, I2C: m.Grants.I2C, Serial: m.Grants.Serial}}
+		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Expand: m.Expand, Grants: runtime.Grants{GPIO: m.Grants.GPIO, I2C: m.Grants.I2C, Serial: m.Grants.Serial}}
 		if m.Path != "" {
 			wasm, err := os.ReadFile(m.Path)
 			switch {

@@ -202,6 +202,7 @@ func (v *fleetView) release(t *testing.T, env fleet.ReleaseEnvelope) {
 func (v *fleetView) push(t *testing.T, version uint64, target string, priv ed25519.PrivateKey) {
 	t.Helper()
 	env := fleet.TargetEnvelope{Format: fleet.Format, Version: version, Target: json.RawMessage(target)}
+	env.SetTopics(relTopics)
 	if err := env.Sign(fleet.DeviceScope("pi-001"), priv); err != nil {
 		t.Fatal(err)
 	}
@@ -225,8 +226,14 @@ func (v *fleetView) publishRaw(t *testing.T, topic string, payload []byte) {
 	}
 }
 
+// relTopics are the fleet of the release tests' device.
+var relTopics = fleet.Topics{Fleet: "rel"}
+
+// release is a release of wasm for the device's fleet, signed with priv
+// unless it is nil.
 func release(module string, version uint64, wasm []byte, priv ed25519.PrivateKey) fleet.ReleaseEnvelope {
 	env := fleet.NewRelease(module, version, wasm)
+	env.SetTopics(relTopics)
 	if priv != nil {
 		env.Sign(priv)
 	}

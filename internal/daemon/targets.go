@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
@@ -16,7 +17,13 @@ import (
 // configuration lists them, each overriding the ones before, then the
 // device's own target over all of them. Overriding is per key, recursively;
 // a null deletes, whoever says it last. The combined version is the sum of
-// the sources' versions: it grows whenever any source does.
+// the sources' versions: it grows whenever any source does. Each source's
+// version is at most fleet.MaxVersion (2^53−1, the parser refuses more), so
+// the sum is at most (1 + groups) × (2^53−1): exact in a uint64 for up to
+// 2047 groups; a sum that would not fit is refused, never wrapped. With
+// tern's default versions (the time in milliseconds, about 2^41) it stays
+// below 2^53, where JSON doubles are exact, for up to 2048 sources
+// (until the year 2109).
 //
 // Each source's version is kept in the store, so a replayed or older
 // envelope of one source is refused even after a restart.
@@ -70,6 +77,9 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 	}
 	held := c.sources[st.Scope]
 	switch {
+	case st.Version < held.Version && held.Version > fleet.MaxVersion:
+		return 0, nil, false, fmt.Errorf("%s target version %d refused: the version held, %d, was accepted before versions had a ceiling (2^53-1) and no version can follow it; remove the data directory's store on the device to start over",
+			st.Scope, st.Version, held.Version)
 	case st.Version < held.Version:
 		return 0, nil, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
 			st.Scope, st.Version, held.Version, held.Version)
@@ -78,6 +88,9 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 	case st.Version == held.Version:
 		return 0, nil, false, fmt.Errorf("%s target version %d refused: version %d is held with a different target; a version names one target, so push the change as a version above %d",
 			st.Scope, st.Version, held.Version, held.Version)
+	}
+	if _, err := c.combinedVersion(st.Scope, st.Version); err != nil {
+		return 0, nil, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
 	}
 	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target}
 	b, err := json.Marshal(c.sources)
@@ -98,9 +111,32 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 			return 0, nil, false, fmt.Errorf("%s target: %w", s, err)
 		}
 		combined = overlay(combined, v)
-		version += src.Version
+	}
+	version, err = c.combinedVersion("", 0)
+	if err != nil {
+		return 0, nil, false, err
 	}
 	return version, state.Canonical(combined), true, nil
+}
+
+// combinedVersion is the sum of the sources' versions, with scope's
+// replaced by version (scope "": none replaced). It fails, rather than
+// wrap, when the sum does not fit in a uint64: only versions held from
+// before the ceiling, or more than 2047 groups, get there.
+func (c *combiner) combinedVersion(scope string, version uint64) (uint64, error) {
+	var sum uint64
+	for _, s := range c.order {
+		v := c.sources[s].Version
+		if s == scope {
+			v = version
+		}
+		if sum+v < sum {
+			return 0, fmt.Errorf("the versions of this device's targets add up to more than %d, so no combined version grows past them; push the sources with smaller versions (at most %d each), or remove the data directory's store on the device to start over",
+				uint64(math.MaxUint64), fleet.MaxVersion)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // sameDocument reports whether two JSON documents are equal once

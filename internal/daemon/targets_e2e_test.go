@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,8 +14,9 @@ import (
 )
 
 // Through a real broker, a device with trusted keys refuses forged,
-// unsigned, older, replayed and misaddressed targets, each with a
-// target.refused event that says why, and keeps pursuing the target it
+// unsigned, older, replayed and misaddressed targets, targets made for
+// another fleet or topic prefix and versions above the ceiling, each with
+// a target.refused event that says why, and keeps pursuing the target it
 // holds; a good target after them is applied.
 func TestTargetRefusals(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, url string) {
@@ -29,8 +31,11 @@ func TestTargetRefusals(t *testing.T) {
 		v.push(t, 5, `{"fixed":{"a":true}}`, k.trusted)
 		v.state(t, "target 5 reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 5 })
 		topic := fleet.Topics{Fleet: "rel"}.DeviceTarget("pi-001")
-		envelope := func(version uint64, target, scope string) []byte {
+		// signedFor is an envelope for the fleet and prefix of topics,
+		// signed for scope ("stranger": by the stranger; "": unsigned).
+		signedFor := func(topics fleet.Topics, version uint64, target, scope string) []byte {
 			env := fleet.TargetEnvelope{Format: fleet.Format, Version: version, Target: json.RawMessage(target)}
+			env.SetTopics(topics)
 			if scope != "" {
 				priv := k.trusted
 				if scope == "stranger" {
@@ -46,6 +51,9 @@ func TestTargetRefusals(t *testing.T) {
 			}
 			return b
 		}
+		envelope := func(version uint64, target, scope string) []byte {
+			return signedFor(relTopics, version, target, scope)
+		}
 		v5 := envelope(5, `{"fixed":{"a":true}}`, fleet.DeviceScope("pi-001"))
 		for _, tc := range []struct {
 			name    string
@@ -57,6 +65,15 @@ func TestTargetRefusals(t *testing.T) {
 			{"older", envelope(4, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")), "older than the version 5"},
 			{"signed for another device", envelope(9, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-002")), "signature"},
 			{"version 5 with other content", envelope(5, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")), "version 5"},
+			{"signed for another fleet", signedFor(fleet.Topics{Fleet: "prod"}, 11, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")),
+				`target envelope version 11 was made for fleet "prod" with topic prefix "tern", not for fleet "rel" with prefix "tern": what is signed for one fleet is not valid in another; sign it for fleet rel with tern push (or tern sign) --fleet rel`},
+			{"signed for another prefix", signedFor(fleet.Topics{Prefix: "acme", Fleet: "rel"}, 11, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")),
+				`made for fleet "rel" with topic prefix "acme"`},
+			{"fleet rewritten after signing", bytes.Replace(signedFor(fleet.Topics{Fleet: "prod"}, 11, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")),
+				[]byte(`"fleet":"prod"`), []byte(`"fleet":"rel"`), 1), "signature does not match"},
+			{"version above the ceiling", bytes.Replace(envelope(12, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")),
+				[]byte(`"version":12`), []byte(`"version":9007199254740992`), 1), "above the largest version, 9007199254740991"},
+			{"format 1", []byte(`{"format":1,"version":13,"target":{"fixed":{"b":true}}}`), "no longer reads"},
 		} {
 			v.publishRaw(t, topic, tc.payload)
 			e := v.event(t, runtime.EventTargetRefused, tc.want)

@@ -14,6 +14,7 @@ import (
 func envelope(t *testing.T, scope string, version uint64, target string, sign func(*fleet.TargetEnvelope, string)) fleet.ScopedTarget {
 	t.Helper()
 	env := fleet.TargetEnvelope{Format: fleet.Format, Version: version, Target: json.RawMessage(target)}
+	env.SetTopics(fleet.Topics{Fleet: "demo"})
 	if sign != nil {
 		sign(&env, scope)
 	}
@@ -100,5 +101,54 @@ func TestCombinerSignatures(t *testing.T) {
 	}
 	if _, _, changed, err := c.offer(envelope(t, "device/pi-001", 3, `{"relays":{"heater":true}}`, sign)); err != nil || !changed {
 		t.Fatalf("signed target: %v %v", changed, err)
+	}
+}
+
+// Every source may carry the largest version: the combined version is
+// their sum, exact, never wrapped; sums that cannot fit (versions held
+// from before the ceiling) are refused, and so is any version after a held
+// one above the ceiling, each saying what to do.
+func TestCombinedVersionCeiling(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := newCombiner(st, nil, "pi-001", []string{"all", "heaters"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want uint64
+	for _, scope := range []string{"group/all", "group/heaters", "device/pi-001"} {
+		want += fleet.MaxVersion
+		v, _, changed, err := c.offer(envelope(t, scope, fleet.MaxVersion, `{}`, nil))
+		if err != nil || !changed || v != want {
+			t.Fatalf("%s at the largest version: combined %d, %v, %v; want %d", scope, v, changed, err, want)
+		}
+	}
+	if want != 3*(1<<53-1) {
+		t.Fatalf("combined %d, want 3 × (2^53-1)", want)
+	}
+
+	// A store written before versions had a ceiling.
+	legacy, _ := store.Open(t.TempDir())
+	defer legacy.Close()
+	if err := legacy.Put(keySources, []byte(`{"device/pi-001":{"version":18446744073709551615,"target":{}},"group/all":{"version":1,"target":{}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, err = newCombiner(legacy, nil, "pi-001", []string{"all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   fleet.ScopedTarget
+		want string
+	}{
+		{envelope(t, "group/all", 2, `{}`, nil), "refused: the versions of this device's targets add up to more than 18446744073709551615"},
+		{envelope(t, "device/pi-001", 3, `{}`, nil), "the version held, 18446744073709551615, was accepted before versions had a ceiling (2^53-1) and no version can follow it; remove the data directory's store"},
+	} {
+		if _, _, changed, err := c.offer(tc.in); changed || err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s version %d: %v %v; want a refusal saying %q", tc.in.Scope, tc.in.Version, changed, err, tc.want)
+		}
 	}
 }

@@ -25,7 +25,7 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 	}
 	jobs = sortJobs(jobs)
 	s := &search{
-		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict,
+		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict, mayExpand: opts.MayExpand,
 		jobs: jobs, byName: map[string]*Job{}, strictCands: map[string][]cand{},
 		w: newWork(current), target: target,
 		visited: map[uint64]struct{}{}, memo: map[string]Result{},
@@ -73,6 +73,7 @@ type search struct {
 
 	jobs        []*Job
 	byName      map[string]*Job
+	mayExpand   func(method, job *Job) error
 	strictCands map[string][]cand
 
 	w       *work
@@ -340,6 +341,11 @@ func (s *search) resolve(method *Job, st Step) (*Job, map[string]string, string)
 	j, ok := s.byName[name]
 	if !ok {
 		return nil, nil, "no job " + name
+	}
+	if j.Module != method.Module && s.mayExpand != nil {
+		if err := s.mayExpand(method, j); err != nil {
+			return nil, nil, err.Error()
+		}
 	}
 	params, ok := j.Pattern.Match(st.Path)
 	if !ok {

@@ -207,6 +207,11 @@ type Options struct {
 	// object the target names, a key the state has and the target does not
 	// must be deleted, where a job binds its path for a delete.
 	Strict bool
+	// MayExpand, if not nil, is asked before a method's step is bound to
+	// a job of another module; an error refuses that step (it is how a
+	// device keeps a module from actuating, through another module's
+	// jobs, hardware it is not granted). Nil: any job may be expanded into.
+	MayExpand func(method, job *Job) error
 }
 
 // Op is the change a path needs given whether it is present and its

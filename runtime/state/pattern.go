@@ -95,3 +95,16 @@ func (p Pattern) Match(ptr Pointer) (params map[string]string, ok bool) {
 	}
 	return params, true
 }
+
+// Overlaps reports whether the pattern and ptr can name the same place or
+// one inside the other: ptr is a prefix of a path the pattern matches, or
+// a path the pattern matches is a prefix of ptr. Whoever writes ptr then
+// writes what a job bound to the pattern works on.
+func (p Pattern) Overlaps(ptr Pointer) bool {
+	for i := range min(len(p.segs), len(ptr)) {
+		if s := p.segs[i]; !s.param && s.text != ptr[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -79,3 +79,32 @@ func mustPattern(t testing.TB, s string) Pattern {
 	}
 	return p
 }
+
+func TestPatternOverlaps(t *testing.T) {
+	for _, c := range []struct {
+		pattern, ptr string
+		want         bool
+	}{
+		{"/relays/:name", "/relays", true},
+		{"/relays/:name", "/relays/heater", true},
+		{"/relays/:name", "/relays/heater/on", true},
+		{"/relays/:name", "", true},
+		{"/relays/:name", "/relaysx", false},
+		{"/relays/:name", "/room", false},
+		{"/room/heater", "/room/sensor", false},
+		{"/room", "/room/heater", true},
+		{"", "/anything", true},
+	} {
+		p, err := ParsePattern(c.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ptr, err := ParsePointer(c.ptr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Overlaps(ptr); got != c.want {
+			t.Errorf("%q overlaps %q = %v, want %v", c.pattern, c.ptr, got, c.want)
+		}
+	}
+}

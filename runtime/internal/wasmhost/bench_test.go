@@ -75,7 +75,7 @@ func BenchmarkGuestToHost(b *testing.B) {
 	  (local.set $i (i32.add (local.get $i) (i32.const 1)))
 	  (br_if $again (i32.lt_u (local.get $i) (i32.const %d))))
 	%s`, wasmtest.Strings, writes, wasmtest.Packed(wasmtest.OutNull, 2))
-	m, err := h.Load(ctx, wasmtest.Assemble(b, wasmtest.Module{Run: run}.Text()), wasmhost.Grants{GPIO: []string{"GPIO17"}}, nil)
+	m, err := h.Load(ctx, wasmtest.Assemble(b, wasmtest.Module{Run: run}.Text()), wasmhost.Grants{GPIO: []string{"GPIO17@1000000/s"}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

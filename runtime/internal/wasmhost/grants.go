@@ -5,12 +5,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Grants are the resources a device gives a module, named as the board
 // names them.
 type Grants struct {
-	// GPIO lines, e.g. "GPIO17".
+	// GPIO lines, e.g. "GPIO17", with the rate at which the module may
+	// write each: "GPIO17@10/s" (or /m, /h: a minute, an hour); without
+	// one, DefaultGPIORate. Relays and valves wear out, and a module in a
+	// loop can write a line hundreds of thousands of times a second.
 	GPIO []string `json:"gpio,omitempty" yaml:"gpio,omitempty"`
 	// I2C devices as "bus:address", e.g. "i2c1:0x48".
 	I2C []string `json:"i2c,omitempty" yaml:"i2c,omitempty"`
@@ -19,10 +23,93 @@ type Grants struct {
 	Serial []string `json:"serial,omitempty" yaml:"serial,omitempty"`
 }
 
-func (g Grants) allowsGPIO(line string) bool { return slices.Contains(g.GPIO, line) }
+// DefaultGPIORate is the write rate of a GPIO grant that names none:
+// generous for a relay or a bit-banged signal, yet a bound.
+const DefaultGPIORate = "200/s"
+
+// writeRate is how often a module may write a line: bursts of n writes,
+// refilled at n per per.
+type writeRate struct {
+	n   int
+	per time.Duration
+}
+
+var defaultWriteRate = writeRate{n: 200, per: time.Second}
+
+// maxWriteRate bounds n: more is no bound at all.
+const maxWriteRate = 1_000_000
+
+var rateUnits = map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}
+
+func (r writeRate) String() string {
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.per]
+	return strconv.Itoa(r.n) + "/" + unit
+}
+
+// words says r as a sentence would, "10 writes a second".
+func (r writeRate) words() string {
+	unit := map[time.Duration]string{time.Second: "a second", time.Minute: "a minute", time.Hour: "an hour"}[r.per]
+	return strconv.Itoa(r.n) + " writes " + unit
+}
+
+// perSecond is the refill rate in writes a second.
+func (r writeRate) perSecond() float64 { return float64(r.n) / r.per.Seconds() }
+
+// parseGPIOGrant reads "line" or "line@n/unit".
+func parseGPIOGrant(s string) (string, writeRate, error) {
+	line, rate, hasRate := strings.Cut(s, "@")
+	if !hasRate && line != "" {
+		return line, defaultWriteRate, nil
+	}
+	count, unit, _ := strings.Cut(rate, "/")
+	n, err := strconv.Atoi(count)
+	per, ok := rateUnits[unit]
+	if line == "" || err != nil || !ok || n < 1 || n > maxWriteRate {
+		return "", writeRate{}, fmt.Errorf("wasmhost: GPIO grant %q: want a line name, or name@writes/unit with unit s, m or h and writes from 1 to %d, e.g. GPIO17@10/s (no rate: %s)", s, maxWriteRate, DefaultGPIORate)
+	}
+	return line, writeRate{n: n, per: per}, nil
+}
+
+// gpioLine is the line a GPIO grant names, "" if the grant is malformed
+// (check refuses those at load).
+func gpioLine(grant string) string {
+	line, _, _ := strings.Cut(grant, "@")
+	return line
+}
+
+func (g Grants) allowsGPIO(line string) bool {
+	for _, s := range g.GPIO {
+		if gpioLine(s) == line {
+			return true
+		}
+	}
+	return false
+}
+
+// gpioRate is the write rate granted for a line (DefaultGPIORate if the
+// line is not granted: a caller asks only about granted lines).
+func (g Grants) gpioRate(line string) writeRate {
+	for _, s := range g.GPIO {
+		if l, r, err := parseGPIOGrant(s); err == nil && l == line {
+			return r
+		}
+	}
+	return defaultWriteRate
+}
 
 // check refuses grants that cannot mean anything.
 func (g Grants) check() error {
+	var lines []string
+	for _, s := range g.GPIO {
+		line, _, err := parseGPIOGrant(s)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(lines, line) {
+			return fmt.Errorf("wasmhost: GPIO grant %q: line %s is granted twice; keep one entry, with the rate it should have", s, line)
+		}
+		lines = append(lines, line)
+	}
 	for _, d := range g.I2C {
 		if _, _, err := parseI2CGrant(d); err != nil {
 			return err

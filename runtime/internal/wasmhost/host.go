@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,8 @@ type Options struct {
 	MemoryLimitPages uint32
 	// CallTimeout bounds one call into a module. Default 10 s.
 	CallTimeout time.Duration
+	// SenseTimeout bounds one sensor call (PhaseSense). Default CallTimeout.
+	SenseTimeout time.Duration
 	// MaxOutput caps the bytes a module may return from one call. Default 1 MiB.
 	MaxOutput uint32
 	// Instances is the pool size per module. Default 2.
@@ -68,6 +71,22 @@ type Options struct {
 	// Notify hears about a module's misbehaviour that is not the failure
 	// of a call (a log flood); nil: only logged.
 	Notify func(module, problem string)
+	// TableEntries caps the entries of each of an instance's tables (8
+	// bytes each). A table declared bigger, or without a maximum, has
+	// its maximum lowered to it: growing past it fails inside the
+	// module. Default 65536 (512 KiB); Go modules use a few thousand.
+	TableEntries uint32
+	// Isolation compiles new modules in a child process under a time and
+	// memory bound. Zero: in the agent's process (CacheDir is required
+	// for isolation, which fills it).
+	Isolation Isolation
+}
+
+func (o Options) maxTableEntries() uint32 {
+	if o.TableEntries == 0 {
+		return 1 << 16
+	}
+	return o.TableEntries
 }
 
 func (o Options) withDefaults() Options {
@@ -76,6 +95,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 10 * time.Second
+	}
+	if o.SenseTimeout == 0 {
+		o.SenseTimeout = o.CallTimeout
 	}
 	if o.MaxOutput == 0 {
 		o.MaxOutput = 1 << 20
@@ -92,7 +114,25 @@ func (o Options) withDefaults() Options {
 	if o.Notify == nil {
 		o.Notify = func(string, string) {}
 	}
+	o.Isolation = o.Isolation.withDefaults()
 	return o
+}
+
+// runtimeConfig is the wazero configuration of a host. The compile child
+// uses it too: the compiled code it caches is keyed by it.
+func runtimeConfig(o Options) wazero.RuntimeConfig {
+	cfg := wazero.NewRuntimeConfig()
+	if o.Interpreter {
+		cfg = wazero.NewRuntimeConfigInterpreter()
+	}
+	return cfg.
+		WithMemoryLimitPages(o.MemoryLimitPages).
+		// DWARF sections are parsed at decode when enabled: module bytes
+		// the agent gains nothing from and must not spend time on.
+		WithDebugInfoEnabled(false).
+		// A call past its deadline must stop even in a tight loop. wazero
+		// then checks the context in loops, which costs speed; see RATIONALE.md.
+		WithCloseOnContextDone(true)
 }
 
 // Host loads and runs modules.
@@ -101,8 +141,7 @@ type Host struct {
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
 
-	mu      sync.Mutex
-	refused map[string]time.Time // refusals reported, and when
+	noChild sync.Once // warned that the compile child cannot run
 }
 
 // ErrCall wraps every failure of a call into a module: a trap, a deadline,
@@ -112,16 +151,11 @@ var ErrCall = errors.New("wasmhost: module call failed")
 // New creates a host. Close it to release the runtime and the cache.
 func New(ctx context.Context, opts Options) (*Host, error) {
 	opts = opts.withDefaults()
-	cfg := wazero.NewRuntimeConfig()
-	if opts.Interpreter {
-		cfg = wazero.NewRuntimeConfigInterpreter()
+	if len(opts.Isolation.Command) > 0 && opts.CacheDir == "" {
+		return nil, errors.New("wasmhost: compiling in a child process needs a compilation cache: set CacheDir")
 	}
-	cfg = cfg.
-		WithMemoryLimitPages(opts.MemoryLimitPages).
-		// A call past its deadline must stop even in a tight loop. wazero
-		// then checks the context in loops, which costs speed; see RATIONALE.md.
-		WithCloseOnContextDone(true)
-	h := &Host{opts: opts, refused: map[string]time.Time{}}
+	cfg := runtimeConfig(opts)
+	h := &Host{opts: opts}
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("wasmhost: compilation cache: %w", err)
@@ -164,11 +198,15 @@ type Module struct {
 	jobIndex map[string]int
 	// CompileTime is how long compiling (or loading from cache) took.
 	CompileTime time.Duration
+	// Compile is what compiling cost in the isolation child (zero when
+	// the module was compiled in process or checked before).
+	Compile CompileStats
 
-	slots chan struct{} // one token per instance that may exist
-	mu    sync.Mutex
-	idle  []*instance
-	logs  logBucket
+	slots  chan struct{} // one token per instance that may exist
+	mu     sync.Mutex
+	idle   []*instance
+	closed bool
+	watch  watch // refusals, log and write rates
 }
 
 // Load compiles wasm, instantiates it once to read its manifest, and
@@ -178,17 +216,42 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 	if err := grants.check(); err != nil {
 		return nil, err
 	}
-	if err := precheck(wasm); err != nil {
+	wasm, err := precheck(wasm, h.opts.maxTableEntries())
+	if err != nil {
 		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
+	}
+	// Hosts of one process that share a cache (the testbench's agents)
+	// compile the same code once: the others wait, then load it cached.
+	if h.opts.CacheDir != "" {
+		unlock := lockCompile(h.opts.CacheDir, wasm)
+		defer unlock()
+	}
+	var stats CompileStats
+	if len(h.opts.Isolation.Command) > 0 && !h.checked(wasm) {
+		stats, err = h.compileIsolated(ctx, wasm)
+		switch {
+		case errors.Is(err, errNoChild):
+			h.noChild.Do(func() {
+				h.opts.Logger.Warn("compiling modules in the agent's process, bounded only by the pre-decode checks", "err", err)
+			})
+		case err != nil:
+			return nil, fmt.Errorf("wasmhost: %w", err)
+		default:
+			h.markChecked(wasm)
+		}
 	}
 	compiled, err := h.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
 	}
+	if err := h.checkImports(compiled); err != nil {
+		compiled.Close(ctx)
+		return nil, fmt.Errorf("wasmhost: %w", err)
+	}
 	m := &Module{
 		host: h, compiled: compiled, grants: grants, config: config,
-		CompileTime: time.Since(start),
-		slots:       make(chan struct{}, h.opts.Instances),
+		CompileTime: time.Since(start), Compile: stats,
+		slots: make(chan struct{}, h.opts.Instances),
 	}
 	for _, name := range []string{"tern_abi_version", "tern_alloc", "tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense", "_initialize"} {
 		if _, ok := compiled.ExportedFunctions()[name]; !ok {
@@ -245,11 +308,13 @@ func (m *Module) MemorySize() uint32 {
 // Manifest is what the module declared about itself.
 func (m *Module) Manifest() sdk.Manifest { return m.manifest }
 
-// Close closes the module's instances and its compiled code.
+// Close closes the module's instances and its compiled code. A call still
+// in flight (a sensor round running on) finishes, and its instance is
+// closed when it ends.
 func (m *Module) Close(ctx context.Context) error {
 	m.mu.Lock()
 	idle := m.idle
-	m.idle = nil
+	m.idle, m.closed = nil, true
 	m.mu.Unlock()
 	for _, inst := range idle {
 		inst.mod.Close(ctx)
@@ -330,7 +395,11 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 	}
 	defer func() { <-m.slots }()
 
-	ctx, cancel := context.WithTimeout(ctx, m.host.opts.CallTimeout)
+	timeout := m.host.opts.CallTimeout
+	if phase == PhaseSense {
+		timeout = m.host.opts.SenseTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ci := &callInfo{module: m, phase: phase}
 	ctx = context.WithValue(ctx, callKey{}, ci)
@@ -363,13 +432,19 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 		}
 		inst.mod.Close(context.Background())
 		if late {
-			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline%s", ErrCall, fn, m.host.opts.CallTimeout, full)
+			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline%s", ErrCall, fn, timeout, full)
 		}
 		return nil, fmt.Errorf("%w: %s: %v%s", ErrCall, fn, err, full)
 	}
 	m.mu.Lock()
-	m.idle = append(m.idle, inst)
+	closed := m.closed
+	if !closed {
+		m.idle = append(m.idle, inst)
+	}
 	m.mu.Unlock()
+	if closed {
+		inst.mod.Close(context.Background())
+	}
 	return out, nil
 }
 
@@ -401,13 +476,19 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 		WithStdout(logWriter{m}).
 		WithWalltime(clk.walltime, sys.ClockResolution(time.Microsecond)).
 		WithNanotime(clk.nanotime, sys.ClockResolution(time.Microsecond)).
-		WithNanosleep(clk.nanosleep)
+		WithNanosleep(clk.nanosleep).
+		// wazero's default source is seeded the same everywhere: a Go
+		// module's crypto/rand would be predictable.
+		WithRandSource(crand.Reader)
 	// _initialize runs Go's runtime and package inits, which must not touch
 	// hardware: give it the planning phase.
 	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})
 	mod, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: instantiating: %v", ErrCall, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: instantiating: its start function (_initialize, or a start section) did not return before the call's deadline (module_limits.call_timeout, or sensor_timeout for a sensor, in ternd.yaml)", ErrCall)
+		}
+		return nil, fmt.Errorf("%w: instantiating (its start function _initialize): %v", ErrCall, err)
 	}
 	inst := &instance{clock: clk, mod: mod, fns: map[string]api.Function{}, alloc: mod.ExportedFunction("tern_alloc")}
 	for _, name := range []string{"tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense"} {
@@ -419,6 +500,9 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 	}
 	if _, err := m.invoke(ictx, inst, "tern_configure", config); err != nil {
 		mod.Close(context.Background())
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: tern_configure did not return before the call's deadline (module_limits.call_timeout, or sensor_timeout for a sensor, in ternd.yaml)", ErrCall)
+		}
 		return nil, fmt.Errorf("%w: tern_configure: %v", ErrCall, err)
 	}
 	return inst, nil
@@ -467,10 +551,8 @@ type logWriter struct{ m *Module }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	h := w.m.host
-	if dropped, flood := w.m.logs.take(time.Now(), h.opts.LogRate); dropped {
-		if flood {
-			h.opts.Notify(w.m.manifest.Name, fmt.Sprintf("log flood on stdout/stderr: more than %d writes a second; output is dropped until it slows down", h.opts.LogRate))
-		}
+	if !w.m.watch.allowLog(time.Now(), h.opts.LogRate) {
+		w.m.refuse(logFlood, "")
 		return len(p), nil
 	}
 	h.opts.Logger.Warn("module output", "module", w.m.manifest.Name, "text", string(p[:min(len(p), maxLog)]))

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,68 +47,59 @@ func info(ctx context.Context) *callInfo {
 
 // pin resolves a GPIO line for a call, enforcing phase and grant.
 func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, sdk.Errno) {
+	p, _, e := h.namedPin(ctx, mod, ptr, size)
+	return p, e
+}
+
+// namedPin is pin, with the line's name.
+func (h *Host) namedPin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, string, sdk.Errno) {
 	ci := info(ctx)
 	if ci == nil {
-		return nil, sdk.ErrnoPlanning
+		return nil, "", sdk.ErrnoPlanning
 	}
 	name, ok := readString(mod, ptr, size, maxName)
 	if !ok {
-		return nil, sdk.ErrnoBadArg
+		return nil, "", sdk.ErrnoBadArg
 	}
 	if ci.phase == PhasePlan {
-		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q while planning (conditions, effects and expansions may not touch hardware)", name))
-		return nil, sdk.ErrnoPlanning
+		ci.module.refuse(gpioPlanning, name)
+		return nil, "", sdk.ErrnoPlanning
 	}
 	if !ci.module.manifest.Requests("gpio") {
-		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q, but its manifest does not request gpio (sdk.Requests)", name))
-		return nil, sdk.ErrnoNotGranted
+		ci.module.refuse(gpioNotRequested, name)
+		return nil, "", sdk.ErrnoNotGranted
 	}
 	if !ci.module.grants.allowsGPIO(name) {
-		h.refuse(ci.module, fmt.Sprintf("asked for GPIO line %q, which this device does not grant it (grants.gpio in ternd.yaml)", name))
-		return nil, sdk.ErrnoNotGranted
+		ci.module.refuse(gpioNotGranted, name)
+		return nil, "", sdk.ErrnoNotGranted
 	}
 	if h.opts.GPIO == nil {
-		return nil, sdk.ErrnoNoLine
+		return nil, "", sdk.ErrnoNoLine
 	}
 	p, err := h.opts.GPIO.Pin(name)
 	if errors.Is(err, gpio.ErrUnknownLine) {
-		return nil, sdk.ErrnoNoLine
+		return nil, "", sdk.ErrnoNoLine
 	}
 	if err != nil {
-		return nil, sdk.ErrnoIO
+		return nil, "", sdk.ErrnoIO
 	}
-	return p, sdk.ErrnoOK
+	return p, name, sdk.ErrnoOK
 }
 
-// refuse logs and reports a hardware access the module was refused. The
-// module gets an errno; the operator gets to know.
-// The same refusal is reported again only after refuseQuiet: a sensor that
-// reads an ungranted line every second must not flood the fleet.
-func (h *Host) refuse(m *Module, problem string) {
-	key := m.manifest.Name + "\x00" + problem
-	now := time.Now()
-	h.mu.Lock()
-	last, seen := h.refused[key]
-	if !seen || now.Sub(last) > refuseQuiet {
-		h.refused[key] = now
-	}
-	h.mu.Unlock()
-	if seen && now.Sub(last) <= refuseQuiet {
-		return
-	}
-	h.opts.Logger.Warn("module refused hardware access", "module", m.manifest.Name, "problem", problem)
-	h.opts.Notify(m.manifest.Name, problem)
-}
-
-const refuseQuiet = 10 * time.Minute
-
+// gpioWrite drives a line, within the write rate its grant allows
+// (ratelimit.go); past it the write fails with ErrnoRate.
 func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level uint32) int32 {
-	p, e := h.pin(ctx, mod, ptr, size)
+	p, name, e := h.namedPin(ctx, mod, ptr, size)
 	if e != sdk.ErrnoOK {
 		return int32(e)
 	}
 	if level > 1 {
 		return int32(sdk.ErrnoBadArg)
+	}
+	m := info(ctx).module
+	if !m.watch.allowWrite(name, m.grants, time.Now()) {
+		m.refuse(gpioRate, name)
+		return int32(sdk.ErrnoRate)
 	}
 	if err := p.Out(gpio.Level(level == 1)); err != nil {
 		return int32(sdk.ErrnoIO)
@@ -181,15 +171,15 @@ func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, 
 		return int32(sdk.ErrnoBadArg)
 	}
 	if ci.phase == PhasePlan {
-		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x while planning (conditions, effects and expansions may not touch hardware)", bus, addr))
+		ci.module.refuse(i2cPlanning, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoPlanning)
 	}
 	if !ci.module.manifest.Requests("i2c") {
-		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x, but its manifest does not request i2c (sdk.Requests)", bus, addr))
+		ci.module.refuse(i2cNotRequested, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
 	}
 	if !ci.module.grants.allowsI2C(bus, uint16(addr)) {
-		h.refuse(ci.module, fmt.Sprintf("asked for I2C device %s:%#x, which this device does not grant it (grants.i2c in ternd.yaml)", bus, addr))
+		ci.module.refuse(i2cNotGranted, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
 	}
 	if h.opts.I2C == nil {
@@ -232,15 +222,15 @@ func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen,
 		return -int32(sdk.ErrnoBadArg)
 	}
 	if ci.phase == PhasePlan {
-		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s while planning (conditions, effects and expansions may not touch hardware)", name))
+		ci.module.refuse(serialPlanning, name)
 		return -int32(sdk.ErrnoPlanning)
 	}
 	if !ci.module.manifest.Requests("serial") {
-		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s, but its manifest does not request serial (sdk.Requests)", name))
+		ci.module.refuse(serialNotRequested, name)
 		return -int32(sdk.ErrnoNotGranted)
 	}
 	if !ci.module.grants.allowsSerial(name, int(baud)) {
-		h.refuse(ci.module, fmt.Sprintf("asked for serial port %s at %d baud, which this device does not grant it (grants.serial in ternd.yaml)", name, baud))
+		ci.module.refuse(serialNotGranted, fmt.Sprintf("%s at %d baud", name, baud))
 		return -int32(sdk.ErrnoNotGranted)
 	}
 	if h.opts.Serial == nil {
@@ -325,52 +315,15 @@ func (h *Host) log(ctx context.Context, mod api.Module, level int32, ptr, size u
 	if ci == nil {
 		return
 	}
-	name := ci.module.manifest.Name
-	if dropped, flood := ci.module.logs.take(time.Now(), h.opts.LogRate); dropped {
-		if flood {
-			problem := fmt.Sprintf("log flood: more than %d lines a second; lines are dropped until it slows down", h.opts.LogRate)
-			h.opts.Logger.Warn("module log flood", "module", name, "limit_per_s", h.opts.LogRate)
-			h.opts.Notify(name, problem)
-		}
+	if !ci.module.watch.allowLog(time.Now(), h.opts.LogRate) {
+		ci.module.refuse(logFlood, "")
 		return
 	}
 	msg, ok := readString(mod, ptr, min(size, maxLog), maxLog)
 	if !ok {
 		return
 	}
-	h.opts.Logger.Log(ctx, slog.Level(level), msg, "module", name)
-}
-
-// logBucket is a token bucket over a module's log lines.
-type logBucket struct {
-	mu       sync.Mutex
-	tokens   float64
-	last     time.Time
-	flooding bool // dropping lines since the last report
-}
-
-// take spends a token. dropped: no token was left; flood: this is the
-// first line dropped since the bucket last had tokens to spare.
-func (b *logBucket) take(now time.Time, rate int) (dropped, flood bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	burst := float64(2 * rate)
-	if b.last.IsZero() {
-		b.tokens = burst
-	} else {
-		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*float64(rate))
-	}
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		if b.tokens >= burst/2 {
-			b.flooding = false
-		}
-		return false, false
-	}
-	flood = !b.flooding
-	b.flooding = true
-	return true, flood
+	h.opts.Logger.Log(ctx, slog.Level(level), msg, "module", ci.module.manifest.Name)
 }
 
 func readString(mod api.Module, ptr, size, limit uint32) (string, bool) {

@@ -1,0 +1,44 @@
+;; Stack overflow: unbounded recursion, with a few locals per frame, in
+;; the job's run and in a sensor called every 100 ms, so that it happens
+;; again and again (each failed call discards the instance; the module
+;; may be rolled back after 3 failures in a row, which is fine).
+;;
+;; Expected: module.error events saying "stack overflow"; ternd's RSS
+;; stays bounded (the wasm stack is capped, not grown until memory runs
+;; out).
+(module
+  (memory (export "memory") 2)
+  (data (i32.const 0) "{\"name\":\"evil\",\"version\":\"2.0.0\",\"abi\":1,\"jobs\":[{\"name\":\"poke\",\"path\":\"/evil/:name\",\"op\":\"any\"}],\"sensors\":[{\"name\":\"deep\",\"path\":\"/evil_deep\",\"interval_ms\":100}],\"resources\":[\"gpio\",\"i2c\",\"serial\"]}\00")
+  (data (i32.const 1024) "\00\01\00\00\03")
+  (data (i32.const 1040) "\00\01")
+
+  (func $deep (param $n i64) (result i64)
+    (local $a i64) (local $b i64) (local $c i64) (local $d i64)
+    (local.set $a (call $deep (i64.add (local.get $n) (i64.const 1))))
+    (local.set $b (i64.mul (local.get $a) (local.get $n)))
+    (local.set $c (i64.xor (local.get $b) (local.get $a)))
+    (local.set $d (i64.add (local.get $c) (local.get $b)))
+    (i64.add (local.get $d) (local.get $n)))
+
+  (func $pack (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
+  (func $cstr (param $p i32) (result i64)
+    (local $n i32)
+    (block $done (loop $next
+      (br_if $done (i32.eqz (i32.load8_u (i32.add (local.get $p) (local.get $n)))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $next)))
+    (call $pack (local.get $p) (local.get $n)))
+
+  (func (export "_initialize"))
+  (func (export "tern_abi_version") (result i32) (i32.const 1))
+  (func (export "tern_alloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "tern_describe") (result i64) (call $cstr (i32.const 0)))
+  (func (export "tern_configure") (param i32 i32) (result i64) (call $pack (i32.const 1040) (i32.const 2)))
+  (func (export "tern_try") (param i32 i32) (result i64) (call $pack (i32.const 1024) (i32.const 5)))
+  (func (export "tern_run") (param i32 i32) (result i64)
+    (drop (call $deep (i64.const 0)))
+    (call $pack (i32.const 1040) (i32.const 2)))
+  (func (export "tern_sense") (param i32 i32) (result i64)
+    (drop (call $deep (i64.const 0)))
+    (call $pack (i32.const 1040) (i32.const 2))))
