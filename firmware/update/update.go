@@ -68,6 +68,10 @@ type State struct {
 	// Tried is the highest release version tried: older or equal ones
 	// (a retained release delivered again, a replay) are not tried again.
 	Tried uint64 `json:"tried,omitempty"`
+	// TriedSHA256 is the SHA-256 of the binary of release Tried, so that
+	// the same version with another binary is told apart from the same
+	// release delivered again ("" when unknown: an older state file).
+	TriedSHA256 string `json:"tried_sha256,omitempty"`
 }
 
 // Dir is the agent directory. Hook, if set, is called before each step of

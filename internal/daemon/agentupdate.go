@@ -121,6 +121,13 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 	if err != nil {
 		u.log.Warn("agent update state", "err", err)
 	}
+	if r.Version == st.Tried && st.TriedSHA256 != "" && r.SHA256 != st.TriedSHA256 && r.Verify(u.trust) == nil {
+		// Signed, but not the release tried as this version: a mistake or
+		// a replay, and the operator must hear of either.
+		u.event(EventUpdateRefused, "release %d (ternd %s for %s) refused: version %d was already tried here with another binary (sha256 %.12s, this one %.12s); release it as a version above %d",
+			r.Version, orUnknown(r.AgentVersion), r.Arch, r.Version, st.TriedSHA256, r.SHA256, r.Version)
+		return nil
+	}
 	if r.Version <= st.Tried {
 		u.log.Debug("agent release already tried", "version", r.Version, "tried", st.Tried)
 		return nil
@@ -136,7 +143,7 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 	loaded := st
 	refuse := func(err error) error {
 		st := loaded
-		st.Tried = max(st.Tried, r.Version)
+		st.Tried, st.TriedSHA256 = max(st.Tried, r.Version), r.SHA256
 		if serr := u.dir.Save(st); serr != nil {
 			u.log.Error("agent update state not saved; the release may be tried again", "err", serr)
 		}
@@ -174,7 +181,7 @@ func (u *updater) apply(ctx context.Context, r fleet.AgentRelease) error {
 		return refuse(err)
 	}
 	u.event(EventUpdateStaged, "%s staged in %s; it runs on this CPU", what, bin)
-	st.Version, st.AgentVersion = r.Version, r.AgentVersion
+	st.Version, st.AgentVersion, st.TriedSHA256 = r.Version, r.AgentVersion, r.SHA256
 	swapped, err := u.dir.Swap(st)
 	if err != nil {
 		return notNow(err)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/firmware/update"
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -97,5 +100,47 @@ func TestBootDataDirReadsALaterConfig(t *testing.T) {
 	}
 	if got := BootDataDir(filepath.Join(dir, "missing.yaml")); got != "/var/lib/tern" {
 		t.Errorf("no config: %q, want the default", got)
+	}
+}
+
+// A release of the version tried last is the same release delivered again
+// (silent) or, with another binary, a mistake or a replay: refused with an
+// event.
+func TestAgentReleaseSameVersionOtherBinary(t *testing.T) {
+	root := t.TempDir()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := fleet.Topics{Fleet: "demo"}
+	release := func(bin string) fleet.AgentRelease {
+		r, err := fleet.NewAgentRelease("amd64", 5, []byte(bin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.SetTopics(topics)
+		r.Sign(priv)
+		return r
+	}
+	d := update.Dir{Path: filepath.Join(root, "agent")}
+	tried := release("#!/bin/sh\necho 'a binary that is not ternd'\n")
+	var events []runtime.Event
+	u := &updater{dir: d, self: filepath.Join(root, "ternd"), arch: "amd64", trust: signing.NewTrust(pub), log: slog.New(slog.DiscardHandler),
+		publish: func(e runtime.Event) { events = append(events, e) }}
+	if err := u.apply(context.Background(), tried); err != nil { // refused by its smoke test: tried
+		t.Fatal(err)
+	}
+	if len(events) == 0 || events[len(events)-1].Kind != EventUpdateRefused {
+		t.Fatalf("events %+v: want the first release refused by its smoke test", events)
+	}
+	n := len(events)
+	if err := u.apply(context.Background(), tried); err != nil || len(events) != n {
+		t.Fatalf("the same release delivered again: err %v, new events %+v; want silence", err, events[n:])
+	}
+	if err := u.apply(context.Background(), release("#!/bin/sh\necho other\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != n+1 || events[n].Kind != EventUpdateRefused || !strings.Contains(events[n].Message, "version 5 was already tried here with another binary") {
+		t.Fatalf("the same version with another binary: events %+v; want one refusal saying so", events[n:])
 	}
 }
