@@ -108,7 +108,11 @@ func (ms *modset) put(mod *module) {
 	ms.jobs = append(ms.jobs, mod.jobs...)
 	ms.mods = append(ms.mods, mod)
 	man := mod.m.Manifest()
-	ms.log.Info("module loaded", "module", man.Name, "version", man.Version, "compile", mod.m.CompileTime.Round(time.Millisecond))
+	attrs := []any{"module", man.Name, "version", man.Version, "compile", mod.m.CompileTime.Round(time.Millisecond)}
+	if c := mod.m.Compile; c.MaxRSS > 0 { // compiled in the child process
+		attrs = append(attrs, "compile_child", c.Wall.Round(time.Millisecond), "compile_child_rss_mib", c.MaxRSS>>20)
+	}
+	ms.log.Info("module loaded", attrs...)
 }
 
 // remove takes a module and its jobs out of the set and closes it.
