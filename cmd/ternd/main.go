@@ -22,6 +22,8 @@ Usage:
   ternd [run] [--config FILE]   run the agent (default config /etc/tern/ternd.yaml)
   ternd check-store DIR [N]     write N keys (default 30000) to a store in DIR,
                                 reopen it and read them back
+  ternd check-config FILE       check a configuration file without starting: unknown
+                                keys, values, grants against the board
   ternd doctor [--board NAME]   check the board is set up for ternd, and say what to change
   ternd provision [--root DIR]  apply the first-boot file (/boot/firmware/tern.yaml or
                                 /boot/tern.yaml) to /etc/tern, then remove it
@@ -85,6 +87,17 @@ func run(args []string) int {
 			return 0
 		}
 		fmt.Printf("ternd provision: applied %s: wrote %s %v; removed %v\n", res.From, res.Config, res.Written, res.Removed)
+		return 0
+	case "check-config":
+		if len(args) != 1 {
+			fmt.Fprint(os.Stderr, usage)
+			return 2
+		}
+		if err := daemon.CheckConfig(args[0]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("ternd check-config: %s is a valid configuration\n", args[0])
 		return 0
 	case "compile-module":
 		// Not for people: ternd runs itself so to compile a new module

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
 )
@@ -76,6 +74,10 @@ type Config struct {
 	// idle (converged, or no target). Otherwise it is rolled back. Default
 	// 2m; in YAML a duration such as 90s.
 	UpdateHealthTimeout Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
+	// Ignored are keys this ternd does not know, kept as warnings only
+	// after a newer ternd was rolled back here (they may be its); any
+	// other time an unknown key is an error. Not a configuration key.
+	Ignored []string `yaml:"-" json:"-"`
 	// ModuleLimits bound what a module may cost the device.
 	ModuleLimits ModuleLimits `yaml:"module_limits" json:"module_limits"`
 	// SharedGrants names hardware more than one module may be granted
@@ -168,7 +170,17 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("ternd: reading configuration: %w", err)
 	}
 	var c Config
-	if err := yaml.Unmarshal(b, &c); err != nil {
+	_, err = decodeStrict(b, &c, false)
+	if errors.Is(err, ErrUnknownKeys) && rolledBack(BootDataDir(path)) {
+		// A newer ternd ran here and was rolled back: the keys may be
+		// its, and this binary must start all the same (RATIONALE.md,
+		// "Strict configuration").
+		c.Ignored, err = decodeStrict(b, &c, true)
+	}
+	switch {
+	case errors.Is(err, ErrUnknownKeys):
+		return Config{}, fmt.Errorf("ternd: %s: %w; fix or remove them (ternd check-config %s checks a file)", path, err, path)
+	case err != nil:
 		return Config{}, fmt.Errorf("ternd: %s is not valid YAML or JSON: %w", path, err)
 	}
 	base := filepath.Dir(path)

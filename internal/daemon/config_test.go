@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tern-iot/tern/firmware/update"
 	"github.com/tern-iot/tern/fleet/fleettest"
 )
 
@@ -166,5 +168,55 @@ func TestTLSConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: err = %v, want it to mention %q", tc.body, err, tc.want)
 		}
+	}
+}
+
+// A misspelt key is an error naming the key, its line and the key meant,
+// at any depth: ignored, brokr: would run offline, moduels: with no
+// modules, and a misspelt trusted_keys would turn signature checks off.
+func TestConfigUnknownKeys(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"device: pi-001\nbrokr: tcp://b:1883\n", `line 2: unknown key "brokr" (did you mean "broker"?)`},
+		{"device: pi-001\nmoduels: []\n", `line 2: unknown key "moduels" (did you mean "modules"?)`},
+		{"device: pi-001\ntrusted_key: [x]\n", `line 2: unknown key "trusted_key" (did you mean "trusted_keys"?)`},
+		{"device: pi-001\nmodules:\n  - name: relay\n    grant: {gpio: [GPIO17]}\n", `line 4: unknown key "grant" (did you mean "grants"?)`},
+		{"device: pi-001\nmodule_limits: {call_timout: 5s}\n", `line 2: unknown key "call_timout" (did you mean "call_timeout"?)`},
+		{"device: pi-001\nflux_capacitor: on\n", `line 2: unknown key "flux_capacitor"; fix or remove`},
+	} {
+		_, err := LoadConfig(writeConfig(t, tc.body))
+		if !errors.Is(err, ErrUnknownKeys) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want one naming %s", tc.body, err, tc.want)
+		}
+	}
+}
+
+// After a newer ternd was rolled back, the packaged one must start with a
+// configuration written for the newer one: unknown keys are warnings then.
+func TestConfigUnknownKeysAfterRollback(t *testing.T) {
+	dir := t.TempDir()
+	p := writeConfig(t, fmt.Sprintf("device: pi-001\ndata_dir: %s\nnew_option: 3\n", dir))
+	if _, err := LoadConfig(p); !errors.Is(err, ErrUnknownKeys) {
+		t.Fatalf("before any update: err = %v, want unknown keys", err)
+	}
+	if err := AgentDir(Config{DataDir: dir}).Save(update.State{Phase: update.PhaseRolledBack, Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatalf("after a rollback: %v", err)
+	}
+	if c.Device != "pi-001" || len(c.Ignored) != 1 || !strings.Contains(c.Ignored[0], `"new_option"`) {
+		t.Fatalf("after a rollback: device %q, ignored %q", c.Device, c.Ignored)
+	}
+}
+
+func TestCheckConfigGrantsAgainstTheBoard(t *testing.T) {
+	ok := writeConfig(t, "device: pi-001\nboard: rpi4\nmodules:\n  - name: relay\n    grants: {gpio: [GPIO17@10/s]}\n")
+	if err := CheckConfig(ok); err != nil {
+		t.Fatalf("GPIO17 on a Pi 4: %v", err)
+	}
+	bad := writeConfig(t, "device: pi-001\nboard: rpi4\nmodules:\n  - name: relay\n    grants: {gpio: [GPIO99]}\n")
+	if err := CheckConfig(bad); err == nil || !strings.Contains(err.Error(), `grants.gpio "GPIO99": board rpi4 has no such line`) {
+		t.Fatalf("GPIO99 on a Pi 4: err = %v, want it named", err)
 	}
 }

@@ -54,9 +54,15 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	for _, k := range cfg.Ignored {
+		log.Warn("configuration key ignored: a newer ternd was rolled back here, and the key may be its", "key", k)
+	}
 	board, err := boards.Lookup(cfg.Board)
 	if err != nil {
 		return fmt.Errorf("ternd: %w", err)
+	}
+	for _, err := range grantProblems(cfg, board) {
+		log.Warn("a module is granted hardware this board does not have; its calls to it will fail", "err", err)
 	}
 	var physics func(context.Context)
 	if hw != nil && !cfg.Sim.IsZero() {

@@ -1,0 +1,154 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tern-iot/tern/boards"
+	"github.com/tern-iot/tern/firmware/update"
+)
+
+// ErrUnknownKeys matches a configuration refused for keys ternd does not
+// know: a misspelt key would otherwise be ignored without a word
+// (brokr: runs offline, a misspelt trusted_keys turns signature checks off).
+var ErrUnknownKeys = errors.New("unknown keys")
+
+// decodeStrict decodes a configuration, refusing keys no field has. The
+// error names each key, its line and the nearest known key. lenient
+// decodes what it can and returns the unknown keys as warnings instead.
+func decodeStrict(b []byte, c *Config, lenient bool) (warnings []string, err error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	err = dec.Decode(c)
+	if err != nil && err.Error() == "EOF" { // an empty file: all defaults
+		return nil, nil
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return nil, err
+	}
+	var unknown, other []string
+	for _, e := range te.Errors {
+		if m := unknownField.FindStringSubmatch(e); m != nil {
+			unknown = append(unknown, fmt.Sprintf("line %s: unknown key %q%s", m[1], m[2], suggest(m[2])))
+		} else {
+			other = append(other, e)
+		}
+	}
+	switch {
+	case len(other) > 0:
+		return nil, errors.New(strings.Join(append(other, unknown...), "; "))
+	case lenient:
+		*c = Config{}
+		return unknown, yaml.Unmarshal(b, c)
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownKeys, strings.Join(unknown, "; "))
+}
+
+// unknownField is how yaml.v3 words a key no field has.
+var unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type \S+$`)
+
+// suggest names the known key nearest to key, if one is near enough.
+func suggest(key string) string {
+	best, dist := "", 4 // at most 3 edits away
+	for _, k := range configKeys() {
+		if d := editDistance(key, k); d < dist {
+			best, dist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// configKeys lists every key of the configuration, at any depth.
+func configKeys() []string {
+	var keys []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" || slices.Contains(keys, name) {
+				continue
+			}
+			keys = append(keys, name)
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	return keys
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// rolledBack reports whether the agent state in dataDir says a newer
+// ternd was tried here and rolled back.
+func rolledBack(dataDir string) bool {
+	st, err := AgentDir(Config{DataDir: dataDir}).Load()
+	return err == nil && st.Phase == update.PhaseRolledBack
+}
+
+// CheckConfig loads the configuration at path as ternd would, and checks
+// what it can without starting: every GPIO grant names a line of the
+// board. It returns what is wrong, all at once.
+func CheckConfig(path string) error {
+	c, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	b, err := boards.Lookup(c.Board)
+	if err != nil {
+		return fmt.Errorf("ternd: %s: board: %w", path, err)
+	}
+	if errs := grantProblems(c, b); len(errs) > 0 {
+		return fmt.Errorf("ternd: %s: %w", path, errors.Join(errs...))
+	}
+	return nil
+}
+
+// grantProblems lists the GPIO grants that name no line of the board.
+func grantProblems(c Config, b boards.Board) []error {
+	var errs []error
+	for i, m := range c.Modules {
+		for _, g := range m.Grants.GPIO {
+			line, _, _ := strings.Cut(g, "@")
+			if _, err := b.Line(line); err != nil {
+				errs = append(errs, fmt.Errorf("modules[%d] (%s): grants.gpio %q: board %s has no such line: %w", i, m.Name, g, b.Name, err))
+			}
+		}
+	}
+	return errs
+}
