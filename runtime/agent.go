@@ -533,7 +533,11 @@ func (a *Agent) setPhase(p Phase) {
 
 // event queues an event for the reporter, stamped with an id and time.
 func (a *Agent) event(e Event) {
-	e.Message = clip(e.Message, maxEventText)
+	if len(e.Message) > maxEventText || len(e.Path) > maxEventPath {
+		// The report carries a cut text; the device's log keeps it whole.
+		a.log.Info("event text cut for its report; whole here", "kind", e.Kind, "module", e.Module, "path", e.Path, "message", e.Message)
+		e.Message, e.Path = clip(e.Message, maxEventText), clip(e.Path, maxEventPath)
+	}
 	e.ID = NewEventID()
 	e.Time = a.opts.Clock().UTC()
 	a.mu.Lock()
@@ -663,6 +667,10 @@ func (a *Agent) snapshot() (Status, []byte) {
 // payload limit: one report too big to send would hold up every report
 // behind it.
 const maxEventText = 8 << 10
+
+// maxEventPath bounds an event's path: a target may name a key of any
+// length.
+const maxEventPath = 1 << 10
 
 // clip cuts s to at most max bytes, at a UTF-8 boundary, with a marker
 // that says how much was cut.

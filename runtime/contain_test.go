@@ -308,3 +308,21 @@ func TestHostileFailingSensorEventsBounded(t *testing.T) {
 	}
 	r.othersWork(t, 1)
 }
+
+// An event's text is cut, with a marker, to fit a report: a 2 MB
+// explanation once held up every report behind it.
+func TestHugeEventTextCut(t *testing.T) {
+	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{}.Text()))
+	key := strings.Repeat("k", 100<<10) // a key nothing binds: the plan fails naming it
+	if err := r.a.SetTarget(1, json.RawMessage(`{"`+key+`":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, runtime.EventPlanFailed, "bytes cut)")
+	r.rep.mu.Lock()
+	defer r.rep.mu.Unlock()
+	for _, e := range r.rep.events {
+		if len(e.Message) > 8<<10 || len(e.Path) > 1<<10 {
+			t.Errorf("%s event of %d + %d bytes reached the reporter", e.Kind, len(e.Message), len(e.Path))
+		}
+	}
+}
