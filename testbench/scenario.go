@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/internal/suggest"
 )
 
 // Scenario is one scenario file: a fleet of simulated boards, the
@@ -516,41 +517,10 @@ func unknownKey(k *yaml.Node, where string, fields map[string]reflect.Type) erro
 		place = "in " + where
 	}
 	msg := fmt.Sprintf("line %d: unknown key %q %s", k.Line, k.Value, place)
-	if near := nearest(k.Value, keys); near != "" {
+	if near := suggest.Nearest(k.Value, keys, 2); near != "" {
 		msg += fmt.Sprintf("; did you mean %q?", near)
 	}
 	return fmt.Errorf("%s (the keys there are: %s)", msg, strings.Join(keys, ", "))
-}
-
-// nearest is the key within two edits of s, if any.
-func nearest(s string, keys []string) string {
-	best, bestD := "", 3
-	for _, k := range keys {
-		if d := editDistance(s, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // friendlyDecode rewrites yaml's type errors ("cannot unmarshal !!str

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/firmware/update"
+	"github.com/tern-iot/tern/internal/suggest"
 )
 
 // ErrUnknownKeys matches a configuration refused for keys ternd does not
@@ -37,7 +38,7 @@ func decodeStrict(b []byte, c *Config, lenient bool) (warnings []string, err err
 	var unknown, other []string
 	for _, e := range te.Errors {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
-			unknown = append(unknown, fmt.Sprintf("line %s: unknown key %q%s", m[1], m[2], suggest(m[2])))
+			unknown = append(unknown, fmt.Sprintf("line %s: unknown key %q%s", m[1], m[2], didYouMean(m[2])))
 		} else {
 			other = append(other, e)
 		}
@@ -55,18 +56,12 @@ func decodeStrict(b []byte, c *Config, lenient bool) (warnings []string, err err
 // unknownField is how yaml.v3 words a key no field has.
 var unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type \S+$`)
 
-// suggest names the known key nearest to key, if one is near enough.
-func suggest(key string) string {
-	best, dist := "", 4 // at most 3 edits away
-	for _, k := range configKeys() {
-		if d := editDistance(key, k); d < dist {
-			best, dist = k, d
-		}
+// didYouMean names the known key nearest to key, if one is near enough.
+func didYouMean(key string) string {
+	if near := suggest.Nearest(key, configKeys(), 3); near != "" {
+		return fmt.Sprintf(" (did you mean %q?)", near)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return ""
 }
 
 // configKeys lists every key of the configuration, at any depth.
@@ -91,27 +86,6 @@ func configKeys() []string {
 	}
 	walk(reflect.TypeFor[Config]())
 	return keys
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // rolledBack reports whether the agent state in dataDir says a newer
