@@ -546,11 +546,7 @@ func (a *Agent) event(e Event) {
 		return
 	}
 	a.log.Debug("event", "kind", e.Kind, "path", e.Path, "message", e.Message)
-	const maxQueued = 1000
-	if len(a.events) == maxQueued {
-		a.events = a.events[1:] // the oldest goes; only a failing reporter (its store) lets them pile up
-	}
-	a.events = append(a.events, e)
+	a.queue(e)
 	a.mu.Unlock()
 	// Hand it to the reporter now, not when the loop next reports: the
 	// loop is busy while a plan runs, and an event still queued here when
@@ -583,9 +579,18 @@ func (a *Agent) heldBack() {
 	for _, e := range sums {
 		e.ID, e.Time = NewEventID(), a.opts.Clock().UTC()
 		a.mu.Lock()
-		a.events = append(a.events, e)
+		a.queue(e)
 		a.mu.Unlock()
 	}
+}
+
+// queue adds e to the events for the reporter. Call with a.mu held.
+func (a *Agent) queue(e Event) {
+	const maxQueued = 1000
+	if len(a.events) == maxQueued {
+		a.events = a.events[1:] // the oldest goes; only a failing reporter (its store) lets them pile up
+	}
+	a.events = append(a.events, e)
 }
 
 // publishEvents hands the queued events to the reporter in order, until

@@ -24,15 +24,7 @@ func envelope(t *testing.T, scope string, version uint64, target string, sign fu
 // Group targets combine under the device's own: later groups over earlier,
 // the device over all; per key, nulls delete.
 func TestCombinerPrecedence(t *testing.T) {
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := newCombiner(st, nil, "pi-001", []string{"all", "heaters"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, c := testCombiner(t)
 	steps := []struct {
 		in          fleet.ScopedTarget
 		wantVersion uint64
@@ -109,15 +101,7 @@ func TestCombinerSignatures(t *testing.T) {
 // from before the ceiling) are refused, and so is any version after a held
 // one above the ceiling, each saying what to do.
 func TestCombinedVersionCeiling(t *testing.T) {
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := newCombiner(st, nil, "pi-001", []string{"all", "heaters"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := testCombiner(t)
 	var want uint64
 	for _, scope := range []string{"group/all", "group/heaters", "device/pi-001"} {
 		want += fleet.MaxVersion
@@ -136,7 +120,7 @@ func TestCombinedVersionCeiling(t *testing.T) {
 	if err := legacy.Put(keySources, []byte(`{"device/pi-001":{"version":18446744073709551615,"target":{}},"group/all":{"version":1,"target":{}}}`)); err != nil {
 		t.Fatal(err)
 	}
-	c, err = newCombiner(legacy, nil, "pi-001", []string{"all"})
+	c, err := newCombiner(legacy, nil, "pi-001", []string{"all"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +135,20 @@ func TestCombinedVersionCeiling(t *testing.T) {
 			t.Errorf("%s version %d: %v %v; want a refusal saying %q", tc.in.Scope, tc.in.Version, changed, err, tc.want)
 		}
 	}
+}
+
+// testCombiner is a combiner for pi-001 in groups all and heaters, with no
+// trusted keys, on a store of its own that the test closes.
+func testCombiner(t *testing.T) (store.Store, *combiner) {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := newCombiner(st, nil, "pi-001", []string{"all", "heaters"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, c
 }

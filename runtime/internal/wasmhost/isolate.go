@@ -274,11 +274,12 @@ func (h *Host) checkedMarker(wasm []byte) string {
 // provide, naming the import (wazero's own message, "module[env] not
 // instantiated", names neither the import nor the function).
 func (h *Host) checkImports(c wazero.CompiledModule) error {
+	tern := h.rt.Module("tern").ExportedFunctionDefinitions()
 	for _, f := range c.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		switch {
 		case mod == "wasi_snapshot_preview1": // wazero names a missing WASI function itself
-		case mod == "tern" && h.rt.Module("tern").ExportedFunctionDefinitions()[name] != nil:
+		case mod == "tern" && tern[name] != nil:
 		default:
 			return fmt.Errorf("module imports function %q.%q, which tern does not provide: it may import only the functions of module \"tern\" listed in sdk/ABI.md and WASI (\"wasi_snapshot_preview1\")", mod, name)
 		}
