@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -28,6 +30,23 @@ const (
 // refusalBuffer is how many refusals wait for a slow consumer before the
 // oldest are dropped.
 const refusalBuffer = 16
+
+// minReport is the smallest DeviceOptions.MaxReport (12 KiB): room for an
+// event whose message the agent cut to its bound (8 KiB), and for any
+// marker.
+const minReport = 12 << 10
+
+// A report the broker never acknowledges because it drops the connection
+// on it (Mosquitto's max_packet_size) looks like a network that fails: the
+// device cannot tell them apart from one loss. Once refusalStrikes
+// connections ended while the same report was the largest in flight and
+// not yet acknowledged, it takes it for refused; reports of strikeFloor
+// bytes or less never are, as no broker limits messages that small, so a
+// flapping link does not cut them.
+const (
+	refusalStrikes = 5
+	strikeFloor    = 16 << 10
+)
 
 // DeviceOptions configures a [Device]. Zero durations take the documented
 // defaults.
@@ -88,6 +107,23 @@ type DeviceOptions struct {
 	// InFlight is how many event reports may await the broker's
 	// acknowledgement at once. Default DefaultInFlight.
 	InFlight int
+	// MaxReport is the largest report, in bytes, the device publishes
+	// whole. An event report over it goes out as a marker under the same
+	// Seq (the event's kind, id, time and names, a message saying it was
+	// too large, "truncated": true), and a state report without the
+	// state (then without its other long fields), "truncated": true; the
+	// device's log keeps the whole report. Set it below the broker's
+	// message size limit when that is under MaxPayload (Mosquitto's
+	// message_size_limit drops larger reports in silence, its
+	// max_packet_size drops the connection). Default and most
+	// MaxPayload (256 KiB), least 12 KiB.
+	//
+	// The device also learns the limit of a broker that drops the
+	// connection on large reports: a report over 16 KiB, the largest in
+	// flight each of 5 times the connection dropped before the broker
+	// acknowledged it, is taken for refused and cut, and reports as
+	// large are cut from then on (until the device restarts).
+	MaxReport int
 
 	// Dial opens the network connection to the broker (TLS, when the
 	// broker is ssl://, runs over it). Nil means a net.Dialer. The
@@ -144,16 +180,43 @@ type Device struct {
 
 	ran    atomic.Bool
 	client atomic.Pointer[paho.Client]
+	// firstAttempt is closed once the first connection attempt ended
+	// (see FirstAttempt).
+	firstAttempt     chan struct{}
+	firstAttemptOnce sync.Once
 
 	// Reports: events go through the durable outbox; the state report is
 	// retained by the broker, so only the latest waits, in memory.
 	out       *outbox
 	sessionUp chan struct{} // the session was set up (after each connect); coalesced
 	conns     atomic.Uint64 // counts connections; a change means in-flight publishes are lost
-	stateMu   sync.Mutex    // guards pending and stateGen
-	pending   []byte        // the latest state report not yet acknowledged, or nil
+	stateMu   sync.Mutex    // guards pending, stateGen and the state flags and strikes below
+	pending   *stateReport  // the latest state report not yet acknowledged, or nil
 	stateGen  uint64        // counts PublishState calls
 	stateWake chan struct{} // pending was set; coalesced
+	stateCut  bool          // the last state report was cut (its Warn was logged)
+	// stateUnencodable: the last status PublishState took could not be
+	// encoded (its Warn was logged).
+	stateUnencodable bool
+	// stateStrikes counts the connections in a row that ended while a
+	// state report over strikeFloor was in flight.
+	stateStrikes int
+
+	// limit is the largest report sent whole: MaxReport, or less once
+	// the broker was seen to refuse reports as large (learnLimit).
+	limit    atomic.Int64
+	strikeMu sync.Mutex
+	// strikes counts, per event report (Seq) over strikeFloor, the
+	// connections that ended while it was the largest in flight; an
+	// acknowledgement clears it.
+	strikes map[uint64]int
+}
+
+// stateReport is a state report waiting to be sent: the status, and its
+// encoding (nil if it could not be encoded: the report is then cut).
+type stateReport struct {
+	status runtime.Status
+	whole  []byte
 }
 
 // NewDevice checks opts and returns a Device. It does not connect: that is
@@ -201,7 +264,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 	if opts.Store == nil {
 		return nil, errors.New("fleet: DeviceOptions.Store is nil; the device keeps its outbox there (open one with store.Open)")
 	}
-	for name, n := range map[string]*int{"OutboxLimit": &opts.OutboxLimit, "InFlight": &opts.InFlight} {
+	for name, n := range map[string]*int{"OutboxLimit": &opts.OutboxLimit, "InFlight": &opts.InFlight, "MaxReport": &opts.MaxReport} {
 		if *n < 0 {
 			return nil, fmt.Errorf("fleet: DeviceOptions.%s is negative (%d); use 0 for the default", name, *n)
 		}
@@ -211,6 +274,14 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 	}
 	if opts.InFlight == 0 {
 		opts.InFlight = DefaultInFlight
+	}
+	switch {
+	case opts.MaxReport == 0:
+		opts.MaxReport = MaxPayload
+	case opts.MaxReport > MaxPayload:
+		return nil, fmt.Errorf("fleet: DeviceOptions.MaxReport is %d bytes, over the %d-byte limit of every payload (MaxPayload); use at most that, or 0 for it", opts.MaxReport, MaxPayload)
+	case opts.MaxReport < minReport:
+		return nil, fmt.Errorf("fleet: DeviceOptions.MaxReport is %d bytes; use at least %d, or a broker that takes reports that large", opts.MaxReport, minReport)
 	}
 	t := opts.Topics
 	groups := map[string]string{}
@@ -239,11 +310,13 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Device{
+	d := &Device{
 		opts:         opts,
 		broker:       broker,
 		log:          log,
 		out:          out,
+		strikes:      map[uint64]int{},
+		firstAttempt: make(chan struct{}),
 		stateWake:    make(chan struct{}, 1),
 		target:       t.DeviceTarget(opts.Device),
 		state:        t.State(opts.Device),
@@ -256,7 +329,9 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		agents:       make(chan AgentRelease, 1),
 		agent:        agent,
 		refusals:     make(chan Refusal, refusalBuffer),
-	}, nil
+	}
+	d.limit.Store(int64(opts.MaxReport))
+	return d, nil
 }
 
 // Targets delivers the target envelopes received on the device's target
@@ -292,6 +367,14 @@ func (d *Device) AgentReleases() <-chan AgentRelease { return d.agents }
 // refusal: it is logged and ignored.
 func (d *Device) Refusals() <-chan Refusal { return d.refusals }
 
+// FirstAttempt is closed when Run's first connection attempt ended:
+// connected and subscribed (Connected is true then), or failed; or when
+// Run returned. ternd's boot grace waits for it before it acts on a stored
+// target.
+func (d *Device) FirstAttempt() <-chan struct{} { return d.firstAttempt }
+
+func (d *Device) firstAttemptEnded() { d.firstAttemptOnce.Do(func() { close(d.firstAttempt) }) }
+
 // Connected reports whether the connection to the broker is up right now.
 func (d *Device) Connected() bool {
 	c := d.client.Load()
@@ -311,6 +394,7 @@ func (d *Device) Run(ctx context.Context) error {
 		return errors.New("fleet: Device.Run called twice; create a new Device with NewDevice")
 	}
 	defer d.closeChannels()
+	defer d.firstAttemptEnded()
 	var senders sync.WaitGroup
 	defer senders.Wait()
 	senders.Go(func() { d.out.sweep(ctx) })
@@ -350,6 +434,7 @@ func (d *Device) Run(ctx context.Context) error {
 				c.Disconnect(0)
 			}
 		}
+		d.firstAttemptEnded()
 		if ctx.Err() != nil {
 			return d.stop(c)
 		}
@@ -632,28 +717,224 @@ func (d *Device) closeChannels() {
 // PublishState hands s to the device's reporter, which publishes it as
 // the device's StateReport, retained, QoS 1, as soon as it is connected and
 // the event reports before it have gone out. Only the latest state waits: a
-// newer one replaces it. It fails only if s cannot be encoded.
+// newer one replaces it. A report that cannot be encoded or is too large
+// (DeviceOptions.MaxReport) goes out cut, "truncated": true, and is
+// logged at Warn; PublishState does not fail.
 func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
-	b, err := encode("state report", StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
-	if err != nil {
-		return err
-	}
+	whole, err := json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
 	d.stateMu.Lock()
-	d.pending = b
+	if err != nil && !d.stateUnencodable {
+		// Said here, at Warn, once until one encodes again: the agent
+		// sees no error, as the cut report goes out.
+		d.log.Warn("fleet: state report cannot be encoded; it goes out without its state, truncated", "kind", "state report", "err", err)
+	}
+	d.stateUnencodable = err != nil
+	if err != nil {
+		whole = nil
+	}
+	d.pending = &stateReport{status: s, whole: whole}
 	d.stateGen++
 	d.stateMu.Unlock()
 	signal(d.stateWake)
 	return nil
 }
 
+// statePayload returns what to publish for p: the whole report if it fits
+// the limit, else the report cut (see cutState), said at Warn once until a
+// whole one goes out again. Call with stateMu held.
+func (d *Device) statePayload(p *stateReport) []byte {
+	limit := d.reportLimit()
+	if p.whole != nil && len(p.whole) <= limit {
+		d.stateCut = false
+		return p.whole
+	}
+	b := d.cutState(p.status, limit)
+	if !d.stateCut {
+		d.stateCut = true
+		why := "cannot be encoded"
+		if p.whole != nil {
+			why = fmt.Sprintf("is %d bytes, over the %d-byte limit of a report", len(p.whole), limit)
+		}
+		d.log.Warn("fleet: state report "+why+"; it goes out without its state, truncated; the whole state follows",
+			"kind", "state report", "size", len(p.whole), "limit", limit, "sent", len(b), "state", string(p.status.State))
+	}
+	return b
+}
+
+// cutState encodes s without the state, "truncated": true, and if that is
+// still over limit, with only its short fields (time, target version,
+// converged, phase, groups) and the error cut short.
+func (d *Device) cutState(s runtime.Status, limit int) []byte {
+	if !encodable(s.Time) {
+		s.Time = time.Now().UTC()
+	}
+	s.State, s.Truncated = nil, true
+	b, err := json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
+	if err == nil && len(b) <= limit {
+		return b
+	}
+	short := runtime.Status{Time: s.Time, TargetVersion: s.TargetVersion, Converged: s.Converged, Phase: s.Phase,
+		Error: cut(s.Error, 1024), Truncated: true}
+	b, _ = json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: short}) // every field bounded and encodable
+	return b
+}
+
 // PublishEvent stores e in the outbox, numbered (EventReport.Seq), and
 // returns: the report is on the disk and goes out, in order, once the
-// broker is reachable, however long that takes and across restarts. It
-// fails only if e cannot be encoded or the store fails.
+// broker is reachable, however long that takes and across restarts. An
+// event that cannot be encoded or is too large (DeviceOptions.MaxReport)
+// is stored as a marker under its Seq (see marker), and logged whole at
+// Warn, once. It fails only if the store fails.
 func (d *Device) PublishEvent(_ context.Context, e runtime.Event) error {
 	return d.out.append(func(epoch string, seq uint64) ([]byte, error) {
-		return encode("event report", EventReport{Format: ReportFormat, Device: d.opts.Device, Epoch: epoch, Seq: seq, Event: e})
+		r := EventReport{Format: ReportFormat, Device: d.opts.Device, Epoch: epoch, Seq: seq, Event: e}
+		b, err := json.Marshal(r)
+		limit := d.reportLimit()
+		var why string
+		switch {
+		case err != nil:
+			why = fmt.Sprintf("event could not be encoded (%s)", cut(err.Error(), 256))
+		case len(b) > limit:
+			why = fmt.Sprintf("event too large to send (%d bytes, over the %d-byte limit of a report)", len(b), limit)
+		default:
+			return b, nil
+		}
+		d.log.Warn("fleet: event report cut to a marker: "+why+"; the whole event follows",
+			"seq", seq, "kind", e.Kind, "size", len(b), "id", e.ID, "time", e.Time, "target_version", e.TargetVersion,
+			"module", e.Module, "job", e.Job, "path", e.Path, "message", e.Message)
+		return marker(r, why, limit), nil
 	})
+}
+
+// Bounds of the fields a marker keeps of the event it stands in for.
+const (
+	markerName = 128 // id, kind, module, job
+	markerPath = 512
+)
+
+// marker is the event report that stands in for r, which cannot be sent as
+// it is (why): the same Seq, epoch, id, time, kind, target version,
+// module, job and path (each cut short if long), a message that says why
+// and where the whole event is, and "truncated": true. It fits limit,
+// which is at least minReport.
+func marker(r EventReport, why string, limit int) []byte {
+	e := r.Event
+	m := EventReport{Format: ReportFormat, Device: r.Device, Epoch: r.Epoch, Seq: r.Seq, Event: runtime.Event{
+		ID: cut(e.ID, markerName), Time: e.Time, Kind: runtime.EventKind(cut(string(e.Kind), markerName)),
+		TargetVersion: e.TargetVersion, Module: cut(e.Module, markerName), Job: cut(e.Job, markerName), Path: cut(e.Path, markerPath),
+		Message: why + "; full text in the device log", Truncated: true,
+	}}
+	if m.Kind == "" { // every report has a kind; this one's could not be read
+		m.Kind = runtime.EventReportsDropped
+	}
+	if !encodable(m.Time) {
+		m.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(m)
+	if err != nil || len(b) > limit {
+		// Names escaped at six bytes a character: keep what must stay.
+		m.Module, m.Job, m.Path = "", "", ""
+		b, _ = json.Marshal(m) // every field bounded and encodable
+	}
+	return b
+}
+
+// encodable reports whether t has a JSON encoding (RFC 3339: years 0 to
+// 9999).
+func encodable(t time.Time) bool {
+	y := t.Year()
+	return y >= 0 && y <= 9999
+}
+
+// cut returns s cut to at most n bytes at a UTF-8 boundary, ending in "…".
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// reportLimit is the largest report sent whole now.
+func (d *Device) reportLimit() int { return int(d.limit.Load()) }
+
+// learnLimit records that the broker refused a report of n bytes: reports
+// as large are cut from now on, at once.
+func (d *Device) learnLimit(n int, kind string) {
+	for {
+		cur := d.limit.Load()
+		if int64(n) > cur {
+			return // cut already
+		}
+		if d.limit.CompareAndSwap(cur, int64(n-1)) {
+			break
+		}
+	}
+	d.log.Warn(fmt.Sprintf("fleet: the broker dropped the connection each of the %d times a report of %d bytes was in flight: it refuses reports that large; from now on reports of %d bytes or more are cut; set max_report below the broker's message size limit", refusalStrikes, n, n),
+		"kind", kind, "size", n)
+}
+
+// sendable returns what to publish for the stored report r: r itself, or,
+// if it can never be sent (over the limit, refused by the broker), a
+// marker, which replaces it in the outbox under the same Seq. It fails
+// only if the store fails.
+func (d *Device) sendable(r pendingReport) ([]byte, error) {
+	n := len(r.payload)
+	d.strikeMu.Lock()
+	refused := d.strikes[r.seq] >= refusalStrikes
+	d.strikeMu.Unlock()
+	if !refused && n <= d.reportLimit() {
+		return r.payload, nil
+	}
+	var orig EventReport
+	_ = json.Unmarshal(r.payload, &orig) // what can be read of it: kind, id, names
+	why := fmt.Sprintf("event too large to send (%d bytes, over the %d-byte limit of a report)", n, d.reportLimit())
+	if refused {
+		d.learnLimit(n, "event report "+string(orig.Kind))
+		why = fmt.Sprintf("event refused by the broker (%d bytes: the connection dropped each of the %d times it was sent)", n, refusalStrikes)
+	}
+	orig.Format, orig.Device, orig.Seq = ReportFormat, d.opts.Device, r.seq
+	if orig.Epoch == "" || len(orig.Epoch) > maxEpoch {
+		orig.Epoch = d.out.epoch
+	}
+	m := marker(orig, why, d.reportLimit())
+	if err := d.out.replace(r.seq, m); err != nil {
+		return nil, err
+	}
+	d.log.Warn("fleet: event report in the outbox cut to a marker: "+why+"; the whole report follows",
+		"seq", r.seq, "kind", orig.Kind, "size", n, "report", string(r.payload))
+	return m, nil
+}
+
+// struck counts a lost connection against the largest report in flight,
+// if it is over strikeFloor: the one a broker with a size limit refused.
+func (d *Device) struck(window []inFlight) {
+	big := -1
+	for i, f := range window {
+		if f.size > strikeFloor && (big < 0 || f.size > window[big].size) {
+			big = i
+		}
+	}
+	if big < 0 {
+		return
+	}
+	d.strikeMu.Lock()
+	d.strikes[window[big].seq]++
+	d.strikeMu.Unlock()
+}
+
+// cleared forgets the strikes of the reports up to seq: acknowledged.
+func (d *Device) cleared(seq uint64) {
+	d.strikeMu.Lock()
+	for s := range d.strikes {
+		if s <= seq {
+			delete(d.strikes, s)
+		}
+	}
+	d.strikeMu.Unlock()
 }
 
 // Outbox returns the Seq of the last event report the broker acknowledged
@@ -694,15 +975,12 @@ func (d *Device) sendReports(ctx context.Context, c paho.Client, lost chan<- str
 // report is waiting. It returns when the connection is lost (an error
 // matching ErrOffline), the store fails, or ctx is done.
 func (d *Device) drain(ctx context.Context, c paho.Client) error {
-	type inFlight struct {
-		seq uint64
-		tok paho.Token
-	}
 	if !c.IsConnectionOpen() {
 		return ErrOffline
 	}
 	var window []inFlight
 	sent, _ := d.out.position()
+	d.cleared(sent) // acknowledged, or dropped from a full outbox
 	for {
 		if free := d.opts.InFlight - len(window); free > 0 {
 			batch, err := d.out.read(sent, free)
@@ -710,11 +988,16 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 				return err
 			}
 			for _, r := range batch {
-				tok := c.Publish(d.events, qos, false, r.payload)
+				payload, err := d.sendable(r)
+				if err != nil {
+					return err
+				}
+				tok := c.Publish(d.events, qos, false, payload)
+				window = append(window, inFlight{r.seq, len(payload), tok})
 				if failed(tok) { // not sent: nothing after it may be
+					d.struck(window)
 					return newError(ErrOffline, tok.Error(), "fleet: publish of event report %d: %v", r.seq, tok.Error())
 				}
-				window = append(window, inFlight{r.seq, tok})
 				sent = r.seq
 			}
 		}
@@ -743,6 +1026,9 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 			continue
 		}
 		if err := d.waitAck(ctx, c, window[0].tok); err != nil {
+			if lostConnection(err) || !c.IsConnectionOpen() { // the session may end first
+				d.struck(window)
+			}
 			return err
 		}
 		n := 1 // acknowledge every completed report at the front at once
@@ -752,8 +1038,16 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 		if err := d.out.ack(window[n-1].seq); err != nil {
 			return err
 		}
+		d.cleared(window[n-1].seq)
 		window = window[n:]
 	}
+}
+
+// inFlight is an event report published and not yet acknowledged.
+type inFlight struct {
+	seq  uint64
+	size int
+	tok  paho.Token
 }
 
 // failed reports whether tok is already done with an error.
@@ -780,15 +1074,29 @@ func completed(tok paho.Token) bool {
 // acknowledgement.
 func (d *Device) sendState(ctx context.Context, c paho.Client) error {
 	d.stateMu.Lock()
-	b, gen := d.pending, d.stateGen
+	p, gen := d.pending, d.stateGen
+	var b []byte
+	if p != nil {
+		b = d.statePayload(p)
+	}
 	d.stateMu.Unlock()
-	if b == nil {
+	if p == nil {
 		return nil
 	}
 	if err := d.waitAck(ctx, c, c.Publish(d.state, qos, true, b)); err != nil {
+		if (lostConnection(err) || !c.IsConnectionOpen()) && len(b) > strikeFloor { // the session may end first
+			d.stateMu.Lock()
+			d.stateStrikes++
+			refused := d.stateStrikes >= refusalStrikes
+			d.stateMu.Unlock()
+			if refused {
+				d.learnLimit(len(b), "state report") // the next one goes cut
+			}
+		}
 		return err
 	}
 	d.stateMu.Lock()
+	d.stateStrikes = 0
 	if d.stateGen == gen { // not replaced meanwhile
 		d.pending = nil
 	}

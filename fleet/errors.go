@@ -29,6 +29,10 @@ var (
 	// another fleet, or an operator who forgot --fleet.
 	ErrWrongFleet = errors.New("fleet: made for another fleet")
 
+	// ErrWrongScope means a target signed for one device or group arrived
+	// on the topic of another.
+	ErrWrongScope = errors.New("fleet: signed for another device or group")
+
 	// ErrHashMismatch means a module release's code does not match the
 	// size or SHA-256 its envelope states: it was cut short or changed
 	// after the envelope was made.

@@ -99,8 +99,12 @@ func TestGroupTarget(t *testing.T) {
 		if err := got.Verify(got.Scope, trust); err != nil {
 			t.Fatalf("verify for the group: %v", err)
 		}
-		if err := got.Verify(fleet.DeviceScope("pi-003"), trust); !errors.Is(err, signing.ErrBadSig) {
+		if err := got.Verify(fleet.DeviceScope("pi-003"), trust); !errors.Is(err, fleet.ErrWrongScope) {
 			t.Fatalf("a group's signature must not pass as the device's: %v", err)
+		}
+		got.SignedScope = fleet.DeviceScope("pi-003") // the field is not what is trusted: the signature is
+		if err := got.Verify(fleet.DeviceScope("pi-003"), trust); !errors.Is(err, signing.ErrBadSig) {
+			t.Fatalf("a group's signature, its scope field rewritten, must not pass as the device's: %v", err)
 		}
 	})
 }

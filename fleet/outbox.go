@@ -166,7 +166,10 @@ func outboxSeq(key []byte) (uint64, bool) {
 
 // append stores the report that encode makes for the next sequence number.
 // When the outbox is full, the oldest report goes to make room, and is
-// counted for a later events.dropped report.
+// counted for a later events.dropped report. An encode error stores
+// nothing and takes no number; PublishEvent's encode never fails (what
+// cannot be sent goes as a marker), so that no event is refused for what
+// it holds.
 func (o *outbox) append(encode func(epoch string, seq uint64) ([]byte, error)) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -196,6 +199,22 @@ func (o *outbox) append(encode func(epoch string, seq uint64) ([]byte, error)) e
 	select {
 	case o.wake <- struct{}{}:
 	default:
+	}
+	return nil
+}
+
+// replace stores payload in place of report seq, under the same number:
+// the report as stored can never be sent (see Device.sendable), and the
+// one put in its place must be what a restart sends. A report acknowledged
+// or dropped meanwhile is left alone.
+func (o *outbox) replace(seq uint64, payload []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if seq <= o.acked || seq >= o.next {
+		return nil
+	}
+	if err := o.st.Put(outboxKey(seq), payload); err != nil {
+		return fmt.Errorf("fleet: outbox: replace event report %d: %w", seq, err)
 	}
 	return nil
 }

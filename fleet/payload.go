@@ -68,6 +68,20 @@ type TargetEnvelope struct {
 	// only what the operator cares about; null deletes a key (JSON Merge
 	// Patch, RFC 7386).
 	Target json.RawMessage `json:"target"`
+	// Replaces, when not 0, makes the envelope a rebase: it takes a device
+	// that holds exactly version Replaces of this scope back to Version,
+	// lower than Replaces, and the device then refuses every version from
+	// Replaces up (a runaway version and any replay of it). It is how an
+	// operator recovers a device from a version pushed far too high (up
+	// to MaxVersion, after which nothing could follow): tern push
+	// --replaces. Covered by the signature; on a device that holds any
+	// other version it is refused.
+	Replaces uint64 `json:"replaces,omitempty"`
+	// SignedScope is the scope the envelope was signed for (Sign sets it):
+	// "device/<id>" or "group/<name>". The signature covers the scope, so
+	// this field only lets a device that receives the envelope on another
+	// scope's topic say so, instead of reporting a bad signature.
+	SignedScope string `json:"scope,omitempty"`
 	// Issued is when the operator issued the target (RFC 3339), optional.
 	// It is for people reading logs: versions order targets, clocks do not.
 	Issued time.Time `json:"issued,omitzero"`
@@ -148,6 +162,16 @@ func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 	}
 	if err := checkVersion(what, "push", env.Version); err != nil {
 		return TargetEnvelope{}, err
+	}
+	if env.Replaces != 0 && env.Replaces <= env.Version {
+		return TargetEnvelope{}, newError(ErrMalformed, nil,
+			`fleet: %s version %d has "replaces": %d, which is not above it: a rebase takes a device back from a higher version to a lower one (tern push --replaces HELD --version LOWER)`, what, env.Version, env.Replaces)
+	}
+	if s := env.SignedScope; s != "" {
+		kind, name, _ := strings.Cut(s, "/")
+		if p := idProblem(name); (kind != "device" && kind != "group") || p != "" {
+			return TargetEnvelope{}, newError(ErrMalformed, nil, `fleet: %s version %d: bad "scope" %.80q: want device/<id> or group/<name>`, what, env.Version, s)
+		}
 	}
 	if k := jsonKind(env.Target); k != "an object" {
 		return TargetEnvelope{}, newError(ErrMalformed, nil,
@@ -278,11 +302,36 @@ func decode(k payloadKind, b []byte, v any) error {
 			for _, embedded := range []string{"Status.", "Event."} {
 				field = strings.TrimPrefix(field, embedded)
 			}
+			if msg := numberProblem(te); msg != "" {
+				return newError(ErrMalformed, err, "fleet: %s: field %q %s", what, field, msg)
+			}
 			return newError(ErrMalformed, err, "fleet: %s: field %q must be %s, got JSON %s", what, field, goTypeInJSON(te.Type.Kind().String()), te.Value)
 		}
 		return newError(ErrMalformed, err, "fleet: %s is not valid: %v", what, err)
 	}
 	return nil
+}
+
+// numberProblem says what is wrong with a JSON number that did not fit a
+// whole-number field (a version, a size): a fraction or exponent, a sign,
+// or a value too large. "" if the value was not a number.
+func numberProblem(te *json.UnmarshalTypeError) string {
+	lit, ok := strings.CutPrefix(te.Value, "number ")
+	if !ok {
+		return ""
+	}
+	k := te.Type.Kind().String()
+	unsigned := strings.HasPrefix(k, "uint")
+	switch {
+	case strings.ContainsAny(lit, ".eE"):
+		return fmt.Sprintf("must be a whole number written in digits only, got %.40s (write 20, not 2e1 or 20.0)", lit)
+	case unsigned && strings.HasPrefix(lit, "-"):
+		return fmt.Sprintf("must not be negative, got %.40s", lit)
+	case strings.HasSuffix(te.Field, "version") || te.Field == "replaces":
+		return fmt.Sprintf("is %.40s, above the largest version, %d (2^53-1)", lit, MaxVersion)
+	default:
+		return fmt.Sprintf("is %.40s, too large for it", lit)
+	}
 }
 
 // goTypeInJSON names a Go kind the way a person writing JSON thinks of it.

@@ -52,7 +52,13 @@ func (env TargetEnvelope) signedBytes(scope string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return signedBytes("tern target", env.Prefix, env.Fleet, scope, env.Version, string(state.Canonical(v))), nil
+	own := []string{string(state.Canonical(v))}
+	if env.Replaces != 0 {
+		// Only a rebase has the line, so envelopes without it keep the
+		// signed bytes they always had.
+		own = append(own, "replaces "+strconv.FormatUint(env.Replaces, 10))
+	}
+	return signedBytes("tern target", env.Prefix, env.Fleet, scope, env.Version, own...), nil
 }
 
 // SetTopics makes the envelope for the fleet and topic prefix of t. Call it
@@ -76,6 +82,7 @@ func (env *TargetEnvelope) Sign(scope string, priv ed25519.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("fleet: signing a target: %w", err)
 	}
+	env.SignedScope = scope
 	env.Key, env.Sig = sign(priv, msg)
 	return nil
 }
@@ -85,6 +92,12 @@ func (env *TargetEnvelope) Sign(scope string, priv ed25519.PrivateKey) error {
 // and say what to do. The signature covers the envelope's Prefix and Fleet:
 // check that they are the device's with CheckTopics (Device does).
 func (env TargetEnvelope) Verify(scope string, trust signing.Trust) error {
+	if env.SignedScope != "" && env.SignedScope != scope {
+		kind, name, _ := strings.Cut(scope, "/")
+		return newError(ErrWrongScope, nil,
+			"target version %d was signed for %s but arrived on the topic of %s: a signed target is valid only for the device or group it was signed for; push it again with tern push --%s %s",
+			env.Version, env.SignedScope, scope, kind, name)
+	}
 	msg, err := env.signedBytes(scope)
 	if err != nil {
 		return err

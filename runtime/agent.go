@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -145,9 +146,10 @@ type Agent struct {
 	wake     chan struct{}       // a new target arrived
 	installs chan installRequest // new module code, for the loop to swap in
 
-	pubMu     sync.Mutex    // serializes handing events to the reporter
-	busySince atomic.Int64  // unix nanoseconds the loop's current step began; 0 between steps (see Busy)
-	steps     atomic.Uint64 // steps the loop has finished (see Steps)
+	pubMu      sync.Mutex    // serializes handing events to the reporter; guards pubFailing
+	pubFailing bool          // the reporter refused the last event (said at Warn once)
+	busySince  atomic.Int64  // unix nanoseconds the loop's current step began; 0 between steps (see Busy)
+	steps      atomic.Uint64 // steps the loop has finished (see Steps)
 
 	mu         sync.Mutex
 	target     any
@@ -155,13 +157,18 @@ type Agent struct {
 	current    any
 	status     Status
 	events     []Event // not yet accepted by the reporter, oldest first
+	unqueued   int     // events dropped from a full queue, not told of yet
+	stateFails bool    // the reporter refused the last status (said at Warn once)
 	lastSent   []byte  // last status published, to publish on change only
 	sentAt     time.Time
 	failures   int
 	nextTry    time.Time
 	converged  bool
-	savedState []byte // last state written to the store
-	replan     string // why the next plan is a re-plan; empty for a first plan
+	savedState []byte            // last state written to the store
+	replan     string            // why the next plan is a re-plan; empty for a first plan
+	modsGen    uint64            // counts changes of the module set
+	missing    map[string]string // configured modules that did not load, and why
+	cover      coverage          // target paths no loaded module handles
 
 	specs       map[string]ModuleSpec   // as configured, by module name
 	codes       map[string]string       // code hash of each module that runs, by name
@@ -179,7 +186,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
 	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
-		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}}
+		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}, missing: map[string]string{}}
 	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
 		return nil, err
 	}
@@ -211,6 +218,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		if err := a.load(ctx, spec); err != nil {
 			a.log.Error("module not loaded", "module", spec.Name, "err", err)
 			a.event(Event{Kind: EventModuleError, Module: spec.Name, Message: "not loaded: " + err.Error()})
+			a.missing[spec.Name] = clip(firstLine(err.Error()), 256)
 		}
 	}
 	a.interruptedInstalls()
@@ -236,6 +244,11 @@ func (a *Agent) modulesChanged() {
 	a.mu.Lock()
 	a.codes = codes
 	a.status.Modules = a.moduleVersions()
+	a.modsGen++
+	for name := range codes {
+		delete(a.missing, name)
+	}
+	a.status.MissingModules = maps.Clone(a.missing)
 	a.mu.Unlock()
 }
 
@@ -296,12 +309,54 @@ func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
 		a.mu.Unlock()
 		return err
 	}
+	if a.target != nil {
+		// Whatever the last attempt did, this plan is for the new target.
+		a.replan = fmt.Sprintf("a new target arrived: version %d replaces %d", version, a.version)
+	}
 	a.target, a.version = v, version
 	a.status.TargetVersion = version
 	a.converged = false
 	a.failures, a.nextTry = 0, time.Time{}
 	a.mu.Unlock()
 	a.event(Event{Kind: EventTargetAccepted, TargetVersion: version})
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// ReplaceTarget stores a target whatever the version held, lower included,
+// and wakes the loop: an operator's signed rebase (see fleet's
+// TargetEnvelope.Replaces) takes a device back from a runaway version.
+// why says which rebase, for the event.
+func (a *Agent) ReplaceTarget(version uint64, doc json.RawMessage, why string) error {
+	v, err := state.Parse(doc)
+	if err == nil {
+		if _, ok := v.(map[string]any); !ok {
+			err = ErrBadTarget
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %v", ErrBadTarget, err)
+		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
+		return err
+	}
+	a.mu.Lock()
+	held := a.version
+	if err := a.saveTarget(version, doc); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	if a.target != nil {
+		a.replan = fmt.Sprintf("a rebase took the target from version %d to %d", held, version)
+	}
+	a.target, a.version = v, version
+	a.status.TargetVersion = version
+	a.converged = false
+	a.failures, a.nextTry = 0, time.Time{}
+	a.mu.Unlock()
+	a.event(Event{Kind: EventTargetAccepted, TargetVersion: version, Message: fmt.Sprintf("rebase from version %d: %s", held, why)})
 	select {
 	case a.wake <- struct{}{}:
 	default:
@@ -406,12 +461,32 @@ func (a *Agent) check() bool {
 		a.mu.Unlock()
 		return true
 	}
-	now := plan.Satisfied(a.set.jobs, a.current, target, a.opts.Strict)
+	sat := plan.Satisfied(a.set.jobs, a.current, target, a.opts.Strict)
+	// The state meets the target only where a loaded module senses or
+	// sets it; elsewhere its values come from the store (or nowhere), and
+	// planning cannot help until a module that handles them arrives.
+	a.updateCoverage()
+	a.status.Unhandled = a.cover.paths
+	gap := sat && len(a.cover.paths) > 0
+	now := sat && !gap
 	var unmet []state.Pointer
-	if !now {
+	if !sat {
 		unmet = state.Unsatisfied(a.current, target)
 	}
+	var gapMsg string
+	if gap {
+		gapMsg = a.unhandledError()
+		a.status.Error = clip(gapMsg, maxEventText)
+		if a.cover.told {
+			gapMsg = ""
+		}
+		a.cover.told = true
+	}
 	a.mu.Unlock()
+	if gapMsg != "" {
+		a.event(Event{Kind: EventPlanFailed, TargetVersion: version, Message: gapMsg})
+		a.log.Warn("not converged", "target_version", version, "why", gapMsg)
+	}
 	if now && !was {
 		// The event first: whoever sees the status converged finds the
 		// event too (check runs on the loop's goroutine only).
@@ -426,14 +501,14 @@ func (a *Agent) check() bool {
 	switch {
 	case now && !was:
 		a.log.Info("converged", "target_version", version)
-	case !now && was:
+	case !now && was && !gap:
 		a.mu.Lock()
 		a.replan = "drift: " + pointers(unmet)
 		a.mu.Unlock()
 		a.event(Event{Kind: EventDrift, TargetVersion: version, Message: "sensed state no longer meets the target: " + pointers(unmet)})
 		a.log.Info("drift", "target_version", version, "unmet", pointers(unmet))
 	}
-	return now
+	return now || gap
 }
 
 // errSuperseded: a new target arrived while a plan ran; the rest of the
@@ -537,6 +612,7 @@ func (a *Agent) event(e Event) {
 		// The report carries a cut text; the device's log keeps it whole.
 		a.log.Info("event text cut for its report; whole here", "kind", e.Kind, "module", e.Module, "path", e.Path, "message", e.Message)
 		e.Message, e.Path = clip(e.Message, maxEventText), clip(e.Path, maxEventPath)
+		e.Truncated = true
 	}
 	e.ID = NewEventID()
 	e.Time = a.opts.Clock().UTC()
@@ -588,7 +664,14 @@ func (a *Agent) heldBack() {
 func (a *Agent) queue(e Event) {
 	const maxQueued = 1000
 	if len(a.events) == maxQueued {
-		a.events = a.events[1:] // the oldest goes; only a failing reporter (its store) lets them pile up
+		// The oldest goes; only a failing reporter (its store) lets them
+		// pile up. They were never numbered: count them, for an
+		// events.dropped event once the reporter takes events again.
+		if a.unqueued == 0 {
+			a.log.Warn("events dropped: the reporter has refused events for a while; the oldest go", "kind", a.events[0].Kind, "queued", maxQueued)
+		}
+		a.events = a.events[1:]
+		a.unqueued++
 	}
 	a.events = append(a.events, e)
 }
@@ -604,6 +687,11 @@ func (a *Agent) publishEvents(ctx context.Context) {
 	defer a.pubMu.Unlock()
 	for {
 		a.mu.Lock()
+		if len(a.events) == 0 && a.unqueued > 0 && !a.pubFailing {
+			a.events = append(a.events, Event{ID: NewEventID(), Time: a.opts.Clock().UTC(), Kind: EventReportsDropped,
+				Message: fmt.Sprintf("%d events were dropped before they were numbered: the reporter refused events for a while (see the device log), and the agent holds at most 1000", a.unqueued)})
+			a.unqueued = 0
+		}
 		if len(a.events) == 0 {
 			a.mu.Unlock()
 			return
@@ -611,8 +699,19 @@ func (a *Agent) publishEvents(ctx context.Context) {
 		e := a.events[0]
 		a.mu.Unlock()
 		if err := a.opts.Reporter.PublishEvent(ctx, e); err != nil {
-			a.log.Debug("event not published; will retry", "err", err)
+			// The reporter fails only when its store does: a device-wide
+			// fault, not this event's (it takes any event, cut if need be).
+			if !a.pubFailing {
+				a.pubFailing = true
+				a.log.Warn("event not handed to the reporter; it and the events after it wait, and are tried again", "kind", e.Kind, "err", err)
+			} else {
+				a.log.Debug("event not published; will retry", "kind", e.Kind, "err", err)
+			}
 			return
+		}
+		if a.pubFailing {
+			a.pubFailing = false
+			a.log.Info("the reporter takes events again")
 		}
 		a.mu.Lock()
 		a.events = a.events[1:]
@@ -643,11 +742,19 @@ func (a *Agent) report(ctx context.Context) {
 		return
 	}
 	if err := a.opts.Reporter.PublishState(ctx, s); err != nil {
-		a.log.Debug("status not published; will retry", "err", err)
+		a.mu.Lock()
+		first := !a.stateFails
+		a.stateFails = true
+		a.mu.Unlock()
+		level := slog.LevelDebug
+		if first {
+			level = slog.LevelWarn
+		}
+		a.log.Log(ctx, level, "status not published; will retry", "kind", "state report", "err", err)
 		return
 	}
 	a.mu.Lock()
-	a.lastSent, a.sentAt = raw, time.Now()
+	a.lastSent, a.sentAt, a.stateFails = raw, time.Now(), false
 	a.mu.Unlock()
 }
 

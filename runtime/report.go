@@ -40,6 +40,12 @@ type Event struct {
 	Job           string    `json:"job,omitempty"`
 	Path          string    `json:"path,omitempty"`
 	Message       string    `json:"message,omitempty"`
+	// Truncated is true when the report says less than the event did:
+	// its message or path was cut to fit a report, or the report is a
+	// marker that stands in, with the same kind and seq, for an event too
+	// large to send (or that could not be encoded, or that the broker
+	// refused). The device's log keeps the whole event.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Phase is what the agent is doing.
@@ -63,4 +69,15 @@ type Status struct {
 	State         json.RawMessage   `json:"state"`
 	Error         string            `json:"error,omitempty"`
 	Modules       map[string]string `json:"modules,omitempty"` // module name → version
+	// Unhandled lists target paths no loaded module senses or sets (at
+	// most 16; Error says how many more). The device is not converged
+	// while there are any: their values come from its store, not from
+	// the hardware.
+	Unhandled []string `json:"unhandled,omitempty"`
+	// MissingModules are configured modules that did not load, and why.
+	MissingModules map[string]string `json:"missing_modules,omitempty"`
+	// Truncated is true when the report leaves out what would not fit a
+	// report (the state, then the other long fields): the device's log
+	// keeps the whole status.
+	Truncated bool `json:"truncated,omitempty"`
 }

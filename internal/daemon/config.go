@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
 )
@@ -66,6 +68,13 @@ type Config struct {
 	// broker is unreachable; beyond it the oldest go (and an events.dropped
 	// event says how many). Default 100000, about 30 MB of store.
 	OutboxLimit int `yaml:"outbox_limit" json:"outbox_limit"`
+	// MaxReport is the largest report, in bytes, the device sends whole
+	// (fleet.DeviceOptions.MaxReport): an event over it goes as a marker
+	// with "truncated": true, a state report without its state. Set it
+	// below the broker's message size limit when that is under 256 KiB
+	// (Mosquitto's message_size_limit or max_packet_size). Default
+	// 262144, least 12288.
+	MaxReport int `yaml:"max_report" json:"max_report"`
 	// Sim is the simulated world of a sim board: I2C chips and rooms
 	// heated through a GPIO line (see SimConfig). Only with board: sim.
 	Sim SimConfig `yaml:"sim" json:"sim"`
@@ -74,6 +83,13 @@ type Config struct {
 	// idle (converged, or no target). Otherwise it is rolled back. Default
 	// 2m; in YAML a duration such as 90s.
 	UpdateHealthTimeout Duration `yaml:"update_health_timeout" json:"update_health_timeout"`
+	// BootGrace is how long ternd, at start, waits for the targets
+	// retained on the broker before it acts on the target it stored, so
+	// that a newer target queued while it was down is the first it acts
+	// on (no relay switched on and off again at boot). It waits only
+	// while the broker is reachable: offline, or with no broker, it acts
+	// at once. Default 3s; 0s acts at once always.
+	BootGrace *Duration `yaml:"boot_grace" json:"boot_grace"`
 	// Ignored are keys this ternd does not know, kept as warnings only
 	// after a newer ternd was rolled back here (they may be its); any
 	// other time an unknown key is an error. Not a configuration key.
@@ -120,6 +136,19 @@ func (l ModuleLimits) validate() []error {
 	return errs
 }
 
+// bootGrace is BootGrace, or its default if unset.
+func (c Config) bootGrace() time.Duration {
+	if c.BootGrace == nil {
+		return defaultBootGrace
+	}
+	return time.Duration(*c.BootGrace)
+}
+
+// defaultBootGrace is Config.BootGrace's default: enough for a connect,
+// a subscribe and the retained targets on a slow link, short enough that
+// a device whose broker hangs is not idle for long.
+const defaultBootGrace = 3 * time.Second
+
 // Duration is a time.Duration written as text in the configuration
 // ("90s", "2m"), in YAML and JSON alike. A bare number other than 0 is
 // refused: without a unit it would be ambiguous.
@@ -127,6 +156,15 @@ type Duration time.Duration
 
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalYAML implements yaml.Unmarshaler, so that a bad value names its
+// line (decodeStrict adds the key).
+func (d *Duration) UnmarshalYAML(node *yaml.Node) error {
+	if err := d.UnmarshalText([]byte(node.Value)); err != nil {
+		return fmt.Errorf("line %d: %w", node.Line, err)
+	}
+	return nil
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
@@ -180,6 +218,8 @@ func LoadConfig(path string) (Config, error) {
 	switch {
 	case errors.Is(err, ErrUnknownKeys):
 		return Config{}, fmt.Errorf("ternd: %s: %w; fix or remove them (ternd check-config %s checks a file)", path, err, path)
+	case errors.Is(err, errBadValue):
+		return Config{}, fmt.Errorf("ternd: %s: %w", path, err)
 	case err != nil:
 		return Config{}, fmt.Errorf("ternd: %s is not valid YAML or JSON: %w", path, err)
 	}
@@ -221,6 +261,10 @@ func (c Config) withDefaults() Config {
 	if c.CacheDir == "" {
 		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
+	if c.BootGrace == nil {
+		d := Duration(defaultBootGrace)
+		c.BootGrace = &d
+	}
 	if c.UpdateHealthTimeout == 0 {
 		c.UpdateHealthTimeout = Duration(2 * time.Minute)
 	}
@@ -230,11 +274,17 @@ func (c Config) withDefaults() Config {
 // Validate says what is wrong with a configuration, all at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.BootGrace != nil && *c.BootGrace < 0 {
+		errs = append(errs, fmt.Errorf("boot_grace: %v is negative; leave it out for the default (3s), or 0s to act at once", *c.BootGrace))
+	}
 	if c.UpdateHealthTimeout < 0 {
 		errs = append(errs, fmt.Errorf("update_health_timeout: %v is negative; leave it out for the default (2m)", c.UpdateHealthTimeout))
 	}
 	if c.OutboxLimit < 0 {
 		errs = append(errs, fmt.Errorf("outbox_limit: %d is negative; leave it out for the default (%d)", c.OutboxLimit, fleet.DefaultOutboxLimit))
+	}
+	if c.MaxReport != 0 && (c.MaxReport < 12<<10 || c.MaxReport > fleet.MaxPayload) {
+		errs = append(errs, fmt.Errorf("max_report: %d bytes; use 12288 to %d (set it below the broker's message size limit), or leave it out for %d", c.MaxReport, fleet.MaxPayload, fleet.MaxPayload))
 	}
 	if c.Device == "" {
 		errs = append(errs, errors.New("device: required (this device's id, e.g. pi-001)"))

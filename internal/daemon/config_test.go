@@ -106,7 +106,12 @@ modules: [{name: a}, {name: a}]`, "listed twice"},
 		{`device: ok
 trusted_keys: ["tern-ed25519-private AAAA"]`, "trusted_keys[0]: signing: public key: this is a private key"},
 		{`device: ok
-update_health_timeout: 90`, `"90" is not a duration; write it with a unit`},
+update_health_timeout: 90`, `line 2: update_health_timeout: "90" is not a duration; write it with a unit`},
+		{`device: ok
+module_limits:
+  call_timeout: 2`, `line 3: module_limits.call_timeout: "2" is not a duration`},
+		{`device: ok
+boot_grace: -1s`, "boot_grace: -1s is negative"},
 		{`device: ok
 update_health_timeout: -1s`, "update_health_timeout: -1s is negative"},
 	} {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tern-iot/tern/boards"
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if cfg.Broker != "" {
 		dev, err = fleet.NewDevice(fleet.DeviceOptions{
 			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Modules: moduleNames(cfg),
-			Store: st, OutboxLimit: cfg.OutboxLimit,
+			Store: st, OutboxLimit: cfg.OutboxLimit, MaxReport: cfg.MaxReport,
 			Username: cfg.BrokerUsername, Password: cfg.BrokerPassword,
 			Topics:    fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},
 			Dial:      hw.Dial,
@@ -162,13 +163,19 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	wg.Go(func() { errc <- agent.Run(ctx) })
-	if physics != nil {
-		wg.Go(func() { physics(ctx) })
-	}
+	var offered atomic.Uint64 // targets the fleet offered (see bootGrace)
 	if dev != nil {
 		wg.Go(func() { errc <- dev.Run(ctx) })
-		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, log) })
+		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, &offered, log) })
+	}
+	wg.Go(func() {
+		if _, held := agent.Target(); dev != nil && held > 0 {
+			bootGrace(ctx, cfg.bootGrace(), dev, &offered, log)
+		}
+		errc <- agent.Run(ctx)
+	})
+	if physics != nil {
+		wg.Go(func() { physics(ctx) })
 	}
 	if onTrial {
 		wg.Go(func() {
@@ -193,6 +200,65 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		errs = append(errs, cause)
 	}
 	return errors.Join(errs...)
+}
+
+// bootQuiet is how long, once subscribed, no target may arrive before the
+// boot grace ends early: the broker sends retained messages right after
+// the subscription's acknowledgement, back to back.
+const bootQuiet = 300 * time.Millisecond
+
+// firstAttempter is the part of the fleet device the boot grace needs.
+type firstAttempter interface {
+	// FirstAttempt is closed when the first connection attempt ended:
+	// connected and subscribed, or failed.
+	FirstAttempt() <-chan struct{}
+	Connected() bool
+}
+
+// bootGrace holds the agent back, at start, for the targets retained on
+// the broker, so that it acts first on the newest one rather than on the
+// older one it stored (a relay switched on and off again at boot). It
+// returns at once when the first connection attempt fails (offline: act
+// on the stored target), once no target arrived for bootQuiet after
+// subscribing, or after grace, whichever is first. offered counts the
+// targets the fleet offered so far.
+func bootGrace(ctx context.Context, grace time.Duration, dev firstAttempter, offered *atomic.Uint64, log *slog.Logger) {
+	if grace <= 0 {
+		return
+	}
+	start := time.Now()
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-deadline.C:
+		log.Info("boot grace over before the broker answered; acting on the stored target", "grace", grace)
+		return
+	case <-dev.FirstAttempt():
+	}
+	if !dev.Connected() {
+		log.Info("broker unreachable at start; acting on the stored target at once")
+		return
+	}
+	quiet := time.NewTicker(bootQuiet)
+	defer quiet.Stop()
+	for seen := offered.Load(); ; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			log.Info("boot grace over; acting on the targets received so far", "grace", grace)
+			return
+		case <-quiet.C:
+		}
+		if now := offered.Load(); now != seen {
+			seen = now
+			continue
+		}
+		log.Debug("retained targets received; starting the agent", "waited", time.Since(start).Round(time.Millisecond))
+		return
+	}
 }
 
 // watchdogStall is how long the agent loop may stay in one step before
@@ -256,7 +322,7 @@ func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Lo
 }
 
 // feed hands targets and module releases from the fleet to the agent.
-func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *releases, up *updater, a *runtime.Agent, log *slog.Logger) {
+func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *releases, up *updater, a *runtime.Agent, offered *atomic.Uint64, log *slog.Logger) {
 	// Module releases install one at a time, in the order they came, on
 	// their own goroutine: compiling one may take up to its bound, and
 	// targets must reach the agent meanwhile.
@@ -277,13 +343,20 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			if !ok {
 				return
 			}
-			version, doc, changed, err := comb.offer(env)
+			version, doc, changed, rebased, err := comb.offer(env)
+			offered.Add(1)
 			switch {
 			case err != nil:
 				log.Warn("target refused", "scope", env.Scope, "version", env.Version, "err", err)
 				a.Refused(env.Version, err)
 			case !changed:
 				log.Debug("target redelivered", "scope", env.Scope, "version", env.Version)
+			case rebased:
+				if err := a.ReplaceTarget(version, doc, fmt.Sprintf("%s version %d replaces version %d (tern push --replaces)", env.Scope, env.Version, env.Replaces)); err != nil {
+					log.Warn("rebase refused", "version", version, "err", err)
+				} else {
+					log.Warn("target rebased", "scope", env.Scope, "version", env.Version, "replaces", env.Replaces, "combined_version", version)
+				}
 			default:
 				if err := a.SetTarget(version, doc); err != nil {
 					log.Warn("target refused", "version", version, "err", err)
@@ -312,13 +385,15 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			if !ok {
 				return
 			}
-			log.Warn("message refused", "topic", r.Topic, "err", r.Err)
+			// The device logged the refusal already; here it becomes an
+			// event, in the operator's words (no Go package prefix).
+			why := strings.TrimPrefix(r.Err.Error(), "fleet: ")
 			if r.Agent {
-				up.event(EventUpdateRefused, "%s: %v; the running binary stays", r.Topic, r.Err)
+				up.event(EventUpdateRefused, "%s: %s; the running binary stays", r.Topic, why)
 			} else if r.Module != "" {
-				a.ModuleRefused(r.Module, fmt.Errorf("%s: %w", r.Topic, r.Err))
+				a.ModuleRefused(r.Module, fmt.Errorf("%s: %s", r.Topic, why))
 			} else {
-				a.Refused(0, fmt.Errorf("%s: %w", r.Topic, r.Err))
+				a.Refused(0, fmt.Errorf("%s: %s", r.Topic, why))
 			}
 		}
 	}

@@ -167,6 +167,13 @@ func (v *fleetView) eventWithin(t *testing.T, kind runtime.EventKind, substr str
 // state waits for a state report that satisfies ok.
 func (v *fleetView) state(t *testing.T, what string, ok func(fleet.StateReport) bool) {
 	t.Helper()
+	v.stateWithin(t, what, wait, ok)
+}
+
+// stateWithin is state with a longer wait, for slow steps (compiling a Go
+// module under the race detector on a busy machine).
+func (v *fleetView) stateWithin(t *testing.T, what string, wait time.Duration, ok func(fleet.StateReport) bool) {
+	t.Helper()
 	if v.last.Device != "" && ok(v.last) {
 		return
 	}

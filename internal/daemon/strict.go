@@ -31,6 +31,13 @@ func decodeStrict(b []byte, c *Config, lenient bool) (warnings []string, err err
 	if err != nil && err.Error() == "EOF" { // an empty file: all defaults
 		return nil, nil
 	}
+	if m := lineError.FindStringSubmatch(fmt.Sprint(err)); m != nil {
+		// A value a field's own decoder refused (a duration without a
+		// unit): name its key too.
+		var line int
+		fmt.Sscan(m[1], &line)
+		return nil, badValue(fmt.Sprintf("line %d: %s: %s", line, keyAtLine(b, line), m[2]))
+	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return nil, err
@@ -51,6 +58,58 @@ func decodeStrict(b []byte, c *Config, lenient bool) (warnings []string, err err
 		return unknown, yaml.Unmarshal(b, c)
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownKeys, strings.Join(unknown, "; "))
+}
+
+// errBadValue matches a configuration refused for a value of the wrong
+// form under a known key.
+var errBadValue = errors.New("bad value")
+
+type badValue string
+
+func (e badValue) Error() string        { return string(e) }
+func (e badValue) Is(target error) bool { return target == errBadValue }
+
+// lineError is an error a field's decoder returned, with its line.
+var lineError = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// keyAtLine names the key (as a dotted path, e.g.
+// module_limits.call_timeout) whose value is on line of the YAML document
+// b, or "a value" if none is found.
+func keyAtLine(b []byte, line int) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil {
+		return "a value"
+	}
+	var find func(n *yaml.Node, path string) string
+	find = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				if k := find(c, path); k != "" {
+					return k
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, val := n.Content[i], n.Content[i+1]
+				p := key.Value
+				if path != "" {
+					p = path + "." + p
+				}
+				if val.Line == line && val.Kind == yaml.ScalarNode {
+					return p
+				}
+				if k := find(val, p); k != "" {
+					return k
+				}
+			}
+		}
+		return ""
+	}
+	if k := find(&doc, ""); k != "" {
+		return k
+	}
+	return "a value"
 }
 
 // unknownField is how yaml.v3 words a key no field has.

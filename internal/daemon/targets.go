@@ -37,6 +37,10 @@ type combiner struct {
 type source struct {
 	Version uint64          `json:"version"`
 	Target  json.RawMessage `json:"target"`
+	// Retired, when not 0, is the lowest version a rebase took this
+	// source back from: versions from it up are refused, so the runaway
+	// envelope (still validly signed) cannot be replayed.
+	Retired uint64 `json:"retired,omitempty"`
 }
 
 var keySources = []byte("fleet/sources")
@@ -62,7 +66,14 @@ func newCombiner(st store.Store, trust signing.Trust, device string, groups []st
 
 // offer takes an envelope from the fleet. It returns the combined target
 // when it changed, or an error saying why the envelope was refused.
-func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMessage, changed bool, err error) {
+// rebased is true when a rebase (TargetEnvelope.Replaces) was applied:
+// the combined version may then be lower than the one the agent holds.
+func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMessage, changed, rebased bool, err error) {
+	version, doc, changed, err = c.take(st)
+	return version, doc, changed, changed && st.Replaces != 0, err
+}
+
+func (c *combiner) take(st fleet.ScopedTarget) (version uint64, doc json.RawMessage, changed bool, err error) {
 	known := false
 	for _, s := range c.order {
 		known = known || s == st.Scope
@@ -76,10 +87,24 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 		}
 	}
 	held := c.sources[st.Scope]
+	if st.Replaces != 0 {
+		switch {
+		case st.Version == held.Version && sameDocument(st.Target, held.Target):
+			return 0, nil, false, nil // redelivered after it was applied
+		case st.Replaces != held.Version:
+			return 0, nil, false, fmt.Errorf("%s target version %d refused: it replaces version %d, but this device holds version %d; a rebase applies only to a device that holds the version it replaces (tern push --replaces %d, or a plain push above %d)",
+				st.Scope, st.Version, st.Replaces, held.Version, held.Version, held.Version)
+		}
+		held.Version = 0 // the rebase may go below it
+		held.Retired = min(st.Replaces, cmpZero(held.Retired))
+	}
 	switch {
+	case held.Retired != 0 && st.Version >= held.Retired:
+		return 0, nil, false, fmt.Errorf("%s target version %d refused: versions from %d up were retired when an operator took this device back from version %d (tern push --replaces); push a version below %d",
+			st.Scope, st.Version, held.Retired, held.Retired, held.Retired)
 	case st.Version < held.Version && held.Version > fleet.MaxVersion:
-		return 0, nil, false, fmt.Errorf("%s target version %d refused: the version held, %d, was accepted before versions had a ceiling (2^53-1) and no version can follow it; remove the data directory's store on the device to start over",
-			st.Scope, st.Version, held.Version)
+		return 0, nil, false, fmt.Errorf("%s target version %d refused: the version held, %d, was accepted before versions had a ceiling (2^53-1) and no version can follow it; take the device back with tern push --replaces %d --version LOWER",
+			st.Scope, st.Version, held.Version, held.Version)
 	case st.Version < held.Version:
 		return 0, nil, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
 			st.Scope, st.Version, held.Version, held.Version)
@@ -92,7 +117,7 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 	if _, err := c.combinedVersion(st.Scope, st.Version); err != nil {
 		return 0, nil, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
 	}
-	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target}
+	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target, Retired: held.Retired}
 	b, err := json.Marshal(c.sources)
 	if err == nil {
 		err = c.store.Put(keySources, b)
@@ -131,12 +156,20 @@ func (c *combiner) combinedVersion(scope string, version uint64) (uint64, error)
 			v = version
 		}
 		if sum+v < sum {
-			return 0, fmt.Errorf("the versions of this device's targets add up to more than %d, so no combined version grows past them; push the sources with smaller versions (at most %d each), or remove the data directory's store on the device to start over",
+			return 0, fmt.Errorf("the versions of this device's targets add up to more than %d, so no combined version grows past them; take the sources with runaway versions back with tern push --replaces HELD --version LOWER (at most %d each)",
 				uint64(math.MaxUint64), fleet.MaxVersion)
 		}
 		sum += v
 	}
 	return sum, nil
+}
+
+// cmpZero reads 0 as "none": the largest uint64, so min ignores it.
+func cmpZero(v uint64) uint64 {
+	if v == 0 {
+		return math.MaxUint64
+	}
+	return v
 }
 
 // sameDocument reports whether two JSON documents are equal once

@@ -63,7 +63,7 @@ func TestTargetRefusals(t *testing.T) {
 			{"forged", envelope(6, `{"fixed":{"b":true}}`, "stranger"), "does not trust"},
 			{"unsigned", envelope(7, `{"fixed":{"b":true}}`, ""), "tern push --key"},
 			{"older", envelope(4, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")), "older than the version 5"},
-			{"signed for another device", envelope(9, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-002")), "signature"},
+			{"signed for another device", envelope(9, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-002")), "was signed for device/pi-002 but arrived on the topic of device/pi-001"},
 			{"version 5 with other content", envelope(5, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")), "version 5"},
 			{"signed for another fleet", signedFor(fleet.Topics{Fleet: "prod"}, 11, `{"fixed":{"b":true}}`, fleet.DeviceScope("pi-001")),
 				`target envelope version 11 was made for fleet "prod" with topic prefix "tern", not for fleet "rel" with prefix "tern": what is signed for one fleet is not valid in another; sign it for fleet rel with tern push (or tern sign) --fleet rel`},
@@ -87,5 +87,47 @@ func TestTargetRefusals(t *testing.T) {
 		// A replay of the old, validly signed version 5 changes nothing.
 		v.publishRaw(t, topic, v5)
 		v.event(t, runtime.EventTargetRefused, "older than the version 10")
+	})
+}
+
+// Through a real broker: a target pushed at the largest version locks out
+// every later push, until a signed rebase takes the device back; the
+// runaway envelope, replayed, is refused from then on.
+func TestRunawayVersionIsTakenBack(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		k := newKeys(t)
+		path := filepath.Join(t.TempDir(), "evil.wasm")
+		if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v := watchFleet(t, url)
+		newTernd(t, url, k.pub, daemon.ModuleConfig{Name: "evil", Path: path})
+		topic := relTopics.DeviceTarget("pi-001")
+		signed := func(version, replaces uint64, target string) []byte {
+			env := fleet.TargetEnvelope{Format: fleet.Format, Version: version, Replaces: replaces, Target: json.RawMessage(target)}
+			env.SetTopics(relTopics)
+			if err := env.Sign(fleet.DeviceScope("pi-001"), k.trusted); err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		runaway := signed(fleet.MaxVersion, 0, `{"fixed":{"a":true}}`)
+		v.publishRaw(t, topic, runaway)
+		v.state(t, "the runaway target reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == fleet.MaxVersion })
+		v.publishRaw(t, topic, signed(1800000000000, 0, `{"fixed":{"b":true}}`))
+		v.event(t, runtime.EventTargetRefused, "push a version above 9007199254740991")
+
+		v.publishRaw(t, topic, signed(1800000000001, fleet.MaxVersion, `{"fixed":{"b":true}}`))
+		v.event(t, runtime.EventTargetAccepted, "rebase from version 9007199254740991")
+		v.state(t, "the rebased target reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 1800000000001 })
+
+		v.publishRaw(t, topic, runaway)
+		v.event(t, runtime.EventTargetRefused, "versions from 9007199254740991 up were retired")
+		v.push(t, 1800000000002, `{"fixed":{"a":true}}`, k.trusted)
+		v.state(t, "a push after the rebase reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 1800000000002 })
 	})
 }
