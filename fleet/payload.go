@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/state"
 )
 
 // Format is the format of the signed payloads the fleet sends devices
@@ -176,6 +177,11 @@ func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 	if k := jsonKind(env.Target); k != "an object" {
 		return TargetEnvelope{}, newError(ErrMalformed, nil,
 			`fleet: %s: "target" must be a JSON object (the desired state), got %s`, what, k)
+	}
+	// Whatever a device stores must parse again when it combines targets
+	// (nesting, numbers): refuse it here, before anything is stored.
+	if _, err := state.Parse(env.Target); err != nil {
+		return TargetEnvelope{}, newError(ErrMalformed, err, `fleet: %s version %d: "target": %v`, what, env.Version, err)
 	}
 	return env, nil
 }

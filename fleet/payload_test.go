@@ -92,6 +92,7 @@ func TestParseTargetEnvelopeRefuses(t *testing.T) {
 		{"version with an exponent", `{"format":2,"prefix":"tern","fleet":"demo","version":2e1,"target":{}}`, fleet.ErrMalformed, `field "version" must be a whole number written in digits only, got 2e1`},
 		{"replaces not above the version", target(t, map[string]any{"version": 5, "replaces": 5}), fleet.ErrMalformed, `has "replaces": 5, which is not above it`},
 		{"bad scope", target(t, map[string]any{"scope": "room/1"}), fleet.ErrMalformed, `bad "scope"`},
+		{"target nested too deep", `{"format":2,"prefix":"tern","fleet":"demo","version":1,"target":` + strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 71), fleet.ErrMalformed, `version 1: "target": `},
 		{"string version", target(t, map[string]any{"version": "3"}), fleet.ErrMalformed, `field "version"`},
 		{"no target", target(t, map[string]any{"target": nil}), fleet.ErrMalformed, `"target" must be a JSON object`},
 		{"null target", `{"format":2,"prefix":"tern","fleet":"demo","version":1,"target":null}`, fleet.ErrMalformed, "got null"},

@@ -16,26 +16,6 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 )
 
-const agentUsage = `Usage:
-  tern agent release [fleet flags] --key K.key [--version N] [--arch ARCH] [--agent-version V] [--dry-run] TERND
-      release a ternd binary (from make dist) to the devices of its architecture:
-      signed, compressed, retained on <prefix>/<fleet>/agent/<arch>. Each device
-      stages it, restarts into it, and keeps it if it is connected and converged
-      within update_health_timeout; otherwise it rolls back. See docs/install.md.
-`
-
-// agentCmd is tern agent SUBCOMMAND.
-func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "release" {
-		fmt.Fprint(stderr, agentUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return nil
-		}
-		return usageError{errors.New("agent: want a subcommand: release")}
-	}
-	return agentRelease(ctx, args[1:], stdout, stderr)
-}
-
 // mainPackage is the package a ternd binary is built from.
 const mainPackage = "github.com/tern-iot/tern/cmd/ternd"
 
@@ -55,11 +35,11 @@ func runVersion(ctx context.Context, path string) string {
 }
 
 func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("agent release", "[fleet flags] --key KEY.key [--version N] [--arch ARCH] [--dry-run] TERND", stderr)
+	fs := newFlags("agent release", stderr)
 	var ff fleetFlags
 	ff.register(fs)
 	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the release with (or $TERN_KEY); required")
-	ver := fs.Uint64("version", 0, "release version; default: the current time in milliseconds (releases must grow)")
+	ver := versionVar(fs, "the release's version, which must grow with every agent release; default: the current time in milliseconds")
 	arch := fs.String("arch", "", "architecture: amd64, arm64, armv7 or armv6; default: read from the binary")
 	agentVer := fs.String("agent-version", "", "ternd's own version, checked by devices against what the binary says; default: what TERND version prints, if it runs here")
 	dryRun := fs.Bool("dry-run", false, "print the release (JSON) instead of publishing it, e.g. for mosquitto_pub -f")
@@ -70,11 +50,22 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return usageError{errors.New("agent release needs --key and one ternd binary")}
 	}
-	priv, err := signing.ReadPrivate(*keyPath)
+	if err := ver.check(); err != nil {
+		return err
+	}
+	if !*dryRun {
+		if err := ff.check(); err != nil {
+			return err
+		}
+	}
+	priv, err := readKey(*keyPath)
 	if err != nil {
-		return usageError{fmt.Errorf("--key: %w", err)}
+		return err
 	}
 	path := fs.Arg(0)
+	if err := checkFileArg("ternd binary", path, "give a ternd from make dist, e.g. dist/ternd-linux-arm64"); err != nil {
+		return err
+	}
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("%s is not a Go binary (%v): release a ternd from make dist", path, err)
@@ -112,12 +103,9 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(bin) > fleet.MaxAgentSize {
 		return fmt.Errorf("%s is %d bytes; agent releases carry binaries up to %d MiB", path, len(bin), fleet.MaxAgentSize>>20)
 	}
-	v := *ver
-	if v == 0 {
+	v := ver.v
+	if !ver.set {
 		v = uint64(time.Now().UnixMilli())
-	}
-	if err := checkVersionFlag(v); err != nil {
-		return err
 	}
 	topics := fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}
 	if err := topics.Validate(); err != nil {

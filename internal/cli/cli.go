@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,8 +19,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
-	"github.com/tern-iot/tern/internal/signing"
-	"github.com/tern-iot/tern/internal/version"
 )
 
 // Exit codes.
@@ -33,67 +32,6 @@ const (
 	ExitNotConverged = 4
 )
 
-const usage = `tern: the tern operator command
-
-Usage:
-  tern broker [--listen ADDR] [--cert F --cert-key F [--ca F]]
-                                               run a development MQTT broker (TLS with --cert)
-  tern broker acl --inventory FILE [--fleet NAME] [--prefix P] [--operator USER]...
-                                               print a Mosquitto acl_file for the fleet's devices
-  tern push   [fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON
-                                               push a (signed) target to a device or a group
-  tern sign   [--fleet NAME] --device ID | --group NAME --key K.key [--version N] FILE|-|JSON
-                                               print a signed target envelope, to publish elsewhere
-  tern release [fleet flags] --module NAME --key K.key [--version N] [--config ternd.yaml]
-               [--dry-run] M.wasm              release M.wasm to the fleet as module NAME
-  tern status [fleet flags] [--group G | --device ID] [--json] [--wait D]
-                                               a table of devices: online, version, converged, errors
-  tern watch  [fleet flags] [--group G | --device ID] [--version N] [--until-converged]
-              [--timeout D] [--json]           live state changes and events; rollout progress
-  tern plan   --target FILE|-|JSON [--state FILE|JSON] --module M.wasm...
-              [--config NAME=JSON] [--strict] [--format text|mermaid|dot|json]
-                                               preview offline what a device would do
-  tern module build DIR [-o OUT.wasm]          build a job module from Go (manifest embedded)
-  tern module sign --key K.key M.wasm          sign a module for devices that trust K
-  tern module inspect M.wasm [--trust K.pub]   print a module's manifest, hash and signer
-  tern keys generate NAME | list [--dir DIR]   operator signing keys
-  tern testbench run FILE.yaml... [--junit OUT.xml] [--json]   run testbench scenarios
-  tern version                                 print the version
-  tern help COMMAND                            a command's flags and examples
-
-Fleet flags:
-  --broker URL   MQTT broker (default tcp://127.0.0.1:1883, or $TERN_BROKER)
-  --fleet NAME   fleet name (default "default", or $TERN_FLEET)
-  --prefix P     topic prefix (default "tern")
-  --ca FILE      CA that signed the broker's certificate, for ssl:// brokers ($TERN_CA);
-                 "system" trusts the system's roots
-  --cert FILE    client certificate, PEM ($TERN_CERT); with Mosquitto's
-                 use_identity_as_username its common name is the username
-  --cert-key F   the client certificate's private key, PEM ($TERN_CERT_KEY)
-  --server-name N  name the broker's certificate must carry, if not the URL's host
-
-Examples:
-  tern broker --listen 127.0.0.1:1883
-  tern broker acl --fleet demo --inventory inventory.yaml > /etc/mosquitto/tern.acl
-  tern push --broker ssl://broker:8883 --ca ca.pem --cert ops.pem --cert-key ops.key \
-            --fleet demo --group heaters '{"relays":{"heater":true}}'
-  tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
-  tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
-  tern status --fleet demo --group heaters
-  tern watch --fleet demo --group heaters --version 7 --until-converged --timeout 10m
-  tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' \
-            --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'
-
-Exit status:
-  0  done; for status: every listed device converged and online
-  1  failed (the message says why)
-  2  usage: a flag or argument is wrong (the message says which)
-  3  timeout (watch --timeout)
-  4  status: some listed device is not converged, or not online
-
-Run 'tern help COMMAND' or 'tern COMMAND --help' for a command's flags and examples.
-`
-
 // Main runs the tern command with args (without the program name).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -105,52 +43,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // (commands that wait, such as watch, end then with exit status 0).
 func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return ExitUsage
 	}
-	cmd, args := args[0], args[1:]
-	errOut := stderr
 	if wantsHelp(args) {
 		stderr = stdout // asked for: help goes to stdout, exit 0
 	}
-	var err error
-	switch cmd {
-	case "broker":
-		err = broker(ctx, args, stdout, stderr)
-	case "push":
-		err = push(ctx, args, stdout, stderr)
-	case "release":
-		err = release(ctx, args, stdout, stderr)
-	case "status":
-		err = status(ctx, args, stdout, stderr)
-	case "sign":
-		err = sign(ctx, args, stdout, stderr)
-	case "agent":
-		err = agentCmd(ctx, args, stdout, stderr)
-	case "watch":
-		err = watch(ctx, args, stdout, stderr)
-	case "module":
-		err = module(ctx, args, stdout, stderr)
-	case "keys":
-		err = keys(args, stdout, stderr)
-	case "plan":
-		err = planCmd(ctx, args, stdout, stderr)
-	case "testbench":
-		err = testbenchCmd(ctx, args, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, version.String("tern"))
-	case "help", "-h", "--help":
-		if len(args) > 0 && cmd == "help" { // tern help COMMAND [SUBCOMMAND]
-			return MainContext(ctx, append(args, "--help"), stdout, stderr)
-		}
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(errOut, "tern: unknown command %q\n\n%s", cmd, usage)
-		return ExitUsage
-	}
+	name, err := dispatch(ctx, args, stdout, stderr)
 	code := exitCode(err, stderr)
 	if code == ExitUsage {
-		fmt.Fprintln(stderr, usageHint(cmd))
+		if name == "help" { // tern help NOSUCHCOMMAND
+			name = ""
+		}
+		fmt.Fprintln(stderr, usageHint(name))
 	}
 	return code
 }
@@ -180,42 +85,21 @@ func exitCode(err error, stderr io.Writer) int {
 	return ExitFail
 }
 
-// fleetFlags are the flags every command that talks to the fleet takes.
-type fleetFlags struct {
-	broker, fleet, prefix string
-	tls                   fleet.TLSFiles
-}
-
-// register adds the fleet flags. The client key is --cert-key, not --key:
-// --key is the signing key of push and module sign.
-func (f *fleetFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.broker, "broker", envOr("TERN_BROKER", "tcp://127.0.0.1:1883"), "MQTT broker URL: tcp://host:port, or ssl://host:port for TLS (or $TERN_BROKER)")
-	fs.StringVar(&f.fleet, "fleet", envOr("TERN_FLEET", "default"), "fleet name (or $TERN_FLEET)")
-	fs.StringVar(&f.prefix, "prefix", "tern", "topic prefix")
-	fs.StringVar(&f.tls.CA, "ca", envOr("TERN_CA", ""), `with an ssl:// broker: the CA file that signed the broker's certificate, or "system" (or $TERN_CA)`)
-	fs.StringVar(&f.tls.Cert, "cert", envOr("TERN_CERT", ""), "client certificate file, PEM (or $TERN_CERT)")
-	fs.StringVar(&f.tls.Key, "cert-key", envOr("TERN_CERT_KEY", ""), "the client certificate's private key file, PEM (or $TERN_CERT_KEY)")
-	fs.StringVar(&f.tls.ServerName, "server-name", "", "name the broker's certificate must carry, when not the broker URL's host")
-}
-
+// dial connects to the broker, once the flags passed check.
 func (f *fleetFlags) dial(ctx context.Context) (*fleet.Operator, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	return fleet.DialOperator(ctx, fleet.OperatorOptions{Broker: f.broker, TLS: f.tls, Topics: fleet.Topics{Prefix: f.prefix, Fleet: f.fleet}})
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-// newFlags makes a command's flag set. Its Usage prints the command's full
-// help (see helps) to stderr, which Main points at stdout when the user
-// asked for help.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+// newFlags makes the flag set of the command name (an entry of
+// commands). Its Usage prints the command's full help to stderr, which
+// Main points at stdout when the user asked for help.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("tern "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printHelp(stderr, fs, name, synopsis) }
+	fs.Usage = func() { printHelp(stderr, fs, name) }
 	return fs
 }
 
@@ -251,10 +135,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "acl" {
-		return brokerACL(args[1:], stdout, stderr)
-	}
-	fs := newFlags("broker", "[--listen ADDR] [--cert FILE --cert-key FILE [--ca FILE]] | acl --inventory FILE", stderr)
+	fs := newFlags("broker", stderr)
 	listen := fs.String("listen", "127.0.0.1:1883", "address to listen on (host:port; port 0 picks a free one)")
 	var files fleet.TLSFiles
 	fs.StringVar(&files.Cert, "cert", "", "the broker's certificate, PEM: listen with TLS")
@@ -263,6 +144,9 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	verbose := fs.Bool("v", false, "log every connection")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("broker takes no arguments, got %q; its one subcommand is tern broker acl", fs.Arg(0))}
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -299,8 +183,8 @@ type inventory struct {
 	Devices   map[string][]string `yaml:"devices" json:"devices"`
 }
 
-func brokerACL(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker acl", "--inventory FILE [--fleet NAME] [--prefix P]", stderr)
+func brokerACL(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("broker acl", stderr)
 	path := fs.String("inventory", "", "YAML or JSON file: devices: {DEVICE: [GROUP, ...]}, optional operators: [USER, ...] (required)")
 	fleetName := fs.String("fleet", envOr("TERN_FLEET", "default"), "fleet name (or $TERN_FLEET)")
 	prefix := fs.String("prefix", "tern", "topic prefix")
@@ -311,9 +195,9 @@ func brokerACL(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return usageError{errors.New("broker acl needs --inventory FILE, e.g. a file with:\n  devices:\n    pi-001: [heaters, floor-2]\n    pi-002: [heaters]")}
 	}
-	b, err := os.ReadFile(*path)
+	b, err := readFileArg("--inventory", *path, "give a YAML or JSON file with devices: {DEVICE: [GROUP, ...]}")
 	if err != nil {
-		return fmt.Errorf("reading the inventory: %w", err)
+		return err
 	}
 	var inv inventory
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -347,19 +231,28 @@ func sign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	synopsis := "[fleet flags] --device ID | --group NAME [--key KEY.key] [--version N] FILE|-|JSON"
-	if cmd == "sign" {
-		synopsis = "[--fleet NAME] [--prefix P] --device ID | --group NAME --key KEY.key [--version N] FILE|-|JSON"
-	}
-	fs := newFlags(cmd, synopsis, stderr)
+	fs := newFlags(cmd, stderr)
 	var ff fleetFlags
-	ff.register(fs)
+	if cmd == "push" {
+		ff.register(fs)
+	} else {
+		ff.registerTopics(fs) // sign does not connect
+	}
 	device := fs.String("device", "", "device id (this or --group)")
 	group := fs.String("group", "", "group name: every device in the group gets the target")
 	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the target with (or $TERN_KEY); devices with trusted_keys need it")
-	ver := fs.Uint64("version", 0, "target version; default: the current time in milliseconds, which always increases")
+	ver := versionVar(fs, "the target's version, which must grow with every push to the device or group; default: the current time in milliseconds, which always grows")
+	replaces := fs.Uint64("replaces", 0, "rebase: the version `HELD` (a runaway one, e.g. 9007199254740991) this target replaces; a device that holds exactly HELD takes this lower version and refuses every version from HELD up (docs/mqtt.md, Taking a device back from a runaway version)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if err := ver.check(); err != nil {
+		return err
+	}
+	if cmd == "push" {
+		if err := ff.check(); err != nil {
+			return err
+		}
 	}
 	if (*device == "") == (*group == "") || fs.NArg() != 1 {
 		fs.Usage()
@@ -372,34 +265,34 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if *group != "" {
 		name, scope, flagName = *group, fleet.GroupScope(*group), "--group"
 	}
-	if err := fleet.ValidID(name); err != nil {
+	var err error
+	if err = fleet.ValidID(name); err != nil {
 		return usageError{fmt.Errorf("%s: %w", flagName, err)}
 	}
-	doc, err := readTarget(fs.Arg(0))
+	var priv ed25519.PrivateKey
+	if *keyPath != "" {
+		if priv, err = readKey(*keyPath); err != nil {
+			return err
+		}
+	}
+	doc, _, err := readDocArg("the target", fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	v := *ver
-	if v == 0 {
+	v := ver.v
+	if !ver.set {
 		v = uint64(time.Now().UnixMilli())
-	}
-	if err := checkVersionFlag(v); err != nil {
-		return err
 	}
 	topics := fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}
 	if err := topics.Validate(); err != nil {
 		return usageError{err}
 	}
-	env := fleet.TargetEnvelope{Format: fleet.Format, Version: v, Target: doc, Issued: time.Now().UTC()}
+	env := fleet.TargetEnvelope{Format: fleet.Format, Version: v, Replaces: *replaces, Target: doc, Issued: time.Now().UTC()}
 	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
 	}
-	if *keyPath != "" {
-		priv, err := signing.ReadPrivate(*keyPath)
-		if err != nil {
-			return usageError{fmt.Errorf("--key: %w", err)}
-		}
+	if priv != nil {
 		if err := env.Sign(scope, priv); err != nil {
 			return err
 		}
@@ -431,14 +324,8 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		signed = "signed by " + env.Key
 	}
 	fmt.Fprintf(stdout, "pushed target version %d to %s/%s (%s)\n", v, ff.fleet, scope, signed)
-	return nil
-}
-
-// checkVersionFlag refuses a --version devices would refuse: above
-// fleet.MaxVersion.
-func checkVersionFlag(v uint64) error {
-	if v > fleet.MaxVersion {
-		return usageError{fmt.Errorf("--version %d is above the largest version, %d (2^53-1, the largest whole number every JSON reader carries exactly): devices refuse it; use a smaller one (the default, the time in milliseconds, is far below)", v, fleet.MaxVersion)}
+	if *replaces != 0 {
+		fmt.Fprintf(stdout, "it replaces version %d on devices that hold exactly that version; they refuse versions from %d up from now on\n", *replaces, *replaces)
 	}
 	return nil
 }
@@ -449,28 +336,6 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// readTarget takes a file name, "-" for stdin, or inline JSON.
-func readTarget(arg string) (json.RawMessage, error) {
-	var b []byte
-	var err error
-	switch {
-	case arg == "-":
-		b, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
-	case strings.HasPrefix(strings.TrimSpace(arg), "{"), strings.HasPrefix(strings.TrimSpace(arg), "["):
-		b = []byte(arg)
-	default:
-		b, err = os.ReadFile(arg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading target: %w", err)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, usageError{fmt.Errorf("the target must be a JSON object, e.g. '{\"relays\":{\"heater\":true}}': %v", err)}
-	}
-	return json.RawMessage(b), nil
 }
 
 func describeEvent(e fleet.EventReport) string {

@@ -165,4 +165,22 @@ func TestSign(t *testing.T) {
 	if env, err := fleet.ParseTargetEnvelope([]byte(out)); code != cli.ExitOK || err != nil || env.Version != fleet.MaxVersion {
 		t.Errorf("sign at the largest version: exit %d, %v, %q", code, err, errOut)
 	}
+
+	// A rebase: signed with its replaces, for the scope it names.
+	code, out, errOut = tern(t, "sign", "--device", "pi-001", "--key", key, "--version", "12", "--replaces", "9007199254740991", `{}`)
+	env, err = fleet.ParseTargetEnvelope([]byte(out))
+	if code != cli.ExitOK || err != nil || env.Replaces != fleet.MaxVersion || env.SignedScope != "device/pi-001" {
+		t.Fatalf("sign --replaces: exit %d, %v, %+v, %q", code, err, env, errOut)
+	}
+	if err := env.Verify(fleet.DeviceScope("pi-001"), trust); err != nil {
+		t.Errorf("the rebase does not verify: %v", err)
+	}
+	env.Replaces = 13
+	if err := env.Verify(fleet.DeviceScope("pi-001"), trust); err == nil {
+		t.Error("the rebase verifies with its replaces changed")
+	}
+	code, _, errOut = tern(t, "sign", "--device", "pi-001", "--key", key, "--version", "12", "--replaces", "12", `{}`)
+	if code != cli.ExitUsage || !strings.Contains(errOut, `"replaces": 12, which is not above it`) {
+		t.Errorf("sign --replaces not above --version: exit %d, %q", code, errOut)
+	}
 }

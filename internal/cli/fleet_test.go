@@ -289,3 +289,44 @@ func (s *syncBuffer) waitFor(t *testing.T, sub string) {
 		}
 	}
 }
+
+// An error of several lines (every plan.failed explanation has them) is one
+// line of the table: its first, marked as cut, with a note on stderr;
+// --json has it whole.
+func TestStatusMultiLineError(t *testing.T) {
+	url := fleettest.Embedded(t)
+	const why = "plan: no plan reaches the target\n  /relays/fan/on: is absent, target true\n    relay.set (at /relays/fan): condition does not hold"
+	startDevice(t, url, "pi-001").report(t, runtime.Status{TargetVersion: 3, Phase: runtime.PhaseFailed, Error: why, State: json.RawMessage(`{}`)})
+	startDevice(t, url, "pi-002").report(t, runtime.Status{TargetVersion: 3, Phase: runtime.PhaseFailed,
+		Error: "relay: " + strings.Repeat("ü", 70), State: json.RawMessage(`{}`)})
+	flags := []string{"--broker", url, "--fleet", "cli"}
+
+	code, out, errOut := tern(t, append([]string{"status"}, flags...)...)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != cli.ExitNotConverged || len(lines) != 3 {
+		t.Fatalf("status: exit %d, %d lines; want exit 4, a header and two rows:\n%s", code, len(lines), out)
+	}
+	if !strings.Contains(lines[1], "plan: no plan reaches the target ...") || strings.Contains(out, "relay.set") {
+		t.Errorf("the row of pi-001 does not show the first line of its error, marked as cut:\n%s", out)
+	}
+	cut := "relay: " + strings.Repeat("ü", 50) + "..." // 60 characters, not bytes: no rune is split
+	if !strings.Contains(lines[2], cut) {
+		t.Errorf("the row of pi-002 does not show its error cut to 60 characters (%q):\n%s", cut, out)
+	}
+	for _, row := range lines[1:] {
+		if f := strings.Fields(row); f[len(f)-1] != "-" { // MODULES: none reported
+			t.Errorf("a row does not end in its MODULES column:\n%s", out)
+		}
+	}
+	if !strings.Contains(errOut, "--json shows them whole") {
+		t.Errorf("stderr does not say where the whole error is: %q", errOut)
+	}
+
+	_, out, _ = tern(t, append([]string{"status", "--json", "--device", "pi-001"}, flags...)...)
+	var rows []struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 || rows[0].Error != why {
+		t.Errorf("status --json: %v, %+v; want the whole error", err, rows)
+	}
+}

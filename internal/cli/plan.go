@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	tern "github.com/tern-iot/tern/runtime"
@@ -23,7 +22,7 @@ func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 // planCmd previews offline what a device would do: the same modules and
 // the same planner as ternd, with no hardware and no broker.
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("plan", "--state FILE|JSON --target FILE|-|JSON --module M.wasm... [--config NAME=JSON...] [--strict] [--format text|mermaid|dot|json]", stderr)
+	fs := newFlags("plan", stderr)
 	var modules, configs repeated
 	fs.Var(&modules, "module", "a job module (.wasm); repeat for several")
 	fs.Var(&configs, "config", "a module's device configuration, NAME=JSON or NAME=@FILE; repeat for several")
@@ -45,11 +44,11 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *statePath == "-" && *targetPath == "-" {
 		return usageError{errors.New("only one of --state and --target can read stdin")}
 	}
-	current, err := readDoc("--state", *statePath)
+	_, current, err := readDocArg("--state", *statePath)
 	if err != nil {
 		return err
 	}
-	target, err := readDoc("--target", *targetPath)
+	_, target, err := readDocArg("--target", *targetPath)
 	if err != nil {
 		return err
 	}
@@ -60,9 +59,9 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return usageError{fmt.Errorf("--config %q: want NAME=JSON or NAME=@FILE", c)}
 		}
 		if file, isFile := strings.CutPrefix(val, "@"); isFile {
-			b, err := os.ReadFile(file)
+			b, err := readFileArg("--config "+name+": file", file, "give a JSON file with the module's configuration")
 			if err != nil {
-				return fmt.Errorf("--config %s: %w", name, err)
+				return err
 			}
 			val = string(b)
 		}
@@ -73,9 +72,9 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var specs []tern.ModuleSpec
 	for _, path := range modules {
-		wasm, err := os.ReadFile(path)
+		wasm, err := readFileArg("--module", path, hintModule)
 		if err != nil {
-			return fmt.Errorf("--module: %w", err)
+			return err
 		}
 		specs = append(specs, tern.ModuleSpec{Wasm: wasm})
 	}
@@ -101,14 +100,6 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-func readDoc(flagName, arg string) (any, error) {
-	raw, err := readTarget(arg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flagName, err)
-	}
-	return state.Parse(raw)
-}
-
 // planJSON renders a plan for scripts.
 func planJSON(p *plan.Plan) string {
 	type task struct {
@@ -121,10 +112,20 @@ func planJSON(p *plan.Plan) string {
 		Via    []string        `json:"via,omitempty"`
 		Deps   []int           `json:"deps"`
 	}
+	// stats is plan.Stats for scripts: snake_case keys, the time in
+	// milliseconds (a Go Duration would print as nanoseconds).
+	type stats struct {
+		Calls      int     `json:"calls"`
+		Tries      int     `json:"tries"`
+		Backtracks int     `json:"backtracks"`
+		States     int     `json:"states"`
+		ElapsedMS  float64 `json:"elapsed_ms"`
+	}
 	out := struct {
-		Tasks []task     `json:"tasks"`
-		Stats plan.Stats `json:"stats"`
-	}{Tasks: []task{}, Stats: p.Stats}
+		Tasks []task `json:"tasks"`
+		Stats stats  `json:"stats"`
+	}{Tasks: []task{}, Stats: stats{Calls: p.Stats.Calls, Tries: p.Stats.Tries, Backtracks: p.Stats.Backtracks, States: p.Stats.States,
+		ElapsedMS: float64(p.Stats.Duration.Microseconds()) / 1000}}
 	for _, t := range p.Tasks {
 		out.Tasks = append(out.Tasks, task{ID: t.ID, Job: t.Job.Name(), Op: string(t.Op), Path: t.Path.String(),
 			Target: t.Target, Effect: state.Canonical(t.Effect), Via: t.Via, Deps: append([]int{}, t.Deps...)})

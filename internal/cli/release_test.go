@@ -68,22 +68,69 @@ func TestRelease(t *testing.T) {
 
 	broker := fleettest.Embedded(t)
 	flags := []string{"--broker", broker, "--fleet", "cli", "--key", key, "--module", "evil"}
-	code, out, errOut = tern(t, append(append([]string{"release"}, flags...), "--version", "7", mod)...)
-	if code != cli.ExitOK || !strings.Contains(out, "released evil 2.0.0 as version 7 on tern/cli/modules/evil") {
-		t.Fatalf("release --version 7: %d %q %q", code, out, errOut)
-	}
-	code, out, errOut = tern(t, append(append([]string{"release"}, flags...), mod)...)
-	if code != cli.ExitOK || !strings.Contains(out, "as version 8 ") {
-		t.Fatalf("release after version 7: %d %q %q; want version 8", code, out, errOut)
+	release := func(extra ...string) (int, string, string) {
+		t.Helper()
+		return tern(t, append(append([]string{"release"}, flags...), extra...)...)
 	}
 	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{Broker: broker, Topics: fleet.Topics{Fleet: "cli"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer op.Close()
-	held, ok, err := op.RetainedRelease(t.Context(), "evil", 10*time.Second)
-	if err != nil || !ok || held.Version != 8 || held.Key != signing.KeyID(pub) || held.Fleet != "cli" {
-		t.Errorf("retained: version %d by %s for fleet %s, ok %v, err %v; want version 8 by the key for fleet cli", held.Version, held.Key, held.Fleet, ok, err)
+	retained := func() fleet.ReleaseEnvelope {
+		t.Helper()
+		held, ok, err := op.RetainedRelease(t.Context(), "evil", 10*time.Second)
+		if err != nil || !ok || held.Key != signing.KeyID(pub) || held.Fleet != "cli" {
+			t.Fatalf("retained: version %d by %s for fleet %s, ok %v, err %v; want one by the key for fleet cli", held.Version, held.Key, held.Fleet, ok, err)
+		}
+		return held
+	}
+	code, out, errOut = release("--version", "7", mod)
+	if code != cli.ExitOK || !strings.Contains(out, "released evil 2.0.0 as version 7 on tern/cli/modules/evil") {
+		t.Fatalf("release --version 7: %d %q %q", code, out, errOut)
+	}
+
+	// A --version not above the retained release: refused before anything
+	// is published, naming the retained version.
+	other := filepath.Join(dir, "evil-other.wasm") // the same module, other code
+	if err := os.WriteFile(other, modfile.AppendSection(wat.AssembleFile(t, filepath.Join("..", "daemon", "testdata", "evil-2.0.0.wat")), "padding", []byte("other")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--version", "5", mod}, "the release retained on tern/cli/modules/evil is version 7 (evil 2.0.0, sha256 "},
+		{[]string{"--version", "5", mod}, "--version 5 is below it: devices that took version 7 refuse 5. Leave --version out (the default is above 7), or pass a --version above 7; --force publishes version 5 anyway"},
+		{[]string{"--version", "7", other}, "--version 7 is its version, with other code"},
+		{[]string{"--force", mod}, "--force goes with --version N"},
+	} {
+		code, out, errOut := release(tc.args...)
+		if code != cli.ExitUsage || !strings.Contains(errOut, tc.says) || out != "" {
+			t.Errorf("release %s: exit %d, stdout %q, stderr %q; want exit 2 saying %q", strings.Join(tc.args, " "), code, out, errOut, tc.says)
+		}
+	}
+	if held := retained(); held.Version != 7 {
+		t.Errorf("a refused release was published: the retained version is %d, want 7", held.Version)
+	}
+	// The retained release again (same version, same code) is harmless.
+	if code, _, errOut := release("--version", "7", mod); code != cli.ExitOK || !strings.Contains(errOut, "is this one (version 7") {
+		t.Errorf("release of the retained release again: exit %d, stderr %q", code, errOut)
+	}
+	// --force publishes a lower one (for a release no device took).
+	if code, out, errOut := release("--version", "5", "--force", mod); code != cli.ExitOK || !strings.Contains(out, "as version 5 ") {
+		t.Fatalf("release --version 5 --force: exit %d %q %q", code, out, errOut)
+	}
+
+	// Without --version: above the retained release (5) and above the
+	// older release devices may hold (7): the time in milliseconds.
+	before := uint64(time.Now().UnixMilli())
+	code, out, errOut = release(mod)
+	if code != cli.ExitOK {
+		t.Fatalf("release after version 5: %d %q %q", code, out, errOut)
+	}
+	if held := retained(); held.Version < before || !strings.Contains(out, fmt.Sprintf("as version %d ", held.Version)) {
+		t.Errorf("release after an older release was left retained: published version %d (%q); want the time in milliseconds, at least %d", held.Version, out, before)
 	}
 
 	// The retained release holds the largest version: no next one.
@@ -93,9 +140,13 @@ func TestRelease(t *testing.T) {
 	if err := op.PushRelease(t.Context(), top); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut = tern(t, append(append([]string{"release"}, flags...), mod)...)
+	code, _, errOut = release(mod)
 	if code != cli.ExitFail || !strings.Contains(errOut, fmt.Sprintf("has version %d, the largest there is", uint64(fleet.MaxVersion))) {
 		t.Errorf("release after the largest version: %d %q", code, errOut)
+	}
+	code, _, errOut = release("--version", "10", mod)
+	if code != cli.ExitUsage || !strings.Contains(errOut, "No version is above it") {
+		t.Errorf("release --version 10 after the largest version: %d %q", code, errOut)
 	}
 }
 

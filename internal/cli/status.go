@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tern-iot/tern/fleet"
 )
@@ -28,7 +30,7 @@ type statusRow struct {
 }
 
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("status", "[fleet flags] [--group G | --device ID] [--json] [--wait D]", stderr)
+	fs := newFlags("status", stderr)
 	var ff fleetFlags
 	ff.register(fs)
 	device := fs.String("device", "", "show only this device")
@@ -65,8 +67,8 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *asJSON {
 		fmt.Fprintln(stdout, string(mustJSON(rows)))
-	} else {
-		printStatusTable(stdout, rows)
+	} else if cut := printStatusTable(stdout, rows); cut {
+		fmt.Fprintln(stderr, "(ERROR shows the first line of each error; tern status --json shows them whole)")
 	}
 
 	if len(rows) == 0 {
@@ -135,7 +137,13 @@ func rowOf(m *member, now time.Time) statusRow {
 	return row
 }
 
-func printStatusTable(w io.Writer, rows []statusRow) {
+// maxErrorColumn is how many characters of an error the table shows.
+const maxErrorColumn = 60
+
+// printStatusTable prints rows as a table, one line per device; cut
+// reports whether an error was shortened to fit its column (errors such
+// as a plan.failed explanation span several lines).
+func printStatusTable(w io.Writer, rows []statusRow) (cut bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tONLINE\tVERSION\tCONVERGED\tPHASE\tAGE\tERROR\tMODULES")
 	for _, r := range rows {
@@ -148,14 +156,33 @@ func printStatusTable(w io.Writer, rows []statusRow) {
 		if r.AgeSeconds != nil {
 			age = (time.Duration(*r.AgeSeconds * float64(time.Second))).Round(time.Second).String()
 		}
-		phase, errText, mods := dash(r.Phase), dash(r.Error), dash(modulesText(r.Modules))
-		if len(errText) > 60 {
-			errText = errText[:57] + "..."
-		}
-		errText = strings.ReplaceAll(errText, "\t", " ")
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Device, online, r.TargetVersion, conv, phase, age, errText, mods)
+		errText, shortened := oneLine(r.Error, maxErrorColumn)
+		cut = cut || shortened
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Device, online, r.TargetVersion, conv, dash(r.Phase), age, dash(errText), dash(modulesText(r.Modules)))
 	}
 	_ = tw.Flush()
+	return cut
+}
+
+// oneLine is the first line of s, without tabs or control characters,
+// cut to at most width characters (with "..." at the end when cut); cut
+// reports whether anything of s was left out.
+func oneLine(s string, width int) (line string, cut bool) {
+	first, rest, multi := strings.Cut(strings.TrimSpace(s), "\n")
+	first = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.TrimSpace(first))
+	cut = multi && strings.TrimSpace(rest) != ""
+	if utf8.RuneCountInString(first) > width {
+		first = string([]rune(first)[:width-3]) + "..."
+		cut = true
+	} else if cut {
+		first += " ..."
+	}
+	return first, cut
 }
 
 func dash(s string) string {

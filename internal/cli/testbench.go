@@ -11,27 +11,18 @@ import (
 	"github.com/tern-iot/tern/testbench"
 )
 
-const testbenchSynopsis = "run FILE.yaml... [--junit OUT.xml] [--json] [--agent-log FILE] [--seed N] [--ternd PATH]"
-
-// testbenchCmd is `tern testbench run`: it runs scenario files one after
+// testbenchRun is `tern testbench run`: it runs scenario files one after
 // the other, shows progress (a live line on a terminal), prints the report
 // (or JSON) and fails if any assertion failed.
-func testbenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "run" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprintf(stdout, "Usage: tern testbench %s\n\nRuns hardware-in-the-loop scenarios; see docs/testbench.md.\n", testbenchSynopsis)
-			return nil
-		}
-		return usageError{fmt.Errorf("testbench: usage: tern testbench %s", testbenchSynopsis)}
-	}
-	fs := newFlags("testbench run", testbenchSynopsis[len("run "):], stderr)
+func testbenchRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("testbench run", stderr)
 	junit := fs.String("junit", "", "also write a JUnit XML report to this file, for CI")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of the report")
 	agentLog := fs.String("agent-log", "", "write every agent's log (ternd's, level info) to this file")
 	seed := fs.Uint64("seed", 0, "replace every scenario's seed (the report prints the one a run used, to replay it)")
 	ternd := fs.String("ternd", "", "the ternd binary process agents run (default: build cmd/ternd, which needs the tern source tree)")
-	if err := parse(fs, args[1:]); err != nil {
-		return usageError{err}
+	if err := parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError{errors.New("testbench run: name at least one scenario file, e.g. testbench/scenarios/*.yaml")}
@@ -39,6 +30,11 @@ func testbenchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	// Every file is checked before anything runs.
 	var scenarios []*testbench.Scenario
 	var errs []error
+	for _, f := range fs.Args() {
+		if err := checkFileArg("scenario", f, "give a scenario file, e.g. testbench/scenarios/broker-outage.yaml"); err != nil {
+			return err
+		}
+	}
 	for _, f := range fs.Args() {
 		sc, err := testbench.Load(f)
 		if err != nil {

@@ -21,7 +21,7 @@ const (
 )
 
 func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("watch", "[fleet flags] [--group G | --device ID] [--version N] [--until-converged] [--expect N] [--timeout D] [--json]", stderr)
+	fs := newFlags("watch", stderr)
 	var ff fleetFlags
 	ff.register(fs)
 	device := fs.String("device", "", "watch only this device (+ or nothing: every device)")

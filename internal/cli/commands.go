@@ -1,0 +1,500 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/tern-iot/tern/internal/version"
+)
+
+// command is one thing tern does. The table commands is the one list of
+// them: Main dispatches from it, `tern --help` lists it, each command's
+// --help prints its entry, and a test checks that docs/cli.md names every
+// entry. A command missing here does not run; one without help or docs
+// fails that test.
+type command struct {
+	name     string   // as typed: "push", "module build" (a subcommand after its group)
+	args     string   // its flags and arguments, after "tern NAME"
+	short    string   // what it does, one line, for tern --help
+	summary  string   // what it does, a short paragraph, for its --help
+	examples []string // command lines its --help shows
+	run      func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands is filled in init: its entries' run functions reach newFlags,
+// which reads the table, and Go forbids such a cycle in a variable's
+// initializer.
+var commands []command
+
+func init() {
+	commands = []command{
+		{
+			name:  "broker",
+			args:  "[--listen ADDR] [--cert F --cert-key F [--ca F]] [-v]",
+			short: "run a development MQTT broker (TLS with --cert)",
+			summary: "Run the embedded MQTT broker, for development and demos: no authentication\n" +
+				"(with --ca: client certificates from that CA), no ACL, no persistence. Fleets\n" +
+				"run Mosquitto or a clustered broker instead; tern broker acl --help says how\nto make its ACL.",
+			examples: []string{
+				"tern broker",
+				"tern broker --listen 0.0.0.0:1883 -v",
+				"tern broker --listen 127.0.0.1:8883 --cert broker.pem --cert-key broker.key --ca ca.pem",
+			},
+			run: broker,
+		},
+		{
+			name:  "broker acl",
+			args:  "--inventory FILE [--fleet NAME] [--prefix P]",
+			short: "print a Mosquitto acl_file for the fleet's devices",
+			summary: "Print a Mosquitto acl_file that lets each device read its own target, its\n" +
+				"groups' targets and the module releases, and write only its own reports.\n" +
+				"The inventory (YAML or JSON) lists each device's groups, and optionally the\noperators (default tern-operator). See docs/mqtt.md, Access control.",
+			examples: []string{
+				"tern broker acl --fleet demo --inventory inventory.yaml > /etc/mosquitto/tern.acl",
+			},
+			run: brokerACL,
+		},
+		{
+			name:  "push",
+			args:  "[fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON",
+			short: "push a (signed) target to a device or a group",
+			summary: "Push a target (the desired state, a JSON object) to one device or to a group,\n" +
+				"retained, so devices that are offline now get it when they come back. Sign it\n" +
+				"with --key when devices have trusted_keys. --version defaults to the time in\n" +
+				"milliseconds; a given one is 1 to 2^53-1 and must grow with every push.",
+			examples: []string{
+				`tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'`,
+				"tern push --fleet demo --group heaters --key ops.key target.json",
+				"jq .target rollout.json | tern push --fleet demo --group floor-2 -",
+			},
+			run: push,
+		},
+		{
+			name:  "sign",
+			args:  "[--fleet NAME] [--prefix P] --device ID | --group NAME --key K.key [--version N] FILE|-|JSON",
+			short: "print a signed target envelope, to publish elsewhere",
+			summary: "Sign a target without connecting to a broker: print the signed envelope (JSON)\n" +
+				"and, on stderr, the topic to publish it on, retained with QoS 1. For an\noperator key that stays on an offline machine.",
+			examples: []string{
+				`tern sign --fleet demo --device pi-001 --key ops.key '{"relays":{"heater":true}}' > target.json`,
+				"mosquitto_pub -t tern/demo/devices/pi-001/target -r -q 1 -f target.json",
+				"tern sign --fleet demo --group heaters --key ops.key --version 8 target.json",
+			},
+			run: sign,
+		},
+		{
+			name:  "release",
+			args:  "[fleet flags] --module NAME --key K.key [--version N [--force]] [--config ternd.yaml] [--dry-run] M.wasm",
+			short: "release M.wasm to the fleet as module NAME",
+			summary: "Release a job module to the fleet as module NAME (--module, required): signed\n" +
+				"(the module too, if it is not yet, with its manifest embedded first) for the\n" +
+				"fleet and topic prefix, retained on NAME's topic, so every device that runs NAME\n" +
+				"installs it, now or when it comes back, and runs it with the grants its\n" +
+				"ternd.yaml gives NAME. The file's manifest must name NAME too. Before publishing\n" +
+				"it prints those grants (--config: one device's). --version defaults to the\n" +
+				"larger of one more than the retained release's and the time in milliseconds; a\n" +
+				"--version not above the retained release's is refused (--force publishes it\n" +
+				"anyway). At most 2^53-1; at most 8 MiB of code.",
+			examples: []string{
+				"tern release --fleet demo --module thermostat --key ops.key thermostat.wasm",
+				"tern release --fleet demo --module relay --key ops.key --version 12 --config ternd.yaml relay.wasm",
+				"tern release --fleet demo --module relay --key ops.key --dry-run relay.wasm > release.json && mosquitto_pub -t tern/demo/modules/relay -r -q 1 -f release.json",
+			},
+			run: release,
+		},
+		{
+			name:  "agent release",
+			args:  "[fleet flags] --key K.key [--version N] [--arch ARCH] [--agent-version V] [--dry-run] TERND",
+			short: "release a ternd binary to the devices of its architecture",
+			summary: "Release a ternd binary (from make dist) to the devices of its architecture:\n" +
+				"signed, compressed, retained on <prefix>/<fleet>/agent/<arch>. Each device\n" +
+				"stages it, restarts into it, and keeps it if it is connected and converged\n" +
+				"within update_health_timeout; otherwise it rolls back. --version defaults to\n" +
+				"the time in milliseconds. See docs/install.md.",
+			examples: []string{
+				"tern agent release --fleet demo --key ops.key dist/ternd-linux-arm64",
+				"tern agent release --fleet demo --key ops.key --dry-run dist/ternd-linux-armv7 > agent.json",
+			},
+			run: agentRelease,
+		},
+		{
+			name:  "status",
+			args:  "[fleet flags] [--group G | --device ID] [--json] [--wait D]",
+			short: "a table of devices: online, version, converged, errors",
+			summary: "Print a table of devices from their retained reports: online, target version,\n" +
+				"converged or not, phase, last error (its first line; --json has it whole), age\n" +
+				"of the report, module versions. It collects until no new report came for\n" +
+				"300ms, or for at most --wait.\n" +
+				"Exit status: 0 when every listed device is converged and online, 4 when some\nis not (so a script can gate a rollout), 1 when no device reported at all.",
+			examples: []string{
+				"tern status --fleet demo",
+				"tern status --fleet demo --group heaters --json | jq '.[] | select(.converged | not)'",
+				"tern status --fleet demo --device pi-001 && echo pi-001 is done",
+			},
+			run: status,
+		},
+		{
+			name:  "watch",
+			args:  "[fleet flags] [--group G | --device ID] [--version N] [--until-converged] [--expect N] [--timeout D] [--json]",
+			short: "live state changes and events; rollout progress",
+			summary: "Print devices' state changes and events as they happen: one device (--device),\n" +
+				"one group (--group), or every device of the fleet. Events delivered twice are\n" +
+				"shown once (by their seq). With --version N, show the rollout of target\n" +
+				"version N as one line, updated in place on a terminal:\n" +
+				"  rollout v7: 812/1000 converged, 3 failed, 185 pending, 4 offline\n" +
+				"(offline overlaps the other counts; for a group push the version a device\n" +
+				"reports is the sum of its targets' versions.) With --until-converged, exit 0\n" +
+				"once every watched device converged, or 3 at --timeout.",
+			examples: []string{
+				"tern watch --fleet demo --device pi-001",
+				"tern watch --fleet demo --group heaters --version 7 --until-converged --timeout 10m",
+				"tern watch --fleet demo --json | jq -c 'select(.type == \"event\")'",
+			},
+			run: watch,
+		},
+		{
+			name:  "plan",
+			args:  "--target FILE|-|JSON [--state FILE|-|JSON] --module M.wasm... [--config NAME=JSON...] [--strict] [--format text|mermaid|dot|json]",
+			short: "preview offline what a device would do",
+			summary: "Preview offline what a device would do: plan from a state to a target with\n" +
+				"the given job modules, and print the plan as text, Mermaid, DOT or JSON.\n" +
+				"Exit status: 0 with a plan, 1 when there is none (the reason on stderr).",
+			examples: []string{
+				`tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'`,
+				"tern plan --module relay.wasm --target target.json --format mermaid",
+			},
+			run: planCmd,
+		},
+		{
+			name:    "module build",
+			args:    "DIR [-o OUT.wasm]",
+			short:   "build a job module from Go (manifest embedded)",
+			summary: "Build a job module from a Go package (GOOS=wasip1 GOARCH=wasm), with its\nmanifest embedded as a custom section.",
+			examples: []string{
+				"tern module build ./plugins/relay",
+				"tern module build ./plugins/relay -o relay.wasm",
+			},
+			run: moduleBuild,
+		},
+		{
+			name:  "module sign",
+			args:  "--key K.key M.wasm [-o OUT.wasm]",
+			short: "sign a module for devices that trust K",
+			summary: "Sign a module so that devices trusting the key accept it (in place unless -o).\n" +
+				"A module without a manifest section (a plain go build, or make plugins) gets\n" +
+				"one first, read from the module itself in the sandbox, as tern module build\ndoes.",
+			examples: []string{
+				"tern module sign --key ops.key relay.wasm",
+				"tern module sign --key ops.key relay.wasm -o relay-signed.wasm",
+			},
+			run: moduleSign,
+		},
+		{
+			name:  "module inspect",
+			args:  "M.wasm [--trust K.pub]... [--json]",
+			short: "print a module's manifest, hash and signer",
+			summary: "Print a module's manifest (from its manifest section, or, for a module without\n" +
+				"one, from the module itself, loaded in the sandbox), hash and signer; with\n--trust, check the signature.",
+			examples: []string{
+				"tern module inspect relay.wasm",
+				"tern module inspect relay.wasm --trust ops.pub --json",
+			},
+			run: moduleInspect,
+		},
+		{
+			name:    "keys generate",
+			args:    "NAME [--dir DIR]",
+			short:   "generate an operator signing key pair",
+			summary: "Generate an operator signing key pair NAME.key (secret) and NAME.pub.",
+			examples: []string{
+				"tern keys generate ops",
+				"tern keys generate ops --dir ~/.tern/keys",
+			},
+			run: keysGenerate,
+		},
+		{
+			name:    "keys list",
+			args:    "[--dir DIR]",
+			short:   "list the public keys in DIR, with their ids",
+			summary: "List the public keys in a directory, with their ids.",
+			examples: []string{
+				"tern keys list",
+				"tern keys list --dir ~/.tern/keys",
+			},
+			run: keysList,
+		},
+		{
+			name:  "testbench run",
+			args:  "FILE.yaml... [--junit OUT.xml] [--json] [--agent-log FILE] [--seed N] [--ternd PATH]",
+			short: "run testbench scenarios",
+			summary: "Run hardware-in-the-loop scenarios, one after the other: simulated devices,\n" +
+				"faults, assertions (docs/testbench.md). Every file is checked before\n" +
+				"anything runs. Exit status 1 when a scenario failed.",
+			examples: []string{
+				"tern testbench run testbench/scenarios/*.yaml",
+				"tern testbench run --junit report.xml --seed 42 testbench/scenarios/broker-outage.yaml",
+			},
+			run: testbenchRun,
+		},
+		{
+			name:     "version",
+			short:    "print the version",
+			summary:  "Print tern's version, the Go version it was built with, and its platform.",
+			examples: []string{"tern version"},
+			run:      versionCmd,
+		},
+		{
+			name:     "help",
+			args:     "[COMMAND [SUBCOMMAND]]",
+			short:    "a command's flags and examples (the same as tern COMMAND --help)",
+			summary:  "Print tern's usage, or a command's flags and examples.",
+			examples: []string{"tern help", "tern help release", "tern help module sign"},
+			run:      helpCmd,
+		},
+	}
+}
+
+// aliases are other spellings of a command.
+var aliases = map[string]string{"--version": "version", "-h": "help", "-help": "help", "--help": "help"}
+
+// lookup finds the command args start with, the longest name first
+// ("broker acl" before "broker"), and returns it with the arguments after
+// its name.
+func lookup(args []string) (*command, []string) {
+	var best *command
+	for i := range commands {
+		c := &commands[i]
+		words := strings.Fields(c.name)
+		if len(words) > len(args) {
+			continue
+		}
+		match := true
+		for j, w := range words {
+			a := args[j]
+			if j == 0 && aliases[a] != "" {
+				a = aliases[a]
+			}
+			if a != w {
+				match = false
+				break
+			}
+		}
+		if match && (best == nil || len(words) > len(strings.Fields(best.name))) {
+			best = c
+		}
+	}
+	if best == nil {
+		return nil, args
+	}
+	return best, args[len(strings.Fields(best.name)):]
+}
+
+// find returns the command named name; nil if none.
+func find(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
+// subcommands lists the commands of group ("module": module build, module
+// sign, ...), in the table's order.
+func subcommands(group string) []*command {
+	var out []*command
+	for i := range commands {
+		if g, _, ok := strings.Cut(commands[i].name, " "); ok && g == group {
+			out = append(out, &commands[i])
+		}
+	}
+	return out
+}
+
+// groupHelp is the help of a group of subcommands (tern module --help).
+func groupHelp(group string) string {
+	var b strings.Builder
+	b.WriteString("Usage:\n")
+	writeSynopses(&b, subcommands(group))
+	fmt.Fprintf(&b, "\nRun 'tern %s SUBCOMMAND --help' for its flags and examples.\n", group)
+	return b.String()
+}
+
+// usageText is tern --help: every command of the table, then the fleet
+// flags, examples and exit codes.
+func usageText() string {
+	var b strings.Builder
+	b.WriteString("tern: the tern operator command\n\nUsage:\n")
+	all := make([]*command, len(commands))
+	for i := range commands {
+		all[i] = &commands[i]
+	}
+	writeSynopses(&b, all)
+	b.WriteString(usageTail)
+	return b.String()
+}
+
+// synopsisWidth and shortColumn lay out tern --help: a command's synopsis
+// wrapped at synopsisWidth, its one-line description at shortColumn (on
+// the synopsis's last line if it fits there, on a line of its own if not).
+const (
+	synopsisWidth = 78
+	shortColumn   = 47
+)
+
+func writeSynopses(b *strings.Builder, cmds []*command) {
+	for _, c := range cmds {
+		head := "  tern " + c.name
+		lines := wrapWords(head, synopsisTokens(c.args), synopsisWidth, strings.Repeat(" ", len(head)+1))
+		last := lines[len(lines)-1]
+		for _, l := range lines[:len(lines)-1] {
+			b.WriteString(l + "\n")
+		}
+		if len(last)+2 <= shortColumn {
+			fmt.Fprintf(b, "%-*s%s\n", shortColumn, last, c.short)
+		} else {
+			fmt.Fprintf(b, "%s\n%s%s\n", last, strings.Repeat(" ", shortColumn), c.short)
+		}
+	}
+}
+
+// synopsisTokens splits a synopsis where it may wrap: between words, but
+// not inside brackets ([--version N [--force]]) nor between a flag and
+// its value (--key K.key).
+func synopsisTokens(args string) []string {
+	var out []string
+	depth := 0
+	for _, w := range strings.Fields(args) {
+		join := len(out) > 0 && (depth > 0 ||
+			strings.HasPrefix(out[len(out)-1], "-") && !strings.ContainsAny(w[:1], "-[|"))
+		if join {
+			out[len(out)-1] += " " + w
+		} else {
+			out = append(out, w)
+		}
+		depth += strings.Count(w, "[") - strings.Count(w, "]")
+	}
+	return out
+}
+
+// wrapWords appends words to first, a space apart, starting a new line
+// (with indent) before a word that would pass width.
+func wrapWords(first string, words []string, width int, indent string) []string {
+	lines := []string{first}
+	for _, w := range words {
+		cur := lines[len(lines)-1]
+		if len(cur)+1+len(w) > width && strings.TrimSpace(cur) != "" && cur != indent {
+			lines = append(lines, indent+w)
+			continue
+		}
+		lines[len(lines)-1] = cur + " " + w
+	}
+	return lines
+}
+
+const usageTail = `
+Fleet flags:
+  --broker URL   MQTT broker: tcp://host:port, or ssl://host:port for TLS
+                 (default tcp://127.0.0.1:1883, or $TERN_BROKER)
+  --fleet NAME   fleet name (default "default", or $TERN_FLEET)
+  --prefix P     topic prefix (default "tern")
+  --ca FILE      CA that signed the broker's certificate, for ssl:// brokers ($TERN_CA);
+                 "system" trusts the system's roots
+  --cert FILE    client certificate, PEM ($TERN_CERT); with Mosquitto's
+                 use_identity_as_username its common name is the username
+  --cert-key F   the client certificate's private key, PEM ($TERN_CERT_KEY)
+  --server-name N  name the broker's certificate must carry, if not the URL's host
+
+Examples:
+  tern broker --listen 127.0.0.1:1883
+  tern broker acl --fleet demo --inventory inventory.yaml > /etc/mosquitto/tern.acl
+  tern push --broker ssl://broker:8883 --ca ca.pem --cert ops.pem --cert-key ops.key \
+            --fleet demo --group heaters '{"relays":{"heater":true}}'
+  tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
+  tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
+  tern status --fleet demo --group heaters
+  tern watch --fleet demo --group heaters --version 7 --until-converged --timeout 10m
+  tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' \
+            --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'
+
+Exit status:
+  0  done; for status: every listed device converged and online
+  1  failed (the message says why)
+  2  usage: a flag or argument is wrong, a file named is missing or unreadable
+     (the message says which)
+  3  timeout (watch --timeout)
+  4  status: some listed device is not converged, or not online
+
+Run 'tern help COMMAND' or 'tern COMMAND --help' for a command's flags and examples.
+`
+
+// dispatch runs the command args name. Main has pointed stderr at stdout
+// when the user asked for help.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (name string, err error) {
+	c, rest := lookup(args)
+	if c != nil {
+		return c.name, c.run(ctx, rest, stdout, stderr)
+	}
+	group := args[0]
+	subs := subcommands(group)
+	if len(subs) == 0 {
+		return "", usageError{fmt.Errorf("unknown command %q; the commands are in tern --help", group)}
+	}
+	// A group without (or with an unknown) subcommand.
+	var names []string
+	for _, s := range subs {
+		names = append(names, strings.TrimPrefix(s.name, group+" "))
+	}
+	fmt.Fprint(stderr, groupHelp(group))
+	if len(args) > 1 && isHelp(args[1]) {
+		return group, flag.ErrHelp
+	}
+	if len(args) == 1 {
+		return group, usageError{fmt.Errorf("tern %s needs a subcommand: %s", group, strings.Join(names, ", "))}
+	}
+	return group, usageError{fmt.Errorf("unknown subcommand %q of tern %s; want %s", args[1], group, strings.Join(names, ", "))}
+}
+
+func versionCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("version takes no arguments, got %q", fs.Arg(0))}
+	}
+	fmt.Fprintln(stdout, version.String("tern"))
+	return nil
+}
+
+// helpCmd is tern help [COMMAND [SUBCOMMAND]]: the usage, or the
+// command's --help.
+func helpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("help", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stdout, usageText())
+		return nil
+	}
+	named := fs.Args()
+	c, rest := lookup(named)
+	if c == nil && len(subcommands(named[0])) == 0 {
+		return usageError{fmt.Errorf("unknown command %q; the commands are in tern --help", strings.Join(named, " "))}
+	}
+	if c != nil && len(rest) > 0 {
+		return usageError{fmt.Errorf("tern %s has no subcommand %q", c.name, rest[0])}
+	}
+	// Help goes to stdout: it was asked for.
+	_, err := dispatch(ctx, append(slices.Clone(named), "--help"), stdout, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
