@@ -49,8 +49,10 @@ test-load:
 	start=$$(date +%s); GOFLAGS='$(GOFLAGS) -count=1' $(MAKE) --no-print-directory test; rc=$$?; \
 	echo "test-load: make test exited $$rc after $$(( $$(date +%s) - start )) s under load"; exit $$rc
 
+# -timeout bounds a hang, per package: under load (make test-load) the
+# firmware, runtime and testbench packages each take over 10 minutes.
 test-race:
-	$(GO) test -race -timeout 15m ./...
+	$(GO) test -race -timeout 30m ./...
 
 # A kernel without 32-bit x86 support (no IA32 emulation) cannot run the
 # 386 test binaries, and Go's 386 runtime crashes under qemu-i386; there
