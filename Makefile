@@ -6,7 +6,7 @@ PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
 WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
 CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all build plugins demo test test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner testbench lint check clean
+.PHONY: all build plugins demo deps test test-load test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner testbench lint check clean
 
 all: build plugins
 
@@ -24,19 +24,40 @@ FORCE:
 demo: build plugins
 	./demo/run.sh
 
-# test: lint; every test under the race detector (this includes the
-# end-to-end tests through the embedded broker and a real Mosquitto, and the
-# cross-built ternd under qemu-user in firmware/); then the store and state
-# packages as a 32-bit (386) build.
-test: lint test-race test-386 test-fuzz
+# test: first the Debian packages the tests need (.ci/deps installs them
+# when it may, as root or with passwordless sudo, else stops at once with
+# the one command that does); lint; every test under the race detector
+# (this includes the end-to-end tests through the embedded broker and a
+# real Mosquitto, and the cross-built ternd under qemu-user in firmware/);
+# then the store and state packages as a 32-bit (386) build.
+test: deps lint test-race test-386 test-fuzz
 
+deps:
+	@.ci/deps
+
+# test-load: `make test` while stress-ng's CPU hogs load every core (a
+# laptop with a browser open, a CI runner shared with other jobs); the
+# tests must not depend on a speed they cannot control. stress-ng is
+# started here and stopped on every exit, failure or Ctrl-C included (and
+# bounded at 3 h should make itself be killed). -count=1: a cached pass
+# proves nothing about load.
+test-load:
+	@command -v stress-ng >/dev/null || { echo "test-load: stress-ng is not installed: sudo apt-get install -y stress-ng" >&2; exit 1; }
+	@stress-ng --cpu $$(nproc) --timeout 3h --quiet & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	echo "test-load: stress-ng --cpu $$(nproc) (pid $$hog) loads every core"; \
+	start=$$(date +%s); GOFLAGS='$(GOFLAGS) -count=1' $(MAKE) --no-print-directory test; rc=$$?; \
+	echo "test-load: make test exited $$rc after $$(( $$(date +%s) - start )) s under load"; exit $$rc
+
+# -timeout bounds a hang, per package: under load (make test-load) the
+# firmware, runtime and testbench packages each take over 10 minutes.
 test-race:
-	$(GO) test -race -timeout 15m ./...
+	$(GO) test -race -timeout 30m ./...
 
 # A kernel without 32-bit x86 support (no IA32 emulation) cannot run the
 # 386 test binaries, and Go's 386 runtime crashes under qemu-i386; there
 # the same packages run as a 32-bit ARM (armv7) build under
-# qemu-arm-static (qemu-user-static, which .ci/run installs), as the
+# qemu-arm-static (qemu-user-static, which .ci/deps installs), as the
 # firmware's ARM builds do.
 test-386:
 	@tmp=$$(mktemp -d) && printf 'package main\nfunc main() {}\n' > $$tmp/m.go && \

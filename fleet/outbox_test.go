@@ -53,7 +53,7 @@ func newAuditor(t *testing.T, url, device string) *auditor {
 	o := paho.NewClientOptions().AddBroker(url).SetClientID("audit-" + device).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetOrderMatters(true).SetKeepAlive(2 * time.Second)
+		SetOrderMatters(true) // the default keep-alive: see testOptions
 	topic := topics.Events(device)
 	handler := func(_ paho.Client, m paho.Message) { a.add(m.Payload()) }
 	o.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, handler) })
@@ -225,7 +225,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	st := fleettest.StoreAt(t, dir)
 	first := newDevice(t, fleet.DeviceOptions{
 		Broker: "tcp://" + addr, Topics: topics, Device: "pi-021", Store: st,
-		ConnectTimeout: time.Second, KeepAlive: 2 * time.Second, MaxRetryInterval: 200 * time.Millisecond,
+		ConnectTimeout: time.Second, MaxRetryInterval: 200 * time.Millisecond,
 	})
 	stopFirst := run(t, first)
 	for i := range 50 {

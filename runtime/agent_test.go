@@ -12,6 +12,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
@@ -127,9 +128,11 @@ func runAgent(t *testing.T, opts runtime.Options) (a *runtime.Agent, stop func()
 	return a, stop
 }
 
+// waitFor polls cond until it holds; the bound is one on a hang
+// (testbound), not a speed claim.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(testbound.Hang)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -270,7 +270,7 @@ func TestHostileStackOverflow(t *testing.T) {
 	text := strings.Replace(wasmtest.Module{Run: `(drop (call $rec (i64.const 0))) ` + wasmtest.Packed(wasmtest.OutNull, 2)}.Text(),
 		`(func (export "_initialize"))`,
 		`(func (export "_initialize")) (func $rec (param i64) (result i64) (local i64 i64 i64 i64) (call $rec (i64.add (local.get 0) (i64.const 1))))`, 1)
-	// Recursing 8 MiB deep takes longer than 300 ms under the race detector.
+	// Recursing 8 MiB deep takes longer than the rig's deadline under the race detector.
 	r := startHostile(t, wasmtest.Assemble(t, text), func(o *runtime.Options) { o.CallTimeout = 10 * time.Second })
 	var before runtimepkg.MemStats
 	runtimepkg.ReadMemStats(&before)

@@ -42,6 +42,7 @@ func NewPlanner(ctx context.Context, opts PlannerOptions) (*Planner, error) {
 	p := &Planner{set: &modset{host: host, log: opts.Logger}}
 	for _, spec := range opts.Modules {
 		config := spec.Config
+		var probe interface{ Close(context.Context) error }
 		if config == nil && spec.Name != "" {
 			config = opts.ConfigByName[spec.Name]
 		}
@@ -53,10 +54,16 @@ func NewPlanner(ctx context.Context, opts PlannerOptions) (*Planner, error) {
 				return nil, fmt.Errorf("runtime: module %s: %w", spec.Name, err)
 			}
 			config = opts.ConfigByName[m.Manifest().Name]
-			m.Close(ctx)
+			// Closed after the configured load, which then reuses its
+			// compiled code instead of compiling the module again.
+			probe = m
 		}
 		spec.Config = config
-		if _, err := p.set.add(ctx, spec, spec.Wasm); err != nil {
+		_, err := p.set.add(ctx, spec, spec.Wasm)
+		if probe != nil {
+			probe.Close(ctx)
+		}
+		if err != nil {
 			host.Close(ctx)
 			return nil, err
 		}

@@ -16,8 +16,25 @@ import (
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 )
+
+// sharedCache is the compilation cache of every ternd the package's tests
+// start in process: the relay module compiles once, not once per device
+// (a minute each under the race detector on a busy machine).
+var sharedCache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "testbench-cache-")
+	if err != nil {
+		panic(err)
+	}
+	sharedCache = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // device is one ternd on a simulated board, run in-process so the test
 // can probe its GPIO lines.
@@ -48,7 +65,7 @@ func startDeviceLogging(t testing.TB, broker, dataDir string, log *slog.Logger) 
 	}
 	d := &device{gpio: sim.NewGPIO(board.Lines()...)}
 	d.cfg = daemon.Config{
-		Device: "pi-001", Fleet: "e2e", Broker: broker, Board: "sim", DataDir: dataDir,
+		Device: "pi-001", Fleet: "e2e", Broker: broker, Board: "sim", DataDir: dataDir, CacheDir: sharedCache,
 		Modules: []daemon.ModuleConfig{{Name: "relay", Path: modPath, Config: map[string]any{
 			"lines": map[string]string{"heater": "GPIO17", "fan": "GPIO27", "lamp": "GPIO22"},
 		}}},
@@ -90,10 +107,11 @@ func operator(t testing.TB, broker string) *fleet.Operator {
 	return op
 }
 
-// waitReport waits for a state report that satisfies ok.
+// waitReport waits for a state report that satisfies ok; the bound is
+// one on a hang (testbound).
 func waitReport(t *testing.T, states <-chan fleet.StateReport, what string, ok func(fleet.StateReport) bool) fleet.StateReport {
 	t.Helper()
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(testbound.Hang)
 	for {
 		select {
 		case s := <-states:

@@ -13,8 +13,24 @@ import (
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 )
+
+// TestMain gives the package's tern plan runs one cache of compiled modules
+// (the user's cache directory, XDG_CACHE_HOME), not the home directory's:
+// the relay module compiles once, not in every plan (a minute each under
+// the race detector on a busy machine).
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cli-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CACHE_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 func tern(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
@@ -24,7 +40,9 @@ func tern(t *testing.T, args ...string) (int, string, string) {
 }
 
 // TestPushAndWatch is the demo's path through the CLI: push a target,
-// watch until the device reports it reached.
+// watch until the device reports it reached. The watch's timeout is a bound
+// on a hang: ternd compiles the relay module first, a minute under the race
+// detector on a busy machine.
 func TestPushAndWatch(t *testing.T) {
 	broker := fleettest.Embedded(t)
 	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
@@ -48,7 +66,7 @@ func TestPushAndWatch(t *testing.T) {
 	if code != cli.ExitOK || !strings.Contains(out, "pushed target version 5") {
 		t.Fatalf("push: %d %q %q", code, out, errOut)
 	}
-	code, out, errOut = tern(t, append(append([]string{"watch"}, fleet...), "--device", "pi-001", "--until-converged", "--min-version", "5", "--timeout", "30s")...)
+	code, out, errOut = tern(t, append(append([]string{"watch"}, fleet...), "--device", "pi-001", "--until-converged", "--min-version", "5", "--timeout", testbound.Hang.String())...)
 	if code != cli.ExitOK || !strings.Contains(out, `converged: {"relays":{"heater":true}}`) {
 		t.Fatalf("watch: %d\n%s\n%s", code, out, errOut)
 	}

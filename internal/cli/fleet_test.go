@@ -14,11 +14,13 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/cli"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime"
 )
 
 // wait bounds every wait for something the broker should deliver.
-const wait = 20 * time.Second
+// wait bounds every wait: a bound on a hang (see testbound).
+var wait = testbound.Hang
 
 // device is the real device end of the fleet contract (fleet.Device, as
 // ternd uses it) that a test drives by hand: no agent behind it.

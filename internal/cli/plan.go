@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	tern "github.com/tern-iot/tern/runtime"
@@ -78,7 +80,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		specs = append(specs, tern.ModuleSpec{Wasm: wasm})
 	}
-	pl, err := tern.NewPlanner(ctx, tern.PlannerOptions{Modules: specs, ConfigByName: cfg})
+	pl, err := tern.NewPlanner(ctx, tern.PlannerOptions{Modules: specs, ConfigByName: cfg, CacheDir: planCache()})
 	if err != nil {
 		return err
 	}
@@ -132,4 +134,21 @@ func planJSON(p *plan.Plan) string {
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	return string(b) + "\n"
+}
+
+// planCache is where tern plan keeps compiled modules, as ternd keeps
+// them: the user's cache directory (XDG_CACHE_HOME, else ~/.cache), under
+// tern/modules. Compiling a Go module takes seconds (a minute under the race
+// detector on a busy machine), every time without it. Empty, no cache,
+// where that directory cannot be made.
+func planCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	dir = filepath.Join(dir, "tern", "modules")
+	if os.MkdirAll(dir, 0o755) != nil {
+		return ""
+	}
+	return dir
 }

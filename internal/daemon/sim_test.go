@@ -9,6 +9,7 @@ import (
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/testbound"
 )
 
 func TestSimConfigErrors(t *testing.T) {
@@ -112,7 +113,7 @@ func TestSimNeedsOwnHardware(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(testbound.Hang); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

@@ -1,5 +1,5 @@
 // Package wat assembles WebAssembly text into modules for tests, with
-// wabt's wat2wasm (Debian: apt-get install wabt, as .ci/run does). Test
+// wabt's wat2wasm (Debian: apt-get install wabt, as .ci/deps does). Test
 // modules are kept as text in the repository and assembled when the tests
 // run, so that what is reviewed is what runs.
 package wat
@@ -17,7 +17,7 @@ func Assemble(t testing.TB, text string) []byte {
 	t.Helper()
 	tool, err := exec.LookPath("wat2wasm")
 	if err != nil {
-		t.Fatal("wat2wasm not found: install Debian's wabt (apt-get install wabt), as .ci/run does")
+		t.Fatal("wat2wasm not found: install Debian's wabt (apt-get install wabt), as .ci/deps does")
 	}
 	dir := t.TempDir()
 	src, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")

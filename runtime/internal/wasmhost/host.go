@@ -485,8 +485,11 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})
 	mod, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
 	if err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: instantiating: its start function (_initialize, or a start section) did not return before the call's deadline (module_limits.call_timeout, or sensor_timeout for a sensor, in ternd.yaml)", ErrCall)
+		}
+		if ctx.Err() != nil { // the agent is stopping: not the module's fault
+			return nil, fmt.Errorf("wasmhost: instantiating: %w", ctx.Err())
 		}
 		return nil, fmt.Errorf("%w: instantiating (its start function _initialize): %v", ErrCall, err)
 	}
