@@ -2,6 +2,7 @@ package fleettest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -272,9 +273,7 @@ func serve(t testing.TB, b *fleet.Broker, log *logBuffer, what string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
+		closeBroker(t, b)
 		if t.Failed() {
 			t.Logf("%s %s log:\n%s", what, b.Addr(), log)
 		}
@@ -300,4 +299,17 @@ func StoreAt(t testing.TB, dir string) store.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// closeBroker closes b; an error fails the test, except mochi-mqtt's
+// lock-order bug in its Close (fleet.ErrBrokerCloseStuck), which is not
+// the code under test: that broker is abandoned and the test goes on.
+func closeBroker(t testing.TB, b *fleet.Broker) {
+	t.Helper()
+	switch err := b.Close(); {
+	case errors.Is(err, fleet.ErrBrokerCloseStuck):
+		t.Log(err)
+	case err != nil:
+		t.Error(err)
+	}
 }

@@ -101,10 +101,6 @@ func RestartableEmbedded(t testing.TB, setup func(*fleet.Broker) error) *Restart
 				t.Logf("embedded broker %s log:\n%s", addr, log)
 			}
 		})
-		return func() {
-			if err := b.Close(); err != nil {
-				t.Error(err)
-			}
-		}
+		return func() { closeBroker(t, b) }
 	})
 }
