@@ -282,48 +282,7 @@ func (a *Agent) Status() Status {
 // reconnect) and is ignored; an older one is refused with ErrStaleTarget.
 // Both the refusal and the acceptance are reported as events.
 func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
-	v, err := state.Parse(doc)
-	if err == nil {
-		if _, ok := v.(map[string]any); !ok {
-			err = ErrBadTarget
-		}
-	}
-	if err != nil {
-		err = fmt.Errorf("%w: %v", ErrBadTarget, err)
-		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
-		return err
-	}
-	a.mu.Lock()
-	if version == a.version && a.target != nil {
-		a.mu.Unlock()
-		return nil
-	}
-	if version < a.version {
-		held := a.version
-		a.mu.Unlock()
-		err := fmt.Errorf("%w: got version %d, holding %d; push a version above %d", ErrStaleTarget, version, held, held)
-		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
-		return err
-	}
-	if err := a.saveTarget(version, doc); err != nil {
-		a.mu.Unlock()
-		return err
-	}
-	if a.target != nil {
-		// Whatever the last attempt did, this plan is for the new target.
-		a.replan = fmt.Sprintf("a new target arrived: version %d replaces %d", version, a.version)
-	}
-	a.target, a.version = v, version
-	a.status.TargetVersion = version
-	a.converged = false
-	a.failures, a.nextTry = 0, time.Time{}
-	a.mu.Unlock()
-	a.event(Event{Kind: EventTargetAccepted, TargetVersion: version})
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
-	return nil
+	return a.setTarget(version, doc, "")
 }
 
 // ReplaceTarget stores a target whatever the version held, lower included,
@@ -331,6 +290,11 @@ func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
 // TargetEnvelope.Replaces) takes a device back from a runaway version.
 // why says which rebase, for the event.
 func (a *Agent) ReplaceTarget(version uint64, doc json.RawMessage, why string) error {
+	return a.setTarget(version, doc, why)
+}
+
+// setTarget is SetTarget, or ReplaceTarget when rebase (why) is not empty.
+func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string) error {
 	v, err := state.Parse(doc)
 	if err == nil {
 		if _, ok := v.(map[string]any); !ok {
@@ -344,19 +308,37 @@ func (a *Agent) ReplaceTarget(version uint64, doc json.RawMessage, why string) e
 	}
 	a.mu.Lock()
 	held := a.version
+	if rebase == "" && version == held && a.target != nil {
+		a.mu.Unlock()
+		return nil
+	}
+	if rebase == "" && version < held {
+		a.mu.Unlock()
+		err := fmt.Errorf("%w: got version %d, holding %d; push a version above %d", ErrStaleTarget, version, held, held)
+		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
+		return err
+	}
 	if err := a.saveTarget(version, doc); err != nil {
 		a.mu.Unlock()
 		return err
 	}
+	var msg string
+	if rebase != "" {
+		msg = fmt.Sprintf("rebase from version %d: %s", held, rebase)
+	}
 	if a.target != nil {
-		a.replan = fmt.Sprintf("a rebase took the target from version %d to %d", held, version)
+		// Whatever the last attempt did, this plan is for the new target.
+		a.replan = fmt.Sprintf("a new target arrived: version %d replaces %d", version, held)
+		if rebase != "" {
+			a.replan = fmt.Sprintf("a rebase took the target from version %d to %d", held, version)
+		}
 	}
 	a.target, a.version = v, version
 	a.status.TargetVersion = version
 	a.converged = false
 	a.failures, a.nextTry = 0, time.Time{}
 	a.mu.Unlock()
-	a.event(Event{Kind: EventTargetAccepted, TargetVersion: version, Message: fmt.Sprintf("rebase from version %d: %s", held, why)})
+	a.event(Event{Kind: EventTargetAccepted, TargetVersion: version, Message: msg})
 	select {
 	case a.wake <- struct{}{}:
 	default:

@@ -19,20 +19,7 @@ import (
 // broker, acts on that one first: the fan its stored target would switch
 // on, and the newer one off, is never switched on at boot.
 func TestBootGraceActsOnTheRetainedTarget(t *testing.T) {
-	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	forEachBroker(t, func(t *testing.T, url string) {
-		k := newKeys(t)
-		d := relayTernd(t, url, k, relay)
-		v := watchFleet(t, url)
-		v.push(t, 1, `{"relays":{"fan":true}}`, k.trusted)
-		// The first start compiles the Go relay module: seconds, minutes
-		// under the race detector on a busy machine.
-		v.stateWithin(t, "the fan on (target 1)", 5*time.Minute, func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 1 })
-		d.stop()
-
+	fanOnThenStopped(t, func(t *testing.T, d *ternd, v *fleetView, k keys) {
 		v.push(t, 2, `{"relays":{"fan":false}}`, k.trusted)
 		// A power cut: the lines come back low.
 		d.gpio = sim.NewGPIO("GPIO17", "GPIO27")
@@ -54,20 +41,7 @@ func TestBootGraceActsOnTheRetainedTarget(t *testing.T) {
 // Offline (a broker configured but unreachable), the device acts on its
 // stored target at once, not after the grace.
 func TestBootGraceOfflineActsAtOnce(t *testing.T) {
-	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	forEachBroker(t, func(t *testing.T, url string) {
-		k := newKeys(t)
-		d := relayTernd(t, url, k, relay)
-		v := watchFleet(t, url)
-		v.push(t, 1, `{"relays":{"fan":true}}`, k.trusted)
-		// The first start compiles the Go relay module: seconds, minutes
-		// under the race detector on a busy machine.
-		v.stateWithin(t, "the fan on (target 1)", 5*time.Minute, func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 1 })
-		d.stop()
-
+	fanOnThenStopped(t, func(t *testing.T, d *ternd, v *fleetView, k keys) {
 		// A port nobody listens on, and a grace far longer than any wait
 		// of this test: the fan comes on again only if ternd does not wait.
 		d.cfg.Broker = "tcp://127.0.0.1:1"
@@ -87,6 +61,26 @@ func TestBootGraceOfflineActsAtOnce(t *testing.T) {
 		case <-time.After(wait):
 			t.Fatalf("offline, the stored target was not acted on within %v", wait)
 		}
+	})
+}
+
+// fanOnThenStopped runs then, on each broker, with a ternd that ran the
+// relay module, converged on target 1 (the fan on) and was stopped.
+func fanOnThenStopped(t *testing.T, then func(t *testing.T, d *ternd, v *fleetView, k keys)) {
+	relay, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachBroker(t, func(t *testing.T, url string) {
+		k := newKeys(t)
+		d := relayTernd(t, url, k, relay)
+		v := watchFleet(t, url)
+		v.push(t, 1, `{"relays":{"fan":true}}`, k.trusted)
+		// The first start compiles the Go relay module: seconds, minutes
+		// under the race detector on a busy machine.
+		v.stateWithin(t, "the fan on (target 1)", 5*time.Minute, func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 1 })
+		d.stop()
+		then(t, d, v, k)
 	})
 }
 
