@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
-	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
 )
@@ -36,12 +34,8 @@ func TestOversizedEventEndToEnd(t *testing.T) {
 	url := fleettest.Mosquitto(t)
 	events := collectEvents(t, url, "pi-001")
 	k := newKeys(t)
-	path := filepath.Join(t.TempDir(), "evil.wasm")
-	if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	v := watchFleet(t, url)
-	d := newTernd(t, url, k.pub, daemon.ModuleConfig{Name: "evil", Path: path})
+	d := newTernd(t, url, k.pub, evilModule(t, k))
 
 	v.push(t, 1, `{"fixed":{"a":true}}`, k.trusted)
 	events.waitFor(t, "converged at target 1", isEvent(runtime.EventConverged, 1))

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/fleet"
-	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/wat"
 	"github.com/tern-iot/tern/runtime"
@@ -24,12 +23,8 @@ import (
 func TestReleaseRefusals(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, url string) {
 		k := newKeys(t)
-		path := filepath.Join(t.TempDir(), "evil.wasm")
-		if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
-			t.Fatal(err)
-		}
 		v := watchFleet(t, url)
-		newTernd(t, url, k.pub, daemon.ModuleConfig{Name: "evil", Path: path})
+		newTernd(t, url, k.pub, evilModule(t, k))
 		v.running(t, "evil", "2.0.0")
 		held := release("evil", 5, signedModule(t, "evil-4.0.0", k.trusted), k.trusted)
 		v.release(t, held)

@@ -79,6 +79,17 @@ func signedModule(t *testing.T, name string, priv ed25519.PrivateKey) []byte {
 	return signed
 }
 
+// evilModule is the configuration of module evil, its 2.0.0 code signed
+// with k's trusted key in a file of the test's.
+func evilModule(t *testing.T, k keys) daemon.ModuleConfig {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "evil.wasm")
+	if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return daemon.ModuleConfig{Name: "evil", Path: path}
+}
+
 // ternd is one ternd run in-process on a simulated board, restartable on
 // the same data directory.
 type ternd struct {

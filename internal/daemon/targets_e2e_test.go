@@ -3,13 +3,10 @@ package daemon_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tern-iot/tern/fleet"
-	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -21,12 +18,8 @@ import (
 func TestTargetRefusals(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, url string) {
 		k := newKeys(t)
-		path := filepath.Join(t.TempDir(), "evil.wasm")
-		if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
-			t.Fatal(err)
-		}
 		v := watchFleet(t, url)
-		newTernd(t, url, k.pub, daemon.ModuleConfig{Name: "evil", Path: path})
+		newTernd(t, url, k.pub, evilModule(t, k))
 
 		v.push(t, 5, `{"fixed":{"a":true}}`, k.trusted)
 		v.state(t, "target 5 reached", func(s fleet.StateReport) bool { return s.Converged && s.TargetVersion == 5 })
@@ -96,12 +89,8 @@ func TestTargetRefusals(t *testing.T) {
 func TestRunawayVersionIsTakenBack(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, url string) {
 		k := newKeys(t)
-		path := filepath.Join(t.TempDir(), "evil.wasm")
-		if err := os.WriteFile(path, signedModule(t, "evil-2.0.0", k.trusted), 0o644); err != nil {
-			t.Fatal(err)
-		}
 		v := watchFleet(t, url)
-		newTernd(t, url, k.pub, daemon.ModuleConfig{Name: "evil", Path: path})
+		newTernd(t, url, k.pub, evilModule(t, k))
 		topic := relTopics.DeviceTarget("pi-001")
 		signed := func(version, replaces uint64, target string) []byte {
 			env := fleet.TargetEnvelope{Format: fleet.Format, Version: version, Replaces: replaces, Target: json.RawMessage(target)}
