@@ -407,10 +407,13 @@ func (e evaluator) misbehaved(j *plan.Job, c sdk.Call, err error) {
 	}
 }
 
-func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Result, error) {
+func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call, st plan.Reader) (plan.Result, error) {
 	m, err := e.mods(j.Module)
 	if err != nil {
 		return plan.Result{}, err
+	}
+	if st != nil {
+		ctx = wasmhost.WithState(ctx, st)
 	}
 	t, err := m.m.Try(ctx, c)
 	e.done(j.Module, "try", err)
@@ -425,7 +428,10 @@ func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call) (plan.Resul
 	return r, nil
 }
 
-func (e evaluator) Run(ctx context.Context, j *plan.Job, c sdk.Call) error {
+func (e evaluator) Run(ctx context.Context, j *plan.Job, c sdk.Call, st plan.Reader) error {
+	if st != nil {
+		ctx = wasmhost.WithState(ctx, st)
+	}
 	_, err := e.call(ctx, j, wasmhost.PhaseRun, "run", c)
 	return err
 }

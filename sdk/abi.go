@@ -205,6 +205,7 @@ const (
 	ErrnoBadArg     Errno = 5 // an argument was out of range or not UTF-8
 	ErrnoNoDevice   Errno = 6 // no I2C device answered at the address (NACK)
 	ErrnoRate       Errno = 7 // past the rate the grant allows (GPIO writes); try later
+	ErrnoNoState    Errno = 8 // the state cannot be read in this call (a sensor, configure)
 )
 
 var errnoText = map[Errno]string{
@@ -215,6 +216,7 @@ var errnoText = map[Errno]string{
 	ErrnoBadArg:     "bad argument",
 	ErrnoNoDevice:   "no device answers at that address",
 	ErrnoRate:       "past the rate granted for this resource",
+	ErrnoNoState:    "the state cannot be read in this call",
 }
 
 // Error makes an Errno an error; the guest SDK returns these.

@@ -64,6 +64,33 @@ func (c *Context) Current(v any) error { return decodeValue("current", c.f.cur, 
 // Target decodes the target's value at the path into v, as Current does.
 func (c *Context) Target(v any) error { return decodeValue("target", c.f.tgt, v) }
 
+// CurrentValue is the state's value at the path, as a lazy view: reading
+// a field of an object decodes only that field. Absent when the path is.
+func (c *Context) CurrentValue() Value { return Value{c.f.cur} }
+
+// TargetValue is the target's value at the path (null for a delete), as
+// CurrentValue.
+func (c *Context) TargetValue() Value { return Value{c.f.tgt} }
+
+// Read returns the state's value at another path (a JSON Pointer, e.g.
+// "/images/nginx"; absent if the path does not exist), as the job sees the
+// state: while planning, the state the plan has reached; before and while
+// running, the device's current state. What a job reads counts for the
+// plan: a task runs after every earlier task that changes what it read,
+// and before every later one (ABI.md, "Reading the state"). Read fails in
+// sensors and while the module is configured.
+func (c *Context) Read(path string) (Value, error) {
+	b, err := stateRead(path, &registry.reads)
+	if err != nil {
+		return Value{}, fmt.Errorf("sdk: reading %s: %w", path, err)
+	}
+	v, _, ok := valueAt(b)
+	if !ok {
+		return Value{}, fmt.Errorf("sdk: reading %s: %w", path, errShort)
+	}
+	return Value{v}, nil
+}
+
 // CurrentNumber, CurrentString and CurrentBool read a scalar current value
 // without allocating; the Target ones do the same for the target. They
 // fail if the value is absent or of another type.
@@ -210,6 +237,7 @@ var registry = struct {
 	config   json.RawMessage
 	decoded  any     // the configuration as ConfigOf last decoded it
 	ctx      Context // reused: one call at a time per instance
+	reads    []byte  // what Read got during the current call
 }{
 	manifest: Manifest{ABI: ABIVersion},
 }
@@ -275,6 +303,7 @@ func Describe() Manifest { return registry.manifest }
 func dispatch(export string, in []byte, out []byte) []byte {
 	ctx := &registry.ctx
 	*ctx = Context{}
+	registry.reads = registry.reads[:0]
 	if err := decodeCall(in, &ctx.f); err != nil {
 		return appendError(out, err)
 	}

@@ -24,3 +24,5 @@ func serialOpen(string, int) (int32, error)                { return 0, errNoHost
 func serialWrite(int32, []byte) (int, error)               { return 0, errNoHost }
 func serialRead(int32, []byte, time.Duration) (int, error) { return 0, errNoHost }
 func serialClose(int32) error                              { return errNoHost }
+
+func stateRead(string, *[]byte) ([]byte, error) { return nil, errNoHost }

@@ -104,6 +104,9 @@ func hostGPIOIn(name unsafe.Pointer, size uint32, pull uint32) int32
 //go:wasmimport tern gpio_wait_edge
 func hostGPIOWaitEdge(name unsafe.Pointer, size uint32, timeoutMS uint32) int32
 
+//go:wasmimport tern state_read
+func hostStateRead(path unsafe.Pointer, size uint32, buf unsafe.Pointer, bufCap uint32) int32
+
 //go:wasmimport tern log
 func hostLog(level int32, msg unsafe.Pointer, size uint32)
 
@@ -192,4 +195,28 @@ func gpioWaitEdge(line string, timeout time.Duration) (bool, error) {
 		return false, Errno(-r)
 	}
 	return r == 1, nil
+}
+
+// stateRead appends the wire form of the state's value at path to *arena
+// and returns it. Values already read stay valid: when *arena must grow,
+// they keep the old array.
+func stateRead(path string, arena *[]byte) ([]byte, error) {
+	p, n := strArg(path)
+	for range 2 {
+		b := *arena
+		if cap(b)-len(b) < 256 {
+			b = make([]byte, len(b), 2*cap(b)+4096)
+		}
+		free := b[len(b):cap(b)]
+		got := hostStateRead(p, n, unsafe.Pointer(unsafe.SliceData(free)), uint32(len(free)))
+		if got < 0 {
+			return nil, Errno(-got)
+		}
+		if int(got) <= len(free) {
+			*arena = b[:len(b)+int(got)]
+			return free[:got:got], nil
+		}
+		*arena = make([]byte, len(b), len(b)+int(got)) // too small: once more, with room
+	}
+	return nil, ErrnoIO
 }

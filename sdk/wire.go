@@ -19,7 +19,7 @@ import (
 // deadline checks wazero compiles into every loop of a module, each loop
 // iteration a module runs costs about as much as a call into the host.
 // Scalars travel decoded (a number is 8 bytes); objects and arrays travel
-// as JSON text.
+// as trees of tagged values (tree.go), which a module reads lazily.
 
 // Value tags.
 const (
@@ -29,7 +29,9 @@ const (
 	tagTrue
 	tagNumber // float64, 8 bytes little-endian
 	tagString // u32 length, UTF-8 bytes
-	tagJSON   // u32 length, JSON text of an object or array
+	tagJSON   // u32 length, JSON text of an object or array (older hosts and modules)
+	tagObject // u32 body length, u32 count, count × (bytes key, value): tree.go
+	tagArray  // u32 body length, u32 count, count × value
 )
 
 // Result status bytes.
@@ -70,44 +72,39 @@ func appendRawValue(dst []byte, raw json.RawMessage) []byte {
 		if f, err := strconv.ParseFloat(s, 64); err == nil {
 			return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(f))
 		}
+	case s[0] == '{' || s[0] == '[':
+		if out, ok := appendJSONTree(dst, []byte(s)); ok {
+			return out
+		}
 	}
 	return appendBytes(append(dst, tagJSON), s)
 }
 
-// appendValue appends the tagged form of a Go value (nil: null).
+// appendValue appends the tagged form of a Go value (nil: null); see
+// appendTree for the types it takes.
 func appendValue(dst []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return append(dst, tagNull), nil
-	case bool:
-		if v {
-			return append(dst, tagTrue), nil
-		}
-		return append(dst, tagFalse), nil
-	case string:
-		return appendBytes(append(dst, tagString), v), nil
-	case float64:
-		return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(v)), nil
-	case int:
-		return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(float64(v))), nil
-	case json.RawMessage:
-		return appendRawValue(dst, v), nil
-	case value: // passed through as it came, e.g. the target as an effect
+	if v, ok := v.(value); ok { // passed through as it came, e.g. the target as an effect
 		switch v.tag {
 		case tagAbsent:
 			return append(dst, tagNull), nil
 		case tagNumber:
-			return binary.LittleEndian.AppendUint64(append(dst, tagNumber), math.Float64bits(v.num)), nil
-		case tagString, tagJSON:
+			return appendNumber(dst, v.num), nil
+		case tagString, tagJSON, tagObject, tagArray:
 			return append(appendU32(append(dst, v.tag), len(v.data)), v.data...), nil
 		}
 		return append(dst, v.tag), nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return dst, err
+	return appendTree(dst, v, 0)
+}
+
+// AppendState appends the wire form of a state value (nil, bool, float64,
+// string, map[string]any, []any), or of an absent one if !present: the
+// host's answer to a module's state_read.
+func AppendState(dst []byte, v any, present bool) ([]byte, error) {
+	if !present {
+		return append(dst, tagAbsent), nil
 	}
-	return appendRawValue(dst, b), nil
+	return appendTree(dst, v, 0)
 }
 
 // reader decodes a frame.
@@ -166,7 +163,7 @@ func (r *reader) value() value {
 			v.num = math.Float64frombits(binary.LittleEndian.Uint64(r.b))
 			r.b = r.b[8:]
 		}
-	case tagString, tagJSON:
+	case tagString, tagJSON, tagObject, tagArray:
 		v.data = r.bytes()
 	default:
 		if r.err == nil {
@@ -190,6 +187,9 @@ func (r *reader) checked() json.RawMessage {
 	if r.err == nil && v.tag == tagNumber && (math.IsNaN(v.num) || math.IsInf(v.num, 0)) {
 		r.err = fmt.Errorf("sdk: wire: the number %v has no JSON form", v.num)
 	}
+	if r.err == nil && (v.tag == tagObject || v.tag == tagArray) {
+		r.err = checkTree(v, 0)
+	}
 	return v.json()
 }
 
@@ -209,6 +209,8 @@ func (v value) json() json.RawMessage {
 		return b
 	case tagJSON:
 		return append(json.RawMessage(nil), v.data...)
+	case tagObject, tagArray:
+		return appendJSON(nil, v)
 	}
 	return nil
 }
@@ -235,6 +237,21 @@ func (v value) decode(p any) error {
 	case *string:
 		if v.tag == tagString {
 			*p = string(v.data)
+			return nil
+		}
+	case *any:
+		if v.tag != tagJSON {
+			*p = v.tree()
+			return nil
+		}
+	case *map[string]any:
+		if v.tag == tagObject {
+			*p = v.tree().(map[string]any)
+			return nil
+		}
+	case *[]any:
+		if v.tag == tagArray {
+			*p = v.tree().([]any)
 			return nil
 		}
 	}

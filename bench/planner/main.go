@@ -150,7 +150,7 @@ func boundary(ctx context.Context) (wasmUS, nativeUS float64, err error) {
 		const n = 20000
 		start := time.Now()
 		for range n {
-			if r, err := ev.Try(ctx, j, c); err != nil || !r.OK {
+			if r, err := ev.Try(ctx, j, c, nil); err != nil || !r.OK {
 				return 0, fmt.Errorf("try: %v, %v", r.OK, err)
 			}
 		}
@@ -282,7 +282,7 @@ func wazeroVersion() string {
 // the same job in Wasm.
 type nativeCounters struct{}
 
-func (n nativeCounters) Try(_ context.Context, j *plan.Job, c sdk.Call) (plan.Result, error) {
+func (n nativeCounters) Try(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) (plan.Result, error) {
 	var cur, tgt float64
 	if err := json.Unmarshal(c.Current, &cur); err != nil {
 		return plan.Result{}, err

@@ -28,8 +28,13 @@
 // what each step changes, so a step costs what it changes, not the size of
 // the state.
 //
-// Tasks whose paths do not overlap are independent: the plan is a DAG whose
-// edges join each task to the earlier tasks on overlapping paths, and Run
-// executes it with bounded parallelism, checking each task's condition
-// again before running it. Mermaid, DOT and Text render a plan.
+// A job may read other parts of the state than its path, through the
+// Reader the Evaluator is given; Find records every path a task's job read
+// (Task.Reads), and remembers an answer only together with the values it
+// read. The plan is a DAG: a task waits for every earlier task that
+// changed what it changes or reads, and for every earlier task that read
+// what it changes, so every order the DAG allows does what the sequence
+// does. Run executes it with bounded parallelism, checking each task's
+// condition again against the live state before running it. Mermaid, DOT
+// and Text render a plan.
 package plan

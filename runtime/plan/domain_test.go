@@ -76,7 +76,7 @@ func decode(raw json.RawMessage) any {
 	return v
 }
 
-func (d *domain) Try(_ context.Context, j *plan.Job, c sdk.Call) (plan.Result, error) {
+func (d *domain) Try(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) (plan.Result, error) {
 	d.mu.Lock()
 	d.calls++
 	d.mu.Unlock()
@@ -94,7 +94,7 @@ func (d *domain) Try(_ context.Context, j *plan.Job, c sdk.Call) (plan.Result, e
 	return plan.Result{OK: true, Effect: im.effect(cur, tgt)}, nil
 }
 
-func (d *domain) Run(_ context.Context, j *plan.Job, c sdk.Call) error {
+func (d *domain) Run(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) error {
 	d.mu.Lock()
 	d.ran = append(d.ran, j.Name()+" "+c.Path)
 	d.mu.Unlock()
@@ -315,7 +315,7 @@ func simulate(t testing.TB, p *plan.Plan, ev plan.Evaluator, current any) any {
 		if present {
 			c.Current = state.Canonical(cur)
 		}
-		r, err := ev.Try(context.Background(), task.Job, c)
+		r, err := ev.Try(context.Background(), task.Job, c, docReader{s})
 		if err != nil || !r.OK {
 			t.Fatalf("task %d %s: condition does not hold in its turn (%v)", task.ID, task, err)
 		}
@@ -328,6 +328,11 @@ func simulate(t testing.TB, p *plan.Plan, ev plan.Evaluator, current any) any {
 	}
 	return s
 }
+
+// docReader reads a document.
+type docReader struct{ doc any }
+
+func (r docReader) Get(p state.Pointer) (any, bool) { return state.Get(r.doc, p) }
 
 // checkDAG verifies that tasks on overlapping paths are ordered.
 func checkDAG(t testing.TB, p *plan.Plan) {

@@ -28,7 +28,7 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict, mayExpand: opts.MayExpand,
 		jobs: jobs, byName: map[string]*Job{}, strictCands: map[string][]cand{},
 		w: newWork(current), target: target,
-		visited: map[uint64]struct{}{}, memo: map[string]Result{},
+		visited: map[uint64]struct{}{}, memo: map[string][]memoEntry{},
 	}
 	for _, j := range jobs {
 		s.byName[j.Name()] = j
@@ -80,7 +80,7 @@ type search struct {
 	g       *goal
 	target  any
 	visited map[uint64]struct{}
-	memo    map[string]Result
+	memo    map[string][]memoEntry
 	tasks   []*Task
 	via     []string
 	stats   Stats
@@ -250,7 +250,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 	if present {
 		call.Current = state.Canonical(cur)
 	}
-	r, err := s.try(j, call)
+	r, reads, err := s.try(j, call)
 	if err != nil {
 		if s.ctx.Err() != nil {
 			return "", errBoundOr(s.ctx.Err(), s.lim)
@@ -272,6 +272,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 		s.tasks = append(s.tasks, &Task{
 			Job: j, Op: Op(present, target), Path: ptr, Params: params,
 			Target: target, Effect: r.Effect, Via: append([]string(nil), s.via...),
+			Reads: reads,
 		})
 		return "", nil
 	}
@@ -306,30 +307,32 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 
 // try asks about j, remembering the answers: the search may ask the same
 // question again after backtracking, and an answer that did not depend on
-// the path (PathFree) serves every path with the same values.
-func (s *search) try(j *Job, c sdk.Call) (Result, error) {
+// the path (PathFree) serves every path with the same values. It returns
+// the other paths the job read (reads.go).
+func (s *search) try(j *Job, c sdk.Call) (Result, []state.Pointer, error) {
 	if j.declarative() {
-		return try(s.ctx, s.ev, j, c)
+		r, err := try(s.ctx, s.ev, j, c, nil)
+		return r, nil, err
 	}
 	free := j.Name() + "\x00" + string(c.Current) + "\x00" + string(c.Target)
-	if r, ok := s.memo[free]; ok {
-		return r, nil
+	if e, ok := s.recall(free); ok {
+		return e.r, e.paths(), nil
 	}
 	full := free + "\x00" + c.Path
-	if r, ok := s.memo[full]; ok {
-		return r, nil
+	if e, ok := s.recall(full); ok {
+		return e.r, e.paths(), nil
 	}
-	r, err := try(s.ctx, s.ev, j, c)
+	rec := &recorder{w: s.w}
+	r, err := try(s.ctx, s.ev, j, c, rec)
 	s.stats.Calls++
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
+	key := full
 	if r.PathFree {
-		s.memo[free] = r
-	} else {
-		s.memo[full] = r
+		key = free
 	}
-	return r, nil
+	return r, s.remember(key, r, rec.paths()).paths(), nil
 }
 
 // resolve finds a method step's job and binds its parameters.

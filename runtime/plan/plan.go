@@ -42,8 +42,17 @@ func (j *Job) declarative() bool {
 // hardware; Find calls it from one goroutine at a time, Run from several.
 type Evaluator interface {
 	// Try checks j's condition for c and, when it holds, returns an
-	// action's effect or a method's expansion.
-	Try(ctx context.Context, j *Job, c sdk.Call) (Result, error)
+	// action's effect or a method's expansion. A job may read other parts
+	// of the state through st, and only through st: Find records what is
+	// read there to order the plan's tasks (see Task.Reads).
+	Try(ctx context.Context, j *Job, c sdk.Call, st Reader) (Result, error)
+}
+
+// Reader is the state as a job sees it while its condition and effect
+// run: during Find, the state the search has reached; during Run, the live
+// state.
+type Reader interface {
+	Get(p state.Pointer) (any, bool)
 }
 
 // Result is an Evaluator's answer.
@@ -105,12 +114,12 @@ func DecodeTry(t sdk.Try) (Result, error) {
 }
 
 // try asks ev about j, answering declarative jobs itself.
-func try(ctx context.Context, ev Evaluator, j *Job, c sdk.Call) (Result, error) {
+func try(ctx context.Context, ev Evaluator, j *Job, c sdk.Call, st Reader) (Result, error) {
 	if j.declarative() {
 		v, err := decodeTarget(c.Target)
 		return Result{OK: true, Effect: v}, err
 	}
-	r, err := ev.Try(ctx, j, c)
+	r, err := ev.Try(ctx, j, c, st)
 	if err == nil && r.OK && j.Spec.Effect == sdk.EffectTarget {
 		r.Effect, err = decodeTarget(c.Target)
 	}
@@ -139,8 +148,15 @@ type Task struct {
 	// Via lists the methods that expanded into this task, outermost
 	// first, as "module.method /path"; empty for a task chosen directly.
 	Via []string
-	// Deps are the IDs of tasks that must finish first: the earlier tasks
-	// on overlapping paths.
+	// Reads are the other paths the job's condition and effect read when
+	// it was planned (besides Path), in the order first read; a job that
+	// read more than maxReads paths is recorded as having read the whole
+	// state ("/").
+	Reads []state.Pointer
+	// Deps are the IDs of tasks that must finish first: every earlier
+	// task that changes a path overlapping this one's Path or Reads, and
+	// every earlier task that read a path overlapping this one's Path
+	// (link.go).
 	Deps []int
 }
 

@@ -14,7 +14,7 @@ import (
 // Run is called from several goroutines at once.
 type Runner interface {
 	Evaluator
-	Run(ctx context.Context, j *Job, c sdk.Call) error
+	Run(ctx context.Context, j *Job, c sdk.Call, st Reader) error
 }
 
 // Live is the agent's view of the current state while a plan runs.
@@ -172,7 +172,7 @@ func runTask(ctx context.Context, t *Task, r Runner, live Live, obs Observer) er
 	if present {
 		call.Current = state.Canonical(cur)
 	}
-	res, err := try(ctx, r, t.Job, call)
+	res, err := try(ctx, r, t.Job, call, live)
 	if err != nil {
 		return fmt.Errorf("condition: %w", err)
 	}
@@ -180,7 +180,7 @@ func runTask(ctx context.Context, t *Task, r Runner, live Live, obs Observer) er
 		return ErrConditionChanged
 	}
 	obs(t, Started, nil)
-	if err := r.Run(ctx, t.Job, call); err != nil {
+	if err := r.Run(ctx, t.Job, call, live); err != nil {
 		return err
 	}
 	return live.Apply(t.Path, res.Effect)

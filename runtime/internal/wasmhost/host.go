@@ -383,6 +383,11 @@ type callInfo struct {
 	module *Module
 	phase  Phase
 	ports  []serial.Port // opened during the call; closed when it ends
+	state  StateReader   // what state_read reads; nil: nothing (state.go)
+	read   struct {      // the last state_read's answer, for a retry with a larger buffer
+		path string
+		b    []byte
+	}
 }
 
 // call borrows an instance, writes in to its memory, calls fn, and copies
@@ -401,7 +406,7 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ci := &callInfo{module: m, phase: phase}
+	ci := &callInfo{module: m, phase: phase, state: stateFrom(ctx, phase)}
 	ctx = context.WithValue(ctx, callKey{}, ci)
 	defer ci.closePorts()
 

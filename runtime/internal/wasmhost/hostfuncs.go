@@ -36,6 +36,7 @@ func (h *Host) instantiateHostModule(ctx context.Context) error {
 		NewFunctionBuilder().WithFunc(h.serialWrite).Export("serial_write").
 		NewFunctionBuilder().WithFunc(h.serialRead).Export("serial_read").
 		NewFunctionBuilder().WithFunc(h.serialClose).Export("serial_close").
+		NewFunctionBuilder().WithFunc(h.stateRead).Export("state_read").
 		Instantiate(ctx)
 	return err
 }

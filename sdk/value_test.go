@@ -1,0 +1,176 @@
+package sdk
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestValueAccessors(t *testing.T) {
+	c := NewContext(Call{
+		Current: json.RawMessage(`{"image": "nginx:1", "status": "running", "ports": [80, 443], "env": {"A": "1"}, "on": true, "none": null}`),
+		Target:  json.RawMessage(`[1, "two", {"three": 3}]`),
+	})
+	cur := c.CurrentValue()
+	if s, ok := cur.Get("image").Str(); !ok || s != "nginx:1" {
+		t.Fatalf(`Get("image") = %q, %v`, s, ok)
+	}
+	if n, ok := cur.Get("ports").Index(1).Num(); !ok || n != 443 {
+		t.Fatalf(`ports[1] = %v, %v`, n, ok)
+	}
+	if b, ok := cur.Get("on").Bool(); !ok || !b {
+		t.Fatalf(`on = %v, %v`, b, ok)
+	}
+	if !cur.Get("none").IsNull() || !cur.Get("none").Exists() {
+		t.Fatal("none: want a present null")
+	}
+	if cur.Get("missing").Exists() || cur.Get("ports").Index(2).Exists() || cur.Get("ports").Index(-1).Exists() {
+		t.Fatal("a missing key or index reads as present")
+	}
+	if _, ok := cur.Get("image").Num(); ok {
+		t.Fatal("a string reads as a number")
+	}
+	if got, want := strings.Join(cur.Keys(), ","), "image,status,ports,env,on,none"; got != want {
+		t.Fatalf("Keys = %s, want %s (as they came)", got, want)
+	}
+	if cur.Len() != 6 || cur.Get("ports").Len() != 2 || !cur.IsObject() || !cur.Get("ports").IsArray() {
+		t.Fatalf("Len/IsObject/IsArray wrong")
+	}
+	tgt := c.TargetValue()
+	if n, ok := tgt.Index(2).Get("three").Num(); !ok || n != 3 {
+		t.Fatalf("target[2].three = %v, %v", n, ok)
+	}
+	var env struct{ A string }
+	if err := cur.Get("env").Decode(&env); err != nil || env.A != "1" {
+		t.Fatalf("Decode into a struct: %+v, %v", env, err)
+	}
+	var anything any
+	if err := cur.Decode(&anything); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"image": "nginx:1", "status": "running", "ports": []any{80.0, 443.0}, "env": map[string]any{"A": "1"}, "on": true, "none": nil}
+	if !reflect.DeepEqual(anything, want) {
+		t.Fatalf("Decode into any = %#v", anything)
+	}
+	if (Value{}).Exists() || (Value{}).Decode(&anything) == nil {
+		t.Fatal("the zero Value must be absent")
+	}
+}
+
+// randomJSON makes a value as the state holds them.
+func randomJSON(rng *rand.Rand, depth int) any {
+	switch k := rng.IntN(8); {
+	case k == 0:
+		return nil
+	case k == 1:
+		return rng.IntN(2) == 1
+	case k == 2:
+		return float64(rng.IntN(2000)-1000) / 8
+	case k == 3:
+		return []string{"", "a", `q"uote`, "back\\slash", "ctl\x01", "é✓", "line\nbreak"}[rng.IntN(7)]
+	case k < 6 && depth < 5:
+		m := map[string]any{}
+		for i := range rng.IntN(5) {
+			m[fmt.Sprintf("k%d%s", i, []string{"", "/", "~", `"`}[rng.IntN(4)])] = randomJSON(rng, depth+1)
+		}
+		return m
+	case depth < 5:
+		var a []any
+		for range rng.IntN(5) {
+			a = append(a, randomJSON(rng, depth+1))
+		}
+		if a == nil {
+			a = []any{}
+		}
+		return a
+	}
+	return "leaf"
+}
+
+// The three ways a value reaches a module (JSON text in a call, a state
+// value read through state_read, an effect a module returns) give the same
+// value back, and what a module returns passes the host's checks.
+func TestTreeRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		v := randomJSON(rng, 0)
+		text, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// JSON text, as the host encodes a call.
+		c := NewContext(Call{Current: text})
+		var got any
+		if err := c.CurrentValue().Decode(&got); err != nil || !reflect.DeepEqual(got, v) {
+			t.Fatalf("%d: %s through a call: %#v (%v)", i, text, got, err)
+		}
+		// A state value, as state_read answers.
+		b, err := AppendState(nil, v, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, rest, ok := valueAt(b)
+		if !ok || len(rest) != 0 || !reflect.DeepEqual(x.tree(), v) {
+			t.Fatalf("%d: %s through AppendState: %#v", i, text, x.tree())
+		}
+		// An effect, as a module returns it, decoded by the host.
+		out, err := encodeTry(nil, tryOut{ok: true, effect: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, modErr, err := DecodeTry(out)
+		if err != nil || modErr != nil {
+			t.Fatalf("%d: %s as an effect: %v %v", i, text, err, modErr)
+		}
+		var back any
+		if err := json.Unmarshal(tr.Effect, &back); err != nil || !reflect.DeepEqual(back, v) {
+			t.Fatalf("%d: %s as an effect came back as %s", i, text, tr.Effect)
+		}
+	}
+}
+
+// A module's answer is outside input: malformed trees are refused with a
+// clear error, never a panic.
+func TestTreeFromModuleChecked(t *testing.T) {
+	good, _ := encodeTry(nil, tryOut{ok: true, effect: map[string]any{"a": []any{1.0, "x"}}})
+	bad := map[string][]byte{
+		"count too large":   {statusOK, 1, 0, 0, tagObject, 4, 0, 0, 0, 0xff, 0, 0, 0},
+		"bad key UTF-8":     append([]byte{statusOK, 1, 0, 0, tagObject, 14, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0xff}, tagNumber, 0, 0, 0, 0, 0, 0, 0, 0),
+		"trailing in body":  {statusOK, 1, 0, 0, tagArray, 6, 0, 0, 0, 1, 0, 0, 0, tagNull, tagNull},
+		"absent inside":     {statusOK, 1, 0, 0, tagArray, 5, 0, 0, 0, 1, 0, 0, 0, tagAbsent},
+		"unknown tag":       {statusOK, 1, 0, 0, tagArray, 5, 0, 0, 0, 1, 0, 0, 0, 42},
+		"body past the end": {statusOK, 1, 0, 0, tagArray, 50, 0, 0, 0, 1, 0, 0, 0, tagNull},
+	}
+	deep := []byte{statusOK, 1, 0, 0}
+	var nest func(d int) []byte
+	nest = func(d int) []byte {
+		if d == 0 {
+			return []byte{tagNull}
+		}
+		inner := nest(d - 1)
+		b := []byte{tagArray}
+		b = appendU32(b, 4+len(inner))
+		b = appendU32(b, 1)
+		return append(b, inner...)
+	}
+	bad["too deep"] = append(deep, nest(maxTreeDepth+2)...)
+	for name, b := range bad {
+		if _, _, err := DecodeTry(b); err == nil {
+			t.Errorf("%s: accepted %x", name, b)
+		}
+	}
+	if _, _, err := DecodeTry(good); err != nil {
+		t.Fatalf("a good tree refused: %v", err)
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{"nginx:1": "nginx:1", "a/b": "a~1b", "~x/": "~0x~1", "": ""} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
