@@ -174,3 +174,51 @@ func TestEscape(t *testing.T) {
 		}
 	}
 }
+
+type decodeRoom struct {
+	Temp    *float64          `json:"temp"`
+	Heater  bool              `json:"heater"`
+	Sensor  string            `json:"sensor,omitempty"`
+	Count   int               `json:"count"`
+	Small   uint8             `json:"small"`
+	Tags    []string          `json:"tags"`
+	Env     map[string]string `json:"env"`
+	Any     any               `json:"any"`
+	Raw     json.RawMessage   `json:"raw"`
+	Skipped string            `json:"-"`
+	Pair    [2]float64        `json:"pair"`
+	Inner   *struct {
+		Name string
+	} `json:"inner"`
+	NoTag float64
+}
+
+// Decoding a tree into a struct agrees with encoding/json on the same
+// JSON: the values stored, and whether it is an error.
+func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	fields := []string{"temp", "heater", "sensor", "count", "small", "tags", "env", "any", "raw", "Skipped", "-", "pair", "inner", "NOTAG", "notag", "extra"}
+	values := []string{`null`, `true`, `1`, `2.5`, `-3`, `300`, `"s"`, `["a","b"]`, `[1,2]`, `{"a":"x"}`, `{"Name":"n","name":"m"}`, `{"nAME":"k"}`, `[]`, `{}`, `[1,2,3]`}
+	for i := range 5000 {
+		var b strings.Builder
+		b.WriteString("{")
+		for j := range rng.IntN(5) {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "%q:%s", fields[rng.IntN(len(fields))], values[rng.IntN(len(values))])
+		}
+		b.WriteString("}")
+		text := b.String()
+		var want, got decodeRoom
+		wantErr := json.Unmarshal([]byte(text), &want)
+		c := NewContext(Call{Current: json.RawMessage(text)})
+		gotErr := c.Current(&got)
+		if (wantErr == nil) != (gotErr == nil) {
+			t.Fatalf("%d: %s: encoding/json says %v, the tree decoder %v", i, text, wantErr, gotErr)
+		}
+		if wantErr == nil && !reflect.DeepEqual(want, got) {
+			t.Fatalf("%d: %s:\nencoding/json %+v\ntree decoder  %+v", i, text, want, got)
+		}
+	}
+}

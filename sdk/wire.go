@@ -215,8 +215,9 @@ func (v value) json() json.RawMessage {
 	return nil
 }
 
-// decode stores the value in p: directly for the common scalar types,
-// through encoding/json otherwise.
+// decode stores the value in p: directly for the common scalar types and
+// for plain structs, maps and slices (decode.go), through encoding/json
+// for the rest.
 func (v value) decode(p any) error {
 	switch p := p.(type) {
 	case *float64:
@@ -254,6 +255,9 @@ func (v value) decode(p any) error {
 			*p = v.tree().([]any)
 			return nil
 		}
+	}
+	if ok, err := decodeInto(v, p); ok {
+		return err
 	}
 	return json.Unmarshal(v.json(), p)
 }
