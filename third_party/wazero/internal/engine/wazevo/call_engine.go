@@ -136,8 +136,14 @@ type (
 		// when an exception is caught. Compiled code loads this from execCtx
 		// after the trampoline call to decide which handler to dispatch to.
 		caughtExceptionClauseIdx int64
+		// loopBudget counts down the loop iterations until the next
+		// termination check (tern patch: see wazevoapi.LoopBudget).
+		loopBudget int64
 	}
 )
+
+// The compiled code finds loopBudget at this offset (tern patch).
+var _ = [1]struct{}{}[unsafe.Offsetof(executionContext{}.loopBudget)-uintptr(wazevoapi.ExecutionContextOffsetLoopBudget)]
 
 func (c *callEngine) requiredInitialStackSize() int {
 	const initialStackSizeDefault = 10240

@@ -136,7 +136,9 @@ func NewEngine(ctx context.Context, _ api.CoreFeatures, fc filecache.Cache) wasm
 		machine:         machine,
 		be:              be,
 		fileCache:       fc,
-		wazeroVersion:   version.GetWazeroVersion(),
+		// tern patch: code compiled by the patched compiler differs
+		// (insertLoopBudgetCheck); cached code of another build is stale.
+		wazeroVersion: version.GetWazeroVersion() + "+tern.2",
 	}
 	e.compileSharedFunctions()
 	return e

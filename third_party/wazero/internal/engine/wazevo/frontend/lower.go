@@ -1353,16 +1353,7 @@ func (c *Compiler) lowerCurrentOpcode() {
 		c.switchTo(originalLen, loopHeader)
 
 		if c.ensureTermination {
-			checkModuleExitCodePtr := builder.AllocateInstruction().
-				AsLoad(c.execCtxPtrValue,
-					wazevoapi.ExecutionContextOffsetCheckModuleExitCodeTrampolineAddress.U32(),
-					ssa.TypeI64,
-				).Insert(builder).Return()
-
-			args := c.allocateVarLengthValues(1, c.execCtxPtrValue)
-			builder.AllocateInstruction().
-				AsCallIndirect(checkModuleExitCodePtr, &c.checkModuleExitCodeSig, args).
-				Insert(builder)
+			c.insertLoopBudgetCheck()
 		}
 	case wasm.OpcodeIf:
 		bt := c.readBlockType()
@@ -5042,4 +5033,47 @@ func (c *Compiler) boundsCheckInMemory(memLen, offset, size ssa.Value) {
 	builder.AllocateInstruction().
 		AsExitIfTrueWithCode(c.execCtxPtrValue, cmp, wazevoapi.ExitCodeMemoryOutOfBounds).
 		Insert(builder)
+}
+
+// insertLoopBudgetCheck is the termination check at a loop header. tern
+// patch: upstream calls the check-module-exit-code trampoline (an exit to
+// Go) at every loop header, and a Go guest's every function is a loop, so
+// every function call in a Go module paid an exit: 75-85% of a planning
+// call. Here the header counts down a budget kept in the execution context
+// and exits to Go only when it runs out, every
+// wazevoapi.LoopBudget iterations: often enough that a module stopped
+// by its deadline (or by a Go scheduler that must run the goroutine
+// closing it, or a GC that must stop the world) is stopped within a
+// millisecond or so, rarely enough to cost nothing measurable.
+func (c *Compiler) insertLoopBudgetCheck() {
+	builder := c.ssaBuilder
+	off := wazevoapi.ExecutionContextOffsetLoopBudget.U32()
+	budget := builder.AllocateInstruction().AsLoad(c.execCtxPtrValue, off, ssa.TypeI64).Insert(builder).Return()
+	one := builder.AllocateInstruction().AsIconst64(1).Insert(builder).Return()
+	left := builder.AllocateInstruction().AsIsub(budget, one).Insert(builder).Return()
+	builder.AllocateInstruction().AsStore(ssa.OpcodeStore, left, c.execCtxPtrValue, off).Insert(builder)
+	zero := builder.AllocateInstruction().AsIconst64(0).Insert(builder).Return()
+	out := builder.AllocateInstruction().AsIcmp(left, zero, ssa.IntegerCmpCondSignedLessThanOrEqual).Insert(builder).Return()
+
+	checkBlk, contBlk := builder.AllocateBasicBlock(), builder.AllocateBasicBlock()
+	builder.AllocateInstruction().AsBrnz(out, ssa.ValuesNil, checkBlk).Insert(builder)
+	builder.AllocateInstruction().AsJump(ssa.ValuesNil, contBlk).Insert(builder)
+
+	builder.SetCurrentBlock(checkBlk)
+	builder.Seal(checkBlk)
+	refill := builder.AllocateInstruction().AsIconst64(wazevoapi.LoopBudget).Insert(builder).Return()
+	builder.AllocateInstruction().AsStore(ssa.OpcodeStore, refill, c.execCtxPtrValue, off).Insert(builder)
+	checkModuleExitCodePtr := builder.AllocateInstruction().
+		AsLoad(c.execCtxPtrValue,
+			wazevoapi.ExecutionContextOffsetCheckModuleExitCodeTrampolineAddress.U32(),
+			ssa.TypeI64,
+		).Insert(builder).Return()
+	args := c.allocateVarLengthValues(1, c.execCtxPtrValue)
+	builder.AllocateInstruction().
+		AsCallIndirect(checkModuleExitCodePtr, &c.checkModuleExitCodeSig, args).
+		Insert(builder)
+	builder.AllocateInstruction().AsJump(ssa.ValuesNil, contBlk).Insert(builder)
+
+	builder.SetCurrentBlock(contBlk)
+	builder.Seal(contBlk)
 }

@@ -70,7 +70,14 @@ const (
 	// ExecutionContextOffsetCaughtExceptionClauseIdx is the matched catch clause index
 	// written by handleException and read by compiled handler dispatch code.
 	ExecutionContextOffsetCaughtExceptionClauseIdx Offset = 1232
+	// ExecutionContextOffsetLoopBudget is the loop iterations left before
+	// the next termination check (tern patch: see insertLoopBudgetCheck).
+	ExecutionContextOffsetLoopBudget Offset = 1240
 )
+
+// LoopBudget is how many loop iterations compiled code runs between two
+// termination checks (tern patch).
+const LoopBudget = 1 << 14
 
 // ModuleContextOffsetData allows the compilers to get the information about offsets to the fields of wazevo.moduleContextOpaque,
 // This is unique per module.
