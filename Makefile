@@ -138,9 +138,10 @@ size-check:
 bench: bench-planner
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# tern's planner against Mahler 4.1.5 (installed from npm by the script).
+# tern's planner against Mahler 4.1.5 (installed from npm by the script),
+# interleaved problem by problem; ROUNDS=n rounds (5).
 bench-planner:
-	bench/planner/run.sh
+	bench/planner/run.sh $(if $(ROUNDS),-rounds $(ROUNDS))
 
 # testbench: the standard scenario suite (docs/testbench.md), with its
 # report; a JUnit copy lands in testbench-report.xml for CI. `make test`

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The planner benchmark: tern and Mahler 4.1.5 on the problems of
-# PROBLEMS.md, side by side in one run. Needs Go, Node and npm.
+# PROBLEMS.md, interleaved in one run. Needs Go, Node and npm. Flags go to
+# main.go (-rounds, -problems, ...; go run ./bench/planner -h).
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v node >/dev/null || { echo "bench/planner: node is needed to run Mahler (apt-get install nodejs npm)" >&2; exit 1; }
