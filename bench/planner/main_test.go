@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
+	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/plan"
+	"github.com/tern-iot/tern/runtime/state"
+	"github.com/tern-iot/tern/sdk"
 )
 
 // Every problem plans, with its module in Wasm, to the number of actions
@@ -62,35 +62,68 @@ func TestProblems(t *testing.T) {
 			}
 		}
 	}
+
+	// Every order the DAG allows reaches the target, each task checked and
+	// applied with the module's own answers in its turn.
+	rng := rand.New(rand.NewPCG(14, 69))
+	ev := ts.planners[p.name].Evaluator()
+	for i := range 30 {
+		s := state.Clone(any(p.current))
+		for _, id := range randomOrder(last, rng, i == 0) {
+			task := last.Tasks[id]
+			cur, present := state.Get(s, task.Path)
+			c := sdk.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
+			if present {
+				c.Current = state.Canonical(cur)
+			}
+			r, err := ev.Try(ctx, task.Job, c, reader{s})
+			if err != nil || !r.OK {
+				t.Fatalf("order %d: %v does not apply in its turn (%v)", i, task, err)
+			}
+			if s, err = state.Put(s, task.Path, r.Effect); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !state.Satisfies(s, p.target) {
+			t.Fatalf("order %d ends at %s", i, state.Canonical(s))
+		}
+	}
 }
 
-// bench.mjs answers batches over its pipes and plans the supervisor as
-// tern does. Skipped without Node and Mahler (run.sh installs it).
-func TestMahler(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("no node")
-	}
-	if _, err := os.Stat("mahler/node_modules/mahler"); err != nil {
-		t.Skip("Mahler is not installed: run bench/planner/run.sh once")
-	}
-	m, err := startMahler("mahler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.close()
-	pol := policy{Problem: "supervisor", MinRuns: 2, MaxRuns: 2, SlowMS: 10_000}
-	for range 2 { // the second batch reuses the built planner
-		b, err := m.batch(pol)
-		if err != nil {
-			t.Fatal(err)
+type reader struct{ doc any }
+
+func (r reader) Get(p state.Pointer) (any, bool) { return state.Get(r.doc, p) }
+
+// randomOrder is a topological order of the plan's DAG, chosen at random
+// among the ready tasks (latest first if latest).
+func randomOrder(p *plan.Plan, rng *rand.Rand, latest bool) []int {
+	waiting := make([]int, len(p.Tasks))
+	after := make([][]int, len(p.Tasks))
+	var ready, order []int
+	for _, t := range p.Tasks {
+		waiting[t.ID] = len(t.Deps)
+		for _, d := range t.Deps {
+			after[d] = append(after[d], t.ID)
 		}
-		if b.Error != "" || b.Actions != problemNamed(t, "supervisor").actions || len(b.MS) != 2 || b.Warm != 1 {
-			t.Fatalf("batch %+v", b)
+		if len(t.Deps) == 0 {
+			ready = append(ready, t.ID)
 		}
 	}
-	if b, err := m.batch(policy{Problem: "nope"}); err != nil || !strings.Contains(b.Error, "unknown problem") {
-		t.Fatalf("unknown problem: %+v, %v", b, err)
+	for len(ready) > 0 {
+		i := rng.IntN(len(ready))
+		if latest {
+			i = len(ready) - 1
+		}
+		id := ready[i]
+		ready = append(ready[:i], ready[i+1:]...)
+		order = append(order, id)
+		for _, n := range after[id] {
+			if waiting[n]--; waiting[n] == 0 {
+				ready = append(ready, n)
+			}
+		}
 	}
+	return order
 }
 
 func problemNamed(tb testing.TB, name string) problem {

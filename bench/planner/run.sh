@@ -7,5 +7,7 @@ cd "$(dirname "$0")"
 command -v node >/dev/null || { echo "bench/planner: node is needed to run Mahler (apt-get install nodejs npm)" >&2; exit 1; }
 (cd mahler && npm ci --silent --no-audit --no-fund)
 cd ../..
+# The Node side's pipe protocol, before the run relies on it.
+go test -count=1 -tags mahler -run '^TestMahler$' ./bench/planner
 # One core for tern, as on a small board and as Node runs Mahler's search.
 GOMAXPROCS=1 exec go run ./bench/planner "$@"
