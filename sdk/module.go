@@ -217,11 +217,13 @@ func Again(job string) TaskRef { return TaskRef{Job: job, Path: Here} }
 // WithTarget sets the step's target value. It panics if v cannot be
 // encoded as JSON, which is a bug in the module.
 func (t TaskRef) WithTarget(v any) TaskRef {
-	b, err := json.Marshal(v)
+	// The JSON-like types are written without encoding/json (tree.go).
+	tree, err := appendTree(nil, v, 0)
 	if err != nil {
 		panic(fmt.Sprintf("sdk: step %s %s: target cannot be encoded: %v", t.Job, t.Path, err))
 	}
-	t.Target = b
+	x, _, _ := valueAt(tree)
+	t.Target = appendJSON(nil, x)
 	return t
 }
 

@@ -222,3 +222,24 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// WithTarget writes the JSON encoding/json would.
+func TestWithTarget(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 500 {
+		v := randomJSON(rng, 0)
+		want, _ := json.Marshal(v)
+		got := Do("j", "/p").WithTarget(v).Target
+		var a, b any
+		if json.Unmarshal(want, &a) != nil || json.Unmarshal(got, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("WithTarget(%#v) = %s, want %s", v, got, want)
+		}
+	}
+	type point struct{ X, Y int }
+	if got := string(Do("j", "/p").WithTarget(point{1, 2}).Target); got != `{"X":1,"Y":2}` {
+		t.Fatalf("a struct: %s", got)
+	}
+	if got := string(Again("j").WithTarget(nil).Target); got != "null" {
+		t.Fatalf("nil: %s", got)
+	}
+}
