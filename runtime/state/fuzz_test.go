@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -67,12 +68,20 @@ func FuzzParse(f *testing.F) {
 		`null`, `true`, `0`, `-1.5e-7`, `"a\u00e9\ud83d\ude00"`, `[]`, `{}`, rfc6901Doc,
 		`{"relays":{"pump":{"on":true,"pin":17}},"rooms":[{"name":"hall","t":21.5}]}`,
 		`{"a":1,"a":2}`, `[1,2`, `{"a" 1}`, `1 2`, "\"\xff\"", `1e400`, `"\ud800"`,
+		`-0`, `01`, `1.`, `-`, "\"tab\there\"", `"é"`, `"a"b"`, `""`, `"`,
 		strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth),
 		strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1),
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The scalar fast path agrees with the full parse.
+		if fast, ok := parseScalar(b); ok {
+			var want any
+			if err := checkText(b); err != nil || json.Unmarshal(b, &want) != nil || !Equal(fast, want) {
+				t.Fatalf("parseScalar(%q) = %#v, the full parse %#v (%v)", b, fast, want, err)
+			}
+		}
 		v, err := Parse(b)
 		if err != nil {
 			if !errors.Is(err, ErrSyntax) && !errors.Is(err, ErrTooDeep) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -19,6 +20,9 @@ import (
 // Duplicate object keys are accepted; the last one wins, as in
 // encoding/json.
 func Parse(b []byte) (any, error) {
+	if v, ok := parseScalar(b); ok {
+		return v, nil
+	}
 	if err := checkText(b); err != nil {
 		return nil, err
 	}
@@ -36,6 +40,46 @@ func Parse(b []byte) (any, error) {
 		}
 	}
 	return v, nil
+}
+
+// parseScalar decodes the common small documents, a literal, a number or a
+// string without escapes, without encoding/json (a module's effect is
+// parsed on every planning call); ok is false for anything else, which
+// Parse then decodes (or refuses) in full.
+func parseScalar(b []byte) (any, bool) {
+	switch string(b) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "null":
+		return nil, true
+	}
+	if len(b) == 0 || len(b) > 64 && b[0] != '"' {
+		return nil, false
+	}
+	switch c := b[0]; {
+	case c == '-' || c >= '0' && c <= '9':
+		if !json.Valid(b) {
+			return nil, false
+		}
+		f, err := strconv.ParseFloat(string(b), 64)
+		return f, err == nil
+	case c == '"':
+		if len(b) < 2 || b[len(b)-1] != '"' {
+			return nil, false
+		}
+		for _, c := range b[1 : len(b)-1] {
+			if c == '"' || c == '\\' || c < 0x20 {
+				return nil, false
+			}
+		}
+		if !utf8.Valid(b) {
+			return nil, false
+		}
+		return string(b[1 : len(b)-1]), true
+	}
+	return nil, false
 }
 
 // checkText rejects invalid UTF-8 (which encoding/json would silently
