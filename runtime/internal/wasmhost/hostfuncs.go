@@ -98,58 +98,59 @@ func info(ctx context.Context) *callInfo {
 
 // pin resolves a GPIO line for a call, enforcing phase and grant.
 func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, sdk.Errno) {
-	p, _, e := h.namedPin(ctx, mod, ptr, size)
+	p, _, e := h.grantedPin(info(ctx), mod, ptr, size)
 	return p, e
 }
 
-// namedPin is pin, with the line's name.
-func (h *Host) namedPin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, string, sdk.Errno) {
-	ci := info(ctx)
+// grantedPin is pin, with the line's grant. The module's bytes naming the
+// line are copied only to report a refusal.
+func (h *Host) grantedPin(ci *callInfo, mod api.Module, ptr, size uint32) (gpio.Pin, *lineWrites, sdk.Errno) {
 	if ci == nil {
-		return nil, "", sdk.ErrnoPlanning
+		return nil, nil, sdk.ErrnoPlanning
 	}
-	name, ok := readString(mod, ptr, size, maxName)
+	b, ok := readName(mod, ptr, size, maxName)
 	if !ok {
-		return nil, "", sdk.ErrnoBadArg
+		return nil, nil, sdk.ErrnoBadArg
 	}
 	if ci.phase == PhasePlan {
-		ci.module.refuse(gpioPlanning, name)
-		return nil, "", sdk.ErrnoPlanning
+		ci.module.refuse(gpioPlanning, string(b))
+		return nil, nil, sdk.ErrnoPlanning
 	}
-	if !ci.module.manifest.Requests("gpio") {
-		ci.module.refuse(gpioNotRequested, name)
-		return nil, "", sdk.ErrnoNotGranted
+	if !ci.module.requests.gpio {
+		ci.module.refuse(gpioNotRequested, string(b))
+		return nil, nil, sdk.ErrnoNotGranted
 	}
-	if !ci.module.grants.allowsGPIO(name) {
-		ci.module.refuse(gpioNotGranted, name)
-		return nil, "", sdk.ErrnoNotGranted
+	line := ci.module.watch.granted(b)
+	if line == nil {
+		ci.module.refuse(gpioNotGranted, string(b))
+		return nil, nil, sdk.ErrnoNotGranted
 	}
 	if h.opts.GPIO == nil {
-		return nil, "", sdk.ErrnoNoLine
+		return nil, nil, sdk.ErrnoNoLine
 	}
-	p, err := h.opts.GPIO.Pin(name)
+	p, err := h.opts.GPIO.Pin(line.name)
 	if errors.Is(err, gpio.ErrUnknownLine) {
-		return nil, "", sdk.ErrnoNoLine
+		return nil, nil, sdk.ErrnoNoLine
 	}
 	if err != nil {
-		return nil, "", sdk.ErrnoIO
+		return nil, nil, sdk.ErrnoIO
 	}
-	return p, name, sdk.ErrnoOK
+	return p, line, sdk.ErrnoOK
 }
 
 // gpioWrite drives a line, within the write rate its grant allows
 // (ratelimit.go); past it the write fails with ErrnoRate.
 func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level uint32) int32 {
-	p, name, e := h.namedPin(ctx, mod, ptr, size)
+	ci := info(ctx)
+	p, line, e := h.grantedPin(ci, mod, ptr, size)
 	if e != sdk.ErrnoOK {
 		return int32(e)
 	}
 	if level > 1 {
 		return int32(sdk.ErrnoBadArg)
 	}
-	m := info(ctx).module
-	if !m.watch.allowWrite(name, m.grants, time.Now()) {
-		m.refuse(gpioRate, name)
+	if !ci.module.watch.allowWrite(line, monotonicNow()) {
+		ci.module.refuse(gpioRate, line.name)
 		return int32(sdk.ErrnoRate)
 	}
 	if err := p.Out(gpio.Level(level == 1)); err != nil {
@@ -225,7 +226,7 @@ func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, 
 		ci.module.refuse(i2cPlanning, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoPlanning)
 	}
-	if !ci.module.manifest.Requests("i2c") {
+	if !ci.module.requests.i2c {
 		ci.module.refuse(i2cNotRequested, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
 	}
@@ -276,7 +277,7 @@ func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen,
 		ci.module.refuse(serialPlanning, name)
 		return -int32(sdk.ErrnoPlanning)
 	}
-	if !ci.module.manifest.Requests("serial") {
+	if !ci.module.requests.serial {
 		ci.module.refuse(serialNotRequested, name)
 		return -int32(sdk.ErrnoNotGranted)
 	}
@@ -378,12 +379,19 @@ func (h *Host) log(ctx context.Context, mod api.Module, level int32, ptr, size u
 }
 
 func readString(mod api.Module, ptr, size, limit uint32) (string, bool) {
+	b, ok := readName(mod, ptr, size, limit)
+	return string(b), ok
+}
+
+// readName is readString without the copy: the bytes are the module's
+// memory, to read before the module runs again.
+func readName(mod api.Module, ptr, size, limit uint32) ([]byte, bool) {
 	if size > limit {
-		return "", false
+		return nil, false
 	}
 	b, ok := mod.Memory().Read(ptr, size)
 	if !ok || !utf8.Valid(b) {
-		return "", false
+		return nil, false
 	}
-	return string(b), true
+	return b, true
 }
