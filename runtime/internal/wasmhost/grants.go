@@ -70,33 +70,6 @@ func parseGPIOGrant(s string) (string, writeRate, error) {
 	return line, writeRate{n: n, per: per}, nil
 }
 
-// gpioLine is the line a GPIO grant names, "" if the grant is malformed
-// (check refuses those at load).
-func gpioLine(grant string) string {
-	line, _, _ := strings.Cut(grant, "@")
-	return line
-}
-
-func (g Grants) allowsGPIO(line string) bool {
-	for _, s := range g.GPIO {
-		if gpioLine(s) == line {
-			return true
-		}
-	}
-	return false
-}
-
-// gpioRate is the write rate granted for a line (DefaultGPIORate if the
-// line is not granted: a caller asks only about granted lines).
-func (g Grants) gpioRate(line string) writeRate {
-	for _, s := range g.GPIO {
-		if l, r, err := parseGPIOGrant(s); err == nil && l == line {
-			return r
-		}
-	}
-	return defaultWriteRate
-}
-
 // check refuses grants that cannot mean anything.
 func (g Grants) check() error {
 	var lines []string

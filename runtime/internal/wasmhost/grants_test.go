@@ -53,17 +53,17 @@ func TestGrantsCheck(t *testing.T) {
 }
 
 // A rate does not change which line a grant names.
-func TestAllowsGPIOWithRates(t *testing.T) {
-	g := Grants{GPIO: []string{"GPIO17@10/s", "GPIO22"}}
-	for line, want := range map[string]bool{"GPIO17": true, "GPIO22": true, "GPIO17@10/s": false, "GPIO27": false, "": false} {
-		if got := g.allowsGPIO(line); got != want {
-			t.Errorf("allowsGPIO(%q) = %v", line, got)
+func TestGrantedLinesWithRates(t *testing.T) {
+	w := watch{lines: grantedLines(Grants{GPIO: []string{"GPIO17@10/s", "GPIO22"}})}
+	for line, want := range map[string]bool{"GPIO17": true, "GPIO22": true, "GPIO17@10/s": false, "GPIO27": false, "GPIO1": false, "": false} {
+		if got := w.granted([]byte(line)) != nil; got != want {
+			t.Errorf("granted(%q) = %v", line, got)
 		}
 	}
-	if r := g.gpioRate("GPIO17"); r != (writeRate{10, time.Second}) || r.String() != "10/s" {
+	if r := w.granted([]byte("GPIO17")).rate; r != (writeRate{10, time.Second}) || r.String() != "10/s" {
 		t.Errorf("GPIO17's rate = %v", r)
 	}
-	if r := g.gpioRate("GPIO22"); r.String() != DefaultGPIORate {
+	if r := w.granted([]byte("GPIO22")).rate; r.String() != DefaultGPIORate {
 		t.Errorf("GPIO22's rate = %v, want the default %s", r, DefaultGPIORate)
 	}
 }
@@ -80,8 +80,9 @@ func FuzzParseGPIOGrant(f *testing.F) {
 		if line == "" || r.n < 1 || r.n > maxWriteRate || r.perSecond() <= 0 {
 			t.Fatalf("parseGPIOGrant(%q) = %q, %+v", s, line, r)
 		}
-		if !(Grants{GPIO: []string{s}}).allowsGPIO(line) {
-			t.Fatalf("grant %q does not allow its own line %q", s, line)
+		w := watch{lines: grantedLines(Grants{GPIO: []string{s}})}
+		if l := w.granted([]byte(line)); l == nil || l.rate != r {
+			t.Fatalf("grant %q does not grant its own line %q at %v: %+v", s, line, r, w.lines)
 		}
 	})
 }

@@ -195,6 +195,9 @@ type Module struct {
 	grants   Grants
 	config   json.RawMessage
 	manifest sdk.Manifest
+	// requests is what the manifest requests (sdk.Requests), looked up
+	// once: the host functions check it on every call.
+	requests struct{ gpio, i2c, serial bool }
 	jobIndex map[string]int
 	// CompileTime is how long compiling (or loading from cache) took.
 	CompileTime time.Duration
@@ -253,6 +256,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 		CompileTime: time.Since(start), Compile: stats,
 		slots: make(chan struct{}, h.opts.Instances),
 	}
+	m.watch.lines = grantedLines(grants)
 	for _, name := range []string{"tern_abi_version", "tern_alloc", "tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense", "_initialize"} {
 		if _, ok := compiled.ExportedFunctions()[name]; !ok {
 			compiled.Close(ctx)
@@ -281,6 +285,9 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 		}
 		return nil, fmt.Errorf("wasmhost: %w", err)
 	}
+	m.requests.gpio = m.manifest.Requests("gpio")
+	m.requests.i2c = m.manifest.Requests("i2c")
+	m.requests.serial = m.manifest.Requests("serial")
 	m.jobIndex = make(map[string]int, len(m.manifest.Jobs))
 	for i, j := range m.manifest.Jobs {
 		m.jobIndex[j.Name] = i

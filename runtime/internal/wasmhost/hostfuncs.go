@@ -25,20 +25,73 @@ const (
 
 // instantiateHostModule defines the "tern" import module of ABI.md.
 func (h *Host) instantiateHostModule(ctx context.Context) error {
-	_, err := h.rt.NewHostModuleBuilder("tern").
-		NewFunctionBuilder().WithFunc(h.gpioWrite).Export("gpio_write").
-		NewFunctionBuilder().WithFunc(h.gpioRead).Export("gpio_read").
-		NewFunctionBuilder().WithFunc(h.gpioIn).Export("gpio_in").
-		NewFunctionBuilder().WithFunc(h.gpioWaitEdge).Export("gpio_wait_edge").
-		NewFunctionBuilder().WithFunc(h.log).Export("log").
-		NewFunctionBuilder().WithFunc(h.i2cTx).Export("i2c_tx").
-		NewFunctionBuilder().WithFunc(h.serialOpen).Export("serial_open").
-		NewFunctionBuilder().WithFunc(h.serialWrite).Export("serial_write").
-		NewFunctionBuilder().WithFunc(h.serialRead).Export("serial_read").
-		NewFunctionBuilder().WithFunc(h.serialClose).Export("serial_close").
-		NewFunctionBuilder().WithFunc(h.stateRead).Export("state_read").
-		Instantiate(ctx)
+	b := h.rt.NewHostModuleBuilder("tern")
+	for _, f := range h.hostFuncs() {
+		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, i32s(f.params), i32s(f.results)).Export(f.name)
+	}
+	_, err := b.Instantiate(ctx)
 	return err
+}
+
+// hostFunc is one function of the "tern" module: its name, its signature
+// as ABI.md gives it (every parameter and result an i32), and an adapter
+// from wazero's stack to the method that does the work.
+//
+// The functions are typed by hand rather than with WithFunc, which calls
+// them through reflection: that way a gpio_write from a module cost 1.5–2
+// µs, ten times the sim board's share of it (BenchmarkGuestToHost).
+type hostFunc struct {
+	name            string
+	params, results int
+	fn              api.GoModuleFunc
+}
+
+func (h *Host) hostFuncs() []hostFunc {
+	u32, i32 := api.DecodeU32, api.EncodeI32
+	return []hostFunc{
+		{"gpio_write", 3, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.gpioWrite(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2])))
+		}},
+		{"gpio_read", 2, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.gpioRead(ctx, mod, u32(s[0]), u32(s[1])))
+		}},
+		{"gpio_in", 3, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.gpioIn(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2])))
+		}},
+		{"gpio_wait_edge", 3, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.gpioWaitEdge(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2])))
+		}},
+		{"log", 3, 0, func(ctx context.Context, mod api.Module, s []uint64) {
+			h.log(ctx, mod, api.DecodeI32(s[0]), u32(s[1]), u32(s[2]))
+		}},
+		{"i2c_tx", 7, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.i2cTx(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2]), u32(s[3]), u32(s[4]), u32(s[5]), u32(s[6])))
+		}},
+		{"serial_open", 3, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.serialOpen(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2])))
+		}},
+		{"serial_write", 3, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.serialWrite(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2])))
+		}},
+		{"serial_read", 4, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.serialRead(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2]), u32(s[3])))
+		}},
+		{"serial_close", 1, 1, func(ctx context.Context, _ api.Module, s []uint64) {
+			s[0] = i32(h.serialClose(ctx, u32(s[0])))
+		}},
+		{"state_read", 4, 1, func(ctx context.Context, mod api.Module, s []uint64) {
+			s[0] = i32(h.stateRead(ctx, mod, u32(s[0]), u32(s[1]), u32(s[2]), u32(s[3])))
+		}},
+	}
+}
+
+// i32s is n i32 value types.
+func i32s(n int) []api.ValueType {
+	t := make([]api.ValueType, n)
+	for i := range t {
+		t[i] = api.ValueTypeI32
+	}
+	return t
 }
 
 func info(ctx context.Context) *callInfo {
@@ -48,58 +101,59 @@ func info(ctx context.Context) *callInfo {
 
 // pin resolves a GPIO line for a call, enforcing phase and grant.
 func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, sdk.Errno) {
-	p, _, e := h.namedPin(ctx, mod, ptr, size)
+	p, _, e := h.grantedPin(info(ctx), mod, ptr, size)
 	return p, e
 }
 
-// namedPin is pin, with the line's name.
-func (h *Host) namedPin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, string, sdk.Errno) {
-	ci := info(ctx)
+// grantedPin is pin, with the line's grant. The module's bytes naming the
+// line are copied only to report a refusal.
+func (h *Host) grantedPin(ci *callInfo, mod api.Module, ptr, size uint32) (gpio.Pin, *lineWrites, sdk.Errno) {
 	if ci == nil {
-		return nil, "", sdk.ErrnoPlanning
+		return nil, nil, sdk.ErrnoPlanning
 	}
-	name, ok := readString(mod, ptr, size, maxName)
+	b, ok := readName(mod, ptr, size, maxName)
 	if !ok {
-		return nil, "", sdk.ErrnoBadArg
+		return nil, nil, sdk.ErrnoBadArg
 	}
 	if ci.phase == PhasePlan {
-		ci.module.refuse(gpioPlanning, name)
-		return nil, "", sdk.ErrnoPlanning
+		ci.module.refuse(gpioPlanning, string(b))
+		return nil, nil, sdk.ErrnoPlanning
 	}
-	if !ci.module.manifest.Requests("gpio") {
-		ci.module.refuse(gpioNotRequested, name)
-		return nil, "", sdk.ErrnoNotGranted
+	if !ci.module.requests.gpio {
+		ci.module.refuse(gpioNotRequested, string(b))
+		return nil, nil, sdk.ErrnoNotGranted
 	}
-	if !ci.module.grants.allowsGPIO(name) {
-		ci.module.refuse(gpioNotGranted, name)
-		return nil, "", sdk.ErrnoNotGranted
+	line := ci.module.watch.granted(b)
+	if line == nil {
+		ci.module.refuse(gpioNotGranted, string(b))
+		return nil, nil, sdk.ErrnoNotGranted
 	}
 	if h.opts.GPIO == nil {
-		return nil, "", sdk.ErrnoNoLine
+		return nil, nil, sdk.ErrnoNoLine
 	}
-	p, err := h.opts.GPIO.Pin(name)
+	p, err := h.opts.GPIO.Pin(line.name)
 	if errors.Is(err, gpio.ErrUnknownLine) {
-		return nil, "", sdk.ErrnoNoLine
+		return nil, nil, sdk.ErrnoNoLine
 	}
 	if err != nil {
-		return nil, "", sdk.ErrnoIO
+		return nil, nil, sdk.ErrnoIO
 	}
-	return p, name, sdk.ErrnoOK
+	return p, line, sdk.ErrnoOK
 }
 
 // gpioWrite drives a line, within the write rate its grant allows
 // (ratelimit.go); past it the write fails with ErrnoRate.
 func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level uint32) int32 {
-	p, name, e := h.namedPin(ctx, mod, ptr, size)
+	ci := info(ctx)
+	p, line, e := h.grantedPin(ci, mod, ptr, size)
 	if e != sdk.ErrnoOK {
 		return int32(e)
 	}
 	if level > 1 {
 		return int32(sdk.ErrnoBadArg)
 	}
-	m := info(ctx).module
-	if !m.watch.allowWrite(name, m.grants, time.Now()) {
-		m.refuse(gpioRate, name)
+	if !ci.module.watch.allowWrite(line, monotonicNow()) {
+		ci.module.refuse(gpioRate, line.name)
 		return int32(sdk.ErrnoRate)
 	}
 	if err := p.Out(gpio.Level(level == 1)); err != nil {
@@ -175,7 +229,7 @@ func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, 
 		ci.module.refuse(i2cPlanning, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoPlanning)
 	}
-	if !ci.module.manifest.Requests("i2c") {
+	if !ci.module.requests.i2c {
 		ci.module.refuse(i2cNotRequested, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
 	}
@@ -226,7 +280,7 @@ func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen,
 		ci.module.refuse(serialPlanning, name)
 		return -int32(sdk.ErrnoPlanning)
 	}
-	if !ci.module.manifest.Requests("serial") {
+	if !ci.module.requests.serial {
 		ci.module.refuse(serialNotRequested, name)
 		return -int32(sdk.ErrnoNotGranted)
 	}
@@ -328,12 +382,19 @@ func (h *Host) log(ctx context.Context, mod api.Module, level int32, ptr, size u
 }
 
 func readString(mod api.Module, ptr, size, limit uint32) (string, bool) {
+	b, ok := readName(mod, ptr, size, limit)
+	return string(b), ok
+}
+
+// readName is readString without the copy: the bytes are the module's
+// memory, to read before the module runs again.
+func readName(mod api.Module, ptr, size, limit uint32) ([]byte, bool) {
 	if size > limit {
-		return "", false
+		return nil, false
 	}
 	b, ok := mod.Memory().Read(ptr, size)
 	if !ok || !utf8.Valid(b) {
-		return "", false
+		return nil, false
 	}
-	return string(b), true
+	return b, true
 }

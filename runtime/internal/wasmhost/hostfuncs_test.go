@@ -208,3 +208,119 @@ func TestLogFloodReportedOncePerInterval(t *testing.T) {
 		t.Fatalf("the summary: %q", got)
 	}
 }
+
+// The GPIO host functions answer every call they refuse with its errno
+// (gpio_read and gpio_wait_edge with -errno), checking in order: the name
+// (bounded, in memory, UTF-8), the phase, the manifest's request, the
+// grant, the board; then gpio_write's level and gpio_in's pull.
+func TestGPIOErrnos(t *testing.T) {
+	const (
+		gpio17  = "(i32.const 1100) (i32.const 6)"
+		gpio22  = "(i32.const 1106) (i32.const 6)" // granted; the board has no such line
+		gpio1   = "(i32.const 1100) (i32.const 5)" // a prefix of a granted line
+		long    = "(i32.const 1100) (i32.const 257)"
+		outside = "(i32.const 131070) (i32.const 6)" // past the end of the 2 pages
+		notUTF8 = "(i32.const 3000) (i32.const 1)"   // 0xff, stored there first
+	)
+	fns := []struct {
+		name, call string // call's %s: the name's pointer and length
+		sign       int
+	}{
+		{"gpio_write", "(call $gpio_write %s (i32.const 1))", 1},
+		{"gpio_read", "(call $gpio_read %s)", -1},
+		{"gpio_in", "(call $gpio_in %s (i32.const 2))", 1},
+		{"gpio_wait_edge", "(call $gpio_wait_edge %s (i32.const 0))", -1},
+	}
+	noGPIO := strings.Replace(wasmtest.Manifest, `"gpio",`, "", 1)
+	type setup struct {
+		phase    wasmhost.Phase
+		manifest string
+		board    string // "sim" (GPIO17 only), "none" or "closed"
+	}
+	run := setup{phase: wasmhost.PhaseRun, board: "sim"}
+	with := func(f func(*setup)) setup { s := run; f(&s); return s }
+	for _, tc := range []struct {
+		why   string
+		name  string
+		setup setup
+		want  sdk.Errno
+	}{
+		{"a granted line", gpio17, run, sdk.ErrnoOK},
+		{"a name too long", long, run, sdk.ErrnoBadArg},
+		{"a name outside memory", outside, run, sdk.ErrnoBadArg},
+		{"a name not UTF-8", notUTF8, run, sdk.ErrnoBadArg},
+		{"a name too long, while planning", long, with(func(s *setup) { s.phase = wasmhost.PhasePlan }), sdk.ErrnoBadArg},
+		{"planning", gpio17, with(func(s *setup) { s.phase = wasmhost.PhasePlan }), sdk.ErrnoPlanning},
+		{"planning, without requesting gpio", gpio17, with(func(s *setup) { s.phase, s.manifest = wasmhost.PhasePlan, noGPIO }), sdk.ErrnoPlanning},
+		{"without requesting gpio", gpio17, with(func(s *setup) { s.manifest = noGPIO }), sdk.ErrnoNotGranted},
+		{"a line not granted", gpio1, run, sdk.ErrnoNotGranted},
+		{"a line not granted, on no board", gpio1, with(func(s *setup) { s.board = "none" }), sdk.ErrnoNotGranted},
+		{"a granted line the board lacks", gpio22, run, sdk.ErrnoNoLine},
+		{"no board", gpio17, with(func(s *setup) { s.board = "none" }), sdk.ErrnoNoLine},
+		{"a closed board", gpio17, with(func(s *setup) { s.board = "closed" }), sdk.ErrnoIO},
+	} {
+		for _, fn := range fns {
+			t.Run(fn.name+"/"+tc.why, func(t *testing.T) {
+				want := fn.sign * int(tc.want)
+				if got := gpioCall(t, fmt.Sprintf(fn.call, tc.name), tc.setup.phase, tc.setup.manifest, tc.setup.board); got != want {
+					t.Fatalf("%s of %s: %d, want %d", fn.name, tc.why, got, want)
+				}
+			})
+		}
+	}
+	for call, want := range map[string]sdk.Errno{
+		"(call $gpio_write " + gpio17 + " (i32.const 0))": sdk.ErrnoOK,
+		"(call $gpio_write " + gpio17 + " (i32.const 2))": sdk.ErrnoBadArg,
+		"(call $gpio_write " + gpio1 + " (i32.const 2))":  sdk.ErrnoNotGranted, // the line before the level
+		"(call $gpio_in " + gpio17 + " (i32.const 0))":    sdk.ErrnoOK,
+		"(call $gpio_in " + gpio17 + " (i32.const 3))":    sdk.ErrnoBadArg,
+		"(call $gpio_in " + gpio1 + " (i32.const 3))":     sdk.ErrnoNotGranted,
+	} {
+		if got := gpioCall(t, call, run.phase, "", run.board); got != int(want) {
+			t.Errorf("%s: %d, want %d", call, got, want)
+		}
+	}
+}
+
+// gpioCall loads a module whose sensor makes call (an i32 expression)
+// and returns what it gave.
+func gpioCall(t *testing.T, call string, phase wasmhost.Phase, manifest, board string) int {
+	t.Helper()
+	ctx := context.Background()
+	opts := wasmhost.Options{CacheDir: sharedCache}
+	lines := sim.NewGPIO("GPIO17")
+	if board != "none" {
+		opts.GPIO = lines
+	}
+	h, err := wasmhost.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	// The skeleton imports gpio_write only.
+	text := strings.Replace(wasmtest.Module{Manifest: manifest, Sense: `(local $n i32)
+	(i32.store8 (i32.const 3000) (i32.const 0xff))
+	(local.set $n ` + call + `)
+	(i64.store (i32.const 2500) (i64.const 0x0400))
+	(f64.store (i32.const 2502) (f64.convert_i32_s (local.get $n)))
+	(i64.const 0x9c40000000a)`}.Text(), `  (memory`, `  (import "tern" "gpio_read" (func $gpio_read (param i32 i32) (result i32)))
+  (import "tern" "gpio_in" (func $gpio_in (param i32 i32 i32) (result i32)))
+  (import "tern" "gpio_wait_edge" (func $gpio_wait_edge (param i32 i32 i32) (result i32)))
+  (memory`, 1)
+	m, err := h.Load(ctx, wasmtest.Assemble(t, text), wasmhost.Grants{GPIO: []string{"GPIO17", "GPIO22"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if board == "closed" {
+		lines.Close()
+	}
+	v, err := m.Call(ctx, phase, "sense", sdk.Call{Job: "watch", Path: "/evil_sensor"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := json.Unmarshal(v, &n); err != nil {
+		t.Fatalf("the sensor returned %s: %v", v, err)
+	}
+	return n
+}

@@ -50,7 +50,7 @@ const (
 type watch struct {
 	mu      sync.Mutex
 	logs    bucket
-	writes  map[string]*lineWrites // one per granted line written
+	lines   []lineWrites // one per granted line; set at load, then only their buckets change
 	tallies [numRefusals]tally
 }
 
@@ -227,11 +227,12 @@ func (m *Module) describe(p pending) string {
 
 // raise says what a line's write rate is and how to raise it.
 func (m *Module) raise(line string) string {
-	if !m.grants.allowsGPIO(line) { // a sample cut short
+	l := m.watch.granted([]byte(line))
+	if l == nil { // a sample cut short
 		return fmt.Sprintf(`If this hardware can take more, raise the line's rate in grants.gpio in ternd.yaml, e.g. ["GPIO17@%s"] (the default is %s)`,
 			writeRate{n: 2 * defaultWriteRate.n, per: time.Second}, DefaultGPIORate)
 	}
-	r := m.grants.gpioRate(line)
+	r := l.rate
 	more := r
 	more.n = min(2*r.n, maxWriteRate)
 	return fmt.Sprintf("%s is granted %s, in bursts of %d: if this hardware can take more, raise it with grants.gpio: [%q] in ternd.yaml",

@@ -87,9 +87,6 @@ func TestRefusalMemoryIsBounded(t *testing.T) {
 	if most := int(numRefusals) * maxSamples * maxSample; kept > most {
 		t.Fatalf("the samples hold %d bytes, more than %d", kept, most)
 	}
-	if len(w.writes) != 0 {
-		t.Fatal("refusals made write buckets")
-	}
 	ps := w.due(t0.Add(time.Hour), time.Hour)
 	if len(ps) != int(numRefusals) {
 		t.Fatalf("%d summaries, want one per class", len(ps))
@@ -147,34 +144,34 @@ func TestBucket(t *testing.T) {
 
 // A line's writes are bounded by its grant, on a clock the test moves.
 func TestAllowWrite(t *testing.T) {
-	var w watch
-	g := Grants{GPIO: []string{"GPIO17@2/m", "GPIO22"}}
+	w := watch{lines: grantedLines(Grants{GPIO: []string{"GPIO17@2/m", "GPIO22"}})}
+	gpio17, gpio22 := w.granted([]byte("GPIO17")), w.granted([]byte("GPIO22"))
+	if len(w.lines) != 2 || gpio17 == nil || gpio22 == nil {
+		t.Fatalf("the lines of 2 grants: %+v", w.lines)
+	}
 	ok := 0
 	for range 10 {
-		if w.allowWrite("GPIO17", g, t0) {
+		if w.allowWrite(gpio17, t0) {
 			ok++
 		}
 	}
 	if ok != 2 {
 		t.Fatalf("%d writes at 2/m, want 2", ok)
 	}
-	if w.allowWrite("GPIO17", g, t0.Add(29*time.Second)) {
+	if w.allowWrite(gpio17, t0.Add(29*time.Second)) {
 		t.Fatal("a write half a token later")
 	}
-	if !w.allowWrite("GPIO17", g, t0.Add(30*time.Second)) {
+	if !w.allowWrite(gpio17, t0.Add(30*time.Second)) {
 		t.Fatal("no write a token later")
 	}
 	ok = 0
 	for range 1000 {
-		if w.allowWrite("GPIO22", g, t0) {
+		if w.allowWrite(gpio22, t0) {
 			ok++
 		}
 	}
 	if ok != defaultWriteRate.n {
 		t.Fatalf("%d writes at the default rate, want its burst of %d", ok, defaultWriteRate.n)
-	}
-	if len(w.writes) != 2 {
-		t.Fatalf("%d write buckets for 2 lines", len(w.writes))
 	}
 }
 
@@ -183,7 +180,8 @@ func TestAllowWrite(t *testing.T) {
 // the notes and the periodic flushes interleave.
 func TestRefusalsHammer(t *testing.T) {
 	const goroutines, each = 8, 2000
-	var w watch
+	w := watch{lines: grantedLines(Grants{GPIO: []string{"GPIO17"}})}
+	gpio17 := w.granted([]byte("GPIO17"))
 	var reported atomic.Int64
 	add := func(ps ...pending) {
 		for _, p := range ps {
@@ -203,7 +201,7 @@ func TestRefusalsHammer(t *testing.T) {
 				if p, due := w.note(refusal(i%3), fmt.Sprint(g, i), t0.Add(time.Duration(i)*time.Second), time.Minute); due {
 					add(p)
 				}
-				w.allowWrite("GPIO17", Grants{GPIO: []string{"GPIO17"}}, t0)
+				w.allowWrite(gpio17, t0)
 				w.allowLog(t0, 100)
 			}
 		}()
