@@ -266,6 +266,9 @@ func (v value) decode(p any) error {
 // index in the manifest, the path, the parameters, and the current and
 // target values as JSON text (empty: absent).
 func EncodeCall(dst []byte, index int, c Call) []byte {
+	if dst == nil { // room for the usual call at once: trees are about as long as their JSON
+		dst = make([]byte, 0, 64+len(c.Path)+len(c.Current)+len(c.Target)+32*len(c.Params))
+	}
 	dst = appendU32(dst, index)
 	dst = appendBytes(dst, c.Path)
 	dst = appendU32(dst, len(c.Params))

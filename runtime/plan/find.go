@@ -93,6 +93,7 @@ type search struct {
 // op is a change the target asks for at one path.
 type op struct {
 	ptr    state.Pointer
+	path   string // ptr as text
 	op     sdk.Op
 	target json.RawMessage
 	cands  []cand
@@ -114,7 +115,7 @@ func (s *search) eachOp(fn func(op) bool) {
 	s.g.pending(func(i int) bool {
 		p := &s.g.places[i]
 		_, present := state.Get(s.w.doc, p.ptr)
-		more = fn(op{ptr: p.ptr, op: Op(present, p.raw), target: p.raw, cands: p.cands})
+		more = fn(op{ptr: p.ptr, path: p.path, op: Op(present, p.raw), target: p.raw, cands: p.cands})
 		return more
 	})
 	if more && s.strict {
@@ -166,7 +167,7 @@ func (s *search) strictOps() []op {
 				s.strictCands[key] = cands
 			}
 			if len(cands) > 0 {
-				ops = append(ops, op{ptr: ptr, op: sdk.Delete, target: json.RawMessage("null"), cands: cands})
+				ops = append(ops, op{ptr: ptr, path: key, op: sdk.Delete, target: json.RawMessage("null"), cands: cands})
 			}
 		}
 	}
@@ -192,7 +193,7 @@ func (s *search) dfs(depth int) (bool, error) {
 	var found bool
 	var err error
 	s.eachOp(func(o op) bool {
-		key := o.ptr.String()
+		key := o.path
 		for _, c := range o.cands {
 			if !c.job.Spec.Op.Matches(o.op) {
 				tried[key] = append(tried[key], Attempt{Job: c.job.Name(), Why: fmt.Sprintf("binds %s, this is %s", c.job.Spec.Op, o.op)})
@@ -200,7 +201,7 @@ func (s *search) dfs(depth int) (bool, error) {
 			}
 			mark, ntasks, before := len(s.w.log), len(s.tasks), s.w.hash
 			var why string
-			if why, err = s.apply(c.job, o.ptr, c.params, o.target, 0); err != nil {
+			if why, err = s.apply(c.job, o.ptr, o.path, c.params, o.target, 0); err != nil {
 				return false
 			}
 			if why == "" && s.w.hash == before {
@@ -238,7 +239,7 @@ func (s *search) undo(mark, ntasks int) {
 // apply tries job j on ptr and, when it applies, changes the working state
 // and appends its tasks. It returns why it did not apply ("" if it did),
 // or an error that ends the search.
-func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, target json.RawMessage, methodDepth int) (string, error) {
+func (s *search) apply(j *Job, ptr state.Pointer, path string, params map[string]string, target json.RawMessage, methodDepth int) (string, error) {
 	if err := s.ctx.Err(); err != nil {
 		return "", errBoundOr(err, s.lim)
 	}
@@ -246,7 +247,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 		return "", fmt.Errorf("%w: tried %d jobs without finding a plan (the limit)", ErrNoPlan, s.lim.Tries)
 	}
 	cur, present := state.Get(s.w.doc, ptr)
-	call := sdk.Call{Job: j.Spec.Name, Path: ptr.String(), Params: params, Target: target}
+	call := sdk.Call{Job: j.Spec.Name, Path: path, Params: params, Target: target}
 	if present {
 		call.Current = state.Canonical(cur)
 	}
@@ -279,7 +280,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 	if methodDepth >= s.lim.MethodDepth {
 		return fmt.Sprintf("methods nest deeper than %d", s.lim.MethodDepth), nil
 	}
-	s.via = append(s.via, j.Name()+" "+ptr.String())
+	s.via = append(s.via, j.Name()+" "+path)
 	defer func() { s.via = s.via[:len(s.via)-1] }()
 	for i, st := range r.Steps {
 		if st.Here {
@@ -293,7 +294,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, params map[string]string, targ
 					t = state.Canonical(tv)
 				}
 			}
-			why, err = s.apply(sj, st.Path, params, t, methodDepth+1)
+			why, err = s.apply(sj, st.Path, st.Path.String(), params, t, methodDepth+1)
 			if err != nil {
 				return "", err
 			}

@@ -22,6 +22,7 @@ type goal struct {
 
 type place struct {
 	ptr    state.Pointer
+	path   string // ptr as text, made once
 	target any
 	raw    []byte // target encoded once, for calls
 	parent int    // -1 for the root
@@ -48,7 +49,7 @@ func newGoal(target any, jobs []*Job, doc any) *goal {
 		i := len(g.places)
 		raw := state.Canonical(tv)
 		_, isObj := tv.(map[string]any)
-		p := place{ptr: ptr, target: tv, raw: raw, parent: parent, leaf: !isObj, first: i}
+		p := place{ptr: ptr, path: ptr.String(), target: tv, raw: raw, parent: parent, leaf: !isObj, first: i}
 		for _, j := range jobs {
 			if params, ok := j.Pattern.Match(ptr); ok {
 				p.cands = append(p.cands, cand{job: j, params: params})
