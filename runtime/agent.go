@@ -144,6 +144,7 @@ type Agent struct {
 	ev   evaluator
 
 	wake     chan struct{}       // a new target arrived
+	pending  chan struct{}       // the reporter refused an event, which waits: see idleWait
 	installs chan installRequest // new module code, for the loop to swap in
 
 	pubMu      sync.Mutex    // serializes handing events to the reporter; guards pubFailing
@@ -185,7 +186,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
-	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
+	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}, missing: map[string]string{}}
 	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
 		return nil, err
@@ -354,28 +355,131 @@ func (a *Agent) Refused(version uint64, err error) {
 
 // Run is the agent's loop. It returns when ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
-	tick := a.senseInterval()
-	t := time.NewTicker(tick)
-	defer t.Stop()
+	var next loopTimer
+	defer next.stop()
 	for {
 		a.busySince.Store(time.Now().UnixNano())
 		a.step(ctx)
 		a.report(ctx)
 		a.steps.Add(1)
 		a.busySince.Store(0)
-		select {
-		case <-ctx.Done():
-			a.rounds.Wait() // they stop with ctx
-			a.report(context.WithoutCancel(ctx))
-			return nil
-		case <-a.wake:
-		case <-t.C:
-		case req := <-a.installs:
-			a.busySince.Store(time.Now().UnixNano())
-			req.done <- a.installNow(ctx, req)
-			t.Reset(a.senseInterval()) // the new code may sense more often
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				a.rounds.Wait() // they stop with ctx
+				a.report(context.WithoutCancel(ctx))
+				return nil
+			case <-a.wake:
+			case <-next.after(a):
+			case <-a.pending:
+				continue wait // an event failed meanwhile: when to wake, again
+			case req := <-a.installs:
+				a.busySince.Store(time.Now().UnixNano())
+				req.done <- a.installNow(ctx, req) // the new code may sense more often: after sees to it
+			}
+			break
 		}
 	}
+}
+
+// signal makes a coalescing send on ch, which has a buffer of one.
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// loopTimer wakes the loop by itself. While a module senses, it ticks at
+// the fastest sensor's interval (a ticker: the sensors keep their cadence
+// however long a step takes); with no sensor, only when the loop has
+// something to do (see idleWait), so that an agent with nothing to sense
+// does not wake every second for nothing.
+type loopTimer struct {
+	tick  *time.Ticker
+	every time.Duration // tick's interval
+	idle  *time.Timer
+}
+
+// after returns the channel of the loop's next wake-up, for the module
+// set a has now.
+func (l *loopTimer) after(a *Agent) <-chan time.Time {
+	if a.senses() {
+		switch iv := a.senseInterval(); {
+		case l.tick == nil:
+			l.tick, l.every = time.NewTicker(iv), iv
+		case iv != l.every:
+			l.tick.Reset(iv)
+			l.every = iv
+		}
+		return l.tick.C
+	}
+	if l.tick != nil {
+		l.tick.Stop()
+		l.tick = nil
+	}
+	d := a.idleWait()
+	if l.idle == nil {
+		l.idle = time.NewTimer(d)
+	} else {
+		l.idle.Reset(d)
+	}
+	return l.idle.C
+}
+
+func (l *loopTimer) stop() {
+	if l.tick != nil {
+		l.tick.Stop()
+	}
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+}
+
+// senses reports whether a loaded module has a sensor.
+func (a *Agent) senses() bool {
+	for _, m := range a.set.mods {
+		if len(m.sensors) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// idleAgain is how soon a loop with no sensor to tick it tries again what
+// failed (a status or event the reporter refused, a module due for
+// rollback): when the loop ticked every second with or without sensors,
+// that was the pace.
+const idleAgain = time.Second
+
+// idleWait is how long the loop of an agent with no sensor may wait when
+// nothing wakes it: until the next attempt after a failed one, the status
+// heartbeat, or the summary of module.error events held back, whichever
+// is first; at most a heartbeat. The host's summaries of refused hardware
+// (at most every 10 minutes) go out with the next step after they are
+// due: within a heartbeat.
+func (a *Agent) idleWait() time.Duration {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stateFails || len(a.events) > 0 || len(a.lastFailure) > 0 ||
+		a.opts.Reporter != nil && a.lastSent == nil {
+		return idleAgain
+	}
+	wait := a.opts.Heartbeat
+	if a.opts.Reporter != nil {
+		wait = a.sentAt.Add(a.opts.Heartbeat).Sub(now)
+	}
+	if !a.nextTry.IsZero() {
+		wait = min(wait, a.nextTry.Sub(now))
+	}
+	for _, b := range a.evRates {
+		if b.dropped > 0 {
+			wait = min(wait, b.since.Add(time.Minute).Sub(now))
+		}
+	}
+	return max(wait, 10*time.Millisecond)
 }
 
 // Steps reports how many times the loop has sensed, planned and run if
@@ -689,6 +793,7 @@ func (a *Agent) publishEvents(ctx context.Context) {
 			} else {
 				a.log.Debug("event not published; will retry", "kind", e.Kind, "err", err)
 			}
+			signal(a.pending) // when an idle loop wakes depends on it
 			return
 		}
 		if a.pubFailing {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
@@ -33,6 +34,9 @@ func TestMissingModuleIsNotConverged(t *testing.T) {
 	a2, _ := runAgent(t, runtime.Options{
 		Store: st, GPIO: r.gpio, CacheDir: r.cache, Reporter: rep, Logger: testLogger(t),
 		Modules: []runtime.ModuleSpec{{Name: "relay", Wasm: []byte("\x00asm\x01\x00\x00\x00\x01\xff")}},
+		// With no module loaded nothing senses, and the loop steps only
+		// when something is due: here, a heartbeat every 50 ms.
+		Heartbeat: 50 * time.Millisecond,
 	})
 	waitFor(t, "the reason in an event", func() bool {
 		_, ok := rep.find(runtime.EventPlanFailed, "no loaded module senses or sets /relays/fan")

@@ -13,6 +13,19 @@
 // are for servers and want gigabytes. Badger never logs unless
 // Options.Logger is set.
 //
+// # Compaction
+//
+// An idle store wakes nobody. Badger's compactors, which wake every 50 ms
+// for as long as the database is open, are off (Options.NumCompactors 0);
+// instead the store compacts on a goroutine of its own that writes wake:
+// every quarter memtable written it looks at level 0, and once that holds
+// more than Options.NumLevelZeroTables tables it merges every level into
+// the last one (Badger's DB.Flatten), then rewrites the value-log files
+// that are half garbage or more (DB.RunValueLogGC). So the tables stay
+// bounded by what is live, and by the writes since the last compaction.
+// Badger still runs three timers that no option turns off: its allocator
+// pool's (every 2 s) and two once a minute (see RATIONALE.md).
+//
 // # 32-bit machines
 //
 // Open refuses to run on a 32-bit machine and returns ErrUnsupported:

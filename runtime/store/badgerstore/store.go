@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -44,8 +45,11 @@ type Options struct {
 	NumLevelZeroTables      int
 	NumLevelZeroTablesStall int
 
-	// NumCompactors is the number of compaction goroutines: 0, or 2 and
-	// more (Badger refuses 1).
+	// NumCompactors is the number of Badger's compaction goroutines: 0,
+	// or 2 and more (Badger refuses 1). With 0 (the default) the store
+	// compacts itself after writes, once level 0 holds more than
+	// NumLevelZeroTables tables, and nothing runs while nothing is
+	// written. Badger's compactors each wake every 50 ms, idle or not.
 	NumCompactors int
 
 	// SyncWrites makes every write reach the disk before it returns. The
@@ -54,28 +58,33 @@ type Options struct {
 
 	// Logger receives Badger's own messages. Nil keeps Badger silent.
 	Logger *slog.Logger
+
+	onCompact func(start bool) // tests: called as the store starts and ends a compaction
 }
 
 // DefaultOptions returns options for a small board: a 64-bit Raspberry Pi
 // with 512 MB of RAM and an SD card.
 //
 // Badger's own defaults are sized for servers (64 MB memtables, 5 of them,
-// 1 GB value-log files, a 256 MB block cache). Here: two 8 MB memtables,
-// so a flush writes a small table and buffered writes stay far below the
-// RAM; 32 MB value-log files (the largest value, such as a Wasm module, is
-// 32 MB); values under 1 MB (all state documents, most modules) live in
-// the LSM tree, where compaction reclaims overwritten ones; an 8 MB block
-// cache; two compactors. Every write is synced.
+// 1 GB value-log files, a 256 MB block cache, 4 compactors). Here: two 8 MB
+// memtables, so a flush writes a small table and buffered writes stay far
+// below the RAM; 32 MB value-log files (the largest value, such as a Wasm
+// module, is 32 MB); values under 1 MB (all state documents, most modules)
+// live in the LSM tree, where compaction reclaims overwritten ones; no
+// block cache, hence no compression (the kernel's page cache holds the
+// table files, and the cache's goroutine wakes every 2.5 s); no compaction
+// goroutines (the store compacts after writes: an idle store wakes
+// nobody). Every write is synced.
 func DefaultOptions() Options {
 	return Options{
 		MemTableSize:            8 << 20,
 		NumMemtables:            2,
 		ValueThreshold:          1 << 20,
 		ValueLogFileSize:        32 << 20,
-		BlockCacheSize:          8 << 20,
+		BlockCacheSize:          0,
 		NumLevelZeroTables:      4,
 		NumLevelZeroTablesStall: 8,
-		NumCompactors:           2,
+		NumCompactors:           0,
 		SyncWrites:              true,
 	}
 }
@@ -111,6 +120,11 @@ func (o Options) badgerOptions(dir string) badger.Options {
 type Store struct {
 	db   *badger.DB
 	gate kv.Gate
+	comp *compactor // nil when Badger's compactors run
+	// writes is read-locked by Put and Delete, write-locked by the
+	// value-log GC: in Badger v4.9.6 the GC reads the memtable's
+	// version without the lock that writes take (DB.MaxVersion).
+	writes sync.RWMutex
 }
 
 // Open opens, creating it if needed, the Badger database in directory dir.
@@ -125,7 +139,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if opts.NumCompactors == 0 {
+		s.comp = newCompactor(db, &s.writes, opts)
+	}
+	return s, nil
 }
 
 // Get returns a copy of the value stored under key, or store.ErrNotFound.
@@ -168,12 +186,15 @@ func (s *Store) Put(key, value []byte) error {
 		return kv.ErrClosed
 	}
 	defer s.gate.Leave()
+	s.writes.RLock()
 	err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(key, value)
 	})
+	s.writes.RUnlock()
 	if err != nil {
 		return fmt.Errorf("badgerstore: put: %w", err)
 	}
+	s.comp.wrote(len(key) + len(value))
 	return nil
 }
 
@@ -187,12 +208,15 @@ func (s *Store) Delete(key []byte) error {
 		return kv.ErrClosed
 	}
 	defer s.gate.Leave()
+	s.writes.RLock()
 	err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Delete(key)
 	})
+	s.writes.RUnlock()
 	if err != nil {
 		return fmt.Errorf("badgerstore: delete: %w", err)
 	}
+	s.comp.wrote(len(key))
 	return nil
 }
 
@@ -230,13 +254,14 @@ func (s *Store) Scan(prefix []byte, fn func(key, value []byte) error) error {
 	return nil
 }
 
-// Close waits for the operations in flight, flushes the memtable to a
-// table file and closes the database. Calling it again returns
-// store.ErrClosed.
+// Close waits for the operations in flight and a compaction under way,
+// flushes the memtable to a table file and closes the database. Calling it
+// again returns store.ErrClosed.
 func (s *Store) Close() error {
 	if !s.gate.Close() {
 		return kv.ErrClosed
 	}
+	s.comp.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}

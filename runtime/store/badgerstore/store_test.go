@@ -56,6 +56,35 @@ func TestConformance(t *testing.T) {
 	}.Run(t)
 }
 
+// TestConformanceWhileCompacting runs the suite with a 1 MB memtable and
+// values of 64 KiB and more in the value log: the many-keys case (21 MB)
+// and the hammer then go through compactions and value-log GCs, which
+// the store runs beside the reads and writes.
+func TestConformanceWhileCompacting(t *testing.T) {
+	if bits.UintSize == 32 {
+		t.Skip("badgerstore refuses to open on 32-bit machines; see TestRefusedOn32Bit")
+	}
+	t.Parallel()
+	o := badgerstore.DefaultOptions()
+	o.MemTableSize, o.ValueThreshold, o.ValueLogFileSize = 1<<20, 64<<10, 8<<20
+	o.SyncWrites = false // syncs are the other run's
+	storetest.Suite{
+		Open: func(t *testing.T, dir string) store.Store {
+			t.Helper()
+			s, err := badgerstore.Open(dir, o)
+			if err != nil {
+				t.Fatalf("badgerstore.Open: %v", err)
+			}
+			return s
+		},
+		AfterManyKeys: func(t *testing.T, dir string) {
+			if n := sstFiles(t, dir); n < 2 {
+				t.Fatalf("%d .sst files in the store after the many-keys case, want 2 or more", n)
+			}
+		},
+	}.Run(t)
+}
+
 func TestRefusedOn32Bit(t *testing.T) {
 	if bits.UintSize != 32 {
 		t.Skip("the refusal applies to 32-bit machines only")
