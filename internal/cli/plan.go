@@ -112,6 +112,7 @@ func planJSON(p *plan.Plan) string {
 		Target json.RawMessage `json:"target,omitempty"`
 		Effect json.RawMessage `json:"effect"`
 		Via    []string        `json:"via,omitempty"`
+		Reads  []string        `json:"reads,omitempty"`
 		Deps   []int           `json:"deps"`
 	}
 	// stats is plan.Stats for scripts: snake_case keys, the time in
@@ -129,8 +130,12 @@ func planJSON(p *plan.Plan) string {
 	}{Tasks: []task{}, Stats: stats{Calls: p.Stats.Calls, Tries: p.Stats.Tries, Backtracks: p.Stats.Backtracks, States: p.Stats.States,
 		ElapsedMS: float64(p.Stats.Duration.Microseconds()) / 1000}}
 	for _, t := range p.Tasks {
+		var reads []string
+		for _, r := range t.Reads {
+			reads = append(reads, r.String())
+		}
 		out.Tasks = append(out.Tasks, task{ID: t.ID, Job: t.Job.Name(), Op: string(t.Op), Path: t.Path.String(),
-			Target: t.Target, Effect: state.Canonical(t.Effect), Via: t.Via, Deps: append([]int{}, t.Deps...)})
+			Target: t.Target, Effect: state.Canonical(t.Effect), Via: t.Via, Reads: reads, Deps: append([]int{}, t.Deps...)})
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	return string(b) + "\n"
