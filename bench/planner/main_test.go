@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/plan"
+	"github.com/tern-iot/tern/runtime/plan/plantest"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/sdk"
 )
@@ -69,7 +70,11 @@ func TestProblems(t *testing.T) {
 	ev := ts.planners[p.name].Evaluator()
 	for i := range 30 {
 		s := state.Clone(any(p.current))
-		for _, id := range randomOrder(last, rng, i == 0) {
+		pick := plantest.Random(rng.IntN)
+		if i == 0 {
+			pick = plantest.Last
+		}
+		for _, id := range plantest.Order(last, pick) {
 			task := last.Tasks[id]
 			cur, present := state.Get(s, task.Path)
 			c := sdk.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
@@ -93,38 +98,6 @@ func TestProblems(t *testing.T) {
 type reader struct{ doc any }
 
 func (r reader) Get(p state.Pointer) (any, bool) { return state.Get(r.doc, p) }
-
-// randomOrder is a topological order of the plan's DAG, chosen at random
-// among the ready tasks (latest first if latest).
-func randomOrder(p *plan.Plan, rng *rand.Rand, latest bool) []int {
-	waiting := make([]int, len(p.Tasks))
-	after := make([][]int, len(p.Tasks))
-	var ready, order []int
-	for _, t := range p.Tasks {
-		waiting[t.ID] = len(t.Deps)
-		for _, d := range t.Deps {
-			after[d] = append(after[d], t.ID)
-		}
-		if len(t.Deps) == 0 {
-			ready = append(ready, t.ID)
-		}
-	}
-	for len(ready) > 0 {
-		i := rng.IntN(len(ready))
-		if latest {
-			i = len(ready) - 1
-		}
-		id := ready[i]
-		ready = append(ready[:i], ready[i+1:]...)
-		order = append(order, id)
-		for _, n := range after[id] {
-			if waiting[n]--; waiting[n] == 0 {
-				ready = append(ready, n)
-			}
-		}
-	}
-	return order
-}
 
 func problemNamed(tb testing.TB, name string) problem {
 	for _, p := range problems() {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/plan"
+	"github.com/tern-iot/tern/runtime/plan/plantest"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/sdk"
 )
@@ -55,11 +56,11 @@ func TestDAGEveryOrderReachesTarget(t *testing.T) {
 			var order []int
 			switch i {
 			case 0:
-				order = topoOrder(p, func(ready []int) int { return 0 }) // the plan's own
+				order = plantest.Order(p, plantest.First) // the plan's own
 			case 1:
-				order = topoOrder(p, func(ready []int) int { return len(ready) - 1 }) // latest first
+				order = plantest.Order(p, plantest.Last)
 			default:
-				order = topoOrder(p, func(ready []int) int { return rng.IntN(len(ready)) })
+				order = plantest.Order(p, plantest.Random(rng.IntN))
 			}
 			if err := d.replay(p, order); err != nil {
 				t.Fatalf("seed %d: %v\ndomain:\n%s\nplan:\n%s", seed, err, d, plan.Text(p))
@@ -71,44 +72,6 @@ func TestDAGEveryOrderReachesTarget(t *testing.T) {
 		t.Fatalf("only %d of %d random domains had a plan, %d of them with tasks that read other paths", planned, domains, withReads)
 	}
 	t.Logf("%d of %d random domains planned (%d with cross-path reads), %d orders each", planned, domains, withReads, orders+2)
-}
-
-// topoOrder lists the plan's tasks in an order its DAG allows, pick
-// choosing among the ready tasks (in plan order).
-func topoOrder(p *plan.Plan, pick func(ready []int) int) []int {
-	waiting := make([]int, len(p.Tasks))
-	after := make([][]int, len(p.Tasks))
-	var ready []int
-	for _, t := range p.Tasks {
-		waiting[t.ID] = len(t.Deps)
-		for _, d := range t.Deps {
-			after[d] = append(after[d], t.ID)
-		}
-		if len(t.Deps) == 0 {
-			ready = append(ready, t.ID)
-		}
-	}
-	var order []int
-	for len(ready) > 0 {
-		i := pick(ready)
-		id := ready[i]
-		ready = append(ready[:i:i], ready[i+1:]...)
-		order = append(order, id)
-		for _, n := range after[id] {
-			if waiting[n]--; waiting[n] == 0 {
-				ready = insertSortedInt(ready, n)
-			}
-		}
-	}
-	return order
-}
-
-func insertSortedInt(s []int, v int) []int {
-	i := 0
-	for i < len(s) && s[i] < v {
-		i++
-	}
-	return append(s[:i], append([]int{v}, s[i:]...)...)
 }
 
 // randomDomain: slots /s/k0.. holding small integers, with a target for
