@@ -63,20 +63,20 @@ func hostToGuest(b *testing.B, interpreter bool) {
 // writes 1,000 times per call, reported per write; the module's share of
 // it (loop: the same loop, storing the level where it called gpio_write;
 // every iteration of a loop pays an exit for the call's deadline check,
-// RATIONALE.md "Planning across the sandbox"); and the board's share
-// (sim-line: the same writes, as the host makes them, with no module and
-// no host). What the host adds is module - loop - sim-line.
+// RATIONALE.md "Planning across the sandbox"); and the line's (sim-line:
+// the same writes on the line itself, with no module and no host, as
+// hal/sim's BenchmarkGPIOOut). What the host adds is module - loop -
+// sim-line.
 func BenchmarkGuestToHost(b *testing.B) {
 	b.Run("module", func(b *testing.B) { guestToHost(b, true) })
 	b.Run("loop", func(b *testing.B) { guestToHost(b, false) })
 	b.Run("sim-line", func(b *testing.B) {
-		lines := sim.NewGPIO("GPIO17")
+		p, err := sim.NewGPIO("GPIO17").Pin("GPIO17")
+		if err != nil {
+			b.Fatal(err)
+		}
 		var l gpio.Level
 		for b.Loop() {
-			p, err := lines.Pin("GPIO17")
-			if err != nil {
-				b.Fatal(err)
-			}
 			l = !l
 			if err := p.Out(l); err != nil {
 				b.Fatal(err)

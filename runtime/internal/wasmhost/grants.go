@@ -5,7 +5,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/tern-iot/tern/hal/gpio"
 )
 
 // Grants are the resources a device gives a module, named as the board
@@ -68,6 +71,46 @@ func parseGPIOGrant(s string) (string, writeRate, error) {
 		return "", writeRate{}, fmt.Errorf("wasmhost: GPIO grant %q: want a line name, or name@writes/unit with unit s, m or h and writes from 1 to %d, e.g. GPIO17@10/s (no rate: %s)", s, maxWriteRate, DefaultGPIORate)
 	}
 	return line, writeRate{n: n, per: per}, nil
+}
+
+// grantedLine is a GPIO line granted to a module, read from its grant
+// once, at load.
+type grantedLine struct {
+	name      string
+	rate      writeRate
+	perSecond float64 // rate, in writes a second
+	writes    bucket  // guarded by watch.mu
+	// pin is the board's Pin for the line, once a lookup found it. Using
+	// it again is as good as looking it up again (gpio.Pin: two Pins of a
+	// line act on the same line; once the board is closed every Pin method
+	// fails with ErrClosed, as gpiotest.Conformance checks), and the
+	// lookup was a tenth of a gpio_write's time.
+	pin atomic.Pointer[pinRef]
+}
+
+type pinRef struct{ gpio.Pin }
+
+// grantedLines are the lines g grants, each with a full budget. g has
+// passed check: every grant parses, and no line is granted twice.
+func grantedLines(g Grants) []grantedLine {
+	lines := make([]grantedLine, 0, len(g.GPIO))
+	for _, s := range g.GPIO {
+		if line, r, err := parseGPIOGrant(s); err == nil {
+			lines = append(lines, grantedLine{name: line, rate: r, perSecond: r.perSecond()})
+		}
+	}
+	return lines
+}
+
+// granted is the granted line named name, or nil. name is the module's
+// bytes, compared in place: the line's name is the grant's string.
+func (w *watch) granted(name []byte) *grantedLine {
+	for i := range w.lines {
+		if w.lines[i].name == string(name) {
+			return &w.lines[i]
+		}
+	}
+	return nil
 }
 
 // check refuses grants that cannot mean anything.

@@ -286,6 +286,18 @@ func TestGPIOErrnos(t *testing.T) {
 // and returns what it gave.
 func gpioCall(t *testing.T, call string, phase wasmhost.Phase, manifest, board string) int {
 	t.Helper()
+	m, lines := gpioModule(t, call, manifest, board)
+	if board == "closed" {
+		lines.Close()
+	}
+	return senseInt(t, m, phase)
+}
+
+// gpioModule loads a module whose sensor makes call and returns what it
+// gave as a number (senseInt reads it). GPIO17 and GPIO22 are granted;
+// the board has GPIO17, and the host no board if board is "none".
+func gpioModule(t *testing.T, call, manifest, board string) (*wasmhost.Module, *sim.GPIO) {
+	t.Helper()
 	ctx := context.Background()
 	opts := wasmhost.Options{CacheDir: sharedCache}
 	lines := sim.NewGPIO("GPIO17")
@@ -296,7 +308,7 @@ func gpioCall(t *testing.T, call string, phase wasmhost.Phase, manifest, board s
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close(ctx)
+	t.Cleanup(func() { h.Close(ctx) })
 	// The skeleton imports gpio_write only.
 	text := strings.Replace(wasmtest.Module{Manifest: manifest, Sense: `(local $n i32)
 	(i32.store8 (i32.const 3000) (i32.const 0xff))
@@ -311,10 +323,12 @@ func gpioCall(t *testing.T, call string, phase wasmhost.Phase, manifest, board s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if board == "closed" {
-		lines.Close()
-	}
-	v, err := m.Call(ctx, phase, "sense", sdk.Call{Job: "watch", Path: "/evil_sensor"})
+	return m, lines
+}
+
+func senseInt(t *testing.T, m *wasmhost.Module, phase wasmhost.Phase) int {
+	t.Helper()
+	v, err := m.Call(context.Background(), phase, "sense", sdk.Call{Job: "watch", Path: "/evil_sensor"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,4 +337,24 @@ func gpioCall(t *testing.T, call string, phase wasmhost.Phase, manifest, board s
 		t.Fatalf("the sensor returned %s: %v", v, err)
 	}
 	return n
+}
+
+// A line the host has used fails as the board does: once the board is
+// closed, every GPIO function answers io.
+func TestGPIOAfterTheBoardCloses(t *testing.T) {
+	for call, sign := range map[string]int{
+		"(call $gpio_write (i32.const 1100) (i32.const 6) (i32.const 1))":     1,
+		"(call $gpio_read (i32.const 1100) (i32.const 6))":                    -1,
+		"(call $gpio_in (i32.const 1100) (i32.const 6) (i32.const 2))":        1,
+		"(call $gpio_wait_edge (i32.const 1100) (i32.const 6) (i32.const 0))": -1,
+	} {
+		m, lines := gpioModule(t, call, "", "sim")
+		if got := senseInt(t, m, wasmhost.PhaseRun); got != 0 {
+			t.Fatalf("%s: %d, want 0", call, got)
+		}
+		lines.Close()
+		if got, want := senseInt(t, m, wasmhost.PhaseRun), sign*int(sdk.ErrnoIO); got != want {
+			t.Errorf("%s, the board closed: %d, want %d", call, got, want)
+		}
+	}
 }

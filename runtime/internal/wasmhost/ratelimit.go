@@ -31,43 +31,11 @@ func (b *bucket) take(now time.Time, rate, burst float64) bool {
 // second read cost a gpio_write about 25 ns.
 func monotonicNow() time.Time { return start.Add(time.Since(start)) }
 
-// lineWrites is one granted line, read from its grant once, with the
-// budget of its writes.
-type lineWrites struct {
-	name      string
-	rate      writeRate
-	perSecond float64
-	b         bucket // guarded by watch.mu
-}
-
-// grantedLines are the lines g grants, each with a full budget. g has
-// passed check: every grant parses, and no line is granted twice.
-func grantedLines(g Grants) []lineWrites {
-	lines := make([]lineWrites, 0, len(g.GPIO))
-	for _, s := range g.GPIO {
-		if line, r, err := parseGPIOGrant(s); err == nil {
-			lines = append(lines, lineWrites{name: line, rate: r, perSecond: r.perSecond()})
-		}
-	}
-	return lines
-}
-
-// granted is the granted line named name, or nil. name is the module's
-// bytes, compared in place: the line's name is the grant's string.
-func (w *watch) granted(name []byte) *lineWrites {
-	for i := range w.lines {
-		if w.lines[i].name == string(name) {
-			return &w.lines[i]
-		}
-	}
-	return nil
-}
-
 // allowWrite spends one of the module's writes to a granted line.
-func (w *watch) allowWrite(l *lineWrites, now time.Time) bool {
+func (w *watch) allowWrite(l *grantedLine, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return l.b.take(now, l.perSecond, float64(l.rate.n))
+	return l.writes.take(now, l.perSecond, float64(l.rate.n))
 }
 
 // allowLog spends one of the module's log lines: rate a second, in bursts

@@ -50,7 +50,7 @@ const (
 type watch struct {
 	mu      sync.Mutex
 	logs    bucket
-	lines   []lineWrites // one per granted line; set at load, then only their buckets change
+	lines   []grantedLine // one per granted line; set at load, then only their buckets change
 	tallies [numRefusals]tally
 }
 
