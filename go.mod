@@ -34,6 +34,6 @@ require (
 	google.golang.org/protobuf v1.36.7 // indirect
 )
 
-// tern carries two patches to wazero that bound a call's stack (see
-// third_party/README.md); drop this when upstream makes it configurable.
+// tern carries three patches to wazero: two bound a call's stack, one
+// frees compiled modules' function bodies (see third_party/README.md).
 replace github.com/tetratelabs/wazero => ./third_party/wazero
