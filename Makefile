@@ -6,7 +6,7 @@ PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
 WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
 CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all build plugins demo deps test test-load test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner testbench lint check clean
+.PHONY: all build plugins demo deps test test-load test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner bench-agent testbench lint check clean
 
 all: build plugins
 
@@ -135,13 +135,19 @@ size-check:
 		echo "size-check: ternd-linux-$$arch $$size bytes, budget $$budget"; \
 	done
 
-bench: bench-planner
+bench: bench-planner bench-agent
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # tern's planner against Mahler 4.1.5 (installed from npm by the script),
 # interleaved problem by problem; ROUNDS=n rounds (5).
 bench-planner:
 	bench/planner/run.sh $(if $(ROUNDS),-rounds $(ROUNDS))
+
+# ternd's memory, start time and idle cost, and the gpio_write benchmark:
+# OLD (a git ref, default HEAD) against NEW (a ref, default the working
+# tree), interleaved over ROUNDS (default 5); see bench/agent.sh.
+bench-agent:
+	OLD='$(OLD)' NEW='$(NEW)' ROUNDS='$(ROUNDS)' bench/agent.sh
 
 # testbench: the standard scenario suite (docs/testbench.md), with its
 # report; a JUnit copy lands in testbench-report.xml for CI. `make test`

@@ -34,6 +34,7 @@ require (
 	google.golang.org/protobuf v1.36.7 // indirect
 )
 
-// tern carries three patches to wazero: two bound a call's stack, one
-// makes the compiler's termination checks cheap (see third_party/README.md).
+// tern carries four patches to wazero: two bound a call's stack, one
+// makes the compiler's termination checks cheap, one frees compiled
+// modules' function bodies (see third_party/README.md).
 replace github.com/tetratelabs/wazero => ./third_party/wazero

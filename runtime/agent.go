@@ -222,6 +222,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 			a.missing[spec.Name] = clip(firstLine(err.Error()), 256)
 		}
 	}
+	a.dropCode()
 	a.interruptedInstalls()
 	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version}
 	a.modulesChanged()

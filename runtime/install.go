@@ -73,7 +73,7 @@ func (a *Agent) InstallModule(ctx context.Context, name string, wasm []byte) err
 	if why, ok := a.refusedBefore(name, h); ok {
 		return refuse(fmt.Errorf("runtime: module %s: this code (sha256 %.12s) was refused before: %s", name, h, why))
 	}
-	if a.wasRolledBack(name, wasm) {
+	if a.wasRolledBack(name, h) {
 		return refuse(fmt.Errorf("runtime: module %s: this code (sha256 %.12s) was rolled back on this device after it kept failing; release a fixed version", name, h))
 	}
 	if err := a.verify(name, wasm); err != nil {
@@ -92,7 +92,7 @@ func (a *Agent) InstallModule(ctx context.Context, name string, wasm []byte) err
 		return refuse(err)
 	}
 	mod.hash = h
-	if err := a.storeCode(name, wasm); err != nil {
+	if err := a.storeCode(name, h, wasm); err != nil {
 		mod.m.Close(ctx)
 		a.event(Event{Kind: EventModuleError, Module: name, Message: "new code not installed: " + err.Error()})
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,4 +132,58 @@ func TestInstallModule(t *testing.T) {
 	if v := a.Status().Modules["evil"]; v != "2.0.0" {
 		t.Fatalf("after a restart running %q, want the installed 2.0.0", v)
 	}
+}
+
+// codeReads counts the reads of modules' stored code.
+type codeReads struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (s *codeReads) Get(key []byte) ([]byte, error) {
+	if strings.Contains(string(key), "/code/") {
+		s.n.Add(1)
+	}
+	return s.Store.Get(key)
+}
+
+// A start with the configured code already installed and active runs the
+// file's bytes (the same, by their hash) without reading the stored copy:
+// it would cost a copy of the module in memory and the pages of the
+// store's value log. Without the file, the stored copy runs. The agent
+// leaves the caller's Options as they were.
+func TestStartReadsNoStoredCopyOfTheConfiguredCode(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "store")
+	wasm := wasmtest.Assemble(t, wasmtest.Module{}.Text())
+	start := func(code []byte) (*runtime.Agent, *codeReads, func()) {
+		st, err := store.Open(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads := &codeReads{Store: st}
+		opts := runtime.Options{
+			Store: reads, CacheDir: sharedCache, Logger: testLogger(t),
+			Modules: []runtime.ModuleSpec{{Name: "evil", Wasm: code}},
+		}
+		a, stop := runAgent(t, opts)
+		if code != nil && opts.Modules[0].Wasm == nil {
+			t.Fatal("runtime.New changed the caller's Options.Modules")
+		}
+		if v := a.Status().Modules["evil"]; v != "1.0.0" {
+			t.Fatalf("running %q, want 1.0.0", v)
+		}
+		return a, reads, stop
+	}
+	_, _, stop := start(wasm) // installs it
+	stop()
+	_, reads, stop := start(wasm)
+	if n := reads.n.Load(); n != 0 {
+		t.Fatalf("a start with the configured code installed read stored code %d times, want 0", n)
+	}
+	stop()
+	_, reads, stop = start(nil) // the file is gone
+	if n := reads.n.Load(); n != 1 {
+		t.Fatalf("a start without the configured file read stored code %d times, want 1", n)
+	}
+	stop()
 }

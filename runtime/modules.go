@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,31 +143,45 @@ func (ms *modset) module(name string) (*module, error) {
 }
 
 // load installs spec's code in the store (or takes the installed code if
-// spec has none), compiles it and registers its jobs and sensors.
+// spec has none), compiles it and registers its jobs and sensors. The code
+// is hashed once here: on a board without SHA instructions hashing a Go
+// module takes tens of milliseconds (RATIONALE.md, "Hashed once per
+// layer").
 func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
-	wasm := spec.Wasm
-	if wasm != nil && a.wasRolledBack(spec.Name, wasm) {
+	wasm, h := spec.Wasm, ""
+	if wasm != nil {
+		h = codeHash(wasm)
+	}
+	if wasm != nil && a.wasRolledBack(spec.Name, h) {
 		msg := "the configured code was rolled back after it kept failing; running the installed version until new code is configured"
 		a.log.Warn(msg, "module", spec.Name)
 		a.event(Event{Kind: EventModuleError, Module: spec.Name, Message: msg})
 		wasm = nil
 	}
-	if wasm != nil && a.configuredBefore(spec.Name, wasm) {
+	if wasm != nil && a.configuredBefore(spec.Name, h) {
 		// Installed at an earlier start; a release or a rollback may have
 		// replaced it since, and what they installed is newer word than a
-		// configuration file that did not change.
-		if inst, err := a.installed(spec.Name); err == nil {
-			if codeHash(inst) != codeHash(wasm) {
-				a.log.Info("running the installed version, which replaced the configured code since it was installed", "module", spec.Name)
-			}
-			wasm = inst
+		// configuration file that did not change. When the active code is
+		// the configured code, the file's bytes are it (same hash): the
+		// stored copy is not read, which would cost a copy of the module
+		// in memory and its pages of the store's value log.
+		active, err := a.opts.Store.Get(moduleActiveKey(spec.Name))
+		switch {
+		case err == nil && string(active) == h:
 			spec.Wasm = nil
+		case err == nil:
+			if inst, ih, err := a.installed(spec.Name); err == nil {
+				a.log.Info("running the installed version, which replaced the configured code since it was installed", "module", spec.Name)
+				wasm, h = inst, ih
+				spec.Wasm = nil
+			}
 		}
 	}
 	fresh := spec.Wasm != nil && wasm != nil
+	spec.Wasm = nil // a.specs keeps grants and config; the code is in the store
 	if wasm == nil {
 		var err error
-		if wasm, err = a.installed(spec.Name); err != nil {
+		if wasm, h, err = a.installed(spec.Name); err != nil {
 			return err
 		}
 	}
@@ -177,24 +192,24 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 	if err != nil {
 		return err
 	}
-	mod.hash = codeHash(wasm)
+	mod.hash = h
 	a.specs[mod.name] = spec
 	if fresh {
-		if err := a.install(mod.name, wasm); err != nil {
+		if err := a.install(mod.name, h, wasm); err != nil {
 			return err
 		}
-		if err := a.opts.Store.Put(moduleConfiguredKey(mod.name), []byte(codeHash(wasm))); err != nil {
+		if err := a.opts.Store.Put(moduleConfiguredKey(mod.name), []byte(h)); err != nil {
 			return fmt.Errorf("runtime: installing module %s: %w", mod.name, err)
 		}
 	}
 	return nil
 }
 
-// configuredBefore reports whether wasm is the configured code that was
-// installed at an earlier start.
-func (a *Agent) configuredBefore(name string, wasm []byte) bool {
-	h, err := a.opts.Store.Get(moduleConfiguredKey(name))
-	return err == nil && string(h) == codeHash(wasm)
+// configuredBefore reports whether the code hashed h is the configured
+// code that was installed at an earlier start.
+func (a *Agent) configuredBefore(name, h string) bool {
+	c, err := a.opts.Store.Get(moduleConfiguredKey(name))
+	return err == nil && string(c) == h
 }
 
 // verify checks a module's signature before anything else is done with
@@ -212,18 +227,18 @@ func (a *Agent) verify(name string, wasm []byte) error {
 	return nil
 }
 
-// install stores a module's code and marks it active. The version it
-// replaces is kept as the one to roll back to.
-func (a *Agent) install(name string, wasm []byte) error {
-	if err := a.storeCode(name, wasm); err != nil {
+// install stores a module's code, hashed h, and marks it active. The
+// version it replaces is kept as the one to roll back to.
+func (a *Agent) install(name, h string, wasm []byte) error {
+	if err := a.storeCode(name, h, wasm); err != nil {
 		return err
 	}
-	return a.activate(name, codeHash(wasm))
+	return a.activate(name, h)
 }
 
-// storeCode stores a module's code under its hash, not yet active.
-func (a *Agent) storeCode(name string, wasm []byte) error {
-	if err := a.opts.Store.Put(moduleCodeKey(name, codeHash(wasm)), wasm); err != nil {
+// storeCode stores a module's code under its hash h, not yet active.
+func (a *Agent) storeCode(name, h string, wasm []byte) error {
+	if err := a.opts.Store.Put(moduleCodeKey(name, h), wasm); err != nil {
 		return fmt.Errorf("runtime: installing module %s: %w", name, err)
 	}
 	return nil
@@ -248,23 +263,24 @@ func codeHash(wasm []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// installed returns the active code of a module installed earlier.
-func (a *Agent) installed(name string) ([]byte, error) {
+// installed returns the active code of a module installed earlier, and
+// its hash.
+func (a *Agent) installed(name string) ([]byte, string, error) {
 	h, err := a.opts.Store.Get(moduleActiveKey(name))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("runtime: module %s has no code configured and none installed: give its .wasm path in the configuration", name)
+		return nil, "", fmt.Errorf("runtime: module %s has no code configured and none installed: give its .wasm path in the configuration", name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("runtime: module %s: %w", name, err)
+		return nil, "", fmt.Errorf("runtime: module %s: %w", name, err)
 	}
 	wasm, err := a.opts.Store.Get(moduleCodeKey(name, string(h)))
 	if err != nil {
-		return nil, fmt.Errorf("runtime: module %s: installed code %s: %w", name, h, err)
+		return nil, "", fmt.Errorf("runtime: module %s: installed code %s: %w", name, h, err)
 	}
 	if codeHash(wasm) != string(h) {
-		return nil, fmt.Errorf("runtime: module %s: installed code does not match its hash %s: reinstall it", name, h)
+		return nil, "", fmt.Errorf("runtime: module %s: installed code does not match its hash %s: reinstall it", name, h)
 	}
-	return wasm, nil
+	return wasm, string(h), nil
 }
 
 // senseInterval is how often the loop runs: the fastest sensor's interval.
@@ -455,4 +471,17 @@ func (l live) Apply(p state.Pointer, v any) error {
 	}
 	l.a.current = next
 	return nil
+}
+
+// dropCode lets go of the configured modules' bytes once New has loaded
+// them: they are compiled and in the store, and nothing reads them again
+// (InstallModule and rollbacks take grants and config from the
+// configuration, and code from the store or the release). Options.Modules
+// is the caller's slice: the agent's own copy is changed, not it.
+func (a *Agent) dropCode() {
+	mods := slices.Clone(a.opts.Modules)
+	for i := range mods {
+		mods[i].Wasm = nil
+	}
+	a.opts.Modules = mods
 }

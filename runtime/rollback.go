@@ -107,8 +107,9 @@ func (a *Agent) rollback(ctx context.Context, name, why string) error {
 	return nil
 }
 
-// wasRolledBack reports whether this code was rolled back on this device.
-func (a *Agent) wasRolledBack(name string, wasm []byte) bool {
-	_, err := a.opts.Store.Get(moduleBadKey(name, codeHash(wasm)))
+// wasRolledBack reports whether the code hashed h was rolled back on this
+// device.
+func (a *Agent) wasRolledBack(name, h string) bool {
+	_, err := a.opts.Store.Get(moduleBadKey(name, h))
 	return err == nil
 }

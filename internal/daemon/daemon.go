@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,7 +103,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		if err != nil {
 			return fmt.Errorf("ternd: %w", err)
 		}
-		reporter = dev
+		reporter = &settling{Reporter: dev}
 	} else {
 		log.Warn("no broker configured: running offline on the stored target")
 	}
@@ -121,6 +122,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		return err
 	}
 	defer agent.Close(context.WithoutCancel(ctx))
+	if reporter == nil {
+		debug.FreeOSMemory() // see settling; offline, no report comes
+	}
 	comb, err := newCombiner(st, trust, cfg.Device, cfg.Groups)
 	if err != nil {
 		return err
@@ -200,6 +204,24 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		errs = append(errs, cause)
 	}
 	return errors.Join(errs...)
+}
+
+// settling returns the garbage of ternd's start to the system once, when
+// the agent reports its first status (its first step, which converges a
+// stored target, is done). Loading the modules (decoding them, compiling
+// them too when the compile child could not run), the first plan and
+// connecting leave tens of MiB the heap would otherwise keep for hours at
+// the few KiB a second an idle agent allocates; freeing them before the
+// first step would delay it (RATIONALE.md, "Memory after the start").
+type settling struct {
+	runtime.Reporter
+	once sync.Once
+}
+
+func (s *settling) PublishState(ctx context.Context, st runtime.Status) error {
+	err := s.Reporter.PublishState(ctx, st)
+	s.once.Do(debug.FreeOSMemory)
+	return err
 }
 
 // bootQuiet is how long, once subscribed, no target may arrive before the
@@ -414,6 +436,7 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 	}
 	log.Info("module release received", "module", env.Module, "version", env.Version, "module_version", env.ModuleVersion, "size", env.Size)
 	err = a.InstallModule(ctx, env.Module, env.Wasm)
+	debug.FreeOSMemory() // the release's bytes, and its compile's garbage when in process
 	if ctx.Err() != nil {
 		return // stopping: not tried, so tried again at the next start
 	}

@@ -262,6 +262,13 @@ func (r *runtime) CompileModule(ctx context.Context, binary []byte) (CompiledMod
 	if err = r.store.Engine.CompileModule(ctx, internal, listeners, r.ensureTermination); err != nil {
 		return nil, err
 	}
+	// tern patch: only validation and the engines' compilers read the
+	// function bodies, and both are done; kept, a Go module's code stayed
+	// in memory twice (megabytes), decoded and compiled. See
+	// third_party/README.md.
+	for i := range internal.CodeSection {
+		internal.CodeSection[i].Body = nil
+	}
 	return c, nil
 }
 

@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,7 +59,10 @@ type Options struct {
 	SenseTimeout time.Duration
 	// MaxOutput caps the bytes a module may return from one call. Default 1 MiB.
 	MaxOutput uint32
-	// Instances is the pool size per module. Default 2.
+	// Instances is the most instances of one module at once, which is
+	// how many calls into it may run at once. A second instance is made
+	// only when a call would otherwise wait for the first longer than
+	// making one takes (see Module.instance). Default 2.
 	Instances int
 	// LogRate bounds the lines per second a module may log (a burst of
 	// twice as many is allowed); the rest are dropped and reported through
@@ -208,6 +212,9 @@ type Module struct {
 	slots  chan struct{} // one token per instance that may exist
 	mu     sync.Mutex
 	idle   []*instance
+	busy   int           // instances in calls
+	freed  chan struct{} // closed, and replaced, when a call gives its instance back
+	made   time.Duration // what making the last instance took
 	closed bool
 	watch  watch // refusals, log and write rates
 }
@@ -219,18 +226,28 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 	if err := grants.check(); err != nil {
 		return nil, err
 	}
-	wasm, err := precheck(wasm, h.opts.maxTableEntries())
+	// Hosts of one process that share a cache (the testbench's agents)
+	// compile the same code once: the others wait, then load it cached.
+	// The code is hashed once: a Go module takes tens of ms to hash on a
+	// board.
+	var sum [sha256.Size]byte
+	checked := false
+	if h.opts.CacheDir != "" && len(wasm) <= MaxModuleSize {
+		sum = sha256.Sum256(wasm)
+		unlock := lockCompile(h.opts.CacheDir, sum)
+		defer unlock()
+		checked = len(h.opts.Isolation.Command) > 0 && h.checked(sum)
+	}
+	check := precheck
+	if checked {
+		check = precheckKnown
+	}
+	wasm, err := check(wasm, h.opts.maxTableEntries())
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: not a valid module: %w", err)
 	}
-	// Hosts of one process that share a cache (the testbench's agents)
-	// compile the same code once: the others wait, then load it cached.
-	if h.opts.CacheDir != "" {
-		unlock := lockCompile(h.opts.CacheDir, wasm)
-		defer unlock()
-	}
 	var stats CompileStats
-	if len(h.opts.Isolation.Command) > 0 && !h.checked(wasm) {
+	if len(h.opts.Isolation.Command) > 0 && !checked {
 		stats, err = h.compileIsolated(ctx, wasm)
 		switch {
 		case errors.Is(err, errNoChild):
@@ -240,7 +257,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 		case err != nil:
 			return nil, fmt.Errorf("wasmhost: %w", err)
 		default:
-			h.markChecked(wasm)
+			h.markChecked(sum)
 		}
 	}
 	compiled, err := h.rt.CompileModule(ctx, wasm)
@@ -254,7 +271,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, grants Grants, config json
 	m := &Module{
 		host: h, compiled: compiled, grants: grants, config: config,
 		CompileTime: time.Since(start), Compile: stats,
-		slots: make(chan struct{}, h.opts.Instances),
+		slots: make(chan struct{}, h.opts.Instances), freed: make(chan struct{}),
 	}
 	m.watch.lines = grantedLines(grants)
 	for _, name := range []string{"tern_abi_version", "tern_alloc", "tern_describe", "tern_configure", "tern_try", "tern_run", "tern_sense", "_initialize"} {
@@ -443,21 +460,31 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 			full = fmt.Sprintf(" (its memory is at %d MiB of the %d MiB cap)", size>>20, limit>>20)
 		}
 		inst.mod.Close(context.Background())
+		m.release(nil)
 		if late {
 			return nil, fmt.Errorf("%w: %s: exceeded its %v deadline%s", ErrCall, fn, timeout, full)
 		}
 		return nil, fmt.Errorf("%w: %s: %v%s", ErrCall, fn, err, full)
 	}
-	m.mu.Lock()
-	closed := m.closed
-	if !closed {
-		m.idle = append(m.idle, inst)
-	}
-	m.mu.Unlock()
-	if closed {
+	if m.release(inst) {
 		inst.mod.Close(context.Background())
 	}
 	return out, nil
+}
+
+// release ends a call's hold on its instance: back to the pool if inst is
+// not nil, else (closed after a failed call) gone. It reports whether the
+// module was closed meanwhile, when inst is the caller's to close.
+func (m *Module) release(inst *instance) (closed bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.busy--
+	if inst != nil && !m.closed {
+		m.idle = append(m.idle, inst)
+	}
+	close(m.freed) // wakes the calls waiting for an instance
+	m.freed = make(chan struct{})
+	return inst != nil && m.closed
 }
 
 // instance is one instantiation of a module, with its exports looked up
@@ -471,8 +498,34 @@ type instance struct {
 	bufSize int
 }
 
+// instance takes an idle instance, or makes one. A call that finds every
+// instance busy waits for one to come back, but no longer than making one
+// took the last time: calls that overlap by microseconds (the jobs of one
+// plan run in parallel) share one instance, and only a call that would
+// otherwise wait longer than an instantiation (behind a slow sensor, say)
+// gets another. An instance of a Go module costs milliseconds to make
+// and megabytes to keep (RATIONALE.md, "One instance until a call waits").
 func (m *Module) instance(ctx context.Context) (*instance, error) {
 	m.mu.Lock()
+	if len(m.idle) == 0 && m.busy > 0 {
+		t := time.NewTimer(m.made)
+		defer t.Stop()
+	wait:
+		for len(m.idle) == 0 && m.busy > 0 {
+			freed := m.freed
+			m.mu.Unlock()
+			select {
+			case <-freed:
+			case <-t.C:
+				m.mu.Lock()
+				break wait
+			case <-ctx.Done():
+				return nil, fmt.Errorf("wasmhost: waiting for a free instance of the module: %w", ctx.Err())
+			}
+			m.mu.Lock()
+		}
+	}
+	m.busy++
 	if n := len(m.idle); n > 0 {
 		inst := m.idle[n-1]
 		m.idle = m.idle[:n-1]
@@ -480,6 +533,21 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 		return inst, nil
 	}
 	m.mu.Unlock()
+	inst, err := m.newInstance(ctx)
+	if err != nil {
+		m.release(nil)
+	}
+	return inst, err
+}
+
+// newInstance instantiates the module and configures the instance.
+func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	start := time.Now()
+	defer func() {
+		m.mu.Lock()
+		m.made = time.Since(start)
+		m.mu.Unlock()
+	}()
 	clk := &clock{}
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module
@@ -495,8 +563,10 @@ func (m *Module) instance(ctx context.Context) (*instance, error) {
 	// _initialize runs Go's runtime and package inits, which must not touch
 	// hardware: give it the planning phase.
 	ictx := context.WithValue(ctx, callKey{}, &callInfo{module: m, phase: PhasePlan})
-	mod, err := m.host.rt.InstantiateModule(ictx, m.compiled, cfg)
+	mems := &memories{}
+	mod, err := m.host.rt.InstantiateModule(withMemories(ictx, mems), m.compiled, cfg)
 	if err != nil {
+		mems.free()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: instantiating: its start function (_initialize, or a start section) did not return before the call's deadline (module_limits.call_timeout, or sensor_timeout for a sensor, in ternd.yaml)", ErrCall)
 		}

@@ -251,23 +251,27 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines[:min(len(lines), n)], " / ")
 }
 
-// checked reports whether wasm was compiled under isolation before, in
-// this process or (by a marker in the cache) an earlier one.
-func (h *Host) checked(wasm []byte) bool {
-	_, err := os.Stat(h.checkedMarker(wasm))
+// checked reports whether the code hashed sum (as given to Load, before
+// precheck) passed precheck and compiled under isolation before, in this
+// process or (by a marker in the cache) an earlier one.
+func (h *Host) checked(sum [sha256.Size]byte) bool {
+	_, err := os.Stat(h.checkedMarker(sum))
 	return err == nil
 }
 
-func (h *Host) markChecked(wasm []byte) {
-	p := h.checkedMarker(wasm)
+func (h *Host) markChecked(sum [sha256.Size]byte) {
+	p := h.checkedMarker(sum)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
 		os.WriteFile(p, nil, 0o644)
 	}
 }
 
-func (h *Host) checkedMarker(wasm []byte) string {
-	sum := sha256.Sum256(wasm)
-	return filepath.Join(h.opts.CacheDir, "tern-checked", hex.EncodeToString(sum[:]))
+func (h *Host) checkedMarker(sum [sha256.Size]byte) string {
+	// v2: the hash of the code as given, not as prechecked; a marker
+	// also vouches for what precheckKnown skips. A precheck that checks
+	// more gets a new version, so that no marker of an older one vouches
+	// for what it did not check.
+	return filepath.Join(h.opts.CacheDir, "tern-checked", "v2", hex.EncodeToString(sum[:]))
 }
 
 // checkImports refuses a module that imports what the host does not
@@ -294,10 +298,9 @@ func (h *Host) checkImports(c wazero.CompiledModule) error {
 // compiles holds a lock per cache directory and module hash.
 var compiles sync.Map // string → *sync.Mutex
 
-// lockCompile makes compiles of the same code into the same cache, by hosts
-// of one process, one at a time; it returns the unlock.
-func lockCompile(cacheDir string, wasm []byte) func() {
-	sum := sha256.Sum256(wasm)
+// lockCompile makes compiles of the same code (hashed sum) into the same
+// cache, by hosts of one process, one at a time; it returns the unlock.
+func lockCompile(cacheDir string, sum [sha256.Size]byte) func() {
 	mu, _ := compiles.LoadOrStore(cacheDir+"\x00"+string(sum[:]), &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	return mu.(*sync.Mutex).Unlock

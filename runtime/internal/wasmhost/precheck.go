@@ -61,6 +61,10 @@ const (
 // compile: wasm itself when nothing was rewritten, or a copy with the
 // new table limits.
 //
+// precheck also merges runs of small data segments into one segment each
+// (mergeData): a Go module has tens of thousands of them, which wazero
+// keeps, decodes and applies one by one, for every start and instance.
+//
 // What precheck does not bound is the compiler's own work, which is
 // superlinear in some shapes of control flow: each local read after many
 // if/end merges, or inside deeply nested loops, costs wazero's SSA
@@ -69,6 +73,19 @@ const (
 // from the large functions compilers emit; compiling in a child process
 // under a memory and time limit (Isolation) bounds them.
 func precheck(wasm []byte, maxTableEntries uint32) ([]byte, error) {
+	return walkModule(wasm, maxTableEntries, true)
+}
+
+// precheckKnown is precheck for code that passed it, and compiled in the
+// isolation child, before (the same bytes, by their hash): it does not
+// walk the function bodies again, which is half of precheck's time (13
+// ms for a Go module here, more on a board), and does the rest,
+// rewriting included, as precheck does.
+func precheckKnown(wasm []byte, maxTableEntries uint32) ([]byte, error) {
+	return walkModule(wasm, maxTableEntries, false)
+}
+
+func walkModule(wasm []byte, maxTableEntries uint32, bodies bool) ([]byte, error) {
 	if len(wasm) > MaxModuleSize {
 		return nil, fmt.Errorf("module is %d bytes, more than the %d allowed", len(wasm), MaxModuleSize)
 	}
@@ -78,7 +95,7 @@ func precheck(wasm []byte, maxTableEntries uint32) ([]byte, error) {
 	if string(wasm[4:8]) != "\x01\x00\x00\x00" {
 		return nil, fmt.Errorf("not a core WebAssembly module: version % x, want 01 00 00 00", wasm[4:8])
 	}
-	w := walker{maxTableEntries: maxTableEntries}
+	w := walker{maxTableEntries: maxTableEntries, skipBodies: !bodies}
 	r := reader{b: wasm[8:], off: 8}
 	for len(r.b) > 0 {
 		start := r.off
@@ -101,7 +118,7 @@ func precheck(wasm []byte, maxTableEntries uint32) ([]byte, error) {
 			return nil, fmt.Errorf("%s section has %d bytes after its last entry", sectionName(id), len(sec.b))
 		}
 	}
-	return w.limitTables(wasm)
+	return w.rewrite(wasm)
 }
 
 // section locates a section in the module, for rewriting.
@@ -119,9 +136,12 @@ type table struct {
 // walker holds what walking one module learns along the way.
 type walker struct {
 	maxTableEntries uint32
+	skipBodies      bool    // see precheckKnown
 	section         section // the one being walked
 	tables          []table // at most maxTables
 	importedFuncs   uint32  // function indices start after these
+	dataCount       bool    // the module has a data count section
+	dataSec         dataSection
 }
 
 func sectionName(id byte) string {
@@ -184,10 +204,14 @@ func (w *walker) walk(id byte, r *reader) error {
 	case 9:
 		return w.elements(r)
 	case 10:
+		if w.skipBodies {
+			return r.skip(len(r.b))
+		}
 		return w.code(r)
 	case 11:
 		return w.data(r)
 	case 12:
+		w.dataCount = true
 		_, err := r.u32()
 		return wrap(err, "data count section")
 	case 13:
@@ -460,10 +484,13 @@ func (w *walker) data(r *reader) error {
 	if err != nil {
 		return wrap(err, "data section")
 	}
+	w.dataSec.begin(w.section, n)
 	for i := uint32(0); i < n; i++ {
+		seg := *r
 		if err := dataSegment(r); err != nil {
 			return wrap(err, fmt.Sprintf("data segment %d", i))
 		}
+		w.dataSec.add(seg.off, seg.b[:r.off-seg.off])
 	}
 	return nil
 }
@@ -521,46 +548,71 @@ func (w *walker) code(r *reader) error {
 	return nil
 }
 
-// limitTables applies maxTableEntries to the tables found (see precheck),
-// and returns wasm, or a copy with lowered table maxima.
-func (w *walker) limitTables(wasm []byte) ([]byte, error) {
-	var edits []table
-	for _, t := range w.tables {
-		if t.min > w.maxTableEntries {
-			return nil, fmt.Errorf("%s declares a minimum of %d entries, more than the %d allowed", t.name, t.min, w.maxTableEntries)
-		}
-		if !t.hasMax || t.max > w.maxTableEntries {
-			edits = append(edits, t)
-		}
+// rewrite applies maxTableEntries to the tables found (see precheck) and
+// merges data segments (mergeData), and returns wasm, or a copy with the
+// sections rewritten.
+func (w *walker) rewrite(wasm []byte) ([]byte, error) {
+	type edit struct {
+		sec   section
+		size  int                 // of the new body
+		write func([]byte) []byte // appends the new body
 	}
-	if len(edits) == 0 {
-		return wasm, nil
-	}
-	out := make([]byte, 0, len(wasm)+len(edits)*5)
-	at := 0 // what is copied of wasm
-	for i := 0; i < len(edits); {
-		sec := edits[i].section
+	var edits []edit // in module order
+	for i := 0; i < len(w.tables); {
+		sec := w.tables[i].section
 		var body []byte
 		from := sec.body
-		for ; i < len(edits) && edits[i].section == sec; i++ { // in order, as found
-			t := edits[i]
+		for ; i < len(w.tables) && w.tables[i].section == sec; i++ { // in order, as found
+			t := w.tables[i]
+			if t.min > w.maxTableEntries {
+				return nil, fmt.Errorf("%s declares a minimum of %d entries, more than the %d allowed", t.name, t.min, w.maxTableEntries)
+			}
+			if t.hasMax && t.max <= w.maxTableEntries {
+				continue
+			}
 			body = append(body, wasm[from:t.start]...)
 			body = append(body, 1) // flags: a maximum follows
 			body = appendU32(body, t.min)
 			body = appendU32(body, w.maxTableEntries)
 			from = t.end
 		}
-		body = append(body, wasm[from:sec.end]...)
-		out = append(out, wasm[at:sec.start+1]...) // up to the section id
-		out = appendU32(out, uint32(len(body)))
-		out = append(out, body...)
-		at = sec.end
+		if body != nil {
+			body = append(body, wasm[from:sec.end]...)
+			edits = append(edits, edit{sec, len(body), func(out []byte) []byte { return append(out, body...) }})
+		}
 	}
-	out = append(out, wasm[at:]...)
-	if len(out) > MaxModuleSize {
-		return nil, fmt.Errorf("module is %d bytes with its table limits added, more than the %d allowed", len(out), MaxModuleSize)
+	size := func() int {
+		n := len(wasm)
+		for _, e := range edits {
+			n += 1 + len(appendU32(nil, uint32(e.size))) + e.size - (e.sec.end - e.sec.start)
+		}
+		return n
 	}
-	return out, nil
+	if !w.dataCount {
+		if n, ok := w.dataSec.mergedSize(); ok {
+			edits = append(edits, edit{w.dataSec.sec, n, func(out []byte) []byte { return w.dataSec.appendMerged(out, wasm) }})
+			if size() > MaxModuleSize { // merging is worth no refusal
+				edits = edits[:len(edits)-1]
+			}
+		}
+	}
+	if len(edits) == 0 {
+		return wasm, nil
+	}
+	if n := size(); n > MaxModuleSize {
+		return nil, fmt.Errorf("module is %d bytes with its table limits added, more than the %d allowed", n, MaxModuleSize)
+	}
+	// Written once, in place: this copy of a Go module is megabytes, and
+	// every page of it a fault to take at each start.
+	out := make([]byte, 0, size())
+	at := 0 // what is copied of wasm
+	for _, e := range edits {
+		out = append(out, wasm[at:e.sec.start+1]...) // up to the section id
+		out = appendU32(out, uint32(e.size))
+		out = e.write(out)
+		at = e.sec.end
+	}
+	return append(out, wasm[at:]...), nil
 }
 
 func appendU32(b []byte, v uint32) []byte {

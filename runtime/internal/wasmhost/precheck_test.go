@@ -510,7 +510,8 @@ func TestPrecheckTableGrowFails(t *testing.T) {
 
 // TestPrecheckGoModule checks precheck against what Go's wasip1 port
 // emits: a module that passes with only its table's maximum added (Go
-// declares one funcref table without one), and still compiles.
+// declares one funcref table without one) and its data segments merged,
+// and still compiles.
 func TestPrecheckGoModule(t *testing.T) {
 	in, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
 	if err != nil {
@@ -523,7 +524,10 @@ func TestPrecheckGoModule(t *testing.T) {
 	if err := compileModule(t, out); err != nil {
 		t.Fatal(err)
 	}
-	// Only the table section differs.
+	if known, err := precheckKnown(in, 1<<16); err != nil || !bytes.Equal(known, out) {
+		t.Fatalf("precheckKnown differs from precheck: %v", err)
+	}
+	// Only the table and data sections differ.
 	var inTables, outTables []byte
 	rest := func(wasm []byte, tables *[]byte) []byte {
 		var other []byte
@@ -536,12 +540,24 @@ func TestPrecheckGoModule(t *testing.T) {
 				*tables = s.b
 				continue
 			}
+			if id == 11 {
+				continue
+			}
 			other = append(append(other, id), s.b...)
 		}
 		return other
 	}
 	if !bytes.Equal(rest(in, &inTables), rest(out, &outTables)) {
-		t.Fatal("precheck changed more than the table section")
+		t.Fatal("precheck changed more than the table and data sections")
+	}
+	inData, inSegs := dataImage(t, in)
+	outData, outSegs := dataImage(t, out)
+	if !bytes.Equal(inData, outData) {
+		t.Fatal("the merged data segments do not write what the module's own do")
+	}
+	t.Logf("data segments: %d merged into %d", inSegs, outSegs)
+	if outSegs*100 > inSegs {
+		t.Fatalf("%d data segments merged into %d; Go's should merge a hundredfold", inSegs, outSegs)
 	}
 	tr := reader{b: inTables}
 	if n, _ := tr.u32(); n != 1 {
