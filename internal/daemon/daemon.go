@@ -436,10 +436,15 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 	}
 	log.Info("module release received", "module", env.Module, "version", env.Version, "module_version", env.ModuleVersion, "size", env.Size)
 	err = a.InstallModule(ctx, env.Module, env.Wasm)
-	debug.FreeOSMemory() // the release's bytes, and its compile's garbage when in process
-	if ctx.Err() != nil {
-		return // stopping: not tried, so tried again at the next start
+	// The release's bytes, and its compile's garbage when in process, go
+	// back to the system once it is recorded below.
+	defer debug.FreeOSMemory()
+	if err != nil && ctx.Err() != nil {
+		return // stopping: cut short, so tried again at the next start
 	}
+	// Recorded whatever the outcome, and even if a stop arrived meanwhile:
+	// an installed release left unrecorded would let an older release,
+	// replayed later, pass as newer than the last one recorded.
 	if aerr := rels.accept(env.Module, env.Version); aerr != nil {
 		log.Error("module release version not stored; it may be tried again after a restart", "module", env.Module, "err", aerr)
 	}
