@@ -142,9 +142,6 @@ type (
 	}
 )
 
-// The compiled code finds loopBudget at this offset (tern patch).
-var _ = [1]struct{}{}[unsafe.Offsetof(executionContext{}.loopBudget)-uintptr(wazevoapi.ExecutionContextOffsetLoopBudget)]
-
 func (c *callEngine) requiredInitialStackSize() int {
 	const initialStackSizeDefault = 10240
 	stackSize := initialStackSizeDefault
