@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/plan"
@@ -47,9 +46,9 @@ func TestDAGEveryOrderReachesTarget(t *testing.T) {
 		}
 		// The executor itself, four tasks at a time, re-checking each
 		// condition against the live state.
-		lv := &liveDoc{doc: state.Clone(d.initial)}
-		if err := plan.Run(context.Background(), p, d, lv, plan.RunOptions{Parallel: 4}); err != nil || !state.Satisfies(lv.doc, d.target) {
-			t.Fatalf("seed %d: run: %v, reached %s\nplan:\n%s", seed, err, state.Canonical(lv.doc), plan.Text(p))
+		lv := &liveState{s: state.Clone(d.initial)}
+		if err := plan.Run(context.Background(), p, d, lv, plan.RunOptions{Parallel: 4}); err != nil || !state.Satisfies(lv.s, d.target) {
+			t.Fatalf("seed %d: run: %v, reached %s\nplan:\n%s", seed, err, state.Canonical(lv.s), plan.Text(p))
 		}
 		rng := rand.New(rand.NewPCG(seed, 7))
 		for i := range orders + 2 {
@@ -221,23 +220,12 @@ func (d *randomDomain) Try(_ context.Context, j *plan.Job, c sdk.Call, st plan.R
 }
 
 // replay runs the plan's tasks in order from the initial state, each
-// checked and applied with the job's real logic against the state reached.
+// checked and applied with the job's real logic against the state reached,
+// and checks the target is reached.
 func (d *randomDomain) replay(p *plan.Plan, order []int) error {
-	s := state.Clone(d.initial)
-	for _, id := range order {
-		task := p.Tasks[id]
-		cur, present := state.Get(s, task.Path)
-		c := sdk.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
-		if present {
-			c.Current = state.Canonical(cur)
-		}
-		r, err := d.Try(context.Background(), task.Job, c, docReader{s})
-		if err != nil || !r.OK {
-			return fmt.Errorf("order %v: task %d (%s) does not apply in its turn, at %s (%v)", order, id, task, state.Canonical(s), err)
-		}
-		if s, err = state.Put(s, task.Path, r.Effect); err != nil {
-			return err
-		}
+	s, err := replay(p, d, d.initial, order)
+	if err != nil {
+		return err
 	}
 	if !state.Satisfies(s, d.target) {
 		return fmt.Errorf("order %v ends at %s, not the target", order, state.Canonical(s))
@@ -246,24 +234,3 @@ func (d *randomDomain) replay(p *plan.Plan, order []int) error {
 }
 
 func (d *randomDomain) Run(context.Context, *plan.Job, sdk.Call, plan.Reader) error { return nil }
-
-// liveDoc is a live state for plan.Run.
-type liveDoc struct {
-	mu  sync.Mutex
-	doc any
-}
-
-func (l *liveDoc) Get(p state.Pointer) (any, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	v, ok := state.Get(l.doc, p)
-	return state.Clone(v), ok
-}
-
-func (l *liveDoc) Apply(p state.Pointer, v any) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	doc, err := state.Put(l.doc, p, v)
-	l.doc = doc
-	return err
-}

@@ -305,11 +305,27 @@ func shapeOf(p *plan.Plan, ids []int, reach [][]bool) string {
 // what the evaluator says then. It returns the state reached.
 func simulate(t testing.TB, p *plan.Plan, ev plan.Evaluator, current any) any {
 	t.Helper()
+	order := make([]int, len(p.Tasks))
+	for i, task := range p.Tasks {
+		order[i] = task.ID
+	}
+	s, err := replay(p, ev, current, order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// replay applies the plan's tasks to current in order (by ID), each
+// checked and applied with the evaluator's answers against the state
+// reached, and returns the state it ends at.
+func replay(p *plan.Plan, ev plan.Evaluator, current any, order []int) (any, error) {
 	s := state.Clone(current)
 	if s == nil {
 		s = map[string]any{}
 	}
-	for _, task := range p.Tasks {
+	for _, id := range order {
+		task := p.Tasks[id]
 		cur, present := state.Get(s, task.Path)
 		c := sdk.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
 		if present {
@@ -317,16 +333,16 @@ func simulate(t testing.TB, p *plan.Plan, ev plan.Evaluator, current any) any {
 		}
 		r, err := ev.Try(context.Background(), task.Job, c, docReader{s})
 		if err != nil || !r.OK {
-			t.Fatalf("task %d %s: condition does not hold in its turn (%v)", task.ID, task, err)
+			return s, fmt.Errorf("order %v: task %d (%s) does not apply in its turn, at %s (%v)", order, id, task, state.Canonical(s), err)
 		}
 		if !task.Job.Spec.IsMethod() && task.Job.Spec.Effect == sdk.EffectTarget {
 			r.Effect = decode(task.Target)
 		}
 		if s, err = state.Put(s, task.Path, r.Effect); err != nil {
-			t.Fatalf("task %d %s: %v", task.ID, task, err)
+			return s, fmt.Errorf("task %d %s: %w", task.ID, task, err)
 		}
 	}
-	return s
+	return s, nil
 }
 
 // docReader reads a document.
