@@ -16,15 +16,7 @@ import (
 // look at the path are asked once for every counter.
 func TestPlannerWithWasmMethods(t *testing.T) {
 	ctx := context.Background()
-	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/bench/planner/modules/methods")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := runtime.NewPlanner(ctx, runtime.PlannerOptions{Modules: []runtime.ModuleSpec{{Wasm: wasm}}, CacheDir: sharedCache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pl.Close(ctx)
+	pl := plannerOf(t, "github.com/tern-iot/tern/bench/planner/modules/methods")
 	cur, _ := state.Parse([]byte(`{"counters":{"a":0,"b":0,"c":0}}`))
 	tgt, _ := state.Parse([]byte(`{"counters":{"a":6,"b":6,"c":1}}`))
 	p, err := pl.Find(ctx, cur, tgt, plan.Options{})
@@ -49,4 +41,21 @@ func TestPlannerWithWasmMethods(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/counters/a: is 0, target -1") || !strings.Contains(err.Error(), "bench-methods.plus_one: condition does not hold") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// plannerOf is a Planner with the Go module pkg, built for wasm, closed
+// when the test ends.
+func plannerOf(t *testing.T, pkg string) *runtime.Planner {
+	t.Helper()
+	ctx := context.Background()
+	wasm, err := wasmbuild.Cached(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := runtime.NewPlanner(ctx, runtime.PlannerOptions{Modules: []runtime.ModuleSpec{{Wasm: wasm}}, CacheDir: sharedCache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pl.Close(ctx) })
+	return pl
 }

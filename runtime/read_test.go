@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tern-iot/tern/internal/wasmbuild"
-	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 )
@@ -18,15 +16,7 @@ import (
 // the module's error, explained.
 func TestModuleReadsState(t *testing.T) {
 	ctx := context.Background()
-	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/runtime/internal/wasmtest/readstate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := runtime.NewPlanner(ctx, runtime.PlannerOptions{Modules: []runtime.ModuleSpec{{Wasm: wasm}}, CacheDir: sharedCache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pl.Close(ctx)
+	pl := plannerOf(t, "github.com/tern-iot/tern/runtime/internal/wasmtest/readstate")
 	big := map[string]any{}
 	for i := range 2000 { // about 30 KB on the wire: past the first buffer
 		big[fmt.Sprintf("key%04d", i)] = fmt.Sprintf("value %d", i)
