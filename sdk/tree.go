@@ -240,17 +240,29 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, bool) {
 		}
 		p.i = j
 		return appendNumber(dst, f), true
-	case c == '{':
+	case c == '{' || c == '[':
+		return p.container(dst, c, depth)
+	}
+	return dst, false
+}
+
+// container reads an object or an array (open is '{' or '['): its
+// entries, each a value after its key in an object, then the count.
+func (p *jsonParser) container(dst []byte, open byte, depth int) ([]byte, bool) {
+	tag, end := tagArray, byte(']')
+	if open == '{' {
+		tag, end = tagObject, '}'
+	}
+	p.i++
+	dst, start := appendContainer(dst, tag, 0)
+	p.space()
+	if p.i < len(p.b) && p.b[p.i] == end {
 		p.i++
-		dst, start := appendContainer(dst, tagObject, 0)
-		n := 0
+		return endContainer(dst, start), true
+	}
+	for n := 1; ; n++ {
 		p.space()
-		if p.i < len(p.b) && p.b[p.i] == '}' {
-			p.i++
-			return endContainer(dst, start), true
-		}
-		for {
-			p.space()
+		if tag == tagObject {
 			if p.i >= len(p.b) || p.b[p.i] != '"' {
 				return dst, false
 			}
@@ -264,52 +276,24 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, bool) {
 			}
 			p.i++
 			p.space()
-			if dst, ok = p.value(appendBytes(dst, k), depth+1); !ok {
-				return dst, false
-			}
-			n++
-			p.space()
-			if p.i < len(p.b) && p.b[p.i] == ',' {
-				p.i++
-				continue
-			}
-			if p.i < len(p.b) && p.b[p.i] == '}' {
-				p.i++
-				binary.LittleEndian.PutUint32(dst[start:], uint32(n))
-				return endContainer(dst, start), true
-			}
+			dst = appendBytes(dst, k)
+		}
+		var ok bool
+		if dst, ok = p.value(dst, depth+1); !ok {
 			return dst, false
 		}
-	case c == '[':
-		p.i++
-		dst, start := appendContainer(dst, tagArray, 0)
-		n := 0
 		p.space()
-		if p.i < len(p.b) && p.b[p.i] == ']' {
+		if p.i < len(p.b) && p.b[p.i] == ',' {
 			p.i++
+			continue
+		}
+		if p.i < len(p.b) && p.b[p.i] == end {
+			p.i++
+			binary.LittleEndian.PutUint32(dst[start:], uint32(n))
 			return endContainer(dst, start), true
 		}
-		for {
-			p.space()
-			var ok bool
-			if dst, ok = p.value(dst, depth+1); !ok {
-				return dst, false
-			}
-			n++
-			p.space()
-			if p.i < len(p.b) && p.b[p.i] == ',' {
-				p.i++
-				continue
-			}
-			if p.i < len(p.b) && p.b[p.i] == ']' {
-				p.i++
-				binary.LittleEndian.PutUint32(dst[start:], uint32(n))
-				return endContainer(dst, start), true
-			}
-			return dst, false
-		}
+		return dst, false
 	}
-	return dst, false
 }
 
 // str reads a JSON string; escapes go through encoding/json.
