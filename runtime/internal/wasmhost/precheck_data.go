@@ -187,21 +187,15 @@ func (d *dataSection) mergedSize() (int, bool) {
 	d.joins = joins
 	segs := d.segs
 	n := len(appendU32(nil, uint32(len(segs)-merges)))
-	for i := 0; i < len(segs); {
-		if !joins[i] {
+	d.runs(func(i, j int) {
+		if i == j {
 			n += segs[i].end - segs[i].start
-			i++
-			continue
-		}
-		j := i
-		for joins[j] {
-			j++
+			return
 		}
 		first, last := segs[i], segs[j]
 		size := last.at + last.size - first.at
 		n += 2 + len(appendS32(nil, int32(first.at))) + 1 + len(appendU32(nil, size)) + int(size)
-		i = j + 1
-	}
+	})
 	if n > 2*(d.sec.end-d.sec.body)+4096 {
 		return 0, false
 	}
@@ -212,15 +206,10 @@ func (d *dataSection) mergedSize() (int, bool) {
 func (d *dataSection) appendMerged(out, wasm []byte) []byte {
 	segs, joins := d.segs, d.joins
 	out = appendU32(out, uint32(len(segs)-countTrue(joins)))
-	for i := 0; i < len(segs); {
-		if !joins[i] {
+	d.runs(func(i, j int) {
+		if i == j {
 			out = append(out, wasm[segs[i].start:segs[i].end]...)
-			i++
-			continue
-		}
-		j := i
-		for joins[j] {
-			j++
+			return
 		}
 		first, last := segs[i], segs[j]
 		out = append(out, 0, 0x41) // active, memory 0; i32.const
@@ -234,9 +223,21 @@ func (d *dataSection) appendMerged(out, wasm []byte) []byte {
 			}
 			out = append(out, wasm[s.init:s.init+int(s.size)]...)
 		}
+	})
+	return out
+}
+
+// runs calls fn with each run of segments the plan joins into one, from
+// segment i to segment j (i == j: a segment left as it is), in order.
+func (d *dataSection) runs(fn func(i, j int)) {
+	for i := 0; i < len(d.segs); {
+		j := i
+		for d.joins[j] {
+			j++
+		}
+		fn(i, j)
 		i = j + 1
 	}
-	return out
 }
 
 func countTrue(b []bool) int {
