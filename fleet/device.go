@@ -430,7 +430,9 @@ func (d *Device) Run(ctx context.Context) error {
 		err := tok.Error()
 		if err == nil {
 			d.client.Store(&c)
-			if err = d.announce(ctx, c); err != nil {
+			// A stop during announce keeps the connection: stop sends the
+			// last state report on it before it disconnects.
+			if err = d.announce(ctx, c); err != nil && ctx.Err() == nil {
 				c.Disconnect(0)
 			}
 		}

@@ -1,6 +1,7 @@
 package fleet_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -921,5 +922,88 @@ func TestLastStateBeforeStop(t *testing.T) {
 		if r.TargetVersion != 9 || !r.Converged {
 			t.Errorf("%s: retained state %+v, want the one reported before the stop", id, r.Status)
 		}
+	}
+}
+
+// holdConn passes the CONNECT through, then holds every later write until
+// one of them is the PUBLISH of a state report: the broker sees nothing of
+// the device's subscriptions until the device has sent its last state.
+type holdConn struct {
+	net.Conn
+	stateTopic  []byte
+	subscribing chan struct{} // closed when the first SUBSCRIBE is held
+
+	mu      sync.Mutex
+	writes  int
+	held    [][]byte
+	release bool
+}
+
+func (c *holdConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	if c.writes == 1 || c.release {
+		return c.Conn.Write(p)
+	}
+	kind := byte(0)
+	if len(p) > 0 {
+		kind = p[0] >> 4
+	}
+	if kind == 8 && len(c.held) == 0 {
+		close(c.subscribing)
+	}
+	c.held = append(c.held, bytes.Clone(p))
+	if kind != 3 || !bytes.Contains(p, c.stateTopic) {
+		return len(p), nil
+	}
+	c.release = true
+	for _, b := range c.held {
+		if _, err := c.Conn.Write(b); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// A device stopped while it still subscribes after connecting sends the
+// state reported before the stop on that connection, instead of closing it
+// and keeping the report for the next start.
+func TestStopDuringAnnounceSendsLastState(t *testing.T) {
+	t.Parallel()
+	url := fleettest.Embedded(t)
+	const id = "pi-060"
+	conn := make(chan *holdConn, 1)
+	opts := fleet.WithDialer(testOptions(url, id), func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := new(net.Dialer).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		h := &holdConn{Conn: c, stateTopic: []byte(topics.State(id)), subscribing: make(chan struct{})}
+		select {
+		case conn <- h:
+		default:
+			t.Error("the device dialled twice")
+		}
+		return h, nil
+	})
+	d := newDevice(t, opts)
+	stop := run(t, d)
+	h := recv(t, conn, "a dial")
+	select {
+	case <-h.subscribing:
+	case <-time.After(wait):
+		t.Fatalf("the device did not subscribe after %v", wait)
+	}
+	if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 4, Converged: true, Phase: runtime.PhaseIdle}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	r, err := fleet.ParseStateReport([]byte(recv(t, subscribeRaw(t, url, topics.State(id)), "the retained state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TargetVersion != 4 || !r.Converged {
+		t.Errorf("retained state %+v, want the one reported before the stop", r.Status)
 	}
 }
