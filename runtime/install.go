@@ -84,7 +84,7 @@ func (a *Agent) InstallModule(ctx context.Context, name string, wasm []byte) err
 	}
 	defer a.opts.Store.Delete(moduleAttemptKey(name))
 	spec.Wasm = nil
-	mod, err := a.set.compile(ctx, spec, wasm)
+	mod, err := a.set.compile(ctx, spec, wasm, h)
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("runtime: installing module %s: stopped while compiling: %w", name, ctx.Err())
 	}

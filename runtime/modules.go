@@ -46,8 +46,8 @@ type modset struct {
 
 // add compiles wasm and registers the module's jobs and sensors. spec.Name,
 // if not empty, must be the module's own; spec.Wasm is not used.
-func (ms *modset) add(ctx context.Context, spec ModuleSpec, wasm []byte) (*module, error) {
-	mod, err := ms.compile(ctx, spec, wasm)
+func (ms *modset) add(ctx context.Context, spec ModuleSpec, wasm []byte, hash string) (*module, error) {
+	mod, err := ms.compile(ctx, spec, wasm, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -64,15 +64,22 @@ func (ms *modset) add(ctx context.Context, spec ModuleSpec, wasm []byte) (*modul
 }
 
 // compile loads wasm and reads its jobs and sensors, without registering
-// them. spec.Name, if not empty, must be the module's own.
-func (ms *modset) compile(ctx context.Context, spec ModuleSpec, wasm []byte) (*module, error) {
+// them. spec.Name, if not empty, must be the module's own. hash is
+// codeHash(wasm), or empty when the caller has not computed it.
+func (ms *modset) compile(ctx context.Context, spec ModuleSpec, wasm []byte, hash string) (*module, error) {
 	name := spec.Name
 	// Code that says in its manifest section that it is another module is
 	// refused before any of it runs with this module's grants.
 	if sec, ok, err := modfile.Manifest(wasm); err == nil && ok && name != "" && sec.Name != name {
 		return nil, fmt.Errorf("runtime: code given as module %q calls itself %q in its manifest: release or configure it under its own name", name, sec.Name)
 	}
-	m, err := ms.host.Load(ctx, wasm, spec.Grants, spec.Config)
+	var m *wasmhost.Module
+	var err error
+	if sum, ok := parseCodeHash(hash); ok {
+		m, err = ms.host.LoadHashed(ctx, wasm, sum, spec.Grants, spec.Config)
+	} else {
+		m, err = ms.host.Load(ctx, wasm, spec.Grants, spec.Config)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %s: %w", name, err)
 	}
@@ -188,7 +195,7 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 	if err := a.verify(spec.Name, wasm); err != nil {
 		return err
 	}
-	mod, err := a.set.add(ctx, spec, wasm)
+	mod, err := a.set.add(ctx, spec, wasm, h)
 	if err != nil {
 		return err
 	}
@@ -261,6 +268,15 @@ func (a *Agent) activate(name, h string) error {
 func codeHash(wasm []byte) string {
 	sum := sha256.Sum256(wasm)
 	return hex.EncodeToString(sum[:])
+}
+
+// parseCodeHash is the inverse of codeHash; false for anything else.
+func parseCodeHash(h string) (sum [sha256.Size]byte, ok bool) {
+	if len(h) != 2*sha256.Size {
+		return sum, false
+	}
+	_, err := hex.Decode(sum[:], []byte(h))
+	return sum, err == nil
 }
 
 // installed returns the active code of a module installed earlier, and

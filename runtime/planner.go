@@ -59,7 +59,7 @@ func NewPlanner(ctx context.Context, opts PlannerOptions) (*Planner, error) {
 			probe = m
 		}
 		spec.Config = config
-		_, err := p.set.add(ctx, spec, spec.Wasm)
+		_, err := p.set.add(ctx, spec, spec.Wasm, "")
 		if probe != nil {
 			probe.Close(ctx)
 		}

@@ -81,7 +81,7 @@ func (a *Agent) rollback(ctx context.Context, name, why string) error {
 	}
 	spec := a.specs[name]
 	a.set.remove(ctx, name)
-	mod, err := a.set.add(ctx, spec, wasm)
+	mod, err := a.set.add(ctx, spec, wasm, string(prev))
 	if err != nil {
 		return fmt.Errorf("loading the previous version: %w", err)
 	}

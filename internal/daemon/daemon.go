@@ -79,15 +79,27 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
 	}
-	st, err := store.OpenBackend(cfg.Store, filepath.Join(cfg.DataDir, "store"))
-	if err != nil {
-		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, err)
+	// The store opens while the modules' code is read: both wait on the
+	// disk (a tenth of a start with the relay module), and boards have
+	// more than one core.
+	type opened struct {
+		st  store.Store
+		err error
 	}
+	opening := make(chan opened, 1)
+	go func() {
+		st, err := store.OpenBackend(cfg.Store, filepath.Join(cfg.DataDir, "store"))
+		opening <- opened{st, err}
+	}()
+	specs, specsErr := moduleSpecs(cfg, log)
+	o := <-opening
+	if o.err != nil {
+		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, o.err)
+	}
+	st := o.st
 	defer st.Close()
-
-	specs, err := moduleSpecs(cfg, log)
-	if err != nil {
-		return err
+	if specsErr != nil {
+		return specsErr
 	}
 	var dev *fleet.Device
 	var reporter runtime.Reporter

@@ -161,7 +161,7 @@ func BenchmarkLoad(b *testing.B) {
 
 // load loads wasm with a cache in dir, runs one call and returns the
 // instance's memory size.
-func load(b *testing.B, ctx context.Context, dir string, wasm []byte) uint32 {
+func load(b testing.TB, ctx context.Context, dir string, wasm []byte) uint32 {
 	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: dir})
 	if err != nil {
 		b.Fatal(err)

@@ -1,11 +1,14 @@
 package wasmhost_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,11 +160,62 @@ func TestParallelCalls(t *testing.T) {
 	}
 }
 
+// Code loaded from the compilation cache is mapped from its file, not
+// copied (third_party/README.md, patch 5); an entry that does not check is
+// compiled again and replaced, not a reason to refuse the module.
 func TestCompilationCache(t *testing.T) {
 	dir := t.TempDir()
 	first, _ := loadRelay(t, wasmhost.Options{CacheDir: dir})
+	entries, _ := filepath.Glob(filepath.Join(dir, "wazero-*", "*"))
+	if len(entries) != 1 {
+		t.Fatalf("cache entries %v, want one", entries)
+	}
+	entry := entries[0]
+	if mapped(t, entry) {
+		t.Fatal("code compiled in this process is mapped from the cache file")
+	}
 	second, _ := loadRelay(t, wasmhost.Options{CacheDir: dir})
 	t.Logf("compile: first %v, from cache %v", first.CompileTime, second.CompileTime)
+	if !mapped(t, entry) {
+		t.Fatal("code loaded from the cache is not mapped from its file")
+	}
+	good, err := os.ReadFile(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(good)
+	bad[len(bad)/2] ^= 0xff // in the code: the checksum does not match
+	if err := os.WriteFile(entry+".bad", bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(entry+".bad", entry); err != nil { // as the cache writes: mappings keep the old file
+		t.Fatal(err)
+	}
+	m, g := loadRelay(t, wasmhost.Options{CacheDir: dir})
+	if _, err := m.Call(context.Background(), wasmhost.PhaseRun, "run", call("heater", "true")); err != nil {
+		t.Fatalf("the module compiled again does not run: %v", err)
+	}
+	if l, _ := g.Level("GPIO17"); l != gpio.High {
+		t.Fatal("the module compiled again did not switch the relay")
+	}
+	if again, err := os.ReadFile(entry); err != nil || !bytes.Equal(again, good) {
+		t.Fatalf("the damaged entry was not replaced by the code compiled again (%v)", err)
+	}
+}
+
+// mapped reports whether the process maps the file at path.
+func mapped(t *testing.T, path string) bool {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatalf("reading the process's mappings (Linux's /proc): %v", err)
+	}
+	for _, l := range strings.Split(string(maps), "\n") {
+		if strings.HasSuffix(l, " "+path) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestNotAModule(t *testing.T) {

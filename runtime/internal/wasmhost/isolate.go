@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -249,29 +247,6 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)
 	return strings.Join(lines[:min(len(lines), n)], " / ")
-}
-
-// checked reports whether the code hashed sum (as given to Load, before
-// precheck) passed precheck and compiled under isolation before, in this
-// process or (by a marker in the cache) an earlier one.
-func (h *Host) checked(sum [sha256.Size]byte) bool {
-	_, err := os.Stat(h.checkedMarker(sum))
-	return err == nil
-}
-
-func (h *Host) markChecked(sum [sha256.Size]byte) {
-	p := h.checkedMarker(sum)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-		os.WriteFile(p, nil, 0o644)
-	}
-}
-
-func (h *Host) checkedMarker(sum [sha256.Size]byte) string {
-	// v2: the hash of the code as given, not as prechecked; a marker
-	// also vouches for what precheckKnown skips. A precheck that checks
-	// more gets a new version, so that no marker of an older one vouches
-	// for what it did not check.
-	return filepath.Join(h.opts.CacheDir, "tern-checked", "v2", hex.EncodeToString(sum[:]))
 }
 
 // checkImports refuses a module that imports what the host does not

@@ -73,19 +73,10 @@ const (
 // from the large functions compilers emit; compiling in a child process
 // under a memory and time limit (Isolation) bounds them.
 func precheck(wasm []byte, maxTableEntries uint32) ([]byte, error) {
-	return walkModule(wasm, maxTableEntries, true)
+	return walkModule(wasm, maxTableEntries)
 }
 
-// precheckKnown is precheck for code that passed it, and compiled in the
-// isolation child, before (the same bytes, by their hash): it does not
-// walk the function bodies again, which is half of precheck's time (13
-// ms for a Go module here, more on a board), and does the rest,
-// rewriting included, as precheck does.
-func precheckKnown(wasm []byte, maxTableEntries uint32) ([]byte, error) {
-	return walkModule(wasm, maxTableEntries, false)
-}
-
-func walkModule(wasm []byte, maxTableEntries uint32, bodies bool) ([]byte, error) {
+func walkModule(wasm []byte, maxTableEntries uint32) ([]byte, error) {
 	if len(wasm) > MaxModuleSize {
 		return nil, fmt.Errorf("module is %d bytes, more than the %d allowed", len(wasm), MaxModuleSize)
 	}
@@ -95,7 +86,7 @@ func walkModule(wasm []byte, maxTableEntries uint32, bodies bool) ([]byte, error
 	if string(wasm[4:8]) != "\x01\x00\x00\x00" {
 		return nil, fmt.Errorf("not a core WebAssembly module: version % x, want 01 00 00 00", wasm[4:8])
 	}
-	w := walker{maxTableEntries: maxTableEntries, skipBodies: !bodies}
+	w := walker{maxTableEntries: maxTableEntries}
 	r := reader{b: wasm[8:], off: 8}
 	for len(r.b) > 0 {
 		start := r.off
@@ -136,7 +127,6 @@ type table struct {
 // walker holds what walking one module learns along the way.
 type walker struct {
 	maxTableEntries uint32
-	skipBodies      bool    // see precheckKnown
 	section         section // the one being walked
 	tables          []table // at most maxTables
 	importedFuncs   uint32  // function indices start after these
@@ -204,9 +194,6 @@ func (w *walker) walk(id byte, r *reader) error {
 	case 9:
 		return w.elements(r)
 	case 10:
-		if w.skipBodies {
-			return r.skip(len(r.b))
-		}
 		return w.code(r)
 	case 11:
 		return w.data(r)

@@ -183,6 +183,11 @@ type Module struct {
 	// IsHostModule true if this is the host module, false otherwise.
 	IsHostModule bool
 
+	// pendingFunctionValidation holds the features to validate the
+	// function bodies with, when ValidateDeferringFunctions left them
+	// (tern patch 6).
+	pendingFunctionValidation *api.CoreFeatures
+
 	// functionDefinitionSectionInitOnce guards FunctionDefinitionSection so that it is initialized exactly once.
 	functionDefinitionSectionInitOnce sync.Once
 
@@ -279,6 +284,45 @@ func (m *Module) typeIndexOfFunction(funcIdx Index) (Index, bool) {
 }
 
 func (m *Module) Validate(enabledFeatures api.CoreFeatures) error {
+	return m.validate(enabledFeatures, true)
+}
+
+// ValidateDeferringFunctions is Validate without the function bodies
+// (tern patch 6): an engine that has the module's code compiled already
+// (in memory, or in its file cache, which holds only code compiled after
+// a whole validation) has no use for them, and for a Go module they are
+// most of the time a cached load takes. An engine that compiles the
+// module calls ValidatePendingFunctions first.
+func (m *Module) ValidateDeferringFunctions(enabledFeatures api.CoreFeatures) error {
+	if err := m.validate(enabledFeatures, false); err != nil {
+		return err
+	}
+	if m.CodeSection != nil {
+		m.pendingFunctionValidation = &enabledFeatures
+	}
+	return nil
+}
+
+// ValidatePendingFunctions validates the function bodies that
+// ValidateDeferringFunctions left; it does nothing after Validate or a
+// previous call (tern patch 6).
+func (m *Module) ValidatePendingFunctions() error {
+	features := m.pendingFunctionValidation
+	if features == nil {
+		return nil
+	}
+	functions, globals, memory, tables, tags, err := m.AllDeclarations()
+	if err != nil {
+		return err
+	}
+	if err = m.validateFunctions(*features, functions, globals, memory, tables, tags, MaximumFunctionIndex); err != nil {
+		return err
+	}
+	m.pendingFunctionValidation = nil
+	return nil
+}
+
+func (m *Module) validate(enabledFeatures api.CoreFeatures, functionBodies bool) error {
 	for i := range m.TypeSection {
 		tp := &m.TypeSection[i]
 		tp.CacheNumInUint64()
@@ -317,7 +361,7 @@ func (m *Module) Validate(enabledFeatures api.CoreFeatures) error {
 		return err
 	}
 
-	if m.CodeSection != nil {
+	if m.CodeSection != nil && functionBodies {
 		if err = m.validateFunctions(enabledFeatures, functions, globals, memory, tables, tags, MaximumFunctionIndex); err != nil {
 			return err
 		}

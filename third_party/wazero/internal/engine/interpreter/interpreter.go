@@ -513,6 +513,10 @@ func (e *engine) CompileModule(_ context.Context, module *wasm.Module, listeners
 	if _, ok := e.getCompiledFunctions(module, true); ok { // cache hit!
 		return nil
 	}
+	// tern patch 6: see wasm.Module.ValidateDeferringFunctions.
+	if err := module.ValidatePendingFunctions(); err != nil {
+		return err
+	}
 
 	funcs := make([]compiledFunction, len(module.FunctionSection))
 	irCompiler, err := newCompiler(e.enabledFeatures, callFrameStackSize, module, ensureTermination)

@@ -138,7 +138,7 @@ func NewEngine(ctx context.Context, _ api.CoreFeatures, fc filecache.Cache) wasm
 		fileCache:       fc,
 		// tern patch: code compiled by the patched compiler differs
 		// (insertLoopBudgetCheck); cached code of another build is stale.
-		wazeroVersion: version.GetWazeroVersion() + "+tern.2",
+		wazeroVersion: version.GetWazeroVersion() + "+tern.3",
 	}
 	e.compileSharedFunctions()
 	return e
@@ -157,6 +157,11 @@ func (e *engine) CompileModule(ctx context.Context, module *wasm.Module, listene
 		return err
 	}
 
+	// tern patch 6: a module is compiled only once its function bodies are
+	// valid (wasm.Module.ValidateDeferringFunctions).
+	if err := module.ValidatePendingFunctions(); err != nil {
+		return err
+	}
 	if wazevoapi.DeterministicCompilationVerifierEnabled {
 		ctx = wazevoapi.NewDeterministicCompilationVerifierContext(ctx, len(module.CodeSection))
 	}
@@ -1008,3 +1013,4 @@ func (cm *compiledModule) getSourceOffset(pc uintptr) uint64 {
 	}
 	return cm.sourceMap.wasmBinaryOffsets[index]
 }
+

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -136,10 +137,13 @@ func (e *engine) getCompiledModuleFromCache(module *wasm.Module) (cm *compiledMo
 	// We retrieve *code structures from `cached`.
 	var staleCache bool
 	// Note: cached.Close is ensured to be called in deserializeCodes.
-	cm, staleCache, err = deserializeCompiledModule(e.wazeroVersion, cached)
+	cm, staleCache, err = deserializeCompiledModule(e.wazeroVersion, cached, len(module.FunctionSection))
 	if err != nil {
-		hit = false
-		return
+		// tern patch 5: an entry that cannot be used (a power cut
+		// during its write, a bad sector) is compiled again, as a
+		// stale one is; upstream failed the module's compilation for
+		// as long as the entry stayed.
+		return nil, false, e.fileCache.Delete(fileCacheKey(module))
 	} else if staleCache {
 		return nil, false, e.fileCache.Delete(fileCacheKey(module))
 	}
@@ -164,6 +168,11 @@ func serializeCompiledModule(wazeroVersion string, cm *compiledModule) io.Reader
 	}
 	// The length of code segment (8 bytes).
 	buf.Write(u64.LeBytes(uint64(len(cm.executable))))
+	// tern patch 5: zeros up to a multiple of codeAlign, so that a load
+	// can map the code from the file instead of reading it.
+	if len(cm.executable) > 0 {
+		buf.Write(make([]byte, codePadding(buf.Len())))
+	}
 	// Append the native code.
 	buf.Write(cm.executable)
 	// Append checksum.
@@ -195,8 +204,16 @@ func serializeCompiledModule(wazeroVersion string, cm *compiledModule) io.Reader
 	return bytes.NewReader(buf.Bytes())
 }
 
-func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *compiledModule, staleCache bool, err error) {
+func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser, localFunctions int) (cm *compiledModule, staleCache bool, err error) {
 	defer reader.Close()
+	// tern patch 5: code read or mapped is released if the entry turns
+	// out unusable (upstream kept it).
+	var code []byte
+	defer func() {
+		if code != nil && (err != nil || staleCache) {
+			_ = platform.MunmapCodeSegment(code)
+		}
+	}()
 	cacheHeaderSize := len(magic) + 1 /* version size */ + len(wazeroVersion) + 4 /* number of functions */
 
 	// Read the header before the native code.
@@ -228,17 +245,23 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 	}
 
 	functionsNum := binary.LittleEndian.Uint32(header[len(header)-4:])
+	// tern patch 5: a damaged header must not size the allocations below.
+	if int64(functionsNum) != int64(localFunctions) {
+		return nil, false, fmt.Errorf("compilationcache: %d functions, the module has %d", functionsNum, localFunctions)
+	}
 	cm = &compiledModule{functionOffsets: make([]int, functionsNum), executables: &executables{}}
 
 	var eightBytes [8]byte
-	for i := uint32(0); i < functionsNum; i++ {
-		// Read the offset of each function in the executable.
-		var offset uint64
-		if offset, err = readUint64(reader, &eightBytes); err != nil {
-			err = fmt.Errorf("compilationcache: error reading func[%d] executable offset: %v", i, err)
-			return
-		}
-		cm.functionOffsets[i] = int(offset)
+	// tern patch 5: the offsets in one read (one system call each was
+	// thousands for a Go module).
+	offsets := make([]byte, 8*int(functionsNum))
+	if _, err = io.ReadFull(reader, offsets); err != nil {
+		err = fmt.Errorf("compilationcache: error reading the functions' executable offsets: %v", err)
+		return
+	}
+	for i := range cm.functionOffsets {
+		// The offset of each function in the executable.
+		cm.functionOffsets[i] = int(binary.LittleEndian.Uint64(offsets[8*i:]))
 	}
 
 	executableLen, err := readUint64(reader, &eightBytes)
@@ -248,28 +271,29 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 	}
 
 	if executableLen > 0 {
-		executable, err := platform.MmapCodeSegment(int(executableLen))
+		if executableLen > maxExecutableLen {
+			return nil, false, fmt.Errorf("compilationcache: executable size %d is over %d", executableLen, maxExecutableLen)
+		}
+		pos := cacheHeaderSize + len(offsets) + 8
+		pad := codePadding(pos)
+		executable, mapped, err := readExecutable(reader, int64(pos+pad), pad, int(executableLen))
 		if err != nil {
-			err = fmt.Errorf("compilationcache: error mmapping executable (len=%d): %v", executableLen, err)
 			return nil, false, err
 		}
-
-		_, err = io.ReadFull(reader, executable)
-		if err != nil {
-			err = fmt.Errorf("compilationcache: error reading executable (len=%d): %v", executableLen, err)
-			return nil, false, err
-		}
-
 		expected := crc32.Checksum(executable, crc)
 		if _, err = io.ReadFull(reader, eightBytes[:4]); err != nil {
+			_ = platform.MunmapCodeSegment(executable)
 			return nil, false, fmt.Errorf("compilationcache: could not read checksum: %v", err)
 		} else if checksum := binary.LittleEndian.Uint32(eightBytes[:4]); expected != checksum {
+			_ = platform.MunmapCodeSegment(executable)
 			return nil, false, fmt.Errorf("compilationcache: checksum mismatch (expected %d, got %d)", expected, checksum)
 		}
-
-		if err = platform.MprotectCodeSegment(executable); err != nil {
-			return nil, false, err
+		if mapped {
+			// Only for a file mapping: dropped pages of anonymous
+			// memory would come back as zeros.
+			_ = platform.DropCodePages(executable)
 		}
+		code = executable
 		cm.executable = executable
 	}
 
@@ -328,6 +352,53 @@ func deserializeCompiledModule(wazeroVersion string, reader io.ReadCloser) (cm *
 		}
 	}
 	return
+}
+
+// codeAlign is where the code starts in a cache file (tern patch 5): a
+// multiple of every page size Linux uses (4 KiB; 16 and 64 KiB on some
+// arm64 kernels, the Raspberry Pi 5's among them).
+const codeAlign = 64 << 10
+
+// maxExecutableLen bounds the code a cache file may claim: the mapping
+// must fit in an int on 32-bit platforms.
+const maxExecutableLen = 1 << 30
+
+// codePadding returns the zeros that take pos to a multiple of codeAlign.
+func codePadding(pos int) int { return (codeAlign - pos%codeAlign) % codeAlign }
+
+// readExecutable returns n bytes of native code at offset of the cache
+// file reader is positioned pad bytes before, read-only and executable,
+// and leaves reader after them (tern patch 5). A file is mapped, so that
+// the code is neither copied nor resident until it runs (the checksum
+// reads every page once; its pages are dropped afterwards, see
+// DropCodePages); anything else, or a file system that forbids
+// executable mappings, is read into fresh memory as upstream does.
+func readExecutable(reader io.Reader, offset int64, pad, n int) (code []byte, mapped bool, err error) {
+	if f, ok := reader.(*os.File); ok {
+		if code, err := platform.MapCodeFile(f, offset, n); err == nil {
+			if _, err = f.Seek(offset+int64(n), io.SeekStart); err != nil {
+				_ = platform.MunmapCodeSegment(code)
+				return nil, false, fmt.Errorf("compilationcache: error seeking past the executable: %v", err)
+			}
+			return code, true, nil
+		}
+	}
+	if _, err := io.CopyN(io.Discard, reader, int64(pad)); err != nil {
+		return nil, false, fmt.Errorf("compilationcache: error reading the executable's padding: %v", err)
+	}
+	executable, err := platform.MmapCodeSegment(n)
+	if err != nil {
+		return nil, false, fmt.Errorf("compilationcache: error mmapping executable (len=%d): %v", n, err)
+	}
+	if _, err = io.ReadFull(reader, executable); err != nil {
+		_ = platform.MunmapCodeSegment(executable)
+		return nil, false, fmt.Errorf("compilationcache: error reading executable (len=%d): %v", n, err)
+	}
+	if err = platform.MprotectCodeSegment(executable); err != nil {
+		_ = platform.MunmapCodeSegment(executable)
+		return nil, false, err
+	}
+	return executable, false, nil
 }
 
 // readUint64 strictly reads an uint64 in little-endian byte order, using the

@@ -10,7 +10,9 @@ import (
 	"github.com/tetratelabs/wazero/internal/wasm"
 )
 
-func decodeCode(r *bytes.Reader, codeSectionStart uint64, ret *wasm.Code) (err error) {
+// decodeCode decodes one entry of the code section from r, a reader over
+// binary.
+func decodeCode(r *bytes.Reader, binary []byte, codeSectionStart uint64, ret *wasm.Code) (err error) {
 	ss, _, err := leb128.DecodeUint32(r)
 	if err != nil {
 		return fmt.Errorf("get the size of code: %w", err)
@@ -108,8 +110,16 @@ func decodeCode(r *bytes.Reader, codeSectionStart uint64, ret *wasm.Code) (err e
 	}
 
 	bodyOffsetInCodeSection := codeSectionStart - uint64(r.Len())
-	body := make([]byte, remaining)
-	if _, err = io.ReadFull(r, body); err != nil {
+	// tern patch 7: the body is a slice of the binary, not a copy (for a
+	// Go module, megabytes of fresh memory at every load). Nothing writes
+	// to a body, and CompileModule drops the bodies once compiled (patch
+	// 4); the capacity stops an append from writing into the binary.
+	if remaining > int64(r.Len()) {
+		return fmt.Errorf("read body: %w", io.ErrUnexpectedEOF)
+	}
+	at := len(binary) - r.Len()
+	body := binary[at : at+int(remaining) : at+int(remaining)]
+	if _, err = r.Seek(remaining, io.SeekCurrent); err != nil {
 		return fmt.Errorf("read body: %w", err)
 	}
 
