@@ -63,6 +63,20 @@ func TestSizeBudget(t *testing.T) {
 	}
 }
 
+// ternd links no MQTT broker: the development broker is for `tern broker`
+// and tests (fleet/devbroker's doc says what it cost the agent).
+func TestTerndLinksNoBroker(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/tern-iot/tern/cmd/ternd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/mochi-mqtt/") || pkg == "github.com/tern-iot/tern/fleet/devbroker" {
+			t.Errorf("ternd imports %s: a package ternd links imports the development broker; keep it in tern's own packages", pkg)
+		}
+	}
+}
+
 // Two builds of ternd for arm64 are byte for byte the same, and carry no
 // path of the machine that built them.
 func TestReproducibleBuild(t *testing.T) {

@@ -3,8 +3,9 @@
 // It is the code side of the fleet contract in docs/mqtt.md: topic names
 // ([Topics]), the JSON payloads that travel on them ([TargetEnvelope],
 // [ReleaseEnvelope], [StateReport], [EventReport]), the device end ([Device], used by ternd),
-// the operator end ([Operator], used by the tern CLI) and an embedded broker
-// for development and tests ([Broker]).
+// the operator end ([Operator], used by the tern CLI). The broker for
+// development and tests is package devbroker, apart so that the agent
+// (ternd) does not link it.
 //
 // # Topics
 //
@@ -54,7 +55,7 @@
 //
 // Broker URLs ssl://, tls:// and mqtts:// speak TLS; [TLSFiles] names the
 // CA that verifies the broker and the client certificate and key, for a
-// device, an operator and the embedded broker ([NewTLSBroker]) alike. Who
+// device, an operator and the embedded broker (devbroker.NewTLS) alike. Who
 // may read and write which topic is the broker's business: Mosquitto with
 // firmware/mosquitto/acl.conf, or with [MosquittoACL]'s output for fleets
 // with groups. See docs/mqtt.md.

@@ -19,6 +19,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/testbound"
@@ -554,7 +555,7 @@ func TestNewDeviceChecksOptions(t *testing.T) {
 
 func TestBroker(t *testing.T) {
 	t.Parallel()
-	b, err := fleet.NewBroker("127.0.0.1:0", nil)
+	b, err := devbroker.New("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +570,7 @@ func TestBroker(t *testing.T) {
 		t.Errorf("URL() = %q", b.URL())
 	}
 
-	taken, err := fleet.NewBroker(b.Addr(), nil)
+	taken, err := devbroker.New(b.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,7 +580,7 @@ func TestBroker(t *testing.T) {
 	if err := taken.Close(); err != nil {
 		t.Error(err)
 	}
-	if _, err := fleet.NewBroker("1883", nil); err == nil {
+	if _, err := devbroker.New("1883", nil); err == nil {
 		t.Error("NewBroker accepted an address without a host")
 	}
 	if err := b.Close(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/runtime"
 )
@@ -39,7 +40,7 @@ func BenchmarkOutbox(b *testing.B) {
 			var seen atomic.Uint64
 			done := make(chan struct{}, 1)
 			want := uint64(b.N)
-			broker := fleettest.RestartableEmbedded(b, func(br *fleet.Broker) error {
+			broker := fleettest.RestartableEmbedded(b, func(br *devbroker.Broker) error {
 				return br.Subscribe(topics.Events("pi-b"), func(_ string, payload []byte) {
 					r, err := fleet.ParseEventReport(payload)
 					if err == nil && r.Seq >= want && seen.Swap(r.Seq) < want {

@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/runtime"
 )
@@ -25,7 +26,7 @@ import (
 var restartable = map[string]func(t *testing.T, device string) (*fleettest.Restartable, *auditor){
 	"embedded": func(t *testing.T, device string) (*fleettest.Restartable, *auditor) {
 		a := &auditor{more: make(chan struct{}, 1)}
-		b := fleettest.RestartableEmbedded(t, func(b *fleet.Broker) error {
+		b := fleettest.RestartableEmbedded(t, func(b *devbroker.Broker) error {
 			return b.Subscribe(topics.Events(device), func(_ string, payload []byte) { a.add(payload) })
 		})
 		return b, a

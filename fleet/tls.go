@@ -28,7 +28,7 @@ const SystemRoots = "system"
 // For a client ([DeviceOptions.TLS], [OperatorOptions.TLS]): CA verifies the
 // broker; Cert and Key authenticate the client (with Mosquitto's
 // use_identity_as_username, the certificate's common name is the username:
-// the device id). For the embedded broker ([NewTLSBroker]): Cert and Key are
+// the device id). For the embedded broker (devbroker.NewTLS): Cert and Key are
 // the broker's, and CA, when set, is the authority every client must
 // present a certificate from.
 type TLSFiles struct {

@@ -17,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 )
 
 // broker is the scenario's broker, which the broker_down fault stops and
@@ -39,7 +40,7 @@ func freeAddr() (string, error) {
 }
 
 // embedded is tern's embedded broker. It keeps nothing across a restart,
-// so the observer watches inside it (fleet.Broker.Subscribe), set up
+// so the observer watches inside it (broker.Broker.Subscribe), set up
 // again before every start: it sees every report the broker receives.
 type embedded struct {
 	addr  string
@@ -47,7 +48,7 @@ type embedded struct {
 	filts []string
 
 	mu sync.Mutex
-	b  *fleet.Broker
+	b  *devbroker.Broker
 }
 
 func newEmbedded(filters []string, watch func(string, []byte)) (*embedded, error) {
@@ -67,7 +68,7 @@ func (e *embedded) Start() error {
 	if e.b != nil {
 		return nil
 	}
-	b, err := fleet.NewBroker(e.addr, nil)
+	b, err := devbroker.New(e.addr, nil)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (e *embedded) Start() error {
 		if err = b.Start(); err == nil || time.Now().After(deadline) {
 			break
 		}
-		if b, err = fleet.NewBroker(e.addr, nil); err != nil {
+		if b, err = devbroker.New(e.addr, nil); err != nil {
 			return err
 		}
 		for _, f := range e.filts {

@@ -17,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/wasmbuild"
@@ -165,7 +166,7 @@ func TestKillRestart(t *testing.T) {
 		kills = n
 	}
 	w := newWatched()
-	b := fleettest.RestartableEmbedded(t, func(b *fleet.Broker) error {
+	b := fleettest.RestartableEmbedded(t, func(b *devbroker.Broker) error {
 		return b.Subscribe("tern/"+killTopics.Fleet+"/devices/+/+", w.on)
 	})
 	op := dialOp(t, b.URL)
@@ -350,7 +351,7 @@ func TestKillRestart(t *testing.T) {
 // yet", the backoff at 16 s).
 func TestKillRoomOvershot(t *testing.T) {
 	w := newWatched()
-	b := fleettest.RestartableEmbedded(t, func(b *fleet.Broker) error {
+	b := fleettest.RestartableEmbedded(t, func(b *devbroker.Broker) error {
 		return b.Subscribe("tern/"+killTopics.Fleet+"/devices/+/+", w.on)
 	})
 	op := dialOp(t, b.URL)

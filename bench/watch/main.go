@@ -32,6 +32,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 )
 
 func main() {
@@ -247,7 +248,7 @@ func run(n, perDevice int, rate, dups float64, nconns int, brokerKind, ternBin s
 func startBroker(kind string) (string, func(), error) {
 	switch kind {
 	case "embedded":
-		b, err := fleet.NewBroker("127.0.0.1:0", nil)
+		b, err := devbroker.New("127.0.0.1:0", nil)
 		if err != nil {
 			return "", nil, err
 		}

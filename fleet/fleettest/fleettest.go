@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/runtime/store"
 )
 
@@ -33,7 +33,7 @@ func Embedded(t testing.TB) string {
 func EmbeddedAt(t testing.TB, addr string) string {
 	t.Helper()
 	log := new(logBuffer)
-	b, err := fleet.NewBroker(addr, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	b, err := devbroker.New(addr, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func Logger(t testing.TB, name string) *slog.Logger {
 
 // serve starts b, stops it when the test ends, prints its log (kept in
 // log) if the test failed, and returns its URL.
-func serve(t testing.TB, b *fleet.Broker, log *logBuffer, what string) string {
+func serve(t testing.TB, b *devbroker.Broker, log *logBuffer, what string) string {
 	t.Helper()
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
@@ -302,12 +302,12 @@ func StoreAt(t testing.TB, dir string) store.Store {
 }
 
 // closeBroker closes b; an error fails the test, except mochi-mqtt's
-// lock-order bug in its Close (fleet.ErrBrokerCloseStuck), which is not
+// lock-order bug in its Close (devbroker.ErrCloseStuck), which is not
 // the code under test: that broker is abandoned and the test goes on.
-func closeBroker(t testing.TB, b *fleet.Broker) {
+func closeBroker(t testing.TB, b *devbroker.Broker) {
 	t.Helper()
 	switch err := b.Close(); {
-	case errors.Is(err, fleet.ErrBrokerCloseStuck):
+	case errors.Is(err, devbroker.ErrCloseStuck):
 		t.Log(err)
 	case err != nil:
 		t.Error(err)

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 )
 
 // Restartable is a broker a test can stop and start again on the same
@@ -78,13 +78,13 @@ func RestartableMosquitto(t testing.TB) *Restartable {
 // embedded broker itself it keeps nothing across a restart: sessions,
 // subscriptions and retained messages start empty. setup, if not nil, runs
 // on every start before the broker accepts connections, e.g. to watch
-// topics with [fleet.Broker.Subscribe] from the first message on.
-func RestartableEmbedded(t testing.TB, setup func(*fleet.Broker) error) *Restartable {
+// topics with [broker.Broker.Subscribe] from the first message on.
+func RestartableEmbedded(t testing.TB, setup func(*devbroker.Broker) error) *Restartable {
 	t.Helper()
 	addr := FreeAddr(t)
 	return newRestartable(t, addr, func() func() {
 		log := new(logBuffer)
-		b, err := fleet.NewBroker(addr, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		b, err := devbroker.New(addr, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		if err != nil {
 			t.Fatal(err)
 		}

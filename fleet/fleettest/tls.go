@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 )
 
 // CA is a certificate authority made for one test: it issues broker and
@@ -140,7 +141,7 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 func EmbeddedTLS(t testing.TB, ca *CA) string {
 	t.Helper()
 	log := new(logBuffer)
-	b, err := fleet.NewTLSBroker("127.0.0.1:0", ca.Server(t), slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	b, err := devbroker.NewTLS("127.0.0.1:0", ca.Server(t), slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/devbroker"
 )
 
 // Exit codes.
@@ -153,11 +154,11 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	var b *fleet.Broker
+	var b *devbroker.Broker
 	var err error
 	if files.IsZero() {
-		b, err = fleet.NewBroker(*listen, log)
-	} else if b, err = fleet.NewTLSBroker(*listen, files, log); err != nil {
+		b, err = devbroker.New(*listen, log)
+	} else if b, err = devbroker.NewTLS(*listen, files, log); err != nil {
 		err = usageError{err}
 	}
 	if err != nil {

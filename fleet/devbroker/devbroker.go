@@ -1,4 +1,4 @@
-package fleet
+package devbroker
 
 import (
 	"crypto/tls"
@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/tern-iot/tern/fleet"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -19,7 +21,7 @@ import (
 //
 // It is for development only: it lets every client connect and use every
 // topic (no passwords, no ACLs), and keeps sessions and retained messages
-// in memory only. [NewTLSBroker] makes it speak TLS and, optionally, admit
+// in memory only. [NewTLS] makes it speak TLS and, optionally, admit
 // only clients with a certificate from a given CA. Fleets in production use Mosquitto or a
 // clustered broker; see docs/mqtt.md.
 type Broker struct {
@@ -34,20 +36,20 @@ type Broker struct {
 	subs    int // Subscribe's subscription ids
 }
 
-// NewBroker prepares a broker that will listen on addr, host:port, e.g.
+// New prepares a broker that will listen on addr, host:port, e.g.
 // "127.0.0.1:1883", or "127.0.0.1:0" for a free port (see Addr). The
 // broker's own log goes to logger, nil discards it. Nothing listens until
 // Start.
-func NewBroker(addr string, logger *slog.Logger) (*Broker, error) {
+func New(addr string, logger *slog.Logger) (*Broker, error) {
 	return newBroker(addr, nil, logger)
 }
 
-// NewTLSBroker is NewBroker with a TLS listener: files.Cert and files.Key
+// NewTLS is New with a TLS listener: files.Cert and files.Key
 // are the broker's certificate and key, and when files.CA is set, every
 // client must present a certificate signed by it (Mosquitto's
 // require_certificate). The files are read once, here. Clients still use
 // every topic: the certificate decides who connects, not what they may do.
-func NewTLSBroker(addr string, files TLSFiles, logger *slog.Logger) (*Broker, error) {
+func NewTLS(addr string, files fleet.TLSFiles, logger *slog.Logger) (*Broker, error) {
 	cfg, err := files.ServerConfig()
 	if err != nil {
 		return nil, err
@@ -57,7 +59,7 @@ func NewTLSBroker(addr string, files TLSFiles, logger *slog.Logger) (*Broker, er
 
 func newBroker(addr string, tlsConfig *tls.Config, logger *slog.Logger) (*Broker, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("fleet: broker listen address %q: %w; use host:port, e.g. 127.0.0.1:1883", addr, err)
+		return nil, fmt.Errorf("devbroker: listen address %q: %w; use host:port, e.g. 127.0.0.1:1883", addr, err)
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	// mochi drops retained messages older than a day by default; targets
@@ -70,7 +72,7 @@ func newBroker(addr string, tlsConfig *tls.Config, logger *slog.Logger) (*Broker
 		InlineClient:           true, // for Subscribe
 	})
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		return nil, fmt.Errorf("fleet: broker: install allow-all auth: %w", err)
+		return nil, fmt.Errorf("devbroker: install allow-all auth: %w", err)
 	}
 	return &Broker{
 		addr: addr,
@@ -87,15 +89,15 @@ func (b *Broker) Start() error {
 	defer b.mu.Unlock()
 	switch {
 	case b.closed:
-		return errors.New("fleet: broker is closed; create a new one with NewBroker")
+		return errors.New("devbroker: closed; create a new one with broker.New")
 	case b.started:
-		return errors.New("fleet: broker already started")
+		return errors.New("devbroker: already started")
 	}
 	if err := b.srv.AddListener(b.tcp); err != nil {
-		return fmt.Errorf("fleet: broker cannot listen on %s: %w; is another broker running there? choose another address", b.addr, err)
+		return fmt.Errorf("devbroker: cannot listen on %s: %w; is another broker running there? choose another address", b.addr, err)
 	}
 	if err := b.srv.Serve(); err != nil {
-		return fmt.Errorf("fleet: broker on %s: %w", b.addr, err)
+		return fmt.Errorf("devbroker: on %s: %w", b.addr, err)
 	}
 	b.started = true
 	return nil
@@ -111,14 +113,14 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return errors.New("fleet: broker is closed")
+		return errors.New("devbroker: closed")
 	}
 	b.subs++
 	err := b.srv.Subscribe(filter, b.subs, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		fn(pk.TopicName, pk.Payload)
 	})
 	if err != nil {
-		return fmt.Errorf("fleet: broker: subscribe to %q: %w", filter, err)
+		return fmt.Errorf("devbroker: subscribe to %q: %w", filter, err)
 	}
 	return nil
 }
@@ -143,20 +145,20 @@ func (b *Broker) URL() string {
 	return "tcp://" + b.Addr()
 }
 
-// ErrBrokerCloseStuck is what Close returns when mochi-mqtt's own Close
+// ErrCloseStuck is what Close returns when mochi-mqtt's own Close
 // did not return within closeBound: it takes a read lock on its client
 // list twice over (Clients.GetByListener calls Len), so a client that
 // disconnects at that moment (its Delete waiting for the write lock)
 // deadlocks it. The broker's goroutines are then left behind; nothing
 // else is affected. Issue 16 replaces this broker.
-var ErrBrokerCloseStuck = errors.New("fleet: the embedded broker's Close deadlocked (a known mochi-mqtt bug when a client disconnects during Close)")
+var ErrCloseStuck = errors.New("devbroker: the embedded broker's Close deadlocked (a known mochi-mqtt bug when a client disconnects during Close)")
 
 // closeBound is how long Close waits for mochi-mqtt to close.
 const closeBound = 10 * time.Second
 
 // Close disconnects every client and stops listening. Sessions and retained
 // messages are lost. It is safe to call more than once. It returns
-// ErrBrokerCloseStuck, rather than hang, if the broker's Close deadlocks.
+// ErrCloseStuck, rather than hang, if the broker's Close deadlocks.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -169,11 +171,11 @@ func (b *Broker) Close() error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("fleet: close broker on %s: %w", b.addr, err)
+			return fmt.Errorf("devbroker: close on %s: %w", b.addr, err)
 		}
 		return nil
 	case <-time.After(closeBound):
-		return fmt.Errorf("close broker on %s: %w", b.addr, ErrBrokerCloseStuck)
+		return fmt.Errorf("close broker on %s: %w", b.addr, ErrCloseStuck)
 	}
 }
 
@@ -191,3 +193,11 @@ func (*allowAll) Provides(b byte) bool {
 func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+// orDiscard returns l, or a logger that drops everything.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
