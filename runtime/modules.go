@@ -157,7 +157,7 @@ func (ms *modset) module(name string) (*module, error) {
 func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 	wasm, h := spec.Wasm, ""
 	if wasm != nil {
-		h = codeHash(wasm)
+		h = spec.codeHash()
 	}
 	if wasm != nil && a.wasRolledBack(spec.Name, h) {
 		msg := "the configured code was rolled back after it kept failing; running the installed version until new code is configured"

@@ -79,9 +79,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("ternd: data directory: %w", err)
 	}
-	// The store opens while the modules' code is read: both wait on the
-	// disk (a tenth of a start with the relay module), and boards have
-	// more than one core.
+	// The store opens while the modules' code is read and hashed: both
+	// take a tenth of a start with the relay module, and boards have more
+	// than one core.
 	type opened struct {
 		st  store.Store
 		err error
@@ -92,6 +92,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		opening <- opened{st, err}
 	}()
 	specs, specsErr := moduleSpecs(cfg, log)
+	for i := range specs {
+		specs[i] = specs[i].Hashed()
+	}
 	o := <-opening
 	if o.err != nil {
 		return fmt.Errorf("ternd: opening the store in %s: %w", cfg.DataDir, o.err)
