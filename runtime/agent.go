@@ -74,6 +74,12 @@ func (s ModuleSpec) Hashed() ModuleSpec {
 	return s
 }
 
+// withoutCode clears s's code, and the hash Hashed kept (its pointer would
+// keep the code's memory).
+func (s *ModuleSpec) withoutCode() {
+	s.Wasm, s.hash, s.code, s.size = nil, "", nil, 0
+}
+
 // codeHash returns the hash of s.Wasm, computed by Hashed if it was.
 func (s ModuleSpec) codeHash() string {
 	if s.hash != "" && unsafe.SliceData(s.Wasm) == s.code && len(s.Wasm) == s.size {

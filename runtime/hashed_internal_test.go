@@ -27,6 +27,10 @@ func TestHashedHoldsForItsSlice(t *testing.T) {
 			t.Errorf("%s: hash %s, want %s", name, got, codeHash(wasm))
 		}
 	}
+	spec.withoutCode()
+	if spec.Wasm != nil || spec.code != nil || spec.hash != "" {
+		t.Error("withoutCode kept the code, or a pointer into it")
+	}
 	if (ModuleSpec{}).Hashed().hash != "" {
 		t.Error("a spec without code got a hash")
 	}

@@ -83,7 +83,7 @@ func (a *Agent) InstallModule(ctx context.Context, name string, wasm []byte) err
 		return fmt.Errorf("runtime: installing module %s: %w", name, err)
 	}
 	defer a.opts.Store.Delete(moduleAttemptKey(name))
-	spec.Wasm = nil
+	spec.withoutCode()
 	mod, err := a.set.compile(ctx, spec, wasm, h)
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("runtime: installing module %s: stopped while compiling: %w", name, ctx.Err())

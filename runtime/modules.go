@@ -88,7 +88,8 @@ func (ms *modset) compile(ctx context.Context, spec ModuleSpec, wasm []byte, has
 		m.Close(ctx)
 		return nil, fmt.Errorf("runtime: code given as module %q calls itself %q: release or configure it under its own name", name, man.Name)
 	}
-	spec.Name, spec.Wasm = man.Name, nil
+	spec.Name = man.Name
+	spec.withoutCode()
 	mod := &module{name: man.Name, spec: spec, m: m}
 	var jobs []*plan.Job
 	for _, js := range man.Jobs {
@@ -175,17 +176,17 @@ func (a *Agent) load(ctx context.Context, spec ModuleSpec) error {
 		active, err := a.opts.Store.Get(moduleActiveKey(spec.Name))
 		switch {
 		case err == nil && string(active) == h:
-			spec.Wasm = nil
+			spec.withoutCode()
 		case err == nil:
 			if inst, ih, err := a.installed(spec.Name); err == nil {
 				a.log.Info("running the installed version, which replaced the configured code since it was installed", "module", spec.Name)
 				wasm, h = inst, ih
-				spec.Wasm = nil
+				spec.withoutCode()
 			}
 		}
 	}
 	fresh := spec.Wasm != nil && wasm != nil
-	spec.Wasm = nil // a.specs keeps grants and config; the code is in the store
+	spec.withoutCode() // a.specs keeps grants and config; the code is in the store
 	if wasm == nil {
 		var err error
 		if wasm, h, err = a.installed(spec.Name); err != nil {
@@ -497,7 +498,7 @@ func (l live) Apply(p state.Pointer, v any) error {
 func (a *Agent) dropCode() {
 	mods := slices.Clone(a.opts.Modules)
 	for i := range mods {
-		mods[i].Wasm = nil
+		mods[i].withoutCode()
 	}
 	a.opts.Modules = mods
 }
