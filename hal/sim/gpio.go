@@ -28,7 +28,7 @@ type line struct {
 	extOn  bool          // something outside drives the line
 	ext    gpio.Level    // what it drives
 	writes int           // Out calls
-	edge   chan struct{} // closed, and replaced, when the level changes
+	edge   chan struct{} // closed when the level changes; made by the first waiter after
 	wired  []string      // lines this one drives (Wire)
 	watch  []func(gpio.Level)
 }
@@ -51,7 +51,7 @@ func NewGPIO(names ...string) *GPIO {
 	g := &GPIO{lines: make(map[string]*line, len(names))}
 	for _, name := range names {
 		if _, ok := g.lines[name]; !ok {
-			g.lines[name] = &line{pin: Pin{g: g, name: name}, edge: make(chan struct{})}
+			g.lines[name] = &line{pin: Pin{g: g, name: name}}
 		}
 	}
 	return g
@@ -139,8 +139,10 @@ func (g *GPIO) settle(ln *line, before gpio.Level) {
 	if now == before {
 		return
 	}
-	close(ln.edge)
-	ln.edge = make(chan struct{})
+	if ln.edge != nil { // a line nobody waits on changes without allocating
+		close(ln.edge)
+		ln.edge = nil
+	}
 	for _, fn := range ln.watch {
 		fn(now)
 	}
@@ -273,6 +275,9 @@ func (p *Pin) WaitForEdge(timeout time.Duration) (bool, error) {
 	if err != nil {
 		p.g.mu.Unlock()
 		return false, err
+	}
+	if ln.edge == nil {
+		ln.edge = make(chan struct{})
 	}
 	edge := ln.edge
 	p.g.mu.Unlock()
