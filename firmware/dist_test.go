@@ -63,16 +63,33 @@ func TestSizeBudget(t *testing.T) {
 	}
 }
 
-// ternd links no MQTT broker: the development broker is for `tern broker`
-// and tests (fleet/devbroker's doc says what it cost the agent).
-func TestTerndLinksNoBroker(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/tern-iot/tern/cmd/ternd").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
+// The import graph keeps its promises (issue 15): ternd links no MQTT
+// broker, on a 64-bit or a 32-bit build (the development broker is for
+// `tern broker` and tests; fleet/devbroker's doc says what it cost the
+// agent), and the fleet contract links no agent (wazero, Badger, bbolt),
+// so that tools speaking it need not carry one.
+func TestImportBoundaries(t *testing.T) {
+	deps := func(goarch, pkg string) []string {
+		cmd := exec.Command("go", "list", "-deps", pkg)
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+goarch, "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		return strings.Fields(string(out))
 	}
-	for _, pkg := range strings.Fields(string(out)) {
-		if strings.HasPrefix(pkg, "github.com/mochi-mqtt/") || pkg == "github.com/tern-iot/tern/fleet/devbroker" {
-			t.Errorf("ternd imports %s: a package ternd links imports the development broker; keep it in tern's own packages", pkg)
+	for _, goarch := range []string{"amd64", "arm"} {
+		for _, dep := range deps(goarch, "github.com/tern-iot/tern/cmd/ternd") {
+			if strings.HasPrefix(dep, "github.com/mochi-mqtt/") || dep == "github.com/tern-iot/tern/fleet/devbroker" {
+				t.Errorf("ternd (GOARCH=%s) imports %s: a package ternd links imports the development broker", goarch, dep)
+			}
+		}
+	}
+	for _, dep := range deps("amd64", "github.com/tern-iot/tern/fleet") {
+		for _, agent := range []string{"github.com/tetratelabs/wazero", "github.com/dgraph-io/badger", "go.etcd.io/bbolt", "github.com/tern-iot/tern/runtime/store/backend"} {
+			if strings.HasPrefix(dep, agent) {
+				t.Errorf("package fleet imports %s: the contract must not link the agent; take types from runtime/api and the store contract from runtime/store", dep)
+			}
 		}
 	}
 }

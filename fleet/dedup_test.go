@@ -6,11 +6,11 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/fleet"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 func ev(device string, seq uint64) fleet.EventReport {
-	return fleet.EventReport{Format: fleet.ReportFormat, Device: device, Seq: seq, Event: runtime.Event{ID: fmt.Sprintf("%s-%d", device, seq), Kind: runtime.EventTaskDone}}
+	return fleet.EventReport{Format: fleet.ReportFormat, Device: device, Seq: seq, Event: api.Event{ID: fmt.Sprintf("%s-%d", device, seq), Kind: api.EventTaskDone}}
 }
 
 func TestDedup(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 	"github.com/tern-iot/tern/runtime/store"
 )
 
@@ -215,7 +215,7 @@ type Device struct {
 // stateReport is a state report waiting to be sent: the status, and its
 // encoding (nil if it could not be encoded: the report is then cut).
 type stateReport struct {
-	status runtime.Status
+	status api.Status
 	whole  []byte
 }
 
@@ -262,7 +262,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		opts.MaxRetryInterval = DefaultMaxRetryInterval
 	}
 	if opts.Store == nil {
-		return nil, errors.New("fleet: DeviceOptions.Store is nil; the device keeps its outbox there (open one with store.Open)")
+		return nil, errors.New("fleet: DeviceOptions.Store is nil; the device keeps its outbox there (open one with backend.Open, package runtime/store/backend)")
 	}
 	for name, n := range map[string]*int{"OutboxLimit": &opts.OutboxLimit, "InFlight": &opts.InFlight, "MaxReport": &opts.MaxReport} {
 		if *n < 0 {
@@ -722,7 +722,7 @@ func (d *Device) closeChannels() {
 // newer one replaces it. A report that cannot be encoded or is too large
 // (DeviceOptions.MaxReport) goes out cut, "truncated": true, and is
 // logged at Warn; PublishState does not fail.
-func (d *Device) PublishState(_ context.Context, s runtime.Status) error {
+func (d *Device) PublishState(_ context.Context, s api.Status) error {
 	whole, err := json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
 	d.stateMu.Lock()
 	if err != nil && !d.stateUnencodable {
@@ -766,7 +766,7 @@ func (d *Device) statePayload(p *stateReport) []byte {
 // cutState encodes s without the state, "truncated": true, and if that is
 // still over limit, with only its short fields (time, target version,
 // converged, phase, groups) and the error cut short.
-func (d *Device) cutState(s runtime.Status, limit int) []byte {
+func (d *Device) cutState(s api.Status, limit int) []byte {
 	if !encodable(s.Time) {
 		s.Time = time.Now().UTC()
 	}
@@ -775,7 +775,7 @@ func (d *Device) cutState(s runtime.Status, limit int) []byte {
 	if err == nil && len(b) <= limit {
 		return b
 	}
-	short := runtime.Status{Time: s.Time, TargetVersion: s.TargetVersion, Converged: s.Converged, Phase: s.Phase,
+	short := api.Status{Time: s.Time, TargetVersion: s.TargetVersion, Converged: s.Converged, Phase: s.Phase,
 		Error: cut(s.Error, 1024), Truncated: true}
 	b, _ = json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: short}) // every field bounded and encodable
 	return b
@@ -787,7 +787,7 @@ func (d *Device) cutState(s runtime.Status, limit int) []byte {
 // event that cannot be encoded or is too large (DeviceOptions.MaxReport)
 // is stored as a marker under its Seq (see marker), and logged whole at
 // Warn, once. It fails only if the store fails.
-func (d *Device) PublishEvent(_ context.Context, e runtime.Event) error {
+func (d *Device) PublishEvent(_ context.Context, e api.Event) error {
 	return d.out.append(func(epoch string, seq uint64) ([]byte, error) {
 		r := EventReport{Format: ReportFormat, Device: d.opts.Device, Epoch: epoch, Seq: seq, Event: e}
 		b, err := json.Marshal(r)
@@ -821,13 +821,13 @@ const (
 // which is at least minReport.
 func marker(r EventReport, why string, limit int) []byte {
 	e := r.Event
-	m := EventReport{Format: ReportFormat, Device: r.Device, Epoch: r.Epoch, Seq: r.Seq, Event: runtime.Event{
-		ID: cut(e.ID, markerName), Time: e.Time, Kind: runtime.EventKind(cut(string(e.Kind), markerName)),
+	m := EventReport{Format: ReportFormat, Device: r.Device, Epoch: r.Epoch, Seq: r.Seq, Event: api.Event{
+		ID: cut(e.ID, markerName), Time: e.Time, Kind: api.EventKind(cut(string(e.Kind), markerName)),
 		TargetVersion: e.TargetVersion, Module: cut(e.Module, markerName), Job: cut(e.Job, markerName), Path: cut(e.Path, markerPath),
 		Message: why + "; full text in the device log", Truncated: true,
 	}}
 	if m.Kind == "" { // every report has a kind; this one's could not be read
-		m.Kind = runtime.EventReportsDropped
+		m.Kind = api.EventReportsDropped
 	}
 	if !encodable(m.Time) {
 		m.Time = time.Now().UTC()
@@ -1005,8 +1005,8 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 		}
 		if len(window) == 0 {
 			if n := d.out.droppedCount(); n > 0 {
-				if err := d.PublishEvent(ctx, runtime.Event{
-					ID: runtime.NewEventID(), Time: time.Now().UTC(), Kind: runtime.EventReportsDropped,
+				if err := d.PublishEvent(ctx, api.Event{
+					ID: api.NewEventID(), Time: time.Now().UTC(), Kind: api.EventReportsDropped,
 					Message: fmt.Sprintf("%d event reports were dropped before the broker acknowledged them (it was unreachable or slow): the outbox holds at most %d; raise outbox_limit", n, d.opts.OutboxLimit),
 				}); err != nil {
 					return err

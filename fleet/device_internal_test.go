@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 func newTestDevice(t *testing.T, groups ...string) *Device {
@@ -123,13 +123,13 @@ func TestMarkerIsBounded(t *testing.T) {
 	worst := strings.Repeat("\x01", 64<<10) // well over minReport, and six times that once escaped
 	for _, tc := range []struct {
 		name string
-		e    runtime.Event
+		e    api.Event
 		why  string
 	}{
-		{"message", runtime.Event{ID: "m", Kind: runtime.EventPlanFailed, Message: worst}, "too large to send"},
-		{"path", runtime.Event{ID: "p", Kind: runtime.EventTaskFailed, Path: "/" + worst}, "too large to send"},
-		{"every name", runtime.Event{ID: worst, Kind: runtime.EventKind(worst), Module: worst, Job: worst, Path: worst, Message: worst}, "too large to send"},
-		{"time", runtime.Event{ID: "t", Kind: runtime.EventDrift, Time: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}, "could not be encoded"},
+		{"message", api.Event{ID: "m", Kind: api.EventPlanFailed, Message: worst}, "too large to send"},
+		{"path", api.Event{ID: "p", Kind: api.EventTaskFailed, Path: "/" + worst}, "too large to send"},
+		{"every name", api.Event{ID: worst, Kind: api.EventKind(worst), Module: worst, Job: worst, Path: worst, Message: worst}, "too large to send"},
+		{"time", api.Event{ID: "t", Kind: api.EventDrift, Time: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}, "could not be encoded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := NewDevice(DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: Topics{Fleet: "demo"}, Device: "pi-001",
@@ -138,7 +138,7 @@ func TestMarkerIsBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 2 {
-				if err := d.PublishEvent(t.Context(), runtime.Event{Kind: runtime.EventConverged}); err != nil {
+				if err := d.PublishEvent(t.Context(), api.Event{Kind: api.EventConverged}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -191,9 +191,9 @@ func TestSendableReplacesInPlace(t *testing.T) {
 	}
 	for i, want := range []struct {
 		same bool
-		kind runtime.EventKind
+		kind api.EventKind
 		id   string
-	}{{true, runtime.EventDrift, ""}, {false, runtime.EventTaskFailed, "big"}, {false, runtime.EventReportsDropped, ""}} {
+	}{{true, api.EventDrift, ""}, {false, api.EventTaskFailed, "big"}, {false, api.EventReportsDropped, ""}} {
 		got, err := d.sendable(rs[i])
 		if err != nil {
 			t.Fatal(err)
@@ -234,9 +234,9 @@ func TestRefusalStrikes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	small := runtime.Event{ID: "small", Kind: runtime.EventDrift}
-	large := runtime.Event{ID: "large", Kind: runtime.EventTaskFailed, Message: strings.Repeat("x", 40<<10)}
-	for _, e := range []runtime.Event{small, large, large} {
+	small := api.Event{ID: "small", Kind: api.EventDrift}
+	large := api.Event{ID: "large", Kind: api.EventTaskFailed, Message: strings.Repeat("x", 40<<10)}
+	for _, e := range []api.Event{small, large, large} {
 		if err := d.PublishEvent(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
@@ -282,12 +282,12 @@ func TestStateReportCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	long := strings.Repeat("\x01", 64<<10)
-	for name, s := range map[string]runtime.Status{
-		"fits":      {TargetVersion: 1, Phase: runtime.PhaseIdle, State: []byte(`{"a":1}`)},
-		"big state": {TargetVersion: 2, Phase: runtime.PhaseIdle, State: []byte(`{"a":"` + strings.Repeat("x", 64<<10) + `"}`)},
-		"bad time":  {TargetVersion: 3, Phase: runtime.PhaseFailed, Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), State: []byte(`{}`)},
-		"bad state": {TargetVersion: 4, Phase: runtime.PhaseIdle, State: []byte(`{"a":`)},
-		"long rest": {TargetVersion: 5, Phase: runtime.PhaseFailed, Error: long, Modules: map[string]string{"m": long, "n": long}},
+	for name, s := range map[string]api.Status{
+		"fits":      {TargetVersion: 1, Phase: api.PhaseIdle, State: []byte(`{"a":1}`)},
+		"big state": {TargetVersion: 2, Phase: api.PhaseIdle, State: []byte(`{"a":"` + strings.Repeat("x", 64<<10) + `"}`)},
+		"bad time":  {TargetVersion: 3, Phase: api.PhaseFailed, Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), State: []byte(`{}`)},
+		"bad state": {TargetVersion: 4, Phase: api.PhaseIdle, State: []byte(`{"a":`)},
+		"long rest": {TargetVersion: 5, Phase: api.PhaseFailed, Error: long, Modules: map[string]string{"m": long, "n": long}},
 	} {
 		if err := d.PublishState(t.Context(), s); err != nil {
 			t.Fatalf("%s: PublishState: %v", name, err)

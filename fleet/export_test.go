@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 func testStore(t testing.TB, dir string) store.Store {
 	t.Helper()
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/testbound"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // Every contract test runs against both brokers: the embedded one that
@@ -185,7 +185,7 @@ func TestPublishWhileNetworkFlaps(t *testing.T) {
 		go func() {
 			defer close(done)
 			for i := 0; ctx.Err() == nil; i++ {
-				if err := d.PublishEvent(ctx, runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+				if err := d.PublishEvent(ctx, api.Event{ID: fmt.Sprintf("e-%d", i), Kind: api.EventDrift}); err != nil {
 					t.Errorf("PublishEvent: %v", err)
 					return
 				}
@@ -227,16 +227,16 @@ func TestStateAndEventsReachOperator(t *testing.T) {
 		run(t, d)
 		waitConnected(t, d)
 
-		status := runtime.Status{
+		status := api.Status{
 			Time: time.Date(2025, 11, 24, 13, 0, 5, 0, time.UTC), TargetVersion: 7, Converged: true,
-			Phase: runtime.PhaseIdle, State: json.RawMessage(`{"relays":{"fan":{"on":true}}}`),
+			Phase: api.PhaseIdle, State: json.RawMessage(`{"relays":{"fan":{"on":true}}}`),
 			Modules: map[string]string{"relay": "1.2.0"},
 		}
 		if err := d.PublishState(t.Context(), status); err != nil {
 			t.Fatal(err)
 		}
-		event := runtime.Event{
-			ID: "e-1", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: runtime.EventTaskDone,
+		event := api.Event{
+			ID: "e-1", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: api.EventTaskDone,
 			TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan",
 		}
 		if err := d.PublishEvent(t.Context(), event); err != nil {
@@ -288,7 +288,7 @@ func TestWatchOnlineAndGroups(t *testing.T) {
 		if got := recv(t, online, "online=true"); got != (fleet.Presence{Device: "pi-011", Online: true}) {
 			t.Fatalf("got %+v, want pi-011 online", got)
 		}
-		if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 1, Phase: runtime.PhaseIdle}); err != nil {
+		if err := d.PublishState(t.Context(), api.Status{TargetVersion: 1, Phase: api.PhaseIdle}); err != nil {
 			t.Fatal(err)
 		}
 		states, err := op.WatchStates(t.Context(), "pi-011")
@@ -362,7 +362,7 @@ func TestOperatorWatchSurvivesReconnect(t *testing.T) {
 		waitConnected(t, d)
 
 		link.down()
-		if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 2, Phase: runtime.PhaseIdle}); err != nil {
+		if err := d.PublishState(t.Context(), api.Status{TargetVersion: 2, Phase: api.PhaseIdle}); err != nil {
 			t.Fatal(err)
 		}
 		link.up()
@@ -435,10 +435,10 @@ func TestDeviceWaitsForBroker(t *testing.T) {
 				t.Fatal("connected with no broker")
 			}
 			// Reports made offline wait for the broker.
-			if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 9, Phase: runtime.PhaseIdle}); err != nil {
+			if err := d.PublishState(t.Context(), api.Status{TargetVersion: 9, Phase: api.PhaseIdle}); err != nil {
 				t.Fatal(err)
 			}
-			if err := d.PublishEvent(t.Context(), runtime.Event{ID: "offline", Kind: runtime.EventDrift}); err != nil {
+			if err := d.PublishEvent(t.Context(), api.Event{ID: "offline", Kind: api.EventDrift}); err != nil {
 				t.Fatal(err)
 			}
 
@@ -912,7 +912,7 @@ func TestLastStateBeforeStop(t *testing.T) {
 		d := newDevice(t, testOptions(url, id))
 		stop := run(t, d)
 		waitConnected(t, d)
-		if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 9, Converged: true, Phase: runtime.PhaseIdle}); err != nil {
+		if err := d.PublishState(t.Context(), api.Status{TargetVersion: 9, Converged: true, Phase: api.PhaseIdle}); err != nil {
 			t.Fatal(err)
 		}
 		stop()
@@ -996,7 +996,7 @@ func TestStopDuringAnnounceSendsLastState(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatalf("the device did not subscribe after %v", wait)
 	}
-	if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 4, Converged: true, Phase: runtime.PhaseIdle}); err != nil {
+	if err := d.PublishState(t.Context(), api.Status{TargetVersion: 4, Converged: true, Phase: api.PhaseIdle}); err != nil {
 		t.Fatal(err)
 	}
 	stop()

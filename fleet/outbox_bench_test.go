@@ -11,7 +11,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // BenchmarkOutbox measures event reports through the outbox, side by side:
@@ -20,7 +20,7 @@ import (
 // subscriber in the broker, with 1 and with 32 reports in flight. It
 // reports events per second; ns/op is per event.
 func BenchmarkOutbox(b *testing.B) {
-	event := runtime.Event{ID: "5f0c2a9e1b7d4c3a8e6f0b12", Time: time.Now().UTC(), Kind: runtime.EventTaskDone,
+	event := api.Event{ID: "5f0c2a9e1b7d4c3a8e6f0b12", Time: time.Now().UTC(), Kind: api.EventTaskDone,
 		TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan"}
 	b.Run("stored-offline", func(b *testing.B) {
 		d, err := fleet.NewDevice(fleet.DeviceOptions{Broker: "tcp://127.0.0.1:1", Topics: topics, Device: "pi-b", Store: fleettest.Store(b)})

@@ -15,7 +15,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // restartable starts a broker the test can stop and start, and an
@@ -186,7 +186,7 @@ func TestOutboxAcrossBrokerOutage(t *testing.T) {
 						return
 					case <-tick.C:
 					}
-					if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+					if err := d.PublishEvent(t.Context(), api.Event{ID: fmt.Sprintf("e-%d", i), Kind: api.EventDrift}); err != nil {
 						t.Errorf("PublishEvent: %v", err)
 						return
 					}
@@ -230,7 +230,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	})
 	stopFirst := run(t, first)
 	for i := range 50 {
-		if err := first.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventTaskDone}); err != nil {
+		if err := first.PublishEvent(t.Context(), api.Event{ID: fmt.Sprintf("e-%d", i), Kind: api.EventTaskDone}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -248,7 +248,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 		t.Fatalf("after the restart the outbox holds %d reports, want 50", pending)
 	}
 	run(t, second)
-	if err := second.PublishEvent(t.Context(), runtime.Event{ID: "e-50", Kind: runtime.EventConverged}); err != nil {
+	if err := second.PublishEvent(t.Context(), api.Event{ID: "e-50", Kind: api.EventConverged}); err != nil {
 		t.Fatal(err)
 	}
 	audit.waitFor(t, 51)
@@ -267,7 +267,7 @@ func TestOutboxWipedStore(t *testing.T) {
 		d := newDevice(t, opts)
 		stop := run(t, d)
 		for i := range n {
-			if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("r%d-e%d", round, i), Kind: runtime.EventDrift}); err != nil {
+			if err := d.PublishEvent(t.Context(), api.Event{ID: fmt.Sprintf("r%d-e%d", round, i), Kind: api.EventDrift}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -301,7 +301,7 @@ func TestOutboxFullDropsOldestAndSaysSo(t *testing.T) {
 	opts.Store = st
 	first := newDevice(t, opts)
 	for i := range 8 { // before Run: the device has never been connected
-		if err := first.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+		if err := first.PublishEvent(t.Context(), api.Event{ID: fmt.Sprintf("e-%d", i), Kind: api.EventDrift}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -326,7 +326,7 @@ func TestOutboxFullDropsOldestAndSaysSo(t *testing.T) {
 		t.Fatalf("got Seqs %v, want [4 5 6 7 8 9]", seqs)
 	}
 	last := got[len(got)-1]
-	if last.Kind != runtime.EventReportsDropped || !strings.Contains(last.Message, "3 event reports were dropped") || !strings.Contains(last.Message, "outbox_limit") {
+	if last.Kind != api.EventReportsDropped || !strings.Contains(last.Message, "3 event reports were dropped") || !strings.Contains(last.Message, "outbox_limit") {
 		t.Errorf("last report: %+v, want an events.dropped report counting 3 and naming outbox_limit", last)
 	}
 }
@@ -374,12 +374,12 @@ func TestPublishTimeoutKeepsOrder(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	for i := range 6 {
-		if err := d.PublishEvent(t.Context(), runtime.Event{ID: fmt.Sprintf("e-%d", i), Kind: runtime.EventDrift}); err != nil {
+		if err := d.PublishEvent(t.Context(), api.Event{ID: fmt.Sprintf("e-%d", i), Kind: api.EventDrift}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	audit.waitFor(t, 6)
-	if err := d.PublishEvent(t.Context(), runtime.Event{ID: "e-6", Kind: runtime.EventDrift}); err != nil {
+	if err := d.PublishEvent(t.Context(), api.Event{ID: "e-6", Kind: api.EventDrift}); err != nil {
 		t.Fatal(err)
 	}
 	audit.waitFor(t, 7)

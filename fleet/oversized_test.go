@@ -17,7 +17,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // One event too large for a report (or that cannot be encoded at all) is
@@ -35,15 +35,15 @@ func TestOversizedEventIsCutNotStuck(t *testing.T) {
 		d := newDeviceLogged(t, opts)
 		run(t, d)
 		huge := strings.Repeat("key no module handles; ", 2<<20/23) // about 2 MB, as issue 13's plan.failed
-		events := []runtime.Event{
-			{ID: "e-0", Kind: runtime.EventTargetAccepted, TargetVersion: 29},
-			{ID: "e-1", Kind: runtime.EventPlanFailed, TargetVersion: 29, Message: huge},
-			{ID: "e-2", Kind: runtime.EventTaskFailed, Time: time.Date(12025, 1, 1, 0, 0, 0, 0, time.UTC), Path: "/relays/fan", Message: "a clock in the far future"},
-			{ID: "e-3", Kind: runtime.EventTaskFailed, Path: "/" + strings.Repeat("<", 300<<10)}, // escaped to 6 bytes each
-			{ID: "e-4", Kind: runtime.EventTargetAccepted, TargetVersion: 30},
-			{ID: "e-5", Kind: runtime.EventConverged, TargetVersion: 30},
-			{ID: "e-6", Kind: runtime.EventTargetAccepted, TargetVersion: 31},
-			{ID: "e-7", Kind: runtime.EventConverged, TargetVersion: 31},
+		events := []api.Event{
+			{ID: "e-0", Kind: api.EventTargetAccepted, TargetVersion: 29},
+			{ID: "e-1", Kind: api.EventPlanFailed, TargetVersion: 29, Message: huge},
+			{ID: "e-2", Kind: api.EventTaskFailed, Time: time.Date(12025, 1, 1, 0, 0, 0, 0, time.UTC), Path: "/relays/fan", Message: "a clock in the far future"},
+			{ID: "e-3", Kind: api.EventTaskFailed, Path: "/" + strings.Repeat("<", 300<<10)}, // escaped to 6 bytes each
+			{ID: "e-4", Kind: api.EventTargetAccepted, TargetVersion: 30},
+			{ID: "e-5", Kind: api.EventConverged, TargetVersion: 30},
+			{ID: "e-6", Kind: api.EventTargetAccepted, TargetVersion: 31},
+			{ID: "e-7", Kind: api.EventConverged, TargetVersion: 31},
 		}
 		for _, e := range events {
 			if err := d.PublishEvent(t.Context(), e); err != nil {
@@ -86,10 +86,10 @@ func TestBrokerRefusingAReportDoesNotStopTheStream(t *testing.T) {
 	d := newDeviceLogged(t, opts)
 	run(t, d)
 	big := strings.Repeat("x", 100<<10) // under MaxPayload, over the broker's limit
-	events := []runtime.Event{
-		{ID: "e-0", Kind: runtime.EventTargetAccepted, TargetVersion: 1},
-		{ID: "e-1", Kind: runtime.EventTaskFailed, Module: "relay", Message: big},
-		{ID: "e-2", Kind: runtime.EventConverged, TargetVersion: 1},
+	events := []api.Event{
+		{ID: "e-0", Kind: api.EventTargetAccepted, TargetVersion: 1},
+		{ID: "e-1", Kind: api.EventTaskFailed, Module: "relay", Message: big},
+		{ID: "e-2", Kind: api.EventConverged, TargetVersion: 1},
 	}
 	for _, e := range events {
 		if err := d.PublishEvent(t.Context(), e); err != nil {
@@ -98,9 +98,9 @@ func TestBrokerRefusingAReportDoesNotStopTheStream(t *testing.T) {
 	}
 	audit.waitFor(t, 3)
 	// Learnt: as large a report is cut before it is sent.
-	later := []runtime.Event{
-		{ID: "e-3", Kind: runtime.EventTaskFailed, Module: "relay", Message: big},
-		{ID: "e-4", Kind: runtime.EventConverged, TargetVersion: 2},
+	later := []api.Event{
+		{ID: "e-3", Kind: api.EventTaskFailed, Module: "relay", Message: big},
+		{ID: "e-4", Kind: api.EventConverged, TargetVersion: 2},
 	}
 	for _, e := range later {
 		if err := d.PublishEvent(t.Context(), e); err != nil {
@@ -130,11 +130,11 @@ func TestBrokerRefusingAStateReport(t *testing.T) {
 	d := newDeviceLogged(t, opts)
 	run(t, d)
 	big := json.RawMessage(fmt.Sprintf(`{"log":%q}`, strings.Repeat("s", 100<<10)))
-	if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 3, Phase: runtime.PhaseRunning, State: big}); err != nil {
+	if err := d.PublishState(t.Context(), api.Status{TargetVersion: 3, Phase: api.PhaseRunning, State: big}); err != nil {
 		t.Fatal(err)
 	}
 	s := stateReport(t, states) // within wait: five quick reconnects
-	if !s.Truncated || s.TargetVersion != 3 || s.Phase != runtime.PhaseRunning {
+	if !s.Truncated || s.TargetVersion != 3 || s.Phase != api.PhaseRunning {
 		t.Errorf("state report the broker refused: %+v, want it truncated, the rest kept", s)
 	}
 	if n := logs.count(slog.LevelWarn, "the broker dropped the connection each of the 5 times", "kind=state report"); n != 1 {
@@ -156,10 +156,10 @@ func TestMaxReport(t *testing.T) {
 	opts.MaxReport = 15 << 10
 	d := newDevice(t, opts)
 	run(t, d)
-	events := []runtime.Event{
-		{ID: "e-0", Kind: runtime.EventTargetAccepted, TargetVersion: 1},
-		{ID: "e-1", Kind: runtime.EventPlanFailed, TargetVersion: 1, Message: strings.Repeat("m", 20<<10)},
-		{ID: "e-2", Kind: runtime.EventConverged, TargetVersion: 1},
+	events := []api.Event{
+		{ID: "e-0", Kind: api.EventTargetAccepted, TargetVersion: 1},
+		{ID: "e-1", Kind: api.EventPlanFailed, TargetVersion: 1, Message: strings.Repeat("m", 20<<10)},
+		{ID: "e-2", Kind: api.EventConverged, TargetVersion: 1},
 	}
 	for _, e := range events {
 		if err := d.PublishEvent(t.Context(), e); err != nil {
@@ -171,14 +171,14 @@ func TestMaxReport(t *testing.T) {
 	checkMarker(t, got[1], events[1], "over the 15360-byte limit of a report")
 
 	bigState := json.RawMessage(fmt.Sprintf(`{"log":%q}`, strings.Repeat("s", 20<<10)))
-	if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 1, Phase: runtime.PhaseIdle, State: bigState}); err != nil {
+	if err := d.PublishState(t.Context(), api.Status{TargetVersion: 1, Phase: api.PhaseIdle, State: bigState}); err != nil {
 		t.Fatal(err)
 	}
 	s := stateReport(t, states)
-	if !s.Truncated || (s.State != nil && string(s.State) != "null") || s.TargetVersion != 1 || s.Phase != runtime.PhaseIdle {
+	if !s.Truncated || (s.State != nil && string(s.State) != "null") || s.TargetVersion != 1 || s.Phase != api.PhaseIdle {
 		t.Errorf("state report over MaxReport: %+v (state %s), want it truncated, without state, the rest kept", s, s.State)
 	}
-	if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 2, Phase: runtime.PhaseIdle, State: json.RawMessage(`{"a":1}`)}); err != nil {
+	if err := d.PublishState(t.Context(), api.Status{TargetVersion: 2, Phase: api.PhaseIdle, State: json.RawMessage(`{"a":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if s := stateReport(t, states); s.Truncated || string(s.State) != `{"a":1}` || s.TargetVersion != 2 {
@@ -199,10 +199,10 @@ func TestOversizedReportInOutboxAcrossRestart(t *testing.T) {
 	opts.Store = st
 	first := newDevice(t, opts)
 	stopFirst := run(t, first) // no broker yet: everything waits in the outbox
-	events := []runtime.Event{
-		{ID: "e-0", Kind: runtime.EventTargetAccepted, TargetVersion: 1},
-		{ID: "e-1", Kind: runtime.EventPlanFailed, TargetVersion: 1, Message: strings.Repeat("k", 200<<10)},
-		{ID: "e-2", Kind: runtime.EventReplan, TargetVersion: 1},
+	events := []api.Event{
+		{ID: "e-0", Kind: api.EventTargetAccepted, TargetVersion: 1},
+		{ID: "e-1", Kind: api.EventPlanFailed, TargetVersion: 1, Message: strings.Repeat("k", 200<<10)},
+		{ID: "e-2", Kind: api.EventReplan, TargetVersion: 1},
 	}
 	for _, e := range events {
 		if err := first.PublishEvent(t.Context(), e); err != nil {
@@ -220,7 +220,7 @@ func TestOversizedReportInOutboxAcrossRestart(t *testing.T) {
 	opts.MaxReport = 60 << 10
 	second := newDevice(t, opts)
 	run(t, second)
-	more := runtime.Event{ID: "e-3", Kind: runtime.EventConverged, TargetVersion: 2}
+	more := api.Event{ID: "e-3", Kind: api.EventConverged, TargetVersion: 2}
 	if err := second.PublishEvent(t.Context(), more); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestMaxReportOption(t *testing.T) {
 // checkContiguous checks that the consumer, after dropping duplicates, saw
 // events with Seq 1..len(want), each with the id and kind of want[i], and
 // refused none; it returns what it saw.
-func checkContiguous(t *testing.T, a *auditor, want []runtime.Event) []fleet.EventReport {
+func checkContiguous(t *testing.T, a *auditor, want []api.Event) []fleet.EventReport {
 	t.Helper()
 	got, _ := a.deduplicated()
 	a.mu.Lock()
@@ -280,7 +280,7 @@ func checkContiguous(t *testing.T, a *auditor, want []runtime.Event) []fleet.Eve
 
 // checkMarker checks that r is the marker of e: truncated, small, kind
 // and names kept, a message that says why and where the whole event is.
-func checkMarker(t *testing.T, r fleet.EventReport, e runtime.Event, why string) {
+func checkMarker(t *testing.T, r fleet.EventReport, e api.Event, why string) {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {

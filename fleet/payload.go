@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 	"github.com/tern-iot/tern/runtime/state"
 )
 
@@ -93,7 +93,7 @@ type TargetEnvelope struct {
 	Sig []byte `json:"sig,omitempty"`
 }
 
-// StateReport is a device's report of itself: the fields of [runtime.Status]
+// StateReport is a device's report of itself: the fields of [api.Status]
 // plus format and device id, in one flat JSON object. It is published
 // retained, QoS 1, on the device's state topic ([Topics.State]), so the last
 // report of every device is always there for an operator to read.
@@ -112,11 +112,11 @@ type StateReport struct {
 	// and tern watch --group can tell.
 	Groups []string `json:"groups,omitempty"`
 	// Status is flattened into the object: time, target_version, converged,
-	// phase, state, error, modules. See runtime.Status for each.
-	runtime.Status
+	// phase, state, error, modules. See api.Status for each.
+	api.Status
 }
 
-// EventReport is one step of a device's work: the fields of [runtime.Event]
+// EventReport is one step of a device's work: the fields of [api.Event]
 // plus format and device id, in one flat JSON object. It is published QoS 1,
 // not retained, on the device's events topic ([Topics.Events]).
 //
@@ -140,8 +140,8 @@ type EventReport struct {
 	// predate the field.
 	Epoch string `json:"epoch,omitempty"`
 	// Event is flattened into the object: id, time, kind, target_version,
-	// module, job, path, message. See runtime.Event for each.
-	runtime.Event
+	// module, job, path, message. See api.Event for each.
+	api.Event
 }
 
 // ParseTargetEnvelope reads a target envelope received from the fleet. It

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 func TestParseTargetEnvelope(t *testing.T) {
@@ -205,8 +205,8 @@ func TestParseReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantState := fleet.StateReport{Format: 1, Device: "pi-001", Status: runtime.Status{
-		Time: time.Date(2025, 11, 24, 13, 0, 5, 0, time.UTC), TargetVersion: 7, Converged: true, Phase: runtime.PhaseIdle,
+	wantState := fleet.StateReport{Format: 1, Device: "pi-001", Status: api.Status{
+		Time: time.Date(2025, 11, 24, 13, 0, 5, 0, time.UTC), TargetVersion: 7, Converged: true, Phase: api.PhaseIdle,
 		State: json.RawMessage(`{"relays":{"fan":{"on":true}}}`), Modules: map[string]string{"relay": "1.2.0"},
 	}}
 	if !reflect.DeepEqual(s, wantState) {
@@ -223,8 +223,8 @@ func TestParseReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEvent := fleet.EventReport{Format: 1, Device: "pi-001", Seq: 42, Epoch: "9c1f04a2d3b6e857", Event: runtime.Event{
-		ID: "e-42", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: runtime.EventTaskDone,
+	wantEvent := fleet.EventReport{Format: 1, Device: "pi-001", Seq: 42, Epoch: "9c1f04a2d3b6e857", Event: api.Event{
+		ID: "e-42", Time: time.Date(2025, 11, 24, 13, 0, 4, 0, time.UTC), Kind: api.EventTaskDone,
 		TargetVersion: 7, Module: "relay", Job: "switch", Path: "/relays/fan",
 	}}
 	if !reflect.DeepEqual(e, wantEvent) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
-	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // tlsBrokers start a broker that requires a client certificate from ca:
@@ -71,7 +71,7 @@ func TestTLSClientCertificates(t *testing.T) {
 			if got := recv(t, d.Targets(), "the target over TLS"); got.Version != 7 {
 				t.Fatalf("target over TLS: got version %d, want 7", got.Version)
 			}
-			if err := d.PublishState(t.Context(), runtime.Status{TargetVersion: 7, Phase: runtime.PhaseIdle}); err != nil {
+			if err := d.PublishState(t.Context(), api.Status{TargetVersion: 7, Phase: api.PhaseIdle}); err != nil {
 				t.Fatal(err)
 			}
 			if r := recv(t, states, "pi-001's state over TLS"); r.Device != "pi-001" || r.TargetVersion != 7 {

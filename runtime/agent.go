@@ -2,8 +2,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -918,13 +916,6 @@ func clip(s string, max int) string {
 		cut--
 	}
 	return fmt.Sprintf("%s…(%d bytes cut)", s[:cut], len(s)-cut)
-}
-
-// NewEventID returns a random event id (Event.ID): 24 hex digits.
-func NewEventID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func pointers(ps []state.Pointer) string {

@@ -15,7 +15,7 @@ import (
 	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // recorder is a Reporter that keeps what it was given.
@@ -90,7 +90,7 @@ func (r *rig) start(t *testing.T, rep runtime.Reporter, withCode bool) (a *runti
 	if !withCode {
 		wasm = nil
 	}
-	st, err := store.Open(r.dir)
+	st, err := backend.Open(r.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

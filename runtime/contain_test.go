@@ -19,7 +19,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // storeBytes is WebAssembly that writes b at addr, then returns it as a
@@ -101,7 +101,7 @@ func TestSharedGrants(t *testing.T) {
 	}
 	evil := wasmtest.Assemble(t, wasmtest.Module{}.Text())
 	opts := func(shared ...string) runtime.Options {
-		st, err := store.Open(t.TempDir())
+		st, err := backend.Open(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +235,7 @@ func TestCompileIsolated(t *testing.T) {
 // stopped it) is refused at the next start, and not tried again.
 func TestInterruptedInstallRefused(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestInterruptedInstallRefused(t *testing.T) {
 	st.Close()
 	r := startHostile(t, wasmtest.Assemble(t, wasmtest.Module{Run: `(unreachable)`}.Text()), func(o *runtime.Options) {
 		o.Store.Close()
-		o.Store, err = store.Open(dir)
+		o.Store, err = backend.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // A device whose only module did not load holds a target its store says
@@ -26,7 +26,7 @@ func TestMissingModuleIsNotConverged(t *testing.T) {
 
 	// Power cut; at the next start the relay module's code is refused.
 	r.gpio = sim.NewGPIO("GPIO17", "GPIO22", "GPIO27")
-	st, err := store.Open(r.dir)
+	st, err := backend.Open(r.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

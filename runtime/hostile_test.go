@@ -16,7 +16,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // Loops that never end, in WebAssembly.
@@ -45,7 +45,7 @@ func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir())
+	st, err := backend.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestRollbackAfterRepeatedFailures(t *testing.T) {
 	dir := t.TempDir()
 	lines := sim.NewGPIO("GPIO17")
 	start := func(wasm []byte) (*runtime.Agent, *recorder, func()) {
-		st, err := store.Open(dir)
+		st, err := backend.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // flakyReporter refuses events until ok is set, as a reporter whose store
@@ -30,7 +30,7 @@ func (f *flakyReporter) PublishEvent(ctx context.Context, e runtime.Event) error
 // outside the loop, is tried again after a second, as when the loop ticked
 // every second.
 func TestIdleAgentRetriesARefusedEvent(t *testing.T) {
-	st, err := store.Open(t.TempDir())
+	st, err := backend.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // fixManifest is the skeleton module at version v with its job on
@@ -51,7 +52,7 @@ func TestInstallModule(t *testing.T) {
 	data := filepath.Join(dir, "store")
 	lines := sim.NewGPIO("GPIO17")
 	start := func() (*runtime.Agent, *recorder, func()) {
-		st, err := store.Open(data)
+		st, err := backend.Open(data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +157,7 @@ func TestStartReadsNoStoredCopyOfTheConfiguredCode(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "store")
 	wasm := wasmtest.Assemble(t, wasmtest.Module{}.Text())
 	start := func(code []byte) (*runtime.Agent, *codeReads, func()) {
-		st, err := store.Open(data)
+		st, err := backend.Open(data)
 		if err != nil {
 			t.Fatal(err)
 		}

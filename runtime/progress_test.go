@@ -12,6 +12,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // gate holds writes to one line until released, to stop a plan mid-way.
@@ -48,7 +49,7 @@ func startAgent(t *testing.T, dir string, lines gpio.Lookup, rep runtime.Reporte
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestCrashMidPlanResumesWithoutRedoingTasks(t *testing.T) {
 	}
 	fanWrites := lines.Writes("GPIO27")
 	dir := t.TempDir()
-	st2, err := store.Open(dir)
+	st2, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,83 +1,39 @@
 package runtime
 
-import (
-	"encoding/json"
-	"time"
+import "github.com/tern-iot/tern/runtime/api"
+
+// The agent's reports are package api's types, so that the fleet contract
+// and tools that read it need not link the agent.
+type (
+	EventKind = api.EventKind
+	Event     = api.Event
+	Phase     = api.Phase
+	Status    = api.Status
 )
 
-// EventKind names what happened. Kinds are part of the fleet contract:
-// operators filter on them, so they are never renamed.
-type EventKind string
-
-// Event kinds the agent emits.
+// Event kinds and phases: see package api.
 const (
-	EventTargetAccepted   EventKind = "target.accepted" // a new target was stored
-	EventTargetRefused    EventKind = "target.refused"  // a target was refused (older version, bad document)
-	EventPlanFound        EventKind = "plan.found"      // the planner produced a plan
-	EventPlanFailed       EventKind = "plan.failed"     // no plan reaches the target
-	EventReplan           EventKind = "plan.replan"     // planning again: after a failure, drift or a new target
-	EventPlanResumed      EventKind = "plan.resumed"    // a plan was interrupted (crash, power cut); re-planning from its progress
-	EventTaskStarted      EventKind = "task.started"
-	EventTaskDone         EventKind = "task.done"
-	EventTaskFailed       EventKind = "task.failed"
-	EventConverged        EventKind = "converged" // the sensed state satisfies the target
-	EventDrift            EventKind = "drift"     // the sensed state left the target; re-planning
-	EventModuleError      EventKind = "module.error"
-	EventModuleRolledBack EventKind = "module.rolled_back" // a module version kept failing; the previous one runs again
-	EventModuleInstalled  EventKind = "module.installed"   // new code for a module (a release) was installed and runs
-	EventModuleRefused    EventKind = "module.refused"     // new code for a module was refused (signature, version, hash, size, load); the old code keeps running
-	EventReportsDropped   EventKind = "events.dropped"     // the outbox was full while offline; the oldest reports were dropped
+	EventTargetAccepted   = api.EventTargetAccepted
+	EventTargetRefused    = api.EventTargetRefused
+	EventPlanFound        = api.EventPlanFound
+	EventPlanFailed       = api.EventPlanFailed
+	EventReplan           = api.EventReplan
+	EventPlanResumed      = api.EventPlanResumed
+	EventTaskStarted      = api.EventTaskStarted
+	EventTaskDone         = api.EventTaskDone
+	EventTaskFailed       = api.EventTaskFailed
+	EventConverged        = api.EventConverged
+	EventDrift            = api.EventDrift
+	EventModuleError      = api.EventModuleError
+	EventModuleRolledBack = api.EventModuleRolledBack
+	EventModuleInstalled  = api.EventModuleInstalled
+	EventModuleRefused    = api.EventModuleRefused
+	EventReportsDropped   = api.EventReportsDropped
+	PhaseIdle             = api.PhaseIdle
+	PhasePlanning         = api.PhasePlanning
+	PhaseRunning          = api.PhaseRunning
+	PhaseFailed           = api.PhaseFailed
 )
 
-// Event is one step of the agent's work, reported to the fleet.
-type Event struct {
-	// ID is unique per device and event, so a consumer can drop duplicates.
-	ID            string    `json:"id"`
-	Time          time.Time `json:"time"`
-	Kind          EventKind `json:"kind"`
-	TargetVersion uint64    `json:"target_version,omitempty"`
-	Module        string    `json:"module,omitempty"`
-	Job           string    `json:"job,omitempty"`
-	Path          string    `json:"path,omitempty"`
-	Message       string    `json:"message,omitempty"`
-	// Truncated is true when the report says less than the event did:
-	// its message or path was cut to fit a report, or the report is a
-	// marker that stands in, with the same kind and seq, for an event too
-	// large to send (or that could not be encoded, or that the broker
-	// refused). The device's log keeps the whole event.
-	Truncated bool `json:"truncated,omitempty"`
-}
-
-// Phase is what the agent is doing.
-type Phase string
-
-// Agent phases.
-const (
-	PhaseIdle     Phase = "idle"     // converged, or no target yet
-	PhasePlanning Phase = "planning" // searching for a plan
-	PhaseRunning  Phase = "running"  // executing a plan
-	PhaseFailed   Phase = "failed"   // the last attempt failed; retrying with backoff
-)
-
-// Status is the agent's report of itself: what it senses, which target it
-// holds and whether it has reached it.
-type Status struct {
-	Time          time.Time         `json:"time"`
-	TargetVersion uint64            `json:"target_version"`
-	Converged     bool              `json:"converged"`
-	Phase         Phase             `json:"phase"`
-	State         json.RawMessage   `json:"state"`
-	Error         string            `json:"error,omitempty"`
-	Modules       map[string]string `json:"modules,omitempty"` // module name → version
-	// Unhandled lists target paths no loaded module senses or sets (at
-	// most 16; Error says how many more). The device is not converged
-	// while there are any: their values come from its store, not from
-	// the hardware.
-	Unhandled []string `json:"unhandled,omitempty"`
-	// MissingModules are configured modules that did not load, and why.
-	MissingModules map[string]string `json:"missing_modules,omitempty"`
-	// Truncated is true when the report leaves out what would not fit a
-	// report (the state, then the other long fields): the device's log
-	// keeps the whole status.
-	Truncated bool `json:"truncated,omitempty"`
-}
+// NewEventID returns a random event id (Event.ID): 24 hex digits.
+func NewEventID() string { return api.NewEventID() }

@@ -13,7 +13,7 @@ import (
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // agentWith runs an agent with one module on the given hardware and
@@ -36,7 +36,7 @@ func runAgent(t *testing.T, opts runtime.Options, importPath string, spec runtim
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir())
+	st, err := backend.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 	"github.com/tern-iot/tern/testbench"
 )
 
@@ -392,7 +392,7 @@ func pct(ds []time.Duration, p int) time.Duration {
 // layout is fleet/outbox.go's).
 func outboxHigh(t *testing.T, dir string) uint64 {
 	t.Helper()
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

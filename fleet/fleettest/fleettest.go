@@ -16,6 +16,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // startTimeout bounds how long a broker may take to accept connections.
@@ -293,7 +294,7 @@ func Store(t testing.TB) store.Store {
 // harmless.
 func StoreAt(t testing.TB, dir string) store.Store {
 	t.Helper()
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

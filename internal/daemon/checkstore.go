@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // CheckStore proves the store works on this board and architecture: it
@@ -18,7 +18,7 @@ func CheckStore(dir string, n int, out io.Writer) error {
 	}
 	key := func(i int) []byte { return fmt.Appendf(nil, "check/%08d", i) }
 	start := time.Now()
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		return fmt.Errorf("check-store: open: %w", err)
 	}
@@ -32,7 +32,7 @@ func CheckStore(dir string, n int, out io.Writer) error {
 		return fmt.Errorf("check-store: close: %w", err)
 	}
 	wrote := time.Since(start)
-	if st, err = store.Open(dir); err != nil {
+	if st, err = backend.Open(dir); err != nil {
 		return fmt.Errorf("check-store: reopen: %w", err)
 	}
 	defer st.Close()
@@ -47,6 +47,6 @@ func CheckStore(dir string, n int, out io.Writer) error {
 		}
 		found++
 	}
-	fmt.Fprintf(out, "store ok: backend %s, %d keys written in %v, all %d read back after reopen\n", store.Backend(), n, wrote.Round(time.Millisecond), found)
+	fmt.Fprintf(out, "store ok: backend %s, %d keys written in %v, all %d read back after reopen\n", backend.Default(), n, wrote.Round(time.Millisecond), found)
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/tern-iot/tern/internal/version"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // Hardware is what the daemon drives. Tests and the testbench pass a
@@ -88,7 +89,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	opening := make(chan opened, 1)
 	go func() {
-		st, err := store.OpenBackend(cfg.Store, filepath.Join(cfg.DataDir, "store"))
+		st, err := backend.OpenNamed(cfg.Store, filepath.Join(cfg.DataDir, "store"))
 		opening <- opened{st, err}
 	}()
 	specs, specsErr := moduleSpecs(cfg, log)
@@ -148,11 +149,11 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	backend := cfg.Store
-	if backend == "" {
-		backend = store.Backend()
+	storeName := cfg.Store
+	if storeName == "" {
+		storeName = backend.Default()
 	}
-	log.Info("ternd started", "version", version.String("ternd"), "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", backend)
+	log.Info("ternd started", "version", version.String("ternd"), "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", storeName)
 
 	up, ust := newUpdater(cfg, trust, dev, log)
 	healthy := func() error {

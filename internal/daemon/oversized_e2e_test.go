@@ -19,6 +19,7 @@ import (
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // Issue 13, end to end through ternd and a real Mosquitto: a 224 KB target
@@ -95,7 +96,7 @@ func TestOversizedEventEndToEnd(t *testing.T) {
 // left it, and returns its Seq. The layout is fleet's (fleet/outbox.go).
 func injectReport(t *testing.T, dir, epoch string, size int) uint64 {
 	t.Helper()
-	st, err := store.Open(dir)
+	st, err := backend.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

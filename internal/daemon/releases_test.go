@@ -9,7 +9,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
-	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 	"github.com/tern-iot/tern/sdk"
 )
 
@@ -48,7 +48,7 @@ func tried(t *testing.T, r *releases, env fleet.ReleaseEnvelope) {
 // Which releases ternd installs, refuses (with what message) or ignores
 // quietly, against what it holds, across restarts.
 func TestReleasesCheck(t *testing.T) {
-	st, err := store.Open(t.TempDir())
+	st, err := backend.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestReleasesCheck(t *testing.T) {
 // A release is checked against the trust store before anything else.
 func TestReleasesCheckSignature(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	st, _ := store.Open(t.TempDir())
+	st, _ := backend.Open(t.TempDir())
 	defer st.Close()
 	r, _ := newReleases(st, signing.NewTrust(pub))
 	env := rel("relay", 1, codeA)
@@ -111,7 +111,7 @@ func TestReleasesCheckSignature(t *testing.T) {
 // which no release could follow, lets the next release in, and that one
 // orders them again. And what this one stores, an older one reads.
 func TestReleasesLegacyStore(t *testing.T) {
-	st, _ := store.Open(t.TempDir())
+	st, _ := backend.Open(t.TempDir())
 	defer st.Close()
 	if err := st.Put(keyReleases, []byte(`{"relay":5,"heater":18446744073709551615}`)); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 func envelope(t *testing.T, scope string, version uint64, target string, sign func(*fleet.TargetEnvelope, string)) fleet.ScopedTarget {
@@ -69,7 +70,7 @@ func TestCombinerSignatures(t *testing.T) {
 	priv, _ := signing.ReadPrivate(filepath.Join(dir, "ops.key"))
 	signing.Generate(dir, "mallory")
 	mallory, _ := signing.ReadPrivate(filepath.Join(dir, "mallory.key"))
-	st, _ := store.Open(t.TempDir())
+	st, _ := backend.Open(t.TempDir())
 	defer st.Close()
 	c, _ := newCombiner(st, signing.NewTrust(pub), "pi-001", []string{"heaters"})
 	sign := func(e *fleet.TargetEnvelope, scope string) { e.Sign(scope, priv) }
@@ -117,7 +118,7 @@ func TestCombinedVersionCeiling(t *testing.T) {
 	}
 
 	// A store written before versions had a ceiling.
-	legacy, _ := store.Open(t.TempDir())
+	legacy, _ := backend.Open(t.TempDir())
 	defer legacy.Close()
 	if err := legacy.Put(keySources, []byte(`{"device/pi-001":{"version":18446744073709551615,"target":{}},"group/all":{"version":1,"target":{}}}`)); err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestRebaseRecoversFromRunawayVersion(t *testing.T) {
 			sign(env, scope)
 		})
 	}
-	st, err := store.Open(t.TempDir())
+	st, err := backend.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestRebaseRecoversFromRunawayVersion(t *testing.T) {
 // trusted keys, on a store of its own that the test closes.
 func testCombiner(t *testing.T) (store.Store, *combiner) {
 	t.Helper()
-	st, err := store.Open(t.TempDir())
+	st, err := backend.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 // Package store is the agent's durable memory: the contract every
-// persistence backend meets, and Open, which picks the right backend for the
-// machine the agent runs on.
+// persistence backend meets. Package backend opens the right one for the
+// machine the agent runs on; the contract is apart from it, so that code
+// that only uses a store (the fleet's outbox) does not link Badger and
+// bbolt.
 //
 // What lives here must survive a power cut: the target and its version, the
 // last reported state, the installed Wasm modules, plan progress and the
@@ -24,13 +26,7 @@
 // (RATIONALE.md has the evidence); badgerstore refuses to open on
 // such machines rather than lose data.
 //
-// Open chooses at compile time with build constraints: open_32.go is built
-// for the 32-bit GOARCH values (386, arm, mips, mipsle) and open_64.go for
-// every other, so a 32-bit binary does not link Badger at all. Backend says
-// which one was chosen. OpenBackend opens a named backend instead (a 64-bit
-// agent may choose bbolt to save memory; a 32-bit one cannot choose Badger). A database written by one backend cannot be read by
-// the other: moving a device between a 32-bit and a 64-bit OS starts it with
-// an empty store, as a re-flashed device would.
+// Package backend's Open chooses between them (see its doc).
 //
 // # Keys and values
 //

@@ -16,7 +16,7 @@ import (
 // overwritten. Keys vanish or reads panic once a memtable was flushed.
 // RATIONALE.md has the evidence. No option of Badger removes the
 // cause, so badgerstore refuses rather than lose data.
-var ErrUnsupported = errors.New("badgerstore: Badger loses data on 32-bit machines; use the bolt backend (package boltstore, which store.Open picks there)")
+var ErrUnsupported = errors.New("badgerstore: Badger loses data on 32-bit machines; use the bolt backend (package boltstore, which backend.Open picks there)")
 
 // supported returns ErrUnsupported, wrapped with the architecture, on a
 // 32-bit machine. It is a run-time check on the word size, not a build

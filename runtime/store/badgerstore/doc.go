@@ -32,5 +32,5 @@
 // there Badger silently corrupts the table files it writes once a memtable
 // is flushed (a bug in the allocator of its dependency ristretto; see
 // ErrUnsupported and RATIONALE.md). Use package boltstore there;
-// store.Open does.
+// backend.Open (package runtime/store/backend) does.
 package badgerstore

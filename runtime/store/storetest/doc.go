@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite of the store contract, in the
 // manner of testing/fstest: every backend runs it, and so does the default
-// store.Open, on every architecture the agent is built for.
+// backend.Open, on every architecture the agent is built for.
 //
 // Besides the plain contract (get, put, delete, scan order and bounds,
 // binary and large values, ErrClosed, persistence) the suite writes more

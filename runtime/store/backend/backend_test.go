@@ -1,4 +1,4 @@
-package store_test
+package backend_test
 
 import (
 	"math/bits"
@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 	"github.com/tern-iot/tern/runtime/store/storetest"
 )
 
 func open(t *testing.T, dir string) store.Store {
 	t.Helper()
-	s, err := store.Open(dir)
+	s, err := backend.Open(dir)
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("backend.Open: %v", err)
 	}
 	return s
 }
@@ -22,7 +23,7 @@ func open(t *testing.T, dir string) store.Store {
 // machine the tests run on: Badger on amd64 and arm64, bbolt on 386 and
 // arm.
 func TestOpen(t *testing.T) {
-	t.Logf("default backend: %s", store.Backend())
+	t.Logf("default backend: %s", backend.Default())
 	storetest.Conformance(t, open)
 }
 
@@ -34,7 +35,7 @@ func TestBackendMatchesWordSize(t *testing.T) {
 	if bits.UintSize == 32 {
 		want = "bolt"
 	}
-	if got := store.Backend(); got != want {
+	if got := backend.Default(); got != want {
 		t.Fatalf("Backend() = %q on a %d-bit machine, want %q", got, bits.UintSize, want)
 	}
 }
@@ -44,7 +45,7 @@ func TestBackendMatchesWordSize(t *testing.T) {
 // an unknown name is refused everywhere.
 func TestOpenBackend(t *testing.T) {
 	for _, name := range []string{"", "bolt", "badger"} {
-		s, err := store.OpenBackend(name, t.TempDir())
+		s, err := backend.OpenNamed(name, t.TempDir())
 		if name == "badger" && bits.UintSize == 32 {
 			if err == nil || !strings.Contains(err.Error(), "not in 32-bit builds") {
 				t.Errorf("OpenBackend(badger) on 32 bits: err = %v", err)
@@ -62,7 +63,7 @@ func TestOpenBackend(t *testing.T) {
 		}
 		s.Close()
 	}
-	if _, err := store.OpenBackend("sqlite", t.TempDir()); err == nil || !strings.Contains(err.Error(), `"sqlite" is not a store backend`) {
+	if _, err := backend.OpenNamed("sqlite", t.TempDir()); err == nil || !strings.Contains(err.Error(), `"sqlite" is not a store backend`) {
 		t.Errorf("OpenBackend(sqlite): err = %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package store_test
+package backend_test
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/tern-iot/tern/runtime/store"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // The agent keeps its records under prefixes and reads them back in key
@@ -18,7 +19,7 @@ func Example() {
 	}
 	defer os.RemoveAll(dir)
 
-	s, err := store.Open(dir) // Badger on 64-bit machines, bbolt on 32-bit ones
+	s, err := backend.Open(dir) // Badger on 64-bit machines, bbolt on 32-bit ones
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,10 +1,11 @@
 //go:build !(386 || arm || mips || mipsle)
 
-package store
+package backend
 
 import (
 	"fmt"
 
+	"github.com/tern-iot/tern/runtime/store"
 	"github.com/tern-iot/tern/runtime/store/badgerstore"
 	"github.com/tern-iot/tern/runtime/store/boltstore"
 )
@@ -13,12 +14,12 @@ import (
 // values; the store's tests check that this choice agrees with the word
 // size of the machine they run on.
 
-var _ Store = (*badgerstore.Store)(nil)
+var _ store.Store = (*badgerstore.Store)(nil)
 
 // Open opens, creating it if needed, the store kept in directory dir with
 // the default backend of this machine: Badger here, with
 // badgerstore.DefaultOptions.
-func Open(dir string) (Store, error) {
+func Open(dir string) (store.Store, error) {
 	s, err := badgerstore.Open(dir, badgerstore.DefaultOptions())
 	if err != nil {
 		return nil, err
@@ -26,13 +27,13 @@ func Open(dir string) (Store, error) {
 	return s, nil
 }
 
-// Backend names the backend Open uses on this machine: "badger" or "bolt".
-func Backend() string { return "badger" }
+// Default names the backend Open uses on this machine: "badger" or "bolt".
+func Default() string { return "badger" }
 
-// OpenBackend opens the store in dir with the backend named: "badger",
+// OpenNamed opens the store in dir with the backend named: "badger",
 // "bolt", or "" for this machine's default (Badger).
-func OpenBackend(backend, dir string) (Store, error) {
-	switch backend {
+func OpenNamed(name, dir string) (store.Store, error) {
+	switch name {
 	case "", "badger":
 		return Open(dir)
 	case "bolt":
@@ -42,5 +43,5 @@ func OpenBackend(backend, dir string) (Store, error) {
 		}
 		return s, nil
 	}
-	return nil, fmt.Errorf("store: %q is not a store backend; use badger or bolt", backend)
+	return nil, fmt.Errorf("store: %q is not a store backend; use badger or bolt", name)
 }

@@ -1,9 +1,11 @@
 //go:build 386 || arm || mips || mipsle
 
-package store
+package backend
 
 import (
 	"fmt"
+
+	"github.com/tern-iot/tern/runtime/store"
 
 	"github.com/tern-iot/tern/runtime/store/boltstore"
 )
@@ -11,11 +13,11 @@ import (
 // The default backend of a 32-bit build: bbolt, because Badger loses data
 // on 32-bit machines (see the package doc and RATIONALE.md).
 
-var _ Store = (*boltstore.Store)(nil)
+var _ store.Store = (*boltstore.Store)(nil)
 
 // Open opens, creating it if needed, the store kept in directory dir with
 // the default backend of this machine: bbolt here, in the file dir/tern.db.
-func Open(dir string) (Store, error) {
+func Open(dir string) (store.Store, error) {
 	s, err := boltstore.Open(dir)
 	if err != nil {
 		return nil, err
@@ -23,18 +25,18 @@ func Open(dir string) (Store, error) {
 	return s, nil
 }
 
-// Backend names the backend Open uses on this machine: "badger" or "bolt".
-func Backend() string { return "bolt" }
+// Default names the backend Open uses on this machine: "badger" or "bolt".
+func Default() string { return "bolt" }
 
-// OpenBackend opens the store in dir with the backend named: "bolt", or
+// OpenNamed opens the store in dir with the backend named: "bolt", or
 // "" for this machine's default. A 32-bit build has no Badger; asking for
 // it is an error that says so.
-func OpenBackend(backend, dir string) (Store, error) {
-	switch backend {
+func OpenNamed(name, dir string) (store.Store, error) {
+	switch name {
 	case "", "bolt":
 		return Open(dir)
 	case "badger":
 		return nil, fmt.Errorf("store: badger is not in 32-bit builds (it loses data there); use bolt or leave the backend out")
 	}
-	return nil, fmt.Errorf("store: %q is not a store backend; use badger or bolt", backend)
+	return nil, fmt.Errorf("store: %q is not a store backend; use badger or bolt", name)
 }
