@@ -21,6 +21,8 @@
 //
 // The files without a build constraint (the ABI types, registration) compile
 // everywhere, so the host uses the same Manifest, Call and Result types as the
-// guest. The exports and host imports exist only under GOOS=wasip1. See
-// ABI.md for the wire contract other languages can implement.
+// guest. The exports and host imports exist only under GOOS=wasip1;
+// elsewhere, hardware calls reach the board package sdktest gives them,
+// which is how a module's own tests run it. See ABI.md for the wire
+// contract other languages can implement.
 package sdk
