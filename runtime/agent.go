@@ -19,6 +19,7 @@ import (
 	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/runtime/api"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
@@ -33,7 +34,7 @@ type Reporter interface {
 }
 
 // Grants are the resources a device gives a module.
-type Grants = wasmhost.Grants
+type Grants = api.Grants
 
 // ModuleSpec is a module the device runs: its code and what it may touch.
 type ModuleSpec struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // Config is ternd's configuration file (YAML or JSON, same field names).
@@ -187,13 +188,7 @@ type ModuleConfig struct {
 	// file. Empty, or missing at start: the version installed earlier.
 	Path string `yaml:"path" json:"path"`
 	// Grants are the hardware resources the module may use.
-	Grants struct {
-		GPIO []string `yaml:"gpio" json:"gpio"`
-		// I2C devices as bus:address, e.g. i2c1:0x48.
-		I2C []string `yaml:"i2c" json:"i2c"`
-		// Serial ports as name or name@baud, e.g. ttyS0@9600.
-		Serial []string `yaml:"serial" json:"serial"`
-	} `yaml:"grants" json:"grants"`
+	Grants api.Grants `yaml:"grants" json:"grants"`
 	// Expand names modules whose jobs this module's methods may expand
 	// into although that module's hardware is not granted to this one.
 	Expand []string `yaml:"expand" json:"expand"`

@@ -530,7 +530,7 @@ func moduleSpecs(cfg Config, log *slog.Logger) ([]runtime.ModuleSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ternd: module %s: config: %w", m.Name, err)
 		}
-		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Expand: m.Expand, Grants: runtime.Grants{GPIO: m.Grants.GPIO, I2C: m.Grants.I2C, Serial: m.Grants.Serial}}
+		spec := runtime.ModuleSpec{Name: m.Name, Config: conf, Expand: m.Expand, Grants: m.Grants}
 		if m.Path != "" {
 			wasm, err := os.ReadFile(m.Path)
 			switch {

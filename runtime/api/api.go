@@ -90,3 +90,18 @@ func NewEventID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Grants are the hardware a device gives a module, named as the board
+// names them (ternd.yaml's modules[].grants; docs/configuration.md).
+type Grants struct {
+	// GPIO lines, e.g. "GPIO17", with the rate at which the module may
+	// write each: "GPIO17@10/s" (or /m, /h: a minute, an hour); without
+	// one, DefaultGPIORate. Relays and valves wear out, and a module in a
+	// loop can write a line hundreds of thousands of times a second.
+	GPIO []string `json:"gpio,omitempty" yaml:"gpio,omitempty"`
+	// I2C devices as "bus:address", e.g. "i2c1:0x48".
+	I2C []string `json:"i2c,omitempty" yaml:"i2c,omitempty"`
+	// Serial ports, as "ttyS0" (any baud rate) or "ttyS0@9600" (that rate
+	// only).
+	Serial []string `json:"serial,omitempty" yaml:"serial,omitempty"`
+}

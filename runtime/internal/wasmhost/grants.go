@@ -9,22 +9,11 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/hal/gpio"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
-// Grants are the resources a device gives a module, named as the board
-// names them.
-type Grants struct {
-	// GPIO lines, e.g. "GPIO17", with the rate at which the module may
-	// write each: "GPIO17@10/s" (or /m, /h: a minute, an hour); without
-	// one, DefaultGPIORate. Relays and valves wear out, and a module in a
-	// loop can write a line hundreds of thousands of times a second.
-	GPIO []string `json:"gpio,omitempty" yaml:"gpio,omitempty"`
-	// I2C devices as "bus:address", e.g. "i2c1:0x48".
-	I2C []string `json:"i2c,omitempty" yaml:"i2c,omitempty"`
-	// Serial ports, as "ttyS0" (any baud rate) or "ttyS0@9600" (that rate
-	// only).
-	Serial []string `json:"serial,omitempty" yaml:"serial,omitempty"`
-}
+// Grants are the resources a device gives a module (package api's type).
+type Grants = api.Grants
 
 // DefaultGPIORate is the write rate of a GPIO grant that names none:
 // generous for a relay or a bit-banged signal, yet a bound.
@@ -113,8 +102,8 @@ func (w *watch) granted(name []byte) *grantedLine {
 	return nil
 }
 
-// check refuses grants that cannot mean anything.
-func (g Grants) check() error {
+// checkGrants refuses grants that cannot mean anything.
+func checkGrants(g Grants) error {
 	var lines []string
 	for _, s := range g.GPIO {
 		line, _, err := parseGPIOGrant(s)
@@ -140,7 +129,7 @@ func (g Grants) check() error {
 	return nil
 }
 
-func (g Grants) allowsSerial(port string, baud int) bool {
+func allowsSerial(g Grants, port string, baud int) bool {
 	for _, p := range g.Serial {
 		name, rate, hasBaud := strings.Cut(p, "@")
 		if name == port && (!hasBaud || rate == strconv.Itoa(baud)) {
@@ -150,7 +139,7 @@ func (g Grants) allowsSerial(port string, baud int) bool {
 	return false
 }
 
-func (g Grants) allowsI2C(bus string, addr uint16) bool {
+func allowsI2C(g Grants, bus string, addr uint16) bool {
 	for _, d := range g.I2C {
 		if b, a, err := parseI2CGrant(d); err == nil && b == bus && a == addr {
 			return true

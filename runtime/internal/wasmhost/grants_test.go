@@ -45,7 +45,7 @@ func TestGrantsCheck(t *testing.T) {
 		"bad serial":    {Grants{Serial: []string{"ttyS0@fast"}}, "serial grant"},
 		"good i2c, tty": {Grants{I2C: []string{"i2c1:0x48"}, Serial: []string{"ttyS0@9600"}}, ""},
 	} {
-		err := tc.g.check()
+		err := checkGrants(tc.g)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: check() = %v, want %q", name, err, tc.want)
 		}

@@ -234,7 +234,7 @@ func (h *Host) LoadHashed(ctx context.Context, wasm []byte, sum [sha256.Size]byt
 
 func (h *Host) load(ctx context.Context, wasm []byte, hashed *[sha256.Size]byte, grants Grants, config json.RawMessage) (*Module, error) {
 	start := time.Now()
-	if err := grants.check(); err != nil {
+	if err := checkGrants(grants); err != nil {
 		return nil, err
 	}
 	// Hosts of one process that share a cache (the testbench's agents)

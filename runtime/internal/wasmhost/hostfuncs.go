@@ -237,7 +237,7 @@ func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, 
 		ci.module.refuse(i2cNotRequested, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
 	}
-	if !ci.module.grants.allowsI2C(bus, uint16(addr)) {
+	if !allowsI2C(ci.module.grants, bus, uint16(addr)) {
 		ci.module.refuse(i2cNotGranted, fmt.Sprintf("%s:%#x", bus, addr))
 		return int32(sdk.ErrnoNotGranted)
 	}
@@ -288,7 +288,7 @@ func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen,
 		ci.module.refuse(serialNotRequested, name)
 		return -int32(sdk.ErrnoNotGranted)
 	}
-	if !ci.module.grants.allowsSerial(name, int(baud)) {
+	if !allowsSerial(ci.module.grants, name, int(baud)) {
 		ci.module.refuse(serialNotGranted, fmt.Sprintf("%s at %d baud", name, baud))
 		return -int32(sdk.ErrnoNotGranted)
 	}
