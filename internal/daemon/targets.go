@@ -13,17 +13,9 @@ import (
 )
 
 // combiner turns the targets of a device's groups and of the device itself
-// into the one target the agent pursues. Precedence: groups in the order the
-// configuration lists them, each overriding the ones before, then the
-// device's own target over all of them. Overriding is per key, recursively;
-// a null deletes, whoever says it last. The combined version is the sum of
-// the sources' versions: it grows whenever any source does. Each source's
-// version is at most fleet.MaxVersion (2^53−1, the parser refuses more), so
-// the sum is at most (1 + groups) × (2^53−1): exact in a uint64 for up to
-// 2047 groups; a sum that would not fit is refused, never wrapped. With
-// tern's default versions (the time in milliseconds, about 2^41) it stays
-// below 2^53, where JSON doubles are exact, for up to 2048 sources
-// (until the year 2109).
+// into the one target the agent pursues, as package fleet defines the
+// combination (fleet.Scopes, fleet.CombineTargets, fleet.CombinedVersion),
+// and decides which envelopes it accepts.
 //
 // Each source's version is kept in the store, so a replayed or older
 // envelope of one source is refused even after a restart.
@@ -46,11 +38,7 @@ type source struct {
 var keySources = []byte("fleet/sources")
 
 func newCombiner(st store.Store, trust signing.Trust, device string, groups []string) (*combiner, error) {
-	c := &combiner{store: st, trust: trust, sources: map[string]source{}}
-	for _, g := range groups {
-		c.order = append(c.order, fleet.GroupScope(g))
-	}
-	c.order = append(c.order, fleet.DeviceScope(device))
+	c := &combiner{store: st, trust: trust, sources: map[string]source{}, order: fleet.Scopes(device, groups)}
 	b, err := st.Get(keySources)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -125,43 +113,30 @@ func (c *combiner) take(st fleet.ScopedTarget) (version uint64, doc json.RawMess
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("storing target sources: %w", err)
 	}
-	var combined any = map[string]any{}
-	for _, s := range c.order {
-		src, ok := c.sources[s]
-		if !ok {
-			continue
-		}
-		v, err := state.Parse(src.Target)
-		if err != nil {
-			return 0, nil, false, fmt.Errorf("%s target: %w", s, err)
-		}
-		combined = overlay(combined, v)
+	targets := make([]json.RawMessage, len(c.order))
+	for i, s := range c.order {
+		targets[i] = c.sources[s].Target
 	}
-	version, err = c.combinedVersion("", 0)
-	if err != nil {
+	if doc, err = fleet.CombineTargets(targets...); err != nil {
 		return 0, nil, false, err
 	}
-	return version, state.Canonical(combined), true, nil
+	if version, err = c.combinedVersion("", 0); err != nil {
+		return 0, nil, false, err
+	}
+	return version, doc, true, nil
 }
 
-// combinedVersion is the sum of the sources' versions, with scope's
-// replaced by version (scope "": none replaced). It fails, rather than
-// wrap, when the sum does not fit in a uint64: only versions held from
-// before the ceiling, or more than 2047 groups, get there.
+// combinedVersion is fleet.CombinedVersion of the sources' versions, with
+// scope's replaced by version (scope "": none replaced).
 func (c *combiner) combinedVersion(scope string, version uint64) (uint64, error) {
-	var sum uint64
-	for _, s := range c.order {
-		v := c.sources[s].Version
+	versions := make([]uint64, len(c.order))
+	for i, s := range c.order {
+		versions[i] = c.sources[s].Version
 		if s == scope {
-			v = version
+			versions[i] = version
 		}
-		if sum+v < sum {
-			return 0, fmt.Errorf("the versions of this device's targets add up to more than %d, so no combined version grows past them; take the sources with runaway versions back with tern push --replaces HELD --version LOWER (at most %d each)",
-				uint64(math.MaxUint64), fleet.MaxVersion)
-		}
-		sum += v
 	}
-	return sum, nil
+	return fleet.CombinedVersion(versions...)
 }
 
 // cmpZero reads 0 as "none": the largest uint64, so min ignores it.
@@ -178,23 +153,4 @@ func sameDocument(a, b json.RawMessage) bool {
 	va, errA := state.Parse(a)
 	vb, errB := state.Parse(b)
 	return errA == nil && errB == nil && string(state.Canonical(va)) == string(state.Canonical(vb))
-}
-
-// overlay lays top over base: objects key by key, recursively; anything
-// else (null included) replaces.
-func overlay(base, top any) any {
-	tm, ok := top.(map[string]any)
-	bm, ok2 := base.(map[string]any)
-	if !ok || !ok2 {
-		return state.Clone(top)
-	}
-	out := state.Clone(bm).(map[string]any)
-	for k, v := range tm {
-		if old, ok := out[k]; ok {
-			out[k] = overlay(old, v)
-		} else {
-			out[k] = state.Clone(v)
-		}
-	}
-	return out
 }
