@@ -102,3 +102,27 @@ func TestDedupConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A consumer of event reports, delivered at least once, sees each event
+// once and in order: copies and reports older than one it saw are
+// dropped, and a reinstalled device (a new epoch) numbers from 1 again.
+func ExampleDedup() {
+	var seen fleet.Dedup
+	for _, r := range []fleet.EventReport{
+		{Device: "pi-1", Epoch: "a", Seq: 1},
+		{Device: "pi-1", Epoch: "a", Seq: 2},
+		{Device: "pi-1", Epoch: "a", Seq: 2}, // sent again after a reconnect
+		{Device: "pi-1", Epoch: "a", Seq: 1}, // an old copy
+		{Device: "pi-1", Epoch: "b", Seq: 1}, // the device was re-flashed
+	} {
+		fmt.Println(r.Epoch, r.Seq, seen.Fresh(r))
+	}
+	fmt.Println("last:", seen.Last("pi-1"))
+	// Output:
+	// a 1 true
+	// a 2 true
+	// a 2 false
+	// a 1 false
+	// b 1 true
+	// last: 1
+}

@@ -2,6 +2,7 @@ package sdktest_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,26 @@ func TestNoHostOutsideTheHarness(t *testing.T) {
 	if err == nil || errors.Is(err, sdk.ErrnoNoLine) {
 		t.Fatalf("GPIOWrite outside a module and the harness: %v, want the SDK's no-host error", err)
 	}
+}
+
+// A test of a module's lamp job, as ternd would call it: the planner's
+// question, then the task, on a simulated line.
+func Example() {
+	lines := sim.NewGPIO("GPIO1")
+	m, err := sdktest.New(sdktest.Board{GPIO: lines}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	m.SetState(map[string]any{"mains": true})
+	t, err := m.Try("lamp", "/lamps/GPIO1", true)
+	fmt.Println(t.OK, string(t.Effect), err)
+	fmt.Println(m.Run("lamp", "/lamps/GPIO1", true))
+	level, _ := lines.Level("GPIO1")
+	fmt.Println(level)
+	// Output:
+	// true true <nil>
+	// <nil>
+	// High
 }
