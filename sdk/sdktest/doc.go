@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 // Package sdktest runs a Go module's jobs and sensors natively, in its own
 // tests, against a board of hal's (hal/sim's simulated lines, I2C chips and
 // serial ports, or real ones): the test seam module authors lack when the
