@@ -24,6 +24,7 @@ import (
 	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/hal/serialdev"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/sdnotify"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/version"
@@ -145,10 +146,11 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	rels, err := newReleases(st, trust)
+	rels, err := fleet.NewReleases(st, trust)
 	if err != nil {
 		return err
 	}
+	rels.CheckCode = func(env fleet.ReleaseEnvelope) error { return modfile.NamedAs(env.Wasm, env.Module) }
 	storeName := cfg.Store
 	if storeName == "" {
 		storeName = backend.Default()
@@ -360,7 +362,7 @@ func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Lo
 }
 
 // feed hands targets and module releases from the fleet to the agent.
-func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *releases, up *updater, a *runtime.Agent, offered *atomic.Uint64, log *slog.Logger) {
+func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *fleet.Releases, up *updater, a *runtime.Agent, offered *atomic.Uint64, log *slog.Logger) {
 	// Module releases install one at a time, in the order they came, on
 	// their own goroutine: compiling one may take up to its bound, and
 	// targets must reach the agent meanwhile.
@@ -439,8 +441,8 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 
 // release installs a module release that passes rels' checks, through the
 // agent's module lifecycle (signature in the code, compile, swap, rollback).
-func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *runtime.Agent, log *slog.Logger) {
-	fresh, err := rels.check(env)
+func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *fleet.Releases, a *runtime.Agent, log *slog.Logger) {
+	fresh, err := rels.Check(env)
 	switch {
 	case err != nil:
 		log.Warn("module release refused", "module", env.Module, "version", env.Version, "err", err)
@@ -461,7 +463,7 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *releases, a *
 	// Recorded whatever the outcome, and even if a stop arrived meanwhile:
 	// an installed release left unrecorded would let an older release,
 	// replayed later, pass as newer than the last one recorded.
-	if aerr := rels.accept(env.Module, env.Version); aerr != nil {
+	if aerr := rels.Accept(env.Module, env.Version); aerr != nil {
 		log.Error("module release version not stored; it may be tried again after a restart", "module", env.Module, "err", aerr)
 	}
 	if err != nil {

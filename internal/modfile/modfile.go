@@ -80,6 +80,18 @@ func Manifest(wasm []byte) (m sdk.Manifest, ok bool, err error) {
 	return m, false, nil
 }
 
+// NamedAs refuses code whose manifest section names another module than
+// module: a release on the topic of relay that calls itself evil would run
+// with relay's grants. Code without the section passes: it is named by its
+// tern_describe, which the agent checks when it loads it.
+func NamedAs(wasm []byte, module string) error {
+	if m, ok, err := Manifest(wasm); err == nil && ok && m.Name != module {
+		return fmt.Errorf("the code calls itself %q (its manifest), but it came on the topic of module %s, whose grants it would run with; release it as --module %s, or build it named %s",
+			m.Name, module, m.Name, module)
+	}
+	return nil
+}
+
 // WithManifest returns the module with its manifest in a section, replacing
 // one already there. A signed module cannot be changed: sign after.
 func WithManifest(wasm []byte, m sdk.Manifest) ([]byte, error) {

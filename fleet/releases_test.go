@@ -1,4 +1,4 @@
-package daemon
+package fleet_test
 
 import (
 	"crypto/ed25519"
@@ -9,6 +9,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/runtime/store"
 	"github.com/tern-iot/tern/runtime/store/backend"
 	"github.com/tern-iot/tern/sdk"
 )
@@ -35,12 +36,12 @@ func rel(module string, version uint64, code []byte) fleet.ReleaseEnvelope {
 }
 
 // tried runs a release through check and accept, as ternd does.
-func tried(t *testing.T, r *releases, env fleet.ReleaseEnvelope) {
+func tried(t *testing.T, r *fleet.Releases, env fleet.ReleaseEnvelope) {
 	t.Helper()
-	if fresh, err := r.check(env); err != nil || !fresh {
+	if fresh, err := r.Check(env); err != nil || !fresh {
 		t.Fatalf("%s version %d: fresh %v, %v", env.Module, env.Version, fresh, err)
 	}
-	if err := r.accept(env.Module, env.Version); err != nil {
+	if err := r.Accept(env.Module, env.Version); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -53,16 +54,16 @@ func TestReleasesCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	r, err := newReleases(st, nil)
+	r, err := newReleases(t, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tried(t, r, rel("relay", 5, codeA))
-	restarted, err := newReleases(st, nil)
+	restarted, err := newReleases(t, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range map[string]*releases{"running": r, "after a restart": restarted} {
+	for _, r := range map[string]*fleet.Releases{"running": r, "after a restart": restarted} {
 		for _, tc := range []struct {
 			name  string
 			env   fleet.ReleaseEnvelope
@@ -80,7 +81,7 @@ func TestReleasesCheck(t *testing.T) {
 			{"the largest version", rel("relay", fleet.MaxVersion, codeB), true, ""},
 			{"another module", rel("heater", 1, codeB), true, ""},
 		} {
-			fresh, err := r.check(tc.env)
+			fresh, err := r.Check(tc.env)
 			if fresh != tc.fresh || (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%s: fresh %v, %v; want fresh %v and a refusal saying %q", tc.name, fresh, err, tc.fresh, tc.want)
 			}
@@ -93,13 +94,13 @@ func TestReleasesCheckSignature(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	st, _ := backend.Open(t.TempDir())
 	defer st.Close()
-	r, _ := newReleases(st, signing.NewTrust(pub))
+	r, _ := newReleases(t, st, signing.NewTrust(pub))
 	env := rel("relay", 1, codeA)
-	if _, err := r.check(env); err == nil || !strings.Contains(err.Error(), "tern release --key") {
+	if _, err := r.Check(env); err == nil || !strings.Contains(err.Error(), "tern release --key") {
 		t.Errorf("unsigned: %v", err)
 	}
 	env.Sign(priv)
-	if fresh, err := r.check(env); !fresh || err != nil {
+	if fresh, err := r.Check(env); !fresh || err != nil {
 		t.Errorf("signed: %v %v", fresh, err)
 	}
 }
@@ -111,6 +112,8 @@ func TestReleasesCheckSignature(t *testing.T) {
 // which no release could follow, lets the next release in, and that one
 // orders them again. And what this one stores, an older one reads.
 func TestReleasesLegacyStore(t *testing.T) {
+	// The keys are the store's layout, which ternds of every version read.
+	keyReleases, keyReleaseCode := []byte("fleet/releases"), []byte("fleet/release-code")
 	st, _ := backend.Open(t.TempDir())
 	defer st.Close()
 	if err := st.Put(keyReleases, []byte(`{"relay":5,"heater":18446744073709551615}`)); err != nil {
@@ -119,21 +122,21 @@ func TestReleasesLegacyStore(t *testing.T) {
 	if err := st.Put(keyReleaseCode, []byte(`{"relay":{"version":4,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	r, err := newReleases(st, nil)
+	r, err := newReleases(t, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := r.check(rel("relay", 5, codeB)); fresh || err != nil {
+	if fresh, err := r.Check(rel("relay", 5, codeB)); fresh || err != nil {
 		t.Errorf("version 5 again, code unknown: %v %v; want a quiet redelivery", fresh, err)
 	}
-	if _, err := r.check(rel("relay", 4, codeB)); err == nil || !strings.Contains(err.Error(), "older than the version 5") {
+	if _, err := r.Check(rel("relay", 4, codeB)); err == nil || !strings.Contains(err.Error(), "older than the version 5") {
 		t.Errorf("older: %v", err)
 	}
 	tried(t, r, rel("heater", 3, codeA))
-	if _, err := r.check(rel("heater", 2, codeA)); err == nil || !strings.Contains(err.Error(), "older than the version 3") {
+	if _, err := r.Check(rel("heater", 2, codeA)); err == nil || !strings.Contains(err.Error(), "older than the version 3") {
 		t.Errorf("after the release that followed a version above the ceiling: %v", err)
 	}
-	if _, err := r.check(rel("heater", 3, codeB)); err == nil || !strings.Contains(err.Error(), "already installed with other code") {
+	if _, err := r.Check(rel("heater", 3, codeB)); err == nil || !strings.Contains(err.Error(), "already installed with other code") {
 		t.Errorf("same version, other code: %v", err)
 	}
 	b, err := st.Get(keyReleases)
@@ -141,4 +144,14 @@ func TestReleasesLegacyStore(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &versions) != nil || versions["heater"] != 3 || versions["relay"] != 5 {
 		t.Errorf("stored versions %s (%v): want {heater: 3, relay: 5} in the layout older ternds read", b, err)
 	}
+}
+
+// newReleases is fleet.NewReleases with ternd's code check.
+func newReleases(t *testing.T, st store.Store, trust signing.Trust) (*fleet.Releases, error) {
+	t.Helper()
+	r, err := fleet.NewReleases(st, trust)
+	if r != nil {
+		r.CheckCode = func(env fleet.ReleaseEnvelope) error { return modfile.NamedAs(env.Wasm, env.Module) }
+	}
+	return r, err
 }

@@ -1,4 +1,4 @@
-package daemon
+package fleet
 
 import (
 	"encoding/json"
@@ -6,25 +6,27 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/tern-iot/tern/fleet"
-	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/store"
 )
 
-// releases decides which module releases from the fleet reach the agent:
-// those signed by a trusted key (when keys are configured), whose code
-// calls itself by the module's name, and newer than the newest accepted
-// for their module. The version and the code's SHA-256 accepted last are
-// kept in the store, so an old release retained on the broker, or
-// replayed, is refused after a restart too, and so is that version with
-// other code.
+// Releases decides which module releases a device installs, as the
+// contract orders them (docs/mqtt.md, "Module releases"): those signed by a
+// trusted key (when keys are configured), that pass CheckCode, and newer
+// than the newest accepted for their module. The version and the code's
+// SHA-256 accepted last are kept in the store, so an old release retained
+// on the broker, or replayed, is refused after a restart too, and so is
+// that version with other code.
 //
-// The fleet layer has checked the release's form, its topic and that it
-// was made for this device's fleet and prefix (fleet.Device).
-type releases struct {
+// The device end (Device) has checked the release's form, its topic and
+// that it was made for the device's fleet and prefix.
+type Releases struct {
 	store store.Store
 	trust signing.Trust
+	// CheckCode, if set, refuses a release for its code (ternd: code whose
+	// manifest names another module), after the signature and before the
+	// versions are compared.
+	CheckCode func(ReleaseEnvelope) error
 
 	mu   sync.Mutex
 	held map[string]uint64      // module → highest release version accepted
@@ -49,8 +51,9 @@ var (
 	keyReleaseCode = []byte("fleet/release-code")
 )
 
-func newReleases(st store.Store, trust signing.Trust) (*releases, error) {
-	r := &releases{store: st, trust: trust, held: map[string]uint64{}, code: map[string]heldRelease{}, checked: map[string]heldRelease{}}
+// NewReleases reads what st holds of the releases accepted before.
+func NewReleases(st store.Store, trust signing.Trust) (*Releases, error) {
+	r := &Releases{store: st, trust: trust, held: map[string]uint64{}, code: map[string]heldRelease{}, checked: map[string]heldRelease{}}
 	for _, k := range []struct {
 		key []byte
 		v   any
@@ -59,20 +62,20 @@ func newReleases(st store.Store, trust signing.Trust) (*releases, error) {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
-			return nil, fmt.Errorf("ternd: reading module release versions: %w", err)
+			return nil, fmt.Errorf("fleet: reading module release versions: %w", err)
 		default:
 			if err := json.Unmarshal(b, k.v); err != nil {
-				return nil, fmt.Errorf("ternd: stored module release versions (%s) are corrupt (%v): remove the data directory's store to start over", k.key, err)
+				return nil, fmt.Errorf("fleet: stored module release versions (%s) are corrupt (%v): remove the data directory's store to start over", k.key, err)
 			}
 		}
 	}
 	return r, nil
 }
 
-// check says whether env is a release to install: fresh is false for the
+// Check says whether env is a release to install: fresh is false for the
 // release accepted last, delivered again (the retained release after a
 // reconnect); err says why env is refused, and what to do.
-func (r *releases) check(env fleet.ReleaseEnvelope) (fresh bool, err error) {
+func (r *Releases) Check(env ReleaseEnvelope) (fresh bool, err error) {
 	refused := func(format string, args ...any) (bool, error) {
 		return false, fmt.Errorf("module %s release version %d refused: %s", env.Module, env.Version, fmt.Sprintf(format, args...))
 	}
@@ -81,13 +84,10 @@ func (r *releases) check(env fleet.ReleaseEnvelope) (fresh bool, err error) {
 			return false, fmt.Errorf("module %s release version %d refused: %w", env.Module, env.Version, err)
 		}
 	}
-	// The code's own name, when it carries its manifest (tern module build
-	// and tern release embed it): a release on the topic of relay that
-	// calls itself evil would run with relay's grants. Code without the
-	// section is named by its tern_describe, which the runtime checks.
-	if man, ok, err := modfile.Manifest(env.Wasm); err == nil && ok && man.Name != env.Module {
-		return refused("the code calls itself %q (its manifest), but it came on the topic of module %s, whose grants it would run with; release it as --module %s, or build it named %s",
-			man.Name, env.Module, man.Name, env.Module)
+	if r.CheckCode != nil {
+		if err := r.CheckCode(env); err != nil {
+			return refused("%v", err)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -96,7 +96,7 @@ func (r *releases) check(env fleet.ReleaseEnvelope) (fresh bool, err error) {
 		held.SHA256 = c.SHA256 // else unknown: accepted by a ternd that kept versions only
 	}
 	switch {
-	case held.Version > fleet.MaxVersion:
+	case held.Version > MaxVersion:
 		// Accepted before versions had a ceiling: no release could follow
 		// it, so the next one does, whatever its version.
 	case env.Version < held.Version:
@@ -112,15 +112,15 @@ func (r *releases) check(env fleet.ReleaseEnvelope) (fresh bool, err error) {
 	return true, nil
 }
 
-// accept records version as the release of module tried last: a release
+// Accept records version as the release of module tried last: a release
 // is tried once, installed or refused by the agent. The code recorded is
-// the one of the release check passed last with that version.
-func (r *releases) accept(module string, version uint64) error {
+// the one of the release Check passed last with that version.
+func (r *Releases) Accept(module string, version uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, ok := r.checked[module]
 	delete(r.checked, module)
-	if held := r.held[module]; version < held && held <= fleet.MaxVersion {
+	if held := r.held[module]; version < held && held <= MaxVersion {
 		return nil
 	}
 	r.held[module] = version
