@@ -128,19 +128,6 @@ func runAgent(t *testing.T, opts runtime.Options) (a *runtime.Agent, stop func()
 	return a, stop
 }
 
-// waitFor polls cond until it holds; the bound is one on a hang
-// (testbound), not a speed claim.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testbound.Hang)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func level(g *sim.GPIO, line string) gpio.Level {
 	l, _ := g.Level(line)
 	return l
@@ -153,7 +140,7 @@ func TestAgentConvergesAndKeepsItsTargetAcrossRestart(t *testing.T) {
 	if err := a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true,"fan":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence", func() bool { return a.Status().Converged })
+	testbound.WaitFor(t, "convergence", func() bool { return a.Status().Converged })
 	if level(r.gpio, "GPIO17") != gpio.High || level(r.gpio, "GPIO27") != gpio.High {
 		t.Fatal("relay lines not driven high")
 	}
@@ -168,8 +155,8 @@ func TestAgentConvergesAndKeepsItsTargetAcrossRestart(t *testing.T) {
 	if p, _ := r.gpio.Pin("GPIO17"); p != nil {
 		p.Out(gpio.Low)
 	}
-	waitFor(t, "drift event", func() bool { _, ok := rep.find(runtime.EventDrift, "/relays/heater"); return ok })
-	waitFor(t, "re-convergence after drift", func() bool { return level(r.gpio, "GPIO17") == gpio.High && a.Status().Converged })
+	testbound.WaitFor(t, "drift event", func() bool { _, ok := rep.find(runtime.EventDrift, "/relays/heater"); return ok })
+	testbound.WaitFor(t, "re-convergence after drift", func() bool { return level(r.gpio, "GPIO17") == gpio.High && a.Status().Converged })
 
 	// Older targets are refused with an event; the same version is a duplicate.
 	if err := a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true,"fan":true}}`)); err != nil {
@@ -185,7 +172,7 @@ func TestAgentConvergesAndKeepsItsTargetAcrossRestart(t *testing.T) {
 	if _, v := a2.Target(); v != 1 {
 		t.Fatalf("restored target version %d, want 1", v)
 	}
-	waitFor(t, "convergence after restart", func() bool { return a2.Status().Converged })
+	testbound.WaitFor(t, "convergence after restart", func() bool { return a2.Status().Converged })
 	if level(r.gpio, "GPIO17") != gpio.High || level(r.gpio, "GPIO27") != gpio.High {
 		t.Fatal("relay lines not driven high after restart")
 	}
@@ -203,16 +190,16 @@ func TestUngrantedLineIsReportedAndAgentKeepsRunning(t *testing.T) {
 	if err := a.SetTarget(7, json.RawMessage(`{"relays":{"lamp":true,"fan":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "task failure naming the grant", func() bool {
+	testbound.WaitFor(t, "task failure naming the grant", func() bool {
 		_, ok := rep.find(runtime.EventTaskFailed, "not granted")
 		return ok
 	})
-	waitFor(t, "failed status", func() bool {
+	testbound.WaitFor(t, "failed status", func() bool {
 		s := a.Status()
 		return s.Phase == runtime.PhaseFailed && strings.Contains(s.Error, "not granted")
 	})
 	// The independent branch still ran, the lamp's line was never touched.
-	waitFor(t, "fan on", func() bool { return level(r.gpio, "GPIO27") == gpio.High })
+	testbound.WaitFor(t, "fan on", func() bool { return level(r.gpio, "GPIO27") == gpio.High })
 	if n := r.gpio.Writes("GPIO22"); n != 0 {
 		t.Fatalf("GPIO22 written %d times", n)
 	}
@@ -220,7 +207,7 @@ func TestUngrantedLineIsReportedAndAgentKeepsRunning(t *testing.T) {
 	if err := a.SetTarget(8, json.RawMessage(`{"relays":{"lamp":null,"fan":false}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence after the bad target", func() bool { return a.Status().Converged })
+	testbound.WaitFor(t, "convergence after the bad target", func() bool { return a.Status().Converged })
 	if level(r.gpio, "GPIO27") != gpio.Low {
 		t.Fatal("fan still on")
 	}
@@ -242,7 +229,7 @@ func TestBadTargetsAreRefused(t *testing.T) {
 	if err := a.SetTarget(4, json.RawMessage(`{"relays":{"fan":false}}`)); err == nil {
 		t.Fatal("older target accepted")
 	}
-	waitFor(t, "refusal event", func() bool { _, ok := rep.find(runtime.EventTargetRefused, "holding 5"); return ok })
+	testbound.WaitFor(t, "refusal event", func() bool { _, ok := rep.find(runtime.EventTargetRefused, "holding 5"); return ok })
 }
 
 func testLogger(t *testing.T) *slog.Logger {

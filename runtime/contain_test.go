@@ -16,6 +16,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
@@ -79,7 +80,7 @@ func TestExpandAllowedByConfiguration(t *testing.T) {
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the relay switched through the evil module's method", func() bool { return level(r.lines, "GPIO17") == gpio.High })
+	testbound.WaitFor(t, "the relay switched through the evil module's method", func() bool { return level(r.lines, "GPIO17") == gpio.High })
 }
 
 // A sensor may not write where another module's jobs work: the two would
@@ -136,7 +137,7 @@ func TestSlowSensorDoesNotStallOthers(t *testing.T) {
 	}
 	p.Out(gpio.Low) // drift, sensed by the relay module alone
 	r.expect(t, runtime.EventDrift, "/relays/heater")
-	waitFor(t, "the relay module sensing the drift and correcting it", func() bool { return level(r.lines, "GPIO17") == gpio.High })
+	testbound.WaitFor(t, "the relay module sensing the drift and correcting it", func() bool { return level(r.lines, "GPIO17") == gpio.High })
 }
 
 // WASI randomness comes from the OS: two instances see different bytes
@@ -153,7 +154,7 @@ func TestRandomDiffersPerInstance(t *testing.T) {
 	var seen []any
 	for range 2 {
 		r := startHostile(t, wasm)
-		waitFor(t, "a sensed random number", func() bool {
+		testbound.WaitFor(t, "a sensed random number", func() bool {
 			var m map[string]any
 			json.Unmarshal(r.a.Status().State, &m)
 			if v, ok := m["evil_sensor"]; ok {
@@ -222,7 +223,7 @@ func TestCompileIsolated(t *testing.T) {
 				tc.adjust(o)
 			})
 			if tc.want == "" {
-				waitFor(t, "the module compiled in a child process", func() bool { return r.a.Status().Modules["evil"] == "1.0.0" })
+				testbound.WaitFor(t, "the module compiled in a child process", func() bool { return r.a.Status().Modules["evil"] == "1.0.0" })
 				return
 			}
 			r.expect(t, runtime.EventModuleError, tc.want)
@@ -293,7 +294,7 @@ func TestHostileFailingSensorEventsBounded(t *testing.T) {
 	text := strings.Replace(wasmtest.Module{Sense: sense}.Text(), `"GPIO17GPIO22`, `"GPIO27GPIO22`, 1)
 	r := startHostile(t, wasmtest.Assemble(t, text))
 	start := time.Now()
-	waitFor(t, "100 failed sensor calls", func() bool { return r.lines.Writes("GPIO27") >= 100 })
+	testbound.WaitFor(t, "100 failed sensor calls", func() bool { return r.lines.Writes("GPIO27") >= 100 })
 	elapsed := time.Since(start)
 	n := 0
 	r.rep.mu.Lock()

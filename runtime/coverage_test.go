@@ -9,6 +9,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store/backend"
 )
@@ -21,7 +22,7 @@ func TestMissingModuleIsNotConverged(t *testing.T) {
 	if err := a.SetTarget(2, json.RawMessage(`{"relays":{"fan":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence", func() bool { return a.Status().Converged })
+	testbound.WaitFor(t, "convergence", func() bool { return a.Status().Converged })
 	stop()
 
 	// Power cut; at the next start the relay module's code is refused.
@@ -38,11 +39,11 @@ func TestMissingModuleIsNotConverged(t *testing.T) {
 		// when something is due: here, a heartbeat every 50 ms.
 		Heartbeat: 50 * time.Millisecond,
 	})
-	waitFor(t, "the reason in an event", func() bool {
+	testbound.WaitFor(t, "the reason in an event", func() bool {
 		_, ok := rep.find(runtime.EventPlanFailed, "no loaded module senses or sets /relays/fan")
 		return ok
 	})
-	waitFor(t, "the agent to step", func() bool { return a2.Steps() > 1 })
+	testbound.WaitFor(t, "the agent to step", func() bool { return a2.Steps() > 1 })
 	s := a2.Status()
 	if s.Converged {
 		t.Fatalf("converged with its only module missing: %+v", s)
@@ -64,7 +65,7 @@ func TestMissingModuleIsNotConverged(t *testing.T) {
 	}
 	// The reason is told once, not at every tick.
 	n := a2.Steps()
-	waitFor(t, "more steps", func() bool { return a2.Steps() > n+2 })
+	testbound.WaitFor(t, "more steps", func() bool { return a2.Steps() > n+2 })
 	rep.mu.Lock()
 	told := 0
 	for _, e := range rep.events {
@@ -87,7 +88,7 @@ func TestUnhandledPathIsReported(t *testing.T) {
 	if err := a.SetTarget(1, json.RawMessage(`{"relays":{"fan":true},"valves":{"main":"open"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "unhandled path in the status", func() bool {
+	testbound.WaitFor(t, "unhandled path in the status", func() bool {
 		return slices.Contains(a.Status().Unhandled, "/valves/main")
 	})
 	if a.Status().Converged {
@@ -97,7 +98,7 @@ func TestUnhandledPathIsReported(t *testing.T) {
 	if err := a.SetTarget(2, json.RawMessage(`{"relays":{"fan":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence", func() bool { return a.Status().Converged })
+	testbound.WaitFor(t, "convergence", func() bool { return a.Status().Converged })
 	if u := a.Status().Unhandled; len(u) != 0 {
 		t.Errorf("unhandled %q after the path left the target", u)
 	}

@@ -73,7 +73,7 @@ func startHostile(t *testing.T, evil []byte, adjust ...func(*runtime.Options)) *
 // expect waits for an event of kind whose message names the problem.
 func (r *hostileRig) expect(t *testing.T, kind runtime.EventKind, problem string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("a %s event saying %q", kind, problem), func() bool {
+	testbound.WaitFor(t, fmt.Sprintf("a %s event saying %q", kind, problem), func() bool {
 		_, ok := r.rep.find(kind, problem)
 		return ok
 	})
@@ -85,7 +85,7 @@ func (r *hostileRig) othersWork(t *testing.T, version uint64) {
 	if err := r.a.SetTarget(version, json.RawMessage(`{"relays":{"heater":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the relay module converging beside the hostile one", func() bool {
+	testbound.WaitFor(t, "the relay module converging beside the hostile one", func() bool {
 		s := r.a.Status()
 		return s.Converged && s.TargetVersion == version && level(r.lines, "GPIO17") == gpio.High
 	})
@@ -97,7 +97,7 @@ func TestHostileLoopInJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.expect(t, runtime.EventModuleError, "tern_run: exceeded its "+callDeadline.String()+" deadline")
-	waitFor(t, "the independent relay branch", func() bool { return level(r.lines, "GPIO17") == gpio.High })
+	testbound.WaitFor(t, "the independent relay branch", func() bool { return level(r.lines, "GPIO17") == gpio.High })
 	r.othersWork(t, 2)
 }
 
@@ -216,7 +216,7 @@ func TestI2CGranted(t *testing.T) {
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence through I2C", func() bool { return r.a.Status().Converged })
+	testbound.WaitFor(t, "convergence through I2C", func() bool { return r.a.Status().Converged })
 	if chip.Mem[5] != 'G' {
 		t.Fatalf("register 5 = %d, want 'G'", chip.Mem[5])
 	}
@@ -256,7 +256,7 @@ func TestSerialGranted(t *testing.T) {
 	if err := r.a.SetTarget(1, json.RawMessage(`{"evil":{"x":true,"y":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence through the serial port", func() bool { return r.a.Status().Converged })
+	testbound.WaitFor(t, "convergence through the serial port", func() bool { return r.a.Status().Converged })
 	// Two tasks each opened the port without closing it: the second open
 	// succeeded because the host closed the first when its call ended.
 	if n := r.serial.Opens("ttyS0"); n != 2 {
@@ -332,7 +332,7 @@ func TestWATModuleWorks(t *testing.T) {
 	if err := r.a.SetTarget(1, json.RawMessage(`{"relays":{"heater":true},"evil":{"x":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "convergence with a module written in WebAssembly text", func() bool { return r.a.Status().Converged })
+	testbound.WaitFor(t, "convergence with a module written in WebAssembly text", func() bool { return r.a.Status().Converged })
 	if v := r.a.Status().Modules["evil"]; v != "1.0.0" {
 		t.Fatalf("module versions %v", r.a.Status().Modules)
 	}
@@ -425,7 +425,7 @@ func TestRollbackAfterRepeatedFailures(t *testing.T) {
 	if err := a.SetTarget(1, json.RawMessage(`{"evil":{"a":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "version 1 converging", func() bool { return a.Status().Converged })
+	testbound.WaitFor(t, "version 1 converging", func() bool { return a.Status().Converged })
 	stop()
 
 	// Version 2 replaces it and traps on every run.
@@ -436,14 +436,14 @@ func TestRollbackAfterRepeatedFailures(t *testing.T) {
 	if err := a.SetTarget(2, json.RawMessage(`{"evil":{"b":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rollback event", func() bool {
+	testbound.WaitFor(t, "the rollback event", func() bool {
 		_, ok := rep.find(runtime.EventModuleRolledBack, "version 2.0.0 failed 3 calls in a row")
 		return ok
 	})
 	if e, _ := rep.find(runtime.EventModuleRolledBack, ""); !strings.Contains(e.Message, "unreachable") || !strings.Contains(e.Message, "rolled back to version 1.0.0") {
 		t.Fatalf("the event must say why and to what: %q", e.Message)
 	}
-	waitFor(t, "convergence on version 1", func() bool { return a.Status().Converged && a.Status().Modules["evil"] == "1.0.0" })
+	testbound.WaitFor(t, "convergence on version 1", func() bool { return a.Status().Converged && a.Status().Modules["evil"] == "1.0.0" })
 	stop()
 
 	// Restarted with the bad code still configured: it stays rolled back.
@@ -452,7 +452,7 @@ func TestRollbackAfterRepeatedFailures(t *testing.T) {
 	if v := a.Status().Modules["evil"]; v != "1.0.0" {
 		t.Fatalf("after restart running %q, want the rolled-back-to 1.0.0", v)
 	}
-	waitFor(t, "an event saying the configured code stays rolled back", func() bool {
+	testbound.WaitFor(t, "an event saying the configured code stays rolled back", func() bool {
 		_, ok := rep.find(runtime.EventModuleError, "was rolled back")
 		return ok
 	})

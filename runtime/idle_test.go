@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store/backend"
 )
@@ -36,10 +37,10 @@ func TestIdleAgentRetriesARefusedEvent(t *testing.T) {
 	}
 	rep := &flakyReporter{}
 	a, _ := runAgent(t, runtime.Options{Store: st, Reporter: rep, Logger: testLogger(t), Heartbeat: time.Hour})
-	waitFor(t, "the first step", func() bool { return a.Steps() > 0 })
+	testbound.WaitFor(t, "the first step", func() bool { return a.Steps() > 0 })
 	a.Refused(7, errors.New("bad envelope")) // refused by the reporter
 	rep.ok.Store(true)
-	waitFor(t, "the refused event, sent again", func() bool {
+	testbound.WaitFor(t, "the refused event, sent again", func() bool {
 		_, ok := rep.find(runtime.EventTargetRefused, "bad envelope")
 		return ok
 	})

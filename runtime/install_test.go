@@ -12,6 +12,7 @@ import (
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
 	"github.com/tern-iot/tern/runtime/store"
@@ -70,7 +71,7 @@ func TestInstallModule(t *testing.T) {
 	if err := a.SetTarget(1, json.RawMessage(`{"fixed":{"a":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "version 1 failing to plan", func() bool { _, ok := rep.find(runtime.EventPlanFailed, ""); return ok })
+	testbound.WaitFor(t, "version 1 failing to plan", func() bool { _, ok := rep.find(runtime.EventPlanFailed, ""); return ok })
 
 	// The fix arrives and reaches the target version 1 could not.
 	if err := a.InstallModule(ctx, "evil", v2); err != nil {
@@ -79,12 +80,12 @@ func TestInstallModule(t *testing.T) {
 	if v := a.Status().Modules["evil"]; v != "2.0.0" {
 		t.Fatalf("after InstallModule running %q, want 2.0.0", v)
 	}
-	waitFor(t, "a module.installed event", func() bool {
+	testbound.WaitFor(t, "a module.installed event", func() bool {
 		_, ok := rep.find(runtime.EventModuleInstalled, "version 2.0.0 (sha256 ")
 		_, ok2 := rep.find(runtime.EventModuleInstalled, "replacing version 1.0.0")
 		return ok && ok2
 	})
-	waitFor(t, "convergence with the fix", func() bool { return a.Status().Converged })
+	testbound.WaitFor(t, "convergence with the fix", func() bool { return a.Status().Converged })
 	if err := a.InstallModule(ctx, "evil", v2); err != nil {
 		t.Fatalf("the code that runs, again: %v", err)
 	}
@@ -104,7 +105,7 @@ func TestInstallModule(t *testing.T) {
 		if !errors.Is(err, runtime.ErrModuleRefused) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want ErrModuleRefused saying %q", name, err, tc.want)
 		}
-		waitFor(t, name+": a module.refused event", func() bool { _, ok := rep.find(runtime.EventModuleRefused, tc.want); return ok })
+		testbound.WaitFor(t, name+": a module.refused event", func() bool { _, ok := rep.find(runtime.EventModuleRefused, tc.want); return ok })
 	}
 	if v := a.Status().Modules["evil"]; v != "2.0.0" {
 		t.Fatalf("after refusals running %q, want 2.0.0", v)
@@ -118,11 +119,11 @@ func TestInstallModule(t *testing.T) {
 	if err := a.SetTarget(2, json.RawMessage(`{"fixed":{"b":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rollback of 3.0.0", func() bool {
+	testbound.WaitFor(t, "the rollback of 3.0.0", func() bool {
 		_, ok := rep.find(runtime.EventModuleRolledBack, "version 3.0.0 failed 3 calls in a row")
 		return ok
 	})
-	waitFor(t, "convergence on 2.0.0", func() bool { return a.Status().Converged && a.Status().Modules["evil"] == "2.0.0" })
+	testbound.WaitFor(t, "convergence on 2.0.0", func() bool { return a.Status().Converged && a.Status().Modules["evil"] == "2.0.0" })
 	if err := a.InstallModule(ctx, "evil", v3); !errors.Is(err, runtime.ErrModuleRefused) || !strings.Contains(err.Error(), "was rolled back on this device") {
 		t.Errorf("rolled-back code offered again: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store"
@@ -109,7 +110,7 @@ func TestCrashMidPlanResumesWithoutRedoingTasks(t *testing.T) {
 	rep := &recorder{}
 	a2, _, stop2 := startAgent(t, dir, lines, rep)
 	defer stop2()
-	waitFor(t, "convergence after the crash", func() bool { return a2.Status().Converged })
+	testbound.WaitFor(t, "convergence after the crash", func() bool { return a2.Status().Converged })
 	if e, ok := rep.find(runtime.EventPlanResumed, "cut short after 1 of 2 tasks"); !ok {
 		t.Fatalf("no plan.resumed event saying what was cut short (%+v)", e)
 	}
@@ -141,7 +142,7 @@ func TestNewTargetSupersedesRunningPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(g.release)
-	waitFor(t, "convergence on the new target", func() bool {
+	testbound.WaitFor(t, "convergence on the new target", func() bool {
 		s := a.Status()
 		return s.Converged && s.TargetVersion == 2
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/serialdev"
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/store/backend"
@@ -56,15 +57,6 @@ func runAgent(t *testing.T, opts runtime.Options, importPath string, spec runtim
 	return a
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // A push button to ground on GPIO5 (pull-up, active low), pressed and
 // released by the simulated world, seen by the button module.
 func TestButtonOnSimBoard(t *testing.T) {
@@ -78,11 +70,11 @@ func TestButtonOnSimBoard(t *testing.T) {
 		d, _ := b["door"].(map[string]any)
 		return d
 	}
-	eventually(t, "the button reported released", func() bool { return door()["pressed"] == false })
+	testbound.WaitFor(t, "the button reported released", func() bool { return door()["pressed"] == false })
 	lines.Drive("GPIO5", gpio.Low) // pressed
-	eventually(t, "the press", func() bool { return door()["pressed"] == true })
+	testbound.WaitFor(t, "the press", func() bool { return door()["pressed"] == true })
 	lines.Release("GPIO5")
-	eventually(t, "the release, one press counted", func() bool { return door()["pressed"] == false && door()["presses"] == 1.0 })
+	testbound.WaitFor(t, "the release, one press counted", func() bool { return door()["pressed"] == false && door()["presses"] == 1.0 })
 }
 
 // A GPS receiver on a serial port (a real pseudo-terminal, opened by the
@@ -100,7 +92,7 @@ func TestGPSOverSerial(t *testing.T) {
 			Name: "gps", Grants: runtime.Grants{Serial: []string{"serial0@9600"}},
 			Config: json.RawMessage(`{"port":"serial0","baud":9600}`),
 		})
-	eventually(t, "a fix", func() bool {
+	testbound.WaitFor(t, "a fix", func() bool {
 		p, _ := state()["position"].(map[string]any)
 		lat, _ := p["lat"].(float64)
 		lon, _ := p["lon"].(float64)
@@ -118,7 +110,7 @@ func TestTemperatureOnSimBoard(t *testing.T) {
 		Config: json.RawMessage(`{"sensors":{"attic":{"bus":"i2c1","address":72}}}`),
 	})
 	attic := func() any { m, _ := state()["temperatures"].(map[string]any); return m["attic"] }
-	eventually(t, "21.5 °C", func() bool { return attic() == 21.5 })
+	testbound.WaitFor(t, "21.5 °C", func() bool { return attic() == 21.5 })
 	chip.Set(-3.25)
-	eventually(t, "-3.25 °C after the room cooled", func() bool { return attic() == -3.25 })
+	testbound.WaitFor(t, "-3.25 °C after the room cooled", func() bool { return attic() == -3.25 })
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/hal/gpio"
@@ -96,11 +95,11 @@ sim:
 	if err := pin.Out(gpio.High); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the heated room to pass 21 °C", func() bool { return temp() > 21 })
+	testbound.WaitFor(t, "the heated room to pass 21 °C", func() bool { return temp() > 21 })
 	if err := pin.Out(gpio.Low); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the room to cool back under 19 °C", func() bool { return temp() < 19 })
+	testbound.WaitFor(t, "the room to cool back under 19 °C", func() bool { return temp() < 19 })
 }
 
 func TestSimNeedsOwnHardware(t *testing.T) {
@@ -108,14 +107,5 @@ func TestSimNeedsOwnHardware(t *testing.T) {
 	err := Run(context.Background(), c, &Hardware{GPIO: sim.NewGPIO()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "sim section") {
 		t.Fatalf("err = %v, want one naming the sim section", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(testbound.Hang); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

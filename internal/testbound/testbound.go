@@ -13,6 +13,7 @@ package testbound
 import (
 	"os"
 	"strconv"
+	"testing"
 	"time"
 )
 
@@ -29,4 +30,15 @@ func Scale(d time.Duration) time.Duration {
 		return d
 	}
 	return time.Duration(float64(d) * f)
+}
+
+// WaitFor polls cond until it holds, and fails t, naming what never came,
+// if it does not within Hang.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(Hang); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", Hang, what)
+		}
+	}
 }

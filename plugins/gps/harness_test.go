@@ -18,15 +18,11 @@ import (
 // board's real serial backend: the module reports its fix, and says so
 // when the port stays silent.
 func TestGPSOverAPseudoTerminal(t *testing.T) {
-	pty, err := sim.NewPTY()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pty.Close()
+	pty := newPTY(t)
 	gps := &sim.NMEAGPS{Fix: true, Time: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
 	gps.Move(52.52, 13.405)
 	pty.Emit(50*time.Millisecond, gps.Sentences)
-	board := sdktest.Board{Serial: serialdev.Opener{Devices: map[string]string{"serial0": pty.Path, "serial1": silentPTY(t).Path}}}
+	board := sdktest.Board{Serial: serialdev.Opener{Devices: map[string]string{"serial0": pty.Path, "serial1": newPTY(t).Path}}}
 	m, err := sdktest.New(board, map[string]any{"port": "serial0", "baud": 9600})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +47,9 @@ func TestGPSOverAPseudoTerminal(t *testing.T) {
 	}
 }
 
-func silentPTY(t *testing.T) *sim.PTY {
+// newPTY opens a pseudo-terminal, closed when the test ends; a machine
+// without /dev/ptmx fails the test.
+func newPTY(t *testing.T) *sim.PTY {
 	t.Helper()
 	p, err := sim.NewPTY()
 	if err != nil {

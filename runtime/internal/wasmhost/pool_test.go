@@ -88,17 +88,6 @@ func run(ctx context.Context, m *Module) <-chan error {
 	return done
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testbound.Hang)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func receive[T any](t *testing.T, what string, c <-chan T) T {
 	t.Helper()
 	select {
@@ -124,7 +113,7 @@ func TestPoolWaitsForABusyInstance(t *testing.T) {
 	receive(t, "the first call's write", g.entered)
 	second := run(ctx, m)
 	// The second call holds its slot and, no instance being idle, waits.
-	waitFor(t, "the second call to wait for an instance", func() bool { return len(m.slots) == 2 })
+	testbound.WaitFor(t, "the second call to wait for an instance", func() bool { return len(m.slots) == 2 })
 	g.open <- struct{}{} // the first call returns its instance
 	receive(t, "the second call's write", g.entered)
 	g.open <- struct{}{}
@@ -185,7 +174,7 @@ func TestPoolWaitEndsWithTheCall(t *testing.T) {
 	receive(t, "the first call's write", g.entered)
 	ctx, cancel := context.WithCancel(context.Background())
 	second := run(ctx, m)
-	waitFor(t, "the second call to wait for an instance", func() bool { return len(m.slots) == 2 })
+	testbound.WaitFor(t, "the second call to wait for an instance", func() bool { return len(m.slots) == 2 })
 	cancel()
 	err := receive(t, "the second call's end", second)
 	if err == nil || !errors.Is(err, context.Canceled) || errors.Is(err, ErrCall) {
