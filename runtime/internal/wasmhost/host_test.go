@@ -183,23 +183,28 @@ func TestCompilationCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := slices.Clone(good)
-	bad[len(bad)/2] ^= 0xff // in the code: the checksum does not match
-	if err := os.WriteFile(entry+".bad", bad, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(entry+".bad", entry); err != nil { // as the cache writes: mappings keep the old file
-		t.Fatal(err)
-	}
-	m, g := loadRelay(t, wasmhost.Options{CacheDir: dir})
-	if _, err := m.Call(context.Background(), wasmhost.PhaseRun, "run", call("heater", "true")); err != nil {
-		t.Fatalf("the module compiled again does not run: %v", err)
-	}
-	if l, _ := g.Level("GPIO17"); l != gpio.High {
-		t.Fatal("the module compiled again did not switch the relay")
-	}
-	if again, err := os.ReadFile(entry); err != nil || !bytes.Equal(again, good) {
-		t.Fatalf("the damaged entry was not replaced by the code compiled again (%v)", err)
+	flipped := slices.Clone(good)
+	flipped[len(flipped)/2] ^= 0xff // in the code: the checksum does not match
+	for name, bad := range map[string][]byte{
+		"a byte flipped": flipped,
+		"cut in half":    good[:len(good)/2], // shorter than its header says: mapped, it would fault
+	} {
+		if err := os.WriteFile(entry+".bad", bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(entry+".bad", entry); err != nil { // as the cache writes: mappings keep the old file
+			t.Fatal(err)
+		}
+		m, g := loadRelay(t, wasmhost.Options{CacheDir: dir})
+		if _, err := m.Call(context.Background(), wasmhost.PhaseRun, "run", call("heater", "true")); err != nil {
+			t.Fatalf("%s: the module compiled again does not run: %v", name, err)
+		}
+		if l, _ := g.Level("GPIO17"); l != gpio.High {
+			t.Fatalf("%s: the module compiled again did not switch the relay", name)
+		}
+		if again, err := os.ReadFile(entry); err != nil || !bytes.Equal(again, good) {
+			t.Fatalf("%s: the damaged entry was not replaced by the code compiled again (%v)", name, err)
+		}
 	}
 }
 

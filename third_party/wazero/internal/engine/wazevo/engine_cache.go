@@ -375,6 +375,14 @@ func codePadding(pos int) int { return (codeAlign - pos%codeAlign) % codeAlign }
 // executable mappings, is read into fresh memory as upstream does.
 func readExecutable(reader io.Reader, offset int64, pad, n int) (code []byte, mapped bool, err error) {
 	if f, ok := reader.(*os.File); ok {
+		// A file shorter than its header says (a bit flipped in the
+		// length) is not mapped: reading past its end would fault the
+		// process. The read below then fails, and the entry is compiled
+		// again.
+		st, err := f.Stat()
+		if err != nil || st.Size() < offset+int64(n)+4 /* checksum */ {
+			return nil, false, fmt.Errorf("compilationcache: the file is shorter than the executable it declares (%d bytes at %d)", n, offset)
+		}
 		if code, err := platform.MapCodeFile(f, offset, n); err == nil {
 			if _, err = f.Seek(offset+int64(n), io.SeekStart); err != nil {
 				_ = platform.MunmapCodeSegment(code)
