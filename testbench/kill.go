@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/runtime"
 )
 
@@ -122,45 +121,6 @@ func planRunning(s seen) (bool, string) {
 		return false, "between plans (last " + string(last.Kind) + ")"
 	}
 	return true, fmt.Sprintf("during a plan for v%d (last %s %s.%s)", last.TargetVersion, last.Kind, last.Module, last.Job)
-}
-
-// processSim is a process agent's board and room as ternd's sim section:
-// the same chips at the same addresses, the room's start as its sensor's
-// first reading. The scenario was validated (processProblems).
-func processSim(spec AgentSpec) daemon.SimConfig {
-	var s daemon.SimConfig
-	sensor := ""
-	if spec.Room != nil {
-		if bus, addr, err := parseChip(spec.Room.Sensor); err == nil {
-			sensor = chipKey(bus, addr)
-		}
-	}
-	for _, c := range spec.Board.I2C {
-		sc := daemon.SimChip{At: chipKey(c.Bus, c.Address), Chip: c.Chip}
-		switch c.Chip {
-		case "eeprom24c02":
-			sc.Chip = "24c02"
-		case "tmp102":
-			celsius := c.Celsius
-			if sc.At == sensor {
-				celsius = spec.Room.Start
-			}
-			sc.Celsius = &celsius
-		}
-		s.I2C = append(s.I2C, sc)
-	}
-	if rm := spec.Room; rm != nil {
-		// The testbench's defaults, which are not all ternd's.
-		heat, loss, ambient := rm.Heat, rm.Loss, rm.Ambient
-		if heat == 0 {
-			heat = 1
-		}
-		if loss == 0 {
-			loss = 0.1
-		}
-		s.Rooms = []daemon.SimRoom{{Heater: rm.Heater, Sensor: sensor, Heat: heat, Loss: loss, Ambient: &ambient}}
-	}
-	return s
 }
 
 // processLog takes a ternd process's output: its warnings and errors go

@@ -19,6 +19,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/devbroker"
 	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
@@ -132,9 +133,9 @@ func killConfig(t *testing.T, broker string) daemon.Config {
 	start, ambient := 18.0, 18.0
 	c := daemon.Config{
 		Device: "kill-001", Fleet: killTopics.Fleet, Broker: broker, Board: "sim", LogLevel: os.Getenv("TERN_KILL_LOGLEVEL"),
-		Sim: daemon.SimConfig{
-			I2C:   []daemon.SimChip{{At: "i2c1:0x48", Chip: "tmp102", Celsius: &start}},
-			Rooms: []daemon.SimRoom{{Heater: "GPIO17", Sensor: "i2c1:0x48", Heat: 4, Loss: 0.1, Ambient: &ambient}},
+		Sim: sim.BoardSpec{
+			I2C:   []sim.ChipSpec{{At: "i2c1:0x48", Chip: "tmp102", Celsius: &start}},
+			Rooms: []sim.RoomSpec{{Heater: "GPIO17", Sensor: "i2c1:0x48", Heat: 4, Loss: 0.1, Ambient: &ambient}},
 		},
 		Modules: []daemon.ModuleConfig{{Name: "thermostat", Path: mod, Config: map[string]any{
 			"sensor": map[string]any{"bus": "i2c1", "address": 0x48}, "heater": "GPIO17",

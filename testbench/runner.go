@@ -282,7 +282,7 @@ func (r *run) setup(ctx context.Context) error {
 			r.logs[id] = lg
 			var a Agent
 			if spec.Process {
-				cfg.Sim = processSim(spec)
+				cfg.Sim = spec.Board
 				p, err := NewProcess(ctx, ProcessOptions{
 					Config: cfg, Dir: filepath.Join(r.dir, "agents", id), Binary: ternd,
 					Log: &processLog{id: id, warn: lg, all: r.opts.AgentLog},
@@ -354,8 +354,8 @@ func (r *run) physics(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, a := range r.agents {
-			if b, ok := a.(Boarded); ok && b.Board().room != nil {
-				b.Board().room.Step(dt)
+			if b, ok := a.(Boarded); ok {
+				b.Board().Step(dt)
 			}
 		}
 	}
@@ -627,7 +627,7 @@ func (r *run) do(ctx, faultCtx context.Context, restores *sync.WaitGroup, st Ste
 		}
 		r.note("", "press", fmt.Sprintf("%s %s for %v", st.Press.Selector, st.Press.Line, d))
 		for _, b := range bs {
-			if err := b.press(st.Press.Line, d); err != nil {
+			if err := b.Press(st.Press.Line, d); err != nil {
 				return fmt.Errorf("press: %w", err)
 			}
 		}
@@ -639,19 +639,11 @@ func (r *run) do(ctx, faultCtx context.Context, restores *sync.WaitGroup, st Ste
 		}
 		r.note("", "move_gps", fmt.Sprintf("%s to %.4f, %.4f", g.Selector, g.Lat, g.Lon))
 		for _, b := range bs {
-			port := g.Port
-			if port == "" {
-				for p, d := range b.serial {
-					if d.gps != nil {
-						port = p
-					}
-				}
+			gps, err := b.GPS(g.Port)
+			if err != nil {
+				return fmt.Errorf("move_gps: %w", err)
 			}
-			d, err := b.serialDevice(port)
-			if err != nil || d.gps == nil {
-				return fmt.Errorf("move_gps: no gps on port %q of the board", port)
-			}
-			d.gps.Move(g.Lat, g.Lon)
+			gps.Move(g.Lat, g.Lon)
 		}
 	case st.Fault != nil:
 		return r.fault(st.Fault, after)
@@ -713,12 +705,12 @@ func (r *run) fault(f *FaultStep, after func(Duration, string, string, func())) 
 			c.SetFault(map[string]sim.I2CFault{"sensor_stuck": sim.I2CStuck, "i2c_nack": sim.I2CNACK, "i2c_bus_error": sim.I2CBusError}[f.Kind])
 			after(f.For, f.Kind, "", func() { c.SetFault(sim.I2CHealthy) })
 		case "serial_silent", "serial_garbage":
-			d, err := b.serialDevice(f.Port)
+			d, err := b.SerialDevice(f.Port)
 			if err != nil {
 				return fmt.Errorf("fault %s: %w", f.Kind, err)
 			}
-			d.fault.SetFault(map[string]sim.SerialFault{"serial_silent": sim.SerialSilent, "serial_garbage": sim.SerialGarbage}[f.Kind])
-			after(f.For, f.Kind, "", func() { d.fault.SetFault(sim.SerialHealthy) })
+			d.Fault.SetFault(map[string]sim.SerialFault{"serial_silent": sim.SerialSilent, "serial_garbage": sim.SerialGarbage}[f.Kind])
+			after(f.For, f.Kind, "", func() { d.Fault.SetFault(sim.SerialHealthy) })
 		}
 	}
 	return nil

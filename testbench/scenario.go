@@ -13,7 +13,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tern-iot/tern/boards"
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/suggest"
 )
 
@@ -82,78 +84,20 @@ type AgentSpec struct {
 	Groups []string `yaml:"groups"`
 	// Modules names the modules they run; default: every module.
 	Modules []string `yaml:"modules"`
-	// Board is the simulated board's devices and wiring; its GPIO lines
-	// are the sim board's (boards/data/boards/sim.json).
-	Board BoardSpec `yaml:"board"`
-	// Room is a room heated through a relay line and measured by a
-	// temperature sensor of the board.
-	Room *RoomSpec `yaml:"room"`
+	// Board is what is wired to the simulated board (chips, rooms,
+	// serial devices, buttons, wires), in the format of ternd.yaml's sim
+	// section; its GPIO lines are the sim board's
+	// (boards/data/boards/sim.json).
+	Board sim.BoardSpec `yaml:"board"`
 	// Process runs each agent as a ternd process of its own (a
 	// ProcessAgent) instead of in the testbench's process, so that kill
-	// is a real SIGKILL. Its chips and room go into ternd's sim section
-	// (daemon.SimConfig); what needs the board in the testbench's memory
-	// (buttons, serial devices, wires, chip power lines, hardware,
-	// network and clock faults) is refused.
+	// is a real SIGKILL. Its board becomes ternd's sim section; what
+	// needs the board in the testbench's memory (buttons, hardware,
+	// network and clock faults, moving a gps) is refused.
 	Process bool `yaml:"process"`
 
 	line  int            // where the entry starts
 	lines map[string]int // where its keys are: "process", "board.buttons", …
-}
-
-// BoardSpec is what is wired to a simulated board.
-type BoardSpec struct {
-	I2C     []ChipSpec   `yaml:"i2c"`
-	Serial  []SerialSpec `yaml:"serial"`
-	Buttons []ButtonSpec `yaml:"buttons"`
-	Wires   []WireSpec   `yaml:"wires"`
-}
-
-// ChipSpec is an I2C chip: tmp102, pcf8574 or eeprom24c02.
-type ChipSpec struct {
-	Bus     string `yaml:"bus"`
-	Address uint16 `yaml:"address"`
-	Chip    string `yaml:"chip"`
-	// Celsius is a tmp102's temperature at start.
-	Celsius float64 `yaml:"celsius"`
-	// Power is the GPIO line that supplies the chip: low switches it off,
-	// low then high power-cycles it (which clears stuck and nack faults).
-	// The testbench holds the line high from outside until the agent
-	// drives it.
-	Power string `yaml:"power"`
-}
-
-// SerialSpec is a serial device on a port (a real pseudo-terminal): a gps
-// (NMEA at Lat, Lon, with a fix) or a modem (AT commands).
-type SerialSpec struct {
-	Port   string  `yaml:"port"`
-	Device string  `yaml:"device"`
-	Lat    float64 `yaml:"lat"`
-	Lon    float64 `yaml:"lon"`
-}
-
-// ButtonSpec is a push button on a line.
-type ButtonSpec struct {
-	Line string `yaml:"line"`
-	// ActiveLow: the button pulls the line to ground when pressed.
-	ActiveLow bool `yaml:"active_low"`
-}
-
-// WireSpec is a jumper from one line to another.
-type WireSpec struct {
-	From string `yaml:"from"`
-	To   string `yaml:"to"`
-}
-
-// RoomSpec is the room physics: dT/dt = heat·(heater on) − loss·(T − ambient),
-// in °C and seconds; the sensor (a tmp102 of the board, "bus:address")
-// reads T.
-type RoomSpec struct {
-	Heater  string  `yaml:"heater"`
-	Sensor  string  `yaml:"sensor"`
-	Start   float64 `yaml:"start"`
-	Ambient float64 `yaml:"ambient"`
-	Heat    float64 `yaml:"heat"` // °C per second with the heater on; default 1
-	Loss    float64 `yaml:"loss"` // per second; default 0.1
 }
 
 // Selector picks agents: one Device, every agent in a Group, or All.
@@ -626,36 +570,8 @@ func (sc *Scenario) validate() error {
 				bad(0, "%s.modules: %q is not under modules:; define it there", where, m)
 			}
 		}
-		chips := map[string]bool{}
-		for j, c := range a.Board.I2C {
-			switch c.Chip {
-			case "tmp102", "pcf8574", "eeprom24c02":
-			default:
-				bad(0, "%s.board.i2c[%d].chip: %q is not a simulated chip; write tmp102, pcf8574 or eeprom24c02", where, j, c.Chip)
-			}
-			if c.Bus == "" {
-				bad(0, "%s.board.i2c[%d].bus: required, e.g. i2c1", where, j)
-			}
-			chips[chipKey(c.Bus, c.Address)] = true
-		}
-		for j, s := range a.Board.Serial {
-			switch s.Device {
-			case "gps", "modem":
-			default:
-				bad(0, "%s.board.serial[%d].device: %q is not a simulated serial device; write gps or modem", where, j, s.Device)
-			}
-			if s.Port == "" {
-				bad(0, "%s.board.serial[%d].port: required, e.g. serial0", where, j)
-			}
-		}
-		if r := a.Room; r != nil {
-			if r.Heater == "" || r.Sensor == "" {
-				bad(0, "%s.room: heater (a GPIO line) and sensor (a tmp102 of the board, bus:address) are required", where)
-			} else if bus, addr, err := parseChip(r.Sensor); err != nil {
-				bad(0, "%s.room.sensor: %v", where, err)
-			} else if !chips[chipKey(bus, addr)] {
-				bad(0, "%s.room.sensor: no chip at %s on the board; add it under board.i2c", where, r.Sensor)
-			}
+		for _, err := range a.Board.Validate(simBoardLines()) {
+			bad(0, "%s.board.%v", where, err)
 		}
 		if a.Process {
 			for _, p := range a.processProblems() {
@@ -707,21 +623,6 @@ func (a *AgentSpec) processProblems() []problem {
 	drop := "; drop it or process: true"
 	if len(a.Board.Buttons) > 0 {
 		out = append(out, problem{line("board.buttons"), "board.buttons: a process agent cannot have buttons: " + outOfReach + ", and press drives lines of the testbench's board" + drop})
-	}
-	if len(a.Board.Serial) > 0 {
-		out = append(out, problem{line("board.serial"), "board.serial: a process agent cannot have serial devices: " + outOfReach + ", and the testbench serves serial devices from its own board on pseudo-terminals" + drop})
-	}
-	if len(a.Board.Wires) > 0 {
-		out = append(out, problem{line("board.wires"), "board.wires: a process agent cannot have wires: " + outOfReach + ", and ternd's sim section has no wires" + drop})
-	}
-	for j, c := range a.Board.I2C {
-		where := fmt.Sprintf("board.i2c[%d]", j)
-		if c.Power != "" {
-			out = append(out, problem{line(where + ".power"), where + ".power: a process agent's chips have no power line: ternd's sim section keeps them powered" + drop})
-		}
-		if c.Bus != "" && c.Bus != "i2c1" {
-			out = append(out, problem{line(where + ".bus"), fmt.Sprintf("%s.bus: %q: the sim board in a ternd process has one I2C bus, i2c1", where, c.Bus)})
-		}
 	}
 	return out
 }
@@ -797,16 +698,13 @@ func (m ModuleSource) check() error {
 	return nil
 }
 
-func chipKey(bus string, addr uint16) string { return fmt.Sprintf("%s:%#x", bus, addr) }
-
-// parseChip reads "i2c1:0x48".
-func parseChip(s string) (string, uint16, error) {
-	bus, a, ok := strings.Cut(s, ":")
-	n, err := strconv.ParseUint(a, 0, 16)
-	if !ok || bus == "" || err != nil {
-		return "", 0, fmt.Errorf("%q is not bus:address; write e.g. i2c1:0x48", s)
+// simBoardLines are the sim board's GPIO lines.
+func simBoardLines() []string {
+	b, err := boards.Lookup("sim")
+	if err != nil {
+		panic(err) // the sim board is built in
 	}
-	return bus, uint16(n), nil
+	return b.Lines()
 }
 
 func (s Selector) check(ids, groups map[string]bool, allowNone bool) error {
@@ -892,7 +790,7 @@ func (st *Step) validate(sc *Scenario, ids, groups map[string]bool) error {
 		}
 		switch need {
 		case "chip":
-			if _, _, err := parseChip(f.Chip); err != nil {
+			if _, _, _, err := sim.ParseAt(f.Chip); err != nil {
 				return fmt.Errorf("fault: %s needs chip: bus:address: %w", f.Kind, err)
 			}
 		case "port":

@@ -136,7 +136,7 @@ func TestFailingScenario(t *testing.T) {
 		"converged: device r-001 within 20s":                  {true, "1 of 1 converged"},
 		"rolled back: all agents rolled relay back within 1s": {false, "0 of 1 reported module.rolled_back of relay; r-001: none among its"},
 		"nothing lost: all agents":                            {true, "seq contiguous from 1"},
-		"timeline step at 0s":                                 {false, "fault sensor_stuck: no chip at i2c1:0x48 on the board; add it under board.i2c"},
+		"timeline step at 0s":                                 {false, "fault sensor_stuck: no chip at i2c1:0x48 on the board; list it under the board's i2c"},
 	} {
 		got, ok := verdicts[name]
 		if !ok {

@@ -24,5 +24,11 @@
 // simulated device follow a line. Room is a small physics model: a room a
 // heater line warms and a TMP102 reads, for thermostat scenarios.
 //
+// BoardSpec describes what is wired to a simulated board (chips, rooms,
+// serial devices, buttons, wires) and NewBoard builds it. It is the one
+// format for a simulated board: ternd.yaml's sim section and the
+// testbench's agents (board:) are both a BoardSpec, validated by its
+// Validate.
+//
 // Everything is safe for concurrent use.
 package sim

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/api"
 )
@@ -76,9 +77,10 @@ type Config struct {
 	// (Mosquitto's message_size_limit or max_packet_size). Default
 	// 262144, least 12288.
 	MaxReport int `yaml:"max_report" json:"max_report"`
-	// Sim is the simulated world of a sim board: I2C chips and rooms
-	// heated through a GPIO line (see SimConfig). Only with board: sim.
-	Sim SimConfig `yaml:"sim" json:"sim"`
+	// Sim is the simulated world of a sim board (sim.BoardSpec): I2C
+	// chips, rooms heated through a GPIO line, serial devices, wires.
+	// Only with board: sim.
+	Sim sim.BoardSpec `yaml:"sim" json:"sim"`
 	// UpdateHealthTimeout is how long a new ternd binary (an agent
 	// release) has to prove healthy: connected to the broker and its agent
 	// idle (converged, or no target). Otherwise it is rolled back. Default
@@ -314,7 +316,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("groups[%d]: %w", i, err))
 		}
 	}
-	errs = append(errs, c.Sim.validate(c.Board)...)
+	errs = append(errs, validateSim(c.Sim, c.Board)...)
 	errs = append(errs, c.ModuleLimits.validate()...)
 	if _, err := c.Trust(); err != nil {
 		errs = append(errs, err)

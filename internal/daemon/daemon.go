@@ -69,13 +69,15 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		log.Warn("a module is granted hardware this board does not have; its calls to it will fail", "err", err)
 	}
 	var physics func(context.Context)
+	closeBoard := func() error { return nil }
 	if hw != nil && !cfg.Sim.IsZero() {
 		return errors.New("ternd: the configuration has a sim section, but the caller passed its own hardware; attach the simulated chips to that hardware instead")
 	}
 	if hw == nil {
-		if hw, physics, err = hardware(board, cfg.Sim); err != nil {
+		if hw, physics, closeBoard, err = hardware(board, cfg.Sim); err != nil {
 			return err
 		}
+		defer closeBoard()
 		hw.CompileCommand = compileCommand(log)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -481,26 +483,19 @@ func moduleNames(cfg Config) []string {
 	return names
 }
 
-// hardware builds the board's backends. On the sim board it attaches the
-// chips of the sim section and returns its physics, which the caller runs
-// (nil when there is none).
-func hardware(b boards.Board, s SimConfig) (*Hardware, func(context.Context), error) {
+// hardware builds the board's backends. On the sim board it wires what
+// the sim section lists (simHardware); without a sim section its bus is
+// empty, and the testbench attaches simulated chips.
+func hardware(b boards.Board, s sim.BoardSpec) (*Hardware, func(context.Context), func() error, error) {
 	if b.Name == "sim" {
-		// Without a sim section the bus is empty: the testbench attaches
-		// simulated chips; modules can still be granted it.
-		lines, bus := sim.NewGPIO(b.Lines()...), sim.NewI2C(simBus)
-		physics, err := s.build(lines, bus)
-		if err != nil {
-			return nil, nil, fmt.Errorf("ternd: sim: %w", err)
-		}
-		return &Hardware{GPIO: lines, I2C: bus, Serial: sim.NewSerial()}, physics, nil
+		return simHardware(b, s)
 	}
 	chip, err := gpiodev.Open(b.GPIOChip, b.GPIOLabel, func(name string) (int, error) {
 		p, err := b.Line(name)
 		return p.Line, err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("ternd: board %s: %w", b.Name, err)
+		return nil, nil, nil, fmt.Errorf("ternd: board %s: %w", b.Name, err)
 	}
 	ports := map[string]string{}
 	for _, it := range b.Interfaces {
@@ -508,7 +503,7 @@ func hardware(b boards.Board, s SimConfig) (*Hardware, func(context.Context), er
 			ports[it.Name] = it.Device
 		}
 	}
-	return &Hardware{GPIO: chip, I2C: &i2cdev.Buses{}, Serial: serialdev.Opener{Devices: ports}}, nil, nil
+	return &Hardware{GPIO: chip, I2C: &i2cdev.Buses{}, Serial: serialdev.Opener{Devices: ports}}, nil, func() error { return nil }, nil
 }
 
 // compileCommand is how ternd compiles a new module: in a child process of

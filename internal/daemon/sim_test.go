@@ -16,7 +16,9 @@ func TestSimConfigErrors(t *testing.T) {
 		{"device: ok\nboard: rpi4\nsim: {i2c: [{at: i2c1:0x48, chip: tmp102}]}", `sim: simulated devices need board: sim (board is "rpi4")`},
 		{"device: ok\nsim: {i2c: [{at: 0x48, chip: tmp102}]}", `sim.i2c[0].at: "0x48": want bus:address`},
 		{"device: ok\nsim: {i2c: [{at: i2c1:0x480, chip: tmp102}]}", "7-bit number"},
-		{"device: ok\nsim: {i2c: [{at: i2c7:0x48, chip: tmp102}]}", `one I2C bus, i2c1, not "i2c7"`},
+		{"device: ok\nsim: {buttons: [{line: GPIO5}]}", "sim.buttons: nobody presses a button"},
+		{"device: ok\nsim: {serial: [{port: serial0, device: fax}]}", `sim.serial[0].device: "fax" is not a simulated serial device; use gps or modem`},
+		{"device: ok\nsim: {wires: [{from: GPIO5, to: GPIO99}]}", `sim.wires[0].to: the sim board has no line "GPIO99"`},
 		{"device: ok\nsim: {i2c: [{at: i2c1:0x48, chip: lm75}]}", `"lm75" is not a simulated chip; use tmp102, pcf8574 or 24c02`},
 		{"device: ok\nsim: {i2c: [{at: i2c1:0x48, chip: tmp102}, {at: i2c1:72, chip: tmp102}]}", "sim.i2c[1].at: two chips at i2c1:0x48"},
 		{"device: ok\nsim: {i2c: [{at: i2c1:0x20, chip: pcf8574, pulled_low: [8]}]}", "pin 8 does not exist"},
@@ -54,10 +56,11 @@ sim:
 	if err != nil {
 		t.Fatal(err)
 	}
-	hw, physics, err := hardware(board, c.Sim)
+	hw, physics, closeBoard, err := hardware(board, c.Sim)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeBoard()
 	bus, err := hw.I2C.Bus("i2c1")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +106,7 @@ sim:
 }
 
 func TestSimNeedsOwnHardware(t *testing.T) {
-	c := Config{Device: "x", DataDir: t.TempDir(), Sim: SimConfig{I2C: []SimChip{{At: "i2c1:0x48", Chip: "tmp102"}}}}
+	c := Config{Device: "x", DataDir: t.TempDir(), Sim: sim.BoardSpec{I2C: []sim.ChipSpec{{At: "i2c1:0x48", Chip: "tmp102"}}}}
 	err := Run(context.Background(), c, &Hardware{GPIO: sim.NewGPIO()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "sim section") {
 		t.Fatalf("err = %v, want one naming the sim section", err)

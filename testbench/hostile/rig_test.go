@@ -21,6 +21,7 @@ import (
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/modfile"
@@ -174,7 +175,7 @@ func startRig(t *testing.T, b *bench, class string) *rig {
 		Device: device, Fleet: r.topics.Fleet, Broker: b.broker, Board: "sim", LogLevel: "info",
 		CacheDir: b.cache, TrustedKeys: []string{b.pub},
 		Modules: []daemon.ModuleConfig{relay, hostile},
-		Sim:     daemon.SimConfig{I2C: []daemon.SimChip{{At: "i2c1:0x48", Chip: "tmp102", Celsius: &celsius}}},
+		Sim:     sim.BoardSpec{I2C: []sim.ChipSpec{{At: "i2c1:0x48", Chip: "tmp102", Celsius: &celsius}}},
 	}
 
 	r.obs = observe(t, b.broker, r.topics)
