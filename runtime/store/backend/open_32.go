@@ -7,7 +7,7 @@ import (
 
 	"github.com/tern-iot/tern/runtime/store"
 
-	"github.com/tern-iot/tern/runtime/store/boltstore"
+	"github.com/tern-iot/tern/runtime/store/internal/boltstore"
 )
 
 // The default backend of a 32-bit build: bbolt, because Badger loses data

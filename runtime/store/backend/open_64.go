@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/tern-iot/tern/runtime/store"
-	"github.com/tern-iot/tern/runtime/store/badgerstore"
-	"github.com/tern-iot/tern/runtime/store/boltstore"
+	"github.com/tern-iot/tern/runtime/store/internal/badgerstore"
+	"github.com/tern-iot/tern/runtime/store/internal/boltstore"
 )
 
 // The default backend of a 64-bit build. open_32.go lists the 32-bit GOARCH

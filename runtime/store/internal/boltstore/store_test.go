@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/store"
-	"github.com/tern-iot/tern/runtime/store/boltstore"
+	"github.com/tern-iot/tern/runtime/store/internal/boltstore"
 	"github.com/tern-iot/tern/runtime/store/storetest"
 )
 

@@ -53,7 +53,7 @@ func TestIdleStoreRunsNoTickers(t *testing.T) {
 			t.Errorf("an idle store runs goroutines made by %s, which wake on a timer:\n%s", ticker, stacks)
 		}
 	}
-	const ours = "created by github.com/tern-iot/tern/runtime/store/badgerstore.newCompactor"
+	const ours = "created by github.com/tern-iot/tern/runtime/store/internal/badgerstore.newCompactor"
 	if !strings.Contains(stacks, ours) {
 		t.Errorf("the store's compactor is not running:\n%s", stacks)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2/z"
 
 	"github.com/tern-iot/tern/runtime/store"
-	"github.com/tern-iot/tern/runtime/store/badgerstore"
+	"github.com/tern-iot/tern/runtime/store/internal/badgerstore"
 	"github.com/tern-iot/tern/runtime/store/storetest"
 )
 
