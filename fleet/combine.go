@@ -25,7 +25,8 @@ import (
 //     the year 2109).
 //
 // ternd combines with these; an operator's tool that wants to know which
-// version a device should reach computes it the same way.
+// version a device should reach computes it the same way, from the targets
+// [Operator.RetainedTargets] reads (tern watch --pushed does).
 
 // Scopes returns the scopes whose targets a device combines, lowest
 // precedence first: its groups as listed, then the device itself.

@@ -512,14 +512,14 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	defer cancel()
 	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
 	for _, topic := range append(topics, sortedKeys(d.moduleTopics)...) {
-		if err := subscribe(ctx, c, topic, nil); err != nil {
+		if err := subscribe(ctx, c, topic); err != nil {
 			return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
 		}
 	}
 	// Agent releases are optional: a broker whose ACL predates them (no
 	// read on <prefix>/<fleet>/agent/+) must not keep the device offline.
 	if d.agent != "" {
-		if err := subscribe(ctx, c, d.agent, nil); err != nil {
+		if err := subscribe(ctx, c, d.agent); err != nil {
 			if ctx.Err() != nil || !c.IsConnectionOpen() {
 				return fmt.Errorf("fleet: subscribe to %s: %w", d.agent, err)
 			}

@@ -311,6 +311,101 @@ func TestWatchOnlineAndGroups(t *testing.T) {
 	})
 }
 
+// An operator reads the targets retained for a device's scopes, as the
+// device takes them, and computes the combined version the device should
+// report from them.
+func TestRetainedTargets(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		push := func(scope string, v uint64) {
+			t.Helper()
+			env := fleet.TargetEnvelope{Version: v, Target: json.RawMessage(fmt.Sprintf(`{"v":%d}`, v))}
+			var err error
+			if group, ok := strings.CutPrefix(scope, "group/"); ok {
+				err = op.PushGroupTarget(t.Context(), group, env)
+			} else {
+				err = op.PushTarget(t.Context(), strings.TrimPrefix(scope, "device/"), env)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		push(fleet.GroupScope("heaters"), 40)
+		push(fleet.GroupScope("floor-2"), 300)
+		push(fleet.DeviceScope("pi-001"), 5)
+		// What devices refuse does not count: made for another fleet, not
+		// an envelope at all.
+		publishRaw(t, url, topics.GroupTarget("fans"), `{"format":2,"prefix":"tern","fleet":"prod","version":9,"target":{}}`, true)
+		publishRaw(t, url, topics.DeviceTarget("pi-002"), `relay on`, true)
+
+		scopes := append(fleet.Scopes("pi-001", []string{"heaters", "floor-2", "fans"}), fleet.DeviceScope("pi-002"), fleet.GroupScope("heaters"))
+		got, err := op.RetainedTargets(t.Context(), scopes, 500*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions := map[string]uint64{}
+		for sc, env := range got {
+			versions[sc] = env.Version
+			if want := fmt.Sprintf(`{"v":%d}`, env.Version); string(env.Target) != want {
+				t.Errorf("%s: target %s, want %s", sc, env.Target, want)
+			}
+		}
+		want := map[string]uint64{"group/heaters": 40, "group/floor-2": 300, "device/pi-001": 5}
+		if !reflect.DeepEqual(versions, want) {
+			t.Errorf("RetainedTargets: %v, want %v", versions, want)
+		}
+		var vs []uint64
+		for _, sc := range fleet.Scopes("pi-001", []string{"heaters", "floor-2", "fans"}) {
+			vs = append(vs, got[sc].Version)
+		}
+		if sum, err := fleet.CombinedVersion(vs...); err != nil || sum != 345 {
+			t.Errorf("combined version %d, %v; want 345", sum, err)
+		}
+
+		// When every scope has one, it does not wait for the quiet gap:
+		// with a wait longer than the context's, it returns in time.
+		ctx, cancel := context.WithTimeout(t.Context(), wait)
+		defer cancel()
+		if got, err := op.RetainedTargets(ctx, fleet.Scopes("pi-001", []string{"heaters"}), 10*wait); err != nil || len(got) != 2 {
+			t.Errorf("RetainedTargets of scopes that all have one: %v, %v", got, err)
+		}
+
+		// Two reads of the same scopes at once both get them: each
+		// subscription makes the broker send the retained ones again.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				if got, err := op.RetainedTargets(t.Context(), []string{"group/heaters"}, wait); err != nil || got["group/heaters"].Version != 40 {
+					t.Errorf("concurrent RetainedTargets: %v, %v", got, err)
+				}
+			})
+		}
+		wg.Wait()
+
+		// More scopes than one SUBSCRIBE carries.
+		var many []string
+		for i := range 1200 {
+			many = append(many, fleet.DeviceScope(fmt.Sprintf("pi-%04d", i)))
+		}
+		push(fleet.DeviceScope("pi-0000"), 7)
+		push(fleet.DeviceScope("pi-0777"), 8)
+		push(fleet.DeviceScope("pi-1199"), 9)
+		got, err = op.RetainedTargets(t.Context(), many, 500*time.Millisecond)
+		if err != nil || len(got) != 3 || got["device/pi-0000"].Version != 7 || got["device/pi-0777"].Version != 8 || got["device/pi-1199"].Version != 9 {
+			t.Errorf("RetainedTargets of 1200 devices: %d found, %v; want pi-0000, pi-0777 and pi-1199", len(got), err)
+		}
+
+		for _, bad := range []string{"module/relay", "device/a+b", "group/", "heaters"} {
+			if _, err := op.RetainedTargets(t.Context(), []string{bad}, time.Second); err == nil || !strings.Contains(err.Error(), "scope") {
+				t.Errorf("RetainedTargets(%q): %v, want an error about the scope", bad, err)
+			}
+		}
+		if got, err := op.RetainedTargets(t.Context(), nil, wait); err != nil || len(got) != 0 {
+			t.Errorf("RetainedTargets of no scope: %v, %v", got, err)
+		}
+	})
+}
+
 // Watches opened one after the other while the broker is still sending the
 // retained reports of the first all succeed (the embedded broker used to
 // refuse them, packet identifier in use).
@@ -874,6 +969,10 @@ func TestShippedACL(t *testing.T) {
 	pi1.Publish(topics.State("pi-001"), 1, true, `{"format":1,"device":"pi-001","phase":"idle","state":{}}`).WaitTimeout(wait)
 	if r := recv(t, own, "pi-001's own state"); r.Device != "pi-001" {
 		t.Fatalf("own state: %+v", r)
+	}
+	// The operator reads the targets back (tern watch --pushed does).
+	if got, err := op.RetainedTargets(t.Context(), []string{fleet.DeviceScope("pi-001"), fleet.DeviceScope("pi-002")}, wait); err != nil || got["device/pi-001"].Version != 1 || got["device/pi-002"].Version != 2 {
+		t.Fatalf("operator reading the retained targets: %v, %v", got, err)
 	}
 	deadline := time.After(time.Second)
 	seen := map[string]bool{}

@@ -121,11 +121,34 @@ func lostConnection(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
 }
 
-// subscribe subscribes c to filter at QoS 1 and waits for the broker's
-// answer. handler may be nil when a route was added before.
-func subscribe(ctx context.Context, c paho.Client, filter string, handler paho.MessageHandler) error {
+// subscribe subscribes c to filters at QoS 1 and waits for the broker's
+// answers. Messages reach the routes added before, or the default handler.
+// The filters go out up to maxSubscribeFilters in one SUBSCRIBE packet, so
+// that an operator reading the targets of a thousand devices waits for a
+// few round trips, not a thousand.
+func subscribe(ctx context.Context, c paho.Client, filters ...string) error {
+	for len(filters) > 0 {
+		n := min(len(filters), maxSubscribeFilters)
+		if err := subscribeBatch(ctx, c, filters[:n]); err != nil {
+			return err
+		}
+		filters = filters[n:]
+	}
+	return nil
+}
+
+// maxSubscribeFilters is how many topic filters one SUBSCRIBE packet
+// carries at most: some 100 KiB of the longest topics, far below what
+// brokers accept in a packet.
+const maxSubscribeFilters = 500
+
+func subscribeBatch(ctx context.Context, c paho.Client, filters []string) error {
 	for delay := time.Millisecond; ; delay *= 2 {
-		tok := c.Subscribe(filter, qos, handler)
+		m := make(map[string]byte, len(filters))
+		for _, f := range filters {
+			m[f] = qos
+		}
+		tok := c.SubscribeMultiple(m, nil)
 		if err := waitToken(ctx, c, tok); err != nil {
 			return err
 		}
@@ -133,8 +156,18 @@ func subscribe(ctx context.Context, c paho.Client, filter string, handler paho.M
 		if !ok {
 			return nil
 		}
-		code, ok := st.Result()[filter]
-		if !ok || code <= qos {
+		var again []string
+		for _, f := range filters {
+			code, ok := st.Result()[f]
+			switch {
+			case !ok || code <= qos:
+			case code == subackIDInUse:
+				again = append(again, f)
+			default:
+				return refusedSubscription(filters, f, code)
+			}
+		}
+		if len(again) == 0 {
 			return nil
 		}
 		// The embedded broker (mochi-mqtt v2.7) checks a SUBSCRIBE's packet
@@ -143,15 +176,25 @@ func subscribe(ctx context.Context, c paho.Client, filter string, handler paho.M
 		// use" when they clash: typically while it is still sending the
 		// retained messages of the previous subscription. paho picks a new
 		// id for the next attempt, and those messages get acknowledged.
-		if code == subackIDInUse && delay < 500*time.Millisecond {
-			select {
-			case <-time.After(delay):
-				continue
-			case <-ctx.Done():
-			}
+		if delay >= 500*time.Millisecond {
+			return refusedSubscription(filters, again[0], subackIDInUse)
 		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return refusedSubscription(filters, again[0], subackIDInUse)
+		}
+		filters = again
+	}
+}
+
+// refusedSubscription says the broker refused filter (one of filters, the
+// topic is named when there are several).
+func refusedSubscription(filters []string, filter string, code byte) error {
+	if len(filters) == 1 {
 		return fmt.Errorf("the broker refused the subscription (code %#x); check its access rules for this client", code)
 	}
+	return fmt.Errorf("the broker refused the subscription to %s (code %#x); check its access rules for this client", filter, code)
 }
 
 // subackIDInUse is the SUBACK code with which mochi-mqtt refuses a packet

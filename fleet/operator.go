@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -183,12 +185,11 @@ func (o *Operator) onConnect(c paho.Client) {
 		filters = append(filters, f)
 	}
 	o.mu.Unlock()
-	for _, f := range filters {
-		ctx, cancel := context.WithTimeout(o.life, o.opts.ConnectTimeout)
-		if err := subscribe(ctx, c, f, nil); err != nil {
-			o.log.Error("fleet: cannot resubscribe after reconnecting; a watch will miss reports", "topic", f, "err", err)
-		}
-		cancel()
+	sort.Strings(filters)
+	ctx, cancel := context.WithTimeout(o.life, o.opts.ConnectTimeout)
+	defer cancel()
+	if err := subscribe(ctx, c, filters...); err != nil {
+		o.log.Error("fleet: cannot resubscribe after reconnecting; a watch will miss reports", "topics", len(filters), "err", err)
 	}
 }
 
@@ -338,6 +339,108 @@ func (o *Operator) RetainedRelease(ctx context.Context, module string, wait time
 	case <-ctx.Done():
 		return ReleaseEnvelope{}, false, ctx.Err()
 	}
+}
+
+// RetainedTargets reads the targets retained for scopes ([DeviceScope],
+// [GroupScope]), as a device of the Operator's fleet takes them: the map
+// holds, by scope, each one that arrived, parses and is made for the
+// Operator's fleet (the others are logged and left out, as devices refuse
+// them). A scope without a retained target is absent. MQTT cannot say
+// "there is none", so it returns once every scope's target arrived, or
+// once none arrived for wait, counted from the broker's acknowledgement of
+// the subscriptions and from each target that arrives (a broker sends
+// every retained message right after the acknowledgement, so a quiet gap
+// means it has sent them all).
+//
+// Signatures are not checked: the Operator trusts no keys (devices do).
+// With [Scopes] and [CombinedVersion], tern uses it to tell the combined
+// version each device should report after a push to one of its sources.
+func (o *Operator) RetainedTargets(ctx context.Context, scopes []string, wait time.Duration) (map[string]TargetEnvelope, error) {
+	byTopic := make(map[string]string, len(scopes))
+	filters := make([]string, 0, len(scopes))
+	for _, sc := range scopes {
+		topic, err := o.scopeTopic(sc)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := byTopic[topic]; !dup {
+			byTopic[topic] = sc
+			filters = append(filters, topic)
+		}
+	}
+	if len(filters) == 0 {
+		return map[string]TargetEnvelope{}, nil
+	}
+	var mu sync.Mutex
+	got := make(map[string]TargetEnvelope, len(filters))
+	heard := make(map[string]bool, len(filters)) // scopes whose topic delivered something
+	arrived := make(chan struct{}, 1)
+	s := &sink{deliver: func(topic string, payload []byte) {
+		sc, ok := byTopic[topic]
+		if !ok {
+			return
+		}
+		env, err := ParseTargetEnvelope(payload)
+		if err == nil {
+			err = env.CheckTopics(o.opts.Topics)
+		}
+		if err != nil && len(payload) > 0 {
+			o.log.Warn("fleet: the retained target is one devices refuse; not counting it", "topic", topic, "err", err)
+		}
+		mu.Lock()
+		heard[sc] = true
+		if err == nil {
+			got[sc] = env
+		} else {
+			delete(got, sc) // cleared, or refused: none that devices take
+		}
+		mu.Unlock()
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+	}}
+	if err := o.addSinks(ctx, filters, s, true, func() {}); err != nil {
+		return nil, fmt.Errorf("fleet: read retained targets: %w", err)
+	}
+	defer o.removeSinks(filters, s)
+	quiet := time.NewTimer(wait)
+	defer quiet.Stop()
+collect:
+	for {
+		mu.Lock()
+		all := len(heard) == len(filters)
+		mu.Unlock()
+		if all {
+			break
+		}
+		select {
+		case <-arrived:
+			quiet.Reset(wait)
+		case <-quiet.C:
+			break collect
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return maps.Clone(got), nil
+}
+
+// scopeTopic is the target topic of scope (device/<id> or group/<name>).
+func (o *Operator) scopeTopic(scope string) (string, error) {
+	kind, name, _ := strings.Cut(scope, "/")
+	p := idProblem(name)
+	switch {
+	case p != "" && (kind == "device" || kind == "group"):
+		return "", fmt.Errorf("fleet: read retained targets: scope %q: %s", scope, p)
+	case kind == "device":
+		return o.opts.Topics.DeviceTarget(name), nil
+	case kind == "group":
+		return o.opts.Topics.GroupTarget(name), nil
+	}
+	return "", fmt.Errorf("fleet: read retained targets: scope %.80q is neither device/<id> nor group/<name> (see DeviceScope, GroupScope)", scope)
 }
 
 // WatchStates delivers the state reports of device, or of every device
@@ -492,25 +595,37 @@ func topicMatch(filter, topic string) bool {
 // then takes subMu before it waits for the pumps, so a pump either starts
 // before Close waits, or not at all.
 func (o *Operator) addSink(ctx context.Context, filter string, s *sink, start func()) error {
+	return o.addSinks(ctx, []string{filter}, s, false, start)
+}
+
+// addSinks registers s on every filter and subscribes to those that had
+// no sink, or, with resend, to all of them: subscribing again makes the
+// broker send the retained messages again, which a read of them needs
+// (the other sinks get them twice). Then it calls start, as addSink.
+func (o *Operator) addSinks(ctx context.Context, filters []string, s *sink, resend bool, start func()) error {
 	o.subMu.Lock()
 	defer o.subMu.Unlock()
 	if o.life.Err() != nil {
 		return errors.New("fleet: the Operator is closed")
 	}
+	var sub []string
 	o.mu.Lock()
-	first := len(o.sinks[filter]) == 0
-	if first {
-		o.sinks[filter] = make(map[*sink]struct{})
+	for _, f := range filters {
+		first := len(o.sinks[f]) == 0
+		if first {
+			o.sinks[f] = make(map[*sink]struct{})
+		}
+		o.sinks[f][s] = struct{}{}
+		if first || resend {
+			sub = append(sub, f)
+		}
 	}
-	o.sinks[filter][s] = struct{}{}
 	o.mu.Unlock()
-	if first {
+	if len(sub) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
 		defer cancel()
-		if err := subscribe(ctx, o.client, filter, nil); err != nil {
-			o.mu.Lock()
-			delete(o.sinks, filter)
-			o.mu.Unlock()
+		if err := subscribe(ctx, o.client, sub...); err != nil {
+			o.unregister(filters, s)
 			if lostConnection(err) {
 				return newError(ErrOffline, err, "not connected to the broker %s (reconnecting); retry", o.broker)
 			}
@@ -522,24 +637,46 @@ func (o *Operator) addSink(ctx context.Context, filter string, s *sink, start fu
 }
 
 // removeSink unregisters s, unsubscribing if it was the last.
-func (o *Operator) removeSink(filter string, s *sink) {
+func (o *Operator) removeSink(filter string, s *sink) { o.removeSinks([]string{filter}, s) }
+
+// removeSinks unregisters s from filters, unsubscribing from those it was
+// the last sink of.
+func (o *Operator) removeSinks(filters []string, s *sink) {
 	o.subMu.Lock()
 	defer o.subMu.Unlock()
-	o.mu.Lock()
-	delete(o.sinks[filter], s)
-	last := len(o.sinks[filter]) == 0
-	if last {
-		delete(o.sinks, filter)
-	}
-	o.mu.Unlock()
-	if !last || o.life.Err() != nil || !o.client.IsConnectionOpen() {
+	last := o.unregister(filters, s)
+	if len(last) == 0 || o.life.Err() != nil || !o.client.IsConnectionOpen() {
 		return // closing, or the broker forgets clean-session subscriptions anyway
 	}
 	ctx, cancel := context.WithTimeout(o.life, o.opts.ConnectTimeout)
 	defer cancel()
-	if err := waitToken(ctx, o.client, o.client.Unsubscribe(filter)); err != nil {
-		o.log.Debug("fleet: unsubscribe failed", "topic", filter, "err", err)
+	for len(last) > 0 {
+		n := min(len(last), maxSubscribeFilters)
+		if err := waitToken(ctx, o.client, o.client.Unsubscribe(last[:n]...)); err != nil {
+			o.log.Debug("fleet: unsubscribe failed", "topics", n, "err", err)
+			return
+		}
+		last = last[n:]
 	}
+}
+
+// unregister removes s from filters and returns the filters left without
+// a sink.
+func (o *Operator) unregister(filters []string, s *sink) (last []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range filters {
+		sinks, ok := o.sinks[f]
+		if !ok {
+			continue
+		}
+		delete(sinks, s)
+		if len(sinks) == 0 {
+			delete(o.sinks, f)
+			last = append(last, f)
+		}
+	}
+	return last
 }
 
 // Close stops the watches, waits for them, and disconnects. It is safe to

@@ -325,6 +325,15 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		signed = "signed by " + env.Key
 	}
 	fmt.Fprintf(stdout, "pushed target version %d to %s/%s (%s)\n", v, ff.fleet, scope, signed)
+	// A device reports the sum of its sources' versions, not v: say how
+	// to follow the push without adding them up by hand.
+	if *group != "" {
+		fmt.Fprintf(stdout, "each device of group %s reports version %d plus the versions of its other targets; tern watch --fleet %s --group %s --pushed %d --until-converged adds them up and follows the rollout\n",
+			*group, v, ff.fleet, *group, v)
+	} else {
+		fmt.Fprintf(stdout, "%s reports version %d plus the versions of its groups' targets; tern watch --fleet %s --device %s --pushed %d --until-converged adds them up and follows it\n",
+			*device, v, ff.fleet, *device, v)
+	}
 	if *replaces != 0 {
 		fmt.Fprintf(stdout, "it replaces version %d on devices that hold exactly that version; they refuse versions from %d up from now on\n", *replaces, *replaces)
 	}

@@ -92,6 +92,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"push", `{"a":1}`}, "needs one of --device or --group"},
 		{[]string{"push", "--device", "a/b", `{"a":1}`}, "device"},
 		{[]string{"watch", "--device", "a", "--group", "b"}, "not both"},
+		{[]string{"watch", "--pushed", "7"}, "--pushed needs --group or --device"},
+		{[]string{"watch", "--group", "heaters", "--pushed", "7", "--version", "9"}, "not both"},
+		{[]string{"watch", "--group", "heaters", "--pushed", "9007199254740992"}, "above the largest version"},
 		{[]string{"module"}, "tern module build"},
 		{[]string{"push", "--bogus"}, "flag provided but not defined"},
 	} {

@@ -140,19 +140,21 @@ func init() {
 		},
 		{
 			name:  "watch",
-			args:  "[fleet flags] [--group G | --device ID] [--version N] [--until-converged] [--expect N] [--timeout D] [--json]",
+			args:  "[fleet flags] [--group G | --device ID] [--pushed V | --version N] [--until-converged] [--expect N] [--timeout D] [--json]",
 			short: "live state changes and events; rollout progress",
 			summary: "Print devices' state changes and events as they happen: one device (--device),\n" +
 				"one group (--group), or every device of the fleet. Events delivered twice are\n" +
-				"shown once (by their seq). With --version N, show the rollout of target\n" +
-				"version N as one line, updated in place on a terminal:\n" +
-				"  rollout v7: 812/1000 converged, 3 failed, 185 pending, 4 offline\n" +
-				"(offline overlaps the other counts; for a group push the version a device\n" +
-				"reports is the sum of its targets' versions.) With --until-converged, exit 0\n" +
-				"once every watched device converged, or 3 at --timeout.",
+				"shown once (by their seq). With --pushed V, show the rollout of the push of\n" +
+				"version V to the group or device watched as one line, redrawn on a terminal:\n" +
+				"  rollout group/heaters v7: 98/100 converged, 1 failed, 1 pending, 2 offline\n" +
+				"(offline overlaps the other counts). A device reports the sum of its targets'\n" +
+				"versions (its groups' and its own); tern reads the others' and adds them up\n" +
+				"for each device. --version N counts that sum, the same for every device.\n" +
+				"With --until-converged, exit 0 once every watched device converged, or 3 at\n" +
+				"--timeout.",
 			examples: []string{
 				"tern watch --fleet demo --device pi-001",
-				"tern watch --fleet demo --group heaters --version 7 --until-converged --timeout 10m",
+				"tern watch --fleet demo --group heaters --pushed 7 --until-converged --timeout 10m",
 				"tern watch --fleet demo --json | jq -c 'select(.type == \"event\")'",
 			},
 			run: watch,
@@ -418,7 +420,7 @@ Examples:
   tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'
   tern watch --fleet demo --device pi-001 --until-converged --timeout 60s
   tern status --fleet demo --group heaters
-  tern watch --fleet demo --group heaters --version 7 --until-converged --timeout 10m
+  tern watch --fleet demo --group heaters --pushed 7 --until-converged --timeout 10m
   tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' \
             --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'
 

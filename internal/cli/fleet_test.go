@@ -332,3 +332,122 @@ func TestStatusMultiLineError(t *testing.T) {
 		t.Errorf("status --json: %v, %+v; want the whole error", err, rows)
 	}
 }
+
+// tern watch --pushed V follows a push of version V to one group or
+// device: each device must reach the combined version V makes with the
+// targets retained for its other sources, which tern reads and adds up.
+func TestWatchPushed(t *testing.T) {
+	url := fleettest.Embedded(t)
+	flags := []string{"--broker", url, "--fleet", "cli"}
+	push := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := tern(t, append(append([]string{"push"}, flags...), args...)...)
+		if code != cli.ExitOK {
+			t.Fatalf("push %v: exit %d, %s", args, code, errOut)
+		}
+		return out
+	}
+	push("--group", "floor-2", "--version", "20", `{"relays":{"fan":true}}`)
+	push("--device", "pi-001", "--version", "100", `{"relays":{"fan":false}}`)
+	a := startDevice(t, url, "pi-001", "heaters")
+	b := startDevice(t, url, "pi-002", "heaters", "floor-2")
+	startDevice(t, url, "pi-003", "fans").report(t, converged(5))
+	a.report(t, converged(100))
+	b.report(t, converged(20))
+
+	// tern push says how to follow the push, not to add versions by hand.
+	out := push("--group", "heaters", "--version", "7", `{"relays":{"heater":true}}`)
+	if want := "tern watch --fleet cli --group heaters --pushed 7 --until-converged"; !strings.Contains(out, want) {
+		t.Errorf("push to a group does not say %q:\n%s", want, out)
+	}
+
+	// pi-001 must reach 7+100, pi-002 7+20: their reports, 100 and 20, are
+	// above 7 but converge neither.
+	watched := newSyncBuffer()
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.MainContext(t.Context(), append([]string{"watch", "--group", "heaters", "--pushed", "7", "--until-converged", "--json", "--timeout", wait.String()}, flags...), watched, watched)
+	}()
+	const first = `{"type":"progress","scope":"group/heaters","version":7,"total":2,"converged":0,"failed":0,"pending":2,"offline":0}`
+	watched.waitFor(t, `"type":"progress"`)
+	if line := progressLines(watched.String())[0]; line != first {
+		t.Errorf("first progress line:\n%s\nwant\n%s", line, first)
+	}
+	b.report(t, converged(27))
+	watched.waitFor(t, `"converged":1,"failed":0,"pending":1`)
+	a.report(t, converged(107))
+	select {
+	case code := <-done:
+		if code != cli.ExitOK {
+			t.Fatalf("watch: exit %d\n%s", code, watched)
+		}
+	case <-time.After(wait):
+		t.Fatalf("watch did not end when the group converged:\n%s", watched)
+	}
+	lines := progressLines(watched.String())
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"converged":2,"failed":0,"pending":0`) {
+		t.Errorf("the last line should show the rollout done: %s", last)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		if strings.Contains(l, `"converged":2`) {
+			t.Errorf("a device counted as converged below its combined version:\n%s", watched)
+		}
+	}
+
+	// One device: pi-001's own target at 101 would make 101+7 with its
+	// group's, above the 107 it reports.
+	code, _, errOut := tern(t, append([]string{"watch", "--device", "pi-001", "--pushed", "100", "--until-converged", "--timeout", wait.String()}, flags...)...)
+	if code != cli.ExitOK {
+		t.Errorf("watch --device pi-001 --pushed 100: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = tern(t, append([]string{"watch", "--device", "pi-001", "--pushed", "101", "--until-converged", "--timeout", "3s"}, flags...)...)
+	if code != cli.ExitTimeout || !strings.Contains(errOut, "did not report its target reached") {
+		t.Errorf("watch --device pi-001 --pushed 101: exit %d, %q; want a timeout", code, errOut)
+	}
+	if strings.Contains(errOut, "it must reach") && !strings.Contains(errOut, "it must reach combined version 108: 101 pushed to device/pi-001") {
+		t.Errorf("the timeout names the wrong combined version: %q", errOut)
+	}
+}
+
+// A device reporting more groups than tern adds up (2047, the most whose
+// versions always sum) stays pending and makes tern read nothing; at 2047
+// it is counted.
+func TestWatchPushedGroupsBound(t *testing.T) {
+	url := fleettest.Embedded(t)
+	flags := []string{"--broker", url, "--fleet", "cli"}
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("reporter"))
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(100)
+	for _, n := range []int{2047, 2048} {
+		groups := []string{"heaters"}
+		for i := 1; i < n; i++ {
+			groups = append(groups, fmt.Sprintf("g%d", i))
+		}
+		id := fmt.Sprintf("pi-%d", n)
+		report, _ := json.Marshal(map[string]any{"format": 1, "device": id, "groups": groups, "target_version": 7, "converged": true, "phase": "idle", "state": map[string]any{}})
+		if tok := c.Publish(fleet.Topics{Fleet: "cli"}.State(id), 1, true, report); !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	code, _, errOut := tern(t, append([]string{"watch", "--device", "pi-2047", "--pushed", "7", "--until-converged", "--timeout", wait.String()}, flags...)...)
+	if code != cli.ExitOK {
+		t.Errorf("a device of 2047 groups, none with a target: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = tern(t, append([]string{"watch", "--device", "pi-2048", "--pushed", "7", "--until-converged", "--timeout", "2s"}, flags...)...)
+	if code != cli.ExitTimeout || !strings.Contains(errOut, "it reports 2048 groups, and tern adds up the versions of at most 2047") {
+		t.Errorf("a device of 2048 groups: exit %d, %q; want a timeout that says why", code, errOut)
+	}
+}
+
+// progressLines returns the progress lines of tern watch --json output.
+func progressLines(out string) []string {
+	var lines []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(l, `{"type":"progress"`) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}

@@ -19,7 +19,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"push"}, "tern push --fleet demo --group heaters --key ops.key target.json", "-group"},
 		{[]string{"release"}, "tern release --fleet demo --module relay --key ops.key --version 12 --config ternd.yaml relay.wasm", "-module"},
 		{[]string{"status"}, "tern status --fleet demo --group heaters --json", "-wait"},
-		{[]string{"watch"}, "tern watch --fleet demo --group heaters --version 7 --until-converged", "-until-converged"},
+		{[]string{"watch"}, "tern watch --fleet demo --group heaters --pushed 7 --until-converged", "-until-converged"},
 		{[]string{"plan"}, "tern plan --module relay.wasm --target target.json --format mermaid", "-strict"},
 		{[]string{"module", "build"}, "tern module build ./plugins/relay -o relay.wasm", "-o"},
 		{[]string{"module", "sign"}, "tern module sign --key ops.key relay.wasm", "-key"},

@@ -98,6 +98,21 @@ func (m *member) failed(version uint64) string {
 	return ""
 }
 
+// verdict judges m against the version it must reach; known is false
+// while that version is not known yet (tern watch --pushed, before the
+// device's other targets were read): then only a refusal fails it.
+func (m *member) verdict(version uint64, known bool) (reached bool, failure string) {
+	switch {
+	case !known && m.refused != "":
+		return false, m.failed(version)
+	case !known:
+		return false, ""
+	case m.reached(version):
+		return true, ""
+	}
+	return false, m.failed(version)
+}
+
 func (m *member) isOnline() bool { return m.online != nil && *m.online }
 
 // progress counts a rollout: converged, failed and pending partition the
@@ -105,7 +120,11 @@ func (m *member) isOnline() bool { return m.online != nil && *m.online }
 // last report). Expect raises the total to devices that never reported,
 // counted as pending.
 type progress struct {
-	Type      string `json:"type"` // always "progress", for --json readers
+	Type string `json:"type"` // always "progress", for --json readers
+	// Scope is the source tern watch --pushed names (group/<name> or
+	// device/<id>), and Version the version pushed to it; without
+	// --pushed, Scope is empty and Version the combined version.
+	Scope     string `json:"scope,omitempty"`
 	Version   uint64 `json:"version"`
 	Total     int    `json:"total"`
 	Converged int    `json:"converged"`
@@ -114,14 +133,17 @@ type progress struct {
 	Offline   int    `json:"offline"`
 }
 
-func (r *roster) progress(version uint64, expect int) progress {
-	p := progress{Type: "progress", Version: version}
+// progress counts the devices in scope against the version each must
+// reach (want; ok false while it is not known).
+func (r *roster) progress(want func(*member) (v uint64, ok bool), expect int) progress {
+	p := progress{Type: "progress"}
 	for _, m := range r.list() {
 		p.Total++
+		reached, failure := m.verdict(want(m))
 		switch {
-		case m.reached(version):
+		case reached:
 			p.Converged++
-		case m.failed(version) != "":
+		case failure != "":
 			p.Failed++
 		default:
 			p.Pending++
@@ -144,6 +166,9 @@ func (p progress) String() string {
 	what := "rollout"
 	if p.Version > 0 {
 		what = fmt.Sprintf("rollout v%d", p.Version)
+	}
+	if p.Scope != "" {
+		what = fmt.Sprintf("rollout %s v%d", p.Scope, p.Version)
 	}
 	return fmt.Sprintf("%s: %d/%d converged, %d failed, %d pending, %d offline", what, p.Converged, p.Total, p.Failed, p.Pending, p.Offline)
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
@@ -26,8 +28,9 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ff.register(fs)
 	device := fs.String("device", "", "watch only this device (+ or nothing: every device)")
 	group := fs.String("group", "", "watch only the devices of this group (as their state reports list it)")
-	version := fs.Uint64("version", 0, "show the rollout of this target version as one progress line; with --until-converged, only this version or a later one counts")
+	version := fs.Uint64("version", 0, "show the rollout of this combined target version (the target_version devices report) as one progress line; with --until-converged, only this version or a later one counts")
 	minVersion := fs.Uint64("min-version", 0, "the same as --version, without the progress line")
+	pushed := fs.Uint64("pushed", 0, "show the rollout of the push of version `V` to the --group or --device watched (the version tern push printed): tern reads each device's other targets and counts it converged at the combined version they make with V")
 	until := fs.Bool("until-converged", false, "exit 0 once every watched device reports its target reached")
 	expect := fs.Int("expect", 0, "the number of devices in the rollout, when some may not have reported yet (they count as pending)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (exit 3); 0 waits forever")
@@ -47,6 +50,10 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *expect < 0 {
 		return usageError{fmt.Errorf("--expect %d: must be 0 or more", *expect)}
+	}
+	pushedScope, err := pushedFlag(*pushed, *device, *group, *version, *minVersion)
+	if err != nil {
+		return err
 	}
 	if *timeout > 0 {
 		var cancel context.CancelFunc
@@ -72,14 +79,30 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	w := &watcher{
-		roster:  newRoster(*group),
-		version: max(*version, *minVersion),
-		expect:  *expect,
-		out:     stdout,
-		json:    *asJSON,
-		rollout: *version > 0,
-		tty:     !*asJSON && isTerminal(stdout),
+		roster:      newRoster(*group),
+		version:     max(*version, *minVersion),
+		pushed:      *pushed,
+		pushedScope: pushedScope,
+		sources:     make(map[string]uint64),
+		asked:       make(map[string]bool),
+		unread:      make(map[string]bool),
+		expect:      *expect,
+		out:         stdout,
+		json:        *asJSON,
+		rollout:     *version > 0 || *pushed > 0,
+		counting:    *pushed == 0,
+		tty:         !*asJSON && isTerminal(stdout),
 	}
+	// With --pushed, the retained targets of the devices' other sources
+	// are read beside the loop, one batch at a time, from when the
+	// retained reports are in (so that the first batch holds them all).
+	var fetches sync.WaitGroup
+	defer fetches.Wait()
+	fetchCtx, stopFetches := context.WithCancel(ctx)
+	defer stopFetches()
+	fetched := make(chan fetchResult, 1)
+	fetching := false
+	var retryAt time.Time
 	settle := newSettler(defaultSettle)
 	defer settle.stop()
 	settled, judge := false, false
@@ -128,11 +151,31 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				lastDraw = now
 			}
 			judge = true
+		case r := <-fetched:
+			fetching = false
+			if r.err != nil && fetchCtx.Err() == nil {
+				fmt.Fprintf(stderr, "tern: cannot read the retained targets of %d sources yet (%v); trying again\n", len(r.scopes), r.err)
+				retryAt = time.Now().Add(time.Second)
+			}
+			w.sourcesRead(r)
+			w.counting = true
+		}
+		if settled && !fetching && time.Now().After(retryAt) {
+			if scopes := w.toRead(); len(scopes) > 0 {
+				fetching = true
+				fetches.Go(func() {
+					got, err := op.RetainedTargets(fetchCtx, scopes, retainedTargetsQuiet)
+					fetched <- fetchResult{scopes, got, err}
+				})
+			}
+		}
+		if settled && !fetching {
+			w.counting = true // nothing (more) to read
 		}
 		// Judge "all converged" only once the retained reports are in
 		// (before that, the first device to report would be "all"), and
 		// only on a tick: counting walks every device.
-		if judge && settled && *until && w.roster.progress(w.version, w.expect).done() {
+		if judge && settled && *until && w.progress().done() {
 			w.changed = true // the last line shows it
 			w.drawProgress(true)
 			return nil
@@ -141,19 +184,170 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
+// retainedTargetsQuiet is how long tern watch --pushed waits, after the
+// broker acknowledged its subscriptions and after each retained target,
+// before it takes a source without one for having none. A target it missed
+// would make a device's combined version look reached too early, so it
+// waits longer than settleQuiet.
+const retainedTargetsQuiet = time.Second
+
+// maxGroups is the most groups tern watch --pushed adds up the versions of
+// for one device: the most whose versions fleet.CombinedVersion always
+// sums. A device reporting more stays pending, and causes no reads.
+const maxGroups = 2047
+
+// pushedFlag checks --pushed and returns the scope it names: the group or
+// the device watched.
+func pushedFlag(pushed uint64, device, group string, version, minVersion uint64) (string, error) {
+	switch {
+	case pushed == 0:
+		return "", nil
+	case pushed > fleet.MaxVersion:
+		return "", usageError{fmt.Errorf("--pushed %d is above the largest version, %d: no push has it", pushed, uint64(fleet.MaxVersion))}
+	case version > 0 || minVersion > 0:
+		return "", usageError{errors.New("give --pushed (the version pushed to the group or device) or --version (the combined version devices report), not both")}
+	case group != "":
+		return fleet.GroupScope(group), nil
+	case device != "":
+		return fleet.DeviceScope(device), nil
+	}
+	return "", usageError{errors.New("--pushed needs --group or --device: the group or device the version was pushed to")}
+}
+
+// fetchResult is one batch of retained targets read for tern watch
+// --pushed.
+type fetchResult struct {
+	scopes []string
+	got    map[string]fleet.TargetEnvelope
+	err    error
+}
+
 // watcher prints what tern watch sees and keeps the rollout's count.
 type watcher struct {
 	roster  *roster
 	version uint64 // the target version that counts as converged (0: any)
-	expect  int
-	out     io.Writer
-	json    bool
-	rollout bool // show the progress line
-	tty     bool // redraw it in place
+	// pushed is the version pushed to pushedScope (--pushed; 0: none).
+	// Each device must then reach the combined version of pushed and the
+	// versions retained for its other sources, read into sources.
+	pushed      uint64
+	pushedScope string
+	sources     map[string]uint64 // retained version by scope (0: none), once read
+	asked       map[string]bool   // scopes being read, or read
+	unread      map[string]bool   // devices whose report may name sources not asked for yet
+	expect      int
+	out         io.Writer
+	json        bool
+	rollout     bool // show the progress line
+	tty         bool // redraw it in place
+	// counting is false until the rollout can be counted: with --pushed,
+	// not before the retained reports are in and the first batch of
+	// sources was read (before that, every device would be pending).
+	counting bool
 
 	changed bool     // reports came since the last progress line
 	last    progress // the last progress line drawn
 	drawn   bool     // a progress line is on screen (tty) or was printed
+}
+
+// want is the combined version m must report to count as converged; ok is
+// false while it is not known.
+func (w *watcher) want(m *member) (v uint64, ok bool) {
+	if w.pushed == 0 {
+		return w.version, true
+	}
+	if m.state == nil || len(m.state.Groups) > maxGroups {
+		return 0, false
+	}
+	scopes := fleet.Scopes(m.id, m.state.Groups)
+	versions := make([]uint64, len(scopes))
+	for i, sc := range scopes {
+		if sc == w.pushedScope {
+			versions[i] = w.pushed
+			continue
+		}
+		if versions[i], ok = w.sources[sc]; !ok {
+			return 0, false
+		}
+	}
+	v, err := fleet.CombinedVersion(versions...)
+	return v, err == nil
+}
+
+// mustReach says which combined version m must reach, for a --pushed
+// rollout.
+func (w *watcher) mustReach(m *member) string {
+	if n := len(m.state.Groups); n > maxGroups {
+		return fmt.Sprintf("it reports %d groups, and tern adds up the versions of at most %d", n, maxGroups)
+	}
+	v, ok := w.want(m)
+	if !ok {
+		return "its other targets were not read yet"
+	}
+	return fmt.Sprintf("it must reach combined version %d: %d pushed to %s plus the versions of its other targets", v, w.pushed, w.pushedScope)
+}
+
+// toRead returns the scopes whose retained targets the devices in scope
+// that reported since the last call need and nobody asked for yet, and
+// marks them asked.
+func (w *watcher) toRead() []string {
+	var scopes []string
+	for id := range w.unread {
+		delete(w.unread, id)
+		m := w.roster.members[id]
+		if m == nil || m.state == nil || !w.roster.inScope(m) || len(m.state.Groups) > maxGroups {
+			continue
+		}
+		for _, sc := range fleet.Scopes(m.id, m.state.Groups) {
+			if sc != w.pushedScope && !w.asked[sc] {
+				w.asked[sc] = true
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	sort.Strings(scopes)
+	return scopes
+}
+
+// sourcesRead records a batch of retained targets: each scope read has
+// the version retained for it, or 0 when none is; a batch that failed is
+// asked for again.
+func (w *watcher) sourcesRead(r fetchResult) {
+	for _, sc := range r.scopes {
+		if r.err != nil {
+			delete(w.asked, sc)
+			continue
+		}
+		w.sources[sc] = r.got[sc].Version
+	}
+	w.changed = true
+}
+
+// progress counts the rollout watched.
+func (w *watcher) progress() progress {
+	p := w.roster.progress(w.want, w.expect)
+	p.Version, p.Scope = w.version, ""
+	if w.pushed > 0 {
+		p.Version, p.Scope = w.pushed, w.pushedScope
+	}
+	return p
+}
+
+// refusedRollout reports whether a target.refused event refuses the
+// rollout watched: the pushed version of its scope, or a combined version
+// at or above the one the device must reach.
+func (w *watcher) refusedRollout(e fleet.EventReport) bool {
+	if e.Kind != runtime.EventTargetRefused {
+		return false
+	}
+	if w.pushed > 0 && e.TargetVersion >= w.pushed && strings.HasPrefix(e.Message, w.pushedScope+" ") {
+		return true
+	}
+	m := w.roster.members[e.Device]
+	if m == nil {
+		return false
+	}
+	v, ok := w.want(m)
+	return ok && v > 0 && e.TargetVersion >= v
 }
 
 func (w *watcher) inScope(device string) bool {
@@ -167,6 +361,9 @@ func (w *watcher) inScope(device string) bool {
 func (w *watcher) state(s fleet.StateReport) {
 	w.roster.addState(s)
 	w.changed = true
+	if w.pushed > 0 {
+		w.unread[s.Device] = true
+	}
 	if !w.inScope(s.Device) {
 		return
 	}
@@ -214,7 +411,7 @@ func (w *watcher) event(e fleet.EventReport) {
 	if !w.inScope(e.Device) {
 		return
 	}
-	if e.Kind == runtime.EventTargetRefused && w.version > 0 && e.TargetVersion >= w.version {
+	if w.refusedRollout(e) {
 		w.roster.get(e.Device).refused = e.Message
 		w.changed = true
 	}
@@ -254,11 +451,11 @@ func (w *watcher) line(s string) {
 // drawProgress shows the rollout line if it changed; final ends it with a
 // newline on a terminal.
 func (w *watcher) drawProgress(final bool) {
-	if !w.rollout {
+	if !w.rollout || !w.counting {
 		return
 	}
 	if w.changed || !w.drawn {
-		p := w.roster.progress(w.version, w.expect)
+		p := w.progress()
 		w.changed = false
 		if p != w.last || !w.drawn {
 			w.last = p
@@ -285,22 +482,27 @@ func (w *watcher) timeoutReason(device, broker string, timeout time.Duration) er
 		m := w.roster.members[device]
 		if m != nil && m.state != nil {
 			s := m.state
-			msg += fmt.Sprintf(" (last report: phase %s, target version %d, error %q)", s.Phase, s.TargetVersion, s.Error)
+			msg += fmt.Sprintf(" (last report: phase %s, target version %d, error %q", s.Phase, s.TargetVersion, s.Error)
+			if w.pushed > 0 {
+				msg += "; " + w.mustReach(m)
+			}
+			msg += ")"
 		} else {
 			msg += " (no report at all: is ternd running and connected to " + broker + "?)"
 		}
 		return errors.New(msg)
 	}
-	p := w.roster.progress(w.version, w.expect)
+	p := w.progress()
 	if p.Total == 0 {
 		return fmt.Errorf("no device reported within %v: check --fleet, --group and --broker (%s), and that ternd runs", timeout, broker)
 	}
 	var failed, pending []string
 	for _, m := range w.roster.list() {
+		reached, failure := m.verdict(w.want(m))
 		switch {
-		case m.reached(w.version):
-		case m.failed(w.version) != "":
-			failed = append(failed, m.id+": "+m.failed(w.version))
+		case reached:
+		case failure != "":
+			failed = append(failed, m.id+": "+failure)
 		default:
 			pending = append(pending, m.id)
 		}
