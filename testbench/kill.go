@@ -1,14 +1,11 @@
 package testbench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/runtime"
@@ -121,39 +118,4 @@ func planRunning(s seen) (bool, string) {
 		return false, "between plans (last " + string(last.Kind) + ")"
 	}
 	return true, fmt.Sprintf("during a plan for v%d (last %s %s.%s)", last.TargetVersion, last.Kind, last.Module, last.Job)
-}
-
-// processLog takes a ternd process's output: its warnings and errors go
-// to warn (for the report), everything to all (--agent-log) prefixed with
-// the agent's id.
-type processLog struct {
-	id   string
-	warn *ring
-	all  io.Writer
-
-	mu      sync.Mutex
-	partial []byte
-}
-
-func (l *processLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := string(l.partial[:i])
-		l.partial = l.partial[i+1:]
-		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
-			if _, msg, ok := strings.Cut(line, " level="); ok {
-				line = "level=" + msg // without the time, as in-process warnings
-			}
-			l.warn.Write([]byte(line))
-		}
-		if l.all != nil {
-			fmt.Fprintf(l.all, "agent=%s %s\n", l.id, line)
-		}
-	}
 }
