@@ -8,25 +8,20 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/tern-iot/tern/fleet"
 )
 
-// expected is the combined target version a device should report: the
-// sum of its scopes' latest versions (internal/daemon's combiner).
-func (r *run) expected(id string) uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	v := r.versions[fleet.DeviceScope(id)]
-	for _, g := range r.groups[id] {
-		v += r.versions[fleet.GroupScope(g)]
-	}
-	return v
+// judge checks assertions against what the devices reported (the
+// observer) and what the operator pushed.
+type judge struct {
+	obs    *observer
+	agents *roster
+	pushed *pushed
+	log    *narrator // for the time
 }
 
 // check evaluates an assertion, polling until it holds or its time is up.
-func (r *run) check(ctx context.Context, a *Assertion) AssertionResult {
-	res := AssertionResult{Name: a.Name, Line: a.line, At: r.since()}
+func (j *judge) check(ctx context.Context, a *Assertion) AssertionResult {
+	res := AssertionResult{Name: a.Name, Line: a.line, At: j.log.since()}
 	var within time.Duration
 	var eval func() (bool, string)
 	switch {
@@ -34,28 +29,28 @@ func (r *run) check(ctx context.Context, a *Assertion) AssertionResult {
 		c := a.Converged
 		within = time.Duration(c.Within)
 		res.defaultName(fmt.Sprintf("converged: %s within %v", c.Selector, c.Within))
-		eval = func() (bool, string) { return r.converged(c.Selector, within) }
+		eval = func() (bool, string) { return j.converged(c.Selector, within) }
 	case a.NotConverged != nil:
 		c := a.NotConverged
 		res.defaultName(fmt.Sprintf("not converged: %s for %v", c.Selector, c.For))
-		return r.notConverged(ctx, res, c)
+		return j.notConverged(ctx, res, c)
 	case a.State != nil:
 		c := a.State
 		within = time.Duration(c.Within)
 		want, _ := json.Marshal(c.Equals)
 		res.defaultName(fmt.Sprintf("state: %s has %s = %s within %v", c.Selector, c.Path, want, c.Within))
-		eval = func() (bool, string) { return r.stateIs(c) }
+		eval = func() (bool, string) { return j.stateIs(c) }
 	case a.Event != nil:
 		c := a.Event
 		within = time.Duration(c.Within)
 		res.defaultName(fmt.Sprintf("event: %s reported %s within %v", c.Selector, describeEvent(c), c.Within))
-		eval = func() (bool, string) { return r.eventSeen(c) }
+		eval = func() (bool, string) { return j.eventSeen(c) }
 	case a.RolledBack != nil:
 		c := a.RolledBack
 		within = time.Duration(c.Within)
 		ev := &EventCheck{Selector: c.Selector, Kind: "module.rolled_back", Module: c.Module}
 		res.defaultName(fmt.Sprintf("rolled back: %s rolled %s back within %v", c.Selector, c.Module, c.Within))
-		eval = func() (bool, string) { return r.eventSeen(ev) }
+		eval = func() (bool, string) { return j.eventSeen(ev) }
 	case a.NothingLost != nil:
 		c := a.NothingLost
 		within = time.Duration(c.Within)
@@ -63,7 +58,7 @@ func (r *run) check(ctx context.Context, a *Assertion) AssertionResult {
 			within = 10 * time.Second
 		}
 		res.defaultName(fmt.Sprintf("nothing lost: %s", c.Selector))
-		eval = func() (bool, string) { return r.nothingLost(c.Selector) }
+		eval = func() (bool, string) { return j.nothingLost(c.Selector) }
 	}
 	begin := time.Now()
 	for {
@@ -105,12 +100,12 @@ func describeEvent(c *EventCheck) string {
 }
 
 // why says what a device last said about itself.
-func (r *run) why(id string, s seen) string {
+func (j *judge) why(id string, s seen) string {
 	if !s.hasState {
 		return id + ": no state reported"
 	}
 	st := s.state
-	msg := fmt.Sprintf("%s: reports target version %d of %d, phase %s", id, st.TargetVersion, r.expected(id), st.Phase)
+	msg := fmt.Sprintf("%s: reports target version %d of %d, phase %s", id, st.TargetVersion, j.pushed.expected(id), st.Phase)
 	if st.Converged {
 		msg += ", converged"
 	}
@@ -120,21 +115,21 @@ func (r *run) why(id string, s seen) string {
 	return msg
 }
 
-func (r *run) converged(sel Selector, within time.Duration) (bool, string) {
-	ids := r.selected(sel)
+func (j *judge) converged(sel Selector, within time.Duration) (bool, string) {
+	ids := j.agents.selected(sel)
 	var late []string
 	var slowest string
 	var slowestAt time.Duration
 	for _, id := range ids {
-		exp := r.expected(id)
-		s := r.obs.snapshot(id)
+		exp := j.pushed.expected(id)
+		s := j.obs.snapshot(id)
 		if exp == 0 {
 			late = append(late, id+": no target was pushed to it or its groups")
 			continue
 		}
 		at, ok := s.converged[exp]
 		if !ok {
-			late = append(late, r.why(id, s))
+			late = append(late, j.why(id, s))
 			continue
 		}
 		if at >= slowestAt {
@@ -148,13 +143,13 @@ func (r *run) converged(sel Selector, within time.Duration) (bool, string) {
 	return true, fmt.Sprintf("%d of %d converged (the last, %s, at %s)", n, len(ids), slowest, fmtAt(slowestAt))
 }
 
-func (r *run) notConverged(ctx context.Context, res AssertionResult, c *NotConvergedChk) AssertionResult {
+func (j *judge) notConverged(ctx context.Context, res AssertionResult, c *NotConvergedChk) AssertionResult {
 	begin := time.Now()
 	end := begin.Add(time.Duration(c.For))
 	for {
-		for _, id := range r.selected(c.Selector) {
-			s := r.obs.snapshot(id)
-			exp := r.expected(id)
+		for _, id := range j.agents.selected(c.Selector) {
+			s := j.obs.snapshot(id)
+			exp := j.pushed.expected(id)
 			if at, ok := s.converged[exp]; ok && exp > 0 && at >= res.At {
 				res.Took = time.Since(begin)
 				res.Reason = fmt.Sprintf("%s converged on target version %d at %s, within the %v it should not", id, exp, fmtAt(at), c.For)
@@ -175,19 +170,19 @@ func (r *run) notConverged(ctx context.Context, res AssertionResult, c *NotConve
 		return res
 	}
 	var whys []string
-	for _, id := range r.selected(c.Selector) {
-		whys = append(whys, r.why(id, r.obs.snapshot(id)))
+	for _, id := range j.agents.selected(c.Selector) {
+		whys = append(whys, j.why(id, j.obs.snapshot(id)))
 	}
 	res.Passed = true
 	res.Reason = fmt.Sprintf("none converged in %v; %s", c.For, list(whys, 3))
 	return res
 }
 
-func (r *run) stateIs(c *StateCheck) (bool, string) {
+func (j *judge) stateIs(c *StateCheck) (bool, string) {
 	want := normalize(c.Equals)
 	var bad []string
-	for _, id := range r.selected(c.Selector) {
-		s := r.obs.snapshot(id)
+	for _, id := range j.agents.selected(c.Selector) {
+		s := j.obs.snapshot(id)
 		got, ok := at(s.state.State, c.Path)
 		switch {
 		case !s.hasState:
@@ -213,12 +208,12 @@ func normalize(v any) any {
 	return out
 }
 
-func (r *run) eventSeen(c *EventCheck) (bool, string) {
+func (j *judge) eventSeen(c *EventCheck) (bool, string) {
 	var missing []string
 	var first time.Duration = -1
-	ids := r.selected(c.Selector)
+	ids := j.agents.selected(c.Selector)
 	for _, id := range ids {
-		s := r.obs.snapshot(id)
+		s := j.obs.snapshot(id)
 		found := false
 		kinds := map[string]int{}
 		for _, e := range s.events {
@@ -258,11 +253,11 @@ func kindSummary(kinds map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-func (r *run) nothingLost(sel Selector) (bool, string) {
+func (j *judge) nothingLost(sel Selector) (bool, string) {
 	var bad []string
 	total, dups := uint64(0), 0
-	for _, id := range r.selected(sel) {
-		missing, top, d, epochs := r.obs.gaps(id)
+	for _, id := range j.agents.selected(sel) {
+		missing, top, d, epochs := j.obs.gaps(id)
 		total += top
 		dups += d
 		switch {
@@ -278,4 +273,15 @@ func (r *run) nothingLost(sel Selector) (bool, string) {
 		return false, list(bad, 3)
 	}
 	return true, fmt.Sprintf("%d events, seq contiguous from 1 on every device; %d duplicate deliveries dropped", total, dups)
+}
+
+// convergedNow counts the agents that report converged now.
+func (j *judge) convergedNow() (now, of int) {
+	for _, a := range j.agents.agents {
+		s := j.obs.snapshot(a.ID())
+		if s.hasState && s.state.Converged {
+			now++
+		}
+	}
+	return now, len(j.agents.agents)
 }

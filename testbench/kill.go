@@ -12,33 +12,33 @@ import (
 )
 
 // kill plans a kill step's moments and victims from the seed and carries
-// them out in the background (r.kills), so that later steps keep their
+// them out in the background (pl.kills), so that later steps keep their
 // times; the assertions wait for the last kill.
-func (r *run) kill(ctx context.Context, st Step) {
+func (pl *player) kill(ctx context.Context, st Step) {
 	k := st.Kill
-	plan := killPlan(r.seed, st.line, r.selected(k.Selector), k)
-	begin := r.start.Add(time.Duration(st.At))
+	plan := killPlan(pl.seed, st.line, pl.agents.selected(k.Selector), k)
+	begin := pl.log.start.Add(time.Duration(st.At))
 	var when []string
 	for _, b := range plan {
 		when = append(when, fmt.Sprintf("%s %s", fmtAt(time.Duration(st.At)+b.at), b.id))
 	}
-	r.note("", "kill", fmt.Sprintf("%d of %s over %v, seed %d: %s", k.Count, k.Selector, k.Over, r.seed, strings.Join(when, ", ")))
-	r.kills.Go(func() {
+	pl.log.note("", "kill", fmt.Sprintf("%d of %s over %v, seed %d: %s", k.Count, k.Selector, k.Over, pl.seed, strings.Join(when, ", ")))
+	pl.kills.Go(func() {
 		running := 0
 		for _, b := range plan {
 			if !sleepUntil(ctx, begin.Add(b.at)) {
 				return
 			}
-			if ok, _ := planRunning(r.obs.snapshot(b.id)); ok {
+			if ok, _ := planRunning(pl.obs.snapshot(b.id)); ok {
 				running++
 			}
-			if err := r.powerCycle(ctx, b.id, time.Duration(k.Down), "kill"); err != nil {
-				r.record(AssertionResult{Name: "kill at " + fmtAt(time.Duration(st.At)+b.at), Line: st.line, Reason: err.Error(), At: r.since()})
-				r.note(b.id, "step failed", err.Error())
+			if err := pl.powerCycle(ctx, b.id, time.Duration(k.Down), "kill"); err != nil {
+				pl.log.record(AssertionResult{Name: "kill at " + fmtAt(time.Duration(st.At)+b.at), Line: st.line, Reason: err.Error(), At: pl.log.since()})
+				pl.log.note(b.id, "step failed", err.Error())
 				return
 			}
 		}
-		r.note("", "kills done", fmt.Sprintf("%d kills, %d of them into a running plan (by the events seen at the kill)", len(plan), running))
+		pl.log.note("", "kills done", fmt.Sprintf("%d kills, %d of them into a running plan (by the events seen at the kill)", len(plan), running))
 	})
 }
 
@@ -68,12 +68,12 @@ func killPlan(seed uint64, line int, ids []string, k *KillStep) []blow {
 // Killer, a clean stop otherwise), waits down, and starts it again on the
 // same data directory. What the observer knew of its convergence is
 // forgotten in between: after a restart, it has to converge again.
-func (r *run) powerCycle(ctx context.Context, id string, down time.Duration, what string) error {
-	mu := r.power[id]
+func (pl *player) powerCycle(ctx context.Context, id string, down time.Duration, what string) error {
+	mu := pl.power[id]
 	mu.Lock()
 	defer mu.Unlock()
-	a := r.byID[id]
-	_, doing := planRunning(r.obs.snapshot(id))
+	a := pl.agents.byID[id]
+	_, doing := planRunning(pl.obs.snapshot(id))
 	how := "stopped cleanly (an in-process agent cannot be killed)"
 	if k, ok := a.(Killer); ok {
 		how = "SIGKILL"
@@ -86,8 +86,8 @@ func (r *run) powerCycle(ctx context.Context, id string, down time.Duration, wha
 	} else if err := a.Stop(); err != nil {
 		return fmt.Errorf("%s %s: %w", what, id, err)
 	}
-	r.obs.restarted(id)
-	r.note(id, what, how+"; "+doing)
+	pl.obs.restarted(id)
+	pl.log.note(id, what, how+"; "+doing)
 	if down > 0 && !sleepUntil(ctx, time.Now().Add(down)) {
 		return ctx.Err()
 	}

@@ -3,56 +3,71 @@ package testbench
 import (
 	"context"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
-func (r *run) since() time.Duration { return time.Since(r.start) }
+// narrator keeps what happened in a run, the timeline and the verdicts,
+// and shows each line on Options.Progress as it comes, with the live
+// status line between them.
+type narrator struct {
+	out    io.Writer // nil: nothing is shown
+	redraw bool      // out is a terminal: live redraws the status line
+	name   string    // the scenario's, for the status line
+	// start is when the timeline starts; set by setup before anything
+	// else reads it.
+	start time.Time
 
-// note adds a line to the timeline and shows it.
-func (r *run) note(device, what, detail string) {
-	e := Entry{At: r.since(), Device: device, What: what, Detail: detail}
-	r.mu.Lock()
-	r.timeline = append(r.timeline, e)
-	r.mu.Unlock()
-	r.printf("  %8s  %-14s %s", fmtAt(e.At), what, strings.TrimSpace(device+" "+detail))
+	outMu    sync.Mutex // one line at a time on out
+	mu       sync.Mutex
+	timeline []Entry
+	results  []AssertionResult
 }
 
-func (r *run) printf(format string, args ...any) {
-	if r.opts.Progress == nil {
+func (n *narrator) since() time.Duration { return time.Since(n.start) }
+
+// note adds a line to the timeline and shows it.
+func (n *narrator) note(device, what, detail string) {
+	e := Entry{At: n.since(), Device: device, What: what, Detail: detail}
+	n.mu.Lock()
+	n.timeline = append(n.timeline, e)
+	n.mu.Unlock()
+	n.printf("  %8s  %-14s %s", fmtAt(e.At), what, strings.TrimSpace(device+" "+detail))
+}
+
+func (n *narrator) printf(format string, args ...any) {
+	if n.out == nil {
 		return
 	}
-	r.progOut.Lock()
-	defer r.progOut.Unlock()
-	if r.opts.Live {
-		fmt.Fprint(r.opts.Progress, "\r\033[K")
+	n.outMu.Lock()
+	defer n.outMu.Unlock()
+	if n.redraw {
+		fmt.Fprint(n.out, "\r\033[K")
 	}
-	fmt.Fprintf(r.opts.Progress, format+"\n", args...)
+	fmt.Fprintf(n.out, format+"\n", args...)
 }
 
 // status is the live line: time, convergence, assertions.
-func (r *run) status() string {
-	conv := 0
-	for _, a := range r.agents {
-		s := r.obs.snapshot(a.ID())
-		if s.hasState && s.state.Converged {
-			conv++
-		}
-	}
-	r.mu.Lock()
-	done := len(r.results)
+func (n *narrator) status(converged func() (now, of int)) string {
+	conv, agents := converged()
+	n.mu.Lock()
+	done := len(n.results)
 	failed := 0
-	for _, a := range r.results {
+	for _, a := range n.results {
 		if !a.Passed {
 			failed++
 		}
 	}
-	r.mu.Unlock()
-	return fmt.Sprintf("  %s  %s  %d/%d agents converged now · %d checks done, %d failed", r.sc.Name, fmtAt(r.since()), conv, len(r.agents), done, failed)
+	n.mu.Unlock()
+	return fmt.Sprintf("  %s  %s  %d/%d agents converged now · %d checks done, %d failed", n.name, fmtAt(n.since()), conv, agents, done, failed)
 }
 
-func (r *run) live(ctx context.Context) {
-	if !r.opts.Live || r.opts.Progress == nil {
+// live redraws the status line until ctx is done, then clears it.
+func (n *narrator) live(ctx context.Context, converged func() (now, of int)) {
+	if !n.redraw || n.out == nil {
 		return
 	}
 	t := time.NewTicker(250 * time.Millisecond)
@@ -60,28 +75,36 @@ func (r *run) live(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			r.progOut.Lock()
-			fmt.Fprint(r.opts.Progress, "\r\033[K")
-			r.progOut.Unlock()
+			n.outMu.Lock()
+			fmt.Fprint(n.out, "\r\033[K")
+			n.outMu.Unlock()
 			return
 		case <-t.C:
 		}
-		line := r.status()
-		r.progOut.Lock()
-		fmt.Fprint(r.opts.Progress, "\r\033[K"+line)
-		r.progOut.Unlock()
+		line := n.status(converged)
+		n.outMu.Lock()
+		fmt.Fprint(n.out, "\r\033[K"+line)
+		n.outMu.Unlock()
 	}
 }
 
-func (r *run) record(a AssertionResult) {
-	r.mu.Lock()
-	r.results = append(r.results, a)
-	r.mu.Unlock()
+// record adds a verdict and shows it.
+func (n *narrator) record(a AssertionResult) {
+	n.mu.Lock()
+	n.results = append(n.results, a)
+	n.mu.Unlock()
 	verdict := "PASS"
 	if !a.Passed {
 		verdict = "FAIL"
 	}
-	r.printf("  %8s  %s %s: %s", fmtAt(a.At+a.Took), verdict, a.Name, a.Reason)
+	n.printf("  %8s  %s %s: %s", fmtAt(a.At+a.Took), verdict, a.Name, a.Reason)
+}
+
+// story is what was noted and recorded so far.
+func (n *narrator) story() ([]AssertionResult, []Entry) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.results), slices.Clone(n.timeline)
 }
 
 // list joins up to n items and says how many more there are.

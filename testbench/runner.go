@@ -98,32 +98,31 @@ func (r *Result) Failed() int {
 	return n
 }
 
-// run is one scenario being run.
+// run is one scenario being run: it sets up the broker and the agents,
+// hands them to a player (timeline.go) and a judge (assert.go), and tears
+// them down. What happened is told by its narrator (narrate.go).
 type run struct {
-	sc    *Scenario
-	opts  Options
-	dir   string
-	seed  uint64
-	rng   *rand.Rand
-	start time.Time
+	sc   *Scenario
+	opts Options
+	dir  string
+	seed uint64
+	// rng draws the boards' noise, then the noise faults': one stream, so
+	// that the seed replays both.
+	rng *rand.Rand
 
 	broker broker
 	obs    *observer
 	op     *fleet.Operator
+	agents roster
+	log    *narrator
+}
+
+// roster is the agents under test, in the scenario's order.
+type roster struct {
 	agents []Agent
 	byID   map[string]Agent
 	groups map[string][]string // device → its groups
-	logs   map[string]*ring
-	wasm   map[string][]byte      // module name → code the agents start with
-	power  map[string]*sync.Mutex // agent → held while it is killed or restarted
-	kills  sync.WaitGroup         // kill steps under way
-
-	mu       sync.Mutex
-	versions map[string]uint64 // "device/ID" or "group/G" → latest version pushed
-	releases map[string]uint64 // module → latest release version
-	timeline []Entry
-	results  []AssertionResult
-	progOut  sync.Mutex
+	logs   map[string]*ring    // device → its last warnings
 }
 
 // Run runs a scenario and returns its result; it never panics on a bad
@@ -144,12 +143,11 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	defer os.RemoveAll(dir)
 	r := &run{
 		sc: sc, opts: opts, dir: dir, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x7465726e)),
-		byID: map[string]Agent{}, groups: map[string][]string{}, logs: map[string]*ring{}, wasm: map[string][]byte{},
-		power:    map[string]*sync.Mutex{},
-		versions: map[string]uint64{}, releases: map[string]uint64{},
+		agents: roster{byID: map[string]Agent{}, groups: map[string][]string{}, logs: map[string]*ring{}},
+		log:    &narrator{out: opts.Progress, redraw: opts.Live, name: sc.Name},
 	}
 	defer r.teardown()
-	r.printf("=== %s: setting up %d agents on the %s broker (seed %d)", sc.Name, r.count(), sc.Broker, seed)
+	r.log.printf("=== %s: setting up %d agents on the %s broker (seed %d)", sc.Name, sc.count(), sc.Broker, seed)
 	if err := r.setup(ctx); err != nil {
 		res.Error = err.Error()
 		res.Duration = time.Since(res.Started)
@@ -157,8 +155,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 		return res
 	}
 	res.Setup = time.Since(res.Started)
-	r.printf("    ready in %v; running the timeline", res.Setup.Round(10*time.Millisecond))
-	r.play(ctx)
+	r.log.printf("    ready in %v; running the timeline", res.Setup.Round(10*time.Millisecond))
+	r.player().play(ctx)
 	res.Duration = time.Since(res.Started)
 	r.fill(res)
 	res.Passed = res.Error == "" && res.Failed() == 0
@@ -169,23 +167,25 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	return res
 }
 
-func (r *run) count() int {
+// count is how many agents the scenario runs.
+func (sc *Scenario) count() int {
 	n := 0
-	for _, a := range r.sc.Agents {
+	for _, a := range sc.Agents {
 		n += a.Count
 	}
 	return n
 }
 
-func (r *run) path(p string) string {
-	if filepath.IsAbs(p) || r.sc.File == "" {
+// path resolves a path of the scenario file, relative to it.
+func (sc *Scenario) path(p string) string {
+	if filepath.IsAbs(p) || sc.File == "" {
 		return p
 	}
-	return filepath.Join(filepath.Dir(r.sc.File), p)
+	return filepath.Join(filepath.Dir(sc.File), p)
 }
 
 // code builds or reads a module's code.
-func (r *run) code(src ModuleSource) ([]byte, error) {
+func (sc *Scenario) code(src ModuleSource) ([]byte, error) {
 	switch {
 	case src.Plugin != "":
 		b, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/" + src.Plugin)
@@ -194,13 +194,13 @@ func (r *run) code(src ModuleSource) ([]byte, error) {
 		}
 		return b, nil
 	case src.Build != "":
-		dir, err := filepath.Abs(r.path(src.Build))
+		dir, err := filepath.Abs(sc.path(src.Build))
 		if err != nil {
 			return nil, err
 		}
 		return wasmbuild.Cached(dir)
 	default:
-		return os.ReadFile(r.path(src.Wasm))
+		return os.ReadFile(sc.path(src.Wasm))
 	}
 }
 
@@ -215,11 +215,10 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	for _, name := range names {
-		b, err := r.code(r.sc.Modules[name].ModuleSource)
+		b, err := r.sc.code(r.sc.Modules[name].ModuleSource)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", name, err)
 		}
-		r.wasm[name] = b
 		if err := os.WriteFile(filepath.Join(modDir, name+".wasm"), b, 0o644); err != nil {
 			return err
 		}
@@ -227,15 +226,15 @@ func (r *run) setup(ctx context.Context) error {
 	// Releases are built now, so building does not eat into the timeline.
 	for _, st := range r.sc.Timeline {
 		if st.Release != nil {
-			if _, err := r.code(st.Release.ModuleSource); err != nil {
+			if _, err := r.sc.code(st.Release.ModuleSource); err != nil {
 				return fmt.Errorf("line %d: release of %s: %w", st.line, st.Release.Module, err)
 			}
 		}
 	}
 
-	r.start = time.Now() // provisional; reset when every agent reported
+	r.log.start = time.Now() // provisional; reset when every agent reported
 	topics := fleet.Topics{Fleet: r.sc.Fleet}
-	r.obs = newObserver(r.start, topics)
+	r.obs = newObserver(r.log.start, topics)
 	var err error
 	switch r.sc.Broker {
 	case "mosquitto":
@@ -276,7 +275,7 @@ func (r *run) setup(ctx context.Context) error {
 				cfg.Modules = append(cfg.Modules, mc)
 			}
 			lg := &ring{max: 20}
-			r.logs[id] = lg
+			r.agents.logs[id] = lg
 			var a Agent
 			if spec.Process {
 				cfg.Sim = spec.Board
@@ -295,23 +294,22 @@ func (r *run) setup(ctx context.Context) error {
 				}
 				a = NewInProcess(cfg, board, slog.New(agentHandler(lg, r.opts.AgentLog, id)))
 			}
-			r.agents = append(r.agents, a)
-			r.byID[id] = a
-			r.groups[id] = spec.Groups
-			r.power[id] = new(sync.Mutex)
+			r.agents.agents = append(r.agents.agents, a)
+			r.agents.byID[id] = a
+			r.agents.groups[id] = spec.Groups
 		}
 	}
 	// Processes start in parallel: each waits until its ternd has started.
-	errs := make([]error, len(r.agents))
+	errs := make([]error, len(r.agents.agents))
 	var starting sync.WaitGroup
-	for i, a := range r.agents {
+	for i, a := range r.agents.agents {
 		starting.Go(func() { errs[i] = a.Start(ctx) })
 	}
 	starting.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	go r.physics(ctx)
+	go r.agents.physics(ctx)
 
 	// Time starts when every agent has reported: booting (compiling the
 	// modules) is not what the scenario measures. The bound is one on a
@@ -320,7 +318,7 @@ func (r *run) setup(ctx context.Context) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		var missing []string
-		for _, a := range r.agents {
+		for _, a := range r.agents.agents {
 			if s := r.obs.snapshot(a.ID()); !s.hasState {
 				missing = append(missing, a.ID())
 			}
@@ -329,18 +327,19 @@ func (r *run) setup(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("agents %s never reported their state; their last warnings: %s", list(missing, 5), strings.Join(r.logs[missing[0]].lines(), " | "))
+			return fmt.Errorf("agents %s never reported their state; their last warnings: %s", list(missing, 5), strings.Join(r.agents.logs[missing[0]].lines(), " | "))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r.start = time.Now()
+	r.log.start = time.Now()
 	r.obs.mu.Lock()
-	r.obs.start = r.start
+	r.obs.start = r.log.start
 	r.obs.mu.Unlock()
 	return nil
 }
 
-func (r *run) physics(ctx context.Context) {
+// physics moves the simulated boards' worlds (their rooms) on.
+func (rs *roster) physics(ctx context.Context) {
 	const dt = 20 * time.Millisecond
 	t := time.NewTicker(dt)
 	defer t.Stop()
@@ -350,7 +349,7 @@ func (r *run) physics(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, a := range r.agents {
+		for _, a := range rs.agents {
 			if b, ok := a.(Boarded); ok {
 				b.Board().Step(dt)
 			}
@@ -360,11 +359,11 @@ func (r *run) physics(ctx context.Context) {
 
 func (r *run) teardown() {
 	var wg sync.WaitGroup
-	for _, a := range r.agents {
+	for _, a := range r.agents.agents {
 		wg.Go(func() { a.Stop() })
 	}
 	wg.Wait()
-	for _, a := range r.agents {
+	for _, a := range r.agents.agents {
 		if b, ok := a.(Boarded); ok {
 			b.Board().Close()
 		}
@@ -378,21 +377,23 @@ func (r *run) teardown() {
 }
 
 // selected lists the agents a selector picks, in id order.
-func (r *run) selected(s Selector) []string {
+func (rs *roster) selected(s Selector) []string {
 	var ids []string
-	for _, a := range r.agents {
+	for _, a := range rs.agents {
 		id := a.ID()
-		if s.All || s.Device == id || (s.Group != "" && slices.Contains(r.groups[id], s.Group)) {
+		if s.All || s.Device == id || (s.Group != "" && slices.Contains(rs.groups[id], s.Group)) {
 			ids = append(ids, id)
 		}
 	}
 	return ids
 }
 
-func (r *run) boards(s Selector, what string) ([]*Board, error) {
+// boards are the simulated boards of the agents a selector picks; what
+// needs them is refused for an agent whose board is out of reach.
+func (rs *roster) boards(s Selector, what string) ([]*Board, error) {
 	var out []*Board
-	for _, id := range r.selected(s) {
-		b, ok := r.byID[id].(Boarded)
+	for _, id := range rs.selected(s) {
+		b, ok := rs.byID[id].(Boarded)
 		if !ok {
 			return nil, fmt.Errorf("%s needs the agent's simulated board, which the testbench reaches in in-process agents only (%s is not one)", what, id)
 		}
@@ -403,16 +404,13 @@ func (r *run) boards(s Selector, what string) ([]*Board, error) {
 
 // fill completes a result from what the run saw.
 func (r *run) fill(res *Result) {
-	r.mu.Lock()
-	res.Assertions = slices.Clone(r.results)
-	res.Timeline = slices.Clone(r.timeline)
-	r.mu.Unlock()
+	res.Assertions, res.Timeline = r.log.story()
 	if r.obs != nil {
 		res.Timeline = append(res.Timeline, r.obs.entries()...)
 	}
 	sort.SliceStable(res.Timeline, func(i, j int) bool { return res.Timeline[i].At < res.Timeline[j].At })
 	failed := res.Failed() > 0 || res.Error != ""
-	for _, a := range r.agents {
+	for _, a := range r.agents.agents {
 		d := DeviceResult{ID: a.ID()}
 		if r.obs != nil {
 			s := r.obs.snapshot(a.ID())
@@ -420,8 +418,23 @@ func (r *run) fill(res *Result) {
 			d.Events, d.LastSeq = len(s.events), s.maxSeq
 		}
 		if failed {
-			d.Log = r.logs[a.ID()].lines()
+			d.Log = r.agents.logs[a.ID()].lines()
 		}
 		res.Devices = append(res.Devices, d)
 	}
+}
+
+// player makes the player of the timeline and its judge from what setup
+// made.
+func (r *run) player() *player {
+	pushed := &pushed{versions: map[string]uint64{}, releases: map[string]uint64{}, groups: r.agents.groups}
+	p := &player{
+		sc: r.sc, seed: r.seed, rng: r.rng, broker: r.broker, op: r.op, obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log,
+		judge: &judge{obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log},
+		power: map[string]*sync.Mutex{},
+	}
+	for _, a := range r.agents.agents {
+		p.power[a.ID()] = new(sync.Mutex)
+	}
+	return p
 }
