@@ -312,6 +312,7 @@ func Parse(b []byte) (*Scenario, error) {
 		return nil, errors.Join(append(errs, friendlyDecode(err))...)
 	}
 	sc.lines(root.Content[0])
+	sc.defaults()
 	if err := sc.validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -13,7 +13,58 @@ import (
 	"github.com/tern-iot/tern/hal/sim"
 )
 
-// validate checks what the types cannot, all at once.
+// defaults fills in what a scenario file may leave out; docs/testbench.md
+// names each default. It runs before validate, which checks the values
+// filled in.
+func (sc *Scenario) defaults() {
+	if sc.Fleet == "" {
+		sc.Fleet = "testbench"
+	}
+	if sc.Broker == "" {
+		sc.Broker = "embedded"
+	}
+	if sc.Timeout == 0 {
+		sc.Timeout = Duration(3 * time.Minute)
+	}
+	if sc.Seed == 0 {
+		sc.Seed = 1
+	}
+	for i := range sc.Agents {
+		a := &sc.Agents[i]
+		if a.Count == 0 {
+			a.Count = 1
+		}
+		if a.Modules == nil {
+			for name := range sc.Modules {
+				a.Modules = append(a.Modules, name)
+			}
+			slices.Sort(a.Modules)
+		}
+	}
+	for i := range sc.Timeline {
+		st := &sc.Timeline[i]
+		if st.Kill != nil && st.Kill.Count == 0 {
+			st.Kill.Count = 1
+		}
+		if st.Expect != nil {
+			st.Expect.defaults()
+		}
+	}
+	for i := range sc.Assertions {
+		sc.Assertions[i].defaults()
+	}
+}
+
+// defaults makes an assertion without a selector pick every agent.
+func (a *Assertion) defaults() {
+	for _, k := range assertionKinds {
+		if sel := k.selector(a); sel != nil && *sel == (Selector{}) {
+			sel.All = true
+		}
+	}
+}
+
+// validate checks what the types cannot, all at once, after defaults.
 func (sc *Scenario) validate() error {
 	var errs []error
 	bad := func(line int, format string, args ...any) {
@@ -23,24 +74,13 @@ func (sc *Scenario) validate() error {
 		}
 		errs = append(errs, errors.New(msg))
 	}
-	if sc.Fleet == "" {
-		sc.Fleet = "testbench"
-	}
 	if err := fleet.ValidID(sc.Fleet); err != nil {
 		bad(0, "fleet: %v", err)
 	}
 	switch sc.Broker {
-	case "":
-		sc.Broker = "embedded"
 	case "embedded", "mosquitto":
 	default:
 		bad(0, "broker: %q is not a broker the testbench runs; write embedded or mosquitto", sc.Broker)
-	}
-	if sc.Timeout == 0 {
-		sc.Timeout = Duration(3 * time.Minute)
-	}
-	if sc.Seed == 0 {
-		sc.Seed = 1
 	}
 	for name, m := range sc.Modules {
 		if err := fleet.ValidID(name); err != nil {
@@ -50,18 +90,38 @@ func (sc *Scenario) validate() error {
 			bad(0, "modules.%s: %v", name, err)
 		}
 	}
+	kn, procs := sc.validateAgents(bad)
+	for i := range sc.Timeline {
+		st := &sc.Timeline[i]
+		if err := st.validate(kn); err != nil {
+			bad(st.line, "timeline[%d]: %v", i, err)
+		} else if err := st.needsBoard(sc, procs); err != nil {
+			bad(st.line, "timeline[%d]: %v", i, err)
+		}
+	}
+	if len(sc.Assertions) == 0 {
+		bad(0, "assertions: none; a scenario without assertions cannot fail. Add e.g. - converged: {all: true, within: 30s}")
+	}
+	for i := range sc.Assertions {
+		if err := sc.Assertions[i].validate(kn); err != nil {
+			bad(sc.Assertions[i].line, "assertions[%d]: %v", i, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateAgents checks the agent templates, and says which ids and
+// groups there are and which agents are processes.
+func (sc *Scenario) validateAgents(bad func(line int, format string, args ...any)) (kn known, procs map[string]bool) {
 	if len(sc.Agents) == 0 {
 		bad(0, "agents: none; add at least one, e.g. agents: [{name: th, count: 3}]")
 	}
-	ids := map[string]bool{}
-	groups := map[string]bool{}
-	procs := map[string]bool{} // process agents
+	kn = known{modules: sc.Modules, ids: map[string]bool{}, groups: map[string]bool{}}
+	ids, groups := kn.ids, kn.groups
+	procs = map[string]bool{}
 	for i := range sc.Agents {
 		a := &sc.Agents[i]
 		where := fmt.Sprintf("agents[%d]", i)
-		if a.Count == 0 {
-			a.Count = 1
-		}
 		if a.Count < 0 {
 			bad(0, "%s.count: %d is negative", where, a.Count)
 		}
@@ -84,12 +144,6 @@ func (sc *Scenario) validate() error {
 			}
 			groups[g] = true
 		}
-		if a.Modules == nil {
-			for name := range sc.Modules {
-				a.Modules = append(a.Modules, name)
-			}
-			slices.Sort(a.Modules)
-		}
 		for _, m := range a.Modules {
 			if _, ok := sc.Modules[m]; !ok {
 				bad(0, "%s.modules: %q is not under modules:; define it there", where, m)
@@ -107,23 +161,7 @@ func (sc *Scenario) validate() error {
 			}
 		}
 	}
-	for i := range sc.Timeline {
-		st := &sc.Timeline[i]
-		if err := st.validate(sc, ids, groups); err != nil {
-			bad(st.line, "timeline[%d]: %v", i, err)
-		} else if err := st.needsBoard(sc, procs); err != nil {
-			bad(st.line, "timeline[%d]: %v", i, err)
-		}
-	}
-	if len(sc.Assertions) == 0 {
-		bad(0, "assertions: none; a scenario without assertions cannot fail. Add e.g. - converged: {all: true, within: 30s}")
-	}
-	for i := range sc.Assertions {
-		if err := sc.Assertions[i].validate(ids, groups); err != nil {
-			bad(sc.Assertions[i].line, "assertions[%d]: %v", i, err)
-		}
-	}
-	return errors.Join(errs...)
+	return kn, procs
 }
 
 // outOfReach is why a process agent cannot have what needs the board in
@@ -171,16 +209,8 @@ func (st *Step) needsBoard(sc *Scenario, procs map[string]bool) error {
 	var what, why string
 	var sel Selector
 	switch {
-	case st.Fault != nil && st.Fault.Kind != "broker_down":
-		what, sel = "fault "+st.Fault.Kind, st.Fault.Selector
-		switch st.Fault.Kind {
-		case "network_cut":
-			why = "the cut goes through the dialer the testbench gives an in-process ternd (daemon.Hardware.Dial); a ternd process dials the broker itself"
-		case "clock_jump":
-			why = "the jump moves the clock the testbench gives an in-process ternd (daemon.Hardware.Clock); a ternd process reads the host's clock"
-		default:
-			why = outOfReach + ", and the fault wraps a chip or serial device of the testbench's board"
-		}
+	case st.Fault != nil && !faultKinds[st.Fault.Kind].broker:
+		what, sel, why = "fault "+st.Fault.Kind, st.Fault.Selector, faultKinds[st.Fault.Kind].unreachable
 	case st.Press != nil:
 		what, sel, why = "press", st.Press.Selector, outOfReach
 	case st.MoveGPS != nil:
@@ -255,150 +285,279 @@ func (s Selector) check(ids, groups map[string]bool, allowNone bool) error {
 	return nil
 }
 
-// faultKinds lists the faults and whether they need a chip or a port.
-var faultKinds = map[string]string{
-	"broker_down": "", "network_cut": "", "clock_jump": "",
-	"sensor_stuck": "chip", "sensor_noisy": "chip", "i2c_nack": "chip", "i2c_bus_error": "chip",
-	"serial_silent": "port", "serial_garbage": "port",
+// known is what steps and assertions may name: the modules, and the
+// agents' ids and groups.
+type known struct {
+	modules     map[string]ModuleSpec
+	ids, groups map[string]bool
 }
 
-func (st *Step) validate(sc *Scenario, ids, groups map[string]bool) error {
-	n := 0
-	for _, set := range []bool{st.Push != nil, st.Release != nil, st.Fault != nil, st.Press != nil, st.MoveGPS != nil, st.Restart != nil, st.Kill != nil, st.Expect != nil} {
-		if set {
-			n++
+// stepActions are what a step can do, in the order messages name them:
+// whether a step does it, and what doing it needs.
+var stepActions = []struct {
+	key   string
+	does  func(*Step) bool
+	check func(*Step, known) error
+}{
+	{"push", func(st *Step) bool { return st.Push != nil }, func(st *Step, kn known) error { return st.Push.check(kn) }},
+	{"release", func(st *Step) bool { return st.Release != nil }, func(st *Step, kn known) error { return st.Release.check(kn) }},
+	{"fault", func(st *Step) bool { return st.Fault != nil }, func(st *Step, kn known) error { return st.Fault.check(kn) }},
+	{"press", func(st *Step) bool { return st.Press != nil }, func(st *Step, kn known) error { return st.Press.check(kn) }},
+	{"move_gps", func(st *Step) bool { return st.MoveGPS != nil }, func(st *Step, kn known) error { return st.MoveGPS.check(kn) }},
+	{"restart", func(st *Step) bool { return st.Restart != nil }, checkRestart},
+	{"kill", func(st *Step) bool { return st.Kill != nil }, func(st *Step, kn known) error { return st.Kill.check(kn) }},
+	{"expect", func(st *Step) bool { return st.Expect != nil }, func(st *Step, kn known) error { return st.Expect.validate(kn) }},
+}
+
+func (st *Step) validate(kn known) error {
+	var keys []string
+	var does []func(*Step, known) error
+	for _, a := range stepActions {
+		keys = append(keys, a.key)
+		if a.does(st) {
+			does = append(does, a.check)
 		}
 	}
-	if n != 1 {
-		return errors.New("a step does exactly one of push, release, fault, press, move_gps, restart, kill or expect")
+	if len(does) != 1 {
+		return fmt.Errorf("a step does exactly one of %s", oneOf(keys))
 	}
-	switch {
-	case st.Push != nil:
-		p := st.Push
-		if (p.Device == "") == (p.Group == "") {
-			return errors.New("push: give device: ID or group: NAME")
-		}
-		if err := (Selector{Device: p.Device, Group: p.Group}).check(ids, groups, false); err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
-		if p.Target == nil {
-			return errors.New(`push: target is required, e.g. target: {room: {temp: 22}}`)
-		}
-	case st.Release != nil:
-		r := st.Release
-		if _, ok := sc.Modules[r.Module]; !ok {
-			return fmt.Errorf("release: module %q is not under modules:; agents only take releases of modules they run", r.Module)
-		}
-		if err := r.ModuleSource.check(); err != nil {
-			return fmt.Errorf("release: %w", err)
-		}
-	case st.Fault != nil:
-		f := st.Fault
-		need, ok := faultKinds[f.Kind]
-		if !ok {
-			kinds := make([]string, 0, len(faultKinds))
-			for k := range faultKinds {
-				kinds = append(kinds, k)
-			}
-			slices.Sort(kinds)
-			return fmt.Errorf("fault: kind %q is not a fault the testbench injects; write one of %s", f.Kind, strings.Join(kinds, ", "))
-		}
-		if f.Kind == "broker_down" {
-			if f.Device != "" || f.Group != "" || f.All {
-				return errors.New("fault: broker_down takes the broker down for everyone; remove device, group and all")
-			}
-			if f.For == 0 {
-				return errors.New("fault: broker_down needs for: (how long the broker stays down)")
-			}
-		} else if err := f.Selector.check(ids, groups, false); err != nil {
-			return fmt.Errorf("fault: %w", err)
-		}
-		switch need {
-		case "chip":
-			if _, _, _, err := sim.ParseAt(f.Chip); err != nil {
-				return fmt.Errorf("fault: %s needs chip: bus:address: %w", f.Kind, err)
-			}
-		case "port":
-			if f.Port == "" {
-				return fmt.Errorf("fault: %s needs port: NAME, e.g. serial0", f.Kind)
-			}
-		}
-		if f.Kind == "clock_jump" && f.By == 0 {
-			return errors.New("fault: clock_jump needs by: (e.g. -1h or 36h)")
-		}
-		if f.Kind == "sensor_noisy" && f.Amplitude <= 0 {
-			return errors.New("fault: sensor_noisy needs amplitude: (°C, e.g. 0.5)")
-		}
-	case st.Press != nil:
-		if err := st.Press.Selector.check(ids, groups, false); err != nil {
-			return fmt.Errorf("press: %w", err)
-		}
-		if st.Press.Line == "" {
-			return errors.New("press: line is required (a button's line under board.buttons)")
-		}
-	case st.MoveGPS != nil:
-		if err := st.MoveGPS.Selector.check(ids, groups, false); err != nil {
-			return fmt.Errorf("move_gps: %w", err)
-		}
-	case st.Restart != nil:
-		if err := st.Restart.check(ids, groups, false); err != nil {
-			return fmt.Errorf("restart: %w", err)
-		}
-	case st.Kill != nil:
-		k := st.Kill
-		if err := k.Selector.check(ids, groups, false); err != nil {
-			return fmt.Errorf("kill: %w", err)
-		}
-		if k.Count == 0 {
-			k.Count = 1
-		}
-		if k.Count < 0 || k.Over < 0 || k.Down < 0 {
-			return errors.New("kill: count, over and down must not be negative")
-		}
-	case st.Expect != nil:
-		return st.Expect.validate(ids, groups)
+	return does[0](st, kn)
+}
+
+func (p *PushStep) check(kn known) error {
+	if (p.Device == "") == (p.Group == "") {
+		return errors.New("push: give device: ID or group: NAME")
+	}
+	if err := (Selector{Device: p.Device, Group: p.Group}).check(kn.ids, kn.groups, false); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	if p.Target == nil {
+		return errors.New(`push: target is required, e.g. target: {room: {temp: 22}}`)
 	}
 	return nil
 }
 
-func (a *Assertion) validate(ids, groups map[string]bool) error {
-	var sel *Selector
-	n := 0
-	if c := a.Converged; c != nil {
-		n, sel = n+1, &c.Selector
+func (r *ReleaseStep) check(kn known) error {
+	if _, ok := kn.modules[r.Module]; !ok {
+		return fmt.Errorf("release: module %q is not under modules:; agents only take releases of modules they run", r.Module)
 	}
-	if c := a.NotConverged; c != nil {
-		n, sel = n+1, &c.Selector
-		if c.For == 0 {
+	if err := r.ModuleSource.check(); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	return nil
+}
+
+// faultKind is what the testbench knows of a kind of fault.
+type faultKind struct {
+	// broker: the fault is the broker's, not the agents': it takes no
+	// selector, and needs no board.
+	broker bool
+	// needs are what it needs besides its kind and selector, in the
+	// order they are checked.
+	needs []faultNeed
+	// unreachable is why a process agent cannot have it.
+	unreachable string
+}
+
+// faultNeed checks a field a kind of fault needs.
+type faultNeed func(*FaultStep) error
+
+// Why a process agent cannot have a fault: the testbench reaches what the
+// fault acts on only in an in-process agent.
+const (
+	dialsItself = "the cut goes through the dialer the testbench gives an in-process ternd (daemon.Hardware.Dial); a ternd process dials the broker itself"
+	hostClock   = "the jump moves the clock the testbench gives an in-process ternd (daemon.Hardware.Clock); a ternd process reads the host's clock"
+	wrapsDevice = outOfReach + ", and the fault wraps a chip or serial device of the testbench's board"
+)
+
+// faultKinds are the faults the testbench injects (timeline.go's fault).
+var faultKinds = map[string]faultKind{
+	"broker_down":    {broker: true, needs: []faultNeed{needFor}},
+	"network_cut":    {unreachable: dialsItself},
+	"clock_jump":     {needs: []faultNeed{needBy}, unreachable: hostClock},
+	"sensor_stuck":   {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
+	"sensor_noisy":   {needs: []faultNeed{needChip, needAmplitude}, unreachable: wrapsDevice},
+	"i2c_nack":       {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
+	"i2c_bus_error":  {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
+	"serial_silent":  {needs: []faultNeed{needPort}, unreachable: wrapsDevice},
+	"serial_garbage": {needs: []faultNeed{needPort}, unreachable: wrapsDevice},
+}
+
+func needFor(f *FaultStep) error {
+	if f.For == 0 {
+		return fmt.Errorf("fault: %s needs for: (how long the broker stays down)", f.Kind)
+	}
+	return nil
+}
+
+func needBy(f *FaultStep) error {
+	if f.By == 0 {
+		return fmt.Errorf("fault: %s needs by: (e.g. -1h or 36h)", f.Kind)
+	}
+	return nil
+}
+
+func needChip(f *FaultStep) error {
+	if _, _, _, err := sim.ParseAt(f.Chip); err != nil {
+		return fmt.Errorf("fault: %s needs chip: bus:address: %w", f.Kind, err)
+	}
+	return nil
+}
+
+func needAmplitude(f *FaultStep) error {
+	if f.Amplitude <= 0 {
+		return fmt.Errorf("fault: %s needs amplitude: (°C, e.g. 0.5)", f.Kind)
+	}
+	return nil
+}
+
+func needPort(f *FaultStep) error {
+	if f.Port == "" {
+		return fmt.Errorf("fault: %s needs port: NAME, e.g. serial0", f.Kind)
+	}
+	return nil
+}
+
+func (f *FaultStep) check(kn known) error {
+	kind, ok := faultKinds[f.Kind]
+	if !ok {
+		kinds := make([]string, 0, len(faultKinds))
+		for k := range faultKinds {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds)
+		return fmt.Errorf("fault: kind %q is not a fault the testbench injects; write one of %s", f.Kind, strings.Join(kinds, ", "))
+	}
+	if kind.broker {
+		if f.Selector != (Selector{}) {
+			return fmt.Errorf("fault: %s takes the broker down for everyone; remove device, group and all", f.Kind)
+		}
+	} else if err := f.Selector.check(kn.ids, kn.groups, false); err != nil {
+		return fmt.Errorf("fault: %w", err)
+	}
+	for _, need := range kind.needs {
+		if err := need(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *PressStep) check(kn known) error {
+	if err := p.Selector.check(kn.ids, kn.groups, false); err != nil {
+		return fmt.Errorf("press: %w", err)
+	}
+	if p.Line == "" {
+		return errors.New("press: line is required (a button's line under board.buttons)")
+	}
+	return nil
+}
+
+func (g *GPSStep) check(kn known) error {
+	if err := g.Selector.check(kn.ids, kn.groups, false); err != nil {
+		return fmt.Errorf("move_gps: %w", err)
+	}
+	return nil
+}
+
+func checkRestart(st *Step, kn known) error {
+	if err := st.Restart.check(kn.ids, kn.groups, false); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	return nil
+}
+
+func (k *KillStep) check(kn known) error {
+	if err := k.Selector.check(kn.ids, kn.groups, false); err != nil {
+		return fmt.Errorf("kill: %w", err)
+	}
+	if k.Count < 0 || k.Over < 0 || k.Down < 0 {
+		return errors.New("kill: count, over and down must not be negative")
+	}
+	return nil
+}
+
+// assertionKinds are what an assertion can check, in the order messages
+// name them: the kind's selector (nil if the assertion is not of the
+// kind), and what else the kind needs (nil: nothing).
+var assertionKinds = []struct {
+	key      string
+	selector func(*Assertion) *Selector
+	needs    func(*Assertion) error
+}{
+	{"converged", func(a *Assertion) *Selector { return selectorOf(a.Converged) }, nil},
+	{"not_converged", func(a *Assertion) *Selector { return selectorOf(a.NotConverged) }, func(a *Assertion) error {
+		if a.NotConverged.For == 0 {
 			return errors.New("not_converged needs for: (how long they must stay unconverged)")
 		}
-	}
-	if c := a.State; c != nil {
-		n, sel = n+1, &c.Selector
-		if !strings.HasPrefix(c.Path, "/") {
-			return fmt.Errorf("state: path %q is not a JSON Pointer; write e.g. /room/temp", c.Path)
+		return nil
+	}},
+	{"state", func(a *Assertion) *Selector { return selectorOf(a.State) }, func(a *Assertion) error {
+		if !strings.HasPrefix(a.State.Path, "/") {
+			return fmt.Errorf("state: path %q is not a JSON Pointer; write e.g. /room/temp", a.State.Path)
 		}
-	}
-	if c := a.Event; c != nil {
-		n, sel = n+1, &c.Selector
-		if c.Kind == "" {
+		return nil
+	}},
+	{"event", func(a *Assertion) *Selector { return selectorOf(a.Event) }, func(a *Assertion) error {
+		if a.Event.Kind == "" {
 			return errors.New("event: kind is required, e.g. converged, task.done, module.installed")
 		}
-	}
-	if c := a.NothingLost; c != nil {
-		n, sel = n+1, &c.Selector
-	}
-	if c := a.RolledBack; c != nil {
-		n, sel = n+1, &c.Selector
-		if c.Module == "" {
+		return nil
+	}},
+	{"nothing_lost", func(a *Assertion) *Selector { return selectorOf(a.NothingLost) }, nil},
+	{"rolled_back", func(a *Assertion) *Selector { return selectorOf(a.RolledBack) }, func(a *Assertion) error {
+		if a.RolledBack.Module == "" {
 			return errors.New("rolled_back: module is required")
+		}
+		return nil
+	}},
+}
+
+// selects is a check that picks agents: every assertion kind embeds a
+// Selector.
+type selects interface {
+	comparable
+	selector() *Selector
+}
+
+func (s *Selector) selector() *Selector { return s }
+
+// selectorOf is c's selector; nil if c is (the assertion is not of c's
+// kind).
+func selectorOf[C selects](c C) *Selector {
+	var none C
+	if c == none {
+		return nil
+	}
+	return c.selector()
+}
+
+func (a *Assertion) validate(kn known) error {
+	var keys []string
+	var sel *Selector
+	n := 0
+	for _, k := range assertionKinds {
+		keys = append(keys, k.key)
+		s := k.selector(a)
+		if s == nil {
+			continue
+		}
+		n, sel = n+1, s
+		if k.needs == nil {
+			continue
+		}
+		if err := k.needs(a); err != nil {
+			return err
 		}
 	}
 	if n != 1 {
-		return errors.New("an assertion is exactly one of converged, not_converged, state, event, nothing_lost or rolled_back")
+		return fmt.Errorf("an assertion is exactly one of %s", oneOf(keys))
 	}
-	if *sel == (Selector{}) {
-		sel.All = true // no selector: every agent
-	}
-	return sel.check(ids, groups, false)
+	return sel.check(kn.ids, kn.groups, false)
+}
+
+// oneOf lists choices as "a, b or c".
+func oneOf(choices []string) string {
+	last := len(choices) - 1
+	return strings.Join(choices[:last], ", ") + " or " + choices[last]
 }
