@@ -230,10 +230,11 @@ func (st *Step) needsBoard(sc *Scenario, procs map[string]bool) error {
 	return fmt.Errorf("%s: %s is a process agent (process: true): %s; pick in-process agents only, or drop process: true", what, list(hit, 3), why)
 }
 
-// IDs are the template's agent ids: NAME-001…
+// IDs are the template's agent ids: NAME-001… (none for a negative
+// Count, which validation refuses).
 func (a AgentSpec) IDs() []string {
 	width := max(3, len(strconv.Itoa(a.Count)))
-	ids := make([]string, a.Count)
+	ids := make([]string, max(a.Count, 0))
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-%0*d", a.Name, width, i+1)
 	}
