@@ -1,47 +1,44 @@
 package testbench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/runtime"
 )
 
 // kill plans a kill step's moments and victims from the seed and carries
-// them out in the background (r.kills), so that later steps keep their
+// them out in the background (pl.kills), so that later steps keep their
 // times; the assertions wait for the last kill.
-func (r *run) kill(ctx context.Context, st Step) {
+func (pl *player) kill(ctx context.Context, st Step) {
 	k := st.Kill
-	plan := killPlan(r.seed, st.line, r.selected(k.Selector), k)
-	begin := r.start.Add(time.Duration(st.At))
+	plan := killPlan(pl.seed, st.line, pl.agents.selected(k.Selector), k)
+	begin := pl.log.start.Add(time.Duration(st.At))
 	var when []string
 	for _, b := range plan {
 		when = append(when, fmt.Sprintf("%s %s", fmtAt(time.Duration(st.At)+b.at), b.id))
 	}
-	r.note("", "kill", fmt.Sprintf("%d of %s over %v, seed %d: %s", k.Count, k.Selector, k.Over, r.seed, strings.Join(when, ", ")))
-	r.kills.Go(func() {
+	pl.log.note("", "kill", fmt.Sprintf("%d of %s over %v, seed %d: %s", k.Count, k.Selector, k.Over, pl.seed, strings.Join(when, ", ")))
+	pl.kills.Go(func() {
 		running := 0
 		for _, b := range plan {
 			if !sleepUntil(ctx, begin.Add(b.at)) {
 				return
 			}
-			if ok, _ := planRunning(r.obs.snapshot(b.id)); ok {
+			if ok, _ := planRunning(pl.obs.snapshot(b.id)); ok {
 				running++
 			}
-			if err := r.powerCycle(ctx, b.id, time.Duration(k.Down), "kill"); err != nil {
-				r.record(AssertionResult{Name: "kill at " + fmtAt(time.Duration(st.At)+b.at), Line: st.line, Reason: err.Error(), At: r.since()})
-				r.note(b.id, "step failed", err.Error())
+			if err := pl.powerCycle(ctx, b.id, time.Duration(k.Down), "kill"); err != nil {
+				pl.log.record(AssertionResult{Name: "kill at " + fmtAt(time.Duration(st.At)+b.at), Line: st.line, Reason: err.Error(), At: pl.log.since()})
+				pl.log.note(b.id, "step failed", err.Error())
 				return
 			}
 		}
-		r.note("", "kills done", fmt.Sprintf("%d kills, %d of them into a running plan (by the events seen at the kill)", len(plan), running))
+		pl.log.note("", "kills done", fmt.Sprintf("%d kills, %d of them into a running plan (by the events seen at the kill)", len(plan), running))
 	})
 }
 
@@ -71,12 +68,12 @@ func killPlan(seed uint64, line int, ids []string, k *KillStep) []blow {
 // Killer, a clean stop otherwise), waits down, and starts it again on the
 // same data directory. What the observer knew of its convergence is
 // forgotten in between: after a restart, it has to converge again.
-func (r *run) powerCycle(ctx context.Context, id string, down time.Duration, what string) error {
-	mu := r.power[id]
+func (pl *player) powerCycle(ctx context.Context, id string, down time.Duration, what string) error {
+	mu := pl.power[id]
 	mu.Lock()
 	defer mu.Unlock()
-	a := r.byID[id]
-	_, doing := planRunning(r.obs.snapshot(id))
+	a := pl.agents.byID[id]
+	_, doing := planRunning(pl.obs.snapshot(id))
 	how := "stopped cleanly (an in-process agent cannot be killed)"
 	if k, ok := a.(Killer); ok {
 		how = "SIGKILL"
@@ -89,8 +86,8 @@ func (r *run) powerCycle(ctx context.Context, id string, down time.Duration, wha
 	} else if err := a.Stop(); err != nil {
 		return fmt.Errorf("%s %s: %w", what, id, err)
 	}
-	r.obs.restarted(id)
-	r.note(id, what, how+"; "+doing)
+	pl.obs.restarted(id)
+	pl.log.note(id, what, how+"; "+doing)
 	if down > 0 && !sleepUntil(ctx, time.Now().Add(down)) {
 		return ctx.Err()
 	}
@@ -121,39 +118,4 @@ func planRunning(s seen) (bool, string) {
 		return false, "between plans (last " + string(last.Kind) + ")"
 	}
 	return true, fmt.Sprintf("during a plan for v%d (last %s %s.%s)", last.TargetVersion, last.Kind, last.Module, last.Job)
-}
-
-// processLog takes a ternd process's output: its warnings and errors go
-// to warn (for the report), everything to all (--agent-log) prefixed with
-// the agent's id.
-type processLog struct {
-	id   string
-	warn *ring
-	all  io.Writer
-
-	mu      sync.Mutex
-	partial []byte
-}
-
-func (l *processLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := string(l.partial[:i])
-		l.partial = l.partial[i+1:]
-		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
-			if _, msg, ok := strings.Cut(line, " level="); ok {
-				line = "level=" + msg // without the time, as in-process warnings
-			}
-			l.warn.Write([]byte(line))
-		}
-		if l.all != nil {
-			fmt.Fprintf(l.all, "agent=%s %s\n", l.id, line)
-		}
-	}
 }

@@ -37,6 +37,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"modules.relay: give exactly one of plugin"}},
 		{"wrong type", base + "    count: many\nassertions:\n  - converged: {all: true}\n",
 			[]string{"line 5: a string `many` where this expects int"}},
+		{"negative count", base + "    count: -2\nassertions:\n  - converged: {all: true}\n",
+			[]string{"agents[0].count: -2 is negative"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := testbench.Parse([]byte(tc.yaml))
