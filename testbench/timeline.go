@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -285,14 +286,22 @@ func (p *pushed) next(latest map[string]uint64, key string, v uint64) uint64 {
 	return v
 }
 
-// expected is the combined target version a device should report: the
-// sum of its scopes' latest versions (internal/daemon's combiner).
+// expected is the combined target version a device should report, from
+// its scopes' latest versions as ternd combines them
+// (fleet.CombinedVersion).
 func (p *pushed) expected(id string) uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	v := p.versions[fleet.DeviceScope(id)]
-	for _, g := range p.groups[id] {
-		v += p.versions[fleet.GroupScope(g)]
+	scopes := fleet.Scopes(id, p.groups[id])
+	versions := make([]uint64, len(scopes))
+	for i, s := range scopes {
+		versions[i] = p.versions[s]
+	}
+	v, err := fleet.CombinedVersion(versions...)
+	if err != nil {
+		// Not reached: scenario versions are small. No report reaches
+		// a version that does not exist.
+		return math.MaxUint64
 	}
 	return v
 }
