@@ -15,7 +15,7 @@
 //     answers state reads (AppendState); a module decodes a call
 //     (DecodeCall into a Frame) and encodes results (EncodeTry,
 //     EncodeValue, AppendError) and decodes state reads (DecodeState).
-//     Both halves live here so that they cannot drift apart, and the fuzz
+//     Both halves live here so that they cannot drift apart, and the
 //     tests run one against the other;
 //   - Value, a lazily decoded view of a value in its wire form, and its
 //     decoding into Go values as encoding/json would.
