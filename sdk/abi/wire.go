@@ -83,18 +83,27 @@ func appendRawValue(dst []byte, raw json.RawMessage) []byte {
 // appendValue appends the tagged form of a Go value (nil: null); see
 // appendTree for the types it takes.
 func appendValue(dst []byte, v any) ([]byte, error) {
-	if v, ok := v.(value); ok { // passed through as it came, e.g. the target as an effect
-		switch v.tag {
-		case tagAbsent:
-			return append(dst, tagNull), nil
-		case tagNumber:
-			return appendNumber(dst, v.num), nil
-		case tagString, tagJSON, tagObject, tagArray:
-			return append(appendU32(append(dst, v.tag), len(v.data)), v.data...), nil
-		}
-		return append(dst, v.tag), nil
+	switch v := v.(type) { // passed through as it came, e.g. the target as an effect
+	case Value:
+		return appendWire(dst, v.v), nil
+	case value:
+		return appendWire(dst, v), nil
 	}
 	return appendTree(dst, v, 0)
+}
+
+// appendWire appends a decoded value as it came (absent: null). It takes
+// value, not any: boxing one again would cost the call an allocation.
+func appendWire(dst []byte, v value) []byte {
+	switch v.tag {
+	case tagAbsent:
+		return append(dst, tagNull)
+	case tagNumber:
+		return appendNumber(dst, v.num)
+	case tagString, tagJSON, tagObject, tagArray:
+		return append(appendU32(append(dst, v.tag), len(v.data)), v.data...)
+	}
+	return append(dst, v.tag)
 }
 
 // AppendState appends the wire form of a state value (nil, bool, float64,
