@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,8 +67,10 @@ func TestSizeBudget(t *testing.T) {
 // The import graph keeps its promises (issue 15): ternd links no MQTT
 // broker, on a 64-bit or a 32-bit build (the development broker is for
 // `tern broker` and tests; fleet/devbroker's doc says what it cost the
-// agent), and the fleet contract links no agent (wazero, Badger, bbolt),
-// so that tools speaking it need not carry one.
+// agent); the fleet contract links no agent (wazero, Badger, bbolt),
+// so that tools speaking it need not carry one; and the host (ternd, the
+// runtime) links the module ABI's codec, sdk/abi, a leaf, never the guest
+// SDK.
 func TestImportBoundaries(t *testing.T) {
 	deps := func(goarch, pkg string) []string {
 		cmd := exec.Command("go", "list", "-deps", pkg)
@@ -83,6 +86,29 @@ func TestImportBoundaries(t *testing.T) {
 			if strings.HasPrefix(dep, "github.com/mochi-mqtt/") || dep == "github.com/tern-iot/tern/fleet/devbroker" {
 				t.Errorf("ternd (GOARCH=%s) imports %s: a package ternd links imports the development broker", goarch, dep)
 			}
+		}
+	}
+	// The host's side of the module ABI: each line is a package of the
+	// build and what it imports, so that a failure names the importer.
+	const sdk = "github.com/tern-iot/tern/sdk"
+	for _, host := range []string{"github.com/tern-iot/tern/cmd/ternd", "github.com/tern-iot/tern/runtime"} {
+		cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", host)
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", host, err, out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); slices.Contains(f[1:], sdk) {
+				t.Errorf("%s links the guest SDK, package sdk: %s imports it; the host takes the ABI's types and codec from sdk/abi", host, f[0])
+			}
+		}
+	}
+	// The codec itself is a leaf: the standard library only, as wazero's
+	// api package is, so that either side links it without the other.
+	for _, dep := range deps("amd64", "github.com/tern-iot/tern/sdk/abi") {
+		if dep != "github.com/tern-iot/tern/sdk/abi" && strings.Contains(strings.Split(dep, "/")[0], ".") {
+			t.Errorf("package sdk/abi imports %s: the module ABI's codec imports only the standard library", dep)
 		}
 	}
 	for _, dep := range deps("amd64", "github.com/tern-iot/tern/fleet") {

@@ -11,7 +11,7 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/store"
 	"github.com/tern-iot/tern/runtime/store/backend"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Code: the smallest module, and others that differ from it.
@@ -22,7 +22,7 @@ var (
 
 func named(t *testing.T, name string) []byte {
 	t.Helper()
-	w, err := modfile.WithManifest(codeA, sdk.Manifest{Name: name, Version: "1.0.0", ABI: sdk.ABIVersion})
+	w, err := modfile.WithManifest(codeA, abi.Manifest{Name: name, Version: "1.0.0", ABI: abi.ABIVersion})
 	if err != nil {
 		t.Fatal(err)
 	}

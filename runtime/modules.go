@@ -17,7 +17,7 @@ import (
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/runtime/store"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // module is a loaded module and its sensors.
@@ -31,7 +31,7 @@ type module struct {
 }
 
 type sensor struct {
-	spec sdk.SensorSpec
+	spec abi.SensorSpec
 	path state.Pointer
 }
 
@@ -378,7 +378,7 @@ const maxSensorValue = 64 << 10
 func (a *Agent) senseModule(ctx context.Context, m *module) error {
 	var errs []error
 	for _, s := range m.sensors {
-		raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: s.spec.Name, Path: s.path.String()})
+		raw, err := m.m.Call(ctx, wasmhost.PhaseSense, "sense", abi.Call{Job: s.spec.Name, Path: s.path.String()})
 		a.moduleOutcome(m.name, "sense", err)
 		if errors.Is(err, wasmhost.ErrCall) {
 			a.event(Event{Kind: EventModuleError, Module: m.name, Job: s.spec.Name, Path: s.path.String(), Message: err.Error()})
@@ -421,7 +421,7 @@ func (e evaluator) done(module, export string, err error) {
 	}
 }
 
-func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, export string, c sdk.Call) (json.RawMessage, error) {
+func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, export string, c abi.Call) (json.RawMessage, error) {
 	m, err := e.mods(j.Module)
 	if err != nil {
 		return nil, err
@@ -434,13 +434,13 @@ func (e evaluator) call(ctx context.Context, j *plan.Job, phase wasmhost.Phase, 
 
 // misbehaved reports a module's misbehaviour (a trap, a deadline, a
 // malformed answer) as an event.
-func (e evaluator) misbehaved(j *plan.Job, c sdk.Call, err error) {
+func (e evaluator) misbehaved(j *plan.Job, c abi.Call, err error) {
 	if err != nil && errors.Is(err, wasmhost.ErrCall) && e.event != nil {
 		e.event(Event{Kind: EventModuleError, Module: j.Module, Job: j.Spec.Name, Path: c.Path, Message: err.Error()})
 	}
 }
 
-func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call, st plan.Reader) (plan.Result, error) {
+func (e evaluator) Try(ctx context.Context, j *plan.Job, c abi.Call, st plan.Reader) (plan.Result, error) {
 	m, err := e.mods(j.Module)
 	if err != nil {
 		return plan.Result{}, err
@@ -461,7 +461,7 @@ func (e evaluator) Try(ctx context.Context, j *plan.Job, c sdk.Call, st plan.Rea
 	return r, nil
 }
 
-func (e evaluator) Run(ctx context.Context, j *plan.Job, c sdk.Call, st plan.Reader) error {
+func (e evaluator) Run(ctx context.Context, j *plan.Job, c abi.Call, st plan.Reader) error {
 	if st != nil {
 		ctx = wasmhost.WithState(ctx, st)
 	}

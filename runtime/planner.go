@@ -9,7 +9,7 @@ import (
 
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/plan"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Planner plans offline with the same modules and the same search a device
@@ -92,15 +92,15 @@ func (p *Planner) Close(ctx context.Context) error { return p.set.host.Close(ctx
 // Describe loads a module in a throwaway sandbox (no hardware) and returns
 // what it says of itself: `tern module build` embeds it as the manifest
 // section.
-func Describe(ctx context.Context, wasm []byte) (sdk.Manifest, error) {
+func Describe(ctx context.Context, wasm []byte) (abi.Manifest, error) {
 	host, err := wasmhost.New(ctx, wasmhost.Options{})
 	if err != nil {
-		return sdk.Manifest{}, err
+		return abi.Manifest{}, err
 	}
 	defer host.Close(ctx)
 	m, err := host.Load(ctx, wasm, Grants{}, nil)
 	if err != nil {
-		return sdk.Manifest{}, err
+		return abi.Manifest{}, err
 	}
 	return m.Manifest(), nil
 }

@@ -1,5 +1,4 @@
-// Package sdk is the guest SDK for tern job modules, and the ABI types the
-// host shares with it.
+// Package sdk is the guest SDK for tern job modules.
 //
 // A module is a WebAssembly reactor built from plain Go:
 //
@@ -19,9 +18,15 @@
 // resources the device granted to the module. The default Condition is
 // "always", the default Effect is "the path becomes its target value".
 //
-// The files without a build constraint (the ABI types, registration) compile
-// everywhere, so the host uses the same Manifest, Call and Result types as the
-// guest. The exports and host imports exist only under GOOS=wasip1;
+// The ABI's types and wire codec are in package sdk/abi, which the host
+// imports too (and never this package): a call is decoded and an answer
+// encoded by the same code that ternd uses on the other side. The names a
+// module uses (Op and Update, Create, Delete, Any; Call, TaskRef, Value,
+// Manifest, the Errno values, the Max* bounds) are repeated here as
+// aliases, so a module imports only sdk.
+//
+// The files without a build constraint (registration, Context) compile
+// everywhere. The exports and host imports exist only under GOOS=wasip1;
 // elsewhere, hardware calls reach the board package sdktest gives them,
 // which is how a module's own tests run it. See ABI.md for the wire
 // contract other languages can implement.

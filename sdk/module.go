@@ -4,16 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Context is what a job or sensor is called with. Its values are views
 // into the call's input, valid until the job returns.
 type Context struct {
 	job  string
-	f    frame
+	f    abi.Frame
 	path string
 	// usedPath: the job asked for its path or parameters, so its answer
 	// may differ from path to path.
@@ -24,7 +25,7 @@ type Context struct {
 // logic can be tested natively.
 func NewContext(c Call) *Context {
 	ctx := &Context{job: c.Job}
-	if err := decodeCall(EncodeCall(nil, 0, c), &ctx.f); err != nil {
+	if err := abi.DecodeCall(abi.EncodeCall(nil, 0, c), &ctx.f); err != nil {
 		panic(err) // EncodeCall's output always decodes
 	}
 	return ctx
@@ -36,8 +37,8 @@ func (c *Context) Job() string { return c.job }
 // Path is the concrete path, e.g. "/relays/heater".
 func (c *Context) Path() string {
 	c.usedPath = true
-	if c.path == "" && len(c.f.path) > 0 {
-		c.path = string(c.f.path)
+	if c.path == "" && len(c.f.Path) > 0 {
+		c.path = string(c.f.Path)
 	}
 	return c.path
 }
@@ -45,7 +46,7 @@ func (c *Context) Path() string {
 // Param is the value bound to a pattern parameter, e.g. Param("name").
 func (c *Context) Param(name string) string {
 	c.usedPath = true
-	for _, p := range c.f.params {
+	for _, p := range c.f.Params {
 		if string(p[0]) == name {
 			return string(p[1])
 		}
@@ -54,23 +55,23 @@ func (c *Context) Param(name string) string {
 }
 
 // HasCurrent reports whether the path exists in the current state.
-func (c *Context) HasCurrent() bool { return c.f.cur.tag != tagAbsent }
+func (c *Context) HasCurrent() bool { return c.f.Current.Exists() }
 
 // Current decodes the state's value at the path into v. Numbers, strings
 // and booleans into *float64, *int, *string and *bool are decoded without
 // encoding/json.
-func (c *Context) Current(v any) error { return decodeValue("current", c.f.cur, v) }
+func (c *Context) Current(v any) error { return decodeValue("current", c.f.Current, v) }
 
 // Target decodes the target's value at the path into v, as Current does.
-func (c *Context) Target(v any) error { return decodeValue("target", c.f.tgt, v) }
+func (c *Context) Target(v any) error { return decodeValue("target", c.f.Target, v) }
 
 // CurrentValue is the state's value at the path, as a lazy view: reading
 // a field of an object decodes only that field. Absent when the path is.
-func (c *Context) CurrentValue() Value { return Value{c.f.cur} }
+func (c *Context) CurrentValue() Value { return c.f.Current }
 
 // TargetValue is the target's value at the path (null for a delete), as
 // CurrentValue.
-func (c *Context) TargetValue() Value { return Value{c.f.tgt} }
+func (c *Context) TargetValue() Value { return c.f.Target }
 
 // Read returns the state's value at another path (a JSON Pointer, e.g.
 // "/images/nginx"; absent if the path does not exist), as the job sees the
@@ -84,59 +85,71 @@ func (c *Context) Read(path string) (Value, error) {
 	if err != nil {
 		return Value{}, fmt.Errorf("sdk: reading %s: %w", path, err)
 	}
-	v, _, ok := valueAt(b)
-	if !ok {
-		return Value{}, fmt.Errorf("sdk: reading %s: %w", path, errShort)
+	v, err := abi.DecodeState(b)
+	if err != nil {
+		return Value{}, fmt.Errorf("sdk: reading %s: %w", path, err)
 	}
-	return Value{v}, nil
+	return v, nil
+}
+
+// Escape makes s one token of a JSON Pointer (RFC 6901: "~" becomes "~0",
+// "/" becomes "~1"), for building a path to Read from a name.
+func Escape(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
 // CurrentNumber, CurrentString and CurrentBool read a scalar current value
 // without allocating; the Target ones do the same for the target. They
 // fail if the value is absent or of another type.
-func (c *Context) CurrentNumber() (float64, error) { return number("current", c.f.cur) }
+func (c *Context) CurrentNumber() (float64, error) { return number("current", c.f.Current) }
 
 // TargetNumber: see CurrentNumber.
-func (c *Context) TargetNumber() (float64, error) { return number("target", c.f.tgt) }
+func (c *Context) TargetNumber() (float64, error) { return number("target", c.f.Target) }
 
 // CurrentString: see CurrentNumber.
-func (c *Context) CurrentString() (string, error) { return str("current", c.f.cur) }
+func (c *Context) CurrentString() (string, error) { return str("current", c.f.Current) }
 
 // TargetString: see CurrentNumber.
-func (c *Context) TargetString() (string, error) { return str("target", c.f.tgt) }
+func (c *Context) TargetString() (string, error) { return str("target", c.f.Target) }
 
 // CurrentBool: see CurrentNumber.
-func (c *Context) CurrentBool() (bool, error) { return boolean("current", c.f.cur) }
+func (c *Context) CurrentBool() (bool, error) { return boolean("current", c.f.Current) }
 
 // TargetBool: see CurrentNumber.
-func (c *Context) TargetBool() (bool, error) { return boolean("target", c.f.tgt) }
+func (c *Context) TargetBool() (bool, error) { return boolean("target", c.f.Target) }
 
-func number(what string, v value) (float64, error) {
-	if v.tag != tagNumber {
+func number(what string, v Value) (float64, error) {
+	n, ok := v.Num()
+	if !ok {
 		return 0, typeError(what, "a number", v)
 	}
-	return v.num, nil
+	return n, nil
 }
 
-func str(what string, v value) (string, error) {
-	if v.tag != tagString {
+func str(what string, v Value) (string, error) {
+	s, ok := v.Str()
+	if !ok {
 		return "", typeError(what, "a string", v)
 	}
-	return string(v.data), nil
+	return s, nil
 }
 
-func boolean(what string, v value) (bool, error) {
-	if v.tag != tagTrue && v.tag != tagFalse {
+func boolean(what string, v Value) (bool, error) {
+	b, ok := v.Bool()
+	if !ok {
 		return false, typeError(what, "true or false", v)
 	}
-	return v.tag == tagTrue, nil
+	return b, nil
 }
 
-func typeError(what, want string, v value) error {
-	if v.tag == tagAbsent {
+func typeError(what, want string, v Value) error {
+	if !v.Exists() {
 		return fmt.Errorf("sdk: no %s value", what)
 	}
-	return fmt.Errorf("sdk: %s is %s, not %s", what, v.json(), want)
+	return fmt.Errorf("sdk: %s is %s, not %s", what, v.JSON(), want)
 }
 
 // Config decodes the module's device configuration into v.
@@ -173,11 +186,11 @@ func ConfigOf[T any](c *Context) (*T, error) {
 	return v, nil
 }
 
-func decodeValue(what string, v value, p any) error {
-	if v.tag == tagAbsent {
+func decodeValue(what string, v Value, p any) error {
+	if !v.Exists() {
 		return fmt.Errorf("sdk: no %s value", what)
 	}
-	if err := v.decode(p); err != nil {
+	if err := v.Decode(p); err != nil {
 		return fmt.Errorf("sdk: decoding %s: %w", what, err)
 	}
 	return nil
@@ -206,26 +219,13 @@ type Expansion struct {
 
 // Do names one step of a method's expansion: job (of this module, or
 // "module.job") on path. The step's target is the target's value at path;
-// WithTarget overrides it.
+// TaskRef.WithTarget overrides it.
 func Do(job, path string) TaskRef { return TaskRef{Job: job, Path: path} }
 
 // Again names a step on the method's own path. Unlike Do(job, c.Path()),
 // it leaves the method's answer free of the path, so the planner can reuse
 // it for every path with the same values.
 func Again(job string) TaskRef { return TaskRef{Job: job, Path: Here} }
-
-// WithTarget sets the step's target value. It panics if v cannot be
-// encoded as JSON, which is a bug in the module.
-func (t TaskRef) WithTarget(v any) TaskRef {
-	// The JSON-like types are written without encoding/json (tree.go).
-	tree, err := appendTree(nil, v, 0)
-	if err != nil {
-		panic(fmt.Sprintf("sdk: step %s %s: target cannot be encoded: %v", t.Job, t.Path, err))
-	}
-	x, _, _ := valueAt(tree)
-	t.Target = appendJSON(nil, x)
-	return t
-}
 
 // SenseFunc reads hardware and returns the value of the sensor's path.
 type SenseFunc func(*Context) (any, error)
@@ -241,7 +241,7 @@ var registry = struct {
 	ctx      Context // reused: one call at a time per instance
 	reads    []byte  // what Read got during the current call
 }{
-	manifest: Manifest{ABI: ABIVersion},
+	manifest: Manifest{ABI: abi.ABIVersion},
 }
 
 // handler is a registered job: an action or a method.
@@ -269,10 +269,10 @@ func Job(name, path string, op Op, a Action) {
 	}
 	spec := JobSpec{Name: name, Path: path, Op: op}
 	if a.Condition == nil {
-		spec.Condition = ConditionAlways
+		spec.Condition = abi.ConditionAlways
 	}
 	if a.Effect == nil {
-		spec.Effect = EffectTarget
+		spec.Effect = abi.EffectTarget
 	}
 	registry.manifest.Jobs = append(registry.manifest.Jobs, spec)
 	registry.jobs = append(registry.jobs, handler{action: &a})
@@ -283,9 +283,9 @@ func Method(name, path string, op Op, m Expansion) {
 	if m.Expand == nil {
 		panic("sdk: method " + name + " has no Expand")
 	}
-	spec := JobSpec{Name: name, Path: path, Op: op, Kind: KindMethod}
+	spec := JobSpec{Name: name, Path: path, Op: op, Kind: abi.KindMethod}
 	if m.Condition == nil {
-		spec.Condition = ConditionAlways
+		spec.Condition = abi.ConditionAlways
 	}
 	registry.manifest.Jobs = append(registry.manifest.Jobs, spec)
 	registry.jobs = append(registry.jobs, handler{method: &m})
@@ -306,194 +306,77 @@ func dispatch(export string, in []byte, out []byte) []byte {
 	ctx := &registry.ctx
 	*ctx = Context{}
 	registry.reads = registry.reads[:0]
-	if err := decodeCall(in, &ctx.f); err != nil {
-		return appendError(out, err)
+	if err := abi.DecodeCall(in, &ctx.f); err != nil {
+		return abi.AppendError(out, err)
 	}
 	if export == "sense" {
-		if ctx.f.index >= len(registry.sensors) {
-			return appendError(out, fmt.Errorf("sdk: no sensor %d", ctx.f.index))
+		if ctx.f.Index >= len(registry.sensors) {
+			return abi.AppendError(out, fmt.Errorf("sdk: no sensor %d", ctx.f.Index))
 		}
-		ctx.job = registry.manifest.Sensors[ctx.f.index].Name
-		v, err := registry.sensors[ctx.f.index](ctx)
+		ctx.job = registry.manifest.Sensors[ctx.f.Index].Name
+		v, err := registry.sensors[ctx.f.Index](ctx)
 		if err != nil {
-			return appendError(out, err)
+			return abi.AppendError(out, err)
 		}
-		if out, err = appendValue(append(out, statusOK), v); err != nil {
-			return appendError(out[:0], fmt.Errorf("sdk: encoding sensor value: %w", err))
+		if out, err = abi.EncodeValue(out, v); err != nil {
+			return abi.AppendError(out[:0], fmt.Errorf("sdk: encoding sensor value: %w", err))
 		}
 		return out
 	}
-	if ctx.f.index >= len(registry.jobs) {
-		return appendError(out, fmt.Errorf("sdk: no job %d", ctx.f.index))
+	if ctx.f.Index >= len(registry.jobs) {
+		return abi.AppendError(out, fmt.Errorf("sdk: no job %d", ctx.f.Index))
 	}
-	h := registry.jobs[ctx.f.index]
-	ctx.job = registry.manifest.Jobs[ctx.f.index].Name
+	h := registry.jobs[ctx.f.Index]
+	ctx.job = registry.manifest.Jobs[ctx.f.Index].Name
 	switch export {
 	case "try":
-		var t tryOut
+		var t abi.TryOut
 		var err error
 		if h.method != nil {
 			t, err = tryMethod(ctx, *h.method)
 		} else {
 			t, err = tryAction(ctx, *h.action)
 		}
-		t.pathFree = !ctx.usedPath
+		t.PathFree = !ctx.usedPath
 		if err == nil {
-			out, err = encodeTry(out, t)
+			out, err = abi.EncodeTry(out, t)
 		}
 		if err != nil {
-			return appendError(out[:0], err)
+			return abi.AppendError(out[:0], err)
 		}
 		return out
 	case "run":
 		if h.action == nil {
-			return appendError(out, fmt.Errorf("sdk: %s is a method, not an action", ctx.job))
+			return abi.AppendError(out, fmt.Errorf("sdk: %s is a method, not an action", ctx.job))
 		}
 		if err := h.action.Run(ctx); err != nil {
-			return appendError(out, err)
+			return abi.AppendError(out, err)
 		}
-		return append(out, statusOK, tagNull)
+		out, _ = abi.EncodeValue(out, nil) // null: never an error
+		return out
 	}
-	return appendError(out, errors.New("sdk: unknown export "+export))
+	return abi.AppendError(out, errors.New("sdk: unknown export "+export))
 }
 
-func tryAction(ctx *Context, a Action) (tryOut, error) {
+func tryAction(ctx *Context, a Action) (abi.TryOut, error) {
 	if a.Condition != nil {
 		if ok, err := a.Condition(ctx); err != nil || !ok {
-			return tryOut{}, err
+			return abi.TryOut{}, err
 		}
 	}
 	if a.Effect == nil {
-		return tryOut{ok: true, effect: ctx.f.tgt}, nil
+		return abi.TryOut{OK: true, Effect: ctx.f.Target}, nil
 	}
 	v, err := a.Effect(ctx)
-	return tryOut{ok: true, effect: v}, err
+	return abi.TryOut{OK: true, Effect: v}, err
 }
 
-func tryMethod(ctx *Context, m Expansion) (tryOut, error) {
+func tryMethod(ctx *Context, m Expansion) (abi.TryOut, error) {
 	if m.Condition != nil {
 		if ok, err := m.Condition(ctx); err != nil || !ok {
-			return tryOut{}, err
+			return abi.TryOut{}, err
 		}
 	}
 	steps, err := m.Expand(ctx)
-	return tryOut{ok: true, method: true, steps: steps}, err
-}
-
-// Bounds on a manifest. The manifest comes from the module and travels in
-// the agent's events and state reports, which must fit one MQTT payload:
-// every field a module chooses has a limit, and so has the whole. The
-// modules in plugins/ use less than a tenth of each. See ABI.md, "Limits".
-const (
-	MaxManifestBytes    = 64 << 10 // the whole manifest, encoded as JSON
-	MaxNameBytes        = 128      // the module's name, each job's and sensor's
-	MaxVersionBytes     = 64
-	MaxPathBytes        = 1024 // a job's or a sensor's path pattern
-	MaxDescriptionBytes = 1024 // a job's description
-	MaxJobs             = 256
-	MaxSensors          = 64
-	MaxResources        = 16 // entries of "resources" (three kinds; repeats allowed)
-	// maxWordBytes bounds the fields whose legal values are a few short
-	// words (op, kind, condition, effect, a resource kind), so that the
-	// message refusing an unknown one stays short.
-	maxWordBytes = 32
-)
-
-// checkBounds refuses a manifest with a field or a count over its limit.
-// It runs before anything else quotes a field in an error.
-func (m Manifest) checkBounds() error {
-	where := "sdk: manifest"
-	if len(m.Name) <= MaxNameBytes {
-		where = "sdk: module " + m.Name + ": manifest"
-	}
-	field := func(list string, i int, name, s string, limit int) error {
-		if len(s) <= limit {
-			return nil
-		}
-		if list != "" {
-			name = fmt.Sprintf("%s[%d].%s", list, i, name)
-		}
-		return fmt.Errorf("%s: %s is %d bytes, at most %d", where, name, len(s), limit)
-	}
-	count := func(list string, n, limit int) error {
-		if n <= limit {
-			return nil
-		}
-		return fmt.Errorf("%s: %d %s, at most %d", where, n, list, limit)
-	}
-	errs := []error{
-		field("", 0, "name", m.Name, MaxNameBytes),
-		field("", 0, "version", m.Version, MaxVersionBytes),
-		count("jobs", len(m.Jobs), MaxJobs),
-		count("sensors", len(m.Sensors), MaxSensors),
-		count("resources", len(m.Resources), MaxResources),
-	}
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	for i, j := range m.Jobs {
-		for _, err := range []error{
-			field("jobs", i, "name", j.Name, MaxNameBytes),
-			field("jobs", i, "path", j.Path, MaxPathBytes),
-			field("jobs", i, "description", j.Description, MaxDescriptionBytes),
-			field("jobs", i, "op", string(j.Op), maxWordBytes),
-			field("jobs", i, "kind", string(j.Kind), maxWordBytes),
-			field("jobs", i, "condition", j.Condition, maxWordBytes),
-			field("jobs", i, "effect", j.Effect, maxWordBytes),
-		} {
-			if err != nil {
-				return err
-			}
-		}
-	}
-	for i, s := range m.Sensors {
-		if err := field("sensors", i, "name", s.Name, MaxNameBytes); err != nil {
-			return err
-		}
-		if err := field("sensors", i, "path", s.Path, MaxPathBytes); err != nil {
-			return err
-		}
-	}
-	for i, r := range m.Resources {
-		if err := field("resources", i, "kind", r, maxWordBytes); err != nil {
-			return err
-		}
-	}
-	// Each field within its limit can still add up to too much.
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if len(b) > MaxManifestBytes {
-		return fmt.Errorf("%s: %d bytes as JSON, at most %d", where, len(b), MaxManifestBytes)
-	}
-	return nil
-}
-
-// Truncate cuts s, text that came from a module, to at most n bytes (at a
-// UTF-8 boundary) followed by a marker saying how much was cut, e.g.
-// "…(cut 12345 bytes)"; s no longer than n is returned as it is. The
-// marker is at most 34 bytes.
-func Truncate(s string, n int) string {
-	n = max(n, 0)
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	// Back off to the start of the rune that n falls in; at most
-	// utf8.UTFMax-1 bytes, whatever s holds.
-	for k := 0; k < utf8.UTFMax-1 && i > 0 && !utf8.RuneStart(s[i]); k++ {
-		i--
-	}
-	if !utf8.RuneStart(s[i]) {
-		i = n // not UTF-8 there anyway: cut where asked
-	}
-	cut := len(s) - i
-	unit := "bytes"
-	if cut == 1 {
-		unit = "byte"
-	}
-	return s[:i] + "…(cut " + strconv.Itoa(cut) + " " + unit + ")"
+	return abi.TryOut{OK: true, Method: true, Steps: steps}, err
 }

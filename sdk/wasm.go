@@ -7,6 +7,8 @@ import (
 	"errors"
 	"time"
 	"unsafe"
+
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // The exports below are the module side of ABI.md.
@@ -41,10 +43,11 @@ func describe() uint64 {
 //go:wasmexport tern_configure
 func configure(ptr unsafe.Pointer, size uint32) uint64 {
 	if int(size) > len(inbuf) {
-		return output(appendError(outbuf[:0], errTooLarge))
+		return output(abi.AppendError(outbuf[:0], errTooLarge))
 	}
 	Configure(json.RawMessage(append([]byte(nil), inbuf[:size]...)))
-	return output(append(outbuf[:0], statusOK, tagNull))
+	out, _ := abi.EncodeValue(outbuf[:0], nil) // null: never an error
+	return output(out)
 }
 
 //go:wasmexport tern_try
@@ -62,7 +65,7 @@ var errTooLarge = errors.New("sdk: input larger than the allocated buffer")
 // data: the host got it from tern_alloc).
 func call(export string, size uint32) uint64 {
 	if int(size) > len(inbuf) {
-		return output(appendError(outbuf[:0], errTooLarge))
+		return output(abi.AppendError(outbuf[:0], errTooLarge))
 	}
 	return output(dispatch(export, inbuf[:size], outbuf[:0]))
 }

@@ -57,7 +57,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	tern "github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/plan"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 type problem struct {
@@ -558,7 +558,7 @@ func boundary(ctx context.Context) (wasmUS, nativeUS float64, err error) {
 	}
 	defer pl.Close(ctx)
 	j := pl.Jobs()[0]
-	c := sdk.Call{Job: j.Spec.Name, Path: "/counters/c0000", Params: map[string]string{"name": "c0000"}, Current: json.RawMessage("1"), Target: json.RawMessage("2")}
+	c := abi.Call{Job: j.Spec.Name, Path: "/counters/c0000", Params: map[string]string{"name": "c0000"}, Current: json.RawMessage("1"), Target: json.RawMessage("2")}
 	per := func(ev plan.Evaluator) (float64, error) {
 		const n = 20000
 		start := time.Now()
@@ -599,7 +599,7 @@ func wazeroVersion() string {
 // the same job in Wasm.
 type nativeCounters struct{}
 
-func (n nativeCounters) Try(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) (plan.Result, error) {
+func (n nativeCounters) Try(_ context.Context, j *plan.Job, c abi.Call, _ plan.Reader) (plan.Result, error) {
 	var cur, tgt float64
 	if err := json.Unmarshal(c.Current, &cur); err != nil {
 		return plan.Result{}, err

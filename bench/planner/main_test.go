@@ -9,7 +9,7 @@ import (
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/plan/plantest"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Every problem plans, with its module in Wasm, to the number of actions
@@ -77,7 +77,7 @@ func TestProblems(t *testing.T) {
 		for _, id := range plantest.Order(last, pick) {
 			task := last.Tasks[id]
 			cur, present := state.Get(s, task.Path)
-			c := sdk.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
+			c := abi.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
 			if present {
 				c.Current = state.Canonical(cur)
 			}

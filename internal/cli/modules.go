@@ -19,7 +19,7 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	tern "github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 func moduleBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -120,7 +120,7 @@ func moduleSign(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // itself. added says whether it did. Devices read the section before they
 // run any of the code, and a signature covers it, so it must be there
 // before the module is signed.
-func withManifest(ctx context.Context, path string, wasm []byte) (out []byte, man sdk.Manifest, added bool, err error) {
+func withManifest(ctx context.Context, path string, wasm []byte) (out []byte, man abi.Manifest, added bool, err error) {
 	man, ok, err := modfile.Manifest(wasm)
 	switch {
 	case err != nil && ok:

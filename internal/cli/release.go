@@ -14,7 +14,7 @@ import (
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
 	tern "github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // retainedWait is how long release waits for the retained release, to
@@ -76,7 +76,7 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%s is %d bytes; releases carry modules up to %d bytes (%d MiB): make it smaller (build with -ldflags=-s, drop unused packages)",
 			path, len(wasm), fleet.MaxModuleSize, fleet.MaxModuleSize>>20)
 	}
-	var man sdk.Manifest
+	var man abi.Manifest
 	signedCode := ""
 	if modfile.Signer(wasm) == "" {
 		// Devices read the name from the manifest section before they run
@@ -162,7 +162,7 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // newRelease makes the signed release envelope.
-func newRelease(topics fleet.Topics, module string, v uint64, wasm []byte, man sdk.Manifest, priv ed25519.PrivateKey) fleet.ReleaseEnvelope {
+func newRelease(topics fleet.Topics, module string, v uint64, wasm []byte, man abi.Manifest, priv ed25519.PrivateKey) fleet.ReleaseEnvelope {
 	env := fleet.NewRelease(module, v, wasm)
 	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	env.ModuleVersion = man.Version
@@ -172,7 +172,7 @@ func newRelease(topics fleet.Topics, module string, v uint64, wasm []byte, man s
 
 // signedManifest is the manifest of a module signed already: from its
 // section, or, for one signed without a section, from the module itself.
-func signedManifest(ctx context.Context, path string, wasm []byte) (sdk.Manifest, error) {
+func signedManifest(ctx context.Context, path string, wasm []byte) (abi.Manifest, error) {
 	man, ok, err := modfile.Manifest(wasm)
 	if err != nil {
 		return man, usageError{fmt.Errorf("%s: %w; build it again with tern module build and sign that", path, err)}
@@ -220,7 +220,7 @@ func issued(t time.Time) string {
 // code, and the code runs with the grants each device's ternd.yaml gives
 // the module's name. With config (a device's ternd.yaml) it prints that
 // device's grants and checks the device is in the fleet released to.
-func printGrants(w io.Writer, config string, topics fleet.Topics, man sdk.Manifest) error {
+func printGrants(w io.Writer, config string, topics fleet.Topics, man abi.Manifest) error {
 	asks := "asks for no hardware"
 	if len(man.Resources) > 0 {
 		asks = "asks for " + strings.Join(man.Resources, ", ")

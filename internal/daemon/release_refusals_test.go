@@ -11,7 +11,7 @@ import (
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/wat"
 	"github.com/tern-iot/tern/runtime"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Through a real broker (Mosquitto, and the embedded one), ternd refuses
@@ -43,7 +43,7 @@ func TestReleaseRefusals(t *testing.T) {
 		rewritten.Fleet = "rel" // to pass the fleet check: the signature no longer holds
 		// Code whose manifest section names another module than its topic.
 		relay, err := modfile.WithManifest(wat.AssembleFile(t, filepath.Join("testdata", "evil-4.0.0.wat")),
-			sdk.Manifest{Name: "relay", Version: "4.0.0", ABI: sdk.ABIVersion})
+			abi.Manifest{Name: "relay", Version: "4.0.0", ABI: abi.ABIVersion})
 		if err != nil {
 			t.Fatal(err)
 		}

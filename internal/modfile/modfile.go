@@ -10,7 +10,7 @@ import (
 	"fmt"
 
 	"github.com/tern-iot/tern/internal/signing"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Custom section names.
@@ -64,7 +64,7 @@ func AppendSection(wasm []byte, name string, data []byte) []byte {
 
 // Manifest returns the manifest section's manifest; ok is false if the
 // module has none.
-func Manifest(wasm []byte) (m sdk.Manifest, ok bool, err error) {
+func Manifest(wasm []byte) (m abi.Manifest, ok bool, err error) {
 	secs, err := Sections(wasm)
 	if err != nil {
 		return m, false, err
@@ -94,7 +94,7 @@ func NamedAs(wasm []byte, module string) error {
 
 // WithManifest returns the module with its manifest in a section, replacing
 // one already there. A signed module cannot be changed: sign after.
-func WithManifest(wasm []byte, m sdk.Manifest) ([]byte, error) {
+func WithManifest(wasm []byte, m abi.Manifest) ([]byte, error) {
 	secs, err := Sections(wasm)
 	if err != nil {
 		return nil, err

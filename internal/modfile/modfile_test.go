@@ -7,7 +7,7 @@ import (
 
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/signing"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // minimal is the smallest module: the header only.
@@ -23,7 +23,7 @@ func TestManifestAndSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	man := sdk.Manifest{Name: "m", Version: "1", ABI: sdk.ABIVersion}
+	man := abi.Manifest{Name: "m", Version: "1", ABI: abi.ABIVersion}
 	w, err := modfile.WithManifest(minimal, man)
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/plan/plantest"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // The plan's DAG is right when every order it allows, not only the plan's
@@ -124,9 +124,9 @@ func newRandomDomain(seed uint64) *randomDomain {
 				r.guards = append(r.guards, g)
 			}
 			name := fmt.Sprintf("%s%d_%d", r.kind, i, k)
-			spec := sdk.JobSpec{Name: name, Path: "/s/" + slotKey(i), Op: sdk.Update}
+			spec := abi.JobSpec{Name: name, Path: "/s/" + slotKey(i), Op: abi.Update}
 			if r.kind == "method" {
-				spec.Kind = sdk.KindMethod
+				spec.Kind = abi.KindMethod
 			}
 			j, err := plan.NewJob("rand", spec)
 			if err != nil {
@@ -156,7 +156,7 @@ func slot(st plan.Reader, i int) (float64, bool) {
 	return f, ok && isNum
 }
 
-func (d *randomDomain) Try(_ context.Context, j *plan.Job, c sdk.Call, st plan.Reader) (plan.Result, error) {
+func (d *randomDomain) Try(_ context.Context, j *plan.Job, c abi.Call, st plan.Reader) (plan.Result, error) {
 	r := d.rules[j.Spec.Name]
 	cur, tgt := num(decode(c.Current)), num(decode(c.Target))
 	if cur == tgt {
@@ -233,4 +233,4 @@ func (d *randomDomain) replay(p *plan.Plan, order []int) error {
 	return nil
 }
 
-func (d *randomDomain) Run(context.Context, *plan.Job, sdk.Call, plan.Reader) error { return nil }
+func (d *randomDomain) Run(context.Context, *plan.Job, abi.Call, plan.Reader) error { return nil }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // A domain is a set of jobs written natively, as a module writes them in
@@ -34,14 +34,14 @@ type impl struct {
 	run    func(path string) error
 }
 
-func (d *domain) add(t testing.TB, module, name, path string, op sdk.Op, kind sdk.Kind, im impl) *domain {
+func (d *domain) add(t testing.TB, module, name, path string, op abi.Op, kind abi.Kind, im impl) *domain {
 	t.Helper()
-	spec := sdk.JobSpec{Name: name, Path: path, Op: op, Kind: kind}
+	spec := abi.JobSpec{Name: name, Path: path, Op: op, Kind: kind}
 	if im.cond == nil {
-		spec.Condition = sdk.ConditionAlways
+		spec.Condition = abi.ConditionAlways
 	}
-	if im.effect == nil && kind != sdk.KindMethod {
-		spec.Effect = sdk.EffectTarget
+	if im.effect == nil && kind != abi.KindMethod {
+		spec.Effect = abi.EffectTarget
 	}
 	j, err := plan.NewJob(module, spec)
 	if err != nil {
@@ -55,14 +55,14 @@ func (d *domain) add(t testing.TB, module, name, path string, op sdk.Op, kind sd
 	return d
 }
 
-func (d *domain) action(t testing.TB, name, path string, op sdk.Op, im impl) *domain {
+func (d *domain) action(t testing.TB, name, path string, op abi.Op, im impl) *domain {
 	mod, job, _ := strings.Cut(name, ".")
 	return d.add(t, mod, job, path, op, "", im)
 }
 
-func (d *domain) method(t testing.TB, name, path string, op sdk.Op, im impl) *domain {
+func (d *domain) method(t testing.TB, name, path string, op abi.Op, im impl) *domain {
 	mod, job, _ := strings.Cut(name, ".")
-	return d.add(t, mod, job, path, op, sdk.KindMethod, im)
+	return d.add(t, mod, job, path, op, abi.KindMethod, im)
 }
 
 func decode(raw json.RawMessage) any {
@@ -76,7 +76,7 @@ func decode(raw json.RawMessage) any {
 	return v
 }
 
-func (d *domain) Try(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) (plan.Result, error) {
+func (d *domain) Try(_ context.Context, j *plan.Job, c abi.Call, _ plan.Reader) (plan.Result, error) {
 	d.mu.Lock()
 	d.calls++
 	d.mu.Unlock()
@@ -94,7 +94,7 @@ func (d *domain) Try(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) 
 	return plan.Result{OK: true, Effect: im.effect(cur, tgt)}, nil
 }
 
-func (d *domain) Run(_ context.Context, j *plan.Job, c sdk.Call, _ plan.Reader) error {
+func (d *domain) Run(_ context.Context, j *plan.Job, c abi.Call, _ plan.Reader) error {
 	d.mu.Lock()
 	d.ran = append(d.ran, j.Name()+" "+c.Path)
 	d.mu.Unlock()
@@ -121,14 +121,14 @@ func step(job, path string) plan.Step { return plan.Step{Job: job, Path: state.M
 func counters(t testing.TB, withMethods bool) *domain {
 	d := &domain{}
 	if withMethods {
-		d.method(t, "counters.plus_two", "/counters/:name", sdk.Update, impl{
+		d.method(t, "counters.plus_two", "/counters/:name", abi.Update, impl{
 			cond: func(cur, tgt any) bool { return num(tgt)-num(cur) > 1 },
 			expand: func(path string, _, _ any) []plan.Step {
 				return []plan.Step{step("plus_one", path), step("plus_one", path)}
 			},
 		})
 	}
-	d.action(t, "counters.plus_one", "/counters/:name", sdk.Update, impl{
+	d.action(t, "counters.plus_one", "/counters/:name", abi.Update, impl{
 		cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
 		effect: func(cur, _ any) any { return num(cur) + 1 },
 	})
@@ -138,9 +138,9 @@ func counters(t testing.TB, withMethods bool) *domain {
 // relays switch relays on GPIO lines; remove takes one out of service.
 func relays(t testing.TB) *domain {
 	d := &domain{}
-	d.action(t, "relay.add", "/relays/:name", sdk.Create, impl{})
-	d.action(t, "relay.switch", "/relays/:name", sdk.Update, impl{})
-	d.action(t, "relay.remove", "/relays/:name", sdk.Delete, impl{})
+	d.action(t, "relay.add", "/relays/:name", abi.Create, impl{})
+	d.action(t, "relay.switch", "/relays/:name", abi.Update, impl{})
+	d.action(t, "relay.remove", "/relays/:name", abi.Delete, impl{})
 	return d
 }
 
@@ -152,7 +152,7 @@ func thermostat(t testing.TB) *domain {
 	room := func(v any) map[string]any { m, _ := v.(map[string]any); return m }
 	// sensed: the room's temperature is known (a sensor reports it).
 	sensed := func(cur any) bool { _, ok := room(cur)["temp"].(float64); return ok }
-	d.method(t, "thermo.warm", "/room", sdk.Update, impl{
+	d.method(t, "thermo.warm", "/room", abi.Update, impl{
 		cond: func(cur, tgt any) bool {
 			return sensed(cur) && num(room(cur)["temp"]) < num(room(tgt)["temp"])
 		},
@@ -162,7 +162,7 @@ func thermostat(t testing.TB) *domain {
 			return []plan.Step{on, step("wait", "/room")}
 		},
 	})
-	d.method(t, "thermo.cool", "/room", sdk.Update, impl{
+	d.method(t, "thermo.cool", "/room", abi.Update, impl{
 		cond: func(cur, tgt any) bool {
 			return sensed(cur) && num(room(cur)["temp"]) > num(room(tgt)["temp"])
 		},
@@ -172,10 +172,10 @@ func thermostat(t testing.TB) *domain {
 			return []plan.Step{off, step("wait", "/room")}
 		},
 	})
-	d.action(t, "thermo.heater", "/room/heater", sdk.Any, impl{})
+	d.action(t, "thermo.heater", "/room/heater", abi.Any, impl{})
 	// wait lets the room reach the target temperature, which it can only
 	// do in the direction the heater pushes it.
-	d.action(t, "thermo.wait", "/room", sdk.Update, impl{
+	d.action(t, "thermo.wait", "/room", abi.Update, impl{
 		cond: func(cur, tgt any) bool {
 			c, g := room(cur), room(tgt)
 			if g["temp"] == nil || !sensed(cur) {
@@ -327,7 +327,7 @@ func replay(p *plan.Plan, ev plan.Evaluator, current any, order []int) (any, err
 	for _, id := range order {
 		task := p.Tasks[id]
 		cur, present := state.Get(s, task.Path)
-		c := sdk.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
+		c := abi.Call{Job: task.Job.Spec.Name, Path: task.Path.String(), Params: task.Params, Target: task.Target}
 		if present {
 			c.Current = state.Canonical(cur)
 		}
@@ -335,7 +335,7 @@ func replay(p *plan.Plan, ev plan.Evaluator, current any, order []int) (any, err
 		if err != nil || !r.OK {
 			return s, fmt.Errorf("order %v: task %d (%s) does not apply in its turn, at %s (%v)", order, id, task, state.Canonical(s), err)
 		}
-		if !task.Job.Spec.IsMethod() && task.Job.Spec.Effect == sdk.EffectTarget {
+		if !task.Job.Spec.IsMethod() && task.Job.Spec.Effect == abi.EffectTarget {
 			r.Effect = decode(task.Target)
 		}
 		if s, err = state.Put(s, task.Path, r.Effect); err != nil {

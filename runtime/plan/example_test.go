@@ -5,18 +5,18 @@ import (
 
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // A plan of two counters raised in parallel, then a reset that waits for
 // both, as `tern plan` prints it and as Mermaid draws it.
 func ExampleText() {
-	plus, _ := plan.NewJob("counters", sdk.JobSpec{Name: "plus_one", Path: "/counters/:name", Op: sdk.Update})
-	reset, _ := plan.NewJob("counters", sdk.JobSpec{Name: "reset", Path: "/counters", Op: sdk.Update})
+	plus, _ := plan.NewJob("counters", abi.JobSpec{Name: "plus_one", Path: "/counters/:name", Op: abi.Update})
+	reset, _ := plan.NewJob("counters", abi.JobSpec{Name: "reset", Path: "/counters", Op: abi.Update})
 	p := &plan.Plan{Tasks: []*plan.Task{
-		{ID: 0, Job: plus, Op: sdk.Update, Path: state.MustPointer("/counters/a")},
-		{ID: 1, Job: plus, Op: sdk.Update, Path: state.MustPointer("/counters/b")},
-		{ID: 2, Job: reset, Op: sdk.Update, Path: state.MustPointer("/counters"), Deps: []int{0, 1}},
+		{ID: 0, Job: plus, Op: abi.Update, Path: state.MustPointer("/counters/a")},
+		{ID: 1, Job: plus, Op: abi.Update, Path: state.MustPointer("/counters/b")},
+		{ID: 2, Job: reset, Op: abi.Update, Path: state.MustPointer("/counters"), Deps: []int{0, 1}},
 	}}
 	fmt.Print(plan.Text(p))
 	fmt.Print(plan.Mermaid(p))

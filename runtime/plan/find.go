@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Find searches for a plan that moves current to target. Neither is
@@ -94,7 +94,7 @@ type search struct {
 type op struct {
 	ptr    state.Pointer
 	path   string // ptr as text
-	op     sdk.Op
+	op     abi.Op
 	target json.RawMessage
 	cands  []cand
 }
@@ -160,14 +160,14 @@ func (s *search) strictOps() []op {
 			cands, ok := s.strictCands[key]
 			if !ok {
 				for _, j := range s.jobs {
-					if params, ok := j.Pattern.Match(ptr); ok && j.Spec.Op.Matches(sdk.Delete) {
+					if params, ok := j.Pattern.Match(ptr); ok && j.Spec.Op.Matches(abi.Delete) {
 						cands = append(cands, cand{job: j, params: params})
 					}
 				}
 				s.strictCands[key] = cands
 			}
 			if len(cands) > 0 {
-				ops = append(ops, op{ptr: ptr, path: key, op: sdk.Delete, target: json.RawMessage("null"), cands: cands})
+				ops = append(ops, op{ptr: ptr, path: key, op: abi.Delete, target: json.RawMessage("null"), cands: cands})
 			}
 		}
 	}
@@ -247,7 +247,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, path string, params map[string
 		return "", fmt.Errorf("%w: tried %d jobs without finding a plan (the limit)", ErrNoPlan, s.lim.Tries)
 	}
 	cur, present := state.Get(s.w.doc, ptr)
-	call := sdk.Call{Job: j.Spec.Name, Path: path, Params: params, Target: target}
+	call := abi.Call{Job: j.Spec.Name, Path: path, Params: params, Target: target}
 	if present {
 		call.Current = state.Canonical(cur)
 	}
@@ -310,7 +310,7 @@ func (s *search) apply(j *Job, ptr state.Pointer, path string, params map[string
 // question again after backtracking, and an answer that did not depend on
 // the path (PathFree) serves every path with the same values. It returns
 // the other paths the job read (reads.go).
-func (s *search) try(j *Job, c sdk.Call) (Result, []state.Pointer, error) {
+func (s *search) try(j *Job, c abi.Call) (Result, []state.Pointer, error) {
 	if j.declarative() {
 		r, err := try(s.ctx, s.ev, j, c, nil)
 		return r, nil, err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // FuzzFind gives the planner random targets over counters (with methods),
@@ -86,7 +86,7 @@ func FuzzFind(f *testing.F) {
 			t.Fatalf("plan %s reaches %s, not the target %s", shape(p), state.Canonical(got), state.Canonical(tgt))
 		}
 		for _, task := range p.Tasks {
-			if task.Job.Spec.IsMethod() || task.Job.Spec.Op != sdk.Any && task.Op == "" {
+			if task.Job.Spec.IsMethod() || task.Job.Spec.Op != abi.Any && task.Op == "" {
 				t.Fatalf("task %s: methods never appear in a plan, and every task has an op", task)
 			}
 		}

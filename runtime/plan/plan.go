@@ -9,18 +9,18 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Job is a job a module offers, bound to its pattern.
 type Job struct {
 	Module  string
-	Spec    sdk.JobSpec
+	Spec    abi.JobSpec
 	Pattern state.Pattern
 }
 
 // NewJob binds spec, offered by module, to its parsed pattern.
-func NewJob(module string, spec sdk.JobSpec) (*Job, error) {
+func NewJob(module string, spec abi.JobSpec) (*Job, error) {
 	p, err := state.ParsePattern(spec.Path)
 	if err != nil {
 		return nil, fmt.Errorf("plan: module %s: job %s: %w", module, spec.Name, err)
@@ -35,7 +35,7 @@ func (j *Job) Name() string { return j.Module + "." + j.Spec.Name }
 // without asking the module: an action whose condition always holds and
 // whose effect is the target.
 func (j *Job) declarative() bool {
-	return !j.Spec.IsMethod() && j.Spec.Condition == sdk.ConditionAlways && j.Spec.Effect == sdk.EffectTarget
+	return !j.Spec.IsMethod() && j.Spec.Condition == abi.ConditionAlways && j.Spec.Effect == abi.EffectTarget
 }
 
 // Evaluator answers the planner's questions about jobs. It must not touch
@@ -45,7 +45,7 @@ type Evaluator interface {
 	// action's effect or a method's expansion. A job may read other parts
 	// of the state through st, and only through st: Find records what is
 	// read there to order the plan's tasks (see Task.Reads).
-	Try(ctx context.Context, j *Job, c sdk.Call, st Reader) (Result, error)
+	Try(ctx context.Context, j *Job, c abi.Call, st Reader) (Result, error)
 }
 
 // Reader is the state as a job sees it while its condition and effect
@@ -82,7 +82,7 @@ type Step struct {
 }
 
 // DecodeTry turns a module's tern_try answer into a Result.
-func DecodeTry(t sdk.Try) (Result, error) {
+func DecodeTry(t abi.Try) (Result, error) {
 	r := Result{OK: t.OK, PathFree: t.PathFree}
 	if !t.OK {
 		return r, nil
@@ -95,7 +95,7 @@ func DecodeTry(t sdk.Try) (Result, error) {
 		r.Effect = v
 	}
 	for i, s := range t.Tasks {
-		if s.Path == sdk.Here {
+		if s.Path == abi.Here {
 			r.Steps = append(r.Steps, Step{Job: s.Job, Here: true, Target: s.Target})
 			continue
 		}
@@ -114,13 +114,13 @@ func DecodeTry(t sdk.Try) (Result, error) {
 }
 
 // try asks ev about j, answering declarative jobs itself.
-func try(ctx context.Context, ev Evaluator, j *Job, c sdk.Call, st Reader) (Result, error) {
+func try(ctx context.Context, ev Evaluator, j *Job, c abi.Call, st Reader) (Result, error) {
 	if j.declarative() {
 		v, err := decodeTarget(c.Target)
 		return Result{OK: true, Effect: v}, err
 	}
 	r, err := ev.Try(ctx, j, c, st)
-	if err == nil && r.OK && j.Spec.Effect == sdk.EffectTarget {
+	if err == nil && r.OK && j.Spec.Effect == abi.EffectTarget {
 		r.Effect, err = decodeTarget(c.Target)
 	}
 	return r, err
@@ -137,7 +137,7 @@ func decodeTarget(raw json.RawMessage) (any, error) {
 type Task struct {
 	ID     int
 	Job    *Job
-	Op     sdk.Op
+	Op     abi.Op
 	Path   state.Pointer
 	Params map[string]string
 	// Target is the target's value at Path as the job sees it (JSON; nil
@@ -232,14 +232,14 @@ type Options struct {
 
 // Op is the change a path needs given whether it is present and its
 // target (JSON; "null" deletes).
-func Op(present bool, target json.RawMessage) sdk.Op {
+func Op(present bool, target json.RawMessage) abi.Op {
 	switch {
 	case string(target) == "null":
-		return sdk.Delete
+		return abi.Delete
 	case !present:
-		return sdk.Create
+		return abi.Create
 	}
-	return sdk.Update
+	return abi.Update
 }
 
 // sortJobs orders candidates as the search tries them: methods before

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 func TestFind(t *testing.T) {
@@ -78,7 +78,7 @@ func TestFind(t *testing.T) {
 		{
 			name: "relays: op not handled",
 			domain: func(t testing.TB) *domain {
-				return (&domain{}).action(t, "relay.switch", "/relays/:name", sdk.Update, impl{})
+				return (&domain{}).action(t, "relay.switch", "/relays/:name", abi.Update, impl{})
 			},
 			current: `{}`,
 			target:  `{"relays":{"heater":true}}`,
@@ -116,11 +116,11 @@ func TestFind(t *testing.T) {
 			name: "backtracking: the first choice leads nowhere",
 			domain: func(t testing.TB) *domain {
 				d := &domain{}
-				d.action(t, "n.big", "/n", sdk.Update, impl{
+				d.action(t, "n.big", "/n", abi.Update, impl{
 					cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
 					effect: func(cur, _ any) any { return num(cur) + 5 },
 				})
-				d.action(t, "n.small", "/n", sdk.Update, impl{
+				d.action(t, "n.small", "/n", abi.Update, impl{
 					cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
 					effect: func(cur, _ any) any { return num(cur) + 1 },
 				})
@@ -133,7 +133,7 @@ func TestFind(t *testing.T) {
 		{
 			name: "cycle detected",
 			domain: func(t testing.TB) *domain {
-				return (&domain{}).action(t, "x.flip", "/x", sdk.Any, impl{
+				return (&domain{}).action(t, "x.flip", "/x", abi.Any, impl{
 					cond:   func(any, any) bool { return true },
 					effect: func(cur, _ any) any { return -num(cur) },
 				})
@@ -145,7 +145,7 @@ func TestFind(t *testing.T) {
 		{
 			name: "method recursion is bounded",
 			domain: func(t testing.TB) *domain {
-				return (&domain{}).method(t, "m.again", "/x", sdk.Any, impl{
+				return (&domain{}).method(t, "m.again", "/x", abi.Any, impl{
 					expand: func(path string, _, _ any) []plan.Step { return []plan.Step{step("again", path)} },
 				})
 			},
@@ -156,7 +156,7 @@ func TestFind(t *testing.T) {
 		{
 			name: "method naming a job that does not exist",
 			domain: func(t testing.TB) *domain {
-				return (&domain{}).method(t, "m.fix", "/x", sdk.Any, impl{
+				return (&domain{}).method(t, "m.fix", "/x", abi.Any, impl{
 					expand: func(path string, _, _ any) []plan.Step { return []plan.Step{step("other.nope", path)} },
 				})
 			},
@@ -255,7 +255,7 @@ func TestDeclarativeJobsCostNoCall(t *testing.T) {
 }
 
 func TestTimeBound(t *testing.T) {
-	d := (&domain{}).action(t, "slow.step", "/n", sdk.Update, impl{
+	d := (&domain{}).action(t, "slow.step", "/n", abi.Update, impl{
 		cond:   func(any, any) bool { time.Sleep(5 * time.Millisecond); return true },
 		effect: func(cur, _ any) any { return num(cur) + 1 },
 	})

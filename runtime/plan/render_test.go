@@ -6,12 +6,12 @@ import (
 
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 func renderJob(t testing.TB, name, path string) *plan.Job {
 	t.Helper()
-	j, err := plan.NewJob("counters", sdk.JobSpec{Name: name, Path: path, Op: sdk.Update})
+	j, err := plan.NewJob("counters", abi.JobSpec{Name: name, Path: path, Op: abi.Update})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,14 +7,14 @@ import (
 	"slices"
 
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Runner does a job's I/O, on top of answering its planning questions.
 // Run is called from several goroutines at once.
 type Runner interface {
 	Evaluator
-	Run(ctx context.Context, j *Job, c sdk.Call, st Reader) error
+	Run(ctx context.Context, j *Job, c abi.Call, st Reader) error
 }
 
 // Live is the agent's view of the current state while a plan runs.
@@ -168,7 +168,7 @@ func insertSorted(s []int, v int) []int {
 
 func runTask(ctx context.Context, t *Task, r Runner, live Live, obs Observer) error {
 	cur, present := live.Get(t.Path)
-	call := sdk.Call{Job: t.Job.Spec.Name, Path: t.Path.String(), Params: t.Params, Target: t.Target}
+	call := abi.Call{Job: t.Job.Spec.Name, Path: t.Path.String(), Params: t.Params, Target: t.Target}
 	if present {
 		call.Current = state.Canonical(cur)
 	}

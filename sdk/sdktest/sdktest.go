@@ -14,6 +14,7 @@ import (
 	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 	"github.com/tern-iot/tern/sdk/internal/native"
 )
 
@@ -118,14 +119,14 @@ func (m *Module) Logs() []string {
 // does: its condition and its effect (an action) or expansion (a method).
 // target is the target's value at path (nil: a delete). Hardware calls
 // fail with sdk.ErrnoPlanning.
-func (m *Module) Try(job, path string, target any) (sdk.Try, error) {
+func (m *Module) Try(job, path string, target any) (abi.Try, error) {
 	out, err := m.call("try", job, path, target)
 	if err != nil {
-		return sdk.Try{}, err
+		return abi.Try{}, err
 	}
-	t, modErr, err := sdk.DecodeTry(out)
+	t, modErr, err := abi.DecodeTry(out)
 	if err != nil {
-		return sdk.Try{}, fmt.Errorf("sdktest: the module's answer to try: %w", err)
+		return abi.Try{}, fmt.Errorf("sdktest: the module's answer to try: %w", err)
 	}
 	return t, modErr
 }
@@ -137,7 +138,7 @@ func (m *Module) Run(job, path string, target any) error {
 	if err != nil {
 		return err
 	}
-	_, modErr, err := sdk.DecodeValue(out)
+	_, modErr, err := abi.DecodeValue(out)
 	if err != nil {
 		return fmt.Errorf("sdktest: the module's answer to run: %w", err)
 	}
@@ -150,7 +151,7 @@ func (m *Module) Sense(sensor string) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, modErr, err := sdk.DecodeValue(out)
+	v, modErr, err := abi.DecodeValue(out)
 	if err != nil {
 		return nil, fmt.Errorf("sdktest: the module's answer to sense: %w", err)
 	}
@@ -208,7 +209,7 @@ func (m *Module) call(export, name, path string, target any) ([]byte, error) {
 	}
 	m.phase = export
 	defer func() { m.phase = "" }()
-	return native.Dispatch(export, sdk.EncodeCall(nil, index, c), nil), nil
+	return native.Dispatch(export, abi.EncodeCall(nil, index, c), nil), nil
 }
 
 // host is the native.Host that reaches m's board. Its functions run
@@ -315,7 +316,7 @@ func (m *Module) host() *native.Host {
 				return nil, sdk.ErrnoBadArg
 			}
 			v, ok := state.Get(m.state, ptr)
-			return sdk.AppendState(nil, v, ok)
+			return abi.AppendState(nil, v, ok)
 		},
 		Log: func(level int32, msg string) {
 			m.logs = append(m.logs, msg)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tern-iot/tern/internal/modfile"
 	"github.com/tern-iot/tern/internal/wat"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // The hostile modules. Those WebAssembly text can express are in
@@ -66,7 +66,7 @@ func released(name string) func(t *testing.T) []byte {
 func withManifest(t *testing.T, wasm []byte) []byte {
 	t.Helper()
 	js := manifestData(t, wasm)
-	var m sdk.Manifest
+	var m abi.Manifest
 	if err := json.Unmarshal(js, &m); err != nil {
 		t.Fatalf("the module's manifest data is not a manifest: %v", err)
 	}

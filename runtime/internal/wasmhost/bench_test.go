@@ -10,7 +10,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // The sandbox's costs, per call (sdk/ABI.md; the closing notes quote them).
@@ -36,7 +36,7 @@ func hostToGuest(b *testing.B, interpreter bool) {
 	}
 	b.Run("wat-run", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := wat.Call(ctx, wasmhost.PhaseRun, "run", sdk.Call{Job: "poke", Path: "/evil/x"}); err != nil {
+			if _, err := wat.Call(ctx, wasmhost.PhaseRun, "run", abi.Call{Job: "poke", Path: "/evil/x"}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -49,7 +49,7 @@ func hostToGuest(b *testing.B, interpreter bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := sdk.Call{Job: "switch", Path: "/relays/heater", Params: map[string]string{"name": "heater"}, Current: []byte("false"), Target: []byte("true")}
+	c := abi.Call{Job: "switch", Path: "/relays/heater", Params: map[string]string{"name": "heater"}, Current: []byte("false"), Target: []byte("true")}
 	b.Run("go-relay-try", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := m.Try(ctx, c); err != nil {
@@ -122,7 +122,7 @@ func guestToHost(b *testing.B, write bool) {
 	}
 	calls := 0
 	for b.Loop() {
-		if _, err := ms[calls%modules].Call(ctx, wasmhost.PhaseRun, "run", sdk.Call{Job: "poke", Path: "/evil/x"}); err != nil {
+		if _, err := ms[calls%modules].Call(ctx, wasmhost.PhaseRun, "run", abi.Call{Job: "poke", Path: "/evil/x"}); err != nil {
 			b.Fatal(err)
 		}
 		calls++
@@ -199,7 +199,7 @@ func BenchmarkGuestToHostI2C(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := m.Call(ctx, wasmhost.PhaseRun, "run", sdk.Call{Job: "poke", Path: "/evil/x"}); err != nil {
+		if _, err := m.Call(ctx, wasmhost.PhaseRun, "run", abi.Call{Job: "poke", Path: "/evil/x"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Endless loops of every shape: a tight one, a loop nested in a loop, and
@@ -90,7 +90,7 @@ func deadlineChild(path string) int {
 		fmt.Println(err)
 		return 1
 	}
-	_, err = m.Try(ctx, sdk.Call{Job: "poke", Path: "/evil/x"})
+	_, err = m.Try(ctx, abi.Call{Job: "poke", Path: "/evil/x"})
 	if !errors.Is(err, wasmhost.ErrCall) || !strings.Contains(err.Error(), "deadline") {
 		fmt.Println("want the deadline, got", err)
 		return 1

@@ -8,7 +8,7 @@
 //
 // Every call carries a Phase in its context. Host functions read it: during
 // PhasePlan (condition, effect) all hardware calls fail with
-// sdk.ErrnoPlanning; during PhaseRun and PhaseSense they succeed only for the
+// abi.ErrnoPlanning; during PhaseRun and PhaseSense they succeed only for the
 // resources granted to the module. An instance whose call trapped or ran past
 // its deadline is closed and replaced by a fresh one on the next call.
 package wasmhost

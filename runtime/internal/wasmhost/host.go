@@ -22,7 +22,7 @@ import (
 	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/hal/serial"
 	"github.com/tern-iot/tern/internal/modfile"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Phase is what a call is for; it decides what host functions allow.
@@ -198,7 +198,7 @@ type Module struct {
 	compiled wazero.CompiledModule
 	grants   Grants
 	config   json.RawMessage
-	manifest sdk.Manifest
+	manifest abi.Manifest
 	// requests is what the manifest requests (sdk.Requests), looked up
 	// once: the host functions check it on every call.
 	requests struct{ gpio, i2c, serial bool }
@@ -333,7 +333,7 @@ func (h *Host) load(ctx context.Context, wasm []byte, hashed *[sha256.Size]byte,
 	return m, nil
 }
 
-func sameManifest(a, b sdk.Manifest) bool {
+func sameManifest(a, b abi.Manifest) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
@@ -351,7 +351,7 @@ func (m *Module) MemorySize() uint32 {
 }
 
 // Manifest is what the module declared about itself.
-func (m *Module) Manifest() sdk.Manifest { return m.manifest }
+func (m *Module) Manifest() abi.Manifest { return m.manifest }
 
 // Close closes the module's instances and its compiled code. A call still
 // in flight (a sensor round running on) finishes, and its instance is
@@ -387,18 +387,18 @@ func (m *Module) index(export, name string) (int, error) {
 // Try asks a job whether it applies to c and, if so, what it does
 // (tern_try, planning phase). A module's own error is returned as a plain
 // error; a misbehaving module's as ErrCall.
-func (m *Module) Try(ctx context.Context, c sdk.Call) (sdk.Try, error) {
+func (m *Module) Try(ctx context.Context, c abi.Call) (abi.Try, error) {
 	i, err := m.index("try", c.Job)
 	if err != nil {
-		return sdk.Try{}, err
+		return abi.Try{}, err
 	}
-	out, err := m.call(ctx, PhasePlan, "tern_try", sdk.EncodeCall(nil, i, c))
+	out, err := m.call(ctx, PhasePlan, "tern_try", abi.EncodeCall(nil, i, c))
 	if err != nil {
-		return sdk.Try{}, err
+		return abi.Try{}, err
 	}
-	t, modErr, err := sdk.DecodeTry(out)
+	t, modErr, err := abi.DecodeTry(out)
 	if err != nil {
-		return sdk.Try{}, fmt.Errorf("%w: tern_try: %v", ErrCall, err)
+		return abi.Try{}, fmt.Errorf("%w: tern_try: %v", ErrCall, err)
 	}
 	return t, modErr
 }
@@ -406,16 +406,16 @@ func (m *Module) Try(ctx context.Context, c sdk.Call) (sdk.Try, error) {
 // Call invokes "run" or "sense" with c and returns the result's value (JSON;
 // nil if none). A module's own error is returned as a plain error; a
 // misbehaving module's as ErrCall.
-func (m *Module) Call(ctx context.Context, phase Phase, export string, c sdk.Call) (json.RawMessage, error) {
+func (m *Module) Call(ctx context.Context, phase Phase, export string, c abi.Call) (json.RawMessage, error) {
 	i, err := m.index(export, c.Job)
 	if err != nil {
 		return nil, err
 	}
-	out, err := m.call(ctx, phase, "tern_"+export, sdk.EncodeCall(nil, i, c))
+	out, err := m.call(ctx, phase, "tern_"+export, abi.EncodeCall(nil, i, c))
 	if err != nil {
 		return nil, err
 	}
-	v, modErr, err := sdk.DecodeValue(out)
+	v, modErr, err := abi.DecodeValue(out)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCall, export, err)
 	}

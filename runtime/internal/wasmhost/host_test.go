@@ -18,7 +18,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 func relayWasm(t testing.TB) []byte {
@@ -70,14 +70,14 @@ func loadRelay(t *testing.T, opts wasmhost.Options) (*wasmhost.Module, *sim.GPIO
 	return m, g
 }
 
-func call(name, target string) sdk.Call {
-	return sdk.Call{Job: "set", Path: "/relays/" + name, Params: map[string]string{"name": name}, Target: json.RawMessage(target)}
+func call(name, target string) abi.Call {
+	return abi.Call{Job: "set", Path: "/relays/" + name, Params: map[string]string{"name": name}, Target: json.RawMessage(target)}
 }
 
 func TestManifest(t *testing.T) {
 	m, _ := loadRelay(t, wasmhost.Options{})
 	man := m.Manifest()
-	if man.Name != "relay" || man.ABI != sdk.ABIVersion || len(man.Jobs) != 2 || len(man.Sensors) != 1 {
+	if man.Name != "relay" || man.ABI != abi.ABIVersion || len(man.Jobs) != 2 || len(man.Sensors) != 1 {
 		t.Fatalf("manifest = %+v", man)
 	}
 	if man.Jobs[0].Path != "/relays/:name" || man.Sensors[0].Path != "/relays" {
@@ -94,7 +94,7 @@ func TestRunDrivesGrantedLine(t *testing.T) {
 	if l, _ := g.Level("GPIO17"); l != gpio.High {
 		t.Fatalf("GPIO17 = %v after run, want High", l)
 	}
-	v, err := m.Call(ctx, wasmhost.PhaseSense, "sense", sdk.Call{Job: "relays", Path: "/relays"})
+	v, err := m.Call(ctx, wasmhost.PhaseSense, "sense", abi.Call{Job: "relays", Path: "/relays"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestClockFrozenWhilePlanning(t *testing.T) {
 	}
 	at := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	read := func(ctx context.Context) float64 {
-		r, err := m.Try(ctx, sdk.Call{Job: "poke", Path: "/evil/x"})
+		r, err := m.Try(ctx, abi.Call{Job: "poke", Path: "/evil/x"})
 		if err != nil || !r.OK {
 			t.Fatalf("try: %+v %v", r, err)
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/i2c"
 	"github.com/tern-iot/tern/hal/serial"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // Bounds on strings a module passes in: resource names, log lines
@@ -100,49 +100,49 @@ func info(ctx context.Context) *callInfo {
 }
 
 // pin resolves a GPIO line for a call, enforcing phase and grant.
-func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, sdk.Errno) {
+func (h *Host) pin(ctx context.Context, mod api.Module, ptr, size uint32) (gpio.Pin, abi.Errno) {
 	p, _, e := h.grantedPin(info(ctx), mod, ptr, size)
 	return p, e
 }
 
 // grantedPin is pin, with the line's grant. The module's bytes naming the
 // line are copied only to report a refusal.
-func (h *Host) grantedPin(ci *callInfo, mod api.Module, ptr, size uint32) (gpio.Pin, *grantedLine, sdk.Errno) {
+func (h *Host) grantedPin(ci *callInfo, mod api.Module, ptr, size uint32) (gpio.Pin, *grantedLine, abi.Errno) {
 	if ci == nil {
-		return nil, nil, sdk.ErrnoPlanning
+		return nil, nil, abi.ErrnoPlanning
 	}
 	b, ok := readName(mod, ptr, size, maxName)
 	if !ok {
-		return nil, nil, sdk.ErrnoBadArg
+		return nil, nil, abi.ErrnoBadArg
 	}
 	if ci.phase == PhasePlan {
 		ci.module.refuse(gpioPlanning, string(b))
-		return nil, nil, sdk.ErrnoPlanning
+		return nil, nil, abi.ErrnoPlanning
 	}
 	if !ci.module.requests.gpio {
 		ci.module.refuse(gpioNotRequested, string(b))
-		return nil, nil, sdk.ErrnoNotGranted
+		return nil, nil, abi.ErrnoNotGranted
 	}
 	line := ci.module.watch.granted(b)
 	if line == nil {
 		ci.module.refuse(gpioNotGranted, string(b))
-		return nil, nil, sdk.ErrnoNotGranted
+		return nil, nil, abi.ErrnoNotGranted
 	}
 	if h.opts.GPIO == nil {
-		return nil, nil, sdk.ErrnoNoLine
+		return nil, nil, abi.ErrnoNoLine
 	}
 	if r := line.pin.Load(); r != nil {
-		return r.Pin, line, sdk.ErrnoOK
+		return r.Pin, line, abi.ErrnoOK
 	}
 	p, err := h.opts.GPIO.Pin(line.name)
 	if errors.Is(err, gpio.ErrUnknownLine) {
-		return nil, nil, sdk.ErrnoNoLine
+		return nil, nil, abi.ErrnoNoLine
 	}
 	if err != nil {
-		return nil, nil, sdk.ErrnoIO
+		return nil, nil, abi.ErrnoIO
 	}
 	line.pin.Store(&pinRef{p})
-	return p, line, sdk.ErrnoOK
+	return p, line, abi.ErrnoOK
 }
 
 // gpioWrite drives a line, within the write rate its grant allows
@@ -150,18 +150,18 @@ func (h *Host) grantedPin(ci *callInfo, mod api.Module, ptr, size uint32) (gpio.
 func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level uint32) int32 {
 	ci := info(ctx)
 	p, line, e := h.grantedPin(ci, mod, ptr, size)
-	if e != sdk.ErrnoOK {
+	if e != abi.ErrnoOK {
 		return int32(e)
 	}
 	if level > 1 {
-		return int32(sdk.ErrnoBadArg)
+		return int32(abi.ErrnoBadArg)
 	}
 	if !ci.module.watch.allowWrite(line, monotonicNow()) {
 		ci.module.refuse(gpioRate, line.name)
-		return int32(sdk.ErrnoRate)
+		return int32(abi.ErrnoRate)
 	}
 	if err := p.Out(gpio.Level(level == 1)); err != nil {
-		return int32(sdk.ErrnoIO)
+		return int32(abi.ErrnoIO)
 	}
 	return 0
 }
@@ -169,14 +169,14 @@ func (h *Host) gpioWrite(ctx context.Context, mod api.Module, ptr, size, level u
 // gpioIn makes a line an input with a pull: 0 none, 1 down, 2 up.
 func (h *Host) gpioIn(ctx context.Context, mod api.Module, ptr, size, pull uint32) int32 {
 	p, e := h.pin(ctx, mod, ptr, size)
-	if e != sdk.ErrnoOK {
+	if e != abi.ErrnoOK {
 		return int32(e)
 	}
 	if pull > 2 {
-		return int32(sdk.ErrnoBadArg)
+		return int32(abi.ErrnoBadArg)
 	}
 	if err := p.In(gpio.Pull(pull)); err != nil {
-		return int32(sdk.ErrnoIO)
+		return int32(abi.ErrnoIO)
 	}
 	return 0
 }
@@ -185,7 +185,7 @@ func (h *Host) gpioIn(ctx context.Context, mod api.Module, ptr, size, pull uint3
 // within timeout_ms (never past the call's deadline), or -errno.
 func (h *Host) gpioWaitEdge(ctx context.Context, mod api.Module, ptr, size, timeoutMS uint32) int32 {
 	p, e := h.pin(ctx, mod, ptr, size)
-	if e != sdk.ErrnoOK {
+	if e != abi.ErrnoOK {
 		return -int32(e)
 	}
 	timeout := time.Duration(timeoutMS) * time.Millisecond
@@ -194,7 +194,7 @@ func (h *Host) gpioWaitEdge(ctx context.Context, mod api.Module, ptr, size, time
 	}
 	got, err := p.WaitForEdge(timeout)
 	if err != nil {
-		return -int32(sdk.ErrnoIO)
+		return -int32(abi.ErrnoIO)
 	}
 	if got {
 		return 1
@@ -204,12 +204,12 @@ func (h *Host) gpioWaitEdge(ctx context.Context, mod api.Module, ptr, size, time
 
 func (h *Host) gpioRead(ctx context.Context, mod api.Module, ptr, size uint32) int32 {
 	p, e := h.pin(ctx, mod, ptr, size)
-	if e != sdk.ErrnoOK {
+	if e != abi.ErrnoOK {
 		return -int32(e)
 	}
 	l, err := p.Read()
 	if err != nil {
-		return -int32(sdk.ErrnoIO)
+		return -int32(abi.ErrnoIO)
 	}
 	if l == gpio.High {
 		return 1
@@ -223,44 +223,44 @@ const maxI2C = 4096
 func (h *Host) i2cTx(ctx context.Context, mod api.Module, busPtr, busLen, addr, wPtr, wLen, rPtr, rLen uint32) int32 {
 	ci := info(ctx)
 	if ci == nil {
-		return int32(sdk.ErrnoPlanning)
+		return int32(abi.ErrnoPlanning)
 	}
 	bus, ok := readString(mod, busPtr, busLen, maxName)
 	if !ok || addr > 0x3ff || wLen > maxI2C || rLen > maxI2C {
-		return int32(sdk.ErrnoBadArg)
+		return int32(abi.ErrnoBadArg)
 	}
 	if ci.phase == PhasePlan {
 		ci.module.refuse(i2cPlanning, fmt.Sprintf("%s:%#x", bus, addr))
-		return int32(sdk.ErrnoPlanning)
+		return int32(abi.ErrnoPlanning)
 	}
 	if !ci.module.requests.i2c {
 		ci.module.refuse(i2cNotRequested, fmt.Sprintf("%s:%#x", bus, addr))
-		return int32(sdk.ErrnoNotGranted)
+		return int32(abi.ErrnoNotGranted)
 	}
 	if !allowsI2C(ci.module.grants, bus, uint16(addr)) {
 		ci.module.refuse(i2cNotGranted, fmt.Sprintf("%s:%#x", bus, addr))
-		return int32(sdk.ErrnoNotGranted)
+		return int32(abi.ErrnoNotGranted)
 	}
 	if h.opts.I2C == nil {
-		return int32(sdk.ErrnoNoLine)
+		return int32(abi.ErrnoNoLine)
 	}
 	b, err := h.opts.I2C.Bus(bus)
 	if err != nil {
-		return int32(sdk.ErrnoNoLine)
+		return int32(abi.ErrnoNoLine)
 	}
 	w, ok := mod.Memory().Read(wPtr, wLen)
 	if !ok {
-		return int32(sdk.ErrnoBadArg)
+		return int32(abi.ErrnoBadArg)
 	}
 	if _, ok := mod.Memory().Read(rPtr, rLen); !ok {
-		return int32(sdk.ErrnoBadArg)
+		return int32(abi.ErrnoBadArg)
 	}
 	r := make([]byte, rLen)
 	if err := b.Tx(uint16(addr), append([]byte(nil), w...), r); err != nil {
 		if errors.Is(err, i2c.ErrNoDevice) {
-			return int32(sdk.ErrnoNoDevice)
+			return int32(abi.ErrnoNoDevice)
 		}
-		return int32(sdk.ErrnoIO)
+		return int32(abi.ErrnoIO)
 	}
 	mod.Memory().Write(rPtr, r)
 	return 0
@@ -274,33 +274,33 @@ const maxSerial = 64 << 10
 func (h *Host) serialOpen(ctx context.Context, mod api.Module, namePtr, nameLen, baud uint32) int32 {
 	ci := info(ctx)
 	if ci == nil {
-		return -int32(sdk.ErrnoPlanning)
+		return -int32(abi.ErrnoPlanning)
 	}
 	name, ok := readString(mod, namePtr, nameLen, maxName)
 	if !ok || baud == 0 || baud > 4_000_000 {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	if ci.phase == PhasePlan {
 		ci.module.refuse(serialPlanning, name)
-		return -int32(sdk.ErrnoPlanning)
+		return -int32(abi.ErrnoPlanning)
 	}
 	if !ci.module.requests.serial {
 		ci.module.refuse(serialNotRequested, name)
-		return -int32(sdk.ErrnoNotGranted)
+		return -int32(abi.ErrnoNotGranted)
 	}
 	if !allowsSerial(ci.module.grants, name, int(baud)) {
 		ci.module.refuse(serialNotGranted, fmt.Sprintf("%s at %d baud", name, baud))
-		return -int32(sdk.ErrnoNotGranted)
+		return -int32(abi.ErrnoNotGranted)
 	}
 	if h.opts.Serial == nil {
-		return -int32(sdk.ErrnoNoLine)
+		return -int32(abi.ErrnoNoLine)
 	}
 	p, err := h.opts.Serial.Open(name, serial.Mode{Baud: int(baud)})
 	switch {
 	case errors.Is(err, serial.ErrUnknownPort):
-		return -int32(sdk.ErrnoNoLine)
+		return -int32(abi.ErrnoNoLine)
 	case err != nil:
-		return -int32(sdk.ErrnoIO)
+		return -int32(abi.ErrnoIO)
 	}
 	ci.ports = append(ci.ports, p)
 	return int32(len(ci.ports))
@@ -325,15 +325,15 @@ func (ci *callInfo) closePorts() {
 func (h *Host) serialWrite(ctx context.Context, mod api.Module, handle, ptr, size uint32) int32 {
 	ci := info(ctx)
 	if ci == nil || ci.port(handle) == nil || size > maxSerial {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	b, ok := mod.Memory().Read(ptr, size)
 	if !ok {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	n, err := ci.port(handle).Write(append([]byte(nil), b...))
 	if err != nil {
-		return -int32(sdk.ErrnoIO)
+		return -int32(abi.ErrnoIO)
 	}
 	return int32(n)
 }
@@ -341,10 +341,10 @@ func (h *Host) serialWrite(ctx context.Context, mod api.Module, handle, ptr, siz
 func (h *Host) serialRead(ctx context.Context, mod api.Module, handle, ptr, size, timeoutMS uint32) int32 {
 	ci := info(ctx)
 	if ci == nil || ci.port(handle) == nil || size > maxSerial {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	if _, ok := mod.Memory().Read(ptr, size); !ok {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	timeout := time.Duration(timeoutMS) * time.Millisecond
 	if d, ok := ctx.Deadline(); ok {
@@ -353,7 +353,7 @@ func (h *Host) serialRead(ctx context.Context, mod api.Module, handle, ptr, size
 	buf := make([]byte, size)
 	n, err := ci.port(handle).Read(buf, timeout)
 	if err != nil {
-		return -int32(sdk.ErrnoIO)
+		return -int32(abi.ErrnoIO)
 	}
 	mod.Memory().Write(ptr, buf[:n])
 	return int32(n)
@@ -362,7 +362,7 @@ func (h *Host) serialRead(ctx context.Context, mod api.Module, handle, ptr, size
 func (h *Host) serialClose(ctx context.Context, handle uint32) int32 {
 	ci := info(ctx)
 	if ci == nil || ci.port(handle) == nil {
-		return int32(sdk.ErrnoBadArg)
+		return int32(abi.ErrnoBadArg)
 	}
 	ci.ports[handle-1].Close()
 	ci.ports[handle-1] = nil

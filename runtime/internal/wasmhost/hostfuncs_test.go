@@ -13,7 +13,7 @@ import (
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // reports records what a host notifies and how many lines it warns.
@@ -73,7 +73,7 @@ func loadSensor(t *testing.T, sense string, lines *sim.GPIO, g wasmhost.Grants) 
 
 func sense(t *testing.T, m *wasmhost.Module) float64 {
 	t.Helper()
-	v, err := m.Call(context.Background(), wasmhost.PhaseSense, "sense", sdk.Call{Job: "watch", Path: "/evil_sensor"})
+	v, err := m.Call(context.Background(), wasmhost.PhaseSense, "sense", abi.Call{Job: "watch", Path: "/evil_sensor"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestRefusalsAreSummarised(t *testing.T) {
 	    (then (local.set $n (i32.add (local.get $n) (i32.const 1)))))
 	  (local.set $i (i32.add (local.get $i) (i32.const 1)))
 	  (br_if $again (i32.lt_u (local.get $i) (i32.const %d))))
-	%s`, digits.String(), sdk.ErrnoNotGranted, perCall, returnNumber)
+	%s`, digits.String(), abi.ErrnoNotGranted, perCall, returnNumber)
 	lines := sim.NewGPIO("GPIO27")
 	m, rep := loadSensor(t, run, lines, wasmhost.Grants{GPIO: []string{"GPIO27"}})
 	for range calls {
@@ -145,7 +145,7 @@ func writeLoop(n int) string {
 	    (else (if (local.get $r) (then (unreachable)))))
 	  (local.set $i (i32.add (local.get $i) (i32.const 1)))
 	  (br_if $again (i32.lt_u (local.get $i) (i32.const %d))))
-	%s`, wasmtest.Strings, sdk.ErrnoRate, n, returnNumber)
+	%s`, wasmtest.Strings, abi.ErrnoRate, n, returnNumber)
 }
 
 func TestGPIOWriteRate(t *testing.T) {
@@ -243,21 +243,21 @@ func TestGPIOErrnos(t *testing.T) {
 		why   string
 		name  string
 		setup setup
-		want  sdk.Errno
+		want  abi.Errno
 	}{
-		{"a granted line", gpio17, run, sdk.ErrnoOK},
-		{"a name too long", long, run, sdk.ErrnoBadArg},
-		{"a name outside memory", outside, run, sdk.ErrnoBadArg},
-		{"a name not UTF-8", notUTF8, run, sdk.ErrnoBadArg},
-		{"a name too long, while planning", long, with(func(s *setup) { s.phase = wasmhost.PhasePlan }), sdk.ErrnoBadArg},
-		{"planning", gpio17, with(func(s *setup) { s.phase = wasmhost.PhasePlan }), sdk.ErrnoPlanning},
-		{"planning, without requesting gpio", gpio17, with(func(s *setup) { s.phase, s.manifest = wasmhost.PhasePlan, noGPIO }), sdk.ErrnoPlanning},
-		{"without requesting gpio", gpio17, with(func(s *setup) { s.manifest = noGPIO }), sdk.ErrnoNotGranted},
-		{"a line not granted", gpio1, run, sdk.ErrnoNotGranted},
-		{"a line not granted, on no board", gpio1, with(func(s *setup) { s.board = "none" }), sdk.ErrnoNotGranted},
-		{"a granted line the board lacks", gpio22, run, sdk.ErrnoNoLine},
-		{"no board", gpio17, with(func(s *setup) { s.board = "none" }), sdk.ErrnoNoLine},
-		{"a closed board", gpio17, with(func(s *setup) { s.board = "closed" }), sdk.ErrnoIO},
+		{"a granted line", gpio17, run, abi.ErrnoOK},
+		{"a name too long", long, run, abi.ErrnoBadArg},
+		{"a name outside memory", outside, run, abi.ErrnoBadArg},
+		{"a name not UTF-8", notUTF8, run, abi.ErrnoBadArg},
+		{"a name too long, while planning", long, with(func(s *setup) { s.phase = wasmhost.PhasePlan }), abi.ErrnoBadArg},
+		{"planning", gpio17, with(func(s *setup) { s.phase = wasmhost.PhasePlan }), abi.ErrnoPlanning},
+		{"planning, without requesting gpio", gpio17, with(func(s *setup) { s.phase, s.manifest = wasmhost.PhasePlan, noGPIO }), abi.ErrnoPlanning},
+		{"without requesting gpio", gpio17, with(func(s *setup) { s.manifest = noGPIO }), abi.ErrnoNotGranted},
+		{"a line not granted", gpio1, run, abi.ErrnoNotGranted},
+		{"a line not granted, on no board", gpio1, with(func(s *setup) { s.board = "none" }), abi.ErrnoNotGranted},
+		{"a granted line the board lacks", gpio22, run, abi.ErrnoNoLine},
+		{"no board", gpio17, with(func(s *setup) { s.board = "none" }), abi.ErrnoNoLine},
+		{"a closed board", gpio17, with(func(s *setup) { s.board = "closed" }), abi.ErrnoIO},
 	} {
 		for _, fn := range fns {
 			t.Run(fn.name+"/"+tc.why, func(t *testing.T) {
@@ -268,13 +268,13 @@ func TestGPIOErrnos(t *testing.T) {
 			})
 		}
 	}
-	for call, want := range map[string]sdk.Errno{
-		"(call $gpio_write " + gpio17 + " (i32.const 0))": sdk.ErrnoOK,
-		"(call $gpio_write " + gpio17 + " (i32.const 2))": sdk.ErrnoBadArg,
-		"(call $gpio_write " + gpio1 + " (i32.const 2))":  sdk.ErrnoNotGranted, // the line before the level
-		"(call $gpio_in " + gpio17 + " (i32.const 0))":    sdk.ErrnoOK,
-		"(call $gpio_in " + gpio17 + " (i32.const 3))":    sdk.ErrnoBadArg,
-		"(call $gpio_in " + gpio1 + " (i32.const 3))":     sdk.ErrnoNotGranted,
+	for call, want := range map[string]abi.Errno{
+		"(call $gpio_write " + gpio17 + " (i32.const 0))": abi.ErrnoOK,
+		"(call $gpio_write " + gpio17 + " (i32.const 2))": abi.ErrnoBadArg,
+		"(call $gpio_write " + gpio1 + " (i32.const 2))":  abi.ErrnoNotGranted, // the line before the level
+		"(call $gpio_in " + gpio17 + " (i32.const 0))":    abi.ErrnoOK,
+		"(call $gpio_in " + gpio17 + " (i32.const 3))":    abi.ErrnoBadArg,
+		"(call $gpio_in " + gpio1 + " (i32.const 3))":     abi.ErrnoNotGranted,
 	} {
 		if got := gpioCall(t, call, run.phase, "", run.board); got != int(want) {
 			t.Errorf("%s: %d, want %d", call, got, want)
@@ -328,7 +328,7 @@ func gpioModule(t *testing.T, call, manifest, board string) (*wasmhost.Module, *
 
 func senseInt(t *testing.T, m *wasmhost.Module, phase wasmhost.Phase) int {
 	t.Helper()
-	v, err := m.Call(context.Background(), phase, "sense", sdk.Call{Job: "watch", Path: "/evil_sensor"})
+	v, err := m.Call(context.Background(), phase, "sense", abi.Call{Job: "watch", Path: "/evil_sensor"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func TestGPIOAfterTheBoardCloses(t *testing.T) {
 			t.Fatalf("%s: %d, want 0", call, got)
 		}
 		lines.Close()
-		if got, want := senseInt(t, m, wasmhost.PhaseRun), sign*int(sdk.ErrnoIO); got != want {
+		if got, want := senseInt(t, m, wasmhost.PhaseRun), sign*int(abi.ErrnoIO); got != want {
 			t.Errorf("%s, the board closed: %d, want %d", call, got, want)
 		}
 	}

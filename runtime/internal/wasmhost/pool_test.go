@@ -11,7 +11,7 @@ import (
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime/internal/wasmtest"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // gate is a board whose GPIO writes wait until the test lets each go: a
@@ -82,7 +82,7 @@ func gatedModule(t *testing.T, g *gate) (*Module, *instances) {
 func run(ctx context.Context, m *Module) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.Call(ctx, PhaseRun, "run", sdk.Call{Job: "poke", Path: "/evil/x"})
+		_, err := m.Call(ctx, PhaseRun, "run", abi.Call{Job: "poke", Path: "/evil/x"})
 		done <- err
 	}()
 	return done

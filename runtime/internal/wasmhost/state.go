@@ -6,7 +6,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // StateReader is the state a module's job reads through state_read: while
@@ -47,21 +47,21 @@ const (
 func (h *Host) stateRead(ctx context.Context, mod api.Module, pathPtr, pathLen, bufPtr, bufCap uint32) int32 {
 	ci := info(ctx)
 	if ci == nil || ci.state == nil {
-		return -int32(sdk.ErrnoNoState)
+		return -int32(abi.ErrnoNoState)
 	}
 	path, ok := readString(mod, pathPtr, pathLen, maxReadPath)
 	if !ok {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	if ci.read.b == nil || ci.read.path != path {
 		p, err := state.ParsePointer(path)
 		if err != nil {
-			return -int32(sdk.ErrnoBadArg)
+			return -int32(abi.ErrnoBadArg)
 		}
 		v, present := ci.state.Get(p)
-		b, err := sdk.AppendState(nil, v, present)
+		b, err := abi.AppendState(nil, v, present)
 		if err != nil || len(b) > maxReadValue {
-			return -int32(sdk.ErrnoBadArg)
+			return -int32(abi.ErrnoBadArg)
 		}
 		ci.read.path, ci.read.b = path, b
 	}
@@ -70,7 +70,7 @@ func (h *Host) stateRead(ctx context.Context, mod api.Module, pathPtr, pathLen, 
 		return int32(len(b))
 	}
 	if !mod.Memory().Write(bufPtr, b) {
-		return -int32(sdk.ErrnoBadArg)
+		return -int32(abi.ErrnoBadArg)
 	}
 	return int32(len(b))
 }

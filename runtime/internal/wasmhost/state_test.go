@@ -7,7 +7,7 @@ import (
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/state"
-	"github.com/tern-iot/tern/sdk"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 type doc struct{ v any }
@@ -34,7 +34,7 @@ func TestStateReadPhases(t *testing.T) {
 	}
 	st := doc{map[string]any{"src": map[string]any{"x": "hello"}}}
 	withState := wasmhost.WithState(ctx, st)
-	c := sdk.Call{Job: "copy", Path: "/dst/x", Params: map[string]string{"name": "x"}}
+	c := abi.Call{Job: "copy", Path: "/dst/x", Params: map[string]string{"name": "x"}}
 	tr, err := m.Try(withState, c)
 	if err != nil || !tr.OK || string(tr.Effect) != `"hello"` {
 		t.Fatalf("try with a state: %+v, %v", tr, err)
@@ -45,7 +45,7 @@ func TestStateReadPhases(t *testing.T) {
 	if _, err := m.Call(withState, wasmhost.PhaseRun, "run", c); err != nil {
 		t.Fatalf("run with a state: %v", err)
 	}
-	v, err := m.Call(withState, wasmhost.PhaseSense, "sense", sdk.Call{Job: "peek", Path: "/peek"})
+	v, err := m.Call(withState, wasmhost.PhaseSense, "sense", abi.Call{Job: "peek", Path: "/peek"})
 	if err != nil || string(v) != `"sdk: reading /src: sdk: the state cannot be read in this call"` {
 		t.Fatalf("sensor: %s, %v", v, err)
 	}

@@ -21,7 +21,7 @@ type Host struct {
 	SerialRead   func(handle int32, b []byte, timeout time.Duration) (int, error)
 	SerialClose  func(handle int32) error
 	// StateRead returns the state at path in the call format
-	// (sdk.AppendState).
+	// (abi.AppendState).
 	StateRead func(path string) ([]byte, error)
 	Log       func(level int32, msg string)
 }
@@ -36,6 +36,6 @@ func Current() *Host { return current.Load() }
 
 // Dispatch runs one call of the module as ternd's tern_try, tern_run and
 // tern_sense exports do: export is "try", "run" or "sense", in the call
-// (sdk.EncodeCall), and the result is appended to out. Package sdk sets
+// (abi.EncodeCall), and the result is appended to out. Package sdk sets
 // it. Calls must not overlap.
 var Dispatch func(export string, in, out []byte) []byte

@@ -1,4 +1,4 @@
-package sdk
+package abi
 
 import (
 	"encoding/binary"
@@ -11,8 +11,8 @@ import (
 	"unicode/utf8"
 )
 
-// The wire format of calls and results (ABI.md, "Passing data"). The host
-// and the Go SDK share this code, so the two sides cannot drift apart.
+// The wire format of calls and results (sdk/ABI.md, "Passing data"). The
+// host and the Go SDK share this code, so the two sides cannot drift apart.
 //
 // It is binary and flat so that a module decodes a call without scanning
 // text: crossing into the sandbox is the planner's hot path, and under the
@@ -83,18 +83,27 @@ func appendRawValue(dst []byte, raw json.RawMessage) []byte {
 // appendValue appends the tagged form of a Go value (nil: null); see
 // appendTree for the types it takes.
 func appendValue(dst []byte, v any) ([]byte, error) {
-	if v, ok := v.(value); ok { // passed through as it came, e.g. the target as an effect
-		switch v.tag {
-		case tagAbsent:
-			return append(dst, tagNull), nil
-		case tagNumber:
-			return appendNumber(dst, v.num), nil
-		case tagString, tagJSON, tagObject, tagArray:
-			return append(appendU32(append(dst, v.tag), len(v.data)), v.data...), nil
-		}
-		return append(dst, v.tag), nil
+	switch v := v.(type) { // passed through as it came, e.g. the target as an effect
+	case Value:
+		return appendWire(dst, v.v), nil
+	case value:
+		return appendWire(dst, v), nil
 	}
 	return appendTree(dst, v, 0)
+}
+
+// appendWire appends a decoded value as it came (absent: null). It takes
+// value, not any: boxing one again would cost the call an allocation.
+func appendWire(dst []byte, v value) []byte {
+	switch v.tag {
+	case tagAbsent:
+		return append(dst, tagNull)
+	case tagNumber:
+		return appendNumber(dst, v.num)
+	case tagString, tagJSON, tagObject, tagArray:
+		return append(appendU32(append(dst, v.tag), len(v.data)), v.data...)
+	}
+	return append(dst, v.tag)
 }
 
 // AppendState appends the wire form of a state value (nil, bool, float64,
@@ -292,35 +301,63 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// frame is a decoded call: views into the input buffer, valid for the call.
-type frame struct {
-	index  int
-	path   []byte
-	params [][2][]byte
-	pbuf   [4][2][]byte // params' storage for the usual few, to spare an allocation
-	cur    value
-	tgt    value
+// Frame is the module's side of a call frame, decoded: views into the
+// input buffer, valid while the buffer is.
+type Frame struct {
+	// Index is the job's (or sensor's) position in the manifest.
+	Index int
+	// Path is the concrete path.
+	Path []byte
+	// Params are the pattern's parameters, name and value, in the order
+	// they came (EncodeCall sorts them by name).
+	Params [][2][]byte
+	// Current and Target are the state's and the target's values at Path.
+	Current, Target Value
+
+	pbuf [4][2][]byte // Params' storage for the usual few, to spare an allocation
 }
 
-// decodeCall decodes b into f.
-func decodeCall(b []byte, f *frame) error {
+// DecodeCall is the module's side of a call frame (EncodeCall's output):
+// it decodes b into f, which then views b. A frame that does not decode
+// is an error, never a panic.
+func DecodeCall(b []byte, f *Frame) error {
 	r := reader{b: b}
-	f.index, f.path = r.u32(), r.bytes()
+	f.Index, f.Path = r.u32(), r.bytes()
 	n := r.u32()
 	if r.err == nil && n > len(r.b)/8 {
 		r.err = errShort
 	}
-	f.params = f.pbuf[:0]
+	f.Params = f.pbuf[:0]
 	for i := 0; i < n && r.err == nil; i++ {
-		f.params = append(f.params, [2][]byte{r.bytes(), r.bytes()})
+		f.Params = append(f.Params, [2][]byte{r.bytes(), r.bytes()})
 	}
-	f.cur, f.tgt = r.value(), r.value()
+	f.Current, f.Target = Value{r.value()}, Value{r.value()}
 	return r.err
 }
 
-// appendError appends an error result.
-func appendError(dst []byte, err error) []byte {
+// AppendError appends an error result: the module reporting a failure of
+// any export.
+func AppendError(dst []byte, err error) []byte {
 	return appendBytes(append(dst, statusError), err.Error())
+}
+
+// EncodeValue is the module's side of a tern_run, tern_sense or
+// tern_configure result (DecodeValue reads it): status ok, then v. v is
+// nil (null), a bool, float64, int, string, map[string]any, []any, Value
+// or json.RawMessage, written directly, or any other value encoding/json
+// encodes.
+func EncodeValue(dst []byte, v any) ([]byte, error) {
+	return appendValue(append(dst, statusOK), v)
+}
+
+// DecodeState is the module's side of a state_read answer (AppendState's
+// output): the value, viewing b.
+func DecodeState(b []byte) (Value, error) {
+	v, _, ok := valueAt(b)
+	if !ok {
+		return Value{}, errShort
+	}
+	return Value{v}, nil
 }
 
 // readStatus reads a result's status and returns the module's error, if it
@@ -397,33 +434,36 @@ const (
 	flagPathFree byte = 1
 )
 
-// encodeTry appends a tern_try result.
-func encodeTry(dst []byte, t tryOut) ([]byte, error) {
+// EncodeTry is the module's side of a tern_try result (DecodeTry reads
+// it).
+func EncodeTry(dst []byte, t TryOut) ([]byte, error) {
 	var flags byte
-	if t.pathFree {
+	if t.PathFree {
 		flags |= flagPathFree
 	}
 	dst = append(dst, statusOK)
-	if !t.ok {
+	if !t.OK {
 		return append(dst, 0, flags), nil
 	}
 	dst = append(dst, 1, flags)
-	if !t.method {
-		return appendValue(append(dst, 0), t.effect)
+	if !t.Method {
+		return appendValue(append(dst, 0), t.Effect)
 	}
-	dst = appendU32(append(dst, 1), len(t.steps))
-	for _, s := range t.steps {
+	dst = appendU32(append(dst, 1), len(t.Steps))
+	for _, s := range t.Steps {
 		dst = appendBytes(appendBytes(dst, s.Job), s.Path)
 		dst = appendRawValue(dst, s.Target)
 	}
 	return dst, nil
 }
 
-// tryOut is what a job's try produced, before encoding.
-type tryOut struct {
-	ok       bool
-	pathFree bool
-	method   bool
-	effect   any
-	steps    []TaskRef
+// TryOut is a job's answer to tern_try as the module gives it, before
+// encoding; Try is the same answer as the host decodes it. The effect is
+// a Go value here, JSON text there.
+type TryOut struct {
+	OK       bool
+	PathFree bool      // as Try.PathFree
+	Method   bool      // the answer is Steps, not Effect
+	Effect   any       // an action's effect, a value as EncodeValue takes (nil deletes the path)
+	Steps    []TaskRef // a method's expansion
 }

@@ -1,4 +1,4 @@
-package sdk
+package abi
 
 import (
 	"encoding/json"
@@ -6,7 +6,8 @@ import (
 	"slices"
 )
 
-// ABIVersion is the version of the host–module contract described in ABI.md.
+// ABIVersion is the version of the host–module contract described in
+// sdk/ABI.md.
 // A module built for another ABI version is refused at load time.
 const ABIVersion = 1
 
@@ -105,7 +106,7 @@ type SensorSpec struct {
 
 // Validate checks what the host relies on.
 func (m Manifest) Validate() error {
-	if err := m.checkBounds(); err != nil { // module.go
+	if err := m.checkBounds(); err != nil { // bounds.go
 		return err
 	}
 	if m.Name == "" || m.Version == "" {
@@ -151,7 +152,7 @@ func (m Manifest) Validate() error {
 }
 
 // Call is the input of every job and sensor export (its wire form is in
-// ABI.md and wire.go).
+// sdk/ABI.md and wire.go).
 type Call struct {
 	// Job is the job or sensor name.
 	Job string `json:"job"`
@@ -190,6 +191,19 @@ type TaskRef struct {
 
 // Here, as a step's path, is the method's own path.
 const Here = "."
+
+// WithTarget sets the step's target value. It panics if v cannot be
+// encoded as JSON, which is a bug in the module.
+func (t TaskRef) WithTarget(v any) TaskRef {
+	// The JSON-like types are written without encoding/json (tree.go).
+	tree, err := appendTree(nil, v, 0)
+	if err != nil {
+		panic(fmt.Sprintf("sdk: step %s %s: target cannot be encoded: %v", t.Job, t.Path, err))
+	}
+	x, _, _ := valueAt(tree)
+	t.Target = appendJSON(nil, x)
+	return t
+}
 
 // Errno is what a host function returns to a module: 0 for success, one
 // of these otherwise (negated where the function also returns a value).

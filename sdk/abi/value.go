@@ -1,18 +1,18 @@
-package sdk
+package abi
 
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 )
 
-// Value is a read-only view of a JSON value a job was called with or read
-// from the state: the current or target value at its path
-// (Context.CurrentValue, TargetValue) or another path's (Context.Read).
-// Reading a field decodes only what it reads, without encoding/json: a
-// condition that looks at one field of a large object costs that field.
-// A Value is valid until the job returns; keep what you need with Decode
-// or the accessors. The zero Value is absent.
+// Value is a read-only view of a JSON value in its wire form: in the Go
+// SDK, the current or target value a job was called with
+// (Context.CurrentValue, TargetValue) or another path's value read from
+// the state (Context.Read). Reading a field decodes only what it reads,
+// without encoding/json: a condition that looks at one field of a large
+// object costs that field. A Value views the bytes it was decoded from
+// (for a job, until the job returns); keep what you need with Decode or
+// the accessors. The zero Value is absent.
 type Value struct{ v value }
 
 // Exists reports whether the value is present (the path exists, the key is
@@ -128,13 +128,4 @@ func (x Value) tree() value {
 	}
 	v, _, _ := valueAt(b)
 	return v
-}
-
-// Escape makes s one token of a JSON Pointer (RFC 6901: "~" becomes "~0",
-// "/" becomes "~1"), for building a path to Read from a name.
-func Escape(s string) string {
-	if !strings.ContainsAny(s, "~/") {
-		return s
-	}
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }

@@ -1,4 +1,4 @@
-package sdk
+package abi
 
 import (
 	"encoding/json"
@@ -9,12 +9,22 @@ import (
 	"testing"
 )
 
+// frameOf is the frame a module decodes from c, as the host encodes it.
+func frameOf(t *testing.T, c Call) *Frame {
+	t.Helper()
+	f := new(Frame)
+	if err := DecodeCall(EncodeCall(nil, 0, c), f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func TestValueAccessors(t *testing.T) {
-	c := NewContext(Call{
+	c := frameOf(t, Call{
 		Current: json.RawMessage(`{"image": "nginx:1", "status": "running", "ports": [80, 443], "env": {"A": "1"}, "on": true, "none": null}`),
 		Target:  json.RawMessage(`[1, "two", {"three": 3}]`),
 	})
-	cur := c.CurrentValue()
+	cur := c.Current
 	if s, ok := cur.Get("image").Str(); !ok || s != "nginx:1" {
 		t.Fatalf(`Get("image") = %q, %v`, s, ok)
 	}
@@ -39,7 +49,7 @@ func TestValueAccessors(t *testing.T) {
 	if cur.Len() != 6 || cur.Get("ports").Len() != 2 || !cur.IsObject() || !cur.Get("ports").IsArray() {
 		t.Fatalf("Len/IsObject/IsArray wrong")
 	}
-	tgt := c.TargetValue()
+	tgt := c.Target
 	if n, ok := tgt.Index(2).Get("three").Num(); !ok || n != 3 {
 		t.Fatalf("target[2].three = %v, %v", n, ok)
 	}
@@ -102,9 +112,9 @@ func TestTreeRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		// JSON text, as the host encodes a call.
-		c := NewContext(Call{Current: text})
+		c := frameOf(t, Call{Current: text})
 		var got any
-		if err := c.CurrentValue().Decode(&got); err != nil || !reflect.DeepEqual(got, v) {
+		if err := c.Current.Decode(&got); err != nil || !reflect.DeepEqual(got, v) {
 			t.Fatalf("%d: %s through a call: %#v (%v)", i, text, got, err)
 		}
 		// A state value, as state_read answers.
@@ -117,7 +127,7 @@ func TestTreeRoundTrip(t *testing.T) {
 			t.Fatalf("%d: %s through AppendState: %#v", i, text, x.tree())
 		}
 		// An effect, as a module returns it, decoded by the host.
-		out, err := encodeTry(nil, tryOut{ok: true, effect: v})
+		out, err := EncodeTry(nil, TryOut{OK: true, Effect: v})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +145,7 @@ func TestTreeRoundTrip(t *testing.T) {
 // A module's answer is outside input: malformed trees are refused with a
 // clear error, never a panic.
 func TestTreeFromModuleChecked(t *testing.T) {
-	good, _ := encodeTry(nil, tryOut{ok: true, effect: map[string]any{"a": []any{1.0, "x"}}})
+	good, _ := EncodeTry(nil, TryOut{OK: true, Effect: map[string]any{"a": []any{1.0, "x"}}})
 	bad := map[string][]byte{
 		"count too large":   {statusOK, 1, 0, 0, tagObject, 4, 0, 0, 0, 0xff, 0, 0, 0},
 		"bad key UTF-8":     append([]byte{statusOK, 1, 0, 0, tagObject, 14, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0xff}, tagNumber, 0, 0, 0, 0, 0, 0, 0, 0),
@@ -164,14 +174,6 @@ func TestTreeFromModuleChecked(t *testing.T) {
 	}
 	if _, _, err := DecodeTry(good); err != nil {
 		t.Fatalf("a good tree refused: %v", err)
-	}
-}
-
-func TestEscape(t *testing.T) {
-	for in, want := range map[string]string{"nginx:1": "nginx:1", "a/b": "a~1b", "~x/": "~0x~1", "": ""} {
-		if got := Escape(in); got != want {
-			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
@@ -212,8 +214,8 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 		text := b.String()
 		var want, got decodeRoom
 		wantErr := json.Unmarshal([]byte(text), &want)
-		c := NewContext(Call{Current: json.RawMessage(text)})
-		gotErr := c.Current(&got)
+		c := frameOf(t, Call{Current: json.RawMessage(text)})
+		gotErr := c.Current.Decode(&got)
 		if (wantErr == nil) != (gotErr == nil) {
 			t.Fatalf("%d: %s: encoding/json says %v, the tree decoder %v", i, text, wantErr, gotErr)
 		}
@@ -229,17 +231,17 @@ func TestWithTarget(t *testing.T) {
 	for range 500 {
 		v := randomJSON(rng, 0)
 		want, _ := json.Marshal(v)
-		got := Do("j", "/p").WithTarget(v).Target
+		got := TaskRef{Job: "j", Path: "/p"}.WithTarget(v).Target
 		var a, b any
 		if json.Unmarshal(want, &a) != nil || json.Unmarshal(got, &b) != nil || !reflect.DeepEqual(a, b) {
 			t.Fatalf("WithTarget(%#v) = %s, want %s", v, got, want)
 		}
 	}
 	type point struct{ X, Y int }
-	if got := string(Do("j", "/p").WithTarget(point{1, 2}).Target); got != `{"X":1,"Y":2}` {
+	if got := string(TaskRef{Job: "j", Path: "/p"}.WithTarget(point{1, 2}).Target); got != `{"X":1,"Y":2}` {
 		t.Fatalf("a struct: %s", got)
 	}
-	if got := string(Again("j").WithTarget(nil).Target); got != "null" {
+	if got := string(TaskRef{Job: "j", Path: Here}.WithTarget(nil).Target); got != "null" {
 		t.Fatalf("nil: %s", got)
 	}
 }

@@ -1,4 +1,4 @@
-package sdk
+package abi
 
 import (
 	"encoding/binary"
@@ -162,9 +162,9 @@ func appendTree(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return endContainer(dst, start), nil
 	case Value:
-		return appendValue(dst, v.v)
+		return appendWire(dst, v.v), nil
 	case value:
-		return appendValue(dst, v)
+		return appendWire(dst, v), nil
 	case json.RawMessage:
 		return appendRawValue(dst, v), nil
 	}
