@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +57,11 @@ type DeviceOptions struct {
 	// out), or ssl://host:port for TLS (also tls://, mqtts://; port 8883 if
 	// left out).
 	Broker string
+	// Brokers, instead of Broker, are the addresses of several nodes of
+	// one broker (a cluster). The device connects to one; when it loses
+	// that one it tries the next first, and so on round the list, so a
+	// device fails over when a node dies.
+	Brokers []string
 	// TLS names the CA, client certificate and key for an ssl:// broker;
 	// see TLSFiles. The CA is required on ssl:// (SystemRoots for the
 	// system's roots); with Mosquitto's use_identity_as_username, the
@@ -159,9 +166,11 @@ type Refusal struct {
 // publishes the agent's state and events. Create it with [NewDevice], then
 // call [Device.Run]; the other methods are safe for concurrent use.
 type Device struct {
-	opts   DeviceOptions
-	broker string
-	log    *slog.Logger
+	opts    DeviceOptions
+	brokers []string
+	next    atomic.Int32 // the index in brokers to try first
+	at      atomic.Value // string: the broker of the current connection
+	log     *slog.Logger
 
 	target, state, events, online string            // topics
 	groupTopics                   map[string]string // group target topic → scope
@@ -222,12 +231,14 @@ type stateReport struct {
 // NewDevice checks opts and returns a Device. It does not connect: that is
 // Run's job.
 func NewDevice(opts DeviceOptions) (*Device, error) {
-	broker, err := brokerURL(opts.Broker)
+	brokers, err := brokerURLs(opts.Broker, opts.Brokers)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTLS(broker, opts.TLS); err != nil {
-		return nil, err
+	for _, broker := range brokers {
+		if err := checkTLS(broker, opts.TLS); err != nil {
+			return nil, err
+		}
 	}
 	if err := opts.Topics.Validate(); err != nil {
 		return nil, err
@@ -305,14 +316,14 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		}
 		agent = t.Agent(opts.AgentArch)
 	}
-	log := orDiscard(opts.Logger).With("broker", broker, "device", opts.Device)
+	log := orDiscard(opts.Logger).With("broker", strings.Join(brokers, ","), "device", opts.Device)
 	out, err := openOutbox(opts.Store, opts.OutboxLimit, log)
 	if err != nil {
 		return nil, err
 	}
 	d := &Device{
 		opts:         opts,
-		broker:       broker,
+		brokers:      brokers,
 		log:          log,
 		out:          out,
 		strikes:      map[uint64]int{},
@@ -466,18 +477,52 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		endSession()
 		c.Disconnect(0)
+		d.failOver()
 		// Reconnect soon, but not in lock step with a fleet that lost the
 		// same broker.
 		delay = time.Duration(rand.Int64N(int64(min(time.Second, d.opts.MaxRetryInterval)) + 1))
 	}
 }
 
+// connectedTo is the broker of the current (or last) connection.
+func (d *Device) connectedTo() string {
+	s, _ := d.at.Load().(string)
+	return s
+}
+
+// failOver makes the next connection try first the broker after the one
+// it lost: a dead node of a cluster is not waited for again.
+func (d *Device) failOver() {
+	if len(d.brokers) < 2 {
+		return
+	}
+	at := d.connectedTo()
+	for i, b := range d.brokers {
+		if sameBroker(b, at) {
+			d.next.Store(int32((i + 1) % len(d.brokers)))
+			return
+		}
+	}
+}
+
+// sameBroker reports whether paho's URL of a connection, u, is broker.
+func sameBroker(broker, u string) bool {
+	a, err1 := url.Parse(broker)
+	b, err2 := url.Parse(u)
+	return err1 == nil && err2 == nil && a.Scheme == b.Scheme && a.Host == b.Host
+}
+
 // clientOptions builds paho's options for one connection. Dials are bound
 // to ctx, the lifetime of Run; lost is signalled when the connection dies.
 func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.ClientOptions {
-	o := paho.NewClientOptions().
-		AddBroker(d.broker).
-		SetClientID(d.opts.ClientID).
+	o := paho.NewClientOptions()
+	// paho tries the brokers in the order given, until one answers.
+	first := int(d.next.Load())
+	for i := range d.brokers {
+		o.AddBroker(d.brokers[(first+i)%len(d.brokers)])
+	}
+	open := openConn(ctx, d.opts.ConnectTimeout, d.opts.Dial, d.opts.TLS)
+	o.SetClientID(d.opts.ClientID).
 		SetUsername(d.opts.Username).
 		SetPassword(d.opts.Password).
 		SetCleanSession(false). // persistent session: QoS 1 messages wait for us while we are away
@@ -490,12 +535,18 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 		SetConnectRetry(false). // Run retries, with a new client
 		SetAutoReconnect(false).
 		SetBinaryWill(d.online, []byte(onlineFalse), qos, true).
-		SetCustomOpenConnectionFn(openConn(ctx, d.opts.ConnectTimeout, d.opts.Dial, d.opts.TLS)).
+		SetCustomOpenConnectionFn(func(u *url.URL, po paho.ClientOptions) (net.Conn, error) {
+			conn, err := open(u, po)
+			if err == nil {
+				d.at.Store(u.String())
+			}
+			return conn, err
+		}).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			d.log.Debug("fleet: ignoring message on unexpected topic", "topic", m.Topic())
 		}).
 		SetOnConnectHandler(func(paho.Client) {
-			d.log.Info("fleet: connected to broker")
+			d.log.Info("fleet: connected to broker", "at", d.connectedTo())
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			d.log.Warn("fleet: lost connection to broker; reconnecting", "err", err)

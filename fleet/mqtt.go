@@ -32,6 +32,35 @@ type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // brokerURL checks a broker address and returns it normalized:
 // tcp://host:port for plain TCP (tcp://, mqtt://; port 1883 by default) or
 // ssl://host:port for TLS (ssl://, tls://, mqtts://; port 8883 by default).
+// brokerURLs checks the broker address, or the list of them, of which
+// exactly one must be given.
+func brokerURLs(one string, list []string) ([]string, error) {
+	switch {
+	case one != "" && len(list) > 0:
+		return nil, errors.New("fleet: both Broker and Brokers are set; give one address in Broker, or the nodes of a cluster in Brokers")
+	case len(list) == 0:
+		u, err := brokerURL(one)
+		if err != nil {
+			return nil, err
+		}
+		return []string{u}, nil
+	}
+	seen := map[string]bool{}
+	out := make([]string, 0, len(list))
+	for i, s := range list {
+		u, err := brokerURL(s)
+		if err != nil {
+			return nil, fmt.Errorf("broker %d of %d: %w", i+1, len(list), err)
+		}
+		if seen[u] {
+			return nil, fmt.Errorf("fleet: broker %s is listed twice; list each node once", u)
+		}
+		seen[u] = true
+		out = append(out, u)
+	}
+	return out, nil
+}
+
 func brokerURL(s string) (string, error) {
 	hint := "use tcp://host:port, e.g. tcp://localhost:1883, or ssl://host:port for TLS, e.g. ssl://broker.example:8883"
 	if s == "" {

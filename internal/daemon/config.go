@@ -17,6 +17,14 @@ import (
 	"github.com/tern-iot/tern/runtime/api"
 )
 
+// brokers are the broker addresses: broker, or brokers.
+func (c Config) brokers() []string {
+	if c.Broker != "" {
+		return []string{c.Broker}
+	}
+	return c.Brokers
+}
+
 // Config is ternd's configuration file (YAML or JSON, same field names).
 type Config struct {
 	// Device is this device's id in the fleet. Required.
@@ -27,6 +35,10 @@ type Config struct {
 	// ssl://broker.local:8883 for TLS. Empty runs offline: the agent
 	// pursues its stored target alone.
 	Broker string `yaml:"broker" json:"broker"`
+	// Brokers, instead of broker, lists the nodes of a clustered broker
+	// (e.g. a NATS cluster): ternd connects to one and, when it loses it,
+	// tries the next first.
+	Brokers []string `yaml:"brokers" json:"brokers"`
 	// TLS names the PEM files for an ssl:// broker: ca (required; the CA
 	// that signed the broker's certificate, or "system"), cert and key
 	// (the device's client certificate, common name = device id), and an
@@ -292,9 +304,14 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("fleet: %w", err))
 	}
 	switch {
-	case c.Broker != "":
-		if err := c.TLS.Check(c.Broker); err != nil {
-			errs = append(errs, err)
+	case c.Broker != "" && len(c.Brokers) > 0:
+		errs = append(errs, errors.New("broker and brokers are both set; give one broker, or the nodes of a cluster under brokers"))
+	case c.Broker != "" || len(c.Brokers) > 0:
+		for _, b := range c.brokers() {
+			if err := c.TLS.Check(b); err != nil {
+				errs = append(errs, err)
+				break
+			}
 		}
 	case !c.TLS.IsZero():
 		errs = append(errs, errors.New("tls: set, but there is no broker; set broker: ssl://HOST:8883, or remove tls"))

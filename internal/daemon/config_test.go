@@ -158,6 +158,9 @@ func TestTLSConfig(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{"device: ok\nbroker: ssl://b", `no CA file to verify the broker with; set the CA that signed the broker's certificate (ca), or "system"`},
 		{"device: ok\ntls: {ca: system}", "tls: set, but there is no broker"},
+		{"device: ok\nbroker: tcp://a\nbrokers: [tcp://b]", "broker and brokers are both set"},
+		{"device: ok\nbrokers: [tcp://a, ssl://b]", `no CA file to verify the broker with`},
+		{"device: ok\nbrokers: [tcp://a, b:1883]", `scheme "b" is not supported`},
 		{"device: ok\nbroker: tcp://b\ntls: {ca: system}", "plain TCP; use ssl://host:8883"},
 		{"device: ok\nbroker: b:1883", `scheme "b" is not supported; use tcp://host:port`},
 		{"device: ok\nbroker: ssl://b\ntls: {ca: missing.pem}", "cannot read the CA file: open " + filepath.Join(dir, "missing.pem")},

@@ -110,9 +110,9 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	var dev *fleet.Device
 	var reporter runtime.Reporter
-	if cfg.Broker != "" {
+	if cfg.Broker != "" || len(cfg.Brokers) > 0 {
 		dev, err = fleet.NewDevice(fleet.DeviceOptions{
-			Broker: cfg.Broker, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Modules: moduleNames(cfg),
+			Broker: cfg.Broker, Brokers: cfg.Brokers, TLS: cfg.TLS, Device: cfg.Device, Logger: log, Groups: cfg.Groups, Modules: moduleNames(cfg),
 			Store: st, OutboxLimit: cfg.OutboxLimit, MaxReport: cfg.MaxReport,
 			Username: cfg.BrokerUsername, Password: cfg.BrokerPassword,
 			Topics:    fleet.Topics{Prefix: cfg.TopicPrefix, Fleet: cfg.Fleet},

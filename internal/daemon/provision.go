@@ -107,13 +107,18 @@ func Provision(root string) (ProvisionResult, error) {
 	if err := yaml.Unmarshal(out, &check); err != nil {
 		return res, fmt.Errorf("ternd provision: %s: %w; fix it and reboot", from, err)
 	}
-	if strings.HasPrefix(check.Broker, "ssl://") && check.TLS.CA == "" {
-		return res, fmt.Errorf("ternd provision: %s: broker %s needs tls: ca (PEM inline, a file next to it, or system); fix it and reboot", from, check.Broker)
+	for _, b := range check.brokers() {
+		if strings.HasPrefix(b, "ssl://") && check.TLS.CA == "" {
+			return res, fmt.Errorf("ternd provision: %s: broker %s needs tls: ca (PEM inline, a file next to it, or system); fix it and reboot", from, b)
+		}
 	}
 	// The TLS files are not written yet (their form was checked above):
 	// check the rest.
 	check.TLS = fleet.TLSFiles{}
 	check.Broker = strings.Replace(check.Broker, "ssl://", "tcp://", 1)
+	for i, b := range check.Brokers {
+		check.Brokers[i] = strings.Replace(b, "ssl://", "tcp://", 1)
+	}
 	if err := check.withDefaults().Validate(); err != nil {
 		return res, fmt.Errorf("ternd provision: %s does not make a valid configuration: %w; fix it and reboot", from, err)
 	}
