@@ -63,6 +63,7 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 `, t.Fleet, t.prefix())
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceTarget("%u"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+"))
+	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+")+"/chunks/+")
 	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+"))
 	for _, topic := range []string{t.State("%u"), t.Events("%u"), t.Online("%u")} {
 		fmt.Fprintf(&b, "pattern write %s\n", topic)

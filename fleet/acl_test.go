@@ -35,6 +35,7 @@ func ExampleMosquittoACL() {
 	// # writes its own reports.
 	// pattern read tern/demo/devices/%u/target
 	// pattern read tern/demo/modules/+
+	// pattern read tern/demo/modules/+/chunks/+
 	// pattern read tern/demo/agent/+
 	// pattern write tern/demo/devices/%u/state
 	// pattern write tern/demo/devices/%u/events
@@ -157,7 +158,7 @@ func TestGeneratedACL(t *testing.T) {
 	for range 2 { // the retained group targets
 		recv(t, watch, "a retained group target")
 	}
-	for _, topic := range []string{topics.State("pi-002"), topics.Events("pi-002"), topics.Online("pi-002"), topics.DeviceTarget("pi-002"), topics.GroupTarget("garage"), topics.Module("relay")} {
+	for _, topic := range []string{topics.State("pi-002"), topics.Events("pi-002"), topics.Online("pi-002"), topics.DeviceTarget("pi-002"), topics.GroupTarget("garage"), topics.Module("relay"), topics.ModuleChunk("relay", 0)} {
 		if tok := pi1.Publish(topic, 1, false, "forged"); !tok.WaitTimeout(wait) || tok.Error() != nil {
 			t.Fatalf("publish %s: %v", topic, tok.Error())
 		}
@@ -172,9 +173,18 @@ func TestGeneratedACL(t *testing.T) {
 	// A fleet.Device in its group gets the group's target.
 	opts := testOptions(url, "pi-001")
 	opts.Username, opts.Password, opts.Groups = "pi-001", "one", []string{"kitchen"}
+	opts.Modules = []string{"relay"}
 	d := newDevice(t, opts)
 	run(t, d)
 	if st := recv(t, d.Targets(), "kitchen's target"); st.Scope != fleet.GroupScope("kitchen") || st.Version != 4 {
 		t.Fatalf("device got %s version %d, want kitchen's version 4", st.Scope, st.Version)
+	}
+	// And a module release, whose chunks it may read.
+	rel := fleet.NewRelease("relay", 1, bigWasm(fleet.ChunkSize+1))
+	if err := op.PushRelease(t.Context(), rel); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, d.Releases(), "the chunked release"); got.Version != 1 || got.SHA256 != rel.SHA256 {
+		t.Fatalf("device got release version %d sha256 %.12s, want version 1 sha256 %.12s", got.Version, got.SHA256, rel.SHA256)
 	}
 }

@@ -178,7 +178,8 @@ func ParseAgentRelease(b []byte) (AgentRelease, error) {
 // lines (see the function signedBytes) for the architecture's scope, then
 // ternd's own version and the SHA-256 and size of the binary as it is.
 func (r AgentRelease) signedBytes() []byte {
-	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, r.Binary)
+	sum := sha256.Sum256(r.Binary)
+	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, hex.EncodeToString(sum[:]), len(r.Binary))
 }
 
 // SetTopics makes the release for the fleet and topic prefix of t. Call it

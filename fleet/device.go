@@ -184,8 +184,17 @@ type Device struct {
 	agents   chan AgentRelease // agent releases for DeviceOptions.AgentArch
 	agent    string            // their topic, or ""
 	refusals chan Refusal
-	mu       sync.Mutex // serializes sends on targets and refusals with closing them
-	closed   bool
+	// Chunked releases being fetched (fetch.go): the newest manifest
+	// wanted per module, a wake-up for the fetcher, and the chunks as
+	// they arrive.
+	fetchMu   sync.Mutex
+	wanted    map[string]ReleaseEnvelope
+	refused   map[string]string // module → "version sha256" of a manifest its chunks contradict
+	stale     []string          // chunk topics still subscribed when a connection was lost
+	fetchWake chan struct{}
+	chunkIn   chan chunkMsg
+	mu        sync.Mutex // serializes sends on targets and refusals with closing them
+	closed    bool
 
 	ran    atomic.Bool
 	client atomic.Pointer[paho.Client]
@@ -329,6 +338,10 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		strikes:      map[uint64]int{},
 		firstAttempt: make(chan struct{}),
 		stateWake:    make(chan struct{}, 1),
+		wanted:       map[string]ReleaseEnvelope{},
+		refused:      map[string]string{},
+		fetchWake:    make(chan struct{}, 1),
+		chunkIn:      make(chan chunkMsg, 2*fetchWindow),
 		target:       t.DeviceTarget(opts.Device),
 		state:        t.State(opts.Device),
 		events:       t.Events(opts.Device),
@@ -432,6 +445,7 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		for topic := range d.moduleTopics {
 			c.AddRoute(topic, d.onRelease)
+			c.AddRoute(topic+"/chunks/+", d.onChunk)
 		}
 		if d.agent != "" {
 			c.AddRoute(d.agent, d.onAgentRelease)
@@ -468,6 +482,7 @@ func (d *Device) Run(ctx context.Context) error {
 		session, endSession := context.WithCancel(ctx)
 		sent := make(chan struct{})
 		senders.Go(func() { d.sendReports(session, c, lost); close(sent) })
+		senders.Go(func() { d.fetch(session, c) })
 		select {
 		case <-ctx.Done():
 			endSession()
@@ -646,6 +661,11 @@ func (d *Device) onRelease(_ paho.Client, m paho.Message) {
 	if err != nil {
 		d.log.Warn("fleet: refusing module release", "topic", m.Topic(), "err", err)
 		d.refuse(Refusal{Topic: m.Topic(), Module: name, Err: err})
+		return
+	}
+	if env.Format == ChunkedFormat {
+		d.log.Debug("fleet: chunked module release received", "module", name, "version", env.Version, "size", env.Size, "chunks", len(env.Chunks.SHA256))
+		d.onManifest(env)
 		return
 	}
 	d.log.Debug("fleet: module release received", "module", name, "version", env.Version, "size", env.Size)

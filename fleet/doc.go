@@ -37,10 +37,13 @@
 // a silent drop.
 //
 // Module releases ([ReleaseEnvelope]) travel the same way, retained on
-// each module's topic, one message per release of at most
-// [MaxReleasePayload] bytes: a device receives those of the modules it
-// runs ([Device.Releases]) and checks their signature and version before
-// it installs them through the runtime (ternd does, see internal/daemon).
+// each module's topic: a manifest, whose code travels in retained chunks
+// of [ChunkSize] that the device fetches, keeps and puts together
+// (chunks.go, fetch.go), or, published by hand, one message of at most
+// [MaxReleasePayload] bytes. A device receives those of the modules it
+// runs ([Device.Releases]), whole, and checks their signature and version
+// before it installs them through the runtime (ternd does, see
+// internal/daemon).
 //
 // # Security
 //

@@ -235,13 +235,16 @@ func (o *Operator) pushTarget(ctx context.Context, device, topic string, env Tar
 // given time for: an 11 MB payload at 256 KiB/s takes 44 s.
 const releaseRate = 256 << 10
 
-// PushRelease publishes env, retained, QoS 1, on its module's topic
-// ([Topics.Module]) and waits for the broker's acknowledgement: every
-// device that runs the module (now or later) receives it. A zero
-// env.Format is set to Format, and an unsigned release that names no
-// fleet is made for the Operator's. It refuses a release devices would
-// refuse for its form (see ParseReleaseEnvelope) or its fleet; NewRelease
-// makes a good one.
+// PushRelease publishes env in chunks (see chunks.go): each chunk of its
+// code retained, QoS 1, on its topic ([Topics.ModuleChunk]), then the
+// manifest, retained, QoS 1, on the module's topic ([Topics.Module]),
+// each acknowledged by the broker: every device that runs the module (now
+// or later) fetches it. A zero env.Format is set to Format, and an
+// unsigned release that names no fleet is made for the Operator's. It
+// refuses a release devices would refuse for its form (see
+// ParseReleaseEnvelope) or its fleet; NewRelease makes a good one. A
+// release of format ChunkedFormat (a manifest alone) is refused: give the
+// whole release.
 func (o *Operator) PushRelease(ctx context.Context, env ReleaseEnvelope) error {
 	if env.Format == 0 {
 		env.Format = Format
@@ -256,8 +259,22 @@ func (o *Operator) PushRelease(ctx context.Context, env ReleaseEnvelope) error {
 	if _, err := ParseReleaseEnvelope(b); err != nil {
 		return fmt.Errorf("fleet: not releasing what devices would refuse: %w", err)
 	}
-	wait := o.opts.ConnectTimeout + time.Duration(len(b)/releaseRate)*time.Second
-	return o.publishRetained(ctx, "release module "+env.Module, o.opts.Topics.Module(env.Module), b, wait)
+	if env.Format != Format {
+		return fmt.Errorf("fleet: release module %s: give the whole release (format %d, with its code); PushRelease cuts it into chunks", env.Module, Format)
+	}
+	manifest, chunks := env.Split(ChunkSize)
+	for i, c := range chunks {
+		wait := o.opts.ConnectTimeout + time.Duration(len(c)/releaseRate)*time.Second
+		if err := o.publishRetained(ctx, fmt.Sprintf("release module %s: chunk %d of %d", env.Module, i+1, len(chunks)),
+			o.opts.Topics.ModuleChunk(env.Module, i), c, wait); err != nil {
+			return err
+		}
+	}
+	mb, err := json.Marshal(manifest)
+	if err != nil {
+		return fmt.Errorf("fleet: release module %s: encode: %w", env.Module, err)
+	}
+	return o.publishRetained(ctx, "release module "+env.Module, o.opts.Topics.Module(env.Module), mb, o.opts.ConnectTimeout)
 }
 
 // address makes an unsigned envelope that names no fleet (prefix and

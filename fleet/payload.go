@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -249,6 +250,7 @@ func ParseEventReport(b []byte) (EventReport, error) {
 type payloadKind struct {
 	what   string // names the payload in messages: "target envelope"
 	format int    // the format this build reads: Format or ReportFormat
+	also   []int  // other formats it reads (ChunkedFormat for releases)
 	reader string // the program to upgrade when the format is newer
 	maker  string // the commands that make it, when the format is older
 	limit  int    // the largest payload, in bytes
@@ -284,9 +286,10 @@ func decode(k payloadKind, b []byte, v any) error {
 		}
 		return newError(ErrMalformed, err, "fleet: %s is not valid JSON: %v", what, err)
 	}
-	switch f := string(head.Format); f {
-	case strconv.Itoa(k.format):
-	case "", "null":
+	switch f := string(head.Format); {
+	case f == strconv.Itoa(k.format):
+	case slices.ContainsFunc(k.also, func(n int) bool { return f == strconv.Itoa(n) }):
+	case f == "" || f == "null":
 		return newError(ErrMalformed, nil, `fleet: %s has no "format"; add "format": %d`, what, k.format)
 	default:
 		n, err := strconv.ParseUint(f, 10, 32)

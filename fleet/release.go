@@ -15,8 +15,8 @@ import (
 // MaxModuleSize is the largest module a release carries, in bytes (8 MiB):
 // three times a Go module built with the SDK (2–3 MB), and small enough
 // that a board with 512 MB of memory holds the payload, the decoded code
-// and its compilation at once. A release is one MQTT message, not chunks;
-// see RATIONALE.md.
+// and its compilation at once. Releases travel in chunks
+// (ChunkSize); see RATIONALE.md.
 const MaxModuleSize = 8 << 20
 
 // MaxReleasePayload is the largest module release payload accepted, in
@@ -65,8 +65,13 @@ type ReleaseEnvelope struct {
 	Size   int    `json:"size"`
 	// Wasm is the module's code (base64 in JSON), at most MaxModuleSize
 	// bytes. The code carries its own signature section too (tern module
-	// sign), which the device's runtime checks before loading it.
-	Wasm []byte `json:"wasm"`
+	// sign), which the device's runtime checks before loading it. A
+	// chunked release (format ChunkedFormat) carries no code here: its
+	// Chunks travel apart, and the device puts them together into Wasm.
+	Wasm []byte `json:"wasm,omitempty"`
+	// Chunks, in a chunked release, are the hashes of the code's chunks,
+	// each published retained on its own topic (Topics.ModuleChunk).
+	Chunks *Chunks `json:"chunks,omitempty"`
 	// Issued is when the operator released it (RFC 3339), optional.
 	Issued time.Time `json:"issued,omitzero"`
 	// Key and Sig sign the envelope (see Sign): the operator key's id and
@@ -100,8 +105,10 @@ func NewRelease(module string, version uint64, wasm []byte) ReleaseEnvelope {
 func ParseReleaseEnvelope(b []byte) (ReleaseEnvelope, error) {
 	what := "module release"
 	var env ReleaseEnvelope
-	if err := decode(envelopeKind(what, "tern release", MaxReleasePayload,
-		fmt.Sprintf("modules are limited to %d bytes (%d MiB)", MaxModuleSize, MaxModuleSize>>20)), b, &env); err != nil {
+	kind := envelopeKind(what, "tern release", MaxReleasePayload,
+		fmt.Sprintf("modules are limited to %d bytes (%d MiB)", MaxModuleSize, MaxModuleSize>>20))
+	kind.also = []int{ChunkedFormat}
+	if err := decode(kind, b, &env); err != nil {
 		return ReleaseEnvelope{}, err
 	}
 	if p := idProblem(env.Module); p != "" {
@@ -113,6 +120,15 @@ func ParseReleaseEnvelope(b []byte) (ReleaseEnvelope, error) {
 	}
 	if err := checkVersion(what, "release", env.Version); err != nil {
 		return ReleaseEnvelope{}, err
+	}
+	if env.Format == ChunkedFormat {
+		if err := env.checkManifest(what); err != nil {
+			return ReleaseEnvelope{}, err
+		}
+		return env, nil
+	}
+	if env.Chunks != nil {
+		return ReleaseEnvelope{}, newError(ErrMalformed, nil, `fleet: %s: "chunks" in a format %d release; a chunked release is format %d, without "wasm"`, what, Format, ChunkedFormat)
 	}
 	if len(env.Wasm) == 0 {
 		return ReleaseEnvelope{}, newError(ErrMalformed, nil, `fleet: %s has no "wasm": put the module's code there, base64`, what)
@@ -149,16 +165,25 @@ func isLowerHex(s string) bool {
 // the function signedBytes) for the module's scope, then the module's own
 // version, and the SHA-256 and size of the code as it is, not as the
 // envelope says.
+//
+// A chunked release's manifest, which has no code, is signed for the
+// SHA-256 and size it names: the same bytes as the whole release of that
+// code, so one signature serves both, and the code put together from
+// its chunks is checked against them before it is used.
 func (env ReleaseEnvelope) signedBytes() []byte {
-	return releaseSignedBytes("tern release", env.Prefix, env.Fleet, ModuleScope(env.Module), env.Version, env.ModuleVersion, env.Wasm)
+	sum, size := env.SHA256, env.Size
+	if len(env.Wasm) > 0 || env.Chunks == nil {
+		s := sha256.Sum256(env.Wasm)
+		sum, size = hex.EncodeToString(s[:]), len(env.Wasm)
+	}
+	return releaseSignedBytes("tern release", env.Prefix, env.Fleet, ModuleScope(env.Module), env.Version, env.ModuleVersion, sum, size)
 }
 
 // releaseSignedBytes is what the signature of a release (a module's or
 // ternd's) covers: the common lines, then one line each for the version
-// the code calls itself, and the SHA-256 and size of the code.
-func releaseSignedBytes(kind, prefix, fleet, scope string, version uint64, codeVersion string, code []byte) []byte {
-	sum := sha256.Sum256(code)
-	return signedBytes(kind, prefix, fleet, scope, version, codeVersion, hex.EncodeToString(sum[:]), strconv.Itoa(len(code)))
+// the code calls itself, and the SHA-256 (hex) and size of the code.
+func releaseSignedBytes(kind, prefix, fleet, scope string, version uint64, codeVersion, sum string, size int) []byte {
+	return signedBytes(kind, prefix, fleet, scope, version, codeVersion, sum, strconv.Itoa(size))
 }
 
 // SetTopics makes the release for the fleet and topic prefix of t. Call it

@@ -73,7 +73,7 @@ func TestParseReleaseEnvelopeRefuses(t *testing.T) {
 		msg     string
 	}{
 		{"not JSON", "relay.wasm", fleet.ErrMalformed, "not valid JSON"},
-		{"format 3", releaseJSON(t, set("format", 3)), fleet.ErrUnsupportedFormat, "upgrade ternd"},
+		{"format 4", releaseJSON(t, set("format", 4)), fleet.ErrUnsupportedFormat, "upgrade ternd"},
 		{"format 1", releaseJSON(t, set("format", 1)), fleet.ErrUnsupportedFormat, "no longer reads: its signature does not cover the fleet and topic prefix, so it could be replayed into another fleet; make it again with a tern that writes format 2 (tern release)"},
 		{"no fleet", releaseJSON(t, func(m map[string]any) { delete(m, "fleet") }), fleet.ErrMalformed, `no "fleet"`},
 		{"no prefix", releaseJSON(t, func(m map[string]any) { delete(m, "prefix") }), fleet.ErrMalformed, `no "prefix"`},
@@ -179,6 +179,8 @@ func FuzzParseReleaseEnvelope(f *testing.F) {
 		`{"format":1,"module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA="}`,
 		`{"format":2,"prefix":"tern","fleet":"demo","module":"relay","version":18446744073709551615,"sha256":"","size":-1,"wasm":""}`,
 		`{"format":3,"module":"relay","version":1}`,
+		`{"format":3,"prefix":"tern","fleet":"demo","module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"chunks":{"size":1024,"sha256":["93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476"]}}`,
+		`{"format":3,"prefix":"tern","fleet":"demo","module":"relay","version":1,"sha256":"93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476","size":8,"wasm":"AGFzbQEAAAA=","chunks":{"size":1024,"sha256":[]}}`,
 		`{"FORMAT":2,"Prefix":"tern","FLEET":"demo","Module":"relay","VERSION":1,"Wasm":"AGFzbQEAAAA="}`,
 		`[]`, `null`, ``, `{`,
 	} {
@@ -195,8 +197,12 @@ func FuzzParseReleaseEnvelope(f *testing.F) {
 		if err := env.Verify(trust); err == nil {
 			t.Fatalf("release %.200s verified against a key nobody signs with", b)
 		}
-		if err := fleet.ValidID(env.Module); err != nil || env.Version == 0 || env.Version > fleet.MaxVersion || env.Size != len(env.Wasm) || len(env.Wasm) > fleet.MaxModuleSize {
+		if err := fleet.ValidID(env.Module); err != nil || env.Version == 0 || env.Version > fleet.MaxVersion || len(env.Wasm) > fleet.MaxModuleSize {
 			t.Fatalf("parsed a release that breaks its own rules: %+v", env)
+		}
+		if chunked := env.Format == fleet.ChunkedFormat; chunked && (len(env.Wasm) > 0 || env.Chunks == nil || env.Size <= 0 || env.Size > fleet.MaxModuleSize) ||
+			!chunked && (env.Size != len(env.Wasm) || env.Chunks != nil) {
+			t.Fatalf("parsed a release that breaks the rules of its format: %+v", env)
 		}
 		if err := (fleet.Topics{Prefix: env.Prefix, Fleet: env.Fleet}).Validate(); err != nil || env.Prefix == "" {
 			t.Fatalf("parsed a release for a fleet that cannot be (%v): %+v", err, env)

@@ -1,0 +1,228 @@
+package fleet_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/testbound"
+)
+
+// A release cut into chunks is put together again as the same release,
+// whose one signature verifies in both forms; a chunk or a manifest that
+// was changed is refused.
+func TestSplitJoin(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	trust := signing.NewTrust(priv.Public().(ed25519.PublicKey))
+	env := fleet.NewRelease("relay", 7, bigWasm(2*fleet.ChunkSize+100))
+	env.SetTopics(topics)
+	env.Sign(priv)
+
+	manifest, chunks := env.Split(0)
+	if len(chunks) != 3 || len(chunks[2]) != 100 || manifest.Wasm != nil || manifest.Format != fleet.ChunkedFormat {
+		t.Fatalf("split into %d chunks (last %d bytes), manifest format %d with %d bytes of code", len(chunks), len(chunks[len(chunks)-1]), manifest.Format, len(manifest.Wasm))
+	}
+	if err := manifest.Verify(trust); err != nil {
+		t.Fatalf("the manifest does not verify with the release's signature: %v", err)
+	}
+	b, err := json.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := fleet.ParseReleaseEnvelope(b)
+	if err != nil {
+		t.Fatalf("the manifest does not parse: %v", err)
+	}
+	for i, c := range chunks {
+		if err := parsed.CheckChunk(i, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, err := parsed.Join(chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(whole, env) {
+		t.Errorf("joined release differs from the one split")
+	}
+	if err := whole.Verify(trust); err != nil {
+		t.Errorf("joined release does not verify: %v", err)
+	}
+
+	// A chunk of other code, or swapped with another, is refused.
+	if err := parsed.CheckChunk(1, chunks[0]); !errors.Is(err, fleet.ErrHashMismatch) {
+		t.Errorf("chunk 0 as chunk 1: err = %v, want ErrHashMismatch", err)
+	}
+	if err := parsed.CheckChunk(3, chunks[0]); err == nil {
+		t.Error("a chunk past the last was taken")
+	}
+	// A manifest whose chunk hashes are consistent but whose code hash is
+	// not (the chunks of other code): Join refuses, and the signature,
+	// which covers the code hash, would too.
+	other := fleet.NewRelease("relay", 7, bigWasm(2*fleet.ChunkSize+100))
+	otherManifest, otherChunks := other.Split(0)
+	forged := parsed
+	forged.Chunks = otherManifest.Chunks
+	if _, err := forged.Join(otherChunks); !errors.Is(err, fleet.ErrHashMismatch) {
+		t.Errorf("chunks of other code: err = %v, want ErrHashMismatch", err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		edit func(m *fleet.ReleaseEnvelope)
+		want string
+	}{
+		{"a hash missing", func(m *fleet.ReleaseEnvelope) { m.Chunks.SHA256 = m.Chunks.SHA256[:2] }, "make 3 chunks, but \"chunks\" lists 2 hashes"},
+		{"tiny chunks", func(m *fleet.ReleaseEnvelope) { m.Chunks.Size = 16 }, "chunks of 16 bytes; use 1024 to 1048576"},
+		{"code inside", func(m *fleet.ReleaseEnvelope) { m.Wasm = env.Wasm }, `carries no "wasm"`},
+		{"no chunks", func(m *fleet.ReleaseEnvelope) { m.Chunks = nil }, `needs "chunks"`},
+		{"too large", func(m *fleet.ReleaseEnvelope) { m.Size = fleet.MaxModuleSize + 1 }, "over the 8388608-byte limit"},
+	} {
+		m := manifest
+		c := *manifest.Chunks
+		c.SHA256 = append([]string(nil), c.SHA256...)
+		m.Chunks = &c
+		tc.edit(&m)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fleet.ParseReleaseEnvelope(b); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to say %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// cutLink is a device's network that drops the first connection once
+// cutAt bytes came through it, then refuses to connect until opened, and
+// counts what each connection read.
+type cutLink struct {
+	cutAt int64
+	open  chan struct{}
+
+	mu     sync.Mutex
+	conns  int
+	read   []*atomic.Int64 // per connection
+	dialed chan struct{}   // a dial waits for open
+}
+
+func (l *cutLink) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	l.mu.Lock()
+	n := l.conns
+	l.conns++
+	l.mu.Unlock()
+	if n > 0 {
+		select {
+		case l.dialed <- struct{}{}:
+		default:
+		}
+		select {
+		case <-l.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	read := new(atomic.Int64)
+	l.mu.Lock()
+	l.read = append(l.read, read)
+	l.mu.Unlock()
+	cut := int64(-1)
+	if n == 0 {
+		cut = l.cutAt
+	}
+	return &countedConn{Conn: c, read: read, cut: cut}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	read *atomic.Int64
+	cut  int64 // close once this many bytes were read; -1: never
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if total := c.read.Add(int64(n)); c.cut >= 0 && total >= c.cut {
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// A device whose link drops in the middle of a release keeps the chunks
+// it had, and after reconnecting fetches only those it lacks.
+func TestChunkedReleaseResumes(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		const size = 24 * fleet.ChunkSize // 6 MiB
+		rel := fleet.NewRelease("relay", 1, bigWasm(size))
+		rel.SetTopics(topics)
+		if err := op.PushRelease(t.Context(), rel); err != nil {
+			t.Fatal(err)
+		}
+
+		link := &cutLink{cutAt: size * 4 / 10, open: make(chan struct{}), dialed: make(chan struct{}, 1)}
+		opts := testOptions(url, "pi-020")
+		opts.Modules = []string{"relay"}
+		opts.Dial = link.dial
+		st := fleettest.Store(t)
+		opts.Store = st
+		d := newDevice(t, opts)
+		run(t, d)
+
+		testbound.WaitFor(t, "the link to be cut and the device to dial again", func() bool {
+			select {
+			case <-link.dialed:
+				return true
+			default:
+				return false
+			}
+		})
+		held := 0
+		if err := st.Scan([]byte("fleet/chunk/relay/"), func(_, _ []byte) error { held++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if held < 2 {
+			t.Fatalf("%d chunks kept when the link was cut after %d bytes; want at least 2", held, link.cutAt)
+		}
+		close(link.open)
+
+		got := recv(t, d.Releases(), "the release")
+		got.Issued = rel.Issued
+		if !reflect.DeepEqual(got, rel) {
+			t.Fatalf("the release changed on the way: version %d, %d bytes", got.Version, len(got.Wasm))
+		}
+		link.mu.Lock()
+		second := link.read[1].Load()
+		link.mu.Unlock()
+		// What the second connection needed: the chunks missing, the
+		// window that was in flight when the link went (the persistent
+		// session sends those again), and a little for the manifest,
+		// acknowledgements and the target.
+		need := int64(24-held+4)*fleet.ChunkSize + 64<<10
+		if second > need {
+			t.Errorf("after reconnecting the device read %d bytes; %d chunks of 24 were kept, so at most %d were needed: it fetched chunks again", second, held, need)
+		}
+		t.Logf("cut after %d bytes with %d chunks kept; the second connection read %d bytes", link.read[0].Load(), held, second)
+		// The chunks stay, for the manifest that comes again with every
+		// connection: the release is put together again from the store.
+		n := 0
+		if err := st.Scan([]byte("fleet/chunk/relay/"+rel.SHA256+"/"), func(_, _ []byte) error { n++; return nil }); err != nil || n != 24 {
+			t.Errorf("%d chunks of the release in the store after it was put together (%v); want all 24 kept", n, err)
+		}
+	})
+}
