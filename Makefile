@@ -156,6 +156,7 @@ bench-agent:
 testbench:
 	$(GO) run ./cmd/tern testbench run --junit testbench-report.xml testbench/scenarios/*.yaml
 	TERN_KILLS=50 TERN_SCALE_AGENTS=1000 $(GO) test -count=1 -run 'TestKillRestart|TestScale' -v -timeout 30m ./testbench/
+	TERN_SLOWLINK_BYTES=3400000 $(GO) test -count=1 -run 'TestReleaseOverSlowLink' -v -timeout 30m ./fleet/
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -7,11 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
@@ -151,16 +155,31 @@ func (l *cutLink) dial(ctx context.Context, network, addr string) (net.Conn, err
 
 type countedConn struct {
 	net.Conn
-	read *atomic.Int64
-	cut  int64 // close once this many bytes were read; -1: never
+	read  *atomic.Int64
+	cut   int64 // close once this many bytes were read; -1: never
+	isCut atomic.Bool
 }
 
+// Read reports the cut as the peer resetting the connection: paho takes
+// a connection closed locally for one closed on purpose, not for a lost
+// one (testbench.Link does the same).
 func (c *countedConn) Read(p []byte) (int, error) {
+	if c.isCut.Load() {
+		return 0, syscall.ECONNRESET
+	}
 	n, err := c.Conn.Read(p)
 	if total := c.read.Add(int64(n)); c.cut >= 0 && total >= c.cut {
+		c.isCut.Store(true)
 		c.Conn.Close()
 	}
 	return n, err
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	if c.isCut.Load() {
+		return 0, syscall.ECONNRESET
+	}
+	return c.Conn.Write(p)
 }
 
 // A device whose link drops in the middle of a release keeps the chunks
@@ -209,11 +228,10 @@ func TestChunkedReleaseResumes(t *testing.T) {
 		link.mu.Lock()
 		second := link.read[1].Load()
 		link.mu.Unlock()
-		// What the second connection needed: the chunks missing, the
-		// window that was in flight when the link went (the persistent
-		// session sends those again), and a little for the manifest,
-		// acknowledgements and the target.
-		need := int64(24-held+4)*fleet.ChunkSize + 64<<10
+		// What the second connection needed: the chunks missing (the one
+		// in flight when the link went among them), one more for slack,
+		// and a little for the manifest, acknowledgements and the target.
+		need := int64(24-held+1)*fleet.ChunkSize + 64<<10
 		if second > need {
 			t.Errorf("after reconnecting the device read %d bytes; %d chunks of 24 were kept, so at most %d were needed: it fetched chunks again", second, held, need)
 		}
@@ -225,4 +243,64 @@ func TestChunkedReleaseResumes(t *testing.T) {
 			t.Errorf("%d chunks of the release in the store after it was put together (%v); want all 24 kept", n, err)
 		}
 	})
+}
+
+// TestReleaseOverSlowLink: a release reaches a device behind a link of
+// 256 kbit/s that drops the connection now and then, intact, and targets
+// pushed meanwhile reach the device while the release is still on its way.
+// make test sends 768 KiB; make testbench (TERN_SLOWLINK_BYTES=3400000)
+// a Go module's 3.4 MB, in about two minutes.
+func TestReleaseOverSlowLink(t *testing.T) {
+	t.Parallel()
+	size := 3 * fleet.ChunkSize
+	if s := os.Getenv("TERN_SLOWLINK_BYTES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1024 || n > fleet.MaxModuleSize {
+			t.Fatalf("TERN_SLOWLINK_BYTES=%q: want a size in bytes, 1024 to %d", s, fleet.MaxModuleSize)
+		}
+		size = n
+	}
+	const rate = 256 << 10 / 8 // 256 kbit/s
+	broker := fleettest.Mosquitto(t)
+	link := fleettest.NewSlowLink(t, broker, rate, 20*time.Second, 40*time.Second, 1)
+	op := dialOperator(t, broker)
+	rel := fleet.NewRelease("relay", 1, bigWasm(size))
+	rel.SetTopics(topics)
+	if err := op.PushRelease(t.Context(), rel); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := testOptions(link.URL, "pi-030")
+	opts.Modules = []string{"relay"}
+	d := newDevice(t, opts)
+	start := time.Now()
+	run(t, d)
+	waitConnected(t, d)
+	if err := op.PushTarget(t.Context(), "pi-030", fleet.TargetEnvelope{Version: 1, Target: json.RawMessage(`{"relays":{"fan":true}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	target := recv(t, d.Targets(), "the target pushed during the download")
+	select {
+	case <-d.Releases():
+		t.Fatalf("the release (%d bytes at %d bytes/s) arrived before the target pushed after it started", size, rate)
+	default:
+	}
+	if target.Version != 1 {
+		t.Errorf("target version %d, want 1", target.Version)
+	}
+	// The bound: four times the time the bytes take at the link's rate,
+	// and the hang bound on top.
+	var got fleet.ReleaseEnvelope
+	select {
+	case got = <-d.Releases():
+	case <-time.After(4*time.Duration(size)*time.Second/rate + testbound.Hang):
+		t.Fatalf("no release after %v: %d bytes carried, %d drops", time.Since(start), link.Carried(), link.Drops())
+	}
+	took := time.Since(start)
+	got.Issued = rel.Issued
+	if !reflect.DeepEqual(got, rel) {
+		t.Fatalf("the release changed on the way: version %d, %d bytes", got.Version, len(got.Wasm))
+	}
+	t.Logf("%d bytes over %d bytes/s in %v (lower bound %v), %d drops, %d bytes carried to the device",
+		size, rate, took.Round(100*time.Millisecond), time.Duration(size)*time.Second/rate, link.Drops(), link.Carried())
 }

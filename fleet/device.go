@@ -189,8 +189,9 @@ type Device struct {
 	// they arrive.
 	fetchMu   sync.Mutex
 	wanted    map[string]ReleaseEnvelope
-	refused   map[string]string // module → "version sha256" of a manifest its chunks contradict
-	stale     []string          // chunk topics still subscribed when a connection was lost
+	refused   map[string]string   // module → "version sha256" of a manifest its chunks contradict
+	stale     []string            // chunk topics still subscribed when a connection was lost
+	asked     map[string]struct{} // chunk topics the fetcher waits for
 	fetchWake chan struct{}
 	chunkIn   chan chunkMsg
 	mu        sync.Mutex // serializes sends on targets and refusals with closing them
@@ -340,6 +341,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		stateWake:    make(chan struct{}, 1),
 		wanted:       map[string]ReleaseEnvelope{},
 		refused:      map[string]string{},
+		asked:        map[string]struct{}{},
 		fetchWake:    make(chan struct{}, 1),
 		chunkIn:      make(chan chunkMsg, 2*fetchWindow),
 		target:       t.DeviceTarget(opts.Device),

@@ -22,14 +22,19 @@ import (
 // ends the fetcher; the manifest comes again (retained) on the next one,
 // and the fetcher asks only for what the store does not hold yet.
 
-// fetchWindow is how many chunks are asked for at once: at most this many
-// (and as many in paho's queue) are in memory while they arrive.
-const fetchWindow = 4
+// fetchWindow is how many chunks are asked for at once: one. Everything
+// the broker sends queues behind the chunks in flight, the answer to the
+// client's keepalive ping too, and paho drops a connection whose ping is
+// not answered within 10 s: at 256 kbit/s one 256 KiB chunk takes 8 s.
+// Asking one at a time costs a round trip per chunk, a few per cent on a
+// link with a long delay.
+const fetchWindow = 1
 
-// chunkStall is how long a fetch waits without any chunk arriving before
-// it gives up on the window and tries again later: the chunks may not be
-// published (yet), or the link is stalled.
-const chunkStall = time.Minute
+// chunkStall is how long a fetch waits for a chunk it asked for before it
+// asks again later: the chunk may not be published (yet), the link may be
+// stalled, or a broker dropped it (it comes at QoS 0). At 256 kbit/s a
+// chunk takes 8 s.
+const chunkStall = 30 * time.Second
 
 // chunkPrefix is where chunks are kept: chunk i of the code with SHA-256
 // S of module M under chunkPrefix+M+"/"+S+"/"+i (six digits). They stay
@@ -61,10 +66,19 @@ func (d *Device) onManifest(env ReleaseEnvelope) {
 	signal(d.fetchWake)
 }
 
-// onChunk takes a chunk for the fetcher. It runs on paho's delivery
-// goroutine: it must not block; a chunk that finds the queue full is
+// onChunk takes a chunk for the fetcher, if it is one the fetcher asked
+// for: a persistent session sends again what was in flight when a
+// connection was lost, which must not crowd out the chunk asked for. It
+// runs on paho's delivery goroutine: it must not block; a chunk that
+// finds the queue full (it holds what the fetcher asked for, twice) is
 // dropped and asked for again.
 func (d *Device) onChunk(_ paho.Client, m paho.Message) {
+	d.fetchMu.Lock()
+	_, asked := d.asked[m.Topic()]
+	d.fetchMu.Unlock()
+	if !asked {
+		return
+	}
 	select {
 	case d.chunkIn <- chunkMsg{m.Topic(), m.Payload()}:
 	default:
@@ -214,8 +228,24 @@ func (d *Device) fetchWindow(ctx context.Context, c paho.Client, env ReleaseEnve
 		topics[j] = d.opts.Topics.ModuleChunk(env.Module, i)
 		want[topics[j]] = i
 	}
+	d.fetchMu.Lock()
+	clear(d.asked)
+	for _, topic := range topics {
+		d.asked[topic] = struct{}{}
+	}
+	d.fetchMu.Unlock()
+	defer func() {
+		d.fetchMu.Lock()
+		clear(d.asked)
+		d.fetchMu.Unlock()
+	}()
+	// At QoS 0: a chunk lost with a connection is asked for again, while
+	// at QoS 1 the broker would send it again first thing on the next
+	// connection, where on a slow link it delays the answers the
+	// connection's setup waits for (256 KiB take 8 s at 256 kbit/s) until
+	// the device gives up on them and reconnects, for ever.
 	sub, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
-	err := subscribe(sub, c, topics...)
+	err := subscribeAt(sub, c, 0, topics...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("subscribe to its chunks: %w", err)

@@ -156,9 +156,14 @@ func lostConnection(err error) bool {
 // that an operator reading the targets of a thousand devices waits for a
 // few round trips, not a thousand.
 func subscribe(ctx context.Context, c paho.Client, filters ...string) error {
+	return subscribeAt(ctx, c, qos, filters...)
+}
+
+// subscribeAt is subscribe at QoS q.
+func subscribeAt(ctx context.Context, c paho.Client, q byte, filters ...string) error {
 	for len(filters) > 0 {
 		n := min(len(filters), maxSubscribeFilters)
-		if err := subscribeBatch(ctx, c, filters[:n]); err != nil {
+		if err := subscribeBatch(ctx, c, q, filters[:n]); err != nil {
 			return err
 		}
 		filters = filters[n:]
@@ -171,11 +176,11 @@ func subscribe(ctx context.Context, c paho.Client, filters ...string) error {
 // brokers accept in a packet.
 const maxSubscribeFilters = 500
 
-func subscribeBatch(ctx context.Context, c paho.Client, filters []string) error {
+func subscribeBatch(ctx context.Context, c paho.Client, q byte, filters []string) error {
 	for delay := time.Millisecond; ; delay *= 2 {
 		m := make(map[string]byte, len(filters))
 		for _, f := range filters {
-			m[f] = qos
+			m[f] = q
 		}
 		tok := c.SubscribeMultiple(m, nil)
 		if err := waitToken(ctx, c, tok); err != nil {
@@ -189,7 +194,7 @@ func subscribeBatch(ctx context.Context, c paho.Client, filters []string) error 
 		for _, f := range filters {
 			code, ok := st.Result()[f]
 			switch {
-			case !ok || code <= qos:
+			case !ok || code <= q:
 			case code == subackIDInUse:
 				again = append(again, f)
 			default:
