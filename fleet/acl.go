@@ -65,6 +65,7 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+")+"/chunks/+")
 	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+"))
+	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+")+"/chunks/+")
 	for _, topic := range []string{t.State("%u"), t.Events("%u"), t.Online("%u")} {
 		fmt.Fprintf(&b, "pattern write %s\n", topic)
 	}

@@ -37,6 +37,7 @@ func ExampleMosquittoACL() {
 	// pattern read tern/demo/modules/+
 	// pattern read tern/demo/modules/+/chunks/+
 	// pattern read tern/demo/agent/+
+	// pattern read tern/demo/agent/+/chunks/+
 	// pattern write tern/demo/devices/%u/state
 	// pattern write tern/demo/devices/%u/events
 	// pattern write tern/demo/devices/%u/online

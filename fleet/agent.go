@@ -71,7 +71,11 @@ type AgentRelease struct {
 	Size   int    `json:"size"`
 	// Gzip is the binary, gzip-compressed (base64 in JSON), at most
 	// MaxAgentCompressed bytes.
-	Gzip []byte `json:"gzip"`
+	Gzip []byte `json:"gzip,omitempty"`
+	// Chunks, in a chunked release (format ChunkedFormat), are the hashes
+	// of the chunks of Gzip, which travel apart (Topics.AgentChunk);
+	// Chunks.Bytes is the length of Gzip.
+	Chunks *Chunks `json:"chunks,omitempty"`
 	// Issued is when the operator released it (RFC 3339), optional.
 	Issued time.Time `json:"issued,omitzero"`
 	// Key and Sig sign the release (see Sign).
@@ -127,8 +131,10 @@ func ValidArch(arch string) error {
 func ParseAgentRelease(b []byte) (AgentRelease, error) {
 	what := "agent release"
 	var r AgentRelease
-	if err := decode(envelopeKind(what, "tern agent release", MaxAgentPayload,
-		fmt.Sprintf("agent binaries are limited to %d MiB compressed", MaxAgentCompressed>>20)), b, &r); err != nil {
+	kind := envelopeKind(what, "tern agent release", MaxAgentPayload,
+		fmt.Sprintf("agent binaries are limited to %d MiB compressed", MaxAgentCompressed>>20))
+	kind.also = []int{ChunkedFormat}
+	if err := decode(kind, b, &r); err != nil {
 		return AgentRelease{}, err
 	}
 	if err := ValidArch(r.Arch); err != nil {
@@ -140,6 +146,15 @@ func ParseAgentRelease(b []byte) (AgentRelease, error) {
 	}
 	if err := checkVersion(what, "release", r.Version); err != nil {
 		return AgentRelease{}, err
+	}
+	if r.Format == ChunkedFormat {
+		if err := r.checkManifest(what); err != nil {
+			return AgentRelease{}, err
+		}
+		return r, nil
+	}
+	if r.Chunks != nil {
+		return AgentRelease{}, newError(ErrMalformed, nil, `fleet: %s: "chunks" in a format %d release; a chunked release is format %d, without "gzip"`, what, Format, ChunkedFormat)
 	}
 	if len(r.Gzip) == 0 {
 		return AgentRelease{}, newError(ErrMalformed, nil, `fleet: %s has no "gzip": put the gzip-compressed ternd binary there, base64`, what)
@@ -153,33 +168,46 @@ func ParseAgentRelease(b []byte) (AgentRelease, error) {
 	if r.Size <= 0 || r.Size > MaxAgentSize {
 		return AgentRelease{}, newError(ErrTooLarge, nil, `fleet: %s: "size" %d is not between 1 and the %d-byte limit`, what, r.Size, MaxAgentSize)
 	}
+	if err := r.unpack(what); err != nil {
+		return AgentRelease{}, err
+	}
+	return r, nil
+}
+
+// unpack decompresses Gzip into Binary and checks it against SHA256 and
+// Size, which were checked for form.
+func (r *AgentRelease) unpack(what string) error {
 	zr, err := gzip.NewReader(bytes.NewReader(r.Gzip))
 	if err != nil {
-		return AgentRelease{}, newError(ErrMalformed, err, `fleet: %s: "gzip" is not gzip data (%v); release it with tern agent release`, what, err)
+		return newError(ErrMalformed, err, `fleet: %s: "gzip" is not gzip data (%v); release it with tern agent release`, what, err)
 	}
 	bin, err := io.ReadAll(io.LimitReader(zr, int64(r.Size)+1))
 	if err != nil {
-		return AgentRelease{}, newError(ErrHashMismatch, err, `fleet: %s: the compressed binary is damaged (%v); release it again`, what, err)
+		return newError(ErrHashMismatch, err, `fleet: %s: the compressed binary is damaged (%v); release it again`, what, err)
 	}
 	if len(bin) != r.Size {
-		return AgentRelease{}, newError(ErrHashMismatch, nil, `fleet: %s: the binary is not the %d bytes "size" says (it was cut short or changed); release it again`, what, r.Size)
+		return newError(ErrHashMismatch, nil, `fleet: %s: the binary is not the %d bytes "size" says (it was cut short or changed); release it again`, what, r.Size)
 	}
 	if sum := sha256.Sum256(bin); hex.EncodeToString(sum[:]) != r.SHA256 {
-		return AgentRelease{}, newError(ErrHashMismatch, nil, `fleet: %s: the binary's SHA-256 is %x but "sha256" says %s; release it again`, what, sum, r.SHA256)
+		return newError(ErrHashMismatch, nil, `fleet: %s: the binary's SHA-256 is %x but "sha256" says %s; release it again`, what, sum, r.SHA256)
 	}
 	if !bytes.HasPrefix(bin, []byte("\x7fELF")) {
-		return AgentRelease{}, newError(ErrMalformed, nil, "fleet: %s: the binary is not an ELF executable; release a ternd built for linux/%s", what, r.Arch)
+		return newError(ErrMalformed, nil, "fleet: %s: the binary is not an ELF executable; release a ternd built for linux/%s", what, r.Arch)
 	}
 	r.Binary = bin
-	return r, nil
+	return nil
 }
 
 // signedBytes is what an agent release's signature covers: the common
 // lines (see the function signedBytes) for the architecture's scope, then
 // ternd's own version and the SHA-256 and size of the binary as it is.
 func (r AgentRelease) signedBytes() []byte {
-	sum := sha256.Sum256(r.Binary)
-	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, hex.EncodeToString(sum[:]), len(r.Binary))
+	sum, size := r.SHA256, r.Size
+	if len(r.Binary) > 0 || r.Chunks == nil {
+		s := sha256.Sum256(r.Binary)
+		sum, size = hex.EncodeToString(s[:]), len(r.Binary)
+	}
+	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, sum, size)
 }
 
 // SetTopics makes the release for the fleet and topic prefix of t. Call it
@@ -228,6 +256,20 @@ func (o *Operator) PushAgentRelease(ctx context.Context, r AgentRelease) error {
 	if _, err := ParseAgentRelease(b); err != nil {
 		return fmt.Errorf("fleet: not releasing what devices would refuse: %w", err)
 	}
-	wait := o.opts.ConnectTimeout + time.Duration(len(b)/releaseRate)*time.Second
-	return o.publishRetained(ctx, "release agent for "+r.Arch, o.opts.Topics.Agent(r.Arch), b, wait)
+	if r.Format != Format {
+		return fmt.Errorf("fleet: release agent for %s: give the whole release (format %d, with its binary); PushAgentRelease cuts it into chunks", r.Arch, Format)
+	}
+	manifest, chunks := r.Split(ChunkSize)
+	for i, c := range chunks {
+		wait := o.opts.ConnectTimeout + time.Duration(len(c)/releaseRate)*time.Second
+		if err := o.publishRetained(ctx, fmt.Sprintf("release agent for %s: chunk %d of %d", r.Arch, i+1, len(chunks)),
+			o.opts.Topics.AgentChunk(r.Arch, i), c, wait); err != nil {
+			return err
+		}
+	}
+	mb, err := json.Marshal(manifest)
+	if err != nil {
+		return fmt.Errorf("fleet: release agent for %s: encode: %w", r.Arch, err)
+	}
+	return o.publishRetained(ctx, "release agent for "+r.Arch, o.opts.Topics.Agent(r.Arch), mb, o.opts.ConnectTimeout)
 }

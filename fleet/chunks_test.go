@@ -212,7 +212,7 @@ func TestChunkedReleaseResumes(t *testing.T) {
 			}
 		})
 		held := 0
-		if err := st.Scan([]byte("fleet/chunk/relay/"), func(_, _ []byte) error { held++; return nil }); err != nil {
+		if err := st.Scan([]byte("fleet/chunk/module/relay/"), func(_, _ []byte) error { held++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if held < 2 {
@@ -239,7 +239,7 @@ func TestChunkedReleaseResumes(t *testing.T) {
 		// The chunks stay, for the manifest that comes again with every
 		// connection: the release is put together again from the store.
 		n := 0
-		if err := st.Scan([]byte("fleet/chunk/relay/"+rel.SHA256+"/"), func(_, _ []byte) error { n++; return nil }); err != nil || n != 24 {
+		if err := st.Scan([]byte("fleet/chunk/module/relay/"+rel.SHA256+"/"), func(_, _ []byte) error { n++; return nil }); err != nil || n != 24 {
 			t.Errorf("%d chunks of the release in the store after it was put together (%v); want all 24 kept", n, err)
 		}
 	})
@@ -303,4 +303,56 @@ func TestReleaseOverSlowLink(t *testing.T) {
 	}
 	t.Logf("%d bytes over %d bytes/s in %v (lower bound %v), %d drops, %d bytes carried to the device",
 		size, rate, took.Round(100*time.Millisecond), time.Duration(size)*time.Second/rate, link.Drops(), link.Carried())
+}
+
+// An agent release travels the same way: its compressed binary in chunks,
+// the manifest signed as the whole, the binary checked after it was put
+// together and decompressed.
+func TestAgentSplitJoin(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	trust := signing.NewTrust(priv.Public().(ed25519.PublicKey))
+	bin := append([]byte("\x7fELF"), bigWasm(3*fleet.ChunkSize)...) // random: compresses to about its size
+	r, err := fleet.NewAgentRelease("arm64", 9, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetTopics(topics)
+	r.Sign(priv)
+	manifest, chunks := r.Split(0)
+	if len(chunks) != 4 || manifest.Chunks.Bytes != len(r.Gzip) || manifest.Gzip != nil {
+		t.Fatalf("split into %d chunks, bytes %d (gzip %d)", len(chunks), manifest.Chunks.Bytes, len(r.Gzip))
+	}
+	b, err := json.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := fleet.ParseAgentRelease(b)
+	if err != nil {
+		t.Fatalf("the manifest does not parse: %v", err)
+	}
+	if err := parsed.Verify(trust); err != nil {
+		t.Fatalf("the manifest does not verify with the release's signature: %v", err)
+	}
+	whole, err := parsed.Join(chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(whole.Binary) != string(bin) || whole.Format != fleet.Format || whole.Chunks != nil {
+		t.Fatalf("joined: %d bytes of binary, format %d", len(whole.Binary), whole.Format)
+	}
+	if err := whole.Verify(trust); err != nil {
+		t.Errorf("joined release does not verify: %v", err)
+	}
+	// Chunks of another binary whose hashes the manifest was given:
+	// decompressed, they are not the signed binary.
+	other, err := fleet.NewAgentRelease("arm64", 9, append([]byte("\x7fELF"), bigWasm(3*fleet.ChunkSize)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, oc := other.Split(0)
+	forged := parsed
+	forged.Chunks = om.Chunks
+	if _, err := forged.Join(oc); !errors.Is(err, fleet.ErrHashMismatch) {
+		t.Errorf("chunks of another binary: err = %v, want ErrHashMismatch", err)
+	}
 }

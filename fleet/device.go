@@ -188,7 +188,7 @@ type Device struct {
 	// wanted per module, a wake-up for the fetcher, and the chunks as
 	// they arrive.
 	fetchMu   sync.Mutex
-	wanted    map[string]ReleaseEnvelope
+	wanted    map[string]fetchItem
 	refused   map[string]string   // module → "version sha256" of a manifest its chunks contradict
 	stale     []string            // chunk topics still subscribed when a connection was lost
 	asked     map[string]struct{} // chunk topics the fetcher waits for
@@ -339,7 +339,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		strikes:      map[uint64]int{},
 		firstAttempt: make(chan struct{}),
 		stateWake:    make(chan struct{}, 1),
-		wanted:       map[string]ReleaseEnvelope{},
+		wanted:       map[string]fetchItem{},
 		refused:      map[string]string{},
 		asked:        map[string]struct{}{},
 		fetchWake:    make(chan struct{}, 1),
@@ -451,6 +451,7 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		if d.agent != "" {
 			c.AddRoute(d.agent, d.onAgentRelease)
+			c.AddRoute(d.agent+"/chunks/+", d.onChunk)
 		}
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -667,7 +668,7 @@ func (d *Device) onRelease(_ paho.Client, m paho.Message) {
 	}
 	if env.Format == ChunkedFormat {
 		d.log.Debug("fleet: chunked module release received", "module", name, "version", env.Version, "size", env.Size, "chunks", len(env.Chunks.SHA256))
-		d.onManifest(env)
+		d.want(env.fetchItem(d.opts.Topics, d.offerRelease))
 		return
 	}
 	d.log.Debug("fleet: module release received", "module", name, "version", env.Version, "size", env.Size)
@@ -693,7 +694,17 @@ func (d *Device) onAgentRelease(_ paho.Client, m paho.Message) {
 		d.refuse(Refusal{Topic: m.Topic(), Agent: true, Err: err})
 		return
 	}
+	if r.Format == ChunkedFormat {
+		d.log.Debug("fleet: chunked agent release received", "arch", r.Arch, "version", r.Version, "size", r.Size, "chunks", len(r.Chunks.SHA256))
+		d.want(r.fetchItem(d.opts.Topics, d.offerAgent))
+		return
+	}
 	d.log.Debug("fleet: agent release received", "arch", r.Arch, "version", r.Version, "size", r.Size)
+	d.offerAgent(r)
+}
+
+// offerAgent is offerTarget for agent releases.
+func (d *Device) offerAgent(r AgentRelease) {
 	offer(d, d.agents, r, "agent release", func(r AgentRelease) (string, uint64) { return r.Arch, r.Version })
 }
 

@@ -36,14 +36,15 @@ const fetchWindow = 1
 // chunk takes 8 s.
 const chunkStall = 30 * time.Second
 
-// chunkPrefix is where chunks are kept: chunk i of the code with SHA-256
-// S of module M under chunkPrefix+M+"/"+S+"/"+i (six digits). They stay
-// after the release was put together, until a release of other code
-// replaces them: the manifest comes again (retained) with every
-// connection, and the device then puts the release together from its
-// store, without the network, and offers it again (the agent ignores a
-// release it has). Nothing marks a release done, which a power cut
-// between the mark and the agent's taking it could lose.
+// chunkPrefix is where chunks are kept: chunk i of the release with
+// SHA-256 S of K (module/<name> or agent/<arch>) under
+// chunkPrefix+K+"/"+S+"/"+i (six digits). They stay after the release was
+// put together, until a release of other code replaces them: the manifest
+// comes again (retained) with every connection, and the device then puts
+// the release together from its store, without the network, and offers it
+// again (the agent ignores a release it has). Nothing marks a release
+// done, which a power cut between the mark and the agent's taking it could
+// lose.
 const chunkPrefix = "fleet/chunk/"
 
 type chunkMsg struct {
@@ -51,27 +52,40 @@ type chunkMsg struct {
 	data  []byte
 }
 
-// onManifest records a chunked release to fetch. It runs on paho's
-// delivery goroutine: it must not block.
-func (d *Device) onManifest(env ReleaseEnvelope) {
+// fetchItem is a chunked release to fetch: a module's or ternd's.
+type fetchItem struct {
+	key     string // its scope: module/<name> or agent/<arch>
+	version uint64
+	sum     string // the SHA-256 its manifest names
+	chunks  *Chunks
+	total   int // bytes in chunks
+	topic   func(i int) string
+	// finish puts the release together from its chunks, checks it and
+	// offers it; an error refuses it.
+	finish  func(chunks [][]byte) error
+	refusal Refusal // Topic, Module or Agent, for a refusal
+}
+
+func (it fetchItem) mark() string { return strconv.FormatUint(it.version, 10) + " " + it.sum }
+
+// want records a chunked release to fetch. It runs on paho's delivery
+// goroutine: it must not block.
+func (d *Device) want(it fetchItem) {
 	d.fetchMu.Lock()
-	if d.refused[env.Module] == fetchedMark(env) {
+	if d.refused[it.key] == it.mark() {
 		d.fetchMu.Unlock()
 		return // its chunks do not make the code it names; asking again gets the same
 	}
-	if w, ok := d.wanted[env.Module]; !ok || w.Version < env.Version || w.Version == env.Version && w.SHA256 != env.SHA256 {
-		d.wanted[env.Module] = env
+	if w, ok := d.wanted[it.key]; !ok || w.version < it.version || w.version == it.version && w.sum != it.sum {
+		d.wanted[it.key] = it
 	}
 	d.fetchMu.Unlock()
 	signal(d.fetchWake)
 }
 
 // onChunk takes a chunk for the fetcher, if it is one the fetcher asked
-// for: a persistent session sends again what was in flight when a
-// connection was lost, which must not crowd out the chunk asked for. It
-// runs on paho's delivery goroutine: it must not block; a chunk that
-// finds the queue full (it holds what the fetcher asked for, twice) is
-// dropped and asked for again.
+// for. It runs on paho's delivery goroutine: it must not block; a chunk
+// that finds the queue full is dropped and asked for again.
 func (d *Device) onChunk(_ paho.Client, m paho.Message) {
 	d.fetchMu.Lock()
 	_, asked := d.asked[m.Topic()]
@@ -83,10 +97,6 @@ func (d *Device) onChunk(_ paho.Client, m paho.Message) {
 	case d.chunkIn <- chunkMsg{m.Topic(), m.Payload()}:
 	default:
 	}
-}
-
-func fetchedMark(env ReleaseEnvelope) string {
-	return strconv.FormatUint(env.Version, 10) + " " + env.SHA256
 }
 
 // fetch runs for one connection, until ctx ends: it downloads the wanted
@@ -108,7 +118,7 @@ func (d *Device) fetch(ctx context.Context, c paho.Client) {
 	}
 	var failures int
 	for {
-		env, ok := d.nextWanted()
+		it, ok := d.nextWanted()
 		if !ok {
 			select {
 			case <-ctx.Done():
@@ -117,7 +127,7 @@ func (d *Device) fetch(ctx context.Context, c paho.Client) {
 			}
 			continue
 		}
-		err := d.download(ctx, c, env)
+		err := d.download(ctx, c, it)
 		if ctx.Err() != nil {
 			return
 		}
@@ -127,7 +137,7 @@ func (d *Device) fetch(ctx context.Context, c paho.Client) {
 		}
 		failures++
 		delay := min(time.Duration(failures)*5*time.Second, time.Minute)
-		d.log.Warn("fleet: fetching a chunked release failed; retrying", "module", env.Module, "version", env.Version, "err", err, "retry_in", delay)
+		d.log.Warn("fleet: fetching a chunked release failed; retrying", "release", it.key, "version", it.version, "err", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -138,94 +148,94 @@ func (d *Device) fetch(ctx context.Context, c paho.Client) {
 }
 
 // nextWanted is a wanted release, if there is one.
-func (d *Device) nextWanted() (ReleaseEnvelope, bool) {
+func (d *Device) nextWanted() (fetchItem, bool) {
 	d.fetchMu.Lock()
 	defer d.fetchMu.Unlock()
-	for _, env := range d.wanted {
-		return env, true
+	for _, it := range d.wanted {
+		return it, true
 	}
-	return ReleaseEnvelope{}, false
+	return fetchItem{}, false
 }
 
-// superseded reports whether a newer manifest replaced env.
-func (d *Device) superseded(env ReleaseEnvelope) bool {
+// superseded reports whether a newer manifest replaced it.
+func (d *Device) superseded(it fetchItem) bool {
 	d.fetchMu.Lock()
 	defer d.fetchMu.Unlock()
-	w, ok := d.wanted[env.Module]
-	return !ok || w.Version != env.Version || w.SHA256 != env.SHA256
+	w, ok := d.wanted[it.key]
+	return !ok || w.mark() != it.mark()
 }
 
-// done forgets env as wanted, unless a newer one came meanwhile.
-func (d *Device) done(env ReleaseEnvelope) {
+// done forgets it as wanted, unless a newer one came meanwhile.
+func (d *Device) done(it fetchItem) {
 	d.fetchMu.Lock()
 	defer d.fetchMu.Unlock()
-	if w, ok := d.wanted[env.Module]; ok && w.Version == env.Version && w.SHA256 == env.SHA256 {
-		delete(d.wanted, env.Module)
+	if w, ok := d.wanted[it.key]; ok && w.mark() == it.mark() {
+		delete(d.wanted, it.key)
 	}
 }
 
-func chunkKey(env ReleaseEnvelope, i int) []byte {
-	return fmt.Appendf(nil, "%s%s/%s/%06d", chunkPrefix, env.Module, env.SHA256, i)
+func (it fetchItem) chunkKey(i int) []byte {
+	return fmt.Appendf(nil, "%s%s/%s/%06d", chunkPrefix, it.key, it.sum, i)
 }
 
-// download fetches what the store lacks of env's chunks, then puts the
-// code together and offers the release.
-func (d *Device) download(ctx context.Context, c paho.Client, env ReleaseEnvelope) error {
+// download fetches what the store lacks of the chunks, then has the
+// release put together and offered.
+func (d *Device) download(ctx context.Context, c paho.Client, it fetchItem) error {
 	st := d.opts.Store
-	d.dropOtherChunks(env)
-	n := len(env.Chunks.SHA256)
+	d.deleteChunks(chunkPrefix+it.key+"/", chunkPrefix+it.key+"/"+it.sum+"/") // other code's
+	n := len(it.chunks.SHA256)
 	chunks := make([][]byte, n)
 	var missing []int
 	for i := range n {
-		b, err := st.Get(chunkKey(env, i))
-		if err == nil && env.CheckChunk(i, b) == nil {
+		b, err := st.Get(it.chunkKey(i))
+		if err == nil && it.chunks.check(i, b, it.total) == nil {
 			chunks[i] = b
 		} else {
 			missing = append(missing, i)
 		}
 	}
 	if len(missing) > 0 {
-		d.log.Info("fleet: fetching a chunked release", "module", env.Module, "version", env.Version,
-			"size", env.Size, "chunks", n, "missing", len(missing))
+		d.log.Info("fleet: fetching a chunked release", "release", it.key, "version", it.version,
+			"bytes", it.total, "chunks", n, "missing", len(missing))
 	}
 	for len(missing) > 0 {
-		if d.superseded(env) {
+		if d.superseded(it) {
 			return nil
 		}
 		w := missing[:min(fetchWindow, len(missing))]
-		if err := d.fetchWindow(ctx, c, env, w, chunks); err != nil {
+		if err := d.fetchWindow(ctx, c, it, w, chunks); err != nil {
 			return err
 		}
 		missing = missing[len(w):]
 	}
-	whole, err := env.Join(chunks)
-	if err != nil {
+	if err := it.finish(chunks); err != nil {
 		// Chunks that match their hashes but not the signed whole: the
 		// manifest itself is wrong. Asking again would get the same.
-		d.dropChunks(env)
+		d.deleteChunks(chunkPrefix+it.key+"/"+it.sum+"/", "")
 		d.fetchMu.Lock()
-		d.refused[env.Module] = fetchedMark(env)
+		d.refused[it.key] = it.mark()
 		d.fetchMu.Unlock()
-		d.done(env)
-		d.log.Warn("fleet: refusing module release", "module", env.Module, "version", env.Version, "err", err)
-		d.refuse(Refusal{Topic: d.opts.Topics.Module(env.Module), Module: env.Module, Err: err})
+		d.done(it)
+		r := it.refusal
+		r.Err = err
+		d.log.Warn("fleet: refusing a chunked release", "release", it.key, "version", it.version, "err", err)
+		d.refuse(r)
 		return nil
 	}
 	if len(missing) > 0 {
-		d.log.Info("fleet: chunked release fetched", "module", env.Module, "version", env.Version, "size", env.Size)
+		d.log.Info("fleet: chunked release fetched", "release", it.key, "version", it.version)
 	}
-	d.offerRelease(whole)
-	d.done(env)
+	d.done(it)
 	return nil
 }
 
 // fetchWindow asks for the chunks in w and keeps each that arrives and
 // matches its hash, in chunks and in the store.
-func (d *Device) fetchWindow(ctx context.Context, c paho.Client, env ReleaseEnvelope, w []int, chunks [][]byte) error {
+func (d *Device) fetchWindow(ctx context.Context, c paho.Client, it fetchItem, w []int, chunks [][]byte) error {
 	topics := make([]string, len(w))
 	want := make(map[string]int, len(w))
 	for j, i := range w {
-		topics[j] = d.opts.Topics.ModuleChunk(env.Module, i)
+		topics[j] = it.topic(i)
 		want[topics[j]] = i
 	}
 	d.fetchMu.Lock()
@@ -269,14 +279,14 @@ func (d *Device) fetchWindow(ctx context.Context, c paho.Client, env ReleaseEnve
 			return ctx.Err()
 		case <-stall.C:
 			first := slicesMin(want)
-			return fmt.Errorf("chunk %d (of %d) did not come within %v; is it published on %s?", first, len(env.Chunks.SHA256), chunkStall, d.opts.Topics.ModuleChunk(env.Module, first))
+			return fmt.Errorf("chunk %d (of %d) did not come within %v; is it published on %s?", first, len(it.chunks.SHA256), chunkStall, it.topic(first))
 		case m := <-d.chunkIn:
 			i, ok := want[m.topic]
 			if !ok {
-				continue // a chunk of an earlier window, again
+				continue
 			}
-			if err := env.CheckChunk(i, m.data); err != nil {
-				if d.superseded(env) {
+			if err := it.chunks.check(i, m.data, it.total); err != nil {
+				if d.superseded(it) {
 					return nil
 				}
 				// A newer release's chunk, before its manifest; or
@@ -284,7 +294,7 @@ func (d *Device) fetchWindow(ctx context.Context, c paho.Client, env ReleaseEnve
 				d.log.Debug("fleet: chunk refused", "topic", m.topic, "err", err)
 				continue
 			}
-			if err := d.opts.Store.Put(chunkKey(env, i), m.data); err != nil {
+			if err := d.opts.Store.Put(it.chunkKey(i), m.data); err != nil {
 				return fmt.Errorf("keep chunk %d: %w", i, err)
 			}
 			chunks[i] = m.data
@@ -303,17 +313,6 @@ func slicesMin(m map[string]int) int {
 		}
 	}
 	return first
-}
-
-// dropChunks deletes env's chunks from the store.
-func (d *Device) dropChunks(env ReleaseEnvelope) {
-	d.deleteChunks(chunkPrefix+env.Module+"/"+env.SHA256+"/", "")
-}
-
-// dropOtherChunks deletes the chunks of env's module that belong to other
-// code: a download that a newer release replaced.
-func (d *Device) dropOtherChunks(env ReleaseEnvelope) {
-	d.deleteChunks(chunkPrefix+env.Module+"/", chunkPrefix+env.Module+"/"+env.SHA256+"/")
 }
 
 // deleteChunks deletes the keys under prefix, but those under keep.
