@@ -114,30 +114,36 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer tick.Stop()
 	lastDraw := time.Now()
 	var dedup fleet.Dedup
+	// ended is how the watch ends when ctx does, or a watch's channel
+	// closes, which it does when ctx ends: select picks either first, and
+	// a timeout must not read as success.
+	ended := func() error {
+		w.drawProgress(true)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return timeoutError{w.timeoutReason(*device, ff.broker, *timeout)}
+		}
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			w.drawProgress(true)
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return timeoutError{w.timeoutReason(*device, ff.broker, *timeout)}
-			}
-			return nil
+			return ended()
 		case e, ok := <-events:
 			if !ok {
-				return nil
+				return ended()
 			}
 			if dedup.Fresh(e) {
 				w.event(e)
 			}
 		case s, ok := <-states:
 			if !ok {
-				return nil
+				return ended()
 			}
 			w.state(s)
 			settle.saw()
 		case p, ok := <-online:
 			if !ok {
-				return nil
+				return ended()
 			}
 			w.online(p)
 			settle.saw()
