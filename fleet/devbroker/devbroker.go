@@ -1,7 +1,9 @@
 package devbroker
 
 import (
+	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +43,14 @@ type Broker struct {
 	subs    []subscription
 	started bool
 	closed  bool
+
+	// What SyncRetained waits on: the highest stream sequence of the
+	// retained messages nats-server has indexed, and a channel closed
+	// (and replaced) whenever it grows.
+	rmu       sync.Mutex
+	rwatching bool
+	rindexed  uint64
+	rgrew     chan struct{}
 }
 
 type subscription struct {
@@ -61,8 +71,10 @@ type Options struct {
 }
 
 // MaxPayload is the largest message the broker accepts: 64 MiB, NATS's
-// own ceiling, so that today's single-message releases (up to about
-// 22 MB of agent binary) go through.
+// default max_pending, so that today's single-message releases (an agent
+// release is up to about 22 MB) go through with room to spare. NATS warns
+// about any max_payload above 8 MB (poor performance); the broker does not
+// pass that warning on.
 const MaxPayload = 64 << 20
 
 // New prepares a broker that will listen on addr, host:port, e.g.
@@ -116,9 +128,14 @@ func Open(addr string, o Options) (*Broker, error) {
 		Host:       "127.0.0.1", Port: server.RANDOM_PORT, // NATS clients: only Subscribe's, in the process
 		DontListen: true,
 		JetStream:  true, StoreDir: dir,
-		MaxPayload: MaxPayload,
-		MaxPending: 4 * MaxPayload,
-		NoSigs:     true,
+		// Every QoS 1 subscription is a JetStream consumer on one stream,
+		// which NATS bounds at 1,000 consumers by default: a testbench
+		// of a thousand devices, each with a few subscriptions, needs
+		// more.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
+		MaxPayload:      MaxPayload,
+		MaxPending:      4 * MaxPayload,
+		NoSigs:          true,
 		MQTT: server.MQTTOpts{
 			Host: host, Port: port, TLSConfig: tlsConfig,
 			// A busy machine (a test suite on two cores) can take
@@ -127,9 +144,10 @@ func Open(addr string, o Options) (*Broker, error) {
 			JSAPITimeout: 30 * time.Second,
 			// NATS bounds the unacknowledged messages of one session's
 			// QoS 1 subscriptions together at 65,535; at its default of
-			// 1,024 per subscription a session holds 63 of them, and an
-			// operator reading the targets of a thousand devices needs
-			// a thousand. 32 each allows 2,047.
+			// 1,024 per subscription a session holds 63 of them, and a
+			// device holds one per group it is in, besides its own
+			// target, the modules' and the agent's. 32 each allows
+			// 2,047, for topics that carry one retained message.
 			MaxAckPending: maxAckPending,
 		},
 	}
@@ -274,6 +292,143 @@ func topic(subject string) string {
 	return strings.Join(levels, "/")
 }
 
+// SyncRetained returns once every retained message the broker has
+// acknowledged is also in the index it serves new subscriptions from, or
+// when ctx is done. nats-server stores a retained message before it
+// acknowledges it, but indexes it asynchronously, some milliseconds
+// later (docs/mqtt.md, NATS): a subscription made in between misses it.
+// Tests that subscribe to see a retained message published just before
+// call it first; tern itself does not rely on it, as fleets on NATS do
+// not have it.
+//
+// It watches what nats-server's index is fed from: the deliveries of
+// the consumer on the retained messages' stream ($MQTT_rmsgs), from the
+// first call on. A message that consumer had already delivered then
+// counts as indexed, though indexing it may still take microseconds.
+func (b *Broker) SyncRetained(ctx context.Context) error {
+	b.mu.Lock()
+	nc, started := b.nc, b.started && !b.closed
+	b.mu.Unlock()
+	if !started {
+		return errors.New("devbroker: SyncRetained: the broker is not running")
+	}
+	var stream struct {
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+	}
+	switch err := jsAPI(ctx, nc, "STREAM.INFO."+retainedStream, &stream); {
+	case errors.Is(err, errNoStream):
+		return nil // no MQTT client yet, so no retained message
+	case err != nil:
+		return fmt.Errorf("devbroker: SyncRetained: %w", err)
+	}
+	if err := b.watchRetained(ctx, nc); err != nil {
+		return fmt.Errorf("devbroker: SyncRetained: %w", err)
+	}
+	for {
+		b.rmu.Lock()
+		done, grew := b.rindexed >= stream.State.LastSeq, b.rgrew
+		b.rmu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-grew:
+		case <-ctx.Done():
+			return fmt.Errorf("devbroker: SyncRetained: %w", ctx.Err())
+		}
+	}
+}
+
+// retainedStream is nats-server's stream of retained MQTT messages.
+const retainedStream = "$MQTT_rmsgs"
+
+// watchRetained starts following the deliveries of the consumer that
+// feeds nats-server's index of retained messages, once.
+func (b *Broker) watchRetained(ctx context.Context, nc *nats.Conn) error {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	if b.rwatching {
+		return nil
+	}
+	var list struct {
+		Consumers []struct {
+			Config struct {
+				DeliverSubject string `json:"deliver_subject"`
+			} `json:"config"`
+			Delivered struct {
+				StreamSeq uint64 `json:"stream_seq"`
+			} `json:"delivered"`
+			PushBound bool `json:"push_bound"`
+		} `json:"consumers"`
+	}
+	if err := jsAPI(ctx, nc, "CONSUMER.LIST."+retainedStream, &list); err != nil {
+		return err
+	}
+	for _, c := range list.Consumers {
+		if !c.PushBound || c.Config.DeliverSubject == "" {
+			continue // a consumer of a broker before a restart, expiring
+		}
+		_, err := nc.Subscribe(c.Config.DeliverSubject, func(m *nats.Msg) {
+			md, err := m.Metadata()
+			if err != nil {
+				return
+			}
+			b.rmu.Lock()
+			defer b.rmu.Unlock()
+			if md.Sequence.Stream > b.rindexed {
+				b.rindexed = md.Sequence.Stream
+				close(b.rgrew)
+				b.rgrew = make(chan struct{})
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if err := nc.Flush(); err != nil {
+			return err
+		}
+		b.rindexed = max(b.rindexed, c.Delivered.StreamSeq)
+		b.rgrew = make(chan struct{})
+		b.rwatching = true
+		return nil
+	}
+	return errors.New("nats-server has no consumer feeding its index of retained messages")
+}
+
+// errNoStream is JetStream's "stream not found".
+var errNoStream = errors.New("stream not found")
+
+// jsAPI makes the JetStream API request $JS.API.<what> and decodes the
+// answer into v.
+func jsAPI(ctx context.Context, nc *nats.Conn, what string, v any) error {
+	m, err := nc.RequestWithContext(ctx, "$JS.API."+what, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	var e struct {
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &e); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch {
+	case e.Error == nil:
+	case e.Error.ErrCode == 10059: // JSStreamNotFoundErr
+		return errNoStream
+	default:
+		return fmt.Errorf("%s: %s", what, e.Error.Description)
+	}
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
 // Addr is the address the broker listens on: after Start, the real one
 // (with the port chosen when the port asked for was 0).
 func (b *Broker) Addr() string {
@@ -328,11 +483,16 @@ func (b *Broker) shutdown() {
 type natsLog struct{ l *slog.Logger }
 
 func (n natsLog) Noticef(format string, v ...any) { n.l.Info(fmt.Sprintf(format, v...)) }
-func (n natsLog) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
-func (n natsLog) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLog) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLog) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n natsLog) Tracef(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLog) Warnf(format string, v ...any) {
+	if strings.HasPrefix(format, "Maximum payloads over") {
+		return // MaxPayload is above 8 MB on purpose; see there
+	}
+	n.l.Warn(fmt.Sprintf(format, v...))
+}
+func (n natsLog) Fatalf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLog) Errorf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLog) Debugf(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLog) Tracef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 
 // orDiscard returns l, or a logger that drops everything.
 func orDiscard(l *slog.Logger) *slog.Logger {
