@@ -275,8 +275,8 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		opts.KeepAlive = DefaultKeepAlive
 	}
 	if opts.KeepAlive < 2*time.Second {
-		// MQTT counts whole seconds, and some brokers (mochi) compute the
-		// 1.5× grace in whole seconds too, which leaves none at 1s.
+		// MQTT counts whole seconds, and some brokers (nats-server) compute
+		// the 1.5× grace in whole seconds too, which leaves none at 1s.
 		return nil, fmt.Errorf("fleet: DeviceOptions.KeepAlive is %v; use at least 2s", opts.KeepAlive)
 	}
 	if opts.MaxRetryInterval == 0 {

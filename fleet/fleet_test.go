@@ -256,7 +256,9 @@ func TestStateAndEventsReachOperator(t *testing.T) {
 			t.Errorf("event: got %+v, want %+v", got, wantEvent)
 		}
 
-		// A late watcher still gets the last state: it is retained.
+		// A late watcher still gets the last state: it is retained (once
+		// the broker has indexed it; see SyncRetained).
+		fleettest.SyncRetained(t, url)
 		late, err := op.WatchStates(t.Context(), "pi-004")
 		if err != nil {
 			t.Fatal(err)
@@ -288,14 +290,14 @@ func TestWatchOnlineAndGroups(t *testing.T) {
 		if got := recv(t, online, "online=true"); got != (fleet.Presence{Device: "pi-011", Online: true}) {
 			t.Fatalf("got %+v, want pi-011 online", got)
 		}
-		if err := d.PublishState(t.Context(), api.Status{TargetVersion: 1, Phase: api.PhaseIdle}); err != nil {
-			t.Fatal(err)
-		}
 		states, err := op.WatchStates(t.Context(), "pi-011")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := recv(t, states, "the retained state"); !reflect.DeepEqual(got.Groups, opts.Groups) {
+		if err := d.PublishState(t.Context(), api.Status{TargetVersion: 1, Phase: api.PhaseIdle}); err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, states, "the state"); !reflect.DeepEqual(got.Groups, opts.Groups) {
 			t.Errorf("state report groups %v, want %v", got.Groups, opts.Groups)
 		}
 		stop()
@@ -887,8 +889,8 @@ func subscribeRaw(t *testing.T, url, topic string) <-chan string {
 
 // watchOnline returns the values published on an online topic from now on,
 // without consecutive repeats: online is a state, and a broker may deliver
-// the retained value as well as the live one to a new subscriber (mochi
-// does when the two race).
+// the retained value as well as the live one to a new subscriber (when
+// the two race).
 func watchOnline(t *testing.T, url, topic string) <-chan string {
 	t.Helper()
 	return subscribeRawDedup(t, url, topic, true)

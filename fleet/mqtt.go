@@ -177,49 +177,24 @@ func subscribeAt(ctx context.Context, c paho.Client, q byte, filters ...string) 
 const maxSubscribeFilters = 500
 
 func subscribeBatch(ctx context.Context, c paho.Client, q byte, filters []string) error {
-	for delay := time.Millisecond; ; delay *= 2 {
-		m := make(map[string]byte, len(filters))
-		for _, f := range filters {
-			m[f] = q
-		}
-		tok := c.SubscribeMultiple(m, nil)
-		if err := waitToken(ctx, c, tok); err != nil {
-			return err
-		}
-		st, ok := tok.(*paho.SubscribeToken)
-		if !ok {
-			return nil
-		}
-		var again []string
-		for _, f := range filters {
-			code, ok := st.Result()[f]
-			switch {
-			case !ok || code <= q:
-			case code == subackIDInUse:
-				again = append(again, f)
-			default:
-				return refusedSubscription(filters, f, code)
-			}
-		}
-		if len(again) == 0 {
-			return nil
-		}
-		// The embedded broker (mochi-mqtt v2.7) checks a SUBSCRIBE's packet
-		// id against the ids of its own QoS 1 messages in flight to the
-		// client, which MQTT keeps apart, and answers 0x91 "packet id in
-		// use" when they clash: typically while it is still sending the
-		// retained messages of the previous subscription. paho picks a new
-		// id for the next attempt, and those messages get acknowledged.
-		if delay >= 500*time.Millisecond {
-			return refusedSubscription(filters, again[0], subackIDInUse)
-		}
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return refusedSubscription(filters, again[0], subackIDInUse)
-		}
-		filters = again
+	m := make(map[string]byte, len(filters))
+	for _, f := range filters {
+		m[f] = q
 	}
+	tok := c.SubscribeMultiple(m, nil)
+	if err := waitToken(ctx, c, tok); err != nil {
+		return err
+	}
+	st, ok := tok.(*paho.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	for _, f := range filters {
+		if code, ok := st.Result()[f]; ok && code > q {
+			return refusedSubscription(filters, f, code)
+		}
+	}
+	return nil
 }
 
 // refusedSubscription says the broker refused filter (one of filters, the
@@ -230,10 +205,6 @@ func refusedSubscription(filters []string, filter string, code byte) error {
 	}
 	return fmt.Errorf("the broker refused the subscription to %s (code %#x); check its access rules for this client", filter, code)
 }
-
-// subackIDInUse is the SUBACK code with which mochi-mqtt refuses a packet
-// identifier it holds (MQTT 5's 0x91, sent on MQTT 3.1.1 connections too).
-const subackIDInUse = 0x91
 
 // backoff returns the delay after prev: doubling from a start of one
 // second (or max if smaller) up to max, with ±20% jitter so that a fleet

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -87,6 +89,21 @@ type Operator struct {
 // sink receives the messages on one subscription filter.
 type sink struct {
 	deliver func(topic string, payload []byte)
+	// qos is the QoS the sink needs: qos for a watch, 0 for a read of
+	// retained messages, which loses nothing by it (the session is clean)
+	// and costs a broker less: nats-server makes every QoS 1 subscription
+	// a JetStream consumer and limits them (docs/mqtt.md). A filter is
+	// subscribed at the highest QoS of its sinks.
+	qos byte
+	// twice makes the Operator subscribe again once the broker
+	// acknowledged the subscription, for a watch of retained reports:
+	// nats-server can lose a retained message published while a
+	// subscription is being made, neither sent as retained (its index of
+	// retained messages is updated asynchronously) nor live (the
+	// subscription was not in place yet). By the second subscription,
+	// one round trip later, it is indexed unless the broker is very
+	// busy. The sink sees retained reports twice, and drops repeats.
+	twice bool
 }
 
 // DialOperator connects to the broker, waiting at most
@@ -180,17 +197,32 @@ func (o *Operator) onConnect(c paho.Client) {
 	o.subMu.Lock()
 	defer o.subMu.Unlock()
 	o.mu.Lock()
-	filters := make([]string, 0, len(o.sinks))
-	for f := range o.sinks {
-		filters = append(filters, f)
-	}
+	byQoS := o.byQoS(slices.Collect(maps.Keys(o.sinks)))
 	o.mu.Unlock()
-	sort.Strings(filters)
 	ctx, cancel := context.WithTimeout(o.life, o.opts.ConnectTimeout)
 	defer cancel()
-	if err := subscribe(ctx, c, filters...); err != nil {
-		o.log.Error("fleet: cannot resubscribe after reconnecting; a watch will miss reports", "topics", len(filters), "err", err)
+	for q, filters := range byQoS {
+		if err := subscribeAt(ctx, c, byte(q), filters...); err != nil {
+			o.log.Error("fleet: cannot resubscribe after reconnecting; a watch will miss reports", "topics", len(filters), "err", err)
+			return
+		}
 	}
+}
+
+// byQoS sorts filters by the QoS to subscribe them at, the highest of
+// their sinks': byQoS[q] holds those at q, in order. o.mu is held.
+func (o *Operator) byQoS(filters []string) (byQoS [qos + 1][]string) {
+	for _, f := range filters {
+		var q byte
+		for s := range o.sinks[f] {
+			q = max(q, s.qos)
+		}
+		byQoS[q] = append(byQoS[q], f)
+	}
+	for _, fs := range byQoS {
+		sort.Strings(fs)
+	}
+	return byQoS
 }
 
 // PushTarget publishes env, retained, QoS 1, on device's target topic and
@@ -333,7 +365,7 @@ func (o *Operator) RetainedRelease(ctx context.Context, module string, wait time
 		case got <- payload:
 		default:
 		}
-	}}
+	}} // qos 0: a read
 	if err := o.addSink(ctx, filter, s, func() {}); err != nil {
 		return ReleaseEnvelope{}, false, fmt.Errorf("fleet: read release of %s: %w", module, err)
 	}
@@ -416,7 +448,7 @@ func (o *Operator) RetainedTargets(ctx context.Context, scopes []string, wait ti
 		case arrived <- struct{}{}:
 		default:
 		}
-	}}
+	}} // qos 0: a read
 	if err := o.addSinks(ctx, filters, s, true, func() {}); err != nil {
 		return nil, fmt.Errorf("fleet: read retained targets: %w", err)
 	}
@@ -466,7 +498,7 @@ func (o *Operator) scopeTopic(scope string) (string, error) {
 // is done or the Operator is closed; it holds up to 65536 reports for a slow
 // reader, then drops the oldest.
 func (o *Operator) WatchStates(ctx context.Context, device string) (<-chan StateReport, error) {
-	return watch(ctx, o, "state", device, o.opts.Topics.State, ParseStateReport,
+	return watch(ctx, o, "state", device, true, o.opts.Topics.State, ParseStateReport,
 		func(r *StateReport) *string { return &r.Device })
 }
 
@@ -475,7 +507,7 @@ func (o *Operator) WatchStates(ctx context.Context, device string) (<-chan State
 // A report may come twice (QoS 1); EventReport.ID tells. Otherwise as
 // WatchStates.
 func (o *Operator) WatchEvents(ctx context.Context, device string) (<-chan EventReport, error) {
-	return watch(ctx, o, "event", device, o.opts.Topics.Events, ParseEventReport,
+	return watch(ctx, o, "event", device, false, o.opts.Topics.Events, ParseEventReport,
 		func(r *EventReport) *string { return &r.Device })
 }
 
@@ -493,7 +525,7 @@ type Presence struct {
 // device is AnyDevice ("+"), starting with the retained ones. Otherwise as
 // WatchStates.
 func (o *Operator) WatchOnline(ctx context.Context, device string) (<-chan Presence, error) {
-	return watch(ctx, o, "online flag", device, o.opts.Topics.Online,
+	return watch(ctx, o, "online flag", device, true, o.opts.Topics.Online,
 		func(b []byte) (Presence, error) {
 			on, err := ParseOnline(b)
 			return Presence{Online: on}, err
@@ -503,7 +535,7 @@ func (o *Operator) WatchOnline(ctx context.Context, device string) (<-chan Prese
 
 // watch subscribes to topic(device) and pumps parsed reports to the
 // returned channel until ctx or the Operator is done.
-func watch[T any](ctx context.Context, o *Operator, what, device string, topic func(string) string,
+func watch[T any](ctx context.Context, o *Operator, what, device string, retained bool, topic func(string) string,
 	parse func([]byte) (T, error), deviceOf func(*T) *string) (<-chan T, error) {
 	if device != AnyDevice {
 		if p := idProblem(device); p != "" {
@@ -512,9 +544,27 @@ func watch[T any](ctx context.Context, o *Operator, what, device string, topic f
 	}
 	filter := topic(device)
 	q := newQueue[T](o.log.With("topic", filter))
+	var (
+		mu   sync.Mutex
+		last = make(map[string]uint64) // by topic, the hash of the last payload
+		seed = maphash.MakeSeed()
+	)
 	s := &sink{deliver: func(t string, payload []byte) {
 		if len(payload) == 0 {
 			return // a retained report was cleared
+		}
+		if retained {
+			// The same report again, sent as retained to a second
+			// subscription (sink.twice) or to another watch's: once
+			// is enough.
+			h := maphash.Bytes(seed, payload)
+			mu.Lock()
+			dup := last[t] == h
+			last[t] = h
+			mu.Unlock()
+			if dup {
+				return
+			}
 		}
 		r, err := parse(payload)
 		if err != nil {
@@ -530,7 +580,7 @@ func watch[T any](ctx context.Context, o *Operator, what, device string, topic f
 			return
 		}
 		q.push(r)
-	}}
+	}, qos: qos, twice: retained}
 	out := make(chan T)
 	start := func() {
 		o.wg.Go(func() {
@@ -616,7 +666,7 @@ func (o *Operator) addSink(ctx context.Context, filter string, s *sink, start fu
 }
 
 // addSinks registers s on every filter and subscribes to those that had
-// no sink, or, with resend, to all of them: subscribing again makes the
+// no sink of s's QoS or higher, or, with resend, to all of them: subscribing again makes the
 // broker send the retained messages again, which a read of them needs
 // (the other sinks get them twice). Then it calls start, as addSink.
 func (o *Operator) addSinks(ctx context.Context, filters []string, s *sink, resend bool, start func()) error {
@@ -628,25 +678,40 @@ func (o *Operator) addSinks(ctx context.Context, filters []string, s *sink, rese
 	var sub []string
 	o.mu.Lock()
 	for _, f := range filters {
-		first := len(o.sinks[f]) == 0
-		if first {
-			o.sinks[f] = make(map[*sink]struct{})
+		sinks := o.sinks[f]
+		if sinks == nil {
+			sinks = make(map[*sink]struct{})
+			o.sinks[f] = sinks
 		}
-		o.sinks[f][s] = struct{}{}
-		if first || resend {
+		higher := true // than the QoS f is subscribed at
+		for other := range sinks {
+			higher = higher && other.qos < s.qos
+		}
+		sinks[s] = struct{}{}
+		if higher || resend {
 			sub = append(sub, f)
 		}
 	}
+	byQoS := o.byQoS(sub)
 	o.mu.Unlock()
-	if len(sub) > 0 {
-		ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
-		defer cancel()
-		if err := subscribe(ctx, o.client, sub...); err != nil {
-			o.unregister(filters, s)
-			if lostConnection(err) {
-				return newError(ErrOffline, err, "not connected to the broker %s (reconnecting); retry", o.broker)
+	ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
+	defer cancel()
+	rounds := 1
+	if s.twice {
+		rounds = 2
+	}
+	for range rounds {
+		for q, sub := range byQoS {
+			if len(sub) == 0 {
+				continue
 			}
-			return err
+			if err := subscribeAt(ctx, o.client, byte(q), sub...); err != nil {
+				o.unregister(filters, s)
+				if lostConnection(err) {
+					return newError(ErrOffline, err, "not connected to the broker %s (reconnecting); retry", o.broker)
+				}
+				return err
+			}
 		}
 	}
 	start()

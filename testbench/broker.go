@@ -39,11 +39,13 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// embedded is tern's embedded broker. It keeps nothing across a restart,
-// so the observer watches inside it (broker.Broker.Subscribe), set up
-// again before every start: it sees every report the broker receives.
+// embedded is tern's embedded broker. Its data directory keeps sessions
+// and retained messages across a restart, as Mosquitto's persistence does.
+// The observer watches inside it (broker.Broker.Subscribe), set up again
+// before every start: it sees every report the broker receives.
 type embedded struct {
 	addr  string
+	dir   string // the data directory, removed at Close
 	watch func(topic string, payload []byte)
 	filts []string
 
@@ -56,8 +58,16 @@ func newEmbedded(filters []string, watch func(string, []byte)) (*embedded, error
 	if err != nil {
 		return nil, err
 	}
-	e := &embedded{addr: addr, watch: watch, filts: filters}
-	return e, e.Start()
+	dir, err := os.MkdirTemp("", "tern-testbench-broker-")
+	if err != nil {
+		return nil, fmt.Errorf("testbench: broker data directory: %w", err)
+	}
+	e := &embedded{addr: addr, dir: dir, watch: watch, filts: filters}
+	if err := e.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return e, nil
 }
 
 func (e *embedded) URL() string { return "tcp://" + e.addr }
@@ -68,7 +78,7 @@ func (e *embedded) Start() error {
 	if e.b != nil {
 		return nil
 	}
-	b, err := devbroker.New(e.addr, nil)
+	b, err := devbroker.Open(e.addr, devbroker.Options{DataDir: e.dir})
 	if err != nil {
 		return err
 	}
@@ -82,7 +92,7 @@ func (e *embedded) Start() error {
 		if err = b.Start(); err == nil || time.Now().After(deadline) {
 			break
 		}
-		if b, err = devbroker.New(e.addr, nil); err != nil {
+		if b, err = devbroker.Open(e.addr, devbroker.Options{DataDir: e.dir}); err != nil {
 			return err
 		}
 		for _, f := range e.filts {
@@ -109,7 +119,13 @@ func (e *embedded) Stop() error {
 	return err
 }
 
-func (e *embedded) Close() error { return e.Stop() }
+func (e *embedded) Close() error {
+	err := e.Stop()
+	if rmErr := os.RemoveAll(e.dir); err == nil && rmErr != nil {
+		err = fmt.Errorf("testbench: remove the broker's data: %w", rmErr)
+	}
+	return err
+}
 
 // mosquitto is a mosquitto process with persistence on, as fleets run it:
 // sessions and queued messages survive a restart. The observer is an MQTT

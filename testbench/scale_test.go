@@ -26,11 +26,13 @@ import (
 
 // TestScale: TERN_SCALE_AGENTS agents (make testbench: 1000), each a whole
 // ternd (daemon.Run: store, agent, Wasm host, fleet device with its own
-// MQTT connection) run in this process, against one Mosquitto run as a
-// separate process, converge on a group target. It reports the time from
-// the push to the last agent converged, and the CPU and memory of the
-// broker and of the agents' process meanwhile. Unset, the test does not
-// run; set, anything missing (mosquitto, wat2wasm) fails it.
+// MQTT connection) run in this process, against one broker run as a
+// separate process, converge on a group target: the embedded broker
+// (`tern broker --data DIR`, built from ./cmd/tern) or, with
+// TERN_SCALE_BROKER=mosquitto, Mosquitto. It reports the time from the
+// push to the last agent converged, and the CPU and memory of the broker
+// and of the agents' process meanwhile. Unset, the test does not run;
+// set, anything missing (mosquitto, wat2wasm) fails it.
 //
 // The economies that make 1,000 fit on 2 cores (bench/scale/README.md):
 // the bolt store instead of Badger, one compilation cache directory for
@@ -54,7 +56,18 @@ func TestScale(t *testing.T) {
 	if out, err := exec.Command(wat2wasm, "--enable-all", "testdata/lite.wat", "-o", mod).CombinedOutput(); err != nil {
 		t.Fatalf("wat2wasm: %v\n%s", err, out)
 	}
-	broker, brokerPID := startMosquittoProcess(t)
+	brokerName := os.Getenv("TERN_SCALE_BROKER")
+	var broker string
+	var brokerPID int
+	switch brokerName {
+	case "", "embedded":
+		brokerName = "embedded, tern broker"
+		broker, brokerPID = startTernBrokerProcess(t)
+	case "mosquitto":
+		broker, brokerPID = startMosquittoProcess(t)
+	default:
+		t.Fatalf("TERN_SCALE_BROKER=%q: want embedded (the default) or mosquitto", brokerName)
+	}
 	topics := fleet.Topics{Fleet: "scale"}
 
 	// The watcher: every state report of the fleet.
@@ -147,8 +160,8 @@ func TestScale(t *testing.T) {
 	brokerCPU, agentsCPU := cpuTicks(t, brokerPID)-brokerCPU0, cpuTicks(t, os.Getpid())-agentsCPU0
 	t.Logf("%d agents up and reporting in %v", n, upIn.Round(time.Millisecond))
 	t.Logf("group push to all %d converged: %v", n, took.Round(time.Millisecond))
-	t.Logf("broker (mosquitto, pid %d): CPU %.2f s over the convergence (%.0f%% of a core), RSS %s, peak %s",
-		brokerPID, brokerCPU, 100*brokerCPU/took.Seconds(), procStatus(t, brokerPID, "VmRSS"), procStatus(t, brokerPID, "VmHWM"))
+	t.Logf("broker (%s, pid %d): CPU %.2f s over the convergence (%.0f%% of a core), RSS %s, peak %s",
+		brokerName, brokerPID, brokerCPU, 100*brokerCPU/took.Seconds(), procStatus(t, brokerPID, "VmRSS"), procStatus(t, brokerPID, "VmHWM"))
 	t.Logf("agents (this process): CPU %.2f s over the convergence (%.0f%% of a core), RSS %s, peak %s (%s per agent at peak)",
 		agentsCPU, 100*agentsCPU/took.Seconds(), procStatus(t, os.Getpid(), "VmRSS"), procStatus(t, os.Getpid(), "VmHWM"),
 		perAgent(procStatus(t, os.Getpid(), "VmHWM"), n))
@@ -193,6 +206,40 @@ func startMosquittoProcess(t *testing.T) (string, int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("mosquitto does not accept connections")
+		}
+	}
+	return "tcp://" + addr, cmd.Process.Pid
+}
+
+// startTernBrokerProcess builds tern and runs `tern broker` as its own
+// process, with a data directory as a fleet would, and returns its URL
+// and pid.
+func startTernBrokerProcess(t *testing.T) (string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "tern")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tern").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/tern: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "broker", "--listen", addr, "--data", filepath.Join(dir, "data"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tern broker does not accept connections")
 		}
 	}
 	return "tcp://" + addr, cmd.Process.Pid

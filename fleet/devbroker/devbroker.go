@@ -1,47 +1,88 @@
 package devbroker
 
 import (
+	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/tern-iot/tern/fleet"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/tern-iot/tern/fleet"
 )
 
-// Broker is an MQTT broker in the process (mochi-mqtt), for development,
-// the demo, the testbench and tests; `tern broker` runs one.
+// Broker is an MQTT broker in the process, for development, the demo, the
+// testbench and tests; `tern broker` runs one. It is an embedded
+// nats-server serving MQTT 3.1.1 (QoS 0 and 1), whose sessions and
+// retained messages JetStream keeps in a data directory: with
+// Options.DataDir they survive a restart of the broker.
 //
-// It is for development only: it lets every client connect and use every
-// topic (no passwords, no ACLs), and keeps sessions and retained messages
-// in memory only. [NewTLS] makes it speak TLS and, optionally, admit
-// only clients with a certificate from a given CA. Fleets in production use Mosquitto or a
-// clustered broker; see docs/mqtt.md.
+// It lets every client connect and use every topic (no passwords, no
+// ACLs). [NewTLS] makes it speak TLS and, optionally, admit only clients
+// with a certificate from a given CA. Fleets in production use Mosquitto
+// or a NATS cluster; see docs/mqtt.md.
 type Broker struct {
-	addr string
-	tls  bool
-	srv  *mqtt.Server
-	tcp  *listeners.TCP
+	addr    string
+	tls     bool
+	opts    *server.Options
+	tempDir string // the data directory to remove at Close, if the broker made it
+	log     *slog.Logger
 
 	mu      sync.Mutex
+	srv     *server.Server
+	nc      *nats.Conn // Subscribe's connection, in the process
+	subs    []subscription
 	started bool
 	closed  bool
-	subs    int // Subscribe's subscription ids
+
+	// What SyncRetained waits on: the highest stream sequence of the
+	// retained messages nats-server has indexed, and a channel closed
+	// (and replaced) whenever it grows.
+	rmu       sync.Mutex
+	rwatching bool
+	rindexed  uint64
+	rgrew     chan struct{}
 }
+
+type subscription struct {
+	filter string
+	fn     func(topic string, payload []byte)
+}
+
+// Options are what a broker may be given beyond its address.
+type Options struct {
+	// DataDir is where JetStream keeps sessions and retained messages.
+	// Empty: a temporary directory, removed at Close, so nothing survives
+	// the broker.
+	DataDir string
+	// TLS, when not zero, makes the broker listen with TLS (see NewTLS).
+	TLS fleet.TLSFiles
+	// Logger receives the broker's own log; nil discards it.
+	Logger *slog.Logger
+}
+
+// MaxPayload is the largest message the broker accepts: 64 MiB, NATS's
+// default max_pending, so that today's single-message releases (an agent
+// release is up to about 22 MB) go through with room to spare. NATS warns
+// about any max_payload above 8 MB (poor performance); the broker does not
+// pass that warning on.
+const MaxPayload = 64 << 20
 
 // New prepares a broker that will listen on addr, host:port, e.g.
 // "127.0.0.1:1883", or "127.0.0.1:0" for a free port (see Addr). The
 // broker's own log goes to logger, nil discards it. Nothing listens until
-// Start.
+// Start. Nothing it holds survives Close.
 func New(addr string, logger *slog.Logger) (*Broker, error) {
-	return newBroker(addr, nil, logger)
+	return Open(addr, Options{Logger: logger})
 }
 
 // NewTLS is New with a TLS listener: files.Cert and files.Key
@@ -50,36 +91,70 @@ func New(addr string, logger *slog.Logger) (*Broker, error) {
 // require_certificate). The files are read once, here. Clients still use
 // every topic: the certificate decides who connects, not what they may do.
 func NewTLS(addr string, files fleet.TLSFiles, logger *slog.Logger) (*Broker, error) {
-	cfg, err := files.ServerConfig()
-	if err != nil {
-		return nil, err
-	}
-	return newBroker(addr, cfg, logger)
+	return Open(addr, Options{TLS: files, Logger: logger})
 }
 
-func newBroker(addr string, tlsConfig *tls.Config, logger *slog.Logger) (*Broker, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+// Open prepares a broker on addr with o. Nothing listens until Start.
+func Open(addr string, o Options) (*Broker, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
 		return nil, fmt.Errorf("devbroker: listen address %q: %w; use host:port, e.g. 127.0.0.1:1883", addr, err)
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	// mochi drops retained messages older than a day by default; targets
-	// and releases are retained for as long as they hold.
-	caps.MaximumMessageExpiryInterval = 0
-	srv := mqtt.New(&mqtt.Options{
-		Capabilities:           caps,
-		Logger:                 orDiscard(logger),
-		SysTopicResendInterval: 60,   // seconds; $SYS statistics are noise here
-		InlineClient:           true, // for Subscribe
-	})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		return nil, fmt.Errorf("devbroker: install allow-all auth: %w", err)
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("devbroker: listen address %q: the port must be a number from 0 to 65535", addr)
 	}
-	return &Broker{
-		addr: addr,
-		tls:  tlsConfig != nil,
-		srv:  srv,
-		tcp:  listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: addr, TLSConfig: tlsConfig}),
-	}, nil
+	var tlsConfig *tls.Config
+	if !o.TLS.IsZero() {
+		if tlsConfig, err = o.TLS.ServerConfig(); err != nil {
+			return nil, err
+		}
+	}
+	b := &Broker{addr: addr, tls: tlsConfig != nil, log: orDiscard(o.Logger)}
+	dir := o.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "tern-broker-"); err != nil {
+			return nil, fmt.Errorf("devbroker: data directory: %w", err)
+		}
+		b.tempDir = dir
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("devbroker: data directory: %w", err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT // NATS takes 0 for its default port
+	}
+	b.opts = &server.Options{
+		ServerName: "tern-broker",
+		Host:       "127.0.0.1", Port: server.RANDOM_PORT, // NATS clients: only Subscribe's, in the process
+		DontListen: true,
+		JetStream:  true, StoreDir: dir,
+		// Every QoS 1 subscription is a JetStream consumer on one stream,
+		// which NATS bounds at 1,000 consumers by default: a testbench
+		// of a thousand devices, each with a few subscriptions, needs
+		// more.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
+		MaxPayload:      MaxPayload,
+		MaxPending:      4 * MaxPayload,
+		NoSigs:          true,
+		MQTT: server.MQTTOpts{
+			Host: host, Port: port, TLSConfig: tlsConfig,
+			// A busy machine (a test suite on two cores) can take
+			// seconds over a JetStream request; the default 5 s fails
+			// connections that would have succeeded.
+			JSAPITimeout: 30 * time.Second,
+			// NATS bounds the unacknowledged messages of one session's
+			// QoS 1 subscriptions together at 65,535; at its default of
+			// 1,024 per subscription a session holds 63 of them, and a
+			// device holds one per group it is in, besides its own
+			// target, the modules' and the agent's. 32 each allows
+			// 2,047, for topics that carry one retained message.
+			MaxAckPending: maxAckPending,
+		},
+	}
+	if tlsConfig != nil {
+		b.opts.MQTT.TLSTimeout = 5
+	}
+	return b, nil
 }
 
 // Start listens and serves in the background; it returns once the broker
@@ -89,38 +164,267 @@ func (b *Broker) Start() error {
 	defer b.mu.Unlock()
 	switch {
 	case b.closed:
-		return errors.New("devbroker: closed; create a new one with broker.New")
+		return errors.New("devbroker: closed; create a new one with devbroker.New")
 	case b.started:
 		return errors.New("devbroker: already started")
 	}
-	if err := b.srv.AddListener(b.tcp); err != nil {
-		return fmt.Errorf("devbroker: cannot listen on %s: %w; is another broker running there? choose another address", b.addr, err)
+	// NATS logs a listener it cannot open and goes on without it: find
+	// out first, to say so.
+	if b.opts.MQTT.Port != server.RANDOM_PORT {
+		l, err := net.Listen("tcp", net.JoinHostPort(b.opts.MQTT.Host, strconv.Itoa(b.opts.MQTT.Port)))
+		if err != nil {
+			return fmt.Errorf("devbroker: cannot listen on %s: %w; is another broker running there? choose another address", b.addr, err)
+		}
+		l.Close()
 	}
-	if err := b.srv.Serve(); err != nil {
-		return fmt.Errorf("devbroker: on %s: %w", b.addr, err)
+	srv, err := server.NewServer(b.opts)
+	if err != nil {
+		return fmt.Errorf("devbroker: %w", err)
+	}
+	srv.SetLoggerV2(natsLog{b.log}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(startBound) || b.opts.MQTT.Port <= 0 {
+		srv.Shutdown()
+		return fmt.Errorf("devbroker: the broker on %s did not start within %v; its log says why", b.addr, startBound)
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("devbroker.Subscribe"), nats.MaxReconnects(-1))
+	if err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("devbroker: in-process connection: %w", err)
+	}
+	b.srv, b.nc = srv, nc
+	for _, s := range b.subs {
+		if err := b.subscribe(s); err != nil {
+			b.shutdown()
+			return err
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		b.shutdown()
+		return fmt.Errorf("devbroker: in-process connection: %w", err)
 	}
 	b.started = true
 	return nil
 }
 
+// maxAckPending is how many QoS 1 messages one subscription may have
+// unacknowledged.
+const maxAckPending = 32
+
+// startBound is how long Start waits for the broker to accept connections.
+const startBound = 30 * time.Second
+
 // Subscribe calls fn, in the broker's own process, with every message
 // published on a topic matching filter (MQTT wildcards allowed) from then
-// on, retained messages included. No connection or session is involved,
-// so a subscription made before Start sees everything the broker ever
-// receives; the testbench and tests watch devices this way. fn runs on the
-// broker's goroutines: it must not block.
+// on, retained messages included. No MQTT session is involved: a
+// subscription made before Start is in place before the first client
+// connects, so it sees everything the broker receives; the testbench and
+// tests watch devices this way. fn is called for one subscription at a
+// time, in the order the messages arrived; it must not block for long.
 func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return errors.New("devbroker: closed")
 	}
-	b.subs++
-	err := b.srv.Subscribe(filter, b.subs, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		fn(pk.TopicName, pk.Payload)
-	})
-	if err != nil {
+	if _, err := subjects(filter); err != nil {
 		return fmt.Errorf("devbroker: subscribe to %q: %w", filter, err)
+	}
+	s := subscription{filter, fn}
+	b.subs = append(b.subs, s)
+	if b.started {
+		if err := b.subscribe(s); err != nil {
+			return err
+		}
+		return b.nc.Flush()
+	}
+	return nil
+}
+
+func (b *Broker) subscribe(s subscription) error {
+	subs, _ := subjects(s.filter)
+	for _, subj := range subs {
+		if _, err := b.nc.Subscribe(subj, func(m *nats.Msg) { s.fn(topic(m.Subject), m.Data) }); err != nil {
+			return fmt.Errorf("devbroker: subscribe to %q: %w", s.filter, err)
+		}
+	}
+	return nil
+}
+
+// subjects are the NATS subjects an MQTT topic filter matches, as
+// nats-server maps them: levels become tokens, "+" is "*", a "." inside a
+// level is "//", and "a/#" is both "a" and "a.>".
+func subjects(filter string) ([]string, error) {
+	if filter == "" {
+		return nil, errors.New("empty filter")
+	}
+	levels := strings.Split(filter, "/")
+	for i, l := range levels {
+		switch {
+		case l == "":
+			return nil, errors.New("empty topic level; tern's topics have none")
+		case l == "+":
+			levels[i] = "*"
+		case l == "#":
+			if i != len(levels)-1 {
+				return nil, errors.New("# must be the last level")
+			}
+			if i == 0 {
+				return []string{">"}, nil
+			}
+			base := strings.Join(levels[:i], ".")
+			return []string{base, base + ".>"}, nil
+		case strings.ContainsAny(l, "+#* >\t\n"):
+			return nil, fmt.Errorf("level %q: wildcards stand alone, and topics have no spaces", l)
+		default:
+			levels[i] = strings.ReplaceAll(l, ".", "//")
+		}
+	}
+	return []string{strings.Join(levels, ".")}, nil
+}
+
+// topic is the MQTT topic of a subject that subjects mapped.
+func topic(subject string) string {
+	levels := strings.Split(subject, ".")
+	for i, l := range levels {
+		levels[i] = strings.ReplaceAll(l, "//", ".")
+	}
+	return strings.Join(levels, "/")
+}
+
+// SyncRetained returns once every retained message the broker has
+// acknowledged is also in the index it serves new subscriptions from, or
+// when ctx is done. nats-server stores a retained message before it
+// acknowledges it, but indexes it asynchronously, some milliseconds
+// later (docs/mqtt.md, NATS): a subscription made in between misses it.
+// Tests that subscribe to see a retained message published just before
+// call it first; tern itself does not rely on it, as fleets on NATS do
+// not have it.
+//
+// It watches what nats-server's index is fed from: the deliveries of
+// the consumer on the retained messages' stream ($MQTT_rmsgs), from the
+// first call on. A message that consumer had already delivered then
+// counts as indexed, though indexing it may still take microseconds.
+func (b *Broker) SyncRetained(ctx context.Context) error {
+	b.mu.Lock()
+	nc, started := b.nc, b.started && !b.closed
+	b.mu.Unlock()
+	if !started {
+		return errors.New("devbroker: SyncRetained: the broker is not running")
+	}
+	var stream struct {
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+	}
+	switch err := jsAPI(ctx, nc, "STREAM.INFO."+retainedStream, &stream); {
+	case errors.Is(err, errNoStream):
+		return nil // no MQTT client yet, so no retained message
+	case err != nil:
+		return fmt.Errorf("devbroker: SyncRetained: %w", err)
+	}
+	if err := b.watchRetained(ctx, nc); err != nil {
+		return fmt.Errorf("devbroker: SyncRetained: %w", err)
+	}
+	for {
+		b.rmu.Lock()
+		done, grew := b.rindexed >= stream.State.LastSeq, b.rgrew
+		b.rmu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-grew:
+		case <-ctx.Done():
+			return fmt.Errorf("devbroker: SyncRetained: %w", ctx.Err())
+		}
+	}
+}
+
+// retainedStream is nats-server's stream of retained MQTT messages.
+const retainedStream = "$MQTT_rmsgs"
+
+// watchRetained starts following the deliveries of the consumer that
+// feeds nats-server's index of retained messages, once.
+func (b *Broker) watchRetained(ctx context.Context, nc *nats.Conn) error {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	if b.rwatching {
+		return nil
+	}
+	var list struct {
+		Consumers []struct {
+			Config struct {
+				DeliverSubject string `json:"deliver_subject"`
+			} `json:"config"`
+			Delivered struct {
+				StreamSeq uint64 `json:"stream_seq"`
+			} `json:"delivered"`
+			PushBound bool `json:"push_bound"`
+		} `json:"consumers"`
+	}
+	if err := jsAPI(ctx, nc, "CONSUMER.LIST."+retainedStream, &list); err != nil {
+		return err
+	}
+	for _, c := range list.Consumers {
+		if !c.PushBound || c.Config.DeliverSubject == "" {
+			continue // a consumer of a broker before a restart, expiring
+		}
+		_, err := nc.Subscribe(c.Config.DeliverSubject, func(m *nats.Msg) {
+			md, err := m.Metadata()
+			if err != nil {
+				return
+			}
+			b.rmu.Lock()
+			defer b.rmu.Unlock()
+			if md.Sequence.Stream > b.rindexed {
+				b.rindexed = md.Sequence.Stream
+				close(b.rgrew)
+				b.rgrew = make(chan struct{})
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if err := nc.Flush(); err != nil {
+			return err
+		}
+		b.rindexed = max(b.rindexed, c.Delivered.StreamSeq)
+		b.rgrew = make(chan struct{})
+		b.rwatching = true
+		return nil
+	}
+	return errors.New("nats-server has no consumer feeding its index of retained messages")
+}
+
+// errNoStream is JetStream's "stream not found".
+var errNoStream = errors.New("stream not found")
+
+// jsAPI makes the JetStream API request $JS.API.<what> and decodes the
+// answer into v.
+func jsAPI(ctx context.Context, nc *nats.Conn, what string, v any) error {
+	m, err := nc.RequestWithContext(ctx, "$JS.API."+what, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	var e struct {
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &e); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch {
+	case e.Error == nil:
+	case e.Error.ErrCode == 10059: // JSStreamNotFoundErr
+		return errNoStream
+	default:
+		return fmt.Errorf("%s: %s", what, e.Error.Description)
+	}
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -133,7 +437,7 @@ func (b *Broker) Addr() string {
 	if !b.started {
 		return b.addr
 	}
-	return b.tcp.Address()
+	return net.JoinHostPort(b.opts.MQTT.Host, strconv.Itoa(b.opts.MQTT.Port))
 }
 
 // URL is the broker's address for clients: tcp://Addr(), or ssl://Addr()
@@ -145,20 +449,9 @@ func (b *Broker) URL() string {
 	return "tcp://" + b.Addr()
 }
 
-// ErrCloseStuck is what Close returns when mochi-mqtt's own Close
-// did not return within closeBound: it takes a read lock on its client
-// list twice over (Clients.GetByListener calls Len), so a client that
-// disconnects at that moment (its Delete waiting for the write lock)
-// deadlocks it. The broker's goroutines are then left behind; nothing
-// else is affected. Issue 16 replaces this broker.
-var ErrCloseStuck = errors.New("devbroker: the embedded broker's Close deadlocked (a known mochi-mqtt bug when a client disconnects during Close)")
-
-// closeBound is how long Close waits for mochi-mqtt to close.
-const closeBound = 10 * time.Second
-
-// Close disconnects every client and stops listening. Sessions and retained
-// messages are lost. It is safe to call more than once. It returns
-// ErrCloseStuck, rather than hang, if the broker's Close deadlocks.
+// Close disconnects every client and stops listening. Without a DataDir,
+// sessions and retained messages are gone; with one, the next broker on
+// it finds them. It is safe to call more than once.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -166,33 +459,40 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
-	done := make(chan error, 1)
-	go func() { done <- b.srv.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("devbroker: close on %s: %w", b.addr, err)
+	b.shutdown()
+	if b.tempDir != "" {
+		if err := os.RemoveAll(b.tempDir); err != nil {
+			return fmt.Errorf("devbroker: remove its data: %w", err)
 		}
-		return nil
-	case <-time.After(closeBound):
-		return fmt.Errorf("close broker on %s: %w", b.addr, ErrCloseStuck)
+	}
+	return nil
+}
+
+// shutdown stops the server, if it runs.
+func (b *Broker) shutdown() {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
 	}
 }
 
-// allowAll lets every client connect and use every topic. It is mochi's
-// auth.AllowHook, written out to keep that package's YAML dependency out of
-// the build.
-type allowAll struct{ mqtt.HookBase }
+// natsLog is nats-server's log through slog.
+type natsLog struct{ l *slog.Logger }
 
-func (*allowAll) ID() string { return "tern-allow-all" }
-
-func (*allowAll) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+func (n natsLog) Noticef(format string, v ...any) { n.l.Info(fmt.Sprintf(format, v...)) }
+func (n natsLog) Warnf(format string, v ...any) {
+	if strings.HasPrefix(format, "Maximum payloads over") {
+		return // MaxPayload is above 8 MB on purpose; see there
+	}
+	n.l.Warn(fmt.Sprintf(format, v...))
 }
-
-func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+func (n natsLog) Fatalf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLog) Errorf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLog) Debugf(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLog) Tracef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 
 // orDiscard returns l, or a logger that drops everything.
 func orDiscard(l *slog.Logger) *slog.Logger {

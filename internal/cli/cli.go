@@ -142,6 +142,7 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&files.Cert, "cert", "", "the broker's certificate, PEM: listen with TLS")
 	fs.StringVar(&files.Key, "cert-key", "", "the broker's private key, PEM")
 	fs.StringVar(&files.CA, "ca", "", "with --cert: admit only clients with a certificate signed by this CA")
+	data := fs.String("data", "", "directory to keep sessions and retained messages in, across restarts (default: a temporary one, removed when the broker stops)")
 	verbose := fs.Bool("v", false, "log every connection")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -154,17 +155,12 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	var b *devbroker.Broker
-	var err error
-	if files.IsZero() {
-		b, err = devbroker.New(*listen, log)
-	} else if b, err = devbroker.NewTLS(*listen, files, log); err != nil {
-		err = usageError{err}
-	}
+	b, err := devbroker.Open(*listen, devbroker.Options{DataDir: *data, TLS: files, Logger: log})
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	if err := b.Start(); err != nil {
+		b.Close()
 		return err
 	}
 	defer b.Close()
@@ -173,6 +169,11 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		auth = "client certificates from " + files.CA + ", no ACL"
 	}
 	fmt.Fprintf(stdout, "tern broker: listening on %s (development only: %s)\n", b.URL(), auth)
+	if *data != "" {
+		fmt.Fprintf(stdout, "tern broker: sessions and retained messages are kept in %s\n", *data)
+	} else {
+		fmt.Fprintf(stdout, "tern broker: sessions and retained messages are gone when it stops; --data DIR keeps them\n")
+	}
 	<-ctx.Done()
 	return nil
 }

@@ -35,14 +35,16 @@ func init() {
 	commands = []command{
 		{
 			name:  "broker",
-			args:  "[--listen ADDR] [--cert F --cert-key F [--ca F]] [-v]",
+			args:  "[--listen ADDR] [--data DIR] [--cert F --cert-key F [--ca F]] [-v]",
 			short: "run a development MQTT broker (TLS with --cert)",
-			summary: "Run the embedded MQTT broker, for development and demos: no authentication\n" +
-				"(with --ca: client certificates from that CA), no ACL, no persistence. Fleets\n" +
-				"run Mosquitto or a clustered broker instead; tern broker acl --help says how\nto make its ACL.",
+			summary: "Run the embedded MQTT broker (nats-server with MQTT and JetStream), for\n" +
+				"development and demos: no authentication (with --ca: client certificates from\n" +
+				"that CA), no ACL. With --data, sessions and retained messages survive a\n" +
+				"restart. Fleets run Mosquitto or a clustered broker instead;\n" +
+				"tern broker acl --help says how to make its ACL.",
 			examples: []string{
 				"tern broker",
-				"tern broker --listen 0.0.0.0:1883 -v",
+				"tern broker --listen 0.0.0.0:1883 --data /var/lib/tern-broker -v",
 				"tern broker --listen 127.0.0.1:8883 --cert broker.pem --cert-key broker.key --ca ca.pem",
 			},
 			run: broker,

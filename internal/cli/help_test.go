@@ -15,7 +15,7 @@ func TestHelp(t *testing.T) {
 		example string // a line of its examples
 		flag    string // one of its flags
 	}{
-		{[]string{"broker"}, "tern broker --listen 0.0.0.0:1883", "-listen"},
+		{[]string{"broker"}, "tern broker --listen 0.0.0.0:1883 --data", "-listen"},
 		{[]string{"push"}, "tern push --fleet demo --group heaters --key ops.key target.json", "-group"},
 		{[]string{"release"}, "tern release --fleet demo --module relay --key ops.key --version 12 --config ternd.yaml relay.wasm", "-module"},
 		{[]string{"status"}, "tern status --fleet demo --group heaters --json", "-wait"},
