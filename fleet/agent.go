@@ -267,6 +267,9 @@ func (o *Operator) PushAgentRelease(ctx context.Context, r AgentRelease) error {
 			return err
 		}
 	}
+	if err := o.awaitRetained(ctx, o.opts.Topics.AgentChunk(r.Arch, len(chunks)-1), chunks[len(chunks)-1]); err != nil {
+		return err
+	}
 	mb, err := json.Marshal(manifest)
 	if err != nil {
 		return fmt.Errorf("fleet: release agent for %s: encode: %w", r.Arch, err)

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -302,6 +303,9 @@ func (o *Operator) PushRelease(ctx context.Context, env ReleaseEnvelope) error {
 			return err
 		}
 	}
+	if err := o.awaitRetained(ctx, o.opts.Topics.ModuleChunk(env.Module, len(chunks)-1), chunks[len(chunks)-1]); err != nil {
+		return err
+	}
 	mb, err := json.Marshal(manifest)
 	if err != nil {
 		return fmt.Errorf("fleet: release module %s: encode: %w", env.Module, err)
@@ -387,6 +391,38 @@ func (o *Operator) RetainedRelease(ctx context.Context, module string, wait time
 		return ReleaseEnvelope{}, false, nil
 	case <-ctx.Done():
 		return ReleaseEnvelope{}, false, ctx.Err()
+	}
+}
+
+// awaitRetained waits until the broker serves payload retained on topic
+// to a new subscription: it publishes the manifest of a chunked release
+// only once its chunks can be read, as nats-server indexes retained
+// messages a few milliseconds after it acknowledged them (docs/mqtt.md),
+// and a device that asked for a chunk in that gap would wait chunkStall
+// for it. Mosquitto serves it at once; one round trip.
+func (o *Operator) awaitRetained(ctx context.Context, topic string, payload []byte) error {
+	want := sha256.Sum256(payload)
+	got := make(chan struct{}, 1)
+	s := &sink{deliver: func(_ string, b []byte) {
+		if sha256.Sum256(b) == want {
+			signal(got)
+		}
+	}} // qos 0: a read
+	ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
+	defer cancel()
+	for again := false; ; again = true {
+		if err := o.addSinks(ctx, []string{topic}, s, again, func() {}); err != nil {
+			return fmt.Errorf("fleet: read back %s: %w", topic, err)
+		}
+		select {
+		case <-got:
+			o.removeSink(topic, s)
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			o.removeSink(topic, s)
+			return fmt.Errorf("fleet: the broker does not serve what it acknowledged on %s (retained) within %v", topic, o.opts.ConnectTimeout)
+		}
 	}
 }
 
