@@ -21,8 +21,9 @@ import (
 // restartable starts a broker the test can stop and start, and an
 // auditor of device's events that misses nothing across restarts: with
 // Mosquitto a client with a persistent session (Mosquitto persists it),
-// with the embedded broker, which forgets sessions, a subscription in the
-// broker made before it accepts connections.
+// with the embedded broker, which RestartableEmbedded runs without a data
+// directory so that it forgets sessions, a subscription in the broker made
+// before it accepts connections.
 var restartable = map[string]func(t *testing.T, device string) (*fleettest.Restartable, *auditor){
 	"embedded": func(t *testing.T, device string) (*fleettest.Restartable, *auditor) {
 		a := &auditor{more: make(chan struct{}, 1)}

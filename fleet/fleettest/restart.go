@@ -74,9 +74,9 @@ func RestartableMosquitto(t testing.TB) *Restartable {
 	})
 }
 
-// RestartableEmbedded starts the embedded broker on a free port. Like the
-// embedded broker itself it keeps nothing across a restart: sessions,
-// subscriptions and retained messages start empty. setup, if not nil, runs
+// RestartableEmbedded starts the embedded broker on a free port, each time
+// without a data directory, so it keeps nothing across a restart:
+// sessions, subscriptions and retained messages start empty. setup, if not nil, runs
 // on every start before the broker accepts connections, e.g. to watch
 // topics with [broker.Broker.Subscribe] from the first message on.
 func RestartableEmbedded(t testing.TB, setup func(*devbroker.Broker) error) *Restartable {
