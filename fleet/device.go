@@ -189,7 +189,7 @@ type Device struct {
 	// they arrive.
 	fetchMu   sync.Mutex
 	wanted    map[string]fetchItem
-	refused   map[string]string   // module → "version sha256" of a manifest its chunks contradict
+	settled   map[string]string   // release scope → the manifest (fetchItem.mark) last offered or refused
 	stale     []string            // chunk topics still subscribed when a connection was lost
 	asked     map[string]struct{} // chunk topics the fetcher waits for
 	fetchWake chan struct{}
@@ -340,7 +340,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		firstAttempt: make(chan struct{}),
 		stateWake:    make(chan struct{}, 1),
 		wanted:       map[string]fetchItem{},
-		refused:      map[string]string{},
+		settled:      map[string]string{},
 		asked:        map[string]struct{}{},
 		fetchWake:    make(chan struct{}, 1),
 		chunkIn:      make(chan chunkMsg, 2*fetchWindow),

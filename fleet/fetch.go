@@ -39,12 +39,12 @@ const chunkStall = 30 * time.Second
 // chunkPrefix is where chunks are kept: chunk i of the release with
 // SHA-256 S of K (module/<name> or agent/<arch>) under
 // chunkPrefix+K+"/"+S+"/"+i (six digits). They stay after the release was
-// put together, until a release of other code replaces them: the manifest
-// comes again (retained) with every connection, and the device then puts
-// the release together from its store, without the network, and offers it
-// again (the agent ignores a release it has). Nothing marks a release
-// done, which a power cut between the mark and the agent's taking it could
-// lose.
+// put together, until a release of other code replaces them: after a
+// restart the manifest comes again (retained), and the device puts the
+// release together from its store, without the network, and offers it
+// again (the agent ignores a release it has). Nothing on disk marks a
+// release done, which a power cut between the mark and the agent's taking
+// it could lose; within one run, Device.settled does.
 const chunkPrefix = "fleet/chunk/"
 
 type chunkMsg struct {
@@ -72,9 +72,14 @@ func (it fetchItem) mark() string { return strconv.FormatUint(it.version, 10) + 
 // goroutine: it must not block.
 func (d *Device) want(it fetchItem) {
 	d.fetchMu.Lock()
-	if d.refused[it.key] == it.mark() {
+	if d.settled[it.key] == it.mark() {
+		// Offered already, or refused (its chunks do not make the code
+		// it names, and asking again gets the same): the manifest comes
+		// again with every connection, and putting an 8 MiB module or
+		// 16 MiB agent release together from the store each time, to be
+		// ignored, would cost a slow board seconds per reconnect.
 		d.fetchMu.Unlock()
-		return // its chunks do not make the code it names; asking again gets the same
+		return
 	}
 	if w, ok := d.wanted[it.key]; !ok || w.version < it.version || w.version == it.version && w.sum != it.sum {
 		d.wanted[it.key] = it
@@ -212,10 +217,7 @@ func (d *Device) download(ctx context.Context, c paho.Client, it fetchItem) erro
 		// Chunks that match their hashes but not the signed whole: the
 		// manifest itself is wrong. Asking again would get the same.
 		d.deleteChunks(chunkPrefix+it.key+"/"+it.sum+"/", "")
-		d.fetchMu.Lock()
-		d.refused[it.key] = it.mark()
-		d.fetchMu.Unlock()
-		d.done(it)
+		d.settle(it)
 		r := it.refusal
 		r.Err = err
 		d.log.Warn("fleet: refusing a chunked release", "release", it.key, "version", it.version, "err", err)
@@ -225,8 +227,18 @@ func (d *Device) download(ctx context.Context, c paho.Client, it fetchItem) erro
 	if len(missing) > 0 {
 		d.log.Info("fleet: chunked release fetched", "release", it.key, "version", it.version)
 	}
-	d.done(it)
+	d.settle(it)
 	return nil
+}
+
+// settle records it as offered or refused in this process, and forgets
+// it as wanted. After a restart the device puts it together from its
+// store once more: the agent may not have stored it before the power went.
+func (d *Device) settle(it fetchItem) {
+	d.fetchMu.Lock()
+	d.settled[it.key] = it.mark()
+	d.fetchMu.Unlock()
+	d.done(it)
 }
 
 // fetchWindow asks for the chunks in w and keeps each that arrives and
