@@ -52,6 +52,10 @@ func TestQemuConverge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			online, err := op.WatchOnline(t.Context(), device)
+			if err != nil {
+				t.Fatal(err)
+			}
 
 			t0 := time.Now()
 			p := start(t, qemu, bin, "run", "--config", cfg)
@@ -59,6 +63,19 @@ func TestQemuConverge(t *testing.T) {
 				t.Errorf("ternd under %s says %s", tc.qemu, v)
 			}
 			p.expect(t, `fleet: connected to broker`)
+			// online=true comes once the device subscribed to its target:
+			// a target pushed before that could reach it only as a
+			// retained message, which nats-server serves to a new
+			// subscription a moment after it acknowledged it
+			// (docs/mqtt.md, NATS).
+			for seen := false; !seen; {
+				select {
+				case o := <-online:
+					seen = o.Online
+				case <-time.After(wait):
+					t.Fatalf("%s connected but never said online=true within %v", device, wait)
+				}
+			}
 			up := time.Since(t0)
 			target := fleet.TargetEnvelope{Format: fleet.Format, Version: 1, Target: json.RawMessage(`{"relays":{"heater":true,"fan":false}}`)}
 			t1 := time.Now()
