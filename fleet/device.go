@@ -576,23 +576,38 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 // announce runs after every connect: it (re)subscribes to the target topic,
 // which also makes the broker resend the retained target, and publishes
 // online=true.
+//
+// Everything a device subscribes to is retained state (targets, release
+// manifests, chunks), and it subscribes at QoS 0: the broker resends
+// every retained message at each subscription, which follows every
+// connection, so copies queued while the device was away (QoS 1) would
+// only repeat it. A QoS 1 subscription costs a NATS cluster a replicated
+// JetStream consumer per topic per device; QoS 0 costs nothing beyond the
+// session (docs/mqtt.md, NATS). It subscribes twice: nats-server indexes
+// a retained message some milliseconds after acknowledging it, and a
+// device subscribing in that gap would otherwise wait for its next
+// connection; the second pass, a round trip later, finds it.
 func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
 	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
-	for _, topic := range append(topics, sortedKeys(d.moduleTopics)...) {
-		if err := subscribe(ctx, c, topic); err != nil {
-			return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
+	topics = append(topics, sortedKeys(d.moduleTopics)...)
+	agent := d.agent
+	for range 2 {
+		if err := subscribeAt(ctx, c, stateQoS, topics...); err != nil {
+			return fmt.Errorf("fleet: subscribe to %s: %w", strings.Join(topics, ", "), err)
 		}
-	}
-	// Agent releases are optional: a broker whose ACL predates them (no
-	// read on <prefix>/<fleet>/agent/+) must not keep the device offline.
-	if d.agent != "" {
-		if err := subscribe(ctx, c, d.agent); err != nil {
-			if ctx.Err() != nil || !c.IsConnectionOpen() {
-				return fmt.Errorf("fleet: subscribe to %s: %w", d.agent, err)
+		// Agent releases are optional: a broker whose ACL predates them
+		// (no read on <prefix>/<fleet>/agent/+) must not keep the device
+		// offline.
+		if agent != "" {
+			if err := subscribeAt(ctx, c, stateQoS, agent); err != nil {
+				if ctx.Err() != nil || !c.IsConnectionOpen() {
+					return fmt.Errorf("fleet: subscribe to %s: %w", agent, err)
+				}
+				d.log.Warn("fleet: no agent updates: the broker refused the subscription; let devices read "+d.opts.Topics.Agent("+")+" (see firmware/mosquitto/acl.conf)", "topic", agent, "err", err)
+				agent = ""
 			}
-			d.log.Warn("fleet: no agent updates: the broker refused the subscription; let devices read "+d.opts.Topics.Agent("+")+" (see firmware/mosquitto/acl.conf)", "topic", d.agent, "err", err)
 		}
 	}
 	if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineTrue)); err != nil {

@@ -267,7 +267,7 @@ func (d *Device) fetchWindow(ctx context.Context, c paho.Client, it fetchItem, w
 	// connection's setup waits for (256 KiB take 8 s at 256 kbit/s) until
 	// the device gives up on them and reconnects, for ever.
 	sub, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
-	err := subscribeAt(sub, c, 0, topics...)
+	err := subscribeAt(sub, c, stateQoS, topics...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("subscribe to its chunks: %w", err)

@@ -15,9 +15,14 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-// qos is the MQTT quality of service of everything in the contract: at
-// least once. Versions and event ids make duplicates harmless.
+// qos is the MQTT quality of service of everything the contract
+// publishes: at least once. Versions and event ids make duplicates
+// harmless.
 const qos = 1
+
+// stateQoS is the QoS a device subscribes to retained state at, and
+// fetches chunks at: 0 (see Device.announce).
+const stateQoS = 0
 
 // Online payloads (retained on Topics.Online).
 const (

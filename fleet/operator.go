@@ -85,6 +85,7 @@ type Operator struct {
 	sinks map[string]map[*sink]struct{}
 
 	everUp atomic.Bool
+	up     chan struct{} // signalled at every connect
 }
 
 // sink receives the messages on one subscription filter.
@@ -140,6 +141,7 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		life:      life,
 		closeLife: closeLife,
 		sinks:     make(map[string]map[*sink]struct{}),
+		up:        make(chan struct{}, 1),
 	}
 
 	// The first dial honours ctx; later ones (reconnects) live as long as
@@ -191,6 +193,7 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 // onConnect resubscribes the watches after a reconnect: the session is
 // clean, so the broker forgot them.
 func (o *Operator) onConnect(c paho.Client) {
+	signal(o.up)
 	if !o.everUp.Swap(true) {
 		return
 	}
@@ -335,23 +338,47 @@ func (o *Operator) address(what string, signed bool, prefix, fleet *string, chec
 
 // publishRetained publishes b retained, QoS 1, on topic and waits at most
 // ackWait for the broker's acknowledgement. what says what is done, for
-// errors ("push target to device pi-001").
+// errors ("push target to device pi-001"). A connection lost before the
+// acknowledgement (a node of a cluster dying, a broker restarting) is
+// waited out and the publish made again, within ackWait: what the
+// operator publishes is versioned and retained, so a second copy is
+// harmless.
 func (o *Operator) publishRetained(ctx context.Context, what, topic string, b []byte, ackWait time.Duration) error {
 	if !o.client.IsConnectionOpen() {
 		return newError(ErrOffline, nil, "fleet: %s: not connected to the broker %s (reconnecting); retry", what, o.broker)
 	}
 	ctx, cancel := context.WithTimeout(ctx, ackWait)
 	defer cancel()
-	err := waitToken(ctx, o.client, o.client.Publish(topic, qos, true, b))
-	switch {
-	case err == nil:
-		return nil
-	case lostConnection(err):
-		return newError(ErrOffline, err, "fleet: %s: connection to %s lost before the broker acknowledged; do it again (the same version is harmless)", what, o.broker)
-	case ctx.Err() != nil:
-		return fmt.Errorf("fleet: %s: no acknowledgement from broker %s within %v: %w", what, o.broker, ackWait, err)
+	for {
+		err := waitToken(ctx, o.client, o.client.Publish(topic, qos, true, b))
+		switch {
+		case err == nil:
+			return nil
+		case lostConnection(err) && ctx.Err() == nil:
+			o.log.Warn("fleet: connection lost before the broker acknowledged; publishing again once reconnected", "what", what, "err", err)
+			if o.waitUp(ctx) == nil {
+				continue
+			}
+			fallthrough
+		case lostConnection(err):
+			return newError(ErrOffline, err, "fleet: %s: connection to %s lost before the broker acknowledged, and not back within %v; do it again (the same version is harmless)", what, o.broker, ackWait)
+		case ctx.Err() != nil:
+			return fmt.Errorf("fleet: %s: no acknowledgement from broker %s within %v: %w", what, o.broker, ackWait, err)
+		}
+		return fmt.Errorf("fleet: %s: %w", what, err)
 	}
-	return fmt.Errorf("fleet: %s: %w", what, err)
+}
+
+// waitUp returns once the client is connected, or with ctx's error.
+func (o *Operator) waitUp(ctx context.Context) error {
+	for !o.client.IsConnectionOpen() {
+		select {
+		case <-o.up:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // RetainedRelease reads the release retained on module's topic, if any:

@@ -24,6 +24,9 @@ import (
 // starts again on the same address.
 type broker interface {
 	URL() string
+	// Brokers are the addresses agent i (from 0) lists, to fail over
+	// between; nil: URL alone.
+	Brokers(i int) []string
 	Stop() error
 	Start() error
 	Close() error
@@ -71,6 +74,8 @@ func newEmbedded(filters []string, watch func(string, []byte)) (*embedded, error
 }
 
 func (e *embedded) URL() string { return "tcp://" + e.addr }
+
+func (e *embedded) Brokers(int) []string { return nil }
 
 func (e *embedded) Start() error {
 	e.mu.Lock()
@@ -174,7 +179,7 @@ func newMosquitto(dir string, filters []string, watch func(string, []byte)) (*mo
 	}
 	opts := paho.NewClientOptions().AddBroker(m.URL()).SetClientID("tern-testbench-observer").
 		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(time.Second).
-		SetOrderMatters(false).SetKeepAlive(5 * time.Second).
+		SetOrderMatters(true).SetKeepAlive(5 * time.Second).
 		SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) { watch(msg.Topic(), msg.Payload()) })
 	m.obs = paho.NewClient(opts)
 	if tok := m.obs.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -191,6 +196,8 @@ func newMosquitto(dir string, filters []string, watch func(string, []byte)) (*mo
 }
 
 func (m *mosquitto) URL() string { return "tcp://" + m.addr }
+
+func (m *mosquitto) Brokers(int) []string { return nil }
 
 func (m *mosquitto) Start() error {
 	m.mu.Lock()

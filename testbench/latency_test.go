@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/testbench"
 )
 
 // marks is a slog handler that notes when the records the benchmark waits
@@ -65,15 +66,32 @@ func (m *marks) wait(b *testing.B, msg string) time.Time {
 // the device starts, connects, and the retained target reaches the agent.
 // It reports the time from the broker's CONNACK to the target handed to
 // the agent (stored, planning starts) and to convergence, p50 and p99 over
-// the iterations (run with -benchtime=100x).
+// the iterations (run with -benchtime=100x), on each broker in turn in
+// one run: the embedded one, Mosquitto, and a three-node NATS cluster of
+// `tern broker` processes with the operator on node 1 and the device on
+// node 2.
 func BenchmarkConnackToTarget(b *testing.B) {
-	for name, start := range map[string]func(testing.TB) string{
-		"embedded":  fleettest.Embedded,
-		"mosquitto": fleettest.Mosquitto,
+	one := func(start func(testing.TB) string) func(testing.TB) (string, string) {
+		return func(tb testing.TB) (string, string) { url := start(tb); return url, url }
+	}
+	for _, br := range []struct {
+		name  string
+		start func(testing.TB) (op, dev string)
+	}{
+		{"embedded", one(fleettest.Embedded)},
+		{"mosquitto", one(fleettest.Mosquitto)},
+		{"cluster", func(tb testing.TB) (string, string) {
+			c, err := testbench.StartCluster(context.Background(), testbench.ClusterOptions{Dir: tb.TempDir()})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(func() { c.Close() })
+			return c.URLs()[0], c.URLs()[1]
+		}},
 	} {
-		b.Run(name, func(b *testing.B) {
-			url := start(b)
-			op := operator(b, url)
+		b.Run(br.name, func(b *testing.B) {
+			opURL, url := br.start(b)
+			op := operator(b, opURL)
 			dir := b.TempDir()
 			var toTarget, toConverged []time.Duration
 			for i := range b.N {

@@ -32,6 +32,9 @@ type seen struct {
 	seqs      map[uint64]bool
 	maxSeq    uint64
 	dups      int
+	// late are seqs that first arrived after a higher one had: events out
+	// of order.
+	late []uint64
 	// epochs the device numbered its events under, in the order met; more
 	// than one means its store was replaced mid-run.
 	epochs []string
@@ -104,6 +107,9 @@ func (o *observer) feed(topic string, payload []byte) {
 				return
 			}
 			s.seqs[r.Seq] = true
+			if r.Seq < s.maxSeq && len(s.late) < 10 {
+				s.late = append(s.late, r.Seq)
+			}
 			s.maxSeq = max(s.maxSeq, r.Seq)
 		}
 		s.events = append(s.events, gotEvent{r, at})
@@ -188,7 +194,7 @@ func (o *observer) snapshot(id string) seen {
 
 // gaps lists the missing Seqs of a device, up to ten, and the epochs its
 // events came under.
-func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int, epochs []string) {
+func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int, late []uint64, epochs []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.device(id)
@@ -197,7 +203,7 @@ func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int, epoc
 			missing = append(missing, q)
 		}
 	}
-	return missing, s.maxSeq, s.dups, slices.Clone(s.epochs)
+	return missing, s.maxSeq, s.dups, slices.Clone(s.late), slices.Clone(s.epochs)
 }
 
 func (o *observer) entries() []Entry {

@@ -322,11 +322,14 @@ func (p *ProcessAgent) start(ctx context.Context) error {
 	}
 }
 
-var terndBuild struct {
+// built is a command of tern's module built once per process.
+type built struct {
 	once sync.Once
 	path string
 	err  error
 }
+
+var terndBuild, ternBuild built
 
 // TerndBinary builds cmd/ternd once per process, with go build in the
 // current directory (which must be inside tern's module, as a test's is),
@@ -335,42 +338,53 @@ var terndBuild struct {
 // the module passes ProcessOptions.Binary instead (tern testbench run
 // --ternd); the error says so.
 func TerndBinary(ctx context.Context) (string, error) {
-	terndBuild.once.Do(func() {
+	return terndBuild.build(ctx, "ternd", "give a ternd of the same version (tern testbench run --ternd bin/ternd; ProcessOptions.Binary)")
+}
+
+// TernBinary is TerndBinary for cmd/tern, whose `tern broker` the
+// cluster's nodes run ([StartCluster]; `tern testbench run` runs itself).
+func TernBinary(ctx context.Context) (string, error) {
+	return ternBuild.build(ctx, "tern", "give a tern of the same version (ClusterOptions.Binary)")
+}
+
+func (b *built) build(ctx context.Context, name, instead string) (string, error) {
+	b.once.Do(func() {
 		dir := filepath.Join(os.TempDir(), "tern-testbench")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			terndBuild.err = fmt.Errorf("testbench: build ternd: %w", err)
+			b.err = fmt.Errorf("testbench: build %s: %w", name, err)
 			return
 		}
 		// Build beside, then rename: other test binaries may be running
 		// the binary at the final path.
-		tmp, err := os.CreateTemp(dir, "ternd-*")
+		tmp, err := os.CreateTemp(dir, name+"-*")
 		if err != nil {
-			terndBuild.err = fmt.Errorf("testbench: build ternd: %w", err)
+			b.err = fmt.Errorf("testbench: build %s: %w", name, err)
 			return
 		}
 		tmp.Close()
-		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", tmp.Name(), "github.com/tern-iot/tern/cmd/ternd")
+		pkg := "github.com/tern-iot/tern/cmd/" + name
+		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", tmp.Name(), pkg)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
 			os.Remove(tmp.Name())
 			wd, _ := os.Getwd()
-			terndBuild.err = fmt.Errorf("testbench: process agents need a ternd binary, and go build github.com/tern-iot/tern/cmd/ternd in %s failed (%v): run from inside the tern source tree, or give a ternd of the same version (tern testbench run --ternd bin/ternd; ProcessOptions.Binary):\n%s", wd, err, strings.TrimSpace(stderr.String()))
+			b.err = fmt.Errorf("testbench: go build %s in %s failed (%v): run from inside the tern source tree, or %s:\n%s", pkg, wd, err, instead, strings.TrimSpace(stderr.String()))
 			return
 		}
 		// One name per source tree: two checkouts testing at once must
-		// not run each other's ternd.
+		// not run each other's binaries.
 		wd, _ := os.Getwd()
 		h := fnv.New32a()
 		h.Write([]byte(wd))
-		final := filepath.Join(dir, fmt.Sprintf("ternd-%08x", h.Sum32()))
+		final := filepath.Join(dir, fmt.Sprintf("%s-%08x", name, h.Sum32()))
 		if err := os.Rename(tmp.Name(), final); err != nil {
-			terndBuild.err = fmt.Errorf("testbench: build ternd: %w", err)
+			b.err = fmt.Errorf("testbench: build %s: %w", name, err)
 			return
 		}
-		terndBuild.path = final
+		b.path = final
 	})
-	return terndBuild.path, terndBuild.err
+	return b.path, b.err
 }
 
 func goTool() string {

@@ -33,6 +33,9 @@ type Options struct {
 	// Ternd is the ternd executable process agents (process: true) run.
 	// Empty: TerndBinary builds it, which needs the tern source tree.
 	Ternd string
+	// Tern is the tern executable whose `tern broker` a cluster's nodes
+	// run (broker: cluster). Empty: TernBinary builds it.
+	Tern string
 	// Seed, if not 0, replaces every scenario's seed: the one a report
 	// printed replays that run's random choices (kill moments and victims,
 	// noise, garbage).
@@ -239,6 +242,8 @@ func (r *run) setup(ctx context.Context) error {
 	switch r.sc.Broker {
 	case "mosquitto":
 		r.broker, err = newMosquitto(r.dir, r.obs.filters(), r.obs.feed)
+	case "cluster":
+		r.broker, err = newClusterBroker(ctx, r.dir, r.opts.Tern, r.obs.filters(), r.obs.feed)
 	default:
 		r.broker, err = newEmbedded(r.obs.filters(), r.obs.feed)
 	}
@@ -259,7 +264,7 @@ func (r *run) setup(ctx context.Context) error {
 		}
 		for _, id := range spec.IDs() {
 			cfg := daemon.Config{
-				Device: id, Fleet: r.sc.Fleet, Broker: r.broker.URL(), Board: "sim", LogLevel: "info",
+				Device: id, Fleet: r.sc.Fleet, Broker: r.broker.URL(), Brokers: r.broker.Brokers(len(r.agents.agents)), Board: "sim", LogLevel: "info",
 				DataDir: filepath.Join(r.dir, "agents", id), Groups: spec.Groups,
 				// One compilation for all agents, in process or not: the
 				// others wait for it, then load the code cached. (Five
@@ -267,6 +272,9 @@ func (r *run) setup(ctx context.Context) error {
 				// under the race detector on a busy machine did not boot
 				// within two minutes.)
 				CacheDir: filepath.Join(r.dir, "cache"),
+			}
+			if cfg.Brokers != nil {
+				cfg.Broker = ""
 			}
 			for _, m := range spec.Modules {
 				ms := r.sc.Modules[m]

@@ -4,15 +4,16 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/testbench"
 )
 
 // TestScale: TERN_SCALE_AGENTS agents (make testbench: 1000), each a whole
@@ -58,15 +60,31 @@ func TestScale(t *testing.T) {
 	}
 	brokerName := os.Getenv("TERN_SCALE_BROKER")
 	var broker string
-	var brokerPID int
+	var brokerPIDs []int
+	var urls []string // the cluster's nodes; else the one broker
 	switch brokerName {
 	case "", "embedded":
 		brokerName = "embedded, tern broker"
-		broker, brokerPID = startTernBrokerProcess(t)
+		var pid int
+		broker, pid = startTernBrokerProcess(t)
+		brokerPIDs = []int{pid}
 	case "mosquitto":
-		broker, brokerPID = startMosquittoProcess(t)
+		var pid int
+		broker, pid = startMosquittoProcess(t)
+		brokerPIDs = []int{pid}
+	case "cluster":
+		brokerName = "three-node NATS cluster, tern broker"
+		c, err := testbench.StartCluster(context.Background(), testbench.ClusterOptions{Dir: filepath.Join(dir, "cluster")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		// The operator and the watcher on node 1; devices spread over
+		// all three, a third of them on each as their first node.
+		broker, brokerPIDs = c.URLs()[0], c.PIDs()
+		urls = c.URLs()
 	default:
-		t.Fatalf("TERN_SCALE_BROKER=%q: want embedded (the default) or mosquitto", brokerName)
+		t.Fatalf("TERN_SCALE_BROKER=%q: want embedded (the default), mosquitto or cluster", brokerName)
 	}
 	topics := fleet.Topics{Fleet: "scale"}
 
@@ -105,43 +123,54 @@ func TestScale(t *testing.T) {
 		t.Fatalf("watcher subscribe: %v", tok.Error())
 	}
 
-	board, err := boards.Lookup("sim")
-	if err != nil {
-		t.Fatal(err)
+	// The agents run in shard processes of this test binary (TestScaleShard),
+	// up to scaleShard agents each: a process may hold 20,000 open files
+	// on this machine, and an agent holds two (its connection, its store).
+	if urls == nil {
+		urls = []string{broker}
 	}
-	cache := filepath.Join(dir, "cache")
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: scaleLogLevel()}))
 	startAt := time.Now()
-	for i := range n {
-		cfg := daemon.Config{
-			Device: fmt.Sprintf("dev-%04d", i), Fleet: "scale", Broker: broker, Board: "sim",
-			DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), CacheDir: cache, Store: scaleStore(),
-			Groups:  []string{"all"},
-			Modules: []daemon.ModuleConfig{{Name: "lite", Path: mod}},
+	var shards []*exec.Cmd
+	for first := 0; first < n; first += scaleShard {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestScaleShard$", "-test.timeout=0")
+		cmd.Env = append(os.Environ(),
+			fmt.Sprintf("TERN_SCALE_SHARD=%d:%d", first, min(scaleShard, n-first)),
+			"TERN_SCALE_URLS="+strings.Join(urls, ","),
+			"TERN_SCALE_MODULE="+mod, "TERN_SCALE_DIR="+dir)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		stdin, err := cmd.StdinPipe() // closed: the shard stops its agents and exits
+		if err != nil {
+			t.Fatal(err)
 		}
-		wg.Go(func() {
-			if err := daemon.Run(ctx, cfg, &daemon.Hardware{GPIO: sim.NewGPIO(board.Lines()...)}, log); err != nil {
-				failed.Add(1)
-				t.Errorf("agent %s: %v", cfg.Device, err)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		shards = append(shards, cmd)
+		t.Cleanup(func() {
+			stdin.Close()
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				cmd.Process.Kill()
+				<-done
 			}
 		})
-		if i%50 == 49 {
-			time.Sleep(200 * time.Millisecond) // let the broker take the connections in batches
-		}
 	}
-	defer func() { cancel(); wg.Wait() }()
+	shardPIDs := make([]int, len(shards))
+	for i, c := range shards {
+		shardPIDs[i] = c.Process.Pid
+	}
 	select {
 	case <-allIn:
-	case <-time.After(5 * time.Minute):
+	case <-time.After(5*time.Minute + time.Duration(n)*10*time.Millisecond):
 		mu.Lock()
-		t.Fatalf("only %d of %d agents reported after 5 min (%d failed to start)", len(reported), n, failed.Load())
+		t.Fatalf("only %d of %d agents reported after %v", len(reported), n, time.Since(startAt).Round(time.Second))
 	}
 	upIn := time.Since(startAt)
 	time.Sleep(2 * time.Second) // let the start settle before measuring
-	brokerCPU0, agentsCPU0 := cpuTicks(t, brokerPID), cpuTicks(t, os.Getpid())
+	brokerCPU0, agentsCPU0 := cpuOf(t, brokerPIDs), cpuOf(t, shardPIDs)
 
 	op := dialScaleOp(t, broker, topics)
 	pushAt := time.Now()
@@ -157,14 +186,110 @@ func TestScale(t *testing.T) {
 		t.Fatalf("only %d of %d agents converged %v after the push", len(converged), n, time.Since(pushAt).Round(time.Second))
 	}
 	took := time.Since(pushAt)
-	brokerCPU, agentsCPU := cpuTicks(t, brokerPID)-brokerCPU0, cpuTicks(t, os.Getpid())-agentsCPU0
+	brokerCPU, agentsCPU := cpuOf(t, brokerPIDs)-brokerCPU0, cpuOf(t, shardPIDs)-agentsCPU0
 	t.Logf("%d agents up and reporting in %v", n, upIn.Round(time.Millisecond))
 	t.Logf("group push to all %d converged: %v", n, took.Round(time.Millisecond))
-	t.Logf("broker (%s, pid %d): CPU %.2f s over the convergence (%.0f%% of a core), RSS %s, peak %s",
-		brokerName, brokerPID, brokerCPU, 100*brokerCPU/took.Seconds(), procStatus(t, brokerPID, "VmRSS"), procStatus(t, brokerPID, "VmHWM"))
-	t.Logf("agents (this process): CPU %.2f s over the convergence (%.0f%% of a core), RSS %s, peak %s (%s per agent at peak)",
-		agentsCPU, 100*agentsCPU/took.Seconds(), procStatus(t, os.Getpid(), "VmRSS"), procStatus(t, os.Getpid(), "VmHWM"),
-		perAgent(procStatus(t, os.Getpid(), "VmHWM"), n))
+	t.Logf("broker (%s): CPU %.2f s over the convergence (%.0f%% of a core)", brokerName, brokerCPU, 100*brokerCPU/took.Seconds())
+	for _, pid := range brokerPIDs {
+		t.Logf("  broker process %d: RSS %s, peak %s", pid, procStatus(t, pid, "VmRSS"), procStatus(t, pid, "VmHWM"))
+	}
+	if nodes, err := os.ReadDir(filepath.Join(dir, "cluster")); err == nil {
+		for _, n := range nodes {
+			t.Logf("  node %s: %.1f MiB of JetStream data", n.Name(), float64(dirSize(filepath.Join(dir, "cluster", n.Name())))/(1<<20))
+		}
+	}
+	t.Logf("agents (%d processes): CPU %.2f s over the convergence (%.0f%% of a core)", len(shardPIDs), agentsCPU, 100*agentsCPU/took.Seconds())
+	var peak float64
+	for _, pid := range shardPIDs {
+		t.Logf("  agents' process %d: RSS %s, peak %s, %d open files", pid, procStatus(t, pid, "VmRSS"), procStatus(t, pid, "VmHWM"), openFiles(pid))
+		peak += mib(procStatus(t, pid, "VmHWM"))
+	}
+	t.Logf("  agents' peak RSS together %.1f MiB, %.2f MiB per agent", peak, peak/float64(n))
+}
+
+// scaleShard is how many agents one shard process runs at most.
+const scaleShard = 4000
+
+// TestScaleShard is not a test of its own: TestScale runs it, in a process
+// of its own, for each shard of its agents (TERN_SCALE_SHARD=first:count),
+// and closes its stdin to stop it.
+func TestScaleShard(t *testing.T) {
+	shard := os.Getenv("TERN_SCALE_SHARD")
+	if shard == "" {
+		t.Skip("TestScale runs this in a process of its own")
+	}
+	var first, count int
+	if _, err := fmt.Sscanf(shard, "%d:%d", &first, &count); err != nil {
+		t.Fatalf("TERN_SCALE_SHARD=%q: %v", shard, err)
+	}
+	urls := strings.Split(os.Getenv("TERN_SCALE_URLS"), ",")
+	dir, mod := os.Getenv("TERN_SCALE_DIR"), os.Getenv("TERN_SCALE_MODULE")
+	board, err := boards.Lookup("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: scaleLogLevel()}))
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	for i := first; i < first+count && ctx.Err() == nil; i++ {
+		cfg := daemon.Config{
+			Device: fmt.Sprintf("dev-%05d", i), Fleet: "scale", Board: "sim",
+			DataDir: filepath.Join(dir, "agents", strconv.Itoa(i)), CacheDir: filepath.Join(dir, "cache"), Store: scaleStore(),
+			Groups:  []string{"all"},
+			Modules: []daemon.ModuleConfig{{Name: "lite", Path: mod}},
+			// Thousands of agents starting at once on two cores: the
+			// 664-byte module's instantiation once waited over the
+			// default 10 s for a CPU.
+			ModuleLimits: daemon.ModuleLimits{CallTimeout: daemon.Duration(2 * time.Minute)},
+		}
+		if len(urls) == 1 {
+			cfg.Broker = urls[0]
+		} else {
+			// Spread over the nodes: each device connects to node
+			// i mod 3 first and fails over to the next.
+			cfg.Brokers = append(slices.Clone(urls[i%len(urls):]), urls[:i%len(urls)]...)
+		}
+		wg.Go(func() {
+			if err := daemon.Run(ctx, cfg, &daemon.Hardware{GPIO: sim.NewGPIO(board.Lines()...)}, log); err != nil {
+				t.Errorf("agent %s: %v", cfg.Device, err)
+			}
+		})
+		if i%50 == 49 {
+			time.Sleep(200 * time.Millisecond) // let the broker take the connections in batches
+		}
+	}
+	<-ctx.Done()
+	wg.Wait()
+}
+
+// dirSize is the bytes of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// openFiles is how many files process pid has open.
+func openFiles(pid int) int {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(fds)
+}
+
+// mib is the number in "123.4 MiB".
+func mib(s string) float64 {
+	v, _ := strconv.ParseFloat(strings.Fields(s)[0], 64)
+	return v
 }
 
 // startMosquittoProcess runs mosquitto as its own process (so its CPU and
@@ -272,6 +397,16 @@ func cpuTicks(t *testing.T, pid int) float64 {
 	return (utime + stime) / 100
 }
 
+// cpuOf is cpuTicks summed over processes.
+func cpuOf(t *testing.T, pids []int) float64 {
+	t.Helper()
+	var sum float64
+	for _, pid := range pids {
+		sum += cpuTicks(t, pid)
+	}
+	return sum
+}
+
 // procStatus is one field of /proc/PID/status, e.g. VmRSS: "123456 kB".
 func procStatus(t *testing.T, pid int, field string) string {
 	t.Helper()
@@ -289,11 +424,6 @@ func procStatus(t *testing.T, pid int, field string) string {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return ""
-}
-
-func perAgent(mib string, n int) string {
-	v, _ := strconv.ParseFloat(strings.Fields(mib)[0], 64)
-	return fmt.Sprintf("%.2f MiB", v/float64(n))
 }
 
 // scaleLogLevel is the agents' log level: error, or TERN_SCALE_LOG.

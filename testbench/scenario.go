@@ -26,8 +26,10 @@ type Scenario struct {
 	// Fleet is the fleet name on the broker; default "testbench".
 	Fleet string `yaml:"fleet"`
 	// Broker is "embedded" (default: the broker in tern, in the testbench's
-	// process) or "mosquitto" (a mosquitto process the testbench starts,
-	// with persistence on, as fleets run it).
+	// process), "mosquitto" (a mosquitto process the testbench starts,
+	// with persistence on, as fleets run it) or "cluster" (three `tern
+	// broker` processes in a NATS cluster, the MQTT streams on all three;
+	// agents spread over the nodes, each listing all three).
 	Broker string `yaml:"broker"`
 	// Timeout bounds the whole run; default 3m.
 	Timeout Duration `yaml:"timeout"`
@@ -161,6 +163,8 @@ type FaultStep struct {
 	For       Duration `yaml:"for"`
 	Amplitude float64  `yaml:"amplitude"`
 	By        Duration `yaml:"by"`
+	// Node is the cluster node node_down kills, from 1.
+	Node int `yaml:"node"`
 }
 
 // KillStep cuts the power of the selected agents at random moments and

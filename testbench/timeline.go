@@ -3,6 +3,7 @@ package testbench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -206,8 +207,11 @@ func (pl *player) do(ctx, faultCtx context.Context, restores *sync.WaitGroup, st
 
 func (pl *player) fault(f *FaultStep, after func(Duration, string, string, func())) error {
 	detail := f.Selector.String()
-	if f.Kind == "broker_down" {
+	switch f.Kind {
+	case "broker_down":
 		detail = ""
+	case "node_down":
+		detail = fmt.Sprintf("node %d", f.Node)
 	}
 	if f.Chip != "" {
 		detail += " chip " + f.Chip
@@ -229,6 +233,21 @@ func (pl *player) fault(f *FaultStep, after func(Duration, string, string, func(
 		after(f.For, "broker_down", "", func() {
 			if err := pl.broker.Start(); err != nil {
 				pl.log.record(AssertionResult{Name: "broker restart", Reason: err.Error(), At: pl.log.since()})
+			}
+		})
+		return nil
+	}
+	if f.Kind == "node_down" {
+		c, ok := pl.broker.(*clusterBroker)
+		if !ok {
+			return errors.New("node_down: the broker is not a cluster")
+		}
+		if err := c.kill(f.Node - 1); err != nil {
+			return fmt.Errorf("node_down: %w", err)
+		}
+		after(f.For, "node_down", "", func() {
+			if err := c.restart(f.Node - 1); err != nil {
+				pl.log.record(AssertionResult{Name: fmt.Sprintf("node %d restart", f.Node), Reason: err.Error(), At: pl.log.since()})
 			}
 		})
 		return nil

@@ -1,6 +1,7 @@
 package testbench
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -78,9 +79,9 @@ func (sc *Scenario) validate() error {
 		bad(0, "fleet: %v", err)
 	}
 	switch sc.Broker {
-	case "embedded", "mosquitto":
+	case "embedded", "mosquitto", "cluster":
 	default:
-		bad(0, "broker: %q is not a broker the testbench runs; write embedded or mosquitto", sc.Broker)
+		bad(0, "broker: %q is not a broker the testbench runs; write embedded, mosquitto or cluster", sc.Broker)
 	}
 	for name, m := range sc.Modules {
 		if err := fleet.ValidID(name); err != nil {
@@ -116,7 +117,7 @@ func (sc *Scenario) validateAgents(bad func(line int, format string, args ...any
 	if len(sc.Agents) == 0 {
 		bad(0, "agents: none; add at least one, e.g. agents: [{name: th, count: 3}]")
 	}
-	kn = known{modules: sc.Modules, ids: map[string]bool{}, groups: map[string]bool{}}
+	kn = known{modules: sc.Modules, ids: map[string]bool{}, groups: map[string]bool{}, broker: sc.Broker}
 	ids, groups := kn.ids, kn.groups
 	procs = map[string]bool{}
 	for i := range sc.Agents {
@@ -291,6 +292,7 @@ func (s Selector) check(ids, groups map[string]bool, allowNone bool) error {
 type known struct {
 	modules     map[string]ModuleSpec
 	ids, groups map[string]bool
+	broker      string
 }
 
 // stepActions are what a step can do, in the order messages name them:
@@ -374,6 +376,7 @@ const (
 // faultKinds are the faults the testbench injects (timeline.go's fault).
 var faultKinds = map[string]faultKind{
 	"broker_down":    {broker: true, needs: []faultNeed{needFor}},
+	"node_down":      {broker: true, needs: []faultNeed{needFor, needNode}},
 	"network_cut":    {unreachable: dialsItself},
 	"clock_jump":     {needs: []faultNeed{needBy}, unreachable: hostClock},
 	"sensor_stuck":   {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
@@ -387,6 +390,13 @@ var faultKinds = map[string]faultKind{
 func needFor(f *FaultStep) error {
 	if f.For == 0 {
 		return fmt.Errorf("fault: %s needs for: (how long the broker stays down)", f.Kind)
+	}
+	return nil
+}
+
+func needNode(f *FaultStep) error {
+	if f.Node < 1 || f.Node > clusterNodes {
+		return fmt.Errorf("fault: %s needs node: the cluster node to kill, 1 to %d", f.Kind, clusterNodes)
 	}
 	return nil
 }
@@ -428,6 +438,12 @@ func (f *FaultStep) check(kn known) error {
 		}
 		slices.Sort(kinds)
 		return fmt.Errorf("fault: kind %q is not a fault the testbench injects; write one of %s", f.Kind, strings.Join(kinds, ", "))
+	}
+	if f.Kind == "node_down" && kn.broker != "cluster" {
+		return fmt.Errorf("fault: node_down kills a node of a cluster; write broker: cluster (the scenario's broker is %s)", cmp.Or(kn.broker, "embedded"))
+	}
+	if f.Node != 0 && f.Kind != "node_down" {
+		return fmt.Errorf("fault: node: is for node_down; %s does not take it", f.Kind)
 	}
 	if kind.broker {
 		if f.Selector != (Selector{}) {

@@ -1,6 +1,7 @@
 package devbroker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -68,6 +70,30 @@ type Options struct {
 	TLS fleet.TLSFiles
 	// Logger receives the broker's own log; nil discards it.
 	Logger *slog.Logger
+	// Cluster, when its Listen is set, makes the broker one node of a
+	// NATS cluster whose JetStream keeps the MQTT streams (sessions,
+	// retained messages, QoS 1 messages) on several nodes.
+	Cluster Cluster
+}
+
+// Cluster is a broker's place in a NATS cluster. Every node of a cluster
+// has the same Name and lists the others' Listen addresses in Routes; a
+// device lists every node's MQTT address (ternd.yaml's brokers) and fails
+// over between them. docs/mqtt.md, "A NATS cluster", has a whole
+// configuration.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node; default "tern".
+	Name string
+	// Node is this node's name, unique in the cluster: JetStream places
+	// replicas by it, so it must stay the same across restarts.
+	Node string
+	// Listen is the host:port the node takes routes from the others on.
+	Listen string
+	// Routes are the other nodes' Listen addresses, host:port.
+	Routes []string
+	// Replicas is how many nodes keep each MQTT stream; 0 means every
+	// node, at most 3. It takes effect when the streams are first made.
+	Replicas int
 }
 
 // MaxPayload is the largest message the broker accepts: 64 MiB, NATS's
@@ -140,7 +166,8 @@ func Open(addr string, o Options) (*Broker, error) {
 			Host: host, Port: port, TLSConfig: tlsConfig,
 			// A busy machine (a test suite on two cores) can take
 			// seconds over a JetStream request; the default 5 s fails
-			// connections that would have succeeded.
+			// connections that would have succeeded. A cluster node
+			// keeps NATS's 5 s (see cluster).
 			JSAPITimeout: 30 * time.Second,
 			// NATS bounds the unacknowledged messages of one session's
 			// QoS 1 subscriptions together at 65,535; at its default of
@@ -154,7 +181,74 @@ func Open(addr string, o Options) (*Broker, error) {
 	if tlsConfig != nil {
 		b.opts.MQTT.TLSTimeout = 5
 	}
+	if err := b.cluster(o.Cluster); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// cluster sets b's options for c, if c says to join a cluster.
+func (b *Broker) cluster(c Cluster) error {
+	if c.Listen == "" {
+		if c.Node != "" || len(c.Routes) > 0 || c.Replicas != 0 {
+			return errors.New("devbroker: cluster: the node, routes and replicas need a cluster listen address (--cluster-listen host:port)")
+		}
+		return nil
+	}
+	host, port, err := hostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("devbroker: cluster listen address %q: %w", c.Listen, err)
+	}
+	if c.Node == "" {
+		return errors.New("devbroker: cluster: every node needs its own name (--node n1), the same across restarts")
+	}
+	if len(c.Routes) == 0 {
+		return errors.New("devbroker: cluster: a node needs the others' cluster addresses (--routes host:port,host:port)")
+	}
+	if c.Replicas < 0 || c.Replicas > len(c.Routes)+1 {
+		return fmt.Errorf("devbroker: cluster: %d replicas, but the cluster has %d nodes; choose 1 to %d, or 0 for nats-server's choice", c.Replicas, len(c.Routes)+1, len(c.Routes)+1)
+	}
+	name := c.Name
+	if name == "" {
+		name = "tern"
+	}
+	b.opts.ServerName = c.Node
+	b.opts.Cluster = server.ClusterOpts{Name: name, Host: host, Port: port}
+	for _, r := range c.Routes {
+		if _, _, err := hostPort(r); err != nil {
+			return fmt.Errorf("devbroker: cluster route %q: %w", r, err)
+		}
+		b.opts.Routes = append(b.opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
+	}
+	// nats-server's own default counts the routes, expecting a node to
+	// list itself among them; a node here lists the others.
+	b.opts.MQTT.StreamReplicas = cmp.Or(c.Replicas, min(len(c.Routes)+1, 3))
+	// When a node dies, a JetStream request to a stream leader it held
+	// goes unanswered, and a node holds every MQTT connection of its
+	// clients behind it until the request times out: with 30 s, every
+	// device failing over waited 30 s; with NATS's 5 s, 5 s.
+	b.opts.MQTT.JSAPITimeout = clusterJSAPITimeout
+	// nats-server starts its routes once its client listener is up, so
+	// a node listens for NATS clients too: on loopback, on a free port.
+	b.opts.DontListen = false
+	return nil
+}
+
+// clusterJSAPITimeout is a cluster node's MQTT JetStream request
+// timeout: nats-server's default.
+const clusterJSAPITimeout = 5 * time.Second
+
+// hostPort checks a host:port address.
+func hostPort(addr string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w; use host:port, e.g. 127.0.0.1:6222", err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, errors.New("the port must be a number from 1 to 65535")
+	}
+	return host, port, nil
 }
 
 // Start listens and serves in the background; it returns once the broker
@@ -427,6 +521,32 @@ func jsAPI(ctx context.Context, nc *nats.Conn, what string, v any) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// WaitCluster returns once the broker is a current member of its
+// cluster's JetStream (a meta leader elected, this node caught up), or
+// when ctx is done. A node alone cannot be: it waits for the others. A
+// broker outside a cluster returns at once.
+func (b *Broker) WaitCluster(ctx context.Context) error {
+	b.mu.Lock()
+	srv, started := b.srv, b.started && !b.closed
+	b.mu.Unlock()
+	if !started {
+		return errors.New("devbroker: WaitCluster: the broker is not running")
+	}
+	if b.opts.Cluster.Port == 0 {
+		return nil
+	}
+	for {
+		if srv.JetStreamIsCurrent() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devbroker: node %s is not a current member of the cluster's JetStream: %w", b.opts.ServerName, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Addr is the address the broker listens on: after Start, the real one

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tern-iot/tern/fleet/devbroker"
 )
@@ -140,6 +141,36 @@ func TestSyncRetained(t *testing.T) {
 		}
 		if m := recv(t, got, "the retained message on "+topic); !m.Retained() || m.Topic() != topic {
 			t.Fatalf("got %s (retained %v), want %s retained", m.Topic(), m.Retained(), topic)
+		}
+	}
+}
+
+// The NATS cluster configuration docs/mqtt.md ships (firmware/nats) is one
+// nats-server reads, and says what the docs say: three nodes, each routed
+// to the other two, the MQTT streams on all three, payloads for any
+// release.
+func TestShippedClusterConfig(t *testing.T) {
+	for _, node := range []string{"n1", "n2", "n3"} {
+		o, err := server.ProcessConfigFile("../../firmware/nats/" + node + ".conf")
+		if err != nil {
+			t.Fatalf("%s.conf: %v", node, err)
+		}
+		switch {
+		case o.ServerName != node:
+			t.Errorf("%s.conf: server_name %q", node, o.ServerName)
+		case o.Cluster.Name != "tern" || o.Cluster.Port != 6222 || len(o.Routes) != 2:
+			t.Errorf("%s.conf: cluster %q on %d with %d routes, want tern on 6222 with 2", node, o.Cluster.Name, o.Cluster.Port, len(o.Routes))
+		case !o.JetStream || o.JetStreamLimits.DefaultMaxConsumers != -1:
+			t.Errorf("%s.conf: jetstream %v, default_max_consumers %d", node, o.JetStream, o.JetStreamLimits.DefaultMaxConsumers)
+		case o.MQTT.Port != 1883 || o.MQTT.StreamReplicas != 3 || o.MQTT.MaxAckPending != 32:
+			t.Errorf("%s.conf: mqtt port %d, stream_replicas %d, max_ack_pending %d", node, o.MQTT.Port, o.MQTT.StreamReplicas, o.MQTT.MaxAckPending)
+		case o.MaxPayload != devbroker.MaxPayload:
+			t.Errorf("%s.conf: max_payload %d, want %d as the embedded broker", node, o.MaxPayload, devbroker.MaxPayload)
+		}
+		for _, r := range o.Routes {
+			if r.Host == node+".fleet.example:6222" {
+				t.Errorf("%s.conf routes to itself", node)
+			}
 		}
 	}
 }

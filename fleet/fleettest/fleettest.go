@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -333,4 +334,39 @@ func closeBroker(t testing.TB, b *devbroker.Broker) {
 	if err := b.Close(); err != nil {
 		t.Error(err)
 	}
+}
+
+// EmbeddedCluster starts n embedded brokers in process as one NATS
+// cluster on loopback, the MQTT streams kept on every node (up to 3), and
+// returns their URLs, node 1 first, once each is a current member of the
+// cluster's JetStream. stop stops node i (from 0) early; every node stops
+// when the test ends.
+func EmbeddedCluster(t testing.TB, n int) (urls []string, stop func(i int)) {
+	t.Helper()
+	mqtt, routes := make([]string, n), make([]string, n)
+	for i := range n {
+		mqtt[i], routes[i] = FreeAddr(t), FreeAddr(t)
+	}
+	brokers := make([]*devbroker.Broker, n)
+	for i := range n {
+		others := append(slices.Clone(routes[:i]), routes[i+1:]...)
+		log := new(logBuffer)
+		b, err := devbroker.Open(mqtt[i], devbroker.Options{
+			Logger:  slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Cluster: devbroker.Cluster{Node: fmt.Sprintf("n%d", i+1), Listen: routes[i], Routes: others},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		brokers[i] = b
+		urls = append(urls, serve(t, b, log, fmt.Sprintf("cluster node n%d", i+1)))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), testbound.Hang)
+	defer cancel()
+	for _, b := range brokers {
+		if err := b.WaitCluster(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return urls, func(i int) { closeBroker(t, brokers[i]) }
 }

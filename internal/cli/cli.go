@@ -144,18 +144,30 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&files.CA, "ca", "", "with --cert: admit only clients with a certificate signed by this CA")
 	data := fs.String("data", "", "directory to keep sessions and retained messages in, across restarts (default: a temporary one, removed when the broker stops)")
 	verbose := fs.Bool("v", false, "log every connection")
+	var cluster devbroker.Cluster
+	fs.StringVar(&cluster.Listen, "cluster-listen", "", "join a NATS cluster: the host:port this node takes the other nodes' routes on")
+	fs.StringVar(&cluster.Node, "node", "", "with --cluster-listen: this node's name, unique in the cluster and the same across restarts")
+	fs.StringVar(&cluster.Name, "cluster", "tern", "with --cluster-listen: the cluster's name, the same on every node")
+	routes := fs.String("routes", "", "with --cluster-listen: the other nodes' --cluster-listen addresses, comma-separated")
+	fs.IntVar(&cluster.Replicas, "replicas", 0, "with --cluster-listen: how many nodes keep each MQTT stream (default: one per node, at most 3)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("broker takes no arguments, got %q; its one subcommand is tern broker acl", fs.Arg(0))}
 	}
+	if *routes != "" {
+		cluster.Routes = strings.Split(*routes, ",")
+	}
+	if cluster.Listen != "" && *data == "" {
+		return usageError{errors.New("broker: a cluster node needs --data DIR: the other nodes count on what it keeps across a restart")}
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	b, err := devbroker.Open(*listen, devbroker.Options{DataDir: *data, TLS: files, Logger: log})
+	b, err := devbroker.Open(*listen, devbroker.Options{DataDir: *data, TLS: files, Logger: log, Cluster: cluster})
 	if err != nil {
 		return usageError{err}
 	}
@@ -169,6 +181,9 @@ func broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		auth = "client certificates from " + files.CA + ", no ACL"
 	}
 	fmt.Fprintf(stdout, "tern broker: listening on %s (development only: %s)\n", b.URL(), auth)
+	if cluster.Listen != "" {
+		fmt.Fprintf(stdout, "tern broker: node %s of cluster %s, routes on %s, to %s\n", cluster.Node, cluster.Name, cluster.Listen, strings.Join(cluster.Routes, ", "))
+	}
 	if *data != "" {
 		fmt.Fprintf(stdout, "tern broker: sessions and retained messages are kept in %s\n", *data)
 	} else {

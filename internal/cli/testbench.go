@@ -47,6 +47,10 @@ func testbenchRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return errors.Join(errs...)
 	}
 	opts := testbench.Options{Progress: stderr, Live: isTerminal(stderr), Seed: *seed, Ternd: *ternd}
+	// A cluster's nodes (broker: cluster) run `tern broker`: this tern.
+	if exe, err := os.Executable(); err == nil {
+		opts.Tern = exe
+	}
 	if *agentLog != "" {
 		f, err := os.Create(*agentLog)
 		if err != nil {
