@@ -347,27 +347,36 @@ func (o *Operator) publishRetained(ctx context.Context, what, topic string, b []
 	if !o.client.IsConnectionOpen() {
 		return newError(ErrOffline, nil, "fleet: %s: not connected to the broker %s (reconnecting); retry", what, o.broker)
 	}
-	ctx, cancel := context.WithTimeout(ctx, ackWait)
-	defer cancel()
-	for {
-		err := waitToken(ctx, o.client, o.client.Publish(topic, qos, true, b))
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, ackWait)
+		err := waitToken(actx, o.client, o.client.Publish(topic, qos, true, b))
+		if err != nil && lostConnection(err) && ctx.Err() == nil && attempt < publishAttempts {
+			o.log.Warn("fleet: connection lost before the broker acknowledged; publishing again once reconnected", "what", what, "err", err)
+			uctx, ucancel := context.WithTimeout(ctx, ackWait)
+			up := o.waitUp(uctx)
+			ucancel()
+			cancel()
+			if up == nil {
+				continue
+			}
+		}
+		cancel()
 		switch {
 		case err == nil:
 			return nil
-		case lostConnection(err) && ctx.Err() == nil:
-			o.log.Warn("fleet: connection lost before the broker acknowledged; publishing again once reconnected", "what", what, "err", err)
-			if o.waitUp(ctx) == nil {
-				continue
-			}
-			fallthrough
 		case lostConnection(err):
-			return newError(ErrOffline, err, "fleet: %s: connection to %s lost before the broker acknowledged, and not back within %v; do it again (the same version is harmless)", what, o.broker, ackWait)
-		case ctx.Err() != nil:
+			return newError(ErrOffline, err, "fleet: %s: connection to %s lost before the broker acknowledged (%d times); do it again (the same version is harmless)", what, o.broker, attempt)
+		case actx.Err() != nil:
 			return fmt.Errorf("fleet: %s: no acknowledgement from broker %s within %v: %w", what, o.broker, ackWait, err)
 		}
 		return fmt.Errorf("fleet: %s: %w", what, err)
 	}
 }
+
+// publishAttempts bounds how many times publishRetained publishes when
+// the connection drops before the acknowledgement, each time waiting up
+// to its ackWait for the reconnection and again for the acknowledgement.
+const publishAttempts = 3
 
 // waitUp returns once the client is connected, or with ctx's error.
 func (o *Operator) waitUp(ctx context.Context) error {

@@ -32,9 +32,11 @@ type seen struct {
 	seqs      map[uint64]bool
 	maxSeq    uint64
 	dups      int
-	// late are seqs that first arrived after a higher one had: events out
-	// of order.
-	late []uint64
+	// late counts reports that first arrived after a higher seq had (a
+	// NATS broker redelivers a report its consumer did not acknowledge
+	// after its ack wait, behind later ones); events keeps them in seq
+	// order, as docs/mqtt.md tells consumers to.
+	late int
 	// epochs the device numbered its events under, in the order met; more
 	// than one means its store was replaced mid-run.
 	epochs []string
@@ -107,12 +109,17 @@ func (o *observer) feed(topic string, payload []byte) {
 				return
 			}
 			s.seqs[r.Seq] = true
-			if r.Seq < s.maxSeq && len(s.late) < 10 {
-				s.late = append(s.late, r.Seq)
+			if r.Seq < s.maxSeq {
+				s.late++
 			}
 			s.maxSeq = max(s.maxSeq, r.Seq)
 		}
-		s.events = append(s.events, gotEvent{r, at})
+		// In seq order: a late report goes before the higher ones.
+		i := len(s.events)
+		for r.Seq != 0 && i > 0 && s.events[i-1].Seq > r.Seq {
+			i--
+		}
+		s.events = slices.Insert(s.events, i, gotEvent{r, at})
 		first := true
 		if r.Kind == "converged" {
 			_, seenBefore := s.convergedEvent[r.TargetVersion]
@@ -194,7 +201,7 @@ func (o *observer) snapshot(id string) seen {
 
 // gaps lists the missing Seqs of a device, up to ten, and the epochs its
 // events came under.
-func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int, late []uint64, epochs []string) {
+func (o *observer) gaps(id string) (missing []uint64, max uint64, dups, late int, epochs []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.device(id)
@@ -203,7 +210,7 @@ func (o *observer) gaps(id string) (missing []uint64, max uint64, dups int, late
 			missing = append(missing, q)
 		}
 	}
-	return missing, s.maxSeq, s.dups, slices.Clone(s.late), slices.Clone(s.epochs)
+	return missing, s.maxSeq, s.dups, s.late, slices.Clone(s.epochs)
 }
 
 func (o *observer) entries() []Entry {
