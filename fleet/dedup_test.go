@@ -25,9 +25,15 @@ func TestDedup(t *testing.T) {
 		// The device restarts: numbering continues from its store; a gap
 		// (events the consumer never saw) is no reason to drop what follows.
 		{"restart continues numbering", []fleet.EventReport{ev("a", 5), ev("a", 6), ev("a", 9), ev("a", 10)}, []bool{true, true, true, true}},
-		// Never backwards: an older number after a newer one is a copy.
-		{"never backwards", []fleet.EventReport{ev("a", 7), ev("a", 3), ev("a", 8)}, []bool{true, false, true}},
-		{"devices apart", []fleet.EventReport{ev("a", 5), ev("b", 1), ev("b", 5), ev("a", 5), ev("b", 2)}, []bool{true, true, true, false, false}},
+		// A number below the first the consumer saw is older than its
+		// joining: a copy of what it never wanted.
+		{"before the first", []fleet.EventReport{ev("a", 7), ev("a", 3), ev("a", 8)}, []bool{true, false, true}},
+		// A NATS broker redelivers an unacknowledged report after later
+		// ones: it passes once, late.
+		{"late redelivery", []fleet.EventReport{ev("a", 1), ev("a", 2), ev("a", 4), ev("a", 5), ev("a", 3), ev("a", 3), ev("a", 6), ev("a", 4)}, []bool{true, true, true, true, true, false, true, false}},
+		// Too far behind the highest: taken for a copy.
+		{"beyond the window", []fleet.EventReport{ev("a", 1), ev("a", 3), ev("a", 3000), ev("a", 2), ev("a", 2999), ev("a", 2999)}, []bool{true, true, true, false, true, false}},
+		{"devices apart", []fleet.EventReport{ev("a", 5), ev("b", 1), ev("b", 5), ev("a", 5), ev("b", 2), ev("b", 2)}, []bool{true, true, true, false, true, false}},
 		// Unnumbered reports always pass, and do not disturb the numbering.
 		{"seq 0 kept", []fleet.EventReport{ev("a", 0), ev("a", 0), ev("a", 4), ev("a", 0), ev("a", 4)}, []bool{true, true, true, true, false}},
 	} {

@@ -68,8 +68,8 @@
 // A device's event reports go through an outbox in its store: on the disk
 // before [Device.PublishEvent] returns, numbered ([EventReport.Seq]) across
 // restarts, and deleted only once the broker acknowledged them. A consumer
-// that keeps the highest Seq per device and [EventReport.Epoch] and drops
-// what is at or below it ([Dedup]) sees every event once, in order,
-// whatever the outages in between. State
+// that drops the numbers it has seen per device and [EventReport.Epoch]
+// ([Dedup]) sees every event once, whatever the outages in between, and
+// can put them in order by Seq (a NATS broker may redeliver one late). State
 // reports are retained, so only the latest waits, in memory.
 package fleet

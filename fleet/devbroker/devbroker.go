@@ -155,9 +155,9 @@ func Open(addr string, o Options) (*Broker, error) {
 		DontListen: true,
 		JetStream:  true, StoreDir: dir,
 		// Every QoS 1 subscription is a JetStream consumer on one stream,
-		// which NATS bounds at 1,000 consumers by default: a testbench
-		// of a thousand devices, each with a few subscriptions, needs
-		// more.
+		// which NATS bounds at 1,000 consumers by default. Devices hold
+		// none (they subscribe at QoS 0), but readers of events do, and
+		// a broker must not refuse the 1,001st.
 		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 		MaxPayload:      MaxPayload,
 		MaxPending:      4 * MaxPayload,
@@ -171,10 +171,9 @@ func Open(addr string, o Options) (*Broker, error) {
 			JSAPITimeout: 30 * time.Second,
 			// NATS bounds the unacknowledged messages of one session's
 			// QoS 1 subscriptions together at 65,535; at its default of
-			// 1,024 per subscription a session holds 63 of them, and a
-			// device holds one per group it is in, besides its own
-			// target, the modules' and the agent's. 32 each allows
-			// 2,047, for topics that carry one retained message.
+			// 1,024 per subscription a session holds 63 of them. 32 each
+			// allows 2,047 (devices subscribed at QoS 1, one per group,
+			// before they subscribed at QoS 0; a client may still).
 			MaxAckPending: maxAckPending,
 		},
 	}
