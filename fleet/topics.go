@@ -34,6 +34,20 @@ func (t Topics) GroupTarget(group string) string {
 	return t.base() + "/groups/" + group + "/target"
 }
 
+// DeviceJob is where a job for one device is published, retained:
+// <prefix>/<fleet>/devices/<id>/jobs/<job>.
+func (t Topics) DeviceJob(id, job string) string { return t.device(id, "jobs/"+job) }
+
+// GroupJob is where a job for a group is published, retained:
+// <prefix>/<fleet>/groups/<group>/jobs/<job>.
+func (t Topics) GroupJob(group, job string) string {
+	return t.base() + "/groups/" + group + "/jobs/" + job
+}
+
+// JobStatus is where a device reports a job's status, retained:
+// <prefix>/<fleet>/devices/<id>/jobstatus/<job>.
+func (t Topics) JobStatus(id, job string) string { return t.device(id, "jobstatus/"+job) }
+
 // Module is where a module release is published, retained:
 // <prefix>/<fleet>/modules/<name>.
 func (t Topics) Module(name string) string { return t.base() + "/modules/" + name }
