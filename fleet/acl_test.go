@@ -31,27 +31,32 @@ func ExampleMosquittoACL() {
 	// # (kill -HUP). Usernames are device ids: password logins, or client
 	// # certificates with use_identity_as_username true. See docs/mqtt.md.
 	//
-	// # Every device: reads its own target and the module and agent releases,
-	// # writes its own reports.
+	// # Every device: reads its own target and jobs and the module and agent
+	// # releases, writes its own reports and job statuses.
 	// pattern read tern/demo/devices/%u/target
 	// pattern read tern/demo/modules/+
 	// pattern read tern/demo/modules/+/chunks/+
 	// pattern read tern/demo/agent/+
 	// pattern read tern/demo/agent/+/chunks/+
+	// pattern read tern/demo/devices/%u/jobs/+
 	// pattern write tern/demo/devices/%u/state
 	// pattern write tern/demo/devices/%u/events
 	// pattern write tern/demo/devices/%u/online
+	// pattern write tern/demo/devices/%u/jobstatus/+
 	//
 	// # Operators: every topic of the fleet.
 	// user tern-operator
 	// topic readwrite tern/demo/#
 	//
-	// # Devices in groups: their groups' targets, no others.
+	// # Devices in groups: their groups' targets and jobs, no others.
 	// user pi-001
 	// topic read tern/demo/groups/floor-2/target
+	// topic read tern/demo/groups/floor-2/jobs/+
 	// topic read tern/demo/groups/heaters/target
+	// topic read tern/demo/groups/heaters/jobs/+
 	// user pi-002
 	// topic read tern/demo/groups/heaters/target
+	// topic read tern/demo/groups/heaters/jobs/+
 }
 
 func TestMosquittoACLRefuses(t *testing.T) {

@@ -184,6 +184,12 @@ type Device struct {
 	agents   chan AgentRelease // agent releases for DeviceOptions.AgentArch
 	agent    string            // their topic, or ""
 	refusals chan Refusal
+	// Jobs received and not yet taken (devicejobs.go), by JobScope, in
+	// the order they came.
+	jobMu      sync.Mutex
+	jobPending map[string]ScopedJob
+	jobOrder   []string
+	jobWake    chan struct{}
 	// Chunked releases being fetched (fetch.go): the newest manifest
 	// wanted per module, a wake-up for the fetcher, and the chunks as
 	// they arrive.
@@ -355,6 +361,8 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		agents:       make(chan AgentRelease, 1),
 		agent:        agent,
 		refusals:     make(chan Refusal, refusalBuffer),
+		jobPending:   map[string]ScopedJob{},
+		jobWake:      make(chan struct{}, 1),
 	}
 	d.limit.Store(int64(opts.MaxReport))
 	return d, nil
@@ -452,6 +460,9 @@ func (d *Device) Run(ctx context.Context) error {
 		if d.agent != "" {
 			c.AddRoute(d.agent, d.onAgentRelease)
 			c.AddRoute(d.agent+"/chunks/+", d.onChunk)
+		}
+		for topic, scope := range d.jobRoutes() {
+			c.AddRoute(topic, d.onJob(scope))
 		}
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -592,23 +603,30 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	defer cancel()
 	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
 	topics = append(topics, sortedKeys(d.moduleTopics)...)
-	agent := d.agent
+	optional := []string{}
+	if d.agent != "" {
+		optional = append(optional, d.agent)
+	}
+	optional = append(optional, sortedKeys(d.jobRoutes())...)
 	for range 2 {
 		if err := subscribeAt(ctx, c, stateQoS, topics...); err != nil {
 			return fmt.Errorf("fleet: subscribe to %s: %w", strings.Join(topics, ", "), err)
 		}
-		// Agent releases are optional: a broker whose ACL predates them
-		// (no read on <prefix>/<fleet>/agent/+) must not keep the device
-		// offline.
-		if agent != "" {
-			if err := subscribeAt(ctx, c, stateQoS, agent); err != nil {
+		// Agent releases and jobs are optional: a broker whose ACL
+		// predates them (no read on <prefix>/<fleet>/agent/+, or on the
+		// job topics) must not keep the device offline.
+		kept := optional[:0]
+		for _, topic := range optional {
+			if err := subscribeAt(ctx, c, stateQoS, topic); err != nil {
 				if ctx.Err() != nil || !c.IsConnectionOpen() {
-					return fmt.Errorf("fleet: subscribe to %s: %w", agent, err)
+					return fmt.Errorf("fleet: subscribe to %s: %w", topic, err)
 				}
-				d.log.Warn("fleet: no agent updates: the broker refused the subscription; let devices read "+d.opts.Topics.Agent("+")+" (see firmware/mosquitto/acl.conf)", "topic", agent, "err", err)
-				agent = ""
+				d.log.Warn("fleet: the broker refused the subscription, so nothing comes on it; let devices read it (see firmware/mosquitto/acl.conf, tern broker acl)", "topic", topic, "err", err)
+				continue
 			}
+			kept = append(kept, topic)
 		}
+		optional = kept
 	}
 	if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineTrue)); err != nil {
 		return fmt.Errorf("fleet: publish online=true on %s: %w", d.online, err)

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -246,4 +247,39 @@ func (env JobEnvelope) Verify(scope string, trust signing.Trust) error {
 		return err
 	}
 	return verify(trust, env.Key, env.Sig, msg, "jobs", "submit with tern job submit --key", fmt.Sprintf("job %s for %s, version %d", env.ID, scope, env.Version))
+}
+
+// SubmitJob publishes env, retained, QoS 1, on the job topic of scope
+// (DeviceScope or GroupScope): the device, or every device in the group
+// now or later, receives it, including devices that are off now, when
+// they come back. Submitting a higher version of the same id edits or
+// cancels the job. It refuses what a device would refuse.
+func (o *Operator) SubmitJob(ctx context.Context, scope string, env JobEnvelope) error {
+	kind, name, _ := strings.Cut(scope, "/")
+	var topic string
+	switch {
+	case idProblem(name) != "":
+		return fmt.Errorf("fleet: submit job: %s", idProblem(name))
+	case kind == "device":
+		topic = o.opts.Topics.DeviceJob(name, env.ID)
+	case kind == "group":
+		topic = o.opts.Topics.GroupJob(name, env.ID)
+	default:
+		return fmt.Errorf("fleet: submit job: scope %q: want device/<id> or group/<name>", scope)
+	}
+	if env.Format == 0 {
+		env.Format = Format
+	}
+	what := fmt.Sprintf("job %s for %s", env.ID, scope)
+	if err := o.address(what, env.Key != "", &env.Prefix, &env.Fleet, func(t Topics) error { return env.CheckTopics(t) }); err != nil {
+		return err
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("fleet: submit %s: encode: %w", what, err)
+	}
+	if _, err := ParseJobEnvelope(b); err != nil {
+		return fmt.Errorf("fleet: not submitting a job devices would refuse: %w", err)
+	}
+	return o.publishRetained(ctx, "submit "+what, topic, b, o.opts.ConnectTimeout)
 }

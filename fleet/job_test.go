@@ -4,12 +4,14 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/signing"
 )
 
@@ -141,4 +143,104 @@ func TestJobTopics(t *testing.T) {
 			t.Errorf("topic %s, want %s", got, want)
 		}
 	}
+}
+
+// takeJobs waits for the device's jobs until it holds every id in want at
+// its version, and returns what it took, by scope.
+func takeJobs(t *testing.T, d *fleet.Device, want map[string]uint64) map[string]fleet.ScopedJob {
+	t.Helper()
+	got := map[string]fleet.ScopedJob{}
+	timeout := time.After(wait)
+	for {
+		for _, j := range d.TakeJobs() {
+			if held, ok := got[j.Scope]; !ok || held.Version < j.Version {
+				got[j.Scope] = j
+			}
+		}
+		done := true
+		for scope, v := range want {
+			if got[scope].Version != v {
+				done = false
+			}
+		}
+		if done {
+			return got
+		}
+		select {
+		case <-d.JobsWaiting():
+		case <-timeout:
+			t.Fatalf("jobs: got %v, want versions %v", got, want)
+		}
+	}
+}
+
+// Jobs submitted while a device is off reach it when it comes back, its
+// own and its groups', with the scope their signature must verify for;
+// an edit reaches it live; a job on another id's topic is refused.
+func TestJobsReachDevice(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		own, group := testJob(t), testJob(t)
+		own.ID, group.ID = "20261206-030000-aaaaaa", "20261206-030000-bbbbbb"
+		own.After, group.After = nil, nil
+		if err := op.SubmitJob(t.Context(), fleet.DeviceScope("pi-005"), own); err != nil {
+			t.Fatal(err)
+		}
+		if err := op.SubmitJob(t.Context(), fleet.GroupScope("heaters"), group); err != nil {
+			t.Fatal(err)
+		}
+		fleettest.SyncRetained(t, url)
+
+		opts := testOptions(url, "pi-005")
+		opts.Groups = []string{"heaters"}
+		d := newDevice(t, opts)
+		run(t, d)
+		ownScope := fleet.JobScope(fleet.DeviceScope("pi-005"), own.ID)
+		groupScope := fleet.JobScope(fleet.GroupScope("heaters"), group.ID)
+		got := takeJobs(t, d, map[string]uint64{ownScope: 1, groupScope: 1})
+		if j := got[ownScope]; j.Module != "updater" || j.Job != "upgrade" || string(j.Args) != `{"packages":"all"}` {
+			t.Errorf("own job: %+v", j)
+		}
+
+		own.Version, own.Canceled = 2, true
+		if err := op.SubmitJob(t.Context(), fleet.DeviceScope("pi-005"), own); err != nil {
+			t.Fatal(err)
+		}
+		if j := takeJobs(t, d, map[string]uint64{ownScope: 2})[ownScope]; !j.Canceled {
+			t.Errorf("the edit: %+v, want it canceled", j)
+		}
+
+		// A job published on the topic of another id: refused.
+		b, _ := json.Marshal(group)
+		publishRaw(t, url, topics.DeviceJob("pi-005", "20261206-030000-cccccc"), string(b), true)
+		r := recv(t, d.Refusals(), "the refusal of a job on another id's topic")
+		if !strings.Contains(r.Err.Error(), "the topic of another job id") {
+			t.Errorf("refusal: %v", r.Err)
+		}
+	})
+}
+
+// Under the shipped Mosquitto ACL a device reads its own jobs.
+func TestShippedACLJobs(t *testing.T) {
+	t.Parallel()
+	acl, err := filepath.Abs(filepath.Join("..", "firmware", "mosquitto", "acl.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fleettest.MosquittoWithACL(t, map[string]string{"tern-operator": "ops", "pi-001": "one"}, acl)
+	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{Broker: url, Topics: topics, Username: "tern-operator", Password: "ops", ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	job := testJob(t)
+	job.After = nil
+	if err := op.SubmitJob(t.Context(), fleet.DeviceScope("pi-001"), job); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(url, "pi-001")
+	opts.Username, opts.Password = "pi-001", "one"
+	d := newDevice(t, opts)
+	run(t, d)
+	takeJobs(t, d, map[string]uint64{fleet.JobScope(fleet.DeviceScope("pi-001"), job.ID): 1})
 }

@@ -415,6 +415,11 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			case <-ctx.Done():
 				return
 			}
+		case <-dev.JobsWaiting():
+			// Jobs (issue 17) arrive; running them is the next step.
+			for _, j := range dev.TakeJobs() {
+				log.Warn("job received; this ternd does not run jobs yet", "job", j.ID, "scope", j.Scope, "version", j.Version)
+			}
 		case r, ok := <-dev.AgentReleases():
 			if !ok {
 				return
