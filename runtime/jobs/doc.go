@@ -6,7 +6,12 @@
 // [Decide] says whether to run the job now, wait (until when, and why), or
 // give it up (expired, or never to run because a dependency ended badly).
 //
-// It holds no goroutine and reads no clock of its own, so it is tested
+// [Book] keeps the device's jobs in its store: on the disk before the
+// device acknowledges them, a newer version an edit or a cancel, a job
+// that was running when the power went interrupted (or queued again if it
+// said it may be), and at most [MaxJobs] of them.
+//
+// Decide holds no goroutine and reads no clock of its own, so it is tested
 // against any time, time zone and clock jump; the caller persists State
 // and asks again when the decision's time comes, or when anything it
 // depends on changes.
