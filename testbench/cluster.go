@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,19 +102,27 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		}
 		n.args = []string{"broker", "--listen", n.mqtt, "--data", n.data, "--cluster-listen", n.route, "--node", n.name, "--routes", strings.Join(routes, ",")}
 	}
+	if err := c.startAll(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startAll starts every node that is not running and waits until each
+// serves MQTT.
+func (c *Cluster) startAll(ctx context.Context) error {
 	for _, n := range c.nodes {
 		if err := n.start(c.bin); err != nil {
-			c.Close()
-			return nil, err
+			return err
 		}
 	}
 	for i := range c.nodes {
 		if err := c.waitReady(ctx, i); err != nil {
-			c.Close()
-			return nil, err
+			return err
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // fixedAddr is 127.0.0.1 with a free port below the kernel's range of
@@ -160,10 +169,12 @@ func (c *Cluster) URLs() []string {
 
 // Rotated is URLs starting at node i+1 (modulo the count): a device
 // given it connects to that node first and fails over to the next.
-func (c *Cluster) Rotated(i int) []string {
-	urls := c.URLs()
+func (c *Cluster) Rotated(i int) []string { return Rotate(c.URLs(), i) }
+
+// Rotate is a copy of urls starting at index i modulo their count.
+func Rotate(urls []string, i int) []string {
 	i %= len(urls)
-	return append(urls[i:], urls[:i]...)
+	return append(slices.Clone(urls[i:]), urls[:i]...)
 }
 
 // PIDs are the running nodes' process ids (0 for a node that is down).
@@ -373,27 +384,8 @@ func (b *clusterBroker) restart(i int) error {
 }
 
 // Stop (broker_down) stops every node; Start starts them all again.
-func (b *clusterBroker) Stop() error {
-	var errs []error
-	for i := range b.c.nodes {
-		errs = append(errs, b.c.nodes[i].stop(syscall.SIGTERM))
-	}
-	return errors.Join(errs...)
-}
-
-func (b *clusterBroker) Start() error {
-	for _, n := range b.c.nodes {
-		if err := n.start(b.c.bin); err != nil {
-			return err
-		}
-	}
-	for i := range b.c.nodes {
-		if err := b.c.waitReady(context.Background(), i); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (b *clusterBroker) Stop() error  { return b.c.Close() }
+func (b *clusterBroker) Start() error { return b.c.startAll(context.Background()) }
 
 func (b *clusterBroker) Close() error {
 	if b.obs != nil {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,7 +250,7 @@ func TestScaleShard(t *testing.T) {
 		} else {
 			// Spread over the nodes: each device connects to node
 			// i mod 3 first and fails over to the next.
-			cfg.Brokers = append(slices.Clone(urls[i%len(urls):]), urls[:i%len(urls)]...)
+			cfg.Brokers = testbench.Rotate(urls, i)
 		}
 		wg.Go(func() {
 			if err := daemon.Run(ctx, cfg, &daemon.Hardware{GPIO: sim.NewGPIO(board.Lines()...)}, log); err != nil {

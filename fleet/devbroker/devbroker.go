@@ -399,11 +399,9 @@ func topic(subject string) string {
 // first call on. A message that consumer had already delivered then
 // counts as indexed, though indexing it may still take microseconds.
 func (b *Broker) SyncRetained(ctx context.Context) error {
-	b.mu.Lock()
-	nc, started := b.nc, b.started && !b.closed
-	b.mu.Unlock()
-	if !started {
-		return errors.New("devbroker: SyncRetained: the broker is not running")
+	_, nc, err := b.running("SyncRetained")
+	if err != nil {
+		return err
 	}
 	var stream struct {
 		State struct {
@@ -432,6 +430,17 @@ func (b *Broker) SyncRetained(ctx context.Context) error {
 			return fmt.Errorf("devbroker: SyncRetained: %w", ctx.Err())
 		}
 	}
+}
+
+// running returns the server and the in-process connection of a broker
+// that runs, or an error naming what (a method) needed it.
+func (b *Broker) running(what string) (*server.Server, *nats.Conn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.started || b.closed {
+		return nil, nil, fmt.Errorf("devbroker: %s: the broker is not running", what)
+	}
+	return b.srv, b.nc, nil
 }
 
 // retainedStream is nats-server's stream of retained MQTT messages.
@@ -527,11 +536,9 @@ func jsAPI(ctx context.Context, nc *nats.Conn, what string, v any) error {
 // when ctx is done. A node alone cannot be: it waits for the others. A
 // broker outside a cluster returns at once.
 func (b *Broker) WaitCluster(ctx context.Context) error {
-	b.mu.Lock()
-	srv, started := b.srv, b.started && !b.closed
-	b.mu.Unlock()
-	if !started {
-		return errors.New("devbroker: WaitCluster: the broker is not running")
+	srv, _, err := b.running("WaitCluster")
+	if err != nil {
+		return err
 	}
 	if b.opts.Cluster.Port == 0 {
 		return nil

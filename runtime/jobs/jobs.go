@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -133,8 +135,12 @@ func (s Spec) Check() error {
 		errs = append(errs, fmt.Errorf("tz %q without cron: a one-shot time carries its own zone (not_before: 2026-12-06T04:00:00+01:00)", s.TZ))
 	}
 	if s.Cron != "" {
-		if _, err := s.schedule(); err != nil {
+		if sched, err := s.schedule(); err != nil {
 			errs = append(errs, err)
+		} else if sched.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+			// robfig/cron looks five years ahead: a schedule with no time
+			// in them (the 30th of February) never fires.
+			errs = append(errs, fmt.Errorf("cron %q never fires (no such date in any year)", s.Cron))
 		}
 	} else if s.Window != 0 {
 		errs = append(errs, errors.New("window is for a recurring job (cron); a one-shot job has a deadline"))
@@ -165,9 +171,38 @@ const (
 	MaxDeps     = 16
 )
 
-// schedule parses Cron in TZ, and checks it fires at all.
+// schedule is Cron parsed in TZ. Decide asks for it at every decision,
+// so parsed schedules are kept (loading a zone reads the disk).
 func (s Spec) schedule() (cron.Schedule, error) {
-	tz := s.TZ
+	key := s.TZ + "\x00" + s.Cron
+	if v, ok := schedules.Load(key); ok {
+		p := v.(parsed)
+		return p.sched, p.err
+	}
+	sched, err := parseSchedule(s.Cron, s.TZ)
+	if schedulesKept.Add(1) > maxSchedulesKept {
+		schedules.Clear() // hostile or churning schedules: start over
+		schedulesKept.Store(0)
+	}
+	schedules.Store(key, parsed{sched, err})
+	return sched, err
+}
+
+type parsed struct {
+	sched cron.Schedule
+	err   error
+}
+
+// schedules caches parseSchedule by time zone and expression, at most
+// about maxSchedulesKept of them.
+var (
+	schedules     sync.Map
+	schedulesKept atomic.Int64
+)
+
+const maxSchedulesKept = 4 * MaxJobs
+
+func parseSchedule(expr, tz string) (cron.Schedule, error) {
 	if tz == "" {
 		tz = "UTC"
 	}
@@ -175,21 +210,15 @@ func (s Spec) schedule() (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tz %q: %v; use an IANA name such as Europe/Berlin or UTC", tz, err)
 	}
-	if strings.Contains(s.Cron, "TZ=") {
-		return nil, fmt.Errorf("cron %q: give the time zone in tz, not in the expression", s.Cron)
+	if strings.Contains(expr, "TZ=") {
+		return nil, fmt.Errorf("cron %q: give the time zone in tz, not in the expression", expr)
 	}
-	sched, err := cron.ParseStandard(s.Cron)
+	sched, err := cron.ParseStandard(expr)
 	if err != nil {
-		return nil, fmt.Errorf("cron %q: %v; five fields: minute hour day-of-month month day-of-week, e.g. \"0 4 * * *\" for 4 am every day", s.Cron, err)
+		return nil, fmt.Errorf("cron %q: %v; five fields: minute hour day-of-month month day-of-week, e.g. \"0 4 * * *\" for 4 am every day", expr, err)
 	}
 	if spec, ok := sched.(*cron.SpecSchedule); ok {
 		spec.Location = loc
-	}
-	// robfig/cron looks five years ahead: a schedule with no time in them
-	// (the 30th of February) never fires.
-	from := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	if sched.Next(from).IsZero() {
-		return nil, fmt.Errorf("cron %q never fires (no such date in any year)", s.Cron)
 	}
 	return sched, nil
 }
