@@ -181,6 +181,9 @@ func Open(addr string, o Options) (*Broker, error) {
 		b.opts.MQTT.TLSTimeout = 5
 	}
 	if err := b.cluster(o.Cluster); err != nil {
+		if b.tempDir != "" {
+			os.RemoveAll(b.tempDir)
+		}
 		return nil, err
 	}
 	return b, nil

@@ -2,6 +2,7 @@ package devbroker_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,6 +172,26 @@ func TestShippedClusterConfig(t *testing.T) {
 			if r.Host == node+".fleet.example:6222" {
 				t.Errorf("%s.conf routes to itself", node)
 			}
+		}
+	}
+}
+
+// A cluster configuration that cannot work is refused at Open, saying
+// what to give.
+func TestClusterOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		c    devbroker.Cluster
+		want string
+	}{
+		{devbroker.Cluster{Node: "n1"}, "need a cluster listen address"},
+		{devbroker.Cluster{Listen: "127.0.0.1:6222", Routes: []string{"127.0.0.1:6223"}}, "its own name"},
+		{devbroker.Cluster{Listen: "127.0.0.1:6222", Node: "n1"}, "the others' cluster addresses"},
+		{devbroker.Cluster{Listen: "6222", Node: "n1", Routes: []string{"127.0.0.1:6223"}}, "use host:port"},
+		{devbroker.Cluster{Listen: "127.0.0.1:6222", Node: "n1", Routes: []string{"127.0.0.1:0"}}, "cluster route"},
+		{devbroker.Cluster{Listen: "127.0.0.1:6222", Node: "n1", Routes: []string{"127.0.0.1:6223"}, Replicas: 3}, "2 nodes"},
+	} {
+		if _, err := devbroker.Open("127.0.0.1:0", devbroker.Options{Cluster: tc.c}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want it to say %q", tc.c, err, tc.want)
 		}
 	}
 }
