@@ -399,8 +399,10 @@ func topic(subject string) string {
 //
 // It watches what nats-server's index is fed from: the deliveries of
 // the consumer on the retained messages' stream ($MQTT_rmsgs), from the
-// first call on. A message that consumer had already delivered then
-// counts as indexed, though indexing it may still take microseconds.
+// first call on. nats-server hands a delivery to the index and to the
+// watch in one pass, in either order, and the watch may see it first:
+// once the watch has seen the last message, retainedBarrier waits for
+// that pass to end.
 func (b *Broker) SyncRetained(ctx context.Context) error {
 	_, nc, err := b.running("SyncRetained")
 	if err != nil {
@@ -411,7 +413,7 @@ func (b *Broker) SyncRetained(ctx context.Context) error {
 			LastSeq uint64 `json:"last_seq"`
 		} `json:"state"`
 	}
-	switch err := jsAPI(ctx, nc, "STREAM.INFO."+retainedStream, &stream); {
+	switch err := jsAPI(ctx, nc, "STREAM.INFO."+retainedStream, nil, &stream); {
 	case errors.Is(err, errNoStream):
 		return nil // no MQTT client yet, so no retained message
 	case err != nil:
@@ -425,7 +427,7 @@ func (b *Broker) SyncRetained(ctx context.Context) error {
 		done, grew := b.rindexed >= stream.State.LastSeq, b.rgrew
 		b.rmu.Unlock()
 		if done {
-			return nil
+			return retainedBarrier(ctx, nc)
 		}
 		select {
 		case <-grew:
@@ -468,7 +470,7 @@ func (b *Broker) watchRetained(ctx context.Context, nc *nats.Conn) error {
 			PushBound bool `json:"push_bound"`
 		} `json:"consumers"`
 	}
-	if err := jsAPI(ctx, nc, "CONSUMER.LIST."+retainedStream, &list); err != nil {
+	if err := jsAPI(ctx, nc, "CONSUMER.LIST."+retainedStream, nil, &list); err != nil {
 		return err
 	}
 	for _, c := range list.Consumers {
@@ -502,13 +504,39 @@ func (b *Broker) watchRetained(ctx context.Context, nc *nats.Conn) error {
 	return errors.New("nats-server has no consumer feeding its index of retained messages")
 }
 
+// retainedBarrier returns once the pass that delivers a message of the
+// retained messages' stream, seen before the call, has ended: everyone
+// that message was delivered to, nats-server's index among them, has
+// handled it. The stream hands out what its consumers send in one loop,
+// one message after another, so a reply sent the same way after the
+// call is a barrier: the "no messages" answer of a pull consumer made
+// for the purpose.
+func retainedBarrier(ctx context.Context, nc *nats.Conn) error {
+	var created struct {
+		Name string `json:"name"`
+	}
+	cfg := `{"stream_name":"` + retainedStream + `","config":{"deliver_policy":"new","ack_policy":"none","mem_storage":true,"inactive_threshold":60000000000}}`
+	if err := jsAPI(ctx, nc, "CONSUMER.CREATE."+retainedStream, []byte(cfg), &created); err != nil {
+		return fmt.Errorf("devbroker: SyncRetained: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		jsAPI(ctx, nc, "CONSUMER.DELETE."+retainedStream+"."+created.Name, nil, &struct{}{}) // else it expires after a minute
+	}()
+	if _, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.MSG.NEXT."+retainedStream+"."+created.Name, []byte(`{"batch":1,"no_wait":true}`)); err != nil {
+		return fmt.Errorf("devbroker: SyncRetained: %w", err)
+	}
+	return nil
+}
+
 // errNoStream is JetStream's "stream not found".
 var errNoStream = errors.New("stream not found")
 
-// jsAPI makes the JetStream API request $JS.API.<what> and decodes the
-// answer into v.
-func jsAPI(ctx context.Context, nc *nats.Conn, what string, v any) error {
-	m, err := nc.RequestWithContext(ctx, "$JS.API."+what, nil)
+// jsAPI makes the JetStream API request $JS.API.<what> with body (nil
+// for none) and decodes the answer into v.
+func jsAPI(ctx context.Context, nc *nats.Conn, what string, body []byte, v any) error {
+	m, err := nc.RequestWithContext(ctx, "$JS.API."+what, body)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
