@@ -21,6 +21,7 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/api"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/jobs"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/runtime/store"
@@ -138,6 +139,10 @@ type Options struct {
 	// heartbeats) run on the monotonic clock and ignore it, so a jump of
 	// the wall clock changes the stamps only; the testbench jumps it.
 	Clock func() time.Time
+	// ClockSynced reports whether the wall clock is synchronised (NTP);
+	// jobs with a wall-clock time wait until it is (docs/jobs.md). Nil:
+	// it always is.
+	ClockSynced func() bool
 }
 
 func (o Options) withDefaults() Options {
@@ -212,6 +217,17 @@ type Agent struct {
 	rounds      sync.WaitGroup          // sensor rounds under way; Run waits for them
 	strikes     map[string]int          // consecutive failed calls, by module
 	lastFailure map[string]string       // modules due for rollback, and why
+
+	// Fleet jobs (jobrun.go).
+	book      *jobs.Book
+	jobWake   chan struct{} // a job arrived
+	jobMu     sync.Mutex    // guards the fields below
+	jobDirty  map[string]bool
+	jobStale  bool      // something changed: decide again
+	jobDue    time.Time // the earliest time a waiting job is due; zero: none
+	jobClock  bool      // a job waits for the clock to be synchronised
+	jobTimed  bool      // a job waits for a wall-clock time
+	jobSynced bool      // whether the clock was synchronised at the last decision
 }
 
 // New loads the modules and the stored target. Close the agent when done.
@@ -220,7 +236,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
-	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
+	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), jobWake: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}, missing: map[string]string{}}
 	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
 		return nil, err
@@ -244,6 +260,10 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	if err := a.loadState(); err != nil {
+		host.Close(ctx)
+		return nil, err
+	}
+	if err := a.openJobs(); err != nil {
 		host.Close(ctx)
 		return nil, err
 	}
@@ -395,6 +415,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		a.busySince.Store(time.Now().UnixNano())
 		a.step(ctx)
+		a.runJobs(ctx) // between steps: never beside a plan's tasks
 		a.report(ctx)
 		a.steps.Add(1)
 		a.busySince.Store(0)
@@ -406,6 +427,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.report(context.WithoutCancel(ctx))
 				return nil
 			case <-a.wake:
+			case <-a.jobWake:
 			case <-next.after(a):
 			case <-a.pending:
 				continue wait // an event failed meanwhile: when to wake, again
@@ -499,7 +521,7 @@ func (a *Agent) idleWait() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.stateFails || len(a.events) > 0 || len(a.lastFailure) > 0 ||
-		a.opts.Reporter != nil && a.lastSent == nil {
+		a.opts.Reporter != nil && a.lastSent == nil || a.jobsUnpublished() {
 		return idleAgain
 	}
 	wait := a.opts.Heartbeat
@@ -513,6 +535,9 @@ func (a *Agent) idleWait() time.Duration {
 		if b.dropped > 0 {
 			wait = min(wait, b.since.Add(time.Minute).Sub(now))
 		}
+	}
+	if d, ok := a.jobsWait(a.opts.Clock()); ok {
+		wait = min(wait, d)
 	}
 	return max(wait, 10*time.Millisecond)
 }
@@ -855,6 +880,7 @@ func (a *Agent) report(ctx context.Context) {
 	}
 	a.heldBack()
 	a.publishEvents(ctx)
+	a.publishJobStatuses(ctx) // after the events: whoever sees a status finds its events
 	s, raw := a.snapshot()
 	a.persistState()
 	a.mu.Lock()

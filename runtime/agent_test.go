@@ -83,6 +83,17 @@ func newRig(t *testing.T) *rig {
 // start opens the store and starts an agent on it; stop undoes both.
 func (r *rig) start(t *testing.T, rep runtime.Reporter, withCode bool) (a *runtime.Agent, stop func()) {
 	t.Helper()
+	return r.startOpts(t, rep, withCode, nil)
+}
+
+// startWith is start with the relay's code and options changed by edit.
+func (r *rig) startWith(t *testing.T, rep runtime.Reporter, edit func(*runtime.Options)) (a *runtime.Agent, stop func()) {
+	t.Helper()
+	return r.startOpts(t, rep, true, edit)
+}
+
+func (r *rig) startOpts(t *testing.T, rep runtime.Reporter, withCode bool, edit func(*runtime.Options)) (a *runtime.Agent, stop func()) {
+	t.Helper()
 	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +105,7 @@ func (r *rig) start(t *testing.T, rep runtime.Reporter, withCode bool) (a *runti
 	if err != nil {
 		t.Fatal(err)
 	}
-	return runAgent(t, runtime.Options{
+	opts := runtime.Options{
 		Store: st, GPIO: r.gpio, CacheDir: r.cache, Reporter: rep, Logger: testLogger(t),
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Modules: []runtime.ModuleSpec{{
@@ -102,7 +113,11 @@ func (r *rig) start(t *testing.T, rep runtime.Reporter, withCode bool) (a *runti
 			Grants: runtime.Grants{GPIO: []string{"GPIO17", "GPIO27"}},
 			Config: json.RawMessage(`{"lines":{"heater":"GPIO17","fan":"GPIO27","lamp":"GPIO22"}}`),
 		}},
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	return runAgent(t, opts)
 }
 
 // runAgent creates an agent with opts and runs it. stop (also run at the

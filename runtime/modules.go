@@ -93,6 +93,9 @@ func (ms *modset) compile(ctx context.Context, spec ModuleSpec, wasm []byte, has
 	mod := &module{name: man.Name, spec: spec, m: m}
 	var jobs []*plan.Job
 	for _, js := range man.Jobs {
+		if js.IsCommand() {
+			continue // run by fleet jobs, never planned (jobrun.go)
+		}
 		j, err := plan.NewJob(man.Name, js)
 		if err != nil {
 			m.Close(ctx)

@@ -244,10 +244,27 @@ var registry = struct {
 	manifest: Manifest{ABI: abi.ABIVersion},
 }
 
-// handler is a registered job: an action or a method.
+// handler is a registered job: an action, a method or a command.
 type handler struct {
-	action *Action
-	method *Expansion
+	action  *Action
+	method  *Expansion
+	command CommandFunc
+}
+
+// CommandFunc does a command's work: the job's arguments are the call's
+// target (Context.Target), and what it returns, the job's result (JSON,
+// at most 64 KiB; nil for none).
+type CommandFunc func(*Context) (any, error)
+
+// Command registers a command: work that a fleet job runs once or on a
+// schedule (docs/jobs.md, "tern job submit"), never planned. It may touch
+// the hardware the module was granted, like an action's Run.
+func Command(name string, fn CommandFunc) {
+	if fn == nil {
+		panic("sdk: command " + name + " has no function")
+	}
+	registry.manifest.Jobs = append(registry.manifest.Jobs, JobSpec{Name: name, Kind: abi.KindCommand})
+	registry.jobs = append(registry.jobs, handler{command: fn})
 }
 
 // Module names the module and its version. Call it once, in init.
@@ -328,6 +345,19 @@ func dispatch(export string, in []byte, out []byte) []byte {
 	}
 	h := registry.jobs[ctx.f.Index]
 	ctx.job = registry.manifest.Jobs[ctx.f.Index].Name
+	if h.command != nil {
+		if export != "run" {
+			return abi.AppendError(out, fmt.Errorf("sdk: %s is a command: it is run, never planned", ctx.job))
+		}
+		v, err := h.command(ctx)
+		if err != nil {
+			return abi.AppendError(out, err)
+		}
+		if out, err = abi.EncodeValue(out, v); err != nil {
+			return abi.AppendError(out[:0], fmt.Errorf("sdk: encoding the result of %s: %w", ctx.job, err))
+		}
+		return out
+	}
 	switch export {
 	case "try":
 		var t abi.TryOut

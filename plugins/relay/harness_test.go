@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/hal/sim"
 	"github.com/tern-iot/tern/sdk"
 	"github.com/tern-iot/tern/sdk/sdktest"
@@ -71,5 +72,37 @@ func TestRelayLineMissing(t *testing.T) {
 	}
 	if len(m.Logs()) == 0 {
 		t.Error("the missing line was not logged")
+	}
+}
+
+// The pulse command switches the relay on for the time asked and back to
+// what it was, and says what it did; a relay not configured is an error
+// that says so.
+func TestRelayPulse(t *testing.T) {
+	lines := sim.NewGPIO("GPIO17", "GPIO27")
+	m, err := sdktest.New(sdktest.Board{GPIO: lines}, map[string]any{"lines": map[string]string{"door": "GPIO17"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var levels []bool
+	if err := lines.Watch("GPIO17", func(l gpio.Level) { levels = append(levels, bool(l)) }); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Command("pulse", map[string]any{"relay": "door", "ms": 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res) != `{"line":"GPIO17","ms":20,"relay":"door"}` {
+		t.Errorf("result %s", res)
+	}
+	if len(levels) != 2 || !levels[0] || levels[1] {
+		t.Errorf("GPIO17 went %v, want on then off", levels)
+	}
+	if _, err := m.Command("pulse", map[string]any{"relay": "gate", "ms": 20}); err == nil || !strings.Contains(err.Error(), `relay "gate" is not configured`) {
+		t.Errorf("pulse of a relay not configured: %v", err)
+	}
+	if _, err := m.Try("pulse", "/relays/door", true); err == nil || !strings.Contains(err.Error(), "is a command") {
+		t.Errorf("try of a command: %v, want an error saying it is a command", err)
 	}
 }

@@ -25,6 +25,7 @@ func init() {
 	sdk.Job("set", "/relays/:name", sdk.Create, sdk.Action{Condition: configured, Run: set})
 	sdk.Job("switch", "/relays/:name", sdk.Update, sdk.Action{Condition: configured, Run: set})
 	sdk.Sensor("relays", "/relays", time.Second, sense)
+	sdk.Command("pulse", pulse)
 }
 
 // main is never called: the module is a reactor.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/tern-iot/tern/sdk"
 )
@@ -82,4 +83,44 @@ func sense(c *sdk.Context) (any, error) {
 		out[name] = high != cfg.ActiveLow
 	}
 	return out, nil
+}
+
+// pulseArgs are the arguments of the pulse command (a fleet job):
+// {"relay": "door", "ms": 500}.
+type pulseArgs struct {
+	Relay string `json:"relay"`
+	MS    int    `json:"ms"`
+}
+
+// pulse is a command: it switches a relay on for a while, then back to
+// what it was (a door strike, a reset line), and returns what it did. It
+// runs as a fleet job (tern job submit), never while a plan's tasks run.
+func pulse(c *sdk.Context) (any, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	var args pulseArgs
+	if err := c.Target(&args); err != nil {
+		return nil, fmt.Errorf("pulse: arguments {\"relay\": NAME, \"ms\": N}: %w", err)
+	}
+	line, ok := cfg.Lines[args.Relay]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("pulse: relay %q is not configured on this device: add it to config.lines", args.Relay)
+	case args.MS < 0 || args.MS > 5000:
+		return nil, fmt.Errorf("pulse: ms %d: want 0 to 5000", args.MS)
+	}
+	was, err := sdk.GPIORead(line)
+	if err != nil {
+		return nil, fmt.Errorf("pulse: relay %s: %w", args.Relay, err)
+	}
+	if err := sdk.GPIOWrite(line, !cfg.ActiveLow); err != nil {
+		return nil, fmt.Errorf("pulse: relay %s: %w", args.Relay, err)
+	}
+	time.Sleep(time.Duration(args.MS) * time.Millisecond)
+	if err := sdk.GPIOWrite(line, was); err != nil {
+		return nil, fmt.Errorf("pulse: relay %s: back to %v: %w", args.Relay, was, err)
+	}
+	return map[string]any{"relay": args.Relay, "line": line, "ms": args.MS}, nil
 }

@@ -29,6 +29,15 @@ const (
 	EventModuleInstalled  EventKind = "module.installed"   // new code for a module (a release) was installed and runs
 	EventModuleRefused    EventKind = "module.refused"     // new code for a module was refused (signature, version, hash, size, load); the old code keeps running
 	EventReportsDropped   EventKind = "events.dropped"     // the outbox was full while offline; the oldest reports were dropped
+	EventJobAccepted      EventKind = "job.accepted"       // a job (or a new version of one) was stored
+	EventJobRefused       EventKind = "job.refused"        // a job was refused (signature, started already, too many)
+	EventJobStarted       EventKind = "job.started"        // a job's run started (an attempt)
+	EventJobSucceeded     EventKind = "job.succeeded"
+	EventJobFailed        EventKind = "job.failed"      // an attempt failed (Message: why; whether another follows)
+	EventJobExpired       EventKind = "job.expired"     // not started by its deadline
+	EventJobCanceled      EventKind = "job.canceled"    // by the operator, or a job it ran after ended badly
+	EventJobInterrupted   EventKind = "job.interrupted" // it was running when the device stopped
+	EventJobMissed        EventKind = "job.missed"      // a recurring job's runs did not start (device off, clock jump, window)
 )
 
 // Event is one step of the agent's work, reported to the fleet.
@@ -41,7 +50,10 @@ type Event struct {
 	Module        string    `json:"module,omitempty"`
 	Job           string    `json:"job,omitempty"`
 	Path          string    `json:"path,omitempty"`
-	Message       string    `json:"message,omitempty"`
+	// JobID names the fleet job (job.* events); Module and Job then name
+	// the command it runs.
+	JobID   string `json:"job_id,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Truncated is true when the report says less than the event did:
 	// its message or path was cut to fit a report, or the report is a
 	// marker that stands in, with the same kind and seq, for an event too
@@ -104,4 +116,47 @@ type Grants struct {
 	// Serial ports, as "ttyS0" (any baud rate) or "ttyS0@9600" (that rate
 	// only).
 	Serial []string `json:"serial,omitempty" yaml:"serial,omitempty"`
+}
+
+// JobStatus is a device's report of one fleet job, retained per device
+// and job (docs/jobs.md): where it is, why, and how its runs went.
+type JobStatus struct {
+	Time    time.Time `json:"time"`
+	ID      string    `json:"id"`
+	Scope   string    `json:"scope"` // device/<id>/job/<job> or group/<g>/job/<job>
+	Version uint64    `json:"version"`
+	Module  string    `json:"module"`
+	Command string    `json:"command"`
+	// Phase is one of queued, waiting, waiting_clock, waiting_dependency,
+	// running, succeeded, failed, expired, canceled, interrupted.
+	Phase   string          `json:"phase"`
+	Why     string          `json:"why,omitempty"`
+	Attempt int             `json:"attempt,omitempty"`
+	Next    time.Time       `json:"next,omitzero"` // when it is next looked at (its time, a retry)
+	Started time.Time       `json:"started,omitzero"`
+	Ended   time.Time       `json:"ended,omitzero"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   string          `json:"error,omitempty"`
+	Missed  int             `json:"missed,omitempty"` // recurring runs that did not start
+	Runs    []JobRun        `json:"runs,omitempty"`   // a recurring job's last runs, oldest first
+}
+
+// JobRun is one past run of a recurring job.
+type JobRun struct {
+	Scheduled time.Time `json:"scheduled,omitzero"`
+	Started   time.Time `json:"started"`
+	Ended     time.Time `json:"ended"`
+	Phase     string    `json:"phase"`
+	Attempts  int       `json:"attempts"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// JobEnded reports whether a job in phase has ended: nothing more will
+// happen to it.
+func JobEnded(phase string) bool {
+	switch phase {
+	case "succeeded", "failed", "expired", "canceled", "interrupted":
+		return true
+	}
+	return false
 }

@@ -77,7 +77,10 @@ func TestBookVersions(t *testing.T) {
 	if got := b.Jobs()[0]; got.Job != "reboot" || got.Version != 3 {
 		t.Errorf("after the edit: %+v", got)
 	}
-	if err := b.Update("device/pi-001/job/j1", jobs.State{Phase: jobs.PhaseRunning}); err != nil {
+	if err := b.Update("device/pi-001/job/j1", 2, jobs.State{Phase: jobs.PhaseRunning}); !errors.Is(err, jobs.ErrChanged) {
+		t.Errorf("a decision about version 2 after the edit to 3: %v, want ErrChanged", err)
+	}
+	if err := b.Update("device/pi-001/job/j1", 3, jobs.State{Phase: jobs.PhaseRunning}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Offer(job("j1", 4)); !errors.Is(err, jobs.ErrStarted) {
@@ -119,7 +122,7 @@ func TestBookInterrupted(t *testing.T) {
 		if err := b.Offer(j); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Update(j.Scope, jobs.State{Phase: jobs.PhaseRunning, Attempt: 1}); err != nil {
+		if err := b.Update(j.Scope, j.Version, jobs.State{Phase: jobs.PhaseRunning, Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -138,11 +141,13 @@ func TestBookInterrupted(t *testing.T) {
 	}
 }
 
-// The book holds at most MaxJobs: the next is refused, until an ended one
-// is forgotten.
+// The book holds at most MaxJobs: a new job then makes it forget the
+// oldest ended job, and is refused when none has ended. A forgotten job's
+// retained message, which comes again with every connection, is refused
+// as ended, also after a restart: it never runs twice.
 func TestBookBounded(t *testing.T) {
-	st := openStore(t, t.TempDir())
-	defer st.Close()
+	dir := t.TempDir()
+	st := openStore(t, dir)
 	b, err := jobs.Open(st)
 	if err != nil {
 		t.Fatal(err)
@@ -153,19 +158,39 @@ func TestBookBounded(t *testing.T) {
 		}
 	}
 	if err := b.Offer(job("one-more", 1)); !errors.Is(err, jobs.ErrFull) {
-		t.Fatalf("job %d: %v, want ErrFull", jobs.MaxJobs+1, err)
+		t.Fatalf("job %d with none ended: %v, want ErrFull", jobs.MaxJobs+1, err)
 	}
-	first := "device/pi-001/job/j00000"
-	if err := b.Forget(first); err == nil {
+	older, old := "device/pi-001/job/j00007", "device/pi-001/job/j00009"
+	if err := b.Forget(old); err == nil {
 		t.Error("forgot a job that has not ended")
 	}
-	if err := b.Update(first, jobs.State{Phase: jobs.PhaseSucceeded}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Forget(first); err != nil {
-		t.Fatal(err)
+	for _, scope := range []string{old, older} {
+		if err := b.Update(scope, 1, jobs.State{Phase: jobs.PhaseSucceeded}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := b.Offer(job("one-more", 1)); err != nil {
-		t.Errorf("after forgetting one: %v", err)
+		t.Fatalf("with two ended: %v", err)
+	}
+	if n := len(b.Jobs()); n != jobs.MaxJobs {
+		t.Errorf("%d jobs held, want %d", n, jobs.MaxJobs)
+	}
+	for _, j := range b.Jobs() {
+		if j.Scope == older {
+			t.Errorf("the oldest ended job (%s) is still held; %s should be the one forgotten", older, old)
+		}
+	}
+	st.Close()
+
+	st = openStore(t, dir)
+	defer st.Close()
+	if b, err = jobs.Open(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Offer(job("j00007", 1)); !errors.Is(err, jobs.ErrOlder) {
+		t.Errorf("the forgotten job redelivered: %v, want ErrOlder", err)
+	}
+	if err := b.Offer(job("j00007", 2)); !errors.Is(err, jobs.ErrStarted) {
+		t.Errorf("a new version of the forgotten job: %v, want ErrStarted", err)
 	}
 }

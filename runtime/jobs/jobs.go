@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // Spec is what a job says about when and after what it runs. The work
@@ -71,13 +73,7 @@ const (
 )
 
 // Ended reports whether p ends a job: nothing more will happen to it.
-func (p Phase) Ended() bool {
-	switch p {
-	case PhaseSucceeded, PhaseFailed, PhaseExpired, PhaseCanceled, PhaseInterrupted:
-		return true
-	}
-	return false
-}
+func (p Phase) Ended() bool { return api.JobEnded(string(p)) }
 
 // State is what happened to a job so far; the caller keeps it across
 // restarts.
@@ -86,14 +82,55 @@ type State struct {
 	// Attempt is how many attempts the current run has had.
 	Attempt int
 	// RetryAt is when the next attempt of the current run may start,
-	// after a failed one.
+	// after a failed one; zero between runs.
 	RetryAt time.Time
+	// Next is when the job is next looked at: its time, its next
+	// scheduled run, or RetryAt; zero when it waits for something else.
+	Next time.Time `json:",omitzero"`
 	// Last is the scheduled time of a recurring job's last run.
 	Last time.Time
 	// Missed counts a recurring job's runs that did not start: the device
 	// was off or its clock jumped past them, or they were later than
 	// Window.
 	Missed int
+	// Why says why the job waits or how it ended, in words.
+	Why string `json:",omitempty"`
+	// Started and Ended are when the current or last run started and
+	// ended, by the device's clock.
+	Started time.Time `json:",omitzero"`
+	Ended   time.Time `json:",omitzero"`
+	// Result is what the last run returned (JSON, at most MaxResult
+	// bytes); Error, why it failed.
+	Result json.RawMessage `json:",omitempty"`
+	Error  string          `json:",omitempty"`
+	// Runs are a recurring job's last runs, oldest first, at most MaxRuns.
+	Runs []RunRecord `json:",omitempty"`
+}
+
+// RunRecord is one run of a recurring job, as its status keeps it.
+type RunRecord struct {
+	Scheduled time.Time `json:"scheduled,omitzero"`
+	Started   time.Time `json:"started"`
+	Ended     time.Time `json:"ended"`
+	Phase     Phase     `json:"phase"`
+	Attempts  int       `json:"attempts"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// MaxRuns bounds the runs a recurring job's state keeps.
+const MaxRuns = 10
+
+// MaxResult bounds a run's result, in bytes of JSON: a result is kept on
+// the device and retained on the broker in the job's status.
+const MaxResult = 64 << 10
+
+// AddRun appends r to the state's runs, dropping the oldest beyond
+// MaxRuns.
+func (st *State) AddRun(r RunRecord) {
+	st.Runs = append(st.Runs, r)
+	if n := len(st.Runs); n > MaxRuns {
+		st.Runs = append(st.Runs[:0:0], st.Runs[n-MaxRuns:]...)
+	}
 }
 
 // Action is what Decide tells the caller to do.
@@ -251,8 +288,14 @@ func Decide(s Spec, st State, now time.Time, synced bool, deps map[string]Phase)
 	if wallClock && !synced {
 		return Decision{Action: Wait, Phase: PhaseWaitingClock, Why: "waits for the clock to be synchronised (its time is wall-clock time)"}
 	}
-	if !st.RetryAt.IsZero() && now.Before(st.RetryAt) {
-		return Decision{Action: Wait, Phase: PhaseWaitingTime, Until: st.RetryAt, Why: fmt.Sprintf("attempt %d failed; the next at %s", st.Attempt, st.RetryAt.Format(time.RFC3339))}
+	if !st.RetryAt.IsZero() {
+		// A run under way, after a failed attempt: its next attempt,
+		// past any deadline (the run started before it) and, for a
+		// recurring job, for the same scheduled time.
+		if now.Before(st.RetryAt) {
+			return Decision{Action: Wait, Phase: PhaseWaitingTime, Until: st.RetryAt, Why: fmt.Sprintf("attempt %d failed; the next at %s", st.Attempt, st.RetryAt.Format(time.RFC3339))}
+		}
+		return Decision{Action: Run, Phase: PhaseRunning, Scheduled: st.Last}
 	}
 	if s.Cron == "" {
 		return decideOnce(s, now)

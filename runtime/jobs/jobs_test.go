@@ -183,6 +183,22 @@ func TestRetryBackoff(t *testing.T) {
 	}
 }
 
+// A recurring run's failed attempt is tried again for the same scheduled
+// time, not skipped for the next one; a one-shot job's retry runs past its
+// deadline, as the run started before it.
+func TestRetryKeepsTheRun(t *testing.T) {
+	run := at(t, "2026-12-06T04:00:00Z")
+	spec := jobs.Spec{ID: "j", Cron: "0 4 * * *", Attempts: 3}
+	st := jobs.State{Phase: jobs.PhaseWaitingTime, Attempt: 1, Last: run, RetryAt: run.Add(10 * time.Second)}
+	if d := jobs.Decide(spec, st, run.Add(11*time.Second), true, nil); d.Action != jobs.Run || !d.Scheduled.Equal(run) {
+		t.Errorf("recurring retry: action %d scheduled %v (%s), want run of %v", d.Action, d.Scheduled, d.Why, run)
+	}
+	once := jobs.Spec{ID: "j", Deadline: run.Add(5 * time.Second), Attempts: 3}
+	if d := jobs.Decide(once, st, run.Add(11*time.Second), true, nil); d.Action != jobs.Run {
+		t.Errorf("retry after the deadline: action %d phase %s (%s), want run", d.Action, d.Phase, d.Why)
+	}
+}
+
 // Ended and running jobs are not decided again.
 func TestDecideEnded(t *testing.T) {
 	for _, p := range []jobs.Phase{jobs.PhaseSucceeded, jobs.PhaseFailed, jobs.PhaseExpired, jobs.PhaseCanceled, jobs.PhaseInterrupted, jobs.PhaseRunning} {

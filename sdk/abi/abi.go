@@ -65,6 +65,10 @@ const (
 	// KindMethod: condition and an expansion into other jobs (an HTN
 	// compound task). The planner tries methods before actions.
 	KindMethod Kind = "method"
+	// KindCommand: work a fleet job runs (docs/jobs.md), with the job's
+	// arguments as the call's target; never planned. It has no path and
+	// no op, and tern_run's value is the job's result.
+	KindCommand Kind = "command"
 )
 
 // Declarative answers a job can give in its manifest instead of a call, so
@@ -96,6 +100,10 @@ type JobSpec struct {
 // IsMethod reports whether the job is a method.
 func (j JobSpec) IsMethod() bool { return j.Kind == KindMethod }
 
+// IsCommand reports whether the job is a command: run by fleet jobs,
+// never planned.
+func (j JobSpec) IsCommand() bool { return j.Kind == KindCommand }
+
 // SensorSpec declares a sensor: the state path it reports and how often the
 // host calls it, in milliseconds.
 type SensorSpec struct {
@@ -121,11 +129,17 @@ func (m Manifest) Validate() error {
 			return fmt.Errorf("sdk: module %s: job names must be unique and not empty (%q)", m.Name, j.Name)
 		}
 		seen[j.Name] = true
+		if j.IsCommand() {
+			if j.Path != "" || j.Op != "" || j.Condition != "" || j.Effect != "" {
+				return fmt.Errorf("sdk: module %s: command %s: a command has no path, op, condition or effect (it is never planned)", m.Name, j.Name)
+			}
+			continue
+		}
 		if !j.Op.Valid() {
 			return fmt.Errorf("sdk: module %s: job %s: unknown op %q (want create, update, delete or any)", m.Name, j.Name, j.Op)
 		}
 		if j.Kind != "" && j.Kind != KindAction && j.Kind != KindMethod {
-			return fmt.Errorf("sdk: module %s: job %s: unknown kind %q (want action or method)", m.Name, j.Name, j.Kind)
+			return fmt.Errorf("sdk: module %s: job %s: unknown kind %q (want action, method or command)", m.Name, j.Name, j.Kind)
 		}
 		if j.Condition != "" && j.Condition != ConditionAlways {
 			return fmt.Errorf("sdk: module %s: job %s: unknown condition %q (want empty or %q)", m.Name, j.Name, j.Condition, ConditionAlways)

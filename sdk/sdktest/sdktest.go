@@ -145,6 +145,21 @@ func (m *Module) Run(job, path string, target any) error {
 	return modErr
 }
 
+// Command runs the command named with args as a fleet job runs it: with
+// the board's hardware, args as the call's target. It returns the
+// command's result (JSON; null for none).
+func (m *Module) Command(name string, args any) (json.RawMessage, error) {
+	out, err := m.call("run", name, "", args)
+	if err != nil {
+		return nil, err
+	}
+	v, modErr, err := abi.DecodeValue(out)
+	if err != nil {
+		return nil, fmt.Errorf("sdktest: the module's answer to command %s: %w", name, err)
+	}
+	return v, modErr
+}
+
 // Sense runs the sensor named and returns the value it read (JSON).
 func (m *Module) Sense(sensor string) (json.RawMessage, error) {
 	out, err := m.call("sense", sensor, "", nil)
@@ -176,7 +191,9 @@ func (m *Module) call(export, name, path string, target any) ([]byte, error) {
 		}
 	} else {
 		for i, j := range m.man.Jobs {
-			if j.Name == name {
+			if j.Name == name && j.IsCommand() {
+				index = i // no path: the target is the arguments
+			} else if j.Name == name {
 				index = i
 				pat, err := state.ParsePattern(j.Path)
 				if err != nil {

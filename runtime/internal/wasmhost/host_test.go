@@ -77,7 +77,7 @@ func call(name, target string) abi.Call {
 func TestManifest(t *testing.T) {
 	m, _ := loadRelay(t, wasmhost.Options{})
 	man := m.Manifest()
-	if man.Name != "relay" || man.ABI != abi.ABIVersion || len(man.Jobs) != 2 || len(man.Sensors) != 1 {
+	if man.Name != "relay" || man.ABI != abi.ABIVersion || len(man.Jobs) != 3 || !man.Jobs[2].IsCommand() || len(man.Sensors) != 1 {
 		t.Fatalf("manifest = %+v", man)
 	}
 	if man.Jobs[0].Path != "/relays/:name" || man.Sensors[0].Path != "/relays" {
