@@ -190,6 +190,9 @@ type Device struct {
 	jobPending map[string]ScopedJob
 	jobOrder   []string
 	jobWake    chan struct{}
+	// Job statuses waiting to be published, the latest of each job
+	// (devicejobs.go); guarded by stateMu.
+	jobStats map[string][]byte
 	// Chunked releases being fetched (fetch.go): the newest manifest
 	// wanted per module, a wake-up for the fetcher, and the chunks as
 	// they arrive.
@@ -362,6 +365,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		agent:        agent,
 		refusals:     make(chan Refusal, refusalBuffer),
 		jobPending:   map[string]ScopedJob{},
+		jobStats:     map[string][]byte{},
 		jobWake:      make(chan struct{}, 1),
 	}
 	d.limit.Store(int64(opts.MaxReport))
@@ -1134,6 +1138,9 @@ func (d *Device) drain(ctx context.Context, c paho.Client) error {
 				continue
 			}
 			if err := d.sendState(ctx, c); err != nil {
+				return err
+			}
+			if err := d.sendJobStatuses(ctx, c); err != nil {
 				return err
 			}
 			select {

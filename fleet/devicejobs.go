@@ -1,9 +1,14 @@
 package fleet
 
 import (
+	"context"
+	"encoding/json"
+	"slices"
 	"strings"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // ScopedJob is a job envelope and the scope it arrived on (JobScope of
@@ -90,4 +95,86 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		d.jobMu.Unlock()
 		signal(d.jobWake)
 	}
+}
+
+// JobStatusReport is what a device publishes, retained, QoS 1, on
+// [Topics.JobStatus] for each of its jobs (docs/jobs.md): the job's
+// status, and the device.
+type JobStatusReport struct {
+	// Format is always ReportFormat (1).
+	Format int    `json:"format"`
+	Device string `json:"device"`
+	api.JobStatus
+	// Truncated: the result and past runs were left out to fit a report;
+	// the device's log has them.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// ParseJobStatusReport parses a job status report.
+func ParseJobStatusReport(b []byte) (JobStatusReport, error) {
+	const what = "job status report"
+	var r JobStatusReport
+	if err := decode(reportKind(what), b, &r); err != nil {
+		return JobStatusReport{}, err
+	}
+	if p := idProblem(r.Device); p != "" {
+		return JobStatusReport{}, newError(ErrMalformed, nil, `fleet: %s: bad "device": %s`, what, p)
+	}
+	if r.ID == "" || r.Phase == "" {
+		return JobStatusReport{}, newError(ErrMalformed, nil, `fleet: %s has no "id" or "phase"`, what)
+	}
+	return r, nil
+}
+
+// PublishJobStatus hands s to the device's reporter, which publishes it
+// retained, QoS 1, on the job's status topic once connected and the event
+// reports before it have gone out. Only the latest status of each job
+// waits. A status over the report limit goes out without its result and
+// past runs, "truncated": true. It does not fail.
+func (d *Device) PublishJobStatus(_ context.Context, s api.JobStatus) error {
+	r := JobStatusReport{Format: ReportFormat, Device: d.opts.Device, JobStatus: s}
+	b, err := json.Marshal(r)
+	if err != nil || len(b) > d.reportLimit() {
+		d.log.Warn("fleet: job status too large for a report, or not encodable; it goes out without its result and runs", "job", s.ID, "size", len(b), "err", err, "result", string(s.Result))
+		r.Result, r.Runs, r.Truncated = nil, nil, true
+		r.Why, r.Error = cut(r.Why, 1024), cut(r.Error, 1024)
+		if !encodable(r.Time) {
+			r.Time = time.Now().UTC()
+		}
+		b, _ = json.Marshal(r) // every field left is bounded and encodable
+	}
+	d.stateMu.Lock()
+	d.jobStats[s.ID] = b
+	d.stateMu.Unlock()
+	signal(d.stateWake)
+	return nil
+}
+
+// sendJobStatuses publishes the waiting job statuses, in job id order,
+// each once acknowledged dropped unless a newer one replaced it meanwhile.
+func (d *Device) sendJobStatuses(ctx context.Context, c paho.Client) error {
+	d.stateMu.Lock()
+	ids := make([]string, 0, len(d.jobStats))
+	for id := range d.jobStats {
+		ids = append(ids, id)
+	}
+	d.stateMu.Unlock()
+	slices.Sort(ids)
+	for _, id := range ids {
+		d.stateMu.Lock()
+		b := d.jobStats[id]
+		d.stateMu.Unlock()
+		if b == nil {
+			continue
+		}
+		if err := d.waitAck(ctx, c, c.Publish(d.opts.Topics.JobStatus(d.opts.Device, id), qos, true, b)); err != nil {
+			return err
+		}
+		d.stateMu.Lock()
+		if cur := d.jobStats[id]; len(cur) == len(b) && &cur[0] == &b[0] {
+			delete(d.jobStats, id)
+		}
+		d.stateMu.Unlock()
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -282,4 +283,74 @@ func (o *Operator) SubmitJob(ctx context.Context, scope string, env JobEnvelope)
 		return fmt.Errorf("fleet: not submitting a job devices would refuse: %w", err)
 	}
 	return o.publishRetained(ctx, "submit "+what, topic, b, o.opts.ConnectTimeout)
+}
+
+// RetainedJobs reads the jobs retained on the broker: every job of the
+// fleet when id is empty, else the job id, for devices and groups alike.
+// It collects until none arrived for wait (counted from the broker's
+// acknowledgement of the subscriptions and from each job). Jobs that do
+// not parse are logged and left out. Signatures are not checked (devices
+// do). Each comes with the scope its signature covers.
+func (o *Operator) RetainedJobs(ctx context.Context, id string, wait time.Duration) ([]ScopedJob, error) {
+	leaf := "+"
+	if id != "" {
+		if p := idProblem(id); p != "" {
+			return nil, fmt.Errorf("fleet: read jobs: job id: %s", p)
+		}
+		leaf = id
+	}
+	t := o.opts.Topics
+	devPrefix, groupPrefix := t.devices(), t.base()+"/groups/"
+	var got []ScopedJob
+	err := o.readRetained(ctx, []string{t.DeviceJob("+", leaf), t.GroupJob("+", leaf)}, wait, func(topic string, payload []byte) {
+		env, err := ParseJobEnvelope(payload)
+		if err == nil {
+			err = env.CheckTopics(t)
+		}
+		if err != nil {
+			o.log.Warn("fleet: a retained job devices refuse; left out", "topic", topic, "err", err)
+			return
+		}
+		var scope string
+		if rest, ok := strings.CutPrefix(topic, devPrefix); ok {
+			scope = DeviceScope(strings.SplitN(rest, "/", 2)[0])
+		} else if rest, ok := strings.CutPrefix(topic, groupPrefix); ok {
+			scope = GroupScope(strings.SplitN(rest, "/", 2)[0])
+		}
+		if scope == "" || !strings.HasSuffix(topic, "/"+env.ID) {
+			o.log.Warn("fleet: a retained job on the topic of another id; left out", "topic", topic, "id", env.ID)
+			return
+		}
+		got = append(got, ScopedJob{Scope: JobScope(scope, env.ID), JobEnvelope: env})
+	})
+	slices.SortFunc(got, func(a, b ScopedJob) int { return strings.Compare(a.ID+" "+a.Scope, b.ID+" "+b.Scope) })
+	return got, err
+}
+
+// JobStatuses reads the statuses devices retained for job id, collecting
+// as RetainedJobs does. Reports that do not parse, or name another device
+// or job than their topic, are logged and left out.
+func (o *Operator) JobStatuses(ctx context.Context, id string, wait time.Duration) ([]JobStatusReport, error) {
+	if p := idProblem(id); p != "" {
+		return nil, fmt.Errorf("fleet: read job statuses: job id: %s", p)
+	}
+	t := o.opts.Topics
+	by := map[string]JobStatusReport{}
+	err := o.readRetained(ctx, []string{t.JobStatus("+", id)}, wait, func(topic string, payload []byte) {
+		r, err := ParseJobStatusReport(payload)
+		if err == nil && (r.Device != t.deviceOf(topic) || r.ID != id) {
+			err = fmt.Errorf("report of device %q, job %q, on the topic of device %q, job %q", r.Device, r.ID, t.deviceOf(topic), id)
+		}
+		if err != nil {
+			o.log.Warn("fleet: ignoring a job status", "topic", topic, "err", err)
+			return
+		}
+		by[r.Device] = r
+	})
+	out := make([]JobStatusReport, 0, len(by))
+	for _, r := range by {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b JobStatusReport) int { return strings.Compare(a.Device, b.Device) })
+	return out, err
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/internal/testbound"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 func testJob(t *testing.T) fleet.JobEnvelope {
@@ -216,6 +218,62 @@ func TestJobsReachDevice(t *testing.T) {
 		r := recv(t, d.Refusals(), "the refusal of a job on another id's topic")
 		if !strings.Contains(r.Err.Error(), "the topic of another job id") {
 			t.Errorf("refusal: %v", r.Err)
+		}
+	})
+}
+
+// A device's job statuses are retained per job, the latest of each, and
+// the operator reads them (and the jobs retained) the next time it asks;
+// a status too large for a report goes out without its result.
+func TestJobStatusesRetained(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		opts := testOptions(url, "pi-006")
+		opts.MaxReport = 16 << 10
+		d := newDevice(t, opts)
+		run(t, d)
+		id := "20261206-030000-dddddd"
+		scope := fleet.JobScope(fleet.DeviceScope("pi-006"), id)
+		for _, phase := range []string{"running", "succeeded"} {
+			if err := d.PublishJobStatus(t.Context(), api.JobStatus{Time: time.Now(), ID: id, Scope: scope, Version: 1, Module: "relay", Command: "pulse", Phase: phase, Result: json.RawMessage(`{"ok":true}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		big := "20261206-030000-eeeeee"
+		if err := d.PublishJobStatus(t.Context(), api.JobStatus{Time: time.Now(), ID: big, Scope: scope, Version: 1, Phase: "succeeded", Result: json.RawMessage(`"` + strings.Repeat("x", 20<<10) + `"`)}); err != nil {
+			t.Fatal(err)
+		}
+		op := dialOperator(t, url)
+		var got []fleet.JobStatusReport
+		testbound.WaitFor(t, "the succeeded status retained", func() bool {
+			fleettest.SyncRetained(t, url)
+			var err error
+			got, err = op.JobStatuses(t.Context(), id, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(got) == 1 && got[0].Phase == "succeeded"
+		})
+		if r := got[0]; r.Device != "pi-006" || string(r.Result) != `{"ok":true}` || r.Scope != scope {
+			t.Errorf("status: %+v", r)
+		}
+		testbound.WaitFor(t, "the large status retained", func() bool {
+			fleettest.SyncRetained(t, url)
+			got, _ = op.JobStatuses(t.Context(), big, 300*time.Millisecond)
+			return len(got) == 1
+		})
+		if r := got[0]; !r.Truncated || r.Result != nil || r.Phase != "succeeded" {
+			t.Errorf("large status: truncated %v, result %d bytes, phase %s; want it cut, the phase kept", r.Truncated, len(r.Result), r.Phase)
+		}
+
+		job := testJob(t)
+		job.ID, job.After = id, nil
+		if err := op.SubmitJob(t.Context(), fleet.DeviceScope("pi-006"), job); err != nil {
+			t.Fatal(err)
+		}
+		fleettest.SyncRetained(t, url)
+		js, err := op.RetainedJobs(t.Context(), id, 300*time.Millisecond)
+		if err != nil || len(js) != 1 || js[0].Scope != scope || js[0].Module != "updater" {
+			t.Errorf("RetainedJobs(%s): %+v, %v", id, js, err)
 		}
 	})
 }

@@ -492,14 +492,12 @@ func (o *Operator) RetainedTargets(ctx context.Context, scopes []string, wait ti
 	if len(filters) == 0 {
 		return map[string]TargetEnvelope{}, nil
 	}
-	var mu sync.Mutex
 	got := make(map[string]TargetEnvelope, len(filters))
 	heard := make(map[string]bool, len(filters)) // scopes whose topic delivered something
-	arrived := make(chan struct{}, 1)
-	s := &sink{deliver: func(topic string, payload []byte) {
+	err := o.readRetainedUntil(ctx, filters, wait, func(topic string, payload []byte) bool {
 		sc, ok := byTopic[topic]
 		if !ok {
-			return
+			return false
 		}
 		env, err := ParseTargetEnvelope(payload)
 		if err == nil {
@@ -508,12 +506,45 @@ func (o *Operator) RetainedTargets(ctx context.Context, scopes []string, wait ti
 		if err != nil && len(payload) > 0 {
 			o.log.Warn("fleet: the retained target is one devices refuse; not counting it", "topic", topic, "err", err)
 		}
-		mu.Lock()
 		heard[sc] = true
 		if err == nil {
 			got[sc] = env
 		} else {
 			delete(got, sc) // cleared, or refused: none that devices take
+		}
+		return len(heard) == len(filters)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: read retained targets: %w", err)
+	}
+	return got, nil
+}
+
+// readRetained delivers the retained messages on filters (and any that
+// arrive meanwhile) to deliver, one at a time, until none arrived for
+// wait, counted from the broker's acknowledgement of the subscriptions
+// and from each message: a broker sends every retained message right
+// after the acknowledgement, so a quiet gap means it has sent them all.
+// Empty payloads (cleared messages) are left out.
+func (o *Operator) readRetained(ctx context.Context, filters []string, wait time.Duration, deliver func(topic string, payload []byte)) error {
+	return o.readRetainedUntil(ctx, filters, wait, func(topic string, payload []byte) bool {
+		if len(payload) > 0 {
+			deliver(topic, payload)
+		}
+		return false
+	})
+}
+
+// readRetainedUntil is readRetained that also stops when deliver says it
+// has all it wants, and delivers empty payloads too.
+func (o *Operator) readRetainedUntil(ctx context.Context, filters []string, wait time.Duration, deliver func(topic string, payload []byte) (all bool)) error {
+	var mu sync.Mutex
+	all := false
+	arrived := make(chan struct{}, 1)
+	s := &sink{deliver: func(topic string, payload []byte) {
+		mu.Lock()
+		if !all {
+			all = deliver(topic, payload)
 		}
 		mu.Unlock()
 		select {
@@ -522,31 +553,32 @@ func (o *Operator) RetainedTargets(ctx context.Context, scopes []string, wait ti
 		}
 	}} // qos 0: a read
 	if err := o.addSinks(ctx, filters, s, true, func() {}); err != nil {
-		return nil, fmt.Errorf("fleet: read retained targets: %w", err)
+		return err
 	}
 	defer o.removeSinks(filters, s)
+	defer func() { // no delivery after the return, even one under way
+		mu.Lock()
+		all = true
+		mu.Unlock()
+	}()
 	quiet := time.NewTimer(wait)
 	defer quiet.Stop()
-collect:
 	for {
 		mu.Lock()
-		all := len(heard) == len(filters)
+		done := all
 		mu.Unlock()
-		if all {
-			break
+		if done {
+			return nil
 		}
 		select {
 		case <-arrived:
 			quiet.Reset(wait)
 		case <-quiet.C:
-			break collect
+			return nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return maps.Clone(got), nil
 }
 
 // scopeTopic is the target topic of scope (device/<id> or group/<name>).

@@ -80,6 +80,12 @@ func (a *Agent) OfferJob(j jobs.Job) error {
 	return nil
 }
 
+// JobRefused reports a job the agent never got to see: its signature did
+// not verify, or it did not parse.
+func (a *Agent) JobRefused(id, module, command string, err error) {
+	a.event(Event{Kind: EventJobRefused, JobID: id, Module: module, Job: command, Message: err.Error()})
+}
+
 // Jobs returns the jobs the agent holds, ordered by id.
 func (a *Agent) Jobs() []jobs.Job { return a.book.Jobs() }
 
@@ -237,7 +243,10 @@ func (a *Agent) runJob(ctx context.Context, j jobs.Job, d jobs.Decision, now tim
 	}
 	j.State = st
 	a.event(Event{Kind: EventJobStarted, JobID: j.Spec.ID, Module: j.Module, Job: j.Job, Message: fmt.Sprintf("attempt %d of %d", st.Attempt, attempts)})
-	a.publishJobStatuses(ctx) // "running", before the run
+	if a.opts.Reporter != nil {
+		a.publishEvents(ctx) // job.started, then the status "running", before the run
+		a.publishJobStatuses(ctx)
+	}
 	a.log.Info("job started", "job", j.Spec.ID, "module", j.Module, "command", j.Job, "attempt", st.Attempt)
 
 	result, err := a.command(ctx, j)

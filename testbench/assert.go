@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tern-iot/tern/fleet"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,7 +17,8 @@ type judge struct {
 	obs    *observer
 	agents *roster
 	pushed *pushed
-	log    *narrator // for the time
+	log    *narrator       // for the time
+	op     *fleet.Operator // reads job statuses, as tern job status does
 }
 
 // check evaluates an assertion, polling until it holds or its time is up.
@@ -51,6 +53,11 @@ func (j *judge) check(ctx context.Context, a *Assertion) AssertionResult {
 		ev := &EventCheck{Selector: c.Selector, Kind: "module.rolled_back", Module: c.Module}
 		res.defaultName(fmt.Sprintf("rolled back: %s rolled %s back within %v", c.Selector, c.Module, c.Within))
 		eval = func() (bool, string) { return j.eventSeen(ev) }
+	case a.Job != nil:
+		c := a.Job
+		within = time.Duration(c.Within)
+		res.defaultName(fmt.Sprintf("job: %s has job %s %s within %v", c.Selector, c.ID, c.Phase, c.Within))
+		eval = func() (bool, string) { return j.jobIs(ctx, c) }
 	case a.NothingLost != nil:
 		c := a.NothingLost
 		within = time.Duration(c.Within)
@@ -235,6 +242,38 @@ func (j *judge) eventSeen(c *EventCheck) (bool, string) {
 		return false, fmt.Sprintf("%d of %d reported %s; %s", len(ids)-len(missing), len(ids), describeEvent(c), list(missing, 3))
 	}
 	return true, fmt.Sprintf("%d of %d reported it (the first at %s)", len(ids), len(ids), fmtAt(first))
+}
+
+// jobIs reads every selected agent's retained status of job c.ID from the
+// broker, as an operator does the next day, and checks it.
+func (j *judge) jobIs(ctx context.Context, c *JobCheck) (bool, string) {
+	statuses, err := j.op.JobStatuses(ctx, c.ID, 300*time.Millisecond)
+	if err != nil {
+		return false, "reading job statuses: " + err.Error()
+	}
+	by := map[string]fleet.JobStatusReport{}
+	for _, s := range statuses {
+		by[s.Device] = s
+	}
+	ids := j.agents.selected(c.Selector)
+	var wrong []string
+	for _, id := range ids {
+		s, ok := by[id]
+		switch {
+		case !ok:
+			wrong = append(wrong, id+": no status")
+		case s.Phase != c.Phase:
+			wrong = append(wrong, fmt.Sprintf("%s: %s (%s%s)", id, s.Phase, s.Why, s.Error))
+		case c.Attempt != 0 && s.Attempt != c.Attempt:
+			wrong = append(wrong, fmt.Sprintf("%s: attempt %d", id, s.Attempt))
+		case !strings.Contains(string(s.Result), c.Result):
+			wrong = append(wrong, fmt.Sprintf("%s: result %s", id, s.Result))
+		}
+	}
+	if len(wrong) > 0 {
+		return false, fmt.Sprintf("%d of %d have job %s %s; %s", len(ids)-len(wrong), len(ids), c.ID, c.Phase, list(wrong, 5))
+	}
+	return true, fmt.Sprintf("%d of %d have it", len(ids), len(ids))
 }
 
 func kindSummary(kinds map[string]int) string {

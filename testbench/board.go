@@ -39,7 +39,7 @@ func newBoard(spec AgentSpec, rng *rand.Rand) (*Board, error) {
 }
 
 func (b *Board) hardware() *daemon.Hardware {
-	return &daemon.Hardware{GPIO: b.GPIO, I2C: b.I2C, Serial: serialdev.Opener{Devices: b.Ports}, Dial: b.Link.Dial, Clock: b.Clock.Now}
+	return &daemon.Hardware{GPIO: b.GPIO, I2C: b.I2C, Serial: serialdev.Opener{Devices: b.Ports}, Dial: b.Link.Dial, Clock: b.Clock.Now, ClockSynced: b.Clock.Synced}
 }
 
 // Temperature is the first room's temperature, or false without a room.
@@ -143,7 +143,17 @@ func (c *trackedConn) Close() error {
 
 // Clock is a board's wall clock: the real time plus an offset that Jump
 // moves, as an RTC that was wrong until NTP corrected it.
-type Clock struct{ offset atomic.Int64 }
+type Clock struct {
+	offset   atomic.Int64
+	unsynced atomic.Bool
+}
+
+// Synced reports whether the clock counts as synchronised (NTP): until
+// the clock_unsynced fault, it does.
+func (c *Clock) Synced() bool { return !c.unsynced.Load() }
+
+// SetSynced makes the clock count as synchronised or not.
+func (c *Clock) SetSynced(ok bool) { c.unsynced.Store(!ok) }
 
 // Now is the board's time.
 func (c *Clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }

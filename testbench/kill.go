@@ -29,6 +29,11 @@ func (pl *player) kill(ctx context.Context, st Step) {
 			if !sleepUntil(ctx, begin.Add(b.at)) {
 				return
 			}
+			if k.DuringJob != "" && !pl.awaitJobStart(ctx, b.id, k.DuringJob) {
+				pl.log.record(AssertionResult{Name: "kill at " + fmtAt(time.Duration(st.At)+b.at), Line: st.line,
+					Reason: fmt.Sprintf("%s did not report job %s started within a minute", b.id, k.DuringJob), At: pl.log.since()})
+				return
+			}
 			if ok, _ := planRunning(pl.obs.snapshot(b.id)); ok {
 				running++
 			}
@@ -118,4 +123,23 @@ func planRunning(s seen) (bool, string) {
 		return false, "between plans (last " + string(last.Kind) + ")"
 	}
 	return true, fmt.Sprintf("during a plan for v%d (last %s %s.%s)", last.TargetVersion, last.Kind, last.Module, last.Job)
+}
+
+// awaitJobStart waits until agent id reported job started (job.started),
+// at most a minute.
+func (pl *player) awaitJobStart(ctx context.Context, id, job string) bool {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		for _, e := range pl.obs.snapshot(id).events {
+			if e.Kind == "job.started" && e.JobID == job {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
 }

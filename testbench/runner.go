@@ -272,6 +272,10 @@ func (r *run) setup(ctx context.Context) error {
 				// under the race detector on a busy machine did not boot
 				// within two minutes.)
 				CacheDir: filepath.Join(r.dir, "cache"),
+				// Jobs with a time wait for a synchronised clock: an
+				// in-process agent's is its board's (clock_unsynced), a
+				// process agent's the host's, taken as right.
+				ClockSync: "assume",
 			}
 			if cfg.Brokers != nil {
 				cfg.Broker = ""
@@ -439,8 +443,9 @@ func (r *run) player() *player {
 	p := &player{
 		sc: r.sc, seed: r.seed, rng: r.rng, broker: r.broker, op: r.op, obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log,
 		judge: &judge{obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log},
-		power: map[string]*sync.Mutex{},
+		power: map[string]*sync.Mutex{}, jobs: map[string]fleet.ScopedJob{},
 	}
+	p.judge.op = r.op
 	for _, a := range r.agents.agents {
 		p.power[a.ID()] = new(sync.Mutex)
 	}

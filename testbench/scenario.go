@@ -33,6 +33,11 @@ type Scenario struct {
 	Broker string `yaml:"broker"`
 	// Timeout bounds the whole run; default 3m.
 	Timeout Duration `yaml:"timeout"`
+	// Clock, when set, is the wall-clock time (RFC 3339) of the
+	// scenario's start on every board and for the job steps' times; the
+	// clocks then run in real time, and advance_clock moves them all
+	// ("4 am tomorrow" need not take a day). Default: the real time.
+	Clock string `yaml:"clock"`
 	// Seed seeds the noise and garbage faults draw; default 1.
 	Seed uint64 `yaml:"seed"`
 	// Modules are the job modules, by name, that agents run and
@@ -127,6 +132,14 @@ type Step struct {
 	MoveGPS *GPSStep     `yaml:"move_gps"`
 	Restart *Selector    `yaml:"restart"`
 	Kill    *KillStep    `yaml:"kill"`
+	// Job submits a job; JobEdit publishes a new version of one with
+	// the fields given changed; JobCancel cancels one (docs/jobs.md).
+	Job       *JobStep `yaml:"job"`
+	JobEdit   *JobStep `yaml:"job_edit"`
+	JobCancel *JobStep `yaml:"job_cancel"`
+	// AdvanceClock moves the scenario's wall clock, and every board's,
+	// forward by this much.
+	AdvanceClock *Duration `yaml:"advance_clock"`
 	// Expect checks an assertion from this moment on, while the timeline
 	// goes on.
 	Expect *Assertion `yaml:"expect"`
@@ -183,6 +196,31 @@ type KillStep struct {
 	// Down is how long an agent stays dead before it starts again;
 	// default 0.
 	Down Duration `yaml:"down"`
+	// DuringJob, when set, makes each kill wait, after its moment, until
+	// its agent reports job DuringJob started (job.started; at most a
+	// minute): a power cut while the job runs.
+	DuringJob string `yaml:"during_job"`
+}
+
+// JobStep is a job (docs/jobs.md) for a Device or a Group: its ID (also
+// what After and assertions name), the module Command to run with Args,
+// and when: At and Deadline on the scenario's clock (RFC 3339), Cron in
+// TZ. For job_edit only the fields given change; job_cancel needs only
+// the ID.
+type JobStep struct {
+	ID               string         `yaml:"id"`
+	Device           string         `yaml:"device"`
+	Group            string         `yaml:"group"`
+	Module           string         `yaml:"module"`
+	Command          string         `yaml:"command"`
+	Args             map[string]any `yaml:"args"`
+	At               string         `yaml:"at"`
+	Cron             string         `yaml:"cron"`
+	TZ               string         `yaml:"tz"`
+	Deadline         string         `yaml:"deadline"`
+	After            []string       `yaml:"after"` // job ids; "ID:ended" for after it ended, however
+	Attempts         int            `yaml:"attempts"`
+	RetryInterrupted bool           `yaml:"retry_interrupted"`
 }
 
 // PressStep presses a button of the selected agents for For (default
@@ -211,6 +249,7 @@ type Assertion struct {
 	Event        *EventCheck      `yaml:"event"`
 	NothingLost  *LostCheck       `yaml:"nothing_lost"`
 	RolledBack   *RollbackCheck   `yaml:"rolled_back"`
+	Job          *JobCheck        `yaml:"job"`
 
 	line int
 }
@@ -227,6 +266,18 @@ type ConvergedCheck struct {
 type NotConvergedChk struct {
 	Selector `yaml:",inline"`
 	For      Duration `yaml:"for"`
+}
+
+// JobCheck: every selected agent's status of job ID, as the operator
+// reads it from the broker (tern job status), is Phase, Within; Attempt
+// and Result (a substring of the result's JSON) where given.
+type JobCheck struct {
+	Selector `yaml:",inline"`
+	ID       string   `yaml:"id"`
+	Phase    string   `yaml:"phase"`
+	Attempt  int      `yaml:"attempt"`
+	Result   string   `yaml:"result"`
+	Within   Duration `yaml:"within"`
 }
 
 // StateCheck: every selected agent's reported state has Equals at Path (a

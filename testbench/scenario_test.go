@@ -83,7 +83,7 @@ func TestStandardScenariosParse(t *testing.T) {
 		}
 		names[sc.Name] = true
 	}
-	for _, want := range []string{"thermostat-fleet", "broker-outage", "network-cut", "i2c-nack", "serial-garbage", "module-rollback", "fixes-propagate", "power-cuts"} {
+	for _, want := range []string{"thermostat-fleet", "broker-outage", "network-cut", "i2c-nack", "serial-garbage", "module-rollback", "fixes-propagate", "power-cuts", "jobs-overnight"} {
 		if !names[want] {
 			t.Errorf("scenarios/ has no %s scenario", want)
 		}

@@ -35,6 +35,25 @@ type player struct {
 
 	power map[string]*sync.Mutex // agent → held while it is killed or restarted
 	kills sync.WaitGroup         // kill steps under way
+
+	clock time.Duration              // the scenario's wall clock: the real time plus this
+	jobs  map[string]fleet.ScopedJob // jobs submitted, by id: scope and latest envelope
+}
+
+// now is the time on the scenario's wall clock.
+func (pl *player) now() time.Time { return time.Now().Add(pl.clock) }
+
+// setClock moves the scenario's wall clock, and every board's, by d.
+func (pl *player) setClock(d time.Duration) error {
+	bs, err := pl.agents.boards(Selector{All: true}, "a scenario clock")
+	if err != nil {
+		return err
+	}
+	pl.clock += d
+	for _, b := range bs {
+		b.Clock.Jump(d)
+	}
+	return nil
 }
 
 // pushed is what the operator pushed: the player numbers the pushes and
@@ -54,6 +73,14 @@ func (pl *player) play(ctx context.Context) {
 	liveDone.Go(func() { pl.log.live(liveCtx, pl.judge.convergedNow) })
 	defer func() { stopLive(); liveDone.Wait() }()
 
+	if pl.sc.Clock != "" {
+		at, _ := jobTime(pl.sc.Clock) // checked when the scenario was read
+		if err := pl.setClock(time.Until(at)); err != nil {
+			pl.log.record(AssertionResult{Name: "clock", Reason: err.Error(), At: pl.log.since()})
+			return
+		}
+		pl.log.note("", "clock", "the boards' clocks read "+pl.sc.Clock)
+	}
 	faultCtx, stopFaults := context.WithCancel(ctx)
 	defer stopFaults()
 	defer pl.kills.Wait() // before the agents are stopped
@@ -201,7 +228,88 @@ func (pl *player) do(ctx, faultCtx context.Context, restores *sync.WaitGroup, st
 		}
 	case st.Fault != nil:
 		return pl.fault(st.Fault, after)
+	case st.AdvanceClock != nil:
+		d := time.Duration(*st.AdvanceClock)
+		if err := pl.setClock(d); err != nil {
+			return fmt.Errorf("advance_clock: %w", err)
+		}
+		pl.log.note("", "advance_clock", fmt.Sprintf("by %v, to %s", d, pl.now().UTC().Format(time.RFC3339)))
+	case st.Job != nil, st.JobEdit != nil, st.JobCancel != nil:
+		return pl.job(ctx, st)
 	}
+	return nil
+}
+
+// job carries out a job, job_edit or job_cancel step: the envelope
+// tern job submit, edit or cancel would publish, unsigned.
+func (pl *player) job(ctx context.Context, st Step) error {
+	j, kind := st.Job, "job"
+	if st.JobEdit != nil {
+		j, kind = st.JobEdit, "job_edit"
+	} else if st.JobCancel != nil {
+		j, kind = st.JobCancel, "job_cancel"
+	}
+	held, ok := pl.jobs[j.ID]
+	switch {
+	case kind == "job" && ok:
+		return fmt.Errorf("job %s: submitted already; use job_edit", j.ID)
+	case kind != "job" && !ok:
+		return fmt.Errorf("%s %s: no job %s was submitted before", kind, j.ID, j.ID)
+	case kind == "job":
+		held.Scope = fleet.DeviceScope(j.Device)
+		if j.Group != "" {
+			held.Scope = fleet.GroupScope(j.Group)
+		}
+		held.JobEnvelope = fleet.JobEnvelope{Format: fleet.Format, ID: j.ID, Module: j.Module, Job: j.Command}
+	}
+	env := held.JobEnvelope
+	env.Version++
+	env.Issued = pl.now().UTC()
+	if kind == "job_cancel" {
+		env.Canceled = true
+	} else {
+		if j.Module != "" {
+			env.Module = j.Module
+		}
+		if j.Command != "" {
+			env.Job = j.Command
+		}
+		if j.Args != nil {
+			b, err := json.Marshal(j.Args)
+			if err != nil {
+				return fmt.Errorf("%s %s: args: %w", kind, j.ID, err)
+			}
+			env.Args = b
+		}
+		if j.At != "" {
+			env.NotBefore, _ = jobTime(j.At) // checked when the scenario was read
+		}
+		if j.Deadline != "" {
+			env.Deadline, _ = jobTime(j.Deadline)
+		}
+		if j.Cron != "" {
+			env.Cron, env.TZ = j.Cron, j.TZ
+		}
+		if j.After != nil {
+			env.After = nil
+			for _, a := range j.After {
+				id, when, _ := strings.Cut(a, ":")
+				env.After = append(env.After, fleet.JobDep{Job: id, When: when})
+			}
+		}
+		if j.Attempts != 0 {
+			env.Attempts = j.Attempts
+		}
+		env.RetryInterrupted = env.RetryInterrupted || j.RetryInterrupted
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	pl.log.note("", kind, fmt.Sprintf("%s v%d for %s: %s.%s", env.ID, env.Version, held.Scope, env.Module, env.Job))
+	if err := pl.op.SubmitJob(pctx, held.Scope, env); err != nil {
+		return fmt.Errorf("%s %s: %w", kind, j.ID, err)
+	}
+	held.JobEnvelope = env
+	pl.jobs[j.ID] = held
 	return nil
 }
 
@@ -264,6 +372,9 @@ func (pl *player) fault(f *FaultStep, after func(Duration, string, string, func(
 		case "clock_jump":
 			b.Clock.Jump(time.Duration(f.By))
 			after(f.For, f.Kind, "", func() { b.Clock.Jump(-time.Duration(f.By)) })
+		case "clock_unsynced":
+			b.Clock.SetSynced(false)
+			after(f.For, f.Kind, "", func() { b.Clock.SetSynced(true) })
 		case "sensor_stuck", "i2c_nack", "i2c_bus_error", "sensor_noisy":
 			c, err := b.Chip(f.Chip)
 			if err != nil {

@@ -78,6 +78,9 @@ func (sc *Scenario) validate() error {
 	if err := fleet.ValidID(sc.Fleet); err != nil {
 		bad(0, "fleet: %v", err)
 	}
+	if _, err := jobTime(sc.Clock); err != nil {
+		bad(0, "clock: %v", err)
+	}
 	switch sc.Broker {
 	case "embedded", "mosquitto", "cluster":
 	default:
@@ -309,6 +312,15 @@ var stepActions = []struct {
 	{"move_gps", func(st *Step) bool { return st.MoveGPS != nil }, func(st *Step, kn known) error { return st.MoveGPS.check(kn) }},
 	{"restart", func(st *Step) bool { return st.Restart != nil }, checkRestart},
 	{"kill", func(st *Step) bool { return st.Kill != nil }, func(st *Step, kn known) error { return st.Kill.check(kn) }},
+	{"job", func(st *Step) bool { return st.Job != nil }, func(st *Step, kn known) error { return st.Job.check("job", kn) }},
+	{"job_edit", func(st *Step) bool { return st.JobEdit != nil }, func(st *Step, kn known) error { return st.JobEdit.check("job_edit", kn) }},
+	{"job_cancel", func(st *Step) bool { return st.JobCancel != nil }, func(st *Step, kn known) error { return st.JobCancel.check("job_cancel", kn) }},
+	{"advance_clock", func(st *Step) bool { return st.AdvanceClock != nil }, func(st *Step, _ known) error {
+		if *st.AdvanceClock <= 0 {
+			return errors.New("advance_clock: the clock moves forward: give a positive duration, e.g. 6h")
+		}
+		return nil
+	}},
 	{"expect", func(st *Step) bool { return st.Expect != nil }, func(st *Step, kn known) error { return st.Expect.validate(kn) }},
 }
 
@@ -379,6 +391,7 @@ var faultKinds = map[string]faultKind{
 	"node_down":      {broker: true, needs: []faultNeed{needFor, needNode}},
 	"network_cut":    {unreachable: dialsItself},
 	"clock_jump":     {needs: []faultNeed{needBy}, unreachable: hostClock},
+	"clock_unsynced": {unreachable: hostClock},
 	"sensor_stuck":   {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
 	"sensor_noisy":   {needs: []faultNeed{needChip, needAmplitude}, unreachable: wrapsDevice},
 	"i2c_nack":       {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
@@ -484,6 +497,50 @@ func checkRestart(st *Step, kn known) error {
 	return nil
 }
 
+// check checks a job step of kind (job, job_edit, job_cancel).
+func (j *JobStep) check(kind string, kn known) error {
+	if err := fleet.ValidID(j.ID); err != nil {
+		return fmt.Errorf("%s: id: %w", kind, err)
+	}
+	for _, t := range []struct{ name, v string }{{"at", j.At}, {"deadline", j.Deadline}} {
+		if _, err := jobTime(t.v); err != nil {
+			return fmt.Errorf("%s %s: %s: %w", kind, j.ID, t.name, err)
+		}
+	}
+	if kind != "job" {
+		if j.Device != "" || j.Group != "" {
+			return fmt.Errorf("%s %s: the job keeps its device or group; leave them out", kind, j.ID)
+		}
+		return nil
+	}
+	switch {
+	case (j.Device == "") == (j.Group == ""):
+		return fmt.Errorf("job %s: give device: or group:", j.ID)
+	case j.Device != "" && !kn.ids[j.Device]:
+		return fmt.Errorf("job %s: no agent %q", j.ID, j.Device)
+	case j.Group != "" && !kn.groups[j.Group]:
+		return fmt.Errorf("job %s: no agent is in group %q", j.ID, j.Group)
+	case j.Module == "" || j.Command == "":
+		return fmt.Errorf("job %s: module: and command: name what it runs", j.ID)
+	}
+	if _, ok := kn.modules[j.Module]; !ok {
+		return fmt.Errorf("job %s: module %q is not one of the scenario's modules", j.ID, j.Module)
+	}
+	return nil
+}
+
+// jobTime reads a job step's time: RFC 3339, or empty.
+func jobTime(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: write an RFC 3339 time on the scenario's clock, e.g. 2026-12-07T04:00:00Z", v)
+	}
+	return t, nil
+}
+
 func (k *KillStep) check(kn known) error {
 	if err := k.Selector.check(kn.ids, kn.groups, false); err != nil {
 		return fmt.Errorf("kill: %w", err)
@@ -525,6 +582,12 @@ var assertionKinds = []struct {
 	{"rolled_back", func(a *Assertion) *Selector { return selectorOf(a.RolledBack) }, func(a *Assertion) error {
 		if a.RolledBack.Module == "" {
 			return errors.New("rolled_back: module is required")
+		}
+		return nil
+	}},
+	{"job", func(a *Assertion) *Selector { return selectorOf(a.Job) }, func(a *Assertion) error {
+		if a.Job.ID == "" || a.Job.Phase == "" {
+			return errors.New("job: id: and phase: are required, e.g. id: upgrade, phase: succeeded")
 		}
 		return nil
 	}},

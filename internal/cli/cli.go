@@ -82,6 +82,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return ExitTimeout
 	case errors.As(err, new(notConvergedError)):
 		return ExitNotConverged
+	case errors.As(err, new(jobFailedError)):
+		return ExitJobFailed
 	}
 	return ExitFail
 }

@@ -211,6 +211,85 @@ func init() {
 			run: moduleInspect,
 		},
 		{
+			name:  "job submit",
+			args:  "[fleet flags] --device ID | --group NAME --module M --command C [--args JSON|FILE|-] [--arg K=V]... [--at TIME] [--cron EXPR [--tz ZONE]] [--deadline TIME] [--after ID[:ended]]... [--attempts N] [--key K.key]",
+			short: "submit a job: a module's command, once or on a schedule",
+			summary: "Submit a job to a device or a group: one module command with arguments, now,\n" +
+				"at a time (--at) or on a cron schedule (--cron, --tz), retained, so devices that\n" +
+				"are off now run it when they come back, by their own clock (a job with a time\n" +
+				"waits for the device's clock to be synchronised). Prints the job's id. See\ndocs/jobs.md.",
+			examples: []string{
+				`tern job submit --fleet demo --device pi-001 --module relay --command pulse --arg relay=door --arg ms=500`,
+				`tern job submit --fleet demo --group gateways --module updater --command upgrade --at 2026-12-07T04:00:00+01:00 --deadline 2026-12-07T06:00:00+01:00 --attempts 3 --key ops.key`,
+				`tern job submit --fleet demo --group heaters --module relay --command pulse --args '{"relay":"purge","ms":2000}' --cron "0 3 * * 0" --tz Europe/Berlin`,
+				`tern job submit --fleet demo --device pi-001 --module updater --command reboot --after 20261206-030000-k3v9qa`,
+			},
+			run: jobSubmit,
+		},
+		{
+			name:  "job status",
+			args:  "[fleet flags] ID [--json] [--wait D]",
+			short: "how a job went on each device, from retained reports",
+			summary: "Print each device's status of job ID (phase, attempts, times, result or\n" +
+				"error) and the totals, from what devices retained on the broker: it works the\n" +
+				"next day, for devices that are offline now. A group's devices that never\n" +
+				"reported the job show as unreported. Exit 0: every device succeeded (or a\n" +
+				"recurring job); 4: some have not ended it; 5: some ended it otherwise.",
+			examples: []string{
+				"tern job status --fleet demo 20261206-030000-k3v9qa",
+				`tern job status --fleet demo 20261206-030000-k3v9qa --json | jq '.devices[] | select(.phase == "failed")'`,
+			},
+			run: jobStatus,
+		},
+		{
+			name:    "job ls",
+			args:    "[fleet flags] [--json]",
+			short:   "list the jobs retained for the fleet",
+			summary: "List the jobs retained on the broker for the fleet: id, device or group,\nversion, command, and when they run.",
+			examples: []string{
+				"tern job ls --fleet demo",
+				"tern job ls --fleet demo --json | jq -r '.[] | select(.canceled | not) | .id'",
+			},
+			run: jobLs,
+		},
+		{
+			name:  "job edit",
+			args:  "[fleet flags] ID [--at TIME] [--cron EXPR] [--args JSON] [... as job submit] [--key K.key]",
+			short: "change a job that devices have not started",
+			summary: "Publish a new version of job ID with the flags given changed: devices that have\n" +
+				"not started it take the new version; devices that have started or ended it\n" +
+				"keep what they did, and say so (job.refused).",
+			examples: []string{
+				"tern job edit --fleet demo 20261206-030000-k3v9qa --at 2026-12-08T04:00:00+01:00 --key ops.key",
+				"tern job edit --fleet demo 20261206-030000-k3v9qa --arg ms=800",
+			},
+			run: jobEdit,
+		},
+		{
+			name:  "job cancel",
+			args:  "[fleet flags] ID [--key K.key]",
+			short: "cancel a job on every device that has not ended it",
+			summary: "Publish a canceled version of job ID: devices that have not started it cancel\n" +
+				"it (also those offline now, when they return); a run under way ends as it ends.",
+			examples: []string{
+				"tern job cancel --fleet demo 20261206-030000-k3v9qa --key ops.key",
+			},
+			run: jobCancel,
+		},
+		{
+			name:  "job who",
+			args:  "[fleet flags] ID | --group NAME [--json]",
+			short: "which devices a job (or a group) reaches",
+			summary: "List the devices a job reaches (its device, or its group's members) with their\n" +
+				"online flag and the job's phase; or, with --group, the members of a group. A\n" +
+				"group's members are the devices whose state reports list it.",
+			examples: []string{
+				"tern job who --fleet demo 20261206-030000-k3v9qa",
+				"tern job who --fleet demo --group gateways --json",
+			},
+			run: jobWho,
+		},
+		{
 			name:    "keys generate",
 			args:    "NAME [--dir DIR]",
 			short:   "generate an operator signing key pair",

@@ -87,6 +87,12 @@ func TestBrokerAddressIsCheckedFirst(t *testing.T) {
 		"push":          {"--device", "pi-001", "--key", missing, missing},
 		"release":       {"--module", "relay", "--key", missing, missing},
 		"agent release": {"--key", missing, missing},
+		"job submit":    {"--device", "pi-001", "--module", "relay", "--command", "pulse", "--key", missing},
+		"job status":    {"20261206-000000-aaaaaa"},
+		"job ls":        nil,
+		"job edit":      {"20261206-000000-aaaaaa", "--key", missing},
+		"job cancel":    {"20261206-000000-aaaaaa", "--key", missing},
+		"job who":       {"20261206-000000-aaaaaa"},
 	}
 	for _, name := range cli.CommandNames() {
 		_, out, _ := tern(t, append(strings.Fields(name), "--help")...)

@@ -67,7 +67,13 @@ func moduleBuild(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := os.WriteFile(abs, wasm, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "built %s: %s %s, %d jobs, %d sensors (%d bytes)\n", *out, man.Name, man.Version, len(man.Jobs), len(man.Sensors), len(wasm))
+	commands := 0
+	for _, j := range man.Jobs {
+		if j.IsCommand() {
+			commands++
+		}
+	}
+	fmt.Fprintf(stdout, "built %s: %s %s, %d jobs, %d commands, %d sensors (%d bytes)\n", *out, man.Name, man.Version, len(man.Jobs)-commands, commands, len(man.Sensors), len(wasm))
 	return nil
 }
 
@@ -225,6 +231,10 @@ func moduleInspect(ctx context.Context, args []string, stdout, stderr io.Writer)
 			kind := string(j.Kind)
 			if kind == "" {
 				kind = "action"
+			}
+			if j.IsCommand() {
+				fmt.Fprintf(stdout, "command  %-20s run by fleet jobs (tern job submit --module %s --command %s)\n", j.Name, man.Name, j.Name)
+				continue
 			}
 			fmt.Fprintf(stdout, "job      %-20s %-7s %-6s %s\n", j.Name, kind, j.Op, j.Path)
 		}

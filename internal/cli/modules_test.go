@@ -33,7 +33,7 @@ func TestKeysBuildSignInspect(t *testing.T) {
 	mod := filepath.Join(dir, "relay.wasm")
 	wd, _ := os.Getwd()
 	code, out, errOut = tern(t, "module", "build", filepath.Join(wd, "..", "..", "plugins", "relay"), "-o", mod)
-	if code != cli.ExitOK || !strings.Contains(out, "relay 0.1.0, 2 jobs, 1 sensors") {
+	if code != cli.ExitOK || !strings.Contains(out, "relay 0.1.0, 2 jobs, 1 commands, 1 sensors") {
 		t.Fatalf("module build: %d %q %q", code, out, errOut)
 	}
 	code, out, _ = tern(t, "module", "inspect", mod)

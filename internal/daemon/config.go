@@ -78,6 +78,12 @@ type Config struct {
 	TrustedKeys []string `yaml:"trusted_keys" json:"trusted_keys"`
 	// Modules are the job modules this device runs.
 	Modules []ModuleConfig `yaml:"modules" json:"modules"`
+	// ClockSync says how ternd knows the wall clock is right, which jobs
+	// with a wall-clock time wait for (docs/jobs.md): "auto" (the
+	// default) when the kernel says NTP synchronised it or
+	// systemd-timesyncd says it did; "assume" always (a board with a
+	// battery-backed clock, or a container whose host keeps time).
+	ClockSync string `yaml:"clock_sync" json:"clock_sync"`
 	// OutboxLimit is how many event reports the device keeps while the
 	// broker is unreachable; beyond it the oldest go (and an events.dropped
 	// event says how many). Default 100000, about 30 MB of store.
@@ -288,6 +294,9 @@ func (c Config) Validate() error {
 	}
 	if c.UpdateHealthTimeout < 0 {
 		errs = append(errs, fmt.Errorf("update_health_timeout: %v is negative; leave it out for the default (2m)", c.UpdateHealthTimeout))
+	}
+	if c.ClockSync != "" && c.ClockSync != "auto" && c.ClockSync != "assume" {
+		errs = append(errs, fmt.Errorf("clock_sync: %q: want auto (the default: NTP says the clock is right) or assume (a board with a real-time clock)", c.ClockSync))
 	}
 	if c.OutboxLimit < 0 {
 		errs = append(errs, fmt.Errorf("outbox_limit: %d is negative; leave it out for the default (%d)", c.OutboxLimit, fleet.DefaultOutboxLimit))

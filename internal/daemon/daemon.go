@@ -29,6 +29,7 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/version"
 	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/jobs"
 	"github.com/tern-iot/tern/runtime/store"
 	"github.com/tern-iot/tern/runtime/store/backend"
 )
@@ -45,6 +46,9 @@ type Hardware struct {
 	// Clock is the board's wall clock; nil: time.Now. The testbench makes
 	// it jump (see runtime.Options.Clock).
 	Clock func() time.Time
+	// ClockSynced says whether Clock is synchronised; nil: as clock_sync
+	// in the configuration says (the kernel's NTP status by default).
+	ClockSynced func() bool
 	// CompileCommand is the child process that compiles new modules under
 	// the module_limits (runtime.Options.CompileCommand); nil: in
 	// process. With no Hardware at all, ternd runs its own binary
@@ -130,9 +134,13 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("ternd: %w", err)
 	}
+	synced := hw.ClockSynced
+	if synced == nil && cfg.ClockSync != "assume" {
+		synced = clockSynced
+	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock,
+		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock, ClockSynced: synced,
 		CallTimeout: time.Duration(cfg.ModuleLimits.CallTimeout), SensorTimeout: time.Duration(cfg.ModuleLimits.SensorTimeout),
 		ModuleMemoryMiB: cfg.ModuleLimits.MemoryMiB, SharedGrants: cfg.SharedGrants,
 		CompileCommand: hw.CompileCommand, CompileTimeout: time.Duration(cfg.ModuleLimits.CompileTimeout), CompileMemoryMiB: cfg.ModuleLimits.CompileMemoryMiB,
@@ -190,7 +198,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	var offered atomic.Uint64 // targets the fleet offered (see bootGrace)
 	if dev != nil {
 		wg.Go(func() { errc <- dev.Run(ctx) })
-		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, &offered, log) })
+		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, trust, &offered, log) })
 	}
 	wg.Go(func() {
 		if _, held := agent.Target(); dev != nil && held > 0 {
@@ -236,6 +244,14 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 type settling struct {
 	runtime.Reporter
 	once sync.Once
+}
+
+// PublishJobStatus passes job statuses on to the fleet device.
+func (s *settling) PublishJobStatus(ctx context.Context, st runtime.JobStatus) error {
+	if r, ok := s.Reporter.(runtime.JobReporter); ok {
+		return r.PublishJobStatus(ctx, st)
+	}
+	return nil
 }
 
 func (s *settling) PublishState(ctx context.Context, st runtime.Status) error {
@@ -364,7 +380,7 @@ func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Lo
 }
 
 // feed hands targets and module releases from the fleet to the agent.
-func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *fleet.Releases, up *updater, a *runtime.Agent, offered *atomic.Uint64, log *slog.Logger) {
+func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *fleet.Releases, up *updater, a *runtime.Agent, trust signing.Trust, offered *atomic.Uint64, log *slog.Logger) {
 	// Module releases install one at a time, in the order they came, on
 	// their own goroutine: compiling one may take up to its bound, and
 	// targets must reach the agent meanwhile.
@@ -416,9 +432,8 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 				return
 			}
 		case <-dev.JobsWaiting():
-			// Jobs (issue 17) arrive; running them is the next step.
 			for _, j := range dev.TakeJobs() {
-				log.Warn("job received; this ternd does not run jobs yet", "job", j.ID, "scope", j.Scope, "version", j.Version)
+				offerJob(j, trust, a, log)
 			}
 		case r, ok := <-dev.AgentReleases():
 			if !ok {
@@ -443,6 +458,28 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 				a.Refused(0, fmt.Errorf("%s: %s", r.Topic, why))
 			}
 		}
+	}
+}
+
+// offerJob hands a job from the fleet to the agent, once its signature
+// verifies (with trusted_keys), and logs what became of it.
+func offerJob(j fleet.ScopedJob, trust signing.Trust, a *runtime.Agent, log *slog.Logger) {
+	if len(trust) > 0 {
+		if err := j.Verify(j.Scope, trust); err != nil {
+			log.Warn("job refused", "job", j.ID, "scope", j.Scope, "version", j.Version, "err", err)
+			a.JobRefused(j.ID, j.Module, j.Job, fmt.Errorf("%s version %d refused: %w", j.Scope, j.Version, err))
+			return
+		}
+	}
+	err := a.OfferJob(jobs.Job{Scope: j.Scope, Version: j.Version, Module: j.Module, Job: j.Job, Args: j.Args,
+		Spec: j.Spec(), RetryInterrupted: j.RetryInterrupted, Canceled: j.Canceled})
+	switch {
+	case errors.Is(err, jobs.ErrOlder):
+		log.Debug("job redelivered", "job", j.ID, "scope", j.Scope, "version", j.Version)
+	case err != nil:
+		log.Warn("job refused", "job", j.ID, "scope", j.Scope, "version", j.Version, "err", err)
+	default:
+		log.Info("job received", "job", j.ID, "scope", j.Scope, "version", j.Version, "module", j.Module, "command", j.Job, "canceled", j.Canceled)
 	}
 }
 
