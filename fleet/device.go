@@ -158,7 +158,10 @@ type Refusal struct {
 	Module string
 	// Agent is true for the agent release topic.
 	Agent bool
-	Err   error
+	// Job is the id a job topic names (its last level); empty for other
+	// topics.
+	Job string
+	Err error
 }
 
 // Device is the device end of the fleet contract, used by ternd: it keeps a
@@ -190,6 +193,7 @@ type Device struct {
 	jobPending map[string]ScopedJob
 	jobOrder   []string
 	jobWake    chan struct{}
+	jobDropped int // jobs refused since the queue was last taken (TakeJobs)
 	// Job statuses waiting to be published, the latest of each job
 	// (devicejobs.go); guarded by stateMu.
 	jobStats map[string][]byte

@@ -54,6 +54,7 @@ func (d *Device) TakeJobs() []ScopedJob {
 	}
 	clear(d.jobPending)
 	d.jobOrder = d.jobOrder[:0]
+	d.jobDropped = 0
 	return out
 }
 
@@ -72,7 +73,7 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		}
 		if err != nil {
 			d.log.Warn("fleet: refusing job", "topic", m.Topic(), "err", err)
-			d.refuse(Refusal{Topic: m.Topic(), Err: err})
+			d.refuse(Refusal{Topic: m.Topic(), Job: lastLevel(m.Topic()), Err: err})
 			return
 		}
 		k := JobScope(scope, env.ID)
@@ -83,10 +84,16 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		case ok:
 			d.jobPending[k] = ScopedJob{k, env}
 		case len(d.jobOrder) >= maxPendingJobs:
+			// Said once per burst (until the queue is taken), not once
+			// per job: 10,000 retained jobs must not make 9,000 events.
+			d.jobDropped++
+			first := d.jobDropped == 1
 			d.jobMu.Unlock()
-			err := newError(ErrTooLarge, nil, "fleet: job %s refused: %d jobs wait to be taken; it comes again with the next connection", env.ID, maxPendingJobs)
-			d.log.Warn("fleet: refusing job", "topic", m.Topic(), "err", err)
-			d.refuse(Refusal{Topic: m.Topic(), Err: err})
+			if first {
+				err := newError(ErrTooLarge, nil, "fleet: jobs refused from job %s on: %d jobs wait to be taken; they come again with the next connection", env.ID, maxPendingJobs)
+				d.log.Warn("fleet: refusing jobs", "topic", m.Topic(), "err", err)
+				d.refuse(Refusal{Topic: m.Topic(), Job: env.ID, Err: err})
+			}
 			return
 		default:
 			d.jobPending[k] = ScopedJob{k, env}
@@ -178,3 +185,6 @@ func (d *Device) sendJobStatuses(ctx context.Context, c paho.Client) error {
 	}
 	return nil
 }
+
+// lastLevel is the last level of an MQTT topic.
+func lastLevel(topic string) string { return topic[strings.LastIndexByte(topic, '/')+1:] }

@@ -428,6 +428,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			case <-a.wake:
 			case <-a.jobWake:
+			case <-next.jobs(a): // a job's time, to the millisecond, between sensor ticks
 			case <-next.after(a):
 			case <-a.pending:
 				continue wait // an event failed meanwhile: when to wake, again
@@ -457,6 +458,22 @@ type loopTimer struct {
 	tick  *time.Ticker
 	every time.Duration // tick's interval
 	idle  *time.Timer
+	job   *time.Timer // the next job's time (jobrun.go)
+}
+
+// jobs returns the channel of the next job's time, nil if none is due.
+func (l *loopTimer) jobs(a *Agent) <-chan time.Time {
+	d, ok := a.jobsWait(a.opts.Clock())
+	if !ok {
+		return nil
+	}
+	d = max(d, time.Millisecond)
+	if l.job == nil {
+		l.job = time.NewTimer(d)
+	} else {
+		l.job.Reset(d)
+	}
+	return l.job.C
 }
 
 // after returns the channel of the loop's next wake-up, for the module
@@ -491,6 +508,9 @@ func (l *loopTimer) stop() {
 	}
 	if l.idle != nil {
 		l.idle.Stop()
+	}
+	if l.job != nil {
+		l.job.Stop()
 	}
 }
 
@@ -763,7 +783,7 @@ func (a *Agent) event(e Event) {
 	e.ID = NewEventID()
 	e.Time = a.opts.Clock().UTC()
 	a.mu.Lock()
-	if e.Kind == EventModuleError && e.Module != "" && !a.moduleEvents(e.Module).allow(time.Now()) {
+	if key, ok := rateKey(e); ok && !a.moduleEvents(key).allow(time.Now()) {
 		a.mu.Unlock()
 		return
 	}
@@ -774,6 +794,23 @@ func (a *Agent) event(e Event) {
 	// loop is busy while a plan runs, and an event still queued here when
 	// the process dies (a power cut mid-plan) would be lost unnumbered.
 	a.publishEvents(context.Background())
+}
+
+// jobRefusals is the event bucket of job.refused events: a broker may
+// hold any number of jobs for a device, each refused at every connection
+// (a forged signature, a full book). No module has this name.
+const jobRefusals = " job.refused"
+
+// rateKey is the event bucket e counts against, if any: its module's for
+// module.error, jobRefusals for job.refused.
+func rateKey(e Event) (string, bool) {
+	switch {
+	case e.Kind == EventModuleError && e.Module != "":
+		return e.Module, true
+	case e.Kind == EventJobRefused:
+		return jobRefusals, true
+	}
+	return "", false
 }
 
 // moduleEvents is module's event bucket. Call with a.mu held.
@@ -794,6 +831,10 @@ func (a *Agent) heldBack() {
 	var sums []Event
 	for name, b := range a.evRates {
 		if e, ok := b.summary(name, now); ok {
+			if name == jobRefusals {
+				e = Event{Kind: EventJobRefused, Message: strings.Replace(e.Message, "module.error events of this module", "job.refused events", 1)}
+				e.Message = strings.Replace(e.Message, ", per module)", ")", 1)
+			}
 			sums = append(sums, e)
 		}
 	}

@@ -122,7 +122,7 @@ func (r *rig) startOpts(t *testing.T, rep runtime.Reporter, withCode bool, edit 
 
 // runAgent creates an agent with opts and runs it. stop (also run at the
 // end of the test) ends the run and closes the agent and opts.Store.
-func runAgent(t *testing.T, opts runtime.Options) (a *runtime.Agent, stop func()) {
+func runAgent(t testing.TB, opts runtime.Options) (a *runtime.Agent, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := runtime.New(ctx, opts)
@@ -247,11 +247,11 @@ func TestBadTargetsAreRefused(t *testing.T) {
 	testbound.WaitFor(t, "refusal event", func() bool { _, ok := rep.find(runtime.EventTargetRefused, "holding 5"); return ok })
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -62,7 +62,7 @@ func (a *Agent) OfferJob(j jobs.Job) error {
 		return err
 	}
 	if err := a.book.Offer(j); err != nil {
-		if !errors.Is(err, jobs.ErrOlder) {
+		if !errors.Is(err, jobs.ErrOlder) { // redelivery: quiet
 			a.event(Event{Kind: EventJobRefused, JobID: j.Spec.ID, Module: j.Module, Job: j.Job, Message: err.Error()})
 		}
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/internal/testbound"
+	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/jobs"
+	"github.com/tern-iot/tern/runtime/store/backend"
 )
 
 // jobRecorder is a recorder that also takes job statuses.
@@ -21,6 +24,7 @@ type jobRecorder struct {
 	recorder
 	jmu      sync.Mutex
 	statuses map[string][]runtime.JobStatus // by job id, in order
+	lastOnly bool                           // keep only each job's latest status (and no events)
 }
 
 func (r *jobRecorder) PublishJobStatus(_ context.Context, s runtime.JobStatus) error {
@@ -29,8 +33,19 @@ func (r *jobRecorder) PublishJobStatus(_ context.Context, s runtime.JobStatus) e
 	if r.statuses == nil {
 		r.statuses = map[string][]runtime.JobStatus{}
 	}
+	if r.lastOnly {
+		r.statuses[s.ID] = append(r.statuses[s.ID][:0], s)
+		return nil
+	}
 	r.statuses[s.ID] = append(r.statuses[s.ID], s)
 	return nil
+}
+
+func (r *jobRecorder) PublishEvent(ctx context.Context, e runtime.Event) error {
+	if r.lastOnly {
+		return nil
+	}
+	return r.recorder.PublishEvent(ctx, e)
 }
 
 // last is the latest status of job id.
@@ -227,4 +242,111 @@ func TestJobInterrupted(t *testing.T) {
 	rep3 := &jobRecorder{}
 	r.start(t, rep3, false)
 	testbound.WaitFor(t, "again ran again", func() bool { return rep3.last("again").Phase == "running" && rep3.last("again").Attempt == 2 })
+}
+
+// startCommands runs an agent with the commands test module and no
+// hardware.
+func startCommands(t testing.TB, rep runtime.Reporter, edit func(*runtime.Options)) *runtime.Agent {
+	t.Helper()
+	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/runtime/internal/wasmtest/commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := backend.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := runtime.Options{Store: st, CacheDir: sharedCache, Reporter: rep, Logger: testLogger(t),
+		Modules: []runtime.ModuleSpec{{Name: "commands", Wasm: wasm}}}
+	if edit != nil {
+		edit(&opts)
+	}
+	a, _ := runAgent(t, opts)
+	return a
+}
+
+func commandJob(id, command, args string) jobs.Job {
+	return jobs.Job{Scope: "device/pi-001/job/" + id, Version: 1, Module: "commands", Job: command, Args: json.RawMessage(args), Spec: jobs.Spec{ID: id}}
+}
+
+// What a fleet may send that a device must survive: a result over the
+// bound fails the run saying so; a module's error is the job's; a module
+// the device lacks fails the job saying which; a schedule that never
+// fires is refused; 1,100 jobs waiting for tomorrow fill the book at
+// 1,000 and the rest are refused with at most a burst of events, not one
+// each.
+func TestJobHostile(t *testing.T) {
+	rep := &jobRecorder{}
+	a := startCommands(t, rep, nil)
+	for _, j := range []jobs.Job{
+		commandJob("echo", "echo", `{"a":[1,2,{"b":null}]}`),
+		commandJob("small", "big", `{"n":1000}`),
+		commandJob("large", "big", `{"n":70000}`),
+		commandJob("fails", "fail", `{"why":"disk full"}`),
+		{Scope: "device/pi-001/job/nomod", Version: 1, Module: "nosuch", Job: "x", Spec: jobs.Spec{ID: "nomod"}},
+	} {
+		if err := a.OfferJob(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]string{"echo": "succeeded", "small": "succeeded", "large": "failed", "fails": "failed", "nomod": "failed"} {
+		testbound.WaitFor(t, id+" "+want, func() bool { return rep.last(id).Phase == want })
+	}
+	if s := rep.last("echo"); string(s.Result) != `{"args":{"a":[1,2,{"b":null}]},"mode":null}` {
+		t.Errorf("echo's result: %s", s.Result)
+	}
+	if s := rep.last("small"); len(s.Result) != 1002 {
+		t.Errorf("small's result: %d bytes, want 1002", len(s.Result))
+	}
+	for id, want := range map[string]string{
+		"large": "returned a result of 70002 bytes, over the bound of 65536",
+		"fails": "disk full",
+		"nomod": "module nosuch is not on this device",
+	} {
+		if s := rep.last(id); !strings.Contains(s.Error, want) || s.Result != nil {
+			t.Errorf("%s's error %q, result %s; want %q", id, s.Error, s.Result, want)
+		}
+	}
+
+	never := commandJob("never", "echo", `{}`)
+	never.Spec.Cron = "0 0 30 2 *" // 30 February
+	if err := a.OfferJob(never); err == nil {
+		t.Error("a schedule that never fires was accepted")
+	}
+	if e, ok := rep.find(runtime.EventJobRefused, "never"); !ok {
+		t.Error("no job.refused event for the schedule that never fires")
+	} else {
+		t.Logf("refused: %s", e.Message)
+	}
+
+	// The five that ended make room first (forgotten, oldest first).
+	tomorrow := time.Now().Add(24 * time.Hour)
+	full := 0
+	for i := range 1100 {
+		j := commandJob(fmt.Sprintf("t%04d", i), "echo", `{}`)
+		j.Spec.NotBefore = tomorrow
+		switch err := a.OfferJob(j); {
+		case errors.Is(err, jobs.ErrFull):
+			full++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if n := len(a.Jobs()); n != jobs.MaxJobs || full != 1100-jobs.MaxJobs {
+		t.Errorf("holding %d jobs after 1,100 more, %d refused full; want %d held, %d refused", n, full, jobs.MaxJobs, 1100-jobs.MaxJobs)
+	}
+	if first := a.Jobs()[0].Spec.ID; first != "t0000" {
+		t.Errorf("the first job held is %s; the ended ones should have been forgotten to make room", first)
+	}
+	refusals := 0
+	rep.mu.Lock()
+	for _, e := range rep.events {
+		if e.Kind == runtime.EventJobRefused && strings.Contains(e.Message, "holds as many jobs") {
+			refusals++
+		}
+	}
+	rep.mu.Unlock()
+	if refusals == 0 || refusals > 20 {
+		t.Errorf("%d job.refused events for 100 jobs refused for a full book; want some, at most 20 (a burst, then a summary a minute)", refusals)
+	}
 }

@@ -39,6 +39,16 @@ func TestParseErrors(t *testing.T) {
 			[]string{"line 5: a string `many` where this expects int"}},
 		{"negative count", base + "    count: -2\nassertions:\n  - converged: {all: true}\n",
 			[]string{"agents[0].count: -2 is negative"}},
+		{"job without a command", base + "timeline:\n  - job: {id: j1, device: r-001, module: relay}\nassertions:\n  - job: {all: true, id: j1, phase: succeeded}\n",
+			[]string{"timeline[0]: job j1: module: and command: name what it runs"}},
+		{"job time not RFC 3339", base + "timeline:\n  - job: {id: j1, device: r-001, module: relay, command: pulse, at: tomorrow}\nassertions:\n  - job: {all: true, id: j1, phase: succeeded}\n",
+			[]string{`job j1: at: "tomorrow": write an RFC 3339 time`}},
+		{"job assertion without a phase", base + "assertions:\n  - job: {all: true, id: j1}\n",
+			[]string{"job: id: and phase: are required"}},
+		{"clock backwards", base + "timeline:\n  - advance_clock: -1h\nassertions:\n  - converged: {all: true}\n",
+			[]string{"advance_clock: the clock moves forward"}},
+		{"scenario clock with a process agent", base + "    process: true\nclock: 2026-12-06T22:00:00Z\nassertions:\n  - converged: {all: true}\n",
+			[]string{"a process agent reads the host's clock"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := testbench.Parse([]byte(tc.yaml))
@@ -108,6 +118,20 @@ func TestStandardSuiteFastSubset(t *testing.T) {
 			}
 			t.Logf("%s: %d assertions passed", name, len(res.Assertions))
 		})
+	}
+}
+
+// make test's share of jobs-overnight: the same night on five gateways.
+func TestJobsShort(t *testing.T) {
+	sc, err := testbench.Load("testdata/jobs-short.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := testbench.Run(t.Context(), sc, testbench.Options{})
+	if !res.Passed {
+		var report bytes.Buffer
+		testbench.WriteReport(&report, []*testbench.Result{res})
+		t.Fatalf("jobs-short failed:\n%s", report.String())
 	}
 }
 

@@ -95,6 +95,9 @@ func (sc *Scenario) validate() error {
 		}
 	}
 	kn, procs := sc.validateAgents(bad)
+	if sc.Clock != "" && len(procs) > 0 {
+		bad(0, "clock: %s: the scenario's clock moves the clock the testbench gives an in-process ternd; a process agent reads the host's clock; drop process: true or clock:", sc.Clock)
+	}
 	for i := range sc.Timeline {
 		st := &sc.Timeline[i]
 		if err := st.validate(kn); err != nil {
@@ -219,6 +222,8 @@ func (st *Step) needsBoard(sc *Scenario, procs map[string]bool) error {
 		what, sel, why = "press", st.Press.Selector, outOfReach
 	case st.MoveGPS != nil:
 		what, sel, why = "move_gps", st.MoveGPS.Selector, outOfReach
+	case st.AdvanceClock != nil:
+		what, sel, why = "advance_clock", Selector{All: true}, hostClock
 	default:
 		return nil
 	}

@@ -452,6 +452,8 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			why := strings.TrimPrefix(r.Err.Error(), "fleet: ")
 			if r.Agent {
 				up.event(EventUpdateRefused, "%s: %s; the running binary stays", r.Topic, why)
+			} else if r.Job != "" {
+				a.JobRefused(r.Job, "", "", fmt.Errorf("%s: %s", r.Topic, why))
 			} else if r.Module != "" {
 				a.ModuleRefused(r.Module, fmt.Errorf("%s: %s", r.Topic, why))
 			} else {
