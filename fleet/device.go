@@ -193,7 +193,7 @@ type Device struct {
 	jobPending map[string]ScopedJob
 	jobOrder   []string
 	jobWake    chan struct{}
-	jobDropped int // jobs refused since the queue was last taken (TakeJobs)
+	jobDropped int // jobs refused for a full queue since the connection began (announce)
 	// Job statuses waiting to be published, the latest of each job
 	// (devicejobs.go); guarded by stateMu.
 	jobStats map[string][]byte
@@ -609,6 +609,9 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
+	d.jobMu.Lock()
+	d.jobDropped = 0 // a full queue is said once per connection
+	d.jobMu.Unlock()
 	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
 	topics = append(topics, sortedKeys(d.moduleTopics)...)
 	optional := []string{}

@@ -54,7 +54,6 @@ func (d *Device) TakeJobs() []ScopedJob {
 	}
 	clear(d.jobPending)
 	d.jobOrder = d.jobOrder[:0]
-	d.jobDropped = 0
 	return out
 }
 
@@ -64,6 +63,23 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		if len(m.Payload()) == 0 {
 			return // a job removed from the broker: the device keeps what it has
 		}
+		// A full queue drops a new job before parsing it: 10,000 retained
+		// jobs, which come with every connection, must cost little.
+		id := lastLevel(m.Topic())
+		d.jobMu.Lock()
+		_, pending := d.jobPending[JobScope(scope, id)]
+		if !pending && len(d.jobOrder) >= maxPendingJobs {
+			d.jobDropped++
+			first := d.jobDropped == 1
+			d.jobMu.Unlock()
+			if first {
+				err := newError(ErrTooLarge, nil, "fleet: jobs refused from job %s on: %d jobs wait to be taken; they come again with the next connection", id, maxPendingJobs)
+				d.log.Warn("fleet: refusing jobs", "topic", m.Topic(), "err", err)
+				d.refuse(Refusal{Topic: m.Topic(), Job: id, Err: err})
+			}
+			return
+		}
+		d.jobMu.Unlock()
 		env, err := ParseJobEnvelope(m.Payload())
 		if err == nil {
 			err = env.CheckTopics(d.opts.Topics)
@@ -84,8 +100,8 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		case ok:
 			d.jobPending[k] = ScopedJob{k, env}
 		case len(d.jobOrder) >= maxPendingJobs:
-			// Said once per burst (until the queue is taken), not once
-			// per job: 10,000 retained jobs must not make 9,000 events.
+			// Said once per connection, not once per job: 10,000
+			// retained jobs must not make 9,000 events.
 			d.jobDropped++
 			first := d.jobDropped == 1
 			d.jobMu.Unlock()

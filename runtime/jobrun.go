@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tern-iot/tern/runtime/api"
@@ -80,6 +81,12 @@ func (a *Agent) OfferJob(j jobs.Job) error {
 	return nil
 }
 
+// WantsJob reports whether OfferJob would consider version of the job
+// scope (jobs.Book.Wants): jobs.ErrOlder for a redelivery, jobs.ErrFull
+// when the agent holds as many jobs as it may. A caller checks it before
+// costly work on a job, such as its signature.
+func (a *Agent) WantsJob(scope string, version uint64) error { return a.book.Wants(scope, version) }
+
 // JobRefused reports a job the agent never got to see: its signature did
 // not verify, or it did not parse.
 func (a *Agent) JobRefused(id, module, command string, err error) {
@@ -99,12 +106,14 @@ func (a *Agent) openJobs() error {
 	a.book = b
 	a.jobDirty = map[string]bool{}
 	a.jobStale = true
-	for _, scope := range b.Interrupted() {
-		a.jobDirty[scope] = true
-		for _, j := range b.Jobs() {
-			if j.Scope == scope {
-				a.event(Event{Kind: EventJobInterrupted, JobID: j.Spec.ID, Module: j.Module, Job: j.Job, Message: j.State.Why})
-			}
+	// Every status again: the reporter keeps statuses in memory only,
+	// and one that changed just before the stop (or while offline) would
+	// otherwise stay stale on the broker for good. At most MaxJobs.
+	interrupted := b.Interrupted()
+	for _, j := range b.Jobs() {
+		a.jobDirty[j.Scope] = true
+		if slices.Contains(interrupted, j.Scope) {
+			a.event(Event{Kind: EventJobInterrupted, JobID: j.Spec.ID, Module: j.Module, Job: j.Job, Message: j.State.Why})
 		}
 	}
 	return nil

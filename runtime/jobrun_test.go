@@ -213,7 +213,8 @@ func TestJobSchedule(t *testing.T) {
 }
 
 // A job running when the device stops is interrupted: reported so at the
-// next start, and not run again, unless it said it may be.
+// next start, and not run again, unless it said it may be. Every start
+// publishes every job's status again.
 func TestJobInterrupted(t *testing.T) {
 	r := newRig(t)
 	rep := &jobRecorder{}
@@ -242,6 +243,9 @@ func TestJobInterrupted(t *testing.T) {
 	rep3 := &jobRecorder{}
 	r.start(t, rep3, false)
 	testbound.WaitFor(t, "again ran again", func() bool { return rep3.last("again").Phase == "running" && rep3.last("again").Attempt == 2 })
+	// A start publishes every status again, unchanged ones too: one
+	// that changed before a stop may never have reached the broker.
+	testbound.WaitFor(t, "long's status again", func() bool { return rep3.last("long").Phase == "interrupted" })
 }
 
 // startCommands runs an agent with the commands test module and no

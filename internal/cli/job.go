@@ -50,7 +50,7 @@ func (f *jobFlags) register(fs *flag.FlagSet) {
 	f.module = fs.String("module", "", "the module whose command the job runs")
 	f.command = fs.String("command", "", "the command to run (a module's commands: tern module inspect M.wasm)")
 	f.args = fs.String("args", "", "the command's arguments: a JSON object, a file, or - for stdin")
-	fs.Var(&f.argKV, "arg", "one argument `KEY=VALUE` (a JSON value, else a string); repeat for more")
+	fs.Var(&f.argKV, "arg", "one argument `KEY=VALUE` (a JSON value, else a string); repeat for more; in an edit, changes that one only")
 	f.at = fs.String("at", "", "run at or after `TIME`: RFC 3339 (2026-12-07T04:00:00+01:00) or +DURATION from now (+2h); default: now")
 	f.cron = fs.String("cron", "", "run on a schedule: five cron fields (minute hour day month weekday), e.g. \"0 4 * * *\", or @daily")
 	f.tz = fs.String("tz", "", "the schedule's IANA time zone, e.g. Europe/Berlin; default UTC")
@@ -76,7 +76,11 @@ func (f *jobFlags) apply(fs *flag.FlagSet, env *fleet.JobEnvelope, now time.Time
 		env.Job = *f.command
 	}
 	if set["args"] || set["arg"] {
-		args, err := f.readArgs()
+		var base json.RawMessage // an edit's --arg changes one argument, keeping the others
+		if !all && !set["args"] {
+			base = env.Args
+		}
+		args, err := f.readArgs(base)
 		if err != nil {
 			return err
 		}
@@ -130,9 +134,15 @@ func (f *jobFlags) apply(fs *flag.FlagSet, env *fleet.JobEnvelope, now time.Time
 	return nil
 }
 
-// readArgs reads --args and --arg into one JSON object.
-func (f *jobFlags) readArgs() (json.RawMessage, error) {
+// readArgs reads --args and --arg into one JSON object, over base (an
+// edited job's arguments; nil for none).
+func (f *jobFlags) readArgs(base json.RawMessage) (json.RawMessage, error) {
 	obj := map[string]json.RawMessage{}
+	if len(base) > 0 {
+		if err := json.Unmarshal(base, &obj); err != nil {
+			return nil, fmt.Errorf("the job's arguments on the broker are not a JSON object: %w", err)
+		}
+	}
 	if *f.args != "" {
 		doc, _, err := readDocArg("--args", *f.args)
 		if err != nil {

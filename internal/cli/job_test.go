@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/daemon"
@@ -131,6 +133,20 @@ func TestJobCommands(t *testing.T) {
 		t.Fatalf("edit: %d %q %q", code, out, errOut)
 	}
 	testbound.WaitFor(t, "the edit taken", func() bool { _, st = status(later); return st.Devices[0].Version == 2 })
+	if _, out, _ = run("job", "ls", "--json"); !strings.Contains(out, later) {
+		t.Errorf("job ls --json lacks %s: %s", later, out)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), wait)
+	defer cancel2()
+	op, err := fleet.DialOperator(ctx2, fleet.OperatorOptions{Broker: broker, Topics: fleet.Topics{Fleet: "cli"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := op.RetainedJobs(ctx2, later, time.Second)
+	op.Close()
+	if err != nil || len(js) != 1 || string(js[0].Args) != `{"ms":7,"relay":"door"}` {
+		t.Errorf("the edited job on the broker: %+v, %v; want its other argument kept", js, err)
+	}
 	if code, out, errOut = run("job", "cancel", later); code != cli.ExitOK || !strings.Contains(out, "canceled") {
 		t.Fatalf("cancel: %d %q %q", code, out, errOut)
 	}

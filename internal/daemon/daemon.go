@@ -466,6 +466,18 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 // offerJob hands a job from the fleet to the agent, once its signature
 // verifies (with trusted_keys), and logs what became of it.
 func offerJob(j fleet.ScopedJob, trust signing.Trust, a *runtime.Agent, log *slog.Logger) {
+	// Every connection brings every retained job again: a version held
+	// already is dropped before its signature is checked, and so is a new
+	// job when the agent holds all it may (OfferJob says so, in a
+	// rate-bound event).
+	switch err := a.WantsJob(j.Scope, j.Version); {
+	case errors.Is(err, jobs.ErrOlder):
+		log.Debug("job redelivered", "job", j.ID, "scope", j.Scope, "version", j.Version)
+		return
+	case errors.Is(err, jobs.ErrFull):
+		log.Debug("job refused", "job", j.ID, "scope", j.Scope, "version", j.Version, "err", a.OfferJob(jobs.Job{Scope: j.Scope, Version: j.Version, Module: j.Module, Job: j.Job, Spec: j.Spec()}))
+		return
+	}
 	if len(trust) > 0 {
 		if err := j.Verify(j.Scope, trust); err != nil {
 			log.Warn("job refused", "job", j.ID, "scope", j.Scope, "version", j.Version, "err", err)

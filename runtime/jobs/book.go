@@ -175,6 +175,31 @@ func (b *Book) Offer(j Job) error {
 	return nil
 }
 
+// Wants reports, without changing anything, whether Offer would consider
+// version of the job scope: ErrOlder for a version held already (a
+// redelivery: every connection brings every retained job again), ErrFull
+// for a new job when the book is full and none has ended, nil otherwise.
+// A caller checks it before costly work on a job (its signature).
+func (b *Book) Wants(scope string, version uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	held, ok := b.by[scope]
+	switch {
+	case ok && version <= held.Version:
+		return ErrOlder
+	case !ok && b.gone[scope] >= version && version > 0:
+		return ErrOlder
+	case !ok && len(b.by) >= MaxJobs:
+		for _, j := range b.by {
+			if j.State.Phase.Ended() {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w (%d, none ended)", ErrFull, MaxJobs)
+	}
+	return nil
+}
+
 // Update stores the new state of version of a job (the caller's
 // scheduler decided, a run started or ended). It refuses (ErrChanged)
 // when another version came meanwhile: an edit or a cancel is not undone
