@@ -605,7 +605,8 @@ func (d *Device) clientOptions(ctx context.Context, lost chan<- struct{}) *paho.
 // session (docs/mqtt.md, NATS). It subscribes twice: nats-server indexes
 // a retained message some milliseconds after acknowledging it, and a
 // device subscribing in that gap would otherwise wait for its next
-// connection; the second pass, a round trip later, finds it.
+// connection; the second pass, a round trip later, finds it. Job topics
+// come last, once (subscribeJobs).
 func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
@@ -618,7 +619,6 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	if d.agent != "" {
 		optional = append(optional, d.agent)
 	}
-	optional = append(optional, sortedKeys(d.jobRoutes())...)
 	for range 2 {
 		if err := subscribeAt(ctx, c, stateQoS, topics...); err != nil {
 			return fmt.Errorf("fleet: subscribe to %s: %w", strings.Join(topics, ", "), err)
@@ -642,8 +642,38 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	if err := waitToken(ctx, c, c.Publish(d.online, qos, true, onlineTrue)); err != nil {
 		return fmt.Errorf("fleet: publish online=true on %s: %w", d.online, err)
 	}
+	d.subscribeJobs(c)
 	d.log.Debug("fleet: subscribed and online", "target_topic", d.target)
 	return nil
+}
+
+// subscribeJobs subscribes to the device's job topics last, once, and
+// does not hold the connection on the acknowledgement: a broker may
+// retain any number of jobs for a device, all sent at once after the
+// subscription, and a device slow to take 10,000 of them must not time out
+// its connection over it and get them all again. A broker whose ACL
+// predates jobs refuses the subscription: said at Warn, the device stays
+// connected.
+func (d *Device) subscribeJobs(c paho.Client) {
+	topics := sortedKeys(d.jobRoutes())
+	m := make(map[string]byte, len(topics))
+	for _, t := range topics {
+		m[t] = stateQoS
+	}
+	tok := c.SubscribeMultiple(m, nil)
+	go func() {
+		<-tok.Done()
+		st, ok := tok.(*paho.SubscribeToken)
+		if tok.Error() != nil || !ok {
+			d.log.Debug("fleet: job subscription not acknowledged; the next connection subscribes again", "err", tok.Error())
+			return
+		}
+		for _, t := range topics {
+			if code := st.Result()[t]; code > stateQoS {
+				d.log.Warn("fleet: the broker refused the subscription, so nothing comes on it; let devices read it (see firmware/mosquitto/acl.conf, tern broker acl)", "topic", t, "code", code)
+			}
+		}
+	}()
 }
 
 // stop says goodbye: the pending state report, then online=false (the
