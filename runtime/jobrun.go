@@ -282,7 +282,7 @@ func (a *Agent) runJob(ctx context.Context, j jobs.Job, d jobs.Decision, now tim
 	}
 	if recurring && st.RetryAt.IsZero() {
 		// The run ended; the schedule goes on.
-		st.AddRun(jobs.RunRecord{Scheduled: st.Last, Started: now, Ended: ended, Phase: st.Phase, Attempts: st.Attempt, Error: st.Error})
+		st.AddRun(jobs.RunRecord{Scheduled: st.Last, Started: now, Ended: ended, Phase: string(st.Phase), Attempts: st.Attempt, Error: st.Error})
 		st.Phase, st.Why = jobs.PhaseQueued, "its last run "+string(st.Phase)
 	}
 	a.updateJob(j, st)
@@ -386,11 +386,7 @@ func (a *Agent) jobsUnpublished() bool {
 
 // statusOf is j's report.
 func statusOf(j jobs.Job, now time.Time) JobStatus {
-	s := JobStatus{Time: now, ID: j.Spec.ID, Scope: j.Scope, Version: j.Version, Module: j.Module, Command: j.Job,
+	return JobStatus{Time: now, ID: j.Spec.ID, Scope: j.Scope, Version: j.Version, Module: j.Module, Command: j.Job,
 		Phase: string(j.State.Phase), Why: j.State.Why, Attempt: j.State.Attempt, Next: j.State.Next,
-		Started: j.State.Started, Ended: j.State.Ended, Result: j.State.Result, Error: j.State.Error, Missed: j.State.Missed}
-	for _, r := range j.State.Runs {
-		s.Runs = append(s.Runs, api.JobRun{Scheduled: r.Scheduled, Started: r.Started, Ended: r.Ended, Phase: string(r.Phase), Attempts: r.Attempts, Error: r.Error})
-	}
-	return s
+		Started: j.State.Started, Ended: j.State.Ended, Result: j.State.Result, Error: j.State.Error, Missed: j.State.Missed, Runs: j.State.Runs}
 }

@@ -45,14 +45,7 @@ func tern(t *testing.T, args ...string) (int, string, string) {
 // detector on a busy machine.
 func TestPushAndWatch(t *testing.T) {
 	broker := fleettest.Embedded(t)
-	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod := filepath.Join(t.TempDir(), "relay.wasm")
-	if err := os.WriteFile(mod, wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mod := relayFile(t)
 	cfg := daemon.Config{Device: "pi-001", Fleet: "cli", Broker: broker, DataDir: t.TempDir(),
 		Modules: []daemon.ModuleConfig{{Name: "relay", Path: mod, Config: map[string]any{"lines": map[string]string{"heater": "GPIO17"}}}}}
 	cfg.Modules[0].Grants.GPIO = []string{"GPIO17"}
@@ -79,6 +72,21 @@ func TestPushAndWatch(t *testing.T) {
 	if code != cli.ExitTimeout || !strings.Contains(errOut, "no report at all") {
 		t.Fatalf("watch of a silent device: %d %q", code, errOut)
 	}
+}
+
+// relayFile writes the relay module, built from plugins/relay, to a file
+// of the test's and returns its path.
+func relayFile(t *testing.T) string {
+	t.Helper()
+	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(t.TempDir(), "relay.wasm")
+	if err := os.WriteFile(mod, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return mod
 }
 
 func TestUsageErrors(t *testing.T) {

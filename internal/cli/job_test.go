@@ -3,8 +3,6 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/testbound"
-	"github.com/tern-iot/tern/internal/wasmbuild"
 )
 
 // jobStatusJSON is what tern job status --json prints.
@@ -39,14 +36,7 @@ type jobStatusJSON struct {
 // and who says whom a job reaches.
 func TestJobCommands(t *testing.T) {
 	broker := fleettest.Embedded(t)
-	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/relay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod := filepath.Join(t.TempDir(), "relay.wasm")
-	if err := os.WriteFile(mod, wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mod := relayFile(t)
 	cfg := daemon.Config{Device: "pi-001", Fleet: "cli", Broker: broker, DataDir: t.TempDir(), Groups: []string{"doors"}, ClockSync: "assume",
 		Modules: []daemon.ModuleConfig{{Name: "relay", Path: mod, Config: map[string]any{"lines": map[string]string{"door": "GPIO17"}}}}}
 	cfg.Modules[0].Grants.GPIO = []string{"GPIO17"}

@@ -95,7 +95,7 @@ func Open(st store.Store) (*Book, error) {
 			j.State.Why = "it was running when the device stopped; it runs again (retry_interrupted)"
 		case j.Spec.Cron != "":
 			// The run ended interrupted; the schedule goes on.
-			j.State.AddRun(RunRecord{Scheduled: j.State.Last, Started: j.State.Started, Ended: j.State.Started, Phase: PhaseInterrupted, Attempts: j.State.Attempt,
+			j.State.AddRun(RunRecord{Scheduled: j.State.Last, Started: j.State.Started, Ended: j.State.Started, Phase: string(PhaseInterrupted), Attempts: j.State.Attempt,
 				Error: "the device stopped while it ran"})
 			j.State.Phase, j.State.RetryAt = PhaseQueued, time.Time{}
 			j.State.Why = "its last run was running when the device stopped; not run again (retry_interrupted not set)"

@@ -107,15 +107,9 @@ type State struct {
 	Runs []RunRecord `json:",omitempty"`
 }
 
-// RunRecord is one run of a recurring job, as its status keeps it.
-type RunRecord struct {
-	Scheduled time.Time `json:"scheduled,omitzero"`
-	Started   time.Time `json:"started"`
-	Ended     time.Time `json:"ended"`
-	Phase     Phase     `json:"phase"`
-	Attempts  int       `json:"attempts"`
-	Error     string    `json:"error,omitempty"`
-}
+// RunRecord is one run of a recurring job, as its status reports it
+// (api.JobRun: the device keeps what it reports).
+type RunRecord = api.JobRun
 
 // MaxRuns bounds the runs a recurring job's state keeps.
 const MaxRuns = 10
