@@ -69,14 +69,7 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		d.jobMu.Lock()
 		_, pending := d.jobPending[JobScope(scope, id)]
 		if !pending && len(d.jobOrder) >= maxPendingJobs {
-			d.jobDropped++
-			first := d.jobDropped == 1
-			d.jobMu.Unlock()
-			if first {
-				err := newError(ErrTooLarge, nil, "fleet: jobs refused from job %s on: %d jobs wait to be taken; they come again with the next connection", id, maxPendingJobs)
-				d.log.Warn("fleet: refusing jobs", "topic", m.Topic(), "err", err)
-				d.refuse(Refusal{Topic: m.Topic(), Job: id, Err: err})
-			}
+			d.dropJob(m.Topic(), id) // unlocks
 			return
 		}
 		d.jobMu.Unlock()
@@ -100,16 +93,7 @@ func (d *Device) onJob(scope string) paho.MessageHandler {
 		case ok:
 			d.jobPending[k] = ScopedJob{k, env}
 		case len(d.jobOrder) >= maxPendingJobs:
-			// Said once per connection, not once per job: 10,000
-			// retained jobs must not make 9,000 events.
-			d.jobDropped++
-			first := d.jobDropped == 1
-			d.jobMu.Unlock()
-			if first {
-				err := newError(ErrTooLarge, nil, "fleet: jobs refused from job %s on: %d jobs wait to be taken; they come again with the next connection", env.ID, maxPendingJobs)
-				d.log.Warn("fleet: refusing jobs", "topic", m.Topic(), "err", err)
-				d.refuse(Refusal{Topic: m.Topic(), Job: env.ID, Err: err})
-			}
+			d.dropJob(m.Topic(), env.ID) // unlocks
 			return
 		default:
 			d.jobPending[k] = ScopedJob{k, env}
@@ -200,6 +184,21 @@ func (d *Device) sendJobStatuses(ctx context.Context, c paho.Client) error {
 		d.stateMu.Unlock()
 	}
 	return nil
+}
+
+// dropJob drops job id, which arrived on topic while maxPendingJobs wait
+// to be taken, and unlocks jobMu, which the caller holds. It is said once
+// per connection, not once per job: 10,000 retained jobs must not make
+// 9,000 refusals.
+func (d *Device) dropJob(topic, id string) {
+	d.jobDropped++
+	first := d.jobDropped == 1
+	d.jobMu.Unlock()
+	if first {
+		err := newError(ErrTooLarge, nil, "fleet: jobs refused from job %s on: %d jobs wait to be taken; they come again with the next connection", id, maxPendingJobs)
+		d.log.Warn("fleet: refusing jobs", "topic", topic, "err", err)
+		d.refuse(Refusal{Topic: topic, Job: id, Err: err})
+	}
 }
 
 // lastLevel is the last level of an MQTT topic.

@@ -59,12 +59,12 @@ const jobsAtLeast = time.Minute
 func (a *Agent) OfferJob(j jobs.Job) error {
 	if err := j.Spec.Check(); err != nil {
 		err = fmt.Errorf("job %s version %d refused: %w", j.Spec.ID, j.Version, err)
-		a.event(Event{Kind: EventJobRefused, JobID: j.Spec.ID, Module: j.Module, Job: j.Job, Message: err.Error()})
+		a.JobRefused(j.Spec.ID, j.Module, j.Job, err)
 		return err
 	}
 	if err := a.book.Offer(j); err != nil {
 		if !errors.Is(err, jobs.ErrOlder) { // redelivery: quiet
-			a.event(Event{Kind: EventJobRefused, JobID: j.Spec.ID, Module: j.Module, Job: j.Job, Message: err.Error()})
+			a.JobRefused(j.Spec.ID, j.Module, j.Job, err)
 		}
 		return err
 	}
@@ -87,8 +87,9 @@ func (a *Agent) OfferJob(j jobs.Job) error {
 // costly work on a job, such as its signature.
 func (a *Agent) WantsJob(scope string, version uint64) error { return a.book.Wants(scope, version) }
 
-// JobRefused reports a job the agent never got to see: its signature did
-// not verify, or it did not parse.
+// JobRefused reports a job refused, with a job.refused event (rate-bound
+// with the others): by OfferJob, or before it (its signature did not
+// verify, or it did not parse).
 func (a *Agent) JobRefused(id, module, command string, err error) {
 	a.event(Event{Kind: EventJobRefused, JobID: id, Module: module, Job: command, Message: err.Error()})
 }

@@ -105,25 +105,18 @@ func TestStandardScenariosParse(t *testing.T) {
 // them all). A failure prints the report.
 func TestStandardSuiteFastSubset(t *testing.T) {
 	for _, name := range []string{"thermostat-fleet", "module-rollback", "serial-garbage"} {
-		t.Run(name, func(t *testing.T) {
-			sc, err := testbench.Load(filepath.Join("scenarios", name+".yaml"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := testbench.Run(t.Context(), sc, testbench.Options{})
-			if !res.Passed {
-				var report bytes.Buffer
-				testbench.WriteReport(&report, []*testbench.Result{res})
-				t.Fatalf("%s failed:\n%s", name, report.String())
-			}
-			t.Logf("%s: %d assertions passed", name, len(res.Assertions))
-		})
+		t.Run(name, func(t *testing.T) { mustPass(t, filepath.Join("scenarios", name+".yaml")) })
 	}
 }
 
 // make test's share of jobs-overnight: the same night on five gateways.
-func TestJobsShort(t *testing.T) {
-	sc, err := testbench.Load("testdata/jobs-short.yaml")
+func TestJobsShort(t *testing.T) { mustPass(t, "testdata/jobs-short.yaml") }
+
+// mustPass runs the scenario in file end to end through the runner; a
+// failure prints the report.
+func mustPass(t *testing.T, file string) {
+	t.Helper()
+	sc, err := testbench.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +124,9 @@ func TestJobsShort(t *testing.T) {
 	if !res.Passed {
 		var report bytes.Buffer
 		testbench.WriteReport(&report, []*testbench.Result{res})
-		t.Fatalf("jobs-short failed:\n%s", report.String())
+		t.Fatalf("%s failed:\n%s", sc.Name, report.String())
 	}
+	t.Logf("%s: %d assertions passed", sc.Name, len(res.Assertions))
 }
 
 // A scenario whose assertions cannot hold fails, and says why in words:
