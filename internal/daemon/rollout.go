@@ -121,6 +121,11 @@ const maxControls = 1024
 // often).
 const busyPoll = 200 * time.Millisecond
 
+// clockJump is how often a gate holding a change looks at the clock even
+// when nothing is due: the time of a wave or a window is on the wall
+// clock, which can jump, and the gate's timer runs on the monotonic one.
+const clockJump = 500 * time.Millisecond
+
 // monitorPoll is how often an applied change's outcome is looked at.
 const monitorPoll = 500 * time.Millisecond
 
@@ -243,20 +248,17 @@ func (g *gate) step() time.Time {
 			next = t
 		}
 	}
+	if len(g.items) > 0 {
+		// The wall clock can jump (an NTP step, a testbench's clock):
+		// while a change waits, look again at least this often.
+		soon(now.Add(clockJump))
+	}
 	keys := slices.Sorted(maps.Keys(g.items))
 	for _, k := range keys {
 		it := g.items[k]
 		id := it.rollout.ID
 		if it.applied {
-			p, why, done := it.check()
-			if p != "" {
-				g.set(id, it, p, why)
-			}
-			if done {
-				delete(g.items, k)
-			} else {
-				soon(now.Add(monitorPoll))
-			}
+			g.monitor(it, soon)
 			continue
 		}
 		c, heard := g.controls[id]
@@ -327,7 +329,7 @@ func (g *gate) step() time.Time {
 			delete(g.items, k)
 			continue
 		}
-		soon(now.Add(10 * time.Millisecond)) // look at the outcome soon
+		g.monitor(it, soon)
 	}
 	if g.changed {
 		g.changed = false
@@ -338,6 +340,21 @@ func (g *gate) step() time.Time {
 		g.report(g.status)
 	}
 	return next
+}
+
+// monitor looks at how an applied change went.
+func (g *gate) monitor(it *gated, soon func(time.Time)) {
+	p, why, done := it.check()
+	if p != "" {
+		g.set(it.rollout.ID, it, p, why)
+	}
+	if done {
+		if g.items[it.key] == it {
+			delete(g.items, it.key)
+		}
+		return
+	}
+	soon(g.clock().Add(monitorPoll))
 }
 
 // inWindow reports whether one of ws is open at t (always, with none),
