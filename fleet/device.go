@@ -393,7 +393,10 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 func (d *Device) Targets() <-chan ScopedTarget { return d.targets }
 
 // Releases delivers the module releases received on the topics of the
-// modules in DeviceOptions.Modules, the retained ones included. Like
+// modules in DeviceOptions.Modules, the retained ones included. A chunked
+// release comes whole once its chunks are fetched, except one under a
+// rollout: its manifest comes (without code), and FetchRelease fetches it
+// when the rollout lets it through. Like
 // Targets it never blocks the MQTT client: it holds one release per
 // module, the highest version. Each release is parsed (size, format,
 // hash) and made for this device's fleet and topic prefix (CheckTopics),
@@ -752,6 +755,14 @@ func (d *Device) onRelease(_ paho.Client, m paho.Message) {
 		d.refuse(Refusal{Topic: m.Topic(), Module: name, Err: err})
 		return
 	}
+	if env.Format == ChunkedFormat && env.Rollout != nil {
+		// Its rollout decides when: the consumer fetches it then
+		// (FetchRelease), so a device of the last wave does not download
+		// it with the first, nor a device of an aborted rollout at all.
+		d.log.Debug("fleet: chunked module release under a rollout received", "module", name, "version", env.Version, "rollout", env.Rollout.ID)
+		d.offerRelease(env)
+		return
+	}
 	if env.Format == ChunkedFormat {
 		d.log.Debug("fleet: chunked module release received", "module", name, "version", env.Version, "size", env.Size, "chunks", len(env.Chunks.SHA256))
 		d.want(env.fetchItem(d.opts.Topics, d.offerRelease))
@@ -787,6 +798,18 @@ func (d *Device) onAgentRelease(_ paho.Client, m paho.Message) {
 	}
 	d.log.Debug("fleet: agent release received", "arch", r.Arch, "version", r.Version, "size", r.Size)
 	d.offerAgent(r)
+}
+
+// FetchRelease fetches the chunks of a release manifest that Releases
+// delivered without its code (a chunked release under a rollout: format
+// ChunkedFormat, Wasm nil), and delivers the whole release on Releases
+// once they are all in. The fetch goes on across connections, as for any
+// chunked release.
+func (d *Device) FetchRelease(manifest ReleaseEnvelope) {
+	if manifest.Format != ChunkedFormat || manifest.Chunks == nil {
+		return
+	}
+	d.want(manifest.fetchItem(d.opts.Topics, d.offerRelease))
 }
 
 // offerAgent is offerTarget for agent releases.

@@ -84,7 +84,7 @@ func (r *Releases) Check(env ReleaseEnvelope) (fresh bool, err error) {
 			return false, fmt.Errorf("module %s release version %d refused: %w", env.Module, env.Version, err)
 		}
 	}
-	if r.CheckCode != nil {
+	if r.CheckCode != nil && (len(env.Wasm) > 0 || env.Chunks == nil) { // a manifest's code comes later
 		if err := r.CheckCode(env); err != nil {
 			return refused("%v", err)
 		}

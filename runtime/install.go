@@ -151,6 +151,10 @@ func (a *Agent) interruptedInstalls() {
 	}
 }
 
+// RunningCode returns the SHA-256 (hex) of the code of module name that
+// runs, "" if none: after InstallModule, a rollback shows as other code.
+func (a *Agent) RunningCode(name string) string { return a.running(name) }
+
 // running returns the code hash of the version of module name that runs
 // ("" if none).
 func (a *Agent) running(name string) string {

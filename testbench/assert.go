@@ -19,6 +19,8 @@ type judge struct {
 	pushed *pushed
 	log    *narrator       // for the time
 	op     *fleet.Operator // reads job statuses, as tern job status does
+	// rollouts are the rollouts the timeline started.
+	rollouts *rollouts
 }
 
 // check evaluates an assertion, polling until it holds or its time is up.
@@ -58,6 +60,18 @@ func (j *judge) check(ctx context.Context, a *Assertion) AssertionResult {
 		within = time.Duration(c.Within)
 		res.defaultName(fmt.Sprintf("job: %s has job %s %s within %v", c.Selector, c.ID, c.Phase, c.Within))
 		eval = func() (bool, string) { return j.jobIs(ctx, c) }
+	case a.Rollout != nil:
+		c := a.Rollout
+		within = time.Duration(c.Within)
+		name := fmt.Sprintf("rollout: %s%s has rollout %s %s", c.Selector, waveText(c.Wave), c.ID, orText(c.Phase, "applied"))
+		if c.Module != "" {
+			name += fmt.Sprintf(", runs %s %s", c.Module, c.ModuleVersion)
+		}
+		if c.AppliedWithin != 0 {
+			name += fmt.Sprintf(", applied within %v of its window and busy sensor allowing it", c.AppliedWithin)
+		}
+		res.defaultName(fmt.Sprintf("%s, within %v", name, c.Within))
+		eval = func() (bool, string) { return j.rolloutIs(c, j.rollouts) }
 	case a.NothingLost != nil:
 		c := a.NothingLost
 		within = time.Duration(c.Within)
@@ -324,4 +338,18 @@ func (j *judge) convergedNow() (now, of int) {
 		}
 	}
 	return now, len(j.agents.agents)
+}
+
+func waveText(w int) string {
+	if w == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" in wave %d", w)
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

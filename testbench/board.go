@@ -24,6 +24,32 @@ type Board struct {
 	*sim.Board
 	Link  *Link
 	Clock *Clock
+
+	pressMu  sync.Mutex
+	released time.Time // by Clock, when the last press (Press) ended
+}
+
+// Press holds a button down for d, and records when it let go, by the
+// board's clock (Released): a busy sensor clears then.
+func (b *Board) Press(line string, d time.Duration) error {
+	if err := b.Hold(line); err != nil {
+		return err
+	}
+	time.AfterFunc(d, func() {
+		b.pressMu.Lock()
+		defer b.pressMu.Unlock()
+		b.GPIO.Release(line)
+		b.released = b.Clock.Now()
+	})
+	return nil
+}
+
+// Released is when the last press ended, by the board's clock (zero: no
+// press ended).
+func (b *Board) Released() time.Time {
+	b.pressMu.Lock()
+	defer b.pressMu.Unlock()
+	return b.released
 }
 
 func newBoard(spec AgentSpec, rng *rand.Rand) (*Board, error) {

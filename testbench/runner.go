@@ -275,7 +275,8 @@ func (r *run) setup(ctx context.Context) error {
 				// Jobs with a time wait for a synchronised clock: an
 				// in-process agent's is its board's (clock_unsynced), a
 				// process agent's the host's, taken as right.
-				ClockSync: "assume",
+				ClockSync:    "assume",
+				UpdatePolicy: spec.UpdatePolicy,
 			}
 			if cfg.Brokers != nil {
 				cfg.Broker = ""
@@ -440,10 +441,11 @@ func (r *run) fill(res *Result) {
 // made.
 func (r *run) player() *player {
 	pushed := &pushed{versions: map[string]uint64{}, releases: map[string]uint64{}, groups: r.agents.groups}
+	rs := &rollouts{}
 	p := &player{
 		sc: r.sc, seed: r.seed, rng: r.rng, broker: r.broker, op: r.op, obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log,
-		judge: &judge{obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log},
-		power: map[string]*sync.Mutex{}, jobs: map[string]fleet.ScopedJob{},
+		judge: &judge{obs: r.obs, agents: &r.agents, pushed: pushed, log: r.log, rollouts: rs},
+		power: map[string]*sync.Mutex{}, jobs: map[string]fleet.ScopedJob{}, rollouts: rs,
 	}
 	p.judge.op = r.op
 	for _, a := range r.agents.agents {

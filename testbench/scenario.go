@@ -13,7 +13,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/suggest"
+	"github.com/tern-iot/tern/runtime/window"
 )
 
 // Scenario is one scenario file: a fleet of simulated boards, the
@@ -93,6 +95,9 @@ type AgentSpec struct {
 	// section; its GPIO lines are the sim board's
 	// (boards/data/boards/sim.json).
 	Board sim.BoardSpec `yaml:"board"`
+	// UpdatePolicy is the agents' ternd.yaml update_policy: maintenance
+	// windows and the busy deferral's bound (docs/rollouts.md).
+	UpdatePolicy daemon.UpdatePolicy `yaml:"update_policy"`
 	// Process runs each agent as a ternd process of its own (a
 	// ProcessAgent) instead of in the testbench's process, so that kill
 	// is a real SIGKILL. Its board becomes ternd's sim section; what
@@ -140,9 +145,25 @@ type Step struct {
 	// AdvanceClock moves the scenario's wall clock, and every board's,
 	// forward by this much.
 	AdvanceClock *Duration `yaml:"advance_clock"`
+	// Rollout starts a rollout (docs/rollouts.md): a module release or a
+	// target push under a rollout policy, after its running control.
+	Rollout *RolloutStep `yaml:"rollout"`
+	// RolloutWatch follows a rollout to the end of the scenario, as tern
+	// rollout watch does; with auto_abort it aborts the rollout when its
+	// abort rule trips.
+	RolloutWatch *RolloutCtlStep `yaml:"rollout_watch"`
+	// RolloutPause, RolloutResume and RolloutAbort publish the rollout's
+	// next control, as tern rollout pause, resume and abort do.
+	RolloutPause  *RolloutCtlStep `yaml:"rollout_pause"`
+	RolloutResume *RolloutCtlStep `yaml:"rollout_resume"`
+	RolloutAbort  *RolloutCtlStep `yaml:"rollout_abort"`
 	// Expect checks an assertion from this moment on, while the timeline
 	// goes on.
 	Expect *Assertion `yaml:"expect"`
+	// Await checks an assertion from this moment on and holds the
+	// timeline until it holds or fails: the steps after it run no sooner
+	// than it ended ("wave 2 has finished, then the clock moves on").
+	Await *Assertion `yaml:"await"`
 
 	line int
 }
@@ -165,7 +186,8 @@ type ReleaseStep struct {
 }
 
 // FaultStep injects a fault into the selected agents for For (default: to
-// the end). Kinds: broker_down (no selector), network_cut, sensor_stuck,
+// the end, or, for network_cut, to a network_restore step). Kinds:
+// broker_down (no selector), network_cut, network_restore, sensor_stuck,
 // sensor_noisy (Amplitude °C), i2c_nack, i2c_bus_error (Chip:
 // "bus:address"), serial_silent, serial_garbage (Port), clock_jump (By).
 type FaultStep struct {
@@ -223,6 +245,41 @@ type JobStep struct {
 	RetryInterrupted bool           `yaml:"retry_interrupted"`
 }
 
+// RolloutStep starts rollout ID of a module release (Module and its
+// source, as release) or of a target (Device or Group, and Target, as
+// push). Waves are cumulative shares, the last 1; the first opens Start
+// after the step on the scenario's clock, the others Interval apart.
+type RolloutStep struct {
+	ID           string `yaml:"id"`
+	Module       string `yaml:"module"`
+	ModuleSource `yaml:",inline"`
+	Device       string         `yaml:"device"`
+	Group        string         `yaml:"group"`
+	Target       map[string]any `yaml:"target"`
+	Version      uint64         `yaml:"version"`
+	Waves        []float64      `yaml:"waves"`
+	Interval     Duration       `yaml:"interval"`
+	Start        Duration       `yaml:"start"`
+	Disruptive   bool           `yaml:"disruptive"`
+	Windows      []window.Spec  `yaml:"windows"`
+	DeferMax     Duration       `yaml:"defer_max"`
+	// Abort is the rule rollout_watch's auto_abort applies: more than
+	// FailedPercent of the finished devices failed, once MinFinished
+	// have finished.
+	Abort *struct {
+		FailedPercent float64 `yaml:"failed_percent"`
+		MinFinished   int     `yaml:"min_finished"`
+	} `yaml:"abort"`
+}
+
+// RolloutCtlStep names a rollout, for rollout_watch (AutoAbort), pause,
+// resume and abort (Reason).
+type RolloutCtlStep struct {
+	ID        string `yaml:"id"`
+	AutoAbort bool   `yaml:"auto_abort"`
+	Reason    string `yaml:"reason"`
+}
+
 // PressStep presses a button of the selected agents for For (default
 // 200ms).
 type PressStep struct {
@@ -250,8 +307,27 @@ type Assertion struct {
 	NothingLost  *LostCheck       `yaml:"nothing_lost"`
 	RolledBack   *RollbackCheck   `yaml:"rolled_back"`
 	Job          *JobCheck        `yaml:"job"`
+	Rollout      *RolloutCheck    `yaml:"rollout"`
 
 	line int
+}
+
+// RolloutCheck: every selected agent in Wave (from 1; 0: any) reports
+// rollout ID in Phase, Within; with Module and ModuleVersion, it runs that
+// version of the module (a rolled back or never installed release shows);
+// with AppliedWithin, it let the change through at most that long after
+// the later of its last button press ending and its maintenance window
+// opening (AppliedAfter, on the scenario's clock), and not before.
+type RolloutCheck struct {
+	Selector      `yaml:",inline"`
+	ID            string   `yaml:"id"`
+	Wave          int      `yaml:"wave"`
+	Phase         string   `yaml:"phase"`
+	Module        string   `yaml:"module"`
+	ModuleVersion string   `yaml:"module_version"`
+	AppliedAfter  string   `yaml:"applied_after"`
+	AppliedWithin Duration `yaml:"applied_within"`
+	Within        Duration `yaml:"within"`
 }
 
 // ConvergedCheck: every selected agent reports converged on the target
@@ -388,6 +464,9 @@ func (sc *Scenario) lines(doc *yaml.Node) {
 					sc.Timeline[j].line = items[j].Line
 					if sc.Timeline[j].Expect != nil {
 						sc.Timeline[j].Expect.line = items[j].Line
+					}
+					if sc.Timeline[j].Await != nil {
+						sc.Timeline[j].Await.line = items[j].Line
 					}
 				}
 			}

@@ -36,8 +36,9 @@ type player struct {
 	power map[string]*sync.Mutex // agent → held while it is killed or restarted
 	kills sync.WaitGroup         // kill steps under way
 
-	clock time.Duration              // the scenario's wall clock: the real time plus this
-	jobs  map[string]fleet.ScopedJob // jobs submitted, by id: scope and latest envelope
+	clock    time.Duration              // the scenario's wall clock: the real time plus this
+	jobs     map[string]fleet.ScopedJob // jobs submitted, by id: scope and latest envelope
+	rollouts *rollouts                  // rollouts started, shared with the judge
 }
 
 // now is the time on the scenario's wall clock.
@@ -93,6 +94,10 @@ func (pl *player) play(ctx context.Context) {
 		}
 		if st.Expect != nil {
 			checks.Go(func() { pl.log.record(pl.judge.check(ctx, st.Expect)) })
+			continue
+		}
+		if st.Await != nil {
+			pl.log.record(pl.judge.check(ctx, st.Await))
 			continue
 		}
 		if err := pl.do(ctx, faultCtx, &restores, st); err != nil {
@@ -236,6 +241,19 @@ func (pl *player) do(ctx, faultCtx context.Context, restores *sync.WaitGroup, st
 		pl.log.note("", "advance_clock", fmt.Sprintf("by %v, to %s", d, pl.now().UTC().Format(time.RFC3339)))
 	case st.Job != nil, st.JobEdit != nil, st.JobCancel != nil:
 		return pl.job(ctx, st)
+	case st.Rollout != nil:
+		return pl.rollout(ctx, st.Rollout)
+	case st.RolloutWatch != nil:
+		if _, ok := pl.rollouts.get(st.RolloutWatch.ID); !ok {
+			return fmt.Errorf("rollout_watch: no rollout %s was started before", st.RolloutWatch.ID)
+		}
+		restores.Go(func() { pl.watch(faultCtx, st.RolloutWatch) })
+	case st.RolloutPause != nil:
+		return pl.rolloutControl(ctx, "rollout_pause", st.RolloutPause, fleet.RolloutPaused)
+	case st.RolloutResume != nil:
+		return pl.rolloutControl(ctx, "rollout_resume", st.RolloutResume, fleet.RolloutRunning)
+	case st.RolloutAbort != nil:
+		return pl.rolloutControl(ctx, "rollout_abort", st.RolloutAbort, fleet.RolloutAborted)
 	}
 	return nil
 }
@@ -369,6 +387,8 @@ func (pl *player) fault(f *FaultStep, after func(Duration, string, string, func(
 		case "network_cut":
 			b.Link.Cut()
 			after(f.For, f.Kind, "", b.Link.Restore)
+		case "network_restore":
+			b.Link.Restore()
 		case "clock_jump":
 			b.Clock.Jump(time.Duration(f.By))
 			after(f.For, f.Kind, "", func() { b.Clock.Jump(-time.Duration(f.By)) })

@@ -50,6 +50,9 @@ func (sc *Scenario) defaults() {
 		if st.Expect != nil {
 			st.Expect.defaults()
 		}
+		if st.Await != nil {
+			st.Await.defaults()
+		}
 	}
 	for i := range sc.Assertions {
 		sc.Assertions[i].defaults()
@@ -326,7 +329,43 @@ var stepActions = []struct {
 		}
 		return nil
 	}},
+	{"rollout", func(st *Step) bool { return st.Rollout != nil }, func(st *Step, kn known) error { return st.Rollout.check(kn) }},
+	{"rollout_watch", func(st *Step) bool { return st.RolloutWatch != nil }, func(st *Step, _ known) error { return st.RolloutWatch.check("rollout_watch") }},
+	{"rollout_pause", func(st *Step) bool { return st.RolloutPause != nil }, func(st *Step, _ known) error { return st.RolloutPause.check("rollout_pause") }},
+	{"rollout_resume", func(st *Step) bool { return st.RolloutResume != nil }, func(st *Step, _ known) error { return st.RolloutResume.check("rollout_resume") }},
+	{"rollout_abort", func(st *Step) bool { return st.RolloutAbort != nil }, func(st *Step, _ known) error { return st.RolloutAbort.check("rollout_abort") }},
 	{"expect", func(st *Step) bool { return st.Expect != nil }, func(st *Step, kn known) error { return st.Expect.validate(kn) }},
+	{"await", func(st *Step) bool { return st.Await != nil }, func(st *Step, kn known) error { return st.Await.validate(kn) }},
+}
+
+func (r *RolloutStep) check(kn known) error {
+	if err := fleet.ValidID(r.ID); err != nil {
+		return fmt.Errorf("rollout: id: %w", err)
+	}
+	switch {
+	case r.Module != "":
+		if r.Device != "" || r.Group != "" || r.Target != nil {
+			return errors.New("rollout: a module release (module:) or a target (device: or group:, target:), not both")
+		}
+		if err := (&ReleaseStep{Module: r.Module, ModuleSource: r.ModuleSource}).check(kn); err != nil {
+			return fmt.Errorf("rollout: %w", err)
+		}
+	default:
+		if err := (&PushStep{Device: r.Device, Group: r.Group, Target: r.Target}).check(kn); err != nil {
+			return fmt.Errorf("rollout: %w (or module: NAME with its build:, plugin: or wasm:)", err)
+		}
+	}
+	if _, err := r.policy(time.Now()); err != nil {
+		return fmt.Errorf("rollout: %w", err)
+	}
+	return nil
+}
+
+func (r *RolloutCtlStep) check(key string) error {
+	if err := fleet.ValidID(r.ID); err != nil {
+		return fmt.Errorf("%s: id: %w", key, err)
+	}
+	return nil
 }
 
 func (st *Step) validate(kn known) error {
@@ -392,17 +431,18 @@ const (
 
 // faultKinds are the faults the testbench injects (timeline.go's fault).
 var faultKinds = map[string]faultKind{
-	"broker_down":    {broker: true, needs: []faultNeed{needFor}},
-	"node_down":      {broker: true, needs: []faultNeed{needFor, needNode}},
-	"network_cut":    {unreachable: dialsItself},
-	"clock_jump":     {needs: []faultNeed{needBy}, unreachable: hostClock},
-	"clock_unsynced": {unreachable: hostClock},
-	"sensor_stuck":   {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
-	"sensor_noisy":   {needs: []faultNeed{needChip, needAmplitude}, unreachable: wrapsDevice},
-	"i2c_nack":       {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
-	"i2c_bus_error":  {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
-	"serial_silent":  {needs: []faultNeed{needPort}, unreachable: wrapsDevice},
-	"serial_garbage": {needs: []faultNeed{needPort}, unreachable: wrapsDevice},
+	"broker_down":     {broker: true, needs: []faultNeed{needFor}},
+	"node_down":       {broker: true, needs: []faultNeed{needFor, needNode}},
+	"network_cut":     {unreachable: dialsItself},
+	"network_restore": {unreachable: dialsItself},
+	"clock_jump":      {needs: []faultNeed{needBy}, unreachable: hostClock},
+	"clock_unsynced":  {unreachable: hostClock},
+	"sensor_stuck":    {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
+	"sensor_noisy":    {needs: []faultNeed{needChip, needAmplitude}, unreachable: wrapsDevice},
+	"i2c_nack":        {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
+	"i2c_bus_error":   {needs: []faultNeed{needChip}, unreachable: wrapsDevice},
+	"serial_silent":   {needs: []faultNeed{needPort}, unreachable: wrapsDevice},
+	"serial_garbage":  {needs: []faultNeed{needPort}, unreachable: wrapsDevice},
 }
 
 func needFor(f *FaultStep) error {
@@ -593,6 +633,25 @@ var assertionKinds = []struct {
 	{"job", func(a *Assertion) *Selector { return selectorOf(a.Job) }, func(a *Assertion) error {
 		if a.Job.ID == "" || a.Job.Phase == "" {
 			return errors.New("job: id: and phase: are required, e.g. id: upgrade, phase: succeeded")
+		}
+		return nil
+	}},
+	{"rollout", func(a *Assertion) *Selector { return selectorOf(a.Rollout) }, func(a *Assertion) error {
+		c := a.Rollout
+		switch {
+		case c.ID == "":
+			return errors.New("rollout: id: is required")
+		case c.Phase == "" && c.ModuleVersion == "" && c.AppliedWithin == 0:
+			return errors.New("rollout: give phase: (e.g. succeeded), module: with module_version:, or applied_within:")
+		case (c.Module == "") != (c.ModuleVersion == ""):
+			return errors.New("rollout: module: and module_version: go together")
+		case (c.AppliedAfter == "") != (c.AppliedWithin == 0):
+			return errors.New("rollout: applied_after: (when the window opens, on the scenario's clock) and applied_within: go together")
+		}
+		if c.AppliedAfter != "" {
+			if _, err := time.Parse(time.RFC3339, c.AppliedAfter); err != nil {
+				return fmt.Errorf("rollout: applied_after: %q: write RFC 3339, e.g. 2026-12-07T02:00:00Z", c.AppliedAfter)
+			}
 		}
 		return nil
 	}},

@@ -421,15 +421,20 @@ func (b *Board) GPS(port string) (*NMEAGPS, error) {
 
 // Press holds a button down for d.
 func (b *Board) Press(line string, d time.Duration) error {
-	btn, ok := b.buttons[line]
-	if !ok {
-		return fmt.Errorf("no button on line %s; list it under the board's buttons", line)
-	}
-	if err := b.GPIO.Drive(line, gpio.Level(!btn.ActiveLow)); err != nil {
+	if err := b.Hold(line); err != nil {
 		return err
 	}
 	time.AfterFunc(d, func() { b.GPIO.Release(line) })
 	return nil
+}
+
+// Hold holds a button down until b.GPIO.Release(line).
+func (b *Board) Hold(line string) error {
+	btn, ok := b.buttons[line]
+	if !ok {
+		return fmt.Errorf("no button on line %s; list it under the board's buttons", line)
+	}
+	return b.GPIO.Drive(line, gpio.Level(!btn.ActiveLow))
 }
 
 // Rooms are the board's rooms, in the spec's order.

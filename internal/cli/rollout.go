@@ -261,40 +261,19 @@ func retainedControl(ctx context.Context, op *fleet.Operator, id string, wait ti
 
 // rolloutRow is one device in tern rollout status --json.
 type rolloutRow struct {
-	Device string           `json:"device"`
-	Online *bool            `json:"online"`
-	Wave   int              `json:"wave"`
-	Phase  api.RolloutPhase `json:"phase"`
-	Why    string           `json:"why,omitempty"`
-	Since  *time.Time       `json:"since,omitempty"`
+	fleet.RolloutDevice
+	Online *bool `json:"online"`
 }
-
-// rolloutCounts are a rollout's devices by wave and phase.
-type rolloutCounts struct {
-	Waves  []map[api.RolloutPhase]int `json:"waves"`
-	Totals map[api.RolloutPhase]int   `json:"totals"`
-}
-
-func (c rolloutCounts) finished() (succeeded, failed int) {
-	return c.Totals[api.RolloutSucceeded], c.Totals[api.RolloutFailed]
-}
-
-// unreported is the phase of a device in scope that has not reported the
-// rollout: its ternd has not received the change, or predates rollouts.
-const unreported api.RolloutPhase = "unreported"
 
 // rolloutRows reads the devices in the scope of c (a group's members, a
 // device, or the devices that run a module) and where each is with it.
 func rolloutRows(ctx context.Context, op *fleet.Operator, c fleet.RolloutControl, wait time.Duration) ([]rolloutRow, error) {
 	kind, name, _ := strings.Cut(c.Scope, "/")
-	device, group := fleet.AnyDevice, ""
-	switch kind {
-	case "device":
+	device := fleet.AnyDevice
+	if kind == "device" {
 		device = name
-	case "group":
-		group = name
 	}
-	r := newRoster(group)
+	r := newRoster("")
 	if err := collect(ctx, op, device, wait, r); err != nil {
 		return nil, fmt.Errorf("reading device reports: %w", err)
 	}
@@ -302,52 +281,27 @@ func rolloutRows(ctx context.Context, op *fleet.Operator, c fleet.RolloutControl
 }
 
 func rowsOf(r *roster, c fleet.RolloutControl) []rolloutRow {
-	kind, name, _ := strings.Cut(c.Scope, "/")
 	var rows []rolloutRow
 	for _, m := range r.list() {
-		var st api.RolloutStatus
-		var ok bool
-		if m.state != nil {
-			st, ok = m.state.Rollouts[c.Rollout]
+		if m.state == nil {
+			continue
 		}
-		if kind == "module" && !ok {
-			if m.state == nil {
-				continue
-			}
-			if _, runs := m.state.Modules[name]; !runs {
-				continue // not a device of the module's
-			}
+		if d, ok := c.DeviceOf(*m.state); ok {
+			rows = append(rows, rolloutRow{RolloutDevice: d, Online: m.online})
 		}
-		row := rolloutRow{Device: m.id, Online: m.online, Phase: unreported}
-		if c.Policy != nil {
-			row.Wave = c.Policy.Wave(m.id) + 1
-		}
-		if ok {
-			row.Wave, row.Phase, row.Why, row.Since = st.Wave, st.Phase, st.Why, timePtr(st.Since)
-		}
-		rows = append(rows, row)
 	}
 	return rows
 }
 
-func countRollout(c fleet.RolloutControl, rows []rolloutRow) rolloutCounts {
-	n := 1
-	if c.Policy != nil {
-		n = len(c.Policy.Waves)
+func countRollout(c fleet.RolloutControl, rows []rolloutRow) fleet.RolloutCounts {
+	ds := make([]fleet.RolloutDevice, len(rows))
+	for i, r := range rows {
+		ds[i] = r.RolloutDevice
 	}
-	out := rolloutCounts{Totals: map[api.RolloutPhase]int{}}
-	for range n {
-		out.Waves = append(out.Waves, map[api.RolloutPhase]int{})
-	}
-	for _, r := range rows {
-		w := min(max(r.Wave, 1), n) - 1
-		out.Waves[w][r.Phase]++
-		out.Totals[r.Phase]++
-	}
-	return out
+	return c.Count(ds)
 }
 
-var rolloutPhases = []api.RolloutPhase{api.RolloutSucceeded, api.RolloutFailed, api.RolloutApplying, api.RolloutDeferred, api.RolloutWaiting, api.RolloutHalted, api.RolloutAborted, api.RolloutReplaced, unreported}
+var rolloutPhases = []api.RolloutPhase{api.RolloutSucceeded, api.RolloutFailed, api.RolloutApplying, api.RolloutDeferred, api.RolloutWaiting, api.RolloutHalted, api.RolloutAborted, api.RolloutReplaced, fleet.RolloutUnreported}
 
 func countsText(m map[api.RolloutPhase]int) string {
 	var parts []string
@@ -364,7 +318,7 @@ func countsText(m map[api.RolloutPhase]int) string {
 	return fmt.Sprintf("%d: %s", total, strings.Join(parts, ", "))
 }
 
-func printRolloutCounts(w io.Writer, c fleet.RolloutControl, counts rolloutCounts) {
+func printRolloutCounts(w io.Writer, c fleet.RolloutControl, counts fleet.RolloutCounts) {
 	fmt.Fprintf(w, "rollout %s (%s, %s): %s", c.Rollout, orDash(c.What), c.Scope, c.State)
 	if c.Reason != "" {
 		fmt.Fprintf(w, " (%s)", c.Reason)
@@ -381,8 +335,8 @@ func printRolloutCounts(w io.Writer, c fleet.RolloutControl, counts rolloutCount
 }
 
 // rolloutVerdict is the exit status of a rollout's counts.
-func rolloutVerdict(c fleet.RolloutControl, counts rolloutCounts, rows []rolloutRow) error {
-	succeeded, failed := counts.finished()
+func rolloutVerdict(c fleet.RolloutControl, counts fleet.RolloutCounts, rows []rolloutRow) error {
+	succeeded, failed := counts.Finished()
 	var notDone []string
 	for _, r := range rows {
 		if !r.Phase.Finished() {
@@ -432,7 +386,7 @@ func rolloutStatus(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *asJSON {
 		fmt.Fprintln(stdout, string(mustJSON(struct {
 			Rollout fleet.RolloutControl `json:"rollout"`
-			Counts  rolloutCounts        `json:"counts"`
+			Counts  fleet.RolloutCounts  `json:"counts"`
 			Devices []rolloutRow         `json:"devices"`
 		}{c, counts, rows})))
 	} else {
@@ -452,7 +406,7 @@ func printRolloutRows(w io.Writer, rows []rolloutRow) {
 		if r.Online != nil {
 			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.Device, online, r.Wave, r.Phase, stamp(r.Since), cutLine(r.Why, maxErrorColumn))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.Device, online, r.Wave, r.Phase, stamp(timePtr(r.Since)), cutLine(r.Why, maxErrorColumn))
 	}
 	tw.Flush()
 }
@@ -533,14 +487,11 @@ func rolloutWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		defer cancel()
 	}
 	kind, name, _ := strings.Cut(c.Scope, "/")
-	device, group := fleet.AnyDevice, ""
-	switch kind {
-	case "device":
+	device := fleet.AnyDevice
+	if kind == "device" {
 		device = name
-	case "group":
-		group = name
 	}
-	r := newRoster(group)
+	r := newRoster("")
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	states, err := op.WatchStates(wctx, device)
@@ -569,8 +520,8 @@ func rolloutWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if !settled {
 			return false, nil
 		}
-		succeeded, failed := counts.finished()
-		if *autoAbort && c.State != fleet.RolloutAborted && c.Policy.Abort.Trips(succeeded, failed) {
+		succeeded, failed := counts.Finished()
+		if *autoAbort && c.State != fleet.RolloutAborted && c.Trips(counts) {
 			why := fmt.Sprintf("auto-abort: %s (%d failed of %d finished)", c.Policy.Abort, failed, succeeded+failed)
 			if err := publishControl(ctx, op, c, fleet.RolloutAborted, why, priv); err != nil {
 				return true, fmt.Errorf("the abort rule tripped (%s), but the abort was not published: %w; abort it with tern rollout abort %s", why, err, c.Rollout)

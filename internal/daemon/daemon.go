@@ -482,12 +482,27 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			if !ok {
 				return
 			}
+			if env.Rollout != nil && g.fetched(env) {
+				if !sendRelease(env) {
+					return
+				}
+				continue
+			}
 			if env.Rollout != nil {
 				if fresh, err := rels.Check(env); err == nil && fresh {
-					g.hold(releaseGated(env, a, installed, sendRelease))
+					g.hold(releaseGated(env, a, installed, sendRelease, dev.FetchRelease))
 					step()
 					continue
 				}
+			}
+			if env.Wasm == nil {
+				// A manifest a rollout governs that Check refused or
+				// holds already: nothing to fetch.
+				if _, err := rels.Check(env); err != nil {
+					log.Warn("module release refused", "module", env.Module, "version", env.Version, "err", err)
+					a.ModuleRefused(env.Module, err)
+				}
+				continue
 			}
 			if !sendRelease(env) {
 				return

@@ -97,6 +97,7 @@ type heldControl struct {
 // gated is one change held by the gate.
 type gated struct {
 	key     string
+	version uint64 // of a release: the whole release it fetches comes back with it
 	rollout fleet.Rollout
 	what    string
 	// apply hands the change on; check, once applied, says how it went
@@ -224,6 +225,12 @@ func (g *gate) set(id string, it *gated, p api.RolloutPhase, why string) {
 	if ok && old.Phase == p {
 		st.Since = old.Since // the phase is as old as it was; only the why moved
 	}
+	switch {
+	case p == api.RolloutApplying:
+		st.Applied = st.Since
+	case ok && old.What == st.What:
+		st.Applied = old.Applied
+	}
 	g.status[id] = st
 	for len(g.status) > api.MaxRollouts {
 		oldest := ""
@@ -342,6 +349,13 @@ func (g *gate) step() time.Time {
 	return next
 }
 
+// fetched reports whether env is the whole release the gate let through
+// as a manifest and asked to fetch: it goes on to be installed.
+func (g *gate) fetched(env fleet.ReleaseEnvelope) bool {
+	it, ok := g.items["module/"+env.Module]
+	return ok && it.applied && it.version == env.Version && env.Wasm != nil
+}
+
 // monitor looks at how an applied change went.
 func (g *gate) monitor(it *gated, soon func(time.Time)) {
 	p, why, done := it.check()
@@ -432,13 +446,17 @@ func targetGated(env fleet.ScopedTarget, a *runtime.Agent, apply func(fleet.Scop
 // releaseGated holds a module release: apply sends it to be installed; it
 // succeeded once installed, and failed if refused or rolled back within
 // the probation.
-func releaseGated(env fleet.ReleaseEnvelope, a *runtime.Agent, out *outcomes, send func(fleet.ReleaseEnvelope) bool) *gated {
-	it := &gated{key: "module/" + env.Module, rollout: *env.Rollout, what: fmt.Sprintf("module %s version %d", env.Module, env.Version)}
+func releaseGated(env fleet.ReleaseEnvelope, a *runtime.Agent, out *outcomes, send func(fleet.ReleaseEnvelope) bool, fetch func(fleet.ReleaseEnvelope)) *gated {
+	it := &gated{key: "module/" + env.Module, version: env.Version, rollout: *env.Rollout, what: fmt.Sprintf("module %s version %d", env.Module, env.Version)}
 	if env.ModuleVersion != "" {
 		it.what += " (" + env.ModuleVersion + ")"
 	}
 	var since time.Time
 	it.apply = func() error {
+		if env.Wasm == nil {
+			fetch(env) // the whole release comes back to feed, which installs it (gate.fetched)
+			return nil
+		}
 		if !send(env) {
 			return errors.New("ternd is stopping")
 		}
@@ -455,9 +473,8 @@ func releaseGated(env fleet.ReleaseEnvelope, a *runtime.Agent, out *outcomes, se
 			}
 			since = time.Now()
 		}
-		running := a.Status().Modules[env.Module]
-		if env.ModuleVersion != "" && running != env.ModuleVersion {
-			return api.RolloutFailed, fmt.Sprintf("installed, then rolled back to version %s", running), true
+		if a.RunningCode(env.Module) != env.SHA256 {
+			return api.RolloutFailed, fmt.Sprintf("installed, then rolled back to version %s", orNone(a.Status().Modules[env.Module])), true
 		}
 		return api.RolloutSucceeded, "installed", time.Since(since) > probation
 	}

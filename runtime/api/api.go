@@ -193,6 +193,9 @@ type RolloutStatus struct {
 	// Why says what the device waits for, or why it failed.
 	Why   string    `json:"why,omitempty"`
 	Since time.Time `json:"since"`
+	// Applied is when the device let the change through (its wave open,
+	// the rollout running, in a window and not busy), by its clock.
+	Applied time.Time `json:"applied,omitzero"`
 }
 
 // Finished reports whether the phase is an outcome: succeeded or failed.
