@@ -152,6 +152,18 @@ func parseOne(raw json.RawMessage) (Layer, error) {
 	return out, nil
 }
 
+// CheckFact says what is wrong with a fact a device declares (ternd.yaml's
+// facts): its name as a layer's name, its value 1 to MaxNameLen bytes.
+func CheckFact(name, value string) error {
+	if p := nameProblem(name); p != "" {
+		return fmt.Errorf("fact name %s", p)
+	}
+	if value == "" || len(value) > MaxNameLen {
+		return fmt.Errorf("fact %q: the value must be 1 to %d bytes", name, MaxNameLen)
+	}
+	return nil
+}
+
 // nameProblem says what is wrong with a layer's or fact's name, or "".
 func nameProblem(s string) string {
 	if s == "" || len(s) > MaxNameLen {
