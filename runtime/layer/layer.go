@@ -239,6 +239,8 @@ type Eval struct {
 	// Problems says, for each layer that can never be active on this
 	// device as configured (a fact it does not know), why.
 	Problems []string
+	// Inactive says, for each layer not active, why: "<id>: <reason>".
+	Inactive []string
 	// Next is the next instant a window of a layer whose facts match
 	// opens or closes, when Active may change by the clock alone; zero:
 	// never.
@@ -257,6 +259,7 @@ func Evaluate(ls []Layer, f Facts, t time.Time) Eval {
 			e.Problems = append(e.Problems, l.ID()+": "+why)
 		}
 		if !ok {
+			e.Inactive = append(e.Inactive, l.ID()+": "+why)
 			continue
 		}
 		if w := l.When.Window; w != nil {
@@ -264,6 +267,7 @@ func Evaluate(ls []Layer, f Facts, t time.Time) Eval {
 				e.Next = n
 			}
 			if !w.Open(t) {
+				e.Inactive = append(e.Inactive, fmt.Sprintf("%s: window %v is closed; it opens %s", l.ID(), w, opens(w, t)))
 				continue
 			}
 		}
@@ -271,6 +275,14 @@ func Evaluate(ls []Layer, f Facts, t time.Time) Eval {
 		e.Active = append(e.Active, l.ID())
 	}
 	return e
+}
+
+func opens(w *window.Window, t time.Time) string {
+	n := w.Next(t)
+	if n.IsZero() {
+		return "never"
+	}
+	return n.In(t.Location()).Format(time.RFC3339)
 }
 
 // Apply returns base with every active layer laid over it, in order. base
