@@ -73,19 +73,28 @@ func (a *Agent) layerStatus(s *Status) {
 	s.LayerProblems = slices.Clone(a.lay.problems)
 }
 
-// layers returns the channel of the next edge of a layer's window by the
-// wall clock, nil if none: a window that opens takes effect then, not at
-// the next heartbeat of an agent with nothing to sense.
-func (l *loopTimer) layers(a *Agent) <-chan time.Time {
+// layersWait is how long until the next edge of a layer's window by the
+// wall clock (at least 10 ms: a wall clock a little behind the timers'
+// wakes the loop a few times before the edge, not in a tight loop); ok
+// is false when no window can change the active layers.
+func (a *Agent) layersWait() (d time.Duration, ok bool) {
 	a.mu.Lock()
 	next := a.lay.next
 	a.mu.Unlock()
 	if next.IsZero() {
+		return 0, false
+	}
+	return max(next.Sub(a.opts.Clock()), 10*time.Millisecond), true
+}
+
+// layers returns the channel of the next edge of a layer's window, nil if
+// none: a window that opens takes effect then, not at the next heartbeat
+// of an agent with nothing to sense.
+func (l *loopTimer) layers(a *Agent) <-chan time.Time {
+	d, ok := a.layersWait()
+	if !ok {
 		return nil
 	}
-	// At least 10 ms: a wall clock a little behind the timers' clock
-	// wakes the loop a few times before the edge, not in a tight loop.
-	d := max(next.Sub(a.opts.Clock()), 10*time.Millisecond)
 	if l.layer == nil {
 		l.layer = time.NewTimer(d)
 	} else {
