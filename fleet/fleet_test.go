@@ -506,7 +506,7 @@ func TestMalformedTargetsAreRefused(t *testing.T) {
 			msg     string
 		}{
 			{`fan on please`, fleet.ErrMalformed, "not valid JSON"},
-			{`{"format":3,"prefix":"tern","fleet":"demo","version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "upgrade ternd"},
+			{`{"format":5,"prefix":"tern","fleet":"demo","version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "upgrade ternd"},
 			{`{"format":1,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "no longer reads"},
 			{`{"format":2,"prefix":"tern","fleet":"demo","version":0,"target":{}}`, fleet.ErrMalformed, "version 0"},
 			{`{"format":2,"prefix":"tern","fleet":"demo","version":1,"target":[1]}`, fleet.ErrMalformed, `"target" must be a JSON object`},

@@ -252,7 +252,7 @@ func (o *Operator) PushGroupTarget(ctx context.Context, group string, env Target
 
 func (o *Operator) pushTarget(ctx context.Context, device, topic string, env TargetEnvelope) error {
 	if env.Format == 0 {
-		env.Format = Format
+		env.SetLayers(env.Layers) // Format, or LayersFormat with layers
 	}
 	if err := o.address("target for "+device, env.Key != "", &env.Prefix, &env.Fleet, func(t Topics) error { return env.CheckTopics(t) }); err != nil {
 		return err

@@ -79,6 +79,11 @@ type TargetEnvelope struct {
 	// --replaces. Covered by the signature; on a device that holds any
 	// other version it is refused.
 	Replaces uint64 `json:"replaces,omitempty"`
+	// Layers, when present, are conditional parts of the target (package
+	// runtime/layer; docs/mqtt.md, "Layers"): a JSON array of {"name",
+	// "when", "target"}. An envelope with layers has format LayersFormat
+	// (SetLayers sets both). Covered by the signature.
+	Layers json.RawMessage `json:"layers,omitempty"`
 	// SignedScope is the scope the envelope was signed for (Sign sets it):
 	// "device/<id>" or "group/<name>". The signature covers the scope, so
 	// this field only lets a device that receives the envelope on another
@@ -160,7 +165,9 @@ type EventReport struct {
 func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 	const what = "target envelope"
 	var env TargetEnvelope
-	if err := decode(envelopeKind(what, "tern push or tern sign", MaxPayload, "keep it smaller"), b, &env); err != nil {
+	kind := envelopeKind(what, "tern push or tern sign", MaxPayload, "keep it smaller")
+	kind.also = []int{LayersFormat}
+	if err := decode(kind, b, &env); err != nil {
 		return TargetEnvelope{}, err
 	}
 	if err := checkAddress(what, "tern push --fleet NAME", env.Prefix, env.Fleet); err != nil {
@@ -190,6 +197,9 @@ func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 	// (nesting, numbers): refuse it here, before anything is stored.
 	if _, err := state.Parse(env.Target); err != nil {
 		return TargetEnvelope{}, newError(ErrMalformed, err, `fleet: %s version %d: "target": %v`, what, env.Version, err)
+	}
+	if err := checkLayers(env); err != nil {
+		return TargetEnvelope{}, err
 	}
 	return env, nil
 }

@@ -75,7 +75,7 @@ func TestParseTargetEnvelopeRefuses(t *testing.T) {
 		{"no format", `{"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"; add "format": 2`},
 		{"null format", `{"format":null,"version":1,"target":{}}`, fleet.ErrMalformed, `no "format"`},
 		{"format 1", `{"format":1,"version":1,"target":{}}`, fleet.ErrUnsupportedFormat, "format 1, which this build no longer reads: its signature does not cover the fleet and topic prefix"},
-		{"format 3", target(t, map[string]any{"format": 3}), fleet.ErrUnsupportedFormat, "format 3 but this build reads format 2 only; upgrade ternd"},
+		{"format 5", target(t, map[string]any{"format": 5}), fleet.ErrUnsupportedFormat, "format 5 but this build reads format 2 only; upgrade ternd"},
 		{"format string", target(t, map[string]any{"format": "2"}), fleet.ErrMalformed, "not a format number"},
 		{"format float", `{"format":2.0,"version":1,"target":{}}`, fleet.ErrMalformed, "not a format number"},
 		{"no fleet", target(t, map[string]any{"fleet": nil}), fleet.ErrMalformed, `no "fleet": name the fleet it is for`},
@@ -286,6 +286,9 @@ func FuzzParseTargetEnvelope(f *testing.F) {
 		`{"format":2,"prefix":"tern","fleet":"demo","version":3,"target":{"a":1},"key":"0123456789abcdef","sig":"AAEC"}`,
 		`{"format":2,"prefix":"tern","fleet":"demo","version":3,"target":{"a":1},"sig":"not base64!"}`,
 		`[]`, `null`, ``, `{`,
+		`{"format":4,"prefix":"tern","fleet":"demo","version":2,"target":{"a":1},"layers":[{"name":"night","when":{"window":{"days":["mon"],"from":"22:00","to":"06:00","zone":"Europe/Berlin"},"facts":{"board":"rpi4"}},"target":{"a":null}}]}`,
+		`{"format":2,"prefix":"tern","fleet":"demo","version":2,"target":{},"layers":[{"name":"x","target":{}}]}`,
+		`{"format":4,"prefix":"tern","fleet":"demo","version":2,"target":{},"layers":[{"name":"x","when":{"soon":true},"target":{}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -315,7 +318,8 @@ func FuzzParseTargetEnvelope(f *testing.F) {
 			t.Fatalf("CheckTopics for another fleet: %v", err)
 		}
 		again := roundTrip(t, env, fleet.ParseTargetEnvelope)
-		if env.Format != again.Format || env.Prefix != again.Prefix || env.Fleet != again.Fleet || env.Version != again.Version || !env.Issued.Equal(again.Issued) || !sameJSON(t, env.Target, again.Target) {
+		if env.Format != again.Format || env.Prefix != again.Prefix || env.Fleet != again.Fleet || env.Version != again.Version || !env.Issued.Equal(again.Issued) || !sameJSON(t, env.Target, again.Target) ||
+			len(env.Layers) > 0 && !sameJSON(t, env.Layers, again.Layers) {
 			t.Fatalf("round trip changed the envelope:\n%+v\n%+v", env, again)
 		}
 	})

@@ -59,6 +59,11 @@ func (env TargetEnvelope) signedBytes(scope string) ([]byte, error) {
 		own = append(own, "replaces "+strconv.FormatUint(env.Replaces, 10))
 	}
 	own = append(own, rolloutLine(env.Rollout)...)
+	if l, err := signedLayers(env); err != nil {
+		return nil, err
+	} else if l != "" {
+		own = append(own, l) // only with layers, like replaces
+	}
 	return signedBytes("tern target", env.Prefix, env.Fleet, scope, env.Version, own...), nil
 }
 

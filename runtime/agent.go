@@ -22,6 +22,7 @@ import (
 	"github.com/tern-iot/tern/runtime/api"
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
 	"github.com/tern-iot/tern/runtime/jobs"
+	"github.com/tern-iot/tern/runtime/layer"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/runtime/store"
@@ -139,6 +140,11 @@ type Options struct {
 	// heartbeats) run on the monotonic clock and ignore it, so a jump of
 	// the wall clock changes the stamps only; the testbench jumps it.
 	Clock func() time.Time
+	// Facts are what the device knows about itself, which conditional
+	// target layers match (runtime/layer): ternd gives its id, board,
+	// architecture, groups and ternd.yaml's facts. Nil: none, and a
+	// layer that names a fact never applies.
+	Facts layer.Facts
 	// ClockSynced reports whether the wall clock is synchronised (NTP);
 	// jobs with a wall-clock time wait until it is (docs/jobs.md). Nil:
 	// it always is.
@@ -193,7 +199,8 @@ type Agent struct {
 	steps      atomic.Uint64 // steps the loop has finished (see Steps)
 
 	mu         sync.Mutex
-	target     any
+	target     any // base with the active layers over it: what the agent pursues
+	lay        layering
 	version    uint64
 	current    any
 	status     Status
@@ -332,6 +339,7 @@ func (a *Agent) Status() Status {
 	s := a.status
 	s.Converged = a.converged
 	s.State = state.Canonical(a.current)
+	a.layerStatus(&s)
 	return s
 }
 
@@ -340,7 +348,7 @@ func (a *Agent) Status() Status {
 // reconnect) and is ignored; an older one is refused with ErrStaleTarget.
 // Both the refusal and the acceptance are reported as events.
 func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
-	return a.setTarget(version, doc, "")
+	return a.setTarget(version, doc, "", nil)
 }
 
 // ReplaceTarget stores a target whatever the version held, lower included,
@@ -348,11 +356,12 @@ func (a *Agent) SetTarget(version uint64, doc json.RawMessage) error {
 // TargetEnvelope.Replaces) takes a device back from a runaway version.
 // why says which rebase, for the event.
 func (a *Agent) ReplaceTarget(version uint64, doc json.RawMessage, why string) error {
-	return a.setTarget(version, doc, why)
+	return a.setTarget(version, doc, why, nil)
 }
 
-// setTarget is SetTarget, or ReplaceTarget when rebase (why) is not empty.
-func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string) error {
+// setTarget is SetTarget, or ReplaceTarget when rebase (why) is not empty,
+// with layers over the target (SetLayeredTarget).
+func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string, layers []layer.Layer) error {
 	v, err := state.Parse(doc)
 	if err == nil {
 		if _, ok := v.(map[string]any); !ok {
@@ -366,7 +375,7 @@ func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string) er
 	}
 	a.mu.Lock()
 	held := a.version
-	if rebase == "" && version == held && a.target != nil {
+	if rebase == "" && version == held && a.lay.base != nil {
 		a.mu.Unlock()
 		return nil
 	}
@@ -376,7 +385,7 @@ func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string) er
 		a.event(Event{Kind: EventTargetRefused, TargetVersion: version, Message: err.Error()})
 		return err
 	}
-	if err := a.saveTarget(version, doc); err != nil {
+	if err := a.saveTarget(version, doc, layers); err != nil {
 		a.mu.Unlock()
 		return err
 	}
@@ -384,14 +393,15 @@ func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string) er
 	if rebase != "" {
 		msg = fmt.Sprintf("rebase from version %d: %s", held, rebase)
 	}
-	if a.target != nil {
+	if a.lay.base != nil {
 		// Whatever the last attempt did, this plan is for the new target.
 		a.replan = fmt.Sprintf("a new target arrived: version %d replaces %d", version, held)
 		if rebase != "" {
 			a.replan = fmt.Sprintf("a rebase took the target from version %d to %d", held, version)
 		}
 	}
-	a.target, a.version = v, version
+	a.version = version
+	a.setLayered(v, layers)
 	a.status.TargetVersion = version
 	a.converged = false
 	a.failures, a.nextTry = 0, time.Time{}
@@ -441,6 +451,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-a.jobWake:
 			case <-a.reported:
 			case <-next.jobs(a): // a job's time, to the millisecond, between sensor ticks
+			case <-next.layers(a): // a layer's window opens or closes
 			case <-next.after(a):
 			case <-a.pending:
 				continue wait // an event failed meanwhile: when to wake, again
@@ -471,6 +482,7 @@ type loopTimer struct {
 	every time.Duration // tick's interval
 	idle  *time.Timer
 	job   *time.Timer // the next job's time (jobrun.go)
+	layer *time.Timer // the next edge of a layer's window (layers.go)
 }
 
 // jobs returns the channel of the next job's time, nil if none is due.
@@ -523,6 +535,9 @@ func (l *loopTimer) stop() {
 	}
 	if l.job != nil {
 		l.job.Stop()
+	}
+	if l.layer != nil {
+		l.layer.Stop()
 	}
 }
 
@@ -599,6 +614,7 @@ func (a *Agent) step(ctx context.Context) {
 		a.log.Warn("sensing failed", "err", err)
 	}
 	a.updateBusy()
+	a.layersTick() // by the wall clock, every step: offline too
 	if a.check() {
 		return
 	}
@@ -968,6 +984,7 @@ func (a *Agent) snapshot() (Status, []byte) {
 	s := a.status
 	s.State = state.Canonical(a.current)
 	s.Converged = a.converged
+	a.layerStatus(&s)
 	s.Time = time.Time{}
 	raw, _ := json.Marshal(s)
 	s.Time = a.opts.Clock().UTC()

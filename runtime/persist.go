@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tern-iot/tern/runtime/layer"
 	"github.com/tern-iot/tern/runtime/state"
 	"github.com/tern-iot/tern/runtime/store"
 )
@@ -42,12 +43,19 @@ func moduleCodeKey(name, hash string) []byte {
 type storedTarget struct {
 	Version uint64          `json:"version"`
 	Target  json.RawMessage `json:"target"`
+	// Layers are the target's conditional layers (layer.Marshal), kept
+	// with it in one write: the device evaluates them offline too.
+	Layers json.RawMessage `json:"layers,omitempty"`
 }
 
 // saveTarget stores target and version in one synced write, so a power cut
 // leaves either the old pair or the new one.
-func (a *Agent) saveTarget(version uint64, doc json.RawMessage) error {
-	b, err := json.Marshal(storedTarget{Version: version, Target: doc})
+func (a *Agent) saveTarget(version uint64, doc json.RawMessage, layers []layer.Layer) error {
+	lb, err := layer.Marshal(layers)
+	if err != nil {
+		return fmt.Errorf("runtime: storing target: %w", err)
+	}
+	b, err := json.Marshal(storedTarget{Version: version, Target: doc, Layers: lb})
 	if err != nil {
 		return err
 	}
@@ -73,8 +81,13 @@ func (a *Agent) loadTarget() error {
 	if err != nil {
 		return fmt.Errorf("runtime: stored target is corrupt: %w", err)
 	}
-	a.target, a.version = v, st.Version
-	a.log.Info("target restored", "version", st.Version)
+	ls, err := layer.Unmarshal(st.Layers)
+	if err != nil {
+		return fmt.Errorf("runtime: stored target's layers are corrupt: %w; push the target again", err)
+	}
+	a.version = st.Version
+	a.setLayered(v, ls)
+	a.log.Info("target restored", "version", st.Version, "layers", len(ls), "active", a.lay.active)
 	return nil
 }
 

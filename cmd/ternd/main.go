@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Layers' time windows name IANA zones; minimal board images (and
+	// containers) often lack /usr/share/zoneinfo. About 450 kB.
+	_ "time/tzdata"
 
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/version"

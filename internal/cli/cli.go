@@ -271,6 +271,7 @@ func pushOrSignWith(ctx context.Context, cmd string, args []string, stdout, stde
 	group := fs.String("group", "", "group name: every device in the group gets the target")
 	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the target with (or $TERN_KEY); devices with trusted_keys need it")
 	ver := versionVar(fs, "the target's version, which must grow with every push to the device or group; default: the current time in milliseconds, which always grows")
+	layersArg := fs.String("layers", "", "conditional layers of the target: a JSON `FILE` or inline array of {\"name\", \"when\", \"target\"} (docs/mqtt.md, Layers); devices too old for layers refuse the target")
 	replaces := fs.Uint64("replaces", 0, "rebase: the version `HELD` (a runaway one, e.g. 9007199254740991) this target replaces; a device that holds exactly HELD takes this lower version and refuses every version from HELD up (docs/mqtt.md, Taking a device back from a runaway version)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -323,6 +324,11 @@ func pushOrSignWith(ctx context.Context, cmd string, args []string, stdout, stde
 		}
 	}
 	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
+	layers, _, err := readLayersArg(*layersArg)
+	if err != nil {
+		return err
+	}
+	env.SetLayers(layers) // format 4 with layers
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
 	}

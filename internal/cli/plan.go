@@ -32,6 +32,9 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	targetPath := fs.String("target", "", "the target: a file, - for stdin, or inline JSON (required)")
 	strict := fs.Bool("strict", false, "also remove what the target does not name, where a job can")
 	format := fs.String("format", "text", "output: text, mermaid, dot or json")
+	layersArg := fs.String("layers", "", "the target's conditional layers: a JSON file, or an inline array (docs/mqtt.md, Layers)")
+	at := fs.String("at", "", "evaluate the layers at this `TIME` (RFC 3339, e.g. 2026-03-02T22:30:00+01:00); default now")
+	factsArg := fs.String("facts", "", `the device's facts for the layers: a JSON FILE or inline object, e.g. {"board": "rpi4", "group": ["north"]}`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -53,6 +56,25 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	_, target, err := readDocArg("--target", *targetPath)
 	if err != nil {
 		return err
+	}
+	if *layersArg != "" || *at != "" || *factsArg != "" {
+		_, ls, err := readLayersArg(*layersArg)
+		if err != nil {
+			return err
+		}
+		when, err := parseAt(*at)
+		if err != nil {
+			return err
+		}
+		facts, err := readFactsArg(*factsArg)
+		if err != nil {
+			return err
+		}
+		out := stdout
+		if *format != "text" {
+			out = stderr // the plan alone on stdout, for the tools that read it
+		}
+		target = previewLayers(out, ls, facts, when, target)
 	}
 	cfg := map[string]json.RawMessage{}
 	for _, c := range configs {

@@ -27,6 +27,8 @@ type statusRow struct {
 	AgeSeconds    *float64          `json:"age_seconds"` // how long ago, by this machine's clock
 	Modules       map[string]string `json:"modules,omitempty"`
 	Groups        []string          `json:"groups,omitempty"`
+	// Layers are the conditional target layers active on the device.
+	Layers []string `json:"layers,omitempty"`
 }
 
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -127,7 +129,7 @@ func rowOf(m *member, now time.Time) statusRow {
 	row := statusRow{Device: m.id, Online: m.online}
 	if s := m.state; s != nil {
 		row.TargetVersion, row.Converged, row.Phase, row.Error = s.TargetVersion, s.Converged, string(s.Phase), s.Error
-		row.Modules, row.Groups = s.Modules, s.Groups
+		row.Modules, row.Groups, row.Layers = s.Modules, s.Groups, s.Layers
 		if !s.Time.IsZero() {
 			t := s.Time
 			age := now.Sub(t).Seconds()
@@ -145,7 +147,7 @@ const maxErrorColumn = 60
 // as a plan.failed explanation span several lines).
 func printStatusTable(w io.Writer, rows []statusRow) (cut bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tONLINE\tVERSION\tCONVERGED\tPHASE\tAGE\tERROR\tMODULES")
+	fmt.Fprintln(tw, "DEVICE\tONLINE\tVERSION\tCONVERGED\tPHASE\tAGE\tERROR\tLAYERS\tMODULES")
 	for _, r := range rows {
 		online := "?"
 		if r.Online != nil {
@@ -158,7 +160,7 @@ func printStatusTable(w io.Writer, rows []statusRow) (cut bool) {
 		}
 		errText, shortened := oneLine(r.Error, maxErrorColumn)
 		cut = cut || shortened
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Device, online, r.TargetVersion, conv, dash(r.Phase), age, dash(errText), dash(modulesText(r.Modules)))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Device, online, r.TargetVersion, conv, dash(r.Phase), age, dash(errText), dash(layersText(r.Layers)), dash(modulesText(r.Modules)))
 	}
 	_ = tw.Flush()
 	return cut
@@ -190,4 +192,20 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// layersText is the LAYERS column: the active layers, comma-separated,
+// with control characters and spaces (which would shift the columns)
+// taken out; a report is outside input.
+func layersText(ls []string) string {
+	clean := make([]string, len(ls))
+	for i, l := range ls {
+		clean[i] = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) || unicode.IsSpace(r) {
+				return '_'
+			}
+			return r
+		}, l)
+	}
+	return strings.Join(clean, ",")
 }

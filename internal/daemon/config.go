@@ -69,6 +69,11 @@ type Config struct {
 	// Groups are the groups this device belongs to, lowest precedence
 	// first: it pursues their targets combined, then its own over them.
 	Groups []string `yaml:"groups" json:"groups"`
+	// Facts are what this device says about itself, beside the facts
+	// ternd knows (device, board, arch, group), for conditional target
+	// layers to match (docs/mqtt.md, "Layers"): e.g. site: mill. Names
+	// are 1 to 64 characters of A-Z a-z 0-9 . _ -; values 1 to 64 bytes.
+	Facts map[string]string `yaml:"facts" json:"facts"`
 	// Strict makes targets strict: what a target does not name under the
 	// objects it names is removed, where a job can delete it.
 	Strict bool `yaml:"strict" json:"strict"`
@@ -349,6 +354,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("groups[%d]: %w", i, err))
 		}
 	}
+	errs = append(errs, validateFacts(c.Facts)...)
 	errs = append(errs, validateSim(c.Sim, c.Board)...)
 	errs = append(errs, c.ModuleLimits.validate()...)
 	if _, err := c.Trust(); err != nil {

@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock, ClockSynced: synced,
+		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock, ClockSynced: synced, Facts: cfg.facts(board.Name),
 		CallTimeout: time.Duration(cfg.ModuleLimits.CallTimeout), SensorTimeout: time.Duration(cfg.ModuleLimits.SensorTimeout),
 		ModuleMemoryMiB: cfg.ModuleLimits.MemoryMiB, SharedGrants: cfg.SharedGrants,
 		CompileCommand: hw.CompileCommand, CompileTimeout: time.Duration(cfg.ModuleLimits.CompileTimeout), CompileMemoryMiB: cfg.ModuleLimits.CompileMemoryMiB,
@@ -428,13 +428,13 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 		case !changed:
 			log.Debug("target redelivered", "scope", env.Scope, "version", env.Version)
 		case rebased:
-			if err = a.ReplaceTarget(version, doc, fmt.Sprintf("%s version %d replaces version %d (tern push --replaces)", env.Scope, env.Version, env.Replaces)); err != nil {
+			if err = a.SetLayeredTarget(version, doc, comb.agentLayers(log), fmt.Sprintf("%s version %d replaces version %d (tern push --replaces)", env.Scope, env.Version, env.Replaces)); err != nil {
 				log.Warn("rebase refused", "version", version, "err", err)
 			} else {
 				log.Warn("target rebased", "scope", env.Scope, "version", env.Version, "replaces", env.Replaces, "combined_version", version)
 			}
 		default:
-			if err = a.SetTarget(version, doc); err != nil {
+			if err = a.SetLayeredTarget(version, doc, comb.agentLayers(log), ""); err != nil {
 				log.Warn("target refused", "version", version, "err", err)
 			} else {
 				log.Info("target received", "scope", env.Scope, "version", env.Version, "combined_version", version)

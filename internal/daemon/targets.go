@@ -33,6 +33,8 @@ type source struct {
 	// source back from: versions from it up are refused, so the runaway
 	// envelope (still validly signed) cannot be replayed.
 	Retired uint64 `json:"retired,omitempty"`
+	// Layers are the envelope's conditional layers (see layers.go).
+	Layers json.RawMessage `json:"layers,omitempty"`
 }
 
 var keySources = []byte("fleet/sources")
@@ -66,7 +68,7 @@ func (c *combiner) take(st fleet.ScopedTarget) (version uint64, doc json.RawMess
 	if err != nil || !fresh {
 		return 0, nil, false, err
 	}
-	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target, Retired: held.Retired}
+	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target, Retired: held.Retired, Layers: st.Layers}
 	b, err := json.Marshal(c.sources)
 	if err == nil {
 		err = c.store.Put(keySources, b)
@@ -107,7 +109,7 @@ func (c *combiner) admit(st fleet.ScopedTarget) (held source, fresh bool, err er
 	held = c.sources[st.Scope]
 	if st.Replaces != 0 {
 		switch {
-		case st.Version == held.Version && sameDocument(st.Target, held.Target):
+		case st.Version == held.Version && sameEnvelope(st, held):
 			return held, false, nil // redelivered after it was applied
 		case st.Replaces != held.Version:
 			return held, false, fmt.Errorf("%s target version %d refused: it replaces version %d, but this device holds version %d; a rebase applies only to a device that holds the version it replaces (tern push --replaces %d, or a plain push above %d)",
@@ -126,7 +128,7 @@ func (c *combiner) admit(st fleet.ScopedTarget) (held source, fresh bool, err er
 	case st.Version < held.Version:
 		return held, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
 			st.Scope, st.Version, held.Version, held.Version)
-	case st.Version == held.Version && sameDocument(st.Target, held.Target):
+	case st.Version == held.Version && sameEnvelope(st, held):
 		return held, false, nil // redelivered: the retained message after a reconnect
 	case st.Version == held.Version:
 		return held, false, fmt.Errorf("%s target version %d refused: version %d is held with a different target; a version names one target, so push the change as a version above %d",

@@ -94,6 +94,13 @@ type Status struct {
 	// received (at most MaxRollouts, the newest), where the device is
 	// with it (docs/rollouts.md).
 	Rollouts map[string]RolloutStatus `json:"rollouts,omitempty"`
+	// Layers names the conditional target layers active now
+	// ("group/north/night", "device/pi-001/fan"), in the order they
+	// apply over the target (docs/mqtt.md, "Layers").
+	Layers []string `json:"layers,omitempty"`
+	// LayerProblems says why layers can never be active on this device
+	// as configured: a fact in their "when" the device does not know.
+	LayerProblems []string `json:"layer_problems,omitempty"`
 	// Truncated is true when the report leaves out what would not fit a
 	// report (the state, then the other long fields): the device's log
 	// keeps the whole status.
