@@ -242,6 +242,10 @@ type Device struct {
 	// connections that ended while it was the largest in flight; an
 	// acknowledgement clears it.
 	strikes map[uint64]int
+
+	// dry holds the dry-run requests not yet taken (dryrun.go); guarded
+	// by jobMu.
+	dry dryRunInbox
 }
 
 // stateReport is a state report waiting to be sent: the status, and its
@@ -371,6 +375,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		jobPending:   map[string]ScopedJob{},
 		jobStats:     map[string][]byte{},
 		jobWake:      make(chan struct{}, 1),
+		dry:          dryRunInbox{wake: make(chan struct{}, 1)},
 	}
 	d.limit.Store(int64(opts.MaxReport))
 	return d, nil
@@ -471,6 +476,9 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		for topic, scope := range d.jobRoutes() {
 			c.AddRoute(topic, d.onJob(scope))
+		}
+		for topic, scope := range d.dryRunRoutes() {
+			c.AddRoute(topic, d.onDryRun(scope))
 		}
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -643,6 +651,7 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 		return fmt.Errorf("fleet: publish online=true on %s: %w", d.online, err)
 	}
 	d.subscribeJobs(c)
+	d.subscribeDryRuns(c)
 	d.log.Debug("fleet: subscribed and online", "target_topic", d.target)
 	return nil
 }
