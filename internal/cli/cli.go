@@ -261,6 +261,8 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 	group := fs.String("group", "", "group name: every device in the group gets the target")
 	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the target with (or $TERN_KEY); devices with trusted_keys need it")
 	ver := versionVar(fs, "the target's version, which must grow with every push to the device or group; default: the current time in milliseconds, which always grows")
+	var dry dryRunFlags
+	dry.register(fs, cmd)
 	replaces := fs.Uint64("replaces", 0, "rebase: the version `HELD` (a runaway one, e.g. 9007199254740991) this target replaces; a device that holds exactly HELD takes this lower version and refuses every version from HELD up (docs/mqtt.md, Taking a device back from a runaway version)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -310,6 +312,9 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
+	}
+	if dry.on {
+		return dryRun(ctx, &ff, scope, env, priv, dry, stdout, stderr)
 	}
 	if priv != nil {
 		if err := env.Sign(scope, priv); err != nil {
