@@ -38,6 +38,15 @@ type Preview struct {
 // sets, so no plan can reach them, and the agent could not tell they hold.
 var ErrUnhandled = errors.New("runtime: no loaded module senses or sets part of the target")
 
+// unhandledError names the paths of ErrUnhandled.
+type unhandledError struct{ paths string }
+
+func (e unhandledError) Error() string {
+	return "no loaded module senses or sets " + e.paths + "; release a module that handles them, or leave them out of the target"
+}
+
+func (e unhandledError) Is(target error) bool { return target == ErrUnhandled }
+
 // previewRequest hands a candidate to the agent's loop.
 type previewRequest struct {
 	target any
@@ -86,11 +95,11 @@ func (a *Agent) previewNow(ctx context.Context, req previewRequest) Preview {
 	// The same questions check and converge ask, in the same order.
 	sat := plan.Satisfied(a.set.jobs, current, req.target, a.opts.Strict)
 	if paths, more := unhandled(a.set.mods, req.target); len(paths) > 0 {
-		msg := "no loaded module senses or sets " + strings.Join(paths, ", ")
+		msg := strings.Join(paths, ", ")
 		if more > 0 {
 			msg += fmt.Sprintf(" and %d more paths", more)
 		}
-		p.Err = fmt.Errorf("%w: %s; release a module that handles them, or leave them out of the target", ErrUnhandled, msg)
+		p.Err = unhandledError{msg}
 		return p
 	}
 	if sat {
