@@ -4,11 +4,15 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tern-iot/tern/fleet"
+	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/signing"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 func dryRunRequest(t *testing.T, edit func(*fleet.DryRunRequest)) []byte {
@@ -205,4 +209,101 @@ func FuzzParseDryRunAnswer(f *testing.F) {
 			t.Fatalf("accepted an answer over its bounds: %d tasks, %d more, %d-byte why", len(a.Tasks), a.MoreTasks, len(a.Why))
 		}
 	})
+}
+
+// dryRunDevice runs a device and waits until it reported once: its
+// dry-run subscription went to the broker before its report did.
+func dryRunDevice(t *testing.T, op *fleet.Operator, opts fleet.DeviceOptions) *fleet.Device {
+	t.Helper()
+	d := newDevice(t, opts)
+	run(t, d)
+	states, err := op.WatchStates(t.Context(), opts.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PublishState(t.Context(), api.Status{Phase: "idle"}); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, states, opts.Device+"'s state report")
+	return d
+}
+
+// answerNext takes the next dry-run request of d and answers it.
+func answerNext(t *testing.T, d *fleet.Device, outcome string) fleet.ScopedDryRun {
+	t.Helper()
+	for {
+		recv(t, d.DryRunsWaiting(), "a dry-run request")
+		got := d.TakeDryRuns()
+		if len(got) == 0 {
+			continue
+		}
+		r := got[0]
+		if err := d.AnswerDryRun(t.Context(), fleet.DryRunAnswer{ID: r.ID, Scope: r.Scope, Version: r.Version, Outcome: outcome,
+			Tasks: []fleet.DryRunTask{{Job: "relay.switch", Op: "update", Path: "/relays/fan"}}}); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+}
+
+// Through each broker: a dry-run request for a group reaches its devices
+// (and no other), signed, and their answers reach the operator who asked.
+func TestDryRunRoundTrip(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		in := testOptions(url, "pi-001")
+		in.Groups = []string{"floor"}
+		pi1 := dryRunDevice(t, op, in)
+		pi2 := dryRunDevice(t, op, testOptions(url, "pi-002")) // not in the group
+		_, priv, _ := ed25519.GenerateKey(nil)
+		req := fleet.DryRunRequest{Format: fleet.Format, ID: fleet.NewDryRunID(time.Now()), Version: 9, Target: json.RawMessage(`{"relays":{"fan":true}}`)}
+		req.SetTopics(topics)
+		if err := req.Sign(fleet.GroupScope("floor"), priv); err != nil {
+			t.Fatal(err)
+		}
+		answers, err := op.DryRun(t.Context(), fleet.GroupScope("floor"), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := answerNext(t, pi1, fleet.DryRunChange)
+		if got.Scope != "group/floor" || got.ID != req.ID || got.Key == "" {
+			t.Errorf("the request as pi-001 took it: %+v", got)
+		}
+		a := recv(t, answers, "pi-001's answer")
+		if a.Device != "pi-001" || a.ID != req.ID || a.Outcome != fleet.DryRunChange || len(a.Tasks) != 1 {
+			t.Errorf("the answer: %+v", a)
+		}
+		select {
+		case <-pi2.DryRunsWaiting():
+			t.Errorf("pi-002, not in the group, got %+v", pi2.TakeDryRuns())
+		default:
+		}
+	})
+}
+
+// The shipped ACL lets a device read its own dry-run requests and write
+// its answers.
+func TestDryRunShippedACL(t *testing.T) {
+	acl, err := filepath.Abs(filepath.Join("..", "firmware", "mosquitto", "acl.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fleettest.MosquittoWithACL(t, map[string]string{"tern-operator": "ops", "pi-001": "one"}, acl)
+	op, err := fleet.DialOperator(t.Context(), fleet.OperatorOptions{Broker: url, Topics: topics, Username: "tern-operator", Password: "ops", ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	opts := testOptions(url, "pi-001")
+	opts.Username, opts.Password = "pi-001", "one"
+	d := dryRunDevice(t, op, opts)
+	req := fleet.DryRunRequest{Format: fleet.Format, ID: "dr-acl", Version: 1, Target: json.RawMessage(`{}`)}
+	answers, err := op.DryRun(t.Context(), fleet.DeviceScope("pi-001"), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerNext(t, d, fleet.DryRunConverged)
+	if a := recv(t, answers, "the answer through the ACL"); a.Outcome != fleet.DryRunConverged {
+		t.Errorf("the answer: %+v", a)
+	}
 }
