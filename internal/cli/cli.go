@@ -313,7 +313,7 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
 	}
-	if dry.on {
+	if dry.wanted() {
 		return dryRun(ctx, &ff, scope, env, priv, dry, stdout, stderr)
 	}
 	if priv != nil {

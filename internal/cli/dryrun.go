@@ -28,6 +28,7 @@ type dryRunFlags struct {
 	on      bool
 	timeout time.Duration
 	json    bool
+	fs      *flag.FlagSet
 }
 
 // register adds the dry-run flags to tern push (cmd); tern sign has none.
@@ -35,9 +36,21 @@ func (d *dryRunFlags) register(fs *flag.FlagSet, cmd string) {
 	if cmd != "push" {
 		return
 	}
+	d.fs = fs
 	fs.BoolVar(&d.on, "dry-run", false, "ask every device in scope what it would do with the target, without pushing it: each plans it on its live state and answers; prints a summary (exit 5 if some cannot, 4 if some did not answer)")
 	fs.DurationVar(&d.timeout, "timeout", 15*time.Second, "with --dry-run: how long to wait for the devices' answers")
 	fs.BoolVar(&d.json, "json", false, "with --dry-run: print the summary as one JSON object")
+}
+
+// wanted reports whether the command line asks for a dry-run, or gives
+// its flags without --dry-run, which dryRun refuses: a push with --json
+// must not push.
+func (d *dryRunFlags) wanted() bool {
+	given := false
+	if d.fs != nil {
+		d.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "json" || f.Name == "timeout" })
+	}
+	return d.on || given
 }
 
 // dryRunPlan is one distinct plan and the devices that would run it.
@@ -75,6 +88,9 @@ type dryRunSummary struct {
 // dryRun asks the devices of scope what they would do with env's target
 // (tern push --dry-run) and prints the summary.
 func dryRun(ctx context.Context, ff *fleetFlags, scope string, env fleet.TargetEnvelope, priv ed25519.PrivateKey, d dryRunFlags, stdout, stderr io.Writer) error {
+	if !d.on {
+		return usageError{errors.New("--json and --timeout go with --dry-run; add --dry-run to ask the devices, or leave them out to push")}
+	}
 	if d.timeout <= 0 {
 		return usageError{fmt.Errorf("--timeout %v: must be positive, e.g. --timeout 30s", d.timeout)}
 	}

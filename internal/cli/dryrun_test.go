@@ -252,3 +252,23 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("dry-run of a device that does not answer: exit %d\n%s", code, out)
 	}
 }
+
+// Dry-run flags that cannot work are usage errors, before any broker is
+// dialled; a push with --json but without --dry-run does not push.
+func TestDryRunUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"push", "--device", "pi-001", "--json", `{}`}, "go with --dry-run"},
+		{[]string{"push", "--device", "pi-001", "--timeout", "5s", `{}`}, "go with --dry-run"},
+		{[]string{"push", "--dry-run", "--timeout", "0s", "--device", "pi-001", `{}`}, "must be positive"},
+		{[]string{"push", "--dry-run", "--replaces", "9", "--version", "3", "--device", "pi-001", `{}`}, "not a rebase"},
+		{[]string{"sign", "--dry-run", "--device", "pi-001", `{}`}, "flag provided but not defined"},
+	} {
+		code, out, errOut := tern(t, append(tc.args, "--broker", "tcp://"+fleettest.FreeAddr(t))...)
+		if code != cli.ExitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want a usage error mentioning %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
