@@ -34,6 +34,12 @@ const (
 	// dryRunWait bounds the wait for the agent's loop (a plan running, a
 	// module installing): past it the device answers busy.
 	dryRunWait = 10 * time.Second
+	// dryRunDuty bounds the share of the loop's time previews take: a
+	// preview that planned for d (up to the planner's time bound, 10 s
+	// by default) is followed by (dryRunDuty-1)×d without one, so a
+	// pathological candidate asked again and again still leaves the loop
+	// to its own work four fifths of the time.
+	dryRunDuty = 5
 )
 
 // dryRunner answers dry-run requests; dryRuns runs it.
@@ -46,7 +52,8 @@ type dryRunner struct {
 	log    *slog.Logger
 	tokens float64
 	last   time.Time
-	told   bool // the drop of the current burst was logged
+	quiet  time.Time // no preview before then (dryRunDuty)
+	told   bool      // the drop of the current burst was logged
 }
 
 // dryRuns answers the dry-run requests dev receives until ctx is done.
@@ -61,7 +68,9 @@ func dryRuns(ctx context.Context, dev *fleet.Device, st store.Store, device stri
 				if !r.allow(time.Now()) {
 					continue
 				}
+				start := time.Now()
 				ans := r.answer(ctx, req)
+				r.quiet = time.Now().Add((dryRunDuty - 1) * time.Since(start))
 				if err := dev.AnswerDryRun(ctx, ans); err != nil {
 					log.Warn("dry-run answer not sent", "id", req.ID, "err", err)
 					continue
@@ -76,14 +85,14 @@ func dryRuns(ctx context.Context, dev *fleet.Device, st store.Store, device stri
 func (r *dryRunner) allow(now time.Time) bool {
 	r.tokens = min(dryRunBurst, r.tokens+now.Sub(r.last).Seconds()/dryRunEvery.Seconds())
 	r.last = now
-	if r.tokens >= 1 {
+	if r.tokens >= 1 && !now.Before(r.quiet) {
 		r.tokens--
 		r.told = false
 		return true
 	}
 	if !r.told {
 		r.told = true
-		r.log.Warn("dry-run requests dropped: more than the rate bound; they are not answered", "burst", dryRunBurst, "every", dryRunEvery)
+		r.log.Warn("dry-run requests dropped: more than the rate bound; they are not answered", "burst", dryRunBurst, "every", dryRunEvery, "quiet_until", r.quiet)
 	}
 	return false
 }

@@ -31,9 +31,15 @@ func TestDryRunRateBound(t *testing.T) {
 	if !r.allow(now.Add(dryRunEvery)) {
 		t.Error("not allowed an interval after the burst")
 	}
+	// After a preview that planned for 10 s, none for 40 s more.
+	later := now.Add(time.Hour)
+	r.quiet = later.Add((dryRunDuty - 1) * 10 * time.Second)
+	if r.allow(later) || r.allow(later.Add(39*time.Second)) {
+		t.Error("allowed while previews are over their share of the loop")
+	}
 	allowed = 0
 	for range 100 {
-		if r.allow(now.Add(time.Hour)) {
+		if r.allow(later.Add(40 * time.Second)) {
 			allowed++
 		}
 	}
