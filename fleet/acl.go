@@ -58,8 +58,9 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 # (kill -HUP). Usernames are device ids: password logins, or client
 # certificates with use_identity_as_username true. See docs/mqtt.md.
 
-# Every device: reads its own target, jobs and dry-runs and the module and
-# agent releases, writes its own reports, job statuses and dry-run answers.
+# Every device: reads its own target, jobs and dry-runs, the module and
+# agent releases and rollout controls, writes its own reports, job statuses
+# and dry-run answers.
 `, t.Fleet, t.prefix())
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceTarget("%u"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+"))
@@ -67,6 +68,7 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+")+"/chunks/+")
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceJob("%u", "+"))
+	fmt.Fprintf(&b, "pattern read %s\n", t.Rollout("+"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceDryRun("%u"))
 	for _, topic := range []string{t.State("%u"), t.Events("%u"), t.Online("%u"), t.JobStatus("%u", "+"), t.DryRunAnswer("%u", "+")} {
 		fmt.Fprintf(&b, "pattern write %s\n", topic)

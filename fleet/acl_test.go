@@ -31,14 +31,16 @@ func ExampleMosquittoACL() {
 	// # (kill -HUP). Usernames are device ids: password logins, or client
 	// # certificates with use_identity_as_username true. See docs/mqtt.md.
 	//
-	// # Every device: reads its own target, jobs and dry-runs and the module and
-	// # agent releases, writes its own reports, job statuses and dry-run answers.
+	// # Every device: reads its own target, jobs and dry-runs, the module and
+	// # agent releases and rollout controls, writes its own reports, job statuses
+	// # and dry-run answers.
 	// pattern read tern/demo/devices/%u/target
 	// pattern read tern/demo/modules/+
 	// pattern read tern/demo/modules/+/chunks/+
 	// pattern read tern/demo/agent/+
 	// pattern read tern/demo/agent/+/chunks/+
 	// pattern read tern/demo/devices/%u/jobs/+
+	// pattern read tern/demo/rollouts/+
 	// pattern read tern/demo/devices/%u/dryrun
 	// pattern write tern/demo/devices/%u/state
 	// pattern write tern/demo/devices/%u/events

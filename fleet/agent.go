@@ -76,6 +76,9 @@ type AgentRelease struct {
 	// of the chunks of Gzip, which travel apart (Topics.AgentChunk);
 	// Chunks.Bytes is the length of Gzip.
 	Chunks *Chunks `json:"chunks,omitempty"`
+	// Rollout, when set, is the policy the release reaches the devices
+	// under (docs/rollouts.md), covered by the signature.
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// Issued is when the operator released it (RFC 3339), optional.
 	Issued time.Time `json:"issued,omitzero"`
 	// Key and Sig sign the release (see Sign).
@@ -147,6 +150,9 @@ func ParseAgentRelease(b []byte) (AgentRelease, error) {
 	if err := checkVersion(what, "release", r.Version); err != nil {
 		return AgentRelease{}, err
 	}
+	if err := checkRollout(fmt.Sprintf("%s version %d", what, r.Version), r.Rollout); err != nil {
+		return AgentRelease{}, err
+	}
 	if r.Format == ChunkedFormat {
 		if err := r.checkManifest(what); err != nil {
 			return AgentRelease{}, err
@@ -207,7 +213,7 @@ func (r AgentRelease) signedBytes() []byte {
 		s := sha256.Sum256(r.Binary)
 		sum, size = hex.EncodeToString(s[:]), len(r.Binary)
 	}
-	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, sum, size)
+	return releaseSignedBytes("tern agent release", r.Prefix, r.Fleet, AgentScope(r.Arch), r.Version, r.AgentVersion, sum, size, r.Rollout)
 }
 
 // SetTopics makes the release for the fleet and topic prefix of t. Call it

@@ -207,8 +207,12 @@ type Device struct {
 	asked     map[string]struct{} // chunk topics the fetcher waits for
 	fetchWake chan struct{}
 	chunkIn   chan chunkMsg
-	mu        sync.Mutex // serializes sends on targets and refusals with closing them
-	closed    bool
+	// Rollout controls received and not yet taken (devicerollouts.go).
+	ctlMu      sync.Mutex
+	ctlPending map[string]ReceivedControl
+	ctlWake    chan struct{}
+	mu         sync.Mutex // serializes sends on targets and refusals with closing them
+	closed     bool
 
 	ran    atomic.Bool
 	client atomic.Pointer[paho.Client]
@@ -221,7 +225,7 @@ type Device struct {
 	// retained by the broker, so only the latest waits, in memory.
 	out       *outbox
 	sessionUp chan struct{} // the session was set up (after each connect); coalesced
-	conns     atomic.Uint64 // counts connections; a change means in-flight publishes are lost
+	conns     atomic.Uint64 // counts connections (Connection)
 	stateMu   sync.Mutex    // guards pending, stateGen and the state flags and strikes below
 	pending   *stateReport  // the latest state report not yet acknowledged, or nil
 	stateGen  uint64        // counts PublishState calls
@@ -375,6 +379,8 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		jobPending:   map[string]ScopedJob{},
 		jobStats:     map[string][]byte{},
 		jobWake:      make(chan struct{}, 1),
+		ctlPending:   map[string]ReceivedControl{},
+		ctlWake:      make(chan struct{}, 1),
 		dry:          dryRunInbox{wake: make(chan struct{}, 1)},
 	}
 	d.limit.Store(int64(opts.MaxReport))
@@ -477,9 +483,11 @@ func (d *Device) Run(ctx context.Context) error {
 		for topic, scope := range d.jobRoutes() {
 			c.AddRoute(topic, d.onJob(scope))
 		}
+		c.AddRoute(d.opts.Topics.Rollout("+"), d.onRolloutControl)
 		for topic, scope := range d.dryRunRoutes() {
 			c.AddRoute(topic, d.onDryRun(scope))
 		}
+		d.conns.Add(1) // before anything arrives on the new connection
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
 		err := tok.Error()
@@ -522,6 +530,7 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		endSession()
 		c.Disconnect(0)
+		signal(d.ctlWake) // rollouts wait for the next connection
 		d.failOver()
 		// Reconnect soon, but not in lock step with a fleet that lost the
 		// same broker.
@@ -623,7 +632,9 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	d.jobMu.Unlock()
 	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
 	topics = append(topics, sortedKeys(d.moduleTopics)...)
-	optional := []string{}
+	// Rollout controls first: a change a rollout governs waits for its
+	// control on this connection (docs/rollouts.md).
+	optional := []string{d.opts.Topics.Rollout("+")}
 	if d.agent != "" {
 		optional = append(optional, d.agent)
 	}
@@ -652,6 +663,7 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	}
 	d.subscribeJobs(c)
 	d.subscribeDryRuns(c)
+	signal(d.ctlWake) // connected: rollouts may go on
 	d.log.Debug("fleet: subscribed and online", "target_topic", d.target)
 	return nil
 }

@@ -84,6 +84,10 @@ type TargetEnvelope struct {
 	// this field only lets a device that receives the envelope on another
 	// scope's topic say so, instead of reporting a bad signature.
 	SignedScope string `json:"scope,omitempty"`
+	// Rollout, when set, is the policy the target reaches the devices
+	// under (waves, halts, maintenance windows; docs/rollouts.md),
+	// covered by the signature.
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// Issued is when the operator issued the target (RFC 3339), optional.
 	// It is for people reading logs: versions order targets, clocks do not.
 	Issued time.Time `json:"issued,omitzero"`
@@ -174,6 +178,9 @@ func ParseTargetEnvelope(b []byte) (TargetEnvelope, error) {
 		if p := idProblem(name); (kind != "device" && kind != "group") || p != "" {
 			return TargetEnvelope{}, newError(ErrMalformed, nil, `fleet: %s version %d: bad "scope" %.80q: want device/<id> or group/<name>`, what, env.Version, s)
 		}
+	}
+	if err := checkRollout(fmt.Sprintf("%s version %d", what, env.Version), env.Rollout); err != nil {
+		return TargetEnvelope{}, err
 	}
 	if k := jsonKind(env.Target); k != "an object" {
 		return TargetEnvelope{}, newError(ErrMalformed, nil,

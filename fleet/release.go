@@ -72,6 +72,9 @@ type ReleaseEnvelope struct {
 	// Chunks, in a chunked release, are the hashes of the code's chunks,
 	// each published retained on its own topic (Topics.ModuleChunk).
 	Chunks *Chunks `json:"chunks,omitempty"`
+	// Rollout, when set, is the policy the release reaches the devices
+	// under (docs/rollouts.md), covered by the signature.
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// Issued is when the operator released it (RFC 3339), optional.
 	Issued time.Time `json:"issued,omitzero"`
 	// Key and Sig sign the envelope (see Sign): the operator key's id and
@@ -119,6 +122,9 @@ func ParseReleaseEnvelope(b []byte) (ReleaseEnvelope, error) {
 		return ReleaseEnvelope{}, err
 	}
 	if err := checkVersion(what, "release", env.Version); err != nil {
+		return ReleaseEnvelope{}, err
+	}
+	if err := checkRollout(fmt.Sprintf("%s version %d", what, env.Version), env.Rollout); err != nil {
 		return ReleaseEnvelope{}, err
 	}
 	if env.Format == ChunkedFormat {
@@ -176,14 +182,14 @@ func (env ReleaseEnvelope) signedBytes() []byte {
 		s := sha256.Sum256(env.Wasm)
 		sum, size = hex.EncodeToString(s[:]), len(env.Wasm)
 	}
-	return releaseSignedBytes("tern release", env.Prefix, env.Fleet, ModuleScope(env.Module), env.Version, env.ModuleVersion, sum, size)
+	return releaseSignedBytes("tern release", env.Prefix, env.Fleet, ModuleScope(env.Module), env.Version, env.ModuleVersion, sum, size, env.Rollout)
 }
 
 // releaseSignedBytes is what the signature of a release (a module's or
 // ternd's) covers: the common lines, then one line each for the version
 // the code calls itself, and the SHA-256 (hex) and size of the code.
-func releaseSignedBytes(kind, prefix, fleet, scope string, version uint64, codeVersion, sum string, size int) []byte {
-	return signedBytes(kind, prefix, fleet, scope, version, codeVersion, sum, strconv.Itoa(size))
+func releaseSignedBytes(kind, prefix, fleet, scope string, version uint64, codeVersion, sum string, size int, r *Rollout) []byte {
+	return signedBytes(kind, prefix, fleet, scope, version, append([]string{codeVersion, sum, strconv.Itoa(size)}, rolloutLine(r)...)...)
 }
 
 // SetTopics makes the release for the fleet and topic prefix of t. Call it

@@ -58,6 +58,7 @@ func (env TargetEnvelope) signedBytes(scope string) ([]byte, error) {
 		// signed bytes they always had.
 		own = append(own, "replaces "+strconv.FormatUint(env.Replaces, 10))
 	}
+	own = append(own, rolloutLine(env.Rollout)...)
 	return signedBytes("tern target", env.Prefix, env.Fleet, scope, env.Version, own...), nil
 }
 

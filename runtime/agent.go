@@ -185,6 +185,7 @@ type Agent struct {
 	wake     chan struct{}       // a new target arrived
 	pending  chan struct{}       // the reporter refused an event, which waits: see idleWait
 	installs chan installRequest // new module code, for the loop to swap in
+	reported chan struct{}       // the status changed outside the loop (SetRollouts): report it
 
 	pubMu      sync.Mutex    // serializes handing events to the reporter; guards pubFailing
 	pubFailing bool          // the reporter refused the last event (said at Warn once)
@@ -209,6 +210,7 @@ type Agent struct {
 	modsGen    uint64            // counts changes of the module set
 	missing    map[string]string // configured modules that did not load, and why
 	cover      coverage          // target paths no loaded module handles
+	busyWhy    string            // what the busy sensors say, "" when not busy (BusyReason)
 
 	specs       map[string]ModuleSpec   // as configured, by module name
 	codes       map[string]string       // code hash of each module that runs, by name
@@ -239,7 +241,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("runtime: Options.Store is required")
 	}
-	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), jobWake: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
+	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), jobWake: make(chan struct{}, 1), reported: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}, missing: map[string]string{}}
 	a.previews = make(chan previewRequest)
 	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
@@ -406,6 +408,15 @@ func (a *Agent) setTarget(version uint64, doc json.RawMessage, rebase string) er
 	return nil
 }
 
+// SetRollouts replaces what the status says of rollouts (Status.Rollouts;
+// ternd's rollout gate keeps it) and has the loop report it.
+func (a *Agent) SetRollouts(r map[string]api.RolloutStatus) {
+	a.mu.Lock()
+	a.status.Rollouts = maps.Clone(r)
+	a.mu.Unlock()
+	signal(a.reported)
+}
+
 // Refused reports a target or message the agent never got to see because
 // it was malformed on the way in (e.g. an envelope that did not parse).
 func (a *Agent) Refused(version uint64, err error) {
@@ -432,6 +443,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			case <-a.wake:
 			case <-a.jobWake:
+			case <-a.reported:
 			case <-next.jobs(a): // a job's time, to the millisecond, between sensor ticks
 			case <-next.after(a):
 			case <-a.pending:
@@ -593,6 +605,7 @@ func (a *Agent) step(ctx context.Context) {
 	if err := a.sense(ctx); err != nil {
 		a.log.Warn("sensing failed", "err", err)
 	}
+	a.updateBusy()
 	if a.check() {
 		return
 	}

@@ -314,6 +314,15 @@ func Sensor(name, path string, every time.Duration, fn SenseFunc) {
 	registry.sensors = append(registry.sensors, fn)
 }
 
+// BusySensor registers a busy sensor: it reports at path, every interval,
+// whether the device is busy (a machine mid-cycle, a door open): true, or
+// a non-empty string that says why, defers the disruptive changes of
+// rollouts until it reports false or "" (or the device's bound passes).
+func BusySensor(name, path string, every time.Duration, fn SenseFunc) {
+	registry.manifest.Sensors = append(registry.manifest.Sensors, SensorSpec{Name: name, Path: path, IntervalMS: int(every / time.Millisecond), Busy: true})
+	registry.sensors = append(registry.sensors, fn)
+}
+
 // Describe returns the registered manifest.
 func Describe() Manifest { return registry.manifest }
 

@@ -250,9 +250,19 @@ func sign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	return pushOrSignWith(ctx, cmd, args, stdout, stderr, nil)
+}
+
+// pushOrSignWith is push, sign, or, with rf, tern rollout start of a
+// target: the push with a rollout policy, after the rollout's control.
+func pushOrSignWith(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, rf *rolloutFlags) error {
 	fs := newFlags(cmd, stderr)
 	var ff fleetFlags
-	if cmd == "push" {
+	publish := cmd != "sign"
+	if rf != nil {
+		rf.register(fs)
+	}
+	if publish {
 		ff.register(fs)
 	} else {
 		ff.registerTopics(fs) // sign does not connect
@@ -270,7 +280,7 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if err := ver.check(); err != nil {
 		return err
 	}
-	if cmd == "push" {
+	if publish {
 		if err := ff.check(); err != nil {
 			return err
 		}
@@ -309,6 +319,11 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		return usageError{err}
 	}
 	env := fleet.TargetEnvelope{Format: fleet.Format, Version: v, Replaces: *replaces, Target: doc, Issued: time.Now().UTC()}
+	if rf != nil {
+		if env.Rollout, err = rf.build(time.Now(), name); err != nil {
+			return err
+		}
+	}
 	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
@@ -335,6 +350,13 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		return err
 	}
 	defer op.Close()
+	if rf != nil {
+		what := fmt.Sprintf("target %s version %d", scope, v)
+		if err := startControl(ctx, op, topics, env.Rollout, what, scope, priv); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, describeRollout(env.Rollout))
+	}
 	if *group != "" {
 		err = op.PushGroupTarget(ctx, *group, env)
 	} else {
@@ -348,6 +370,10 @@ func pushOrSign(ctx context.Context, cmd string, args []string, stdout, stderr i
 		signed = "signed by " + env.Key
 	}
 	fmt.Fprintf(stdout, "pushed target version %d to %s/%s (%s)\n", v, ff.fleet, scope, signed)
+	if rf != nil {
+		fmt.Fprintf(stdout, "follow it with tern rollout watch --fleet %s %s; pause, resume or abort it with tern rollout pause|resume|abort %s\n", ff.fleet, env.Rollout.ID, env.Rollout.ID)
+		return nil
+	}
 	// A device reports the sum of its sources' versions, not v: say how
 	// to follow the push without adding them up by hand.
 	if *group != "" {

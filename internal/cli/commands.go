@@ -297,6 +297,88 @@ func init() {
 			run: jobWho,
 		},
 		{
+			name:  "rollout start",
+			args:  "[fleet flags] (--device ID | --group NAME TARGET) | (--module NAME M.wasm) [--id ID] [--waves 1%,10%,50%,100%] [--interval D] [--start TIME] [--disruptive] [--window SPEC]... [--defer-max D] [--abort-failed P --abort-after N] --key K.key",
+			short: "push a target or release a module in waves, under a policy devices follow",
+			summary: "Push a target (--device or --group) or release a module (--module) under a\n" +
+				"rollout: waves of the devices in scope (each device computes its own from the\n" +
+				"rollout id), opening --interval apart by each device's clock, halted by a\n" +
+				"pause or an abort, disruptive changes waiting for maintenance windows and busy\n" +
+				"sensors. The rollout's control (running) is published first. Takes the flags\n" +
+				"of tern push or tern release too. See docs/rollouts.md.",
+			examples: []string{
+				"tern rollout start --fleet demo --module relay --waves 1%,10%,50%,100% --interval 30m --abort-failed 5% --abort-after 20 --key ops.key relay.wasm",
+				`tern rollout start --fleet demo --group boilers --disruptive --window "sat,sun 02:00-05:00 Europe/Berlin" --key ops.key target.json`,
+			},
+			run: rolloutStart,
+		},
+		{
+			name:  "rollout watch",
+			args:  "[fleet flags] ID [--auto-abort --key K.key] [--timeout D]",
+			short: "follow a rollout wave by wave; abort it when its rule trips",
+			summary: "Print a rollout's counts by wave and phase as the devices report, until every\n" +
+				"device in scope finished (exit 0), some failed or it was aborted (exit 5), or\n" +
+				"--timeout (exit 4). With --auto-abort, publish a signed abort when the\n" +
+				"rollout's abort rule trips: devices that have not applied the change never do.",
+			examples: []string{
+				"tern rollout watch --fleet demo relay-20261206-040000 --auto-abort --key ops.key",
+			},
+			run: rolloutWatch,
+		},
+		{
+			name:  "rollout status",
+			args:  "[fleet flags] ID [--devices] [--json]",
+			short: "where a rollout stands, wave by wave, from retained reports",
+			summary: "Print a rollout's state and its devices' counts by wave and phase, from what\n" +
+				"the devices retained on the broker: it works later, for devices offline now.\n" +
+				"Exit 0: every device in scope succeeded; 4: some have not finished; 5: the\nrollout was aborted or some device failed it.",
+			examples: []string{
+				"tern rollout status --fleet demo relay-20261206-040000 --devices",
+				`tern rollout status --fleet demo relay-20261206-040000 --json | jq '.devices[] | select(.phase == "failed")'`,
+			},
+			run: rolloutStatus,
+		},
+		{
+			name:    "rollout ls",
+			args:    "[fleet flags] [--json]",
+			short:   "list the rollouts retained for the fleet",
+			summary: "List the rollouts whose controls are retained on the broker: id, state, the\nchange each governs, its scope and waves.",
+			examples: []string{
+				"tern rollout ls --fleet demo",
+			},
+			run: rolloutLs,
+		},
+		{
+			name:    "rollout pause",
+			args:    "[fleet flags] ID [--reason TEXT] [--key K.key]",
+			short:   "halt a rollout: devices that have not applied it wait",
+			summary: "Publish a signed, retained pause for rollout ID: devices that have not applied\nits change wait (those offline now too, when they return) until tern rollout resume.",
+			examples: []string{
+				`tern rollout pause --fleet demo relay-20261206-040000 --reason "checking wave 2" --key ops.key`,
+			},
+			run: rolloutPause,
+		},
+		{
+			name:    "rollout resume",
+			args:    "[fleet flags] ID [--reason TEXT] [--key K.key]",
+			short:   "lift a rollout's pause",
+			summary: "Publish a signed, retained running control for a paused rollout: its waves go\non by each device's clock.",
+			examples: []string{
+				"tern rollout resume --fleet demo relay-20261206-040000 --key ops.key",
+			},
+			run: rolloutResume,
+		},
+		{
+			name:    "rollout abort",
+			args:    "[fleet flags] ID [--reason TEXT] [--key K.key]",
+			short:   "stop a rollout for good",
+			summary: "Publish a signed, retained abort for rollout ID: devices that have not applied\nits change never will (a later resume is refused); those that did keep it.",
+			examples: []string{
+				`tern rollout abort --fleet demo relay-20261206-040000 --reason "fails on rev B boards" --key ops.key`,
+			},
+			run: rolloutAbort,
+		},
+		{
 			name:    "keys generate",
 			args:    "NAME [--dir DIR]",
 			short:   "generate an operator signing key pair",

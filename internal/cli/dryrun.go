@@ -31,9 +31,10 @@ type dryRunFlags struct {
 	fs      *flag.FlagSet
 }
 
-// register adds the dry-run flags to tern push (cmd); tern sign has none.
+// register adds the dry-run flags to tern push and tern rollout start of
+// a target (cmd); tern sign has none.
 func (d *dryRunFlags) register(fs *flag.FlagSet, cmd string) {
-	if cmd != "push" {
+	if cmd != "push" && cmd != "rollout start" {
 		return
 	}
 	d.fs = fs

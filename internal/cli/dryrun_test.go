@@ -246,6 +246,11 @@ func TestDryRun(t *testing.T) {
 	if code != cli.ExitDryRunCannot || !strings.Contains(out, "5 refused, by reason") || !strings.Contains(out, "tern push --dry-run --key") {
 		t.Errorf("unsigned dry-run: exit %d\n%s", code, out)
 	}
+	// tern rollout start --dry-run asks the same, and starts nothing.
+	code, out, errOut = tern(t, append(append([]string{"rollout", "start", "--dry-run", "--waves", "50%,100%"}, fl...), "--group", "floor", both)...)
+	if code != cli.ExitDryRunCannot || !strings.Contains(out, "2 would run plan A (2 tasks): pi-001, pi-002") || !strings.Contains(out, "2 cannot, by reason") {
+		t.Errorf("rollout start --dry-run: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// A device that does not answer.
 	code, out, _ = tern(t, append(append([]string{"push", "--dry-run", "--timeout", "1s"}, fl...), "--device", "pi-006", both)...)
 	if code != cli.ExitDryRunNoAnswer || !strings.Contains(out, "1 did not answer within 1s: pi-006") {

@@ -32,7 +32,16 @@ const retainedWait = 2 * time.Second
 // itself relay must not become relay by accident. The file's own name
 // must agree.
 func release(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("release", stderr)
+	return releaseWith(ctx, "release", args, stdout, stderr, nil)
+}
+
+// releaseWith is release, or, with rf, tern rollout start of a module
+// release: the release with a rollout policy, after the rollout's control.
+func releaseWith(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, rf *rolloutFlags) error {
+	fs := newFlags(cmd, stderr)
+	if rf != nil {
+		rf.register(fs)
+	}
 	var ff fleetFlags
 	ff.register(fs)
 	module := fs.String("module", "", "the module the release replaces (required): it is published on <prefix>/<fleet>/modules/NAME and runs with the grants NAME has in each device's ternd.yaml; the file's manifest must name the same module")
@@ -46,7 +55,7 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *keyPath == "" || fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{errors.New("release needs --module NAME, --key and one module (.wasm)")}
+		return usageError{fmt.Errorf("%s needs --module NAME, --key and one module (.wasm)", cmd)}
 	}
 	if err := ver.check(); err != nil {
 		return err
@@ -107,13 +116,19 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := printGrants(stderr, *config, topics, man); err != nil {
 		return err
 	}
+	var ro *fleet.Rollout
+	if rf != nil {
+		if ro, err = rf.build(time.Now(), *module); err != nil {
+			return err
+		}
+	}
 
 	if *dryRun {
 		v := ver.v
 		if !ver.set {
 			v = uint64(time.Now().UnixMilli())
 		}
-		env := newRelease(topics, *module, v, wasm, man, priv)
+		env := newRelease(topics, *module, v, wasm, man, priv, ro)
 		fmt.Fprintln(stdout, string(mustJSON(env)))
 		return nil
 	}
@@ -143,7 +158,7 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	default:
 		v = ver.v
 	}
-	env := newRelease(topics, *module, v, wasm, man, priv)
+	env := newRelease(topics, *module, v, wasm, man, priv, ro)
 	if ok && ver.set && !*force {
 		if err := checkAboveRetained(topics, held, env); err != nil {
 			return err
@@ -151,6 +166,13 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if ok && held.Version == v && held.SHA256 == env.SHA256 {
 		fmt.Fprintf(stderr, "the release retained on %s is this one (version %d, sha256 %.12s): devices that have it ignore it again\n", topics.Module(*module), v, env.SHA256)
+	}
+	if ro != nil {
+		what := fmt.Sprintf("module %s version %d (%s)", *module, v, man.Version)
+		if err := startControl(ctx, op, topics, ro, what, fleet.ModuleScope(*module), priv); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, describeRollout(ro))
 	}
 	if err := op.PushRelease(ctx, env); err != nil {
 		return err
@@ -162,10 +184,11 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // newRelease makes the signed release envelope.
-func newRelease(topics fleet.Topics, module string, v uint64, wasm []byte, man abi.Manifest, priv ed25519.PrivateKey) fleet.ReleaseEnvelope {
+func newRelease(topics fleet.Topics, module string, v uint64, wasm []byte, man abi.Manifest, priv ed25519.PrivateKey, ro *fleet.Rollout) fleet.ReleaseEnvelope {
 	env := fleet.NewRelease(module, v, wasm)
 	env.SetTopics(topics) // the signature covers them: devices of other fleets refuse it
 	env.ModuleVersion = man.Version
+	env.Rollout = ro
 	env.Sign(priv)
 	return env
 }

@@ -84,6 +84,10 @@ type Config struct {
 	// systemd-timesyncd says it did; "assume" always (a board with a
 	// battery-backed clock, or a container whose host keeps time).
 	ClockSync string `yaml:"clock_sync" json:"clock_sync"`
+	// UpdatePolicy holds disruptive changes a rollout governs until a
+	// maintenance window opens and the modules' busy sensors clear
+	// (docs/rollouts.md).
+	UpdatePolicy UpdatePolicy `yaml:"update_policy" json:"update_policy"`
 	// OutboxLimit is how many event reports the device keeps while the
 	// broker is unreachable; beyond it the oldest go (and an events.dropped
 	// event says how many). Default 100000, about 30 MB of store.
@@ -297,6 +301,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClockSync != "" && c.ClockSync != "auto" && c.ClockSync != "assume" {
 		errs = append(errs, fmt.Errorf("clock_sync: %q: want auto (the default: NTP says the clock is right) or assume (a board with a real-time clock)", c.ClockSync))
+	}
+	if _, _, err := c.UpdatePolicy.parse(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.OutboxLimit < 0 {
 		errs = append(errs, fmt.Errorf("outbox_limit: %d is negative; leave it out for the default (%d)", c.OutboxLimit, fleet.DefaultOutboxLimit))

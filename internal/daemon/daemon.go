@@ -197,8 +197,21 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	errc := make(chan error, 2)
 	var offered atomic.Uint64 // targets the fleet offered (see bootGrace)
 	if dev != nil {
+		windows, deferMax, _ := cfg.UpdatePolicy.parse() // Validate checked it
+		clock := hw.Clock
+		if clock == nil {
+			clock = time.Now
+		}
+		g, err := newGate(gate{
+			device: cfg.Device, trust: trust, store: st, log: log, clock: clock, synced: synced,
+			conn: dev.Connection, busy: agent.BusyReason, report: agent.SetRollouts,
+			windows: windows, defMax: deferMax,
+		})
+		if err != nil {
+			return err
+		}
 		wg.Go(func() { errc <- dev.Run(ctx) })
-		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, trust, &offered, log) })
+		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, trust, g, &offered, log) })
 		wg.Go(func() { dryRuns(ctx, dev, st, cfg.Device, cfg.Groups, trust, agent, log) })
 	}
 	wg.Go(func() {
@@ -381,55 +394,103 @@ func newUpdater(cfg Config, trust signing.Trust, dev *fleet.Device, log *slog.Lo
 }
 
 // feed hands targets and module releases from the fleet to the agent.
-func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *fleet.Releases, up *updater, a *runtime.Agent, trust signing.Trust, offered *atomic.Uint64, log *slog.Logger) {
+func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, comb *combiner, rels *fleet.Releases, up *updater, a *runtime.Agent, trust signing.Trust, g *gate, offered *atomic.Uint64, log *slog.Logger) {
 	// Module releases install one at a time, in the order they came, on
 	// their own goroutine: compiling one may take up to its bound, and
 	// targets must reach the agent meanwhile.
 	releases := make(chan fleet.ReleaseEnvelope, 16)
+	installed := newOutcomes() // of releases a rollout governs, for the gate
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(releases)
 	wg.Go(func() {
 		for env := range releases {
-			release(ctx, env, rels, a, log)
+			err := release(ctx, env, rels, a, log)
+			if env.Rollout != nil {
+				installed.put(env.Module, env.Version, err)
+			}
 		}
 	})
+	sendRelease := func(env fleet.ReleaseEnvelope) bool {
+		select {
+		case releases <- env:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	applyTarget := func(env fleet.ScopedTarget) error {
+		version, doc, changed, rebased, err := comb.offer(env)
+		offered.Add(1)
+		switch {
+		case err != nil:
+			log.Warn("target refused", "scope", env.Scope, "version", env.Version, "err", err)
+			a.Refused(env.Version, err)
+		case !changed:
+			log.Debug("target redelivered", "scope", env.Scope, "version", env.Version)
+		case rebased:
+			if err = a.ReplaceTarget(version, doc, fmt.Sprintf("%s version %d replaces version %d (tern push --replaces)", env.Scope, env.Version, env.Replaces)); err != nil {
+				log.Warn("rebase refused", "version", version, "err", err)
+			} else {
+				log.Warn("target rebased", "scope", env.Scope, "version", env.Version, "replaces", env.Replaces, "combined_version", version)
+			}
+		default:
+			if err = a.SetTarget(version, doc); err != nil {
+				log.Warn("target refused", "version", version, "err", err)
+			} else {
+				log.Info("target received", "scope", env.Scope, "version", env.Version, "combined_version", version)
+			}
+		}
+		return err
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	step := func() {
+		timer.Stop()
+		if next := g.step(); !next.IsZero() {
+			timer.Reset(max(next.Sub(g.clock()), time.Millisecond))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-timer.C:
+			step()
+		case <-dev.RolloutsWaiting():
+			for _, c := range dev.TakeRolloutControls() {
+				g.control(c)
+			}
+			step()
+		case <-installed.wake:
+			step()
 		case env, ok := <-dev.Targets():
 			if !ok {
 				return
 			}
-			version, doc, changed, rebased, err := comb.offer(env)
-			offered.Add(1)
-			switch {
-			case err != nil:
-				log.Warn("target refused", "scope", env.Scope, "version", env.Version, "err", err)
-				a.Refused(env.Version, err)
-			case !changed:
-				log.Debug("target redelivered", "scope", env.Scope, "version", env.Version)
-			case rebased:
-				if err := a.ReplaceTarget(version, doc, fmt.Sprintf("%s version %d replaces version %d (tern push --replaces)", env.Scope, env.Version, env.Replaces)); err != nil {
-					log.Warn("rebase refused", "version", version, "err", err)
-				} else {
-					log.Warn("target rebased", "scope", env.Scope, "version", env.Version, "replaces", env.Replaces, "combined_version", version)
-				}
-			default:
-				if err := a.SetTarget(version, doc); err != nil {
-					log.Warn("target refused", "version", version, "err", err)
-				} else {
-					log.Info("target received", "scope", env.Scope, "version", env.Version, "combined_version", version)
-				}
+			if env.Rollout == nil {
+				applyTarget(env)
+				continue
 			}
+			_, fresh, err := comb.admit(env)
+			if err != nil || !fresh {
+				applyTarget(env) // refused or redelivered, as without a rollout
+				continue
+			}
+			g.hold(targetGated(env, a, applyTarget))
+			step()
 		case env, ok := <-dev.Releases():
 			if !ok {
 				return
 			}
-			select {
-			case releases <- env:
-			case <-ctx.Done():
+			if env.Rollout != nil {
+				if fresh, err := rels.Check(env); err == nil && fresh {
+					g.hold(releaseGated(env, a, installed, sendRelease))
+					step()
+					continue
+				}
+			}
+			if !sendRelease(env) {
 				return
 			}
 		case <-dev.JobsWaiting():
@@ -500,16 +561,16 @@ func offerJob(j fleet.ScopedJob, trust signing.Trust, a *runtime.Agent, log *slo
 
 // release installs a module release that passes rels' checks, through the
 // agent's module lifecycle (signature in the code, compile, swap, rollback).
-func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *fleet.Releases, a *runtime.Agent, log *slog.Logger) {
+func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *fleet.Releases, a *runtime.Agent, log *slog.Logger) error {
 	fresh, err := rels.Check(env)
 	switch {
 	case err != nil:
 		log.Warn("module release refused", "module", env.Module, "version", env.Version, "err", err)
 		a.ModuleRefused(env.Module, err)
-		return
+		return err
 	case !fresh:
 		log.Debug("module release redelivered", "module", env.Module, "version", env.Version)
-		return
+		return nil
 	}
 	log.Info("module release received", "module", env.Module, "version", env.Version, "module_version", env.ModuleVersion, "size", env.Size)
 	err = a.InstallModule(ctx, env.Module, env.Wasm)
@@ -517,7 +578,7 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *fleet.Release
 	// back to the system once it is recorded below.
 	defer debug.FreeOSMemory()
 	if err != nil && ctx.Err() != nil {
-		return // stopping: cut short, so tried again at the next start
+		return err // stopping: cut short, so tried again at the next start
 	}
 	// Recorded whatever the outcome, and even if a stop arrived meanwhile:
 	// an installed release left unrecorded would let an older release,
@@ -527,9 +588,10 @@ func release(ctx context.Context, env fleet.ReleaseEnvelope, rels *fleet.Release
 	}
 	if err != nil {
 		log.Warn("module release not installed", "module", env.Module, "version", env.Version, "err", err)
-		return
+		return err
 	}
 	log.Info("module release installed", "module", env.Module, "version", env.Version)
+	return nil
 }
 
 func moduleNames(cfg Config) []string {

@@ -62,48 +62,9 @@ func (c *combiner) offer(st fleet.ScopedTarget) (version uint64, doc json.RawMes
 }
 
 func (c *combiner) take(st fleet.ScopedTarget) (version uint64, doc json.RawMessage, changed bool, err error) {
-	known := false
-	for _, s := range c.order {
-		known = known || s == st.Scope
-	}
-	if !known {
-		return 0, nil, false, fmt.Errorf("target for %s, which is not this device nor one of its groups", st.Scope)
-	}
-	if len(c.trust) > 0 {
-		if err := st.Verify(st.Scope, c.trust); err != nil {
-			return 0, nil, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
-		}
-	}
-	held := c.sources[st.Scope]
-	if st.Replaces != 0 {
-		switch {
-		case st.Version == held.Version && sameDocument(st.Target, held.Target):
-			return 0, nil, false, nil // redelivered after it was applied
-		case st.Replaces != held.Version:
-			return 0, nil, false, fmt.Errorf("%s target version %d refused: it replaces version %d, but this device holds version %d; a rebase applies only to a device that holds the version it replaces (tern push --replaces %d, or a plain push above %d)",
-				st.Scope, st.Version, st.Replaces, held.Version, held.Version, held.Version)
-		}
-		held.Version = 0 // the rebase may go below it
-		held.Retired = min(st.Replaces, cmpZero(held.Retired))
-	}
-	switch {
-	case held.Retired != 0 && st.Version >= held.Retired:
-		return 0, nil, false, fmt.Errorf("%s target version %d refused: versions from %d up were retired when an operator took this device back from version %d (tern push --replaces); push a version below %d",
-			st.Scope, st.Version, held.Retired, held.Retired, held.Retired)
-	case st.Version < held.Version && held.Version > fleet.MaxVersion:
-		return 0, nil, false, fmt.Errorf("%s target version %d refused: the version held, %d, was accepted before versions had a ceiling (2^53-1) and no version can follow it; take the device back with tern push --replaces %d --version LOWER",
-			st.Scope, st.Version, held.Version, held.Version)
-	case st.Version < held.Version:
-		return 0, nil, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
-			st.Scope, st.Version, held.Version, held.Version)
-	case st.Version == held.Version && sameDocument(st.Target, held.Target):
-		return 0, nil, false, nil // redelivered: the retained message after a reconnect
-	case st.Version == held.Version:
-		return 0, nil, false, fmt.Errorf("%s target version %d refused: version %d is held with a different target; a version names one target, so push the change as a version above %d",
-			st.Scope, st.Version, held.Version, held.Version)
-	}
-	if _, err := c.combinedVersion(st.Scope, st.Version); err != nil {
-		return 0, nil, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
+	held, fresh, err := c.admit(st)
+	if err != nil || !fresh {
+		return 0, nil, false, err
 	}
 	c.sources[st.Scope] = source{Version: st.Version, Target: st.Target, Retired: held.Retired}
 	b, err := json.Marshal(c.sources)
@@ -124,6 +85,57 @@ func (c *combiner) take(st fleet.ScopedTarget) (version uint64, doc json.RawMess
 		return 0, nil, false, err
 	}
 	return version, doc, true, nil
+}
+
+// admit decides whether the envelope would be taken, without taking it:
+// fresh is false for a redelivery of what is held, err says why it is
+// refused. held is the source it would replace (its Retired as a rebase
+// leaves it).
+func (c *combiner) admit(st fleet.ScopedTarget) (held source, fresh bool, err error) {
+	known := false
+	for _, s := range c.order {
+		known = known || s == st.Scope
+	}
+	if !known {
+		return held, false, fmt.Errorf("target for %s, which is not this device nor one of its groups", st.Scope)
+	}
+	if len(c.trust) > 0 {
+		if err := st.Verify(st.Scope, c.trust); err != nil {
+			return held, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
+		}
+	}
+	held = c.sources[st.Scope]
+	if st.Replaces != 0 {
+		switch {
+		case st.Version == held.Version && sameDocument(st.Target, held.Target):
+			return held, false, nil // redelivered after it was applied
+		case st.Replaces != held.Version:
+			return held, false, fmt.Errorf("%s target version %d refused: it replaces version %d, but this device holds version %d; a rebase applies only to a device that holds the version it replaces (tern push --replaces %d, or a plain push above %d)",
+				st.Scope, st.Version, st.Replaces, held.Version, held.Version, held.Version)
+		}
+		held.Version = 0 // the rebase may go below it
+		held.Retired = min(st.Replaces, cmpZero(held.Retired))
+	}
+	switch {
+	case held.Retired != 0 && st.Version >= held.Retired:
+		return held, false, fmt.Errorf("%s target version %d refused: versions from %d up were retired when an operator took this device back from version %d (tern push --replaces); push a version below %d",
+			st.Scope, st.Version, held.Retired, held.Retired, held.Retired)
+	case st.Version < held.Version && held.Version > fleet.MaxVersion:
+		return held, false, fmt.Errorf("%s target version %d refused: the version held, %d, was accepted before versions had a ceiling (2^53-1) and no version can follow it; take the device back with tern push --replaces %d --version LOWER",
+			st.Scope, st.Version, held.Version, held.Version)
+	case st.Version < held.Version:
+		return held, false, fmt.Errorf("%s target version %d refused: older than the version %d held (a replay, or a push with a lower --version); push a version above %d",
+			st.Scope, st.Version, held.Version, held.Version)
+	case st.Version == held.Version && sameDocument(st.Target, held.Target):
+		return held, false, nil // redelivered: the retained message after a reconnect
+	case st.Version == held.Version:
+		return held, false, fmt.Errorf("%s target version %d refused: version %d is held with a different target; a version names one target, so push the change as a version above %d",
+			st.Scope, st.Version, held.Version, held.Version)
+	}
+	if _, err := c.combinedVersion(st.Scope, st.Version); err != nil {
+		return held, false, fmt.Errorf("%s target version %d refused: %w", st.Scope, st.Version, err)
+	}
+	return held, true, nil
 }
 
 // combinedVersion is fleet.CombinedVersion of the sources' versions, with

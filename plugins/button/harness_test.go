@@ -75,3 +75,42 @@ func TestButtonsOnASimBoard(t *testing.T) {
 		}
 	}
 }
+
+// The busy sensor says which busy_while buttons are pressed, and false
+// when none is: the device defers disruptive changes meanwhile.
+func TestBusySensor(t *testing.T) {
+	seen, ready = map[string]*state{}, map[string]bool{}
+	lines := sim.NewGPIO("GPIO5", "GPIO6")
+	m, err := sdktest.New(sdktest.Board{GPIO: lines}, map[string]any{
+		"buttons": map[string]any{
+			"door":  map[string]any{"line": "GPIO5", "active_low": true},
+			"panic": map[string]any{"line": "GPIO6"}},
+		"busy_while": []string{"door"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	busy := func() string {
+		t.Helper()
+		v, err := m.Sense("busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+	if got := busy(); got != "false" {
+		t.Fatalf("door closed: busy = %s, want false", got)
+	}
+	if err := lines.Drive("GPIO6", gpio.High); err != nil { // panic is not a busy button
+		t.Fatal(err)
+	}
+	if got := busy(); got != "false" {
+		t.Fatalf("panic pressed: busy = %s, want false", got)
+	}
+	if err := lines.Drive("GPIO5", gpio.Low); err != nil {
+		t.Fatal(err)
+	}
+	if got := busy(); got != `"[door] pressed"` {
+		t.Fatalf("door open: busy = %s, want \"[door] pressed\"", got)
+	}
+}

@@ -7,6 +7,12 @@
 //	config:
 //	  buttons:
 //	    door: {line: GPIO5, active_low: true}   # to ground, with the pull-up
+//	  busy_while: [door]   # the device is busy while the door is pressed (open)
+//
+// /busy is a busy sensor (sdk.BusySensor): while a button named in
+// busy_while is pressed it says so ("door is pressed"), and the device
+// defers the disruptive changes of rollouts (docs/rollouts.md); otherwise
+// it is false.
 package main
 
 import (
@@ -21,6 +27,7 @@ func init() {
 	sdk.Module("button", "0.1.0")
 	sdk.Requests("gpio")
 	sdk.Sensor("buttons", "/buttons", 100*time.Millisecond, sense)
+	sdk.BusySensor("busy", "/busy", 100*time.Millisecond, senseBusy)
 }
 
 func main() {}
@@ -31,7 +38,8 @@ type button struct {
 }
 
 type config struct {
-	Buttons map[string]button `json:"buttons"`
+	Buttons   map[string]button `json:"buttons"`
+	BusyWhile []string          `json:"busy_while"`
 }
 
 type state struct {
@@ -59,15 +67,8 @@ func sense(c *sdk.Context) (any, error) {
 	out := map[string]state{}
 	for _, name := range names {
 		b := loaded.Buttons[name]
-		if !ready[b.Line] {
-			pull := sdk.PullDown
-			if b.ActiveLow {
-				pull = sdk.PullUp
-			}
-			if err := sdk.GPIOIn(b.Line, pull); err != nil {
-				return nil, fmt.Errorf("button %s: %w", name, err)
-			}
-			ready[b.Line] = true
+		if err := input(name, b); err != nil {
+			return nil, err
 		}
 		st := seen[name]
 		if st == nil {
@@ -104,4 +105,50 @@ func sense(c *sdk.Context) (any, error) {
 		out[name] = *st
 	}
 	return out, nil
+}
+
+// input makes b's line an input, once.
+func input(name string, b button) error {
+	if ready[b.Line] {
+		return nil
+	}
+	pull := sdk.PullDown
+	if b.ActiveLow {
+		pull = sdk.PullUp
+	}
+	if err := sdk.GPIOIn(b.Line, pull); err != nil {
+		return fmt.Errorf("button %s: %w", name, err)
+	}
+	ready[b.Line] = true
+	return nil
+}
+
+// senseBusy says which busy_while buttons are pressed, or false.
+func senseBusy(c *sdk.Context) (any, error) {
+	loaded, err := sdk.ConfigOf[config](c)
+	if err != nil {
+		return nil, err
+	}
+	var pressed []string
+	for _, name := range loaded.BusyWhile {
+		b, ok := loaded.Buttons[name]
+		if !ok {
+			return nil, fmt.Errorf("button: busy_while names %q, which is not among the buttons", name)
+		}
+		if err := input(name, b); err != nil {
+			return nil, err
+		}
+		high, err := sdk.GPIORead(b.Line)
+		if err != nil {
+			return nil, fmt.Errorf("button %s: %w", name, err)
+		}
+		if high != b.ActiveLow {
+			pressed = append(pressed, name)
+		}
+	}
+	if len(pressed) == 0 {
+		return false, nil
+	}
+	sort.Strings(pressed)
+	return fmt.Sprintf("%v pressed", pressed), nil
 }

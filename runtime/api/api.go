@@ -90,6 +90,10 @@ type Status struct {
 	Unhandled []string `json:"unhandled,omitempty"`
 	// MissingModules are configured modules that did not load, and why.
 	MissingModules map[string]string `json:"missing_modules,omitempty"`
+	// Rollouts says, for each rollout that governs a change this device
+	// received (at most MaxRollouts, the newest), where the device is
+	// with it (docs/rollouts.md).
+	Rollouts map[string]RolloutStatus `json:"rollouts,omitempty"`
 	// Truncated is true when the report leaves out what would not fit a
 	// report (the state, then the other long fields): the device's log
 	// keeps the whole status.
@@ -160,3 +164,36 @@ func JobEnded(phase string) bool {
 	}
 	return false
 }
+
+// MaxRollouts bounds the rollouts a status reports.
+const MaxRollouts = 16
+
+// RolloutPhase is where a device is with a rollout's change.
+type RolloutPhase string
+
+// Rollout phases (docs/rollouts.md).
+const (
+	RolloutWaiting   RolloutPhase = "waiting"   // its wave has not opened, or the rollout's control has not been heard on this connection
+	RolloutHalted    RolloutPhase = "halted"    // the rollout is paused
+	RolloutDeferred  RolloutPhase = "deferred"  // outside a maintenance window, or the device is busy
+	RolloutApplying  RolloutPhase = "applying"  // handed to the agent; its outcome is not known yet
+	RolloutSucceeded RolloutPhase = "succeeded" // applied: installed, or the target reached
+	RolloutFailed    RolloutPhase = "failed"    // refused, rolled back, or the target not reached
+	RolloutAborted   RolloutPhase = "aborted"   // the rollout was aborted before the device applied it
+	RolloutReplaced  RolloutPhase = "replaced"  // a newer change for the same target or module came first
+)
+
+// RolloutStatus is a device's report of one rollout.
+type RolloutStatus struct {
+	// Wave is the device's wave, from 1.
+	Wave  int          `json:"wave"`
+	Phase RolloutPhase `json:"phase"`
+	// What names the change ("module relay version 5").
+	What string `json:"what,omitempty"`
+	// Why says what the device waits for, or why it failed.
+	Why   string    `json:"why,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// Finished reports whether the phase is an outcome: succeeded or failed.
+func (p RolloutPhase) Finished() bool { return p == RolloutSucceeded || p == RolloutFailed }

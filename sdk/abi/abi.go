@@ -110,6 +110,10 @@ type SensorSpec struct {
 	Name       string `json:"name"`
 	Path       string `json:"path"`
 	IntervalMS int    `json:"interval_ms"`
+	// Busy makes it a busy sensor: while the value at Path is true or a
+	// non-empty string (the reason, e.g. "door open"), the device defers
+	// the disruptive changes of rollouts (docs/rollouts.md).
+	Busy bool `json:"busy,omitempty"`
 }
 
 // Validate checks what the host relies on.
