@@ -248,7 +248,7 @@ func printDryRun(w io.Writer, s dryRunSummary, offline map[string]bool, timeout 
 		}
 	}
 	if len(s.Converged) > 0 {
-		fmt.Fprintf(w, "\n%d already converge (nothing to do): %s\n", len(s.Converged), devicesList(s.Converged))
+		fmt.Fprintf(w, "\n%d already converged (nothing to do): %s\n", len(s.Converged), devicesList(s.Converged))
 	}
 	for _, g := range []struct {
 		what string
