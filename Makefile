@@ -152,13 +152,15 @@ bench-agent:
 # testbench: the standard scenario suite (docs/testbench.md), node-loss on
 # a three-node NATS cluster among them, with its report; a JUnit copy lands
 # in testbench-report.xml for CI; the kill test; 10,000 agents on the
-# cluster; the slow-link release at full size. `make test`
+# cluster; a dry-run of 1,000 agents (TestScaleDryRun); the slow-link
+# release at full size. `make test`
 # runs the testbench's own tests, a fast subset (a failing scenario, the
 # parser, one relay board).
 testbench:
 	$(GO) run ./cmd/tern testbench run --junit testbench-report.xml testbench/scenarios/*.yaml
 	TERN_KILLS=50 $(GO) test -count=1 -run 'TestKillRestart' -v -timeout 30m ./testbench/
 	TERN_SCALE_AGENTS=10000 TERN_SCALE_BROKER=cluster $(GO) test -count=1 -run 'TestScale$$' -v -timeout 60m ./testbench/
+	TERN_SCALE_DRYRUN=1000 $(GO) test -count=1 -run 'TestScaleDryRun$$' -v -timeout 20m ./testbench/
 	TERN_SLOWLINK_BYTES=3400000 $(GO) test -count=1 -run 'TestReleaseOverSlowLink' -v -timeout 30m ./fleet/
 
 lint:

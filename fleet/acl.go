@@ -58,8 +58,9 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 # (kill -HUP). Usernames are device ids: password logins, or client
 # certificates with use_identity_as_username true. See docs/mqtt.md.
 
-# Every device: reads its own target and jobs, the module and agent
-# releases and rollout controls, writes its own reports and job statuses.
+# Every device: reads its own target, jobs and dry-runs, the module and
+# agent releases and rollout controls, writes its own reports, job statuses
+# and dry-run answers.
 `, t.Fleet, t.prefix())
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceTarget("%u"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Module("+"))
@@ -68,14 +69,15 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 	fmt.Fprintf(&b, "pattern read %s\n", t.Agent("+")+"/chunks/+")
 	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceJob("%u", "+"))
 	fmt.Fprintf(&b, "pattern read %s\n", t.Rollout("+"))
-	for _, topic := range []string{t.State("%u"), t.Events("%u"), t.Online("%u"), t.JobStatus("%u", "+")} {
+	fmt.Fprintf(&b, "pattern read %s\n", t.DeviceDryRun("%u"))
+	for _, topic := range []string{t.State("%u"), t.Events("%u"), t.Online("%u"), t.JobStatus("%u", "+"), t.DryRunAnswer("%u", "+")} {
 		fmt.Fprintf(&b, "pattern write %s\n", topic)
 	}
 	b.WriteString("\n# Operators: every topic of the fleet.\n")
 	for _, op := range ops {
 		fmt.Fprintf(&b, "user %s\ntopic readwrite %s/#\n", op, t.base())
 	}
-	b.WriteString("\n# Devices in groups: their groups' targets and jobs, no others.\n")
+	b.WriteString("\n# Devices in groups: their groups' targets, jobs and dry-runs, no others.\n")
 	for _, id := range ids {
 		groups := slices.Compact(slices.Sorted(slices.Values(devices[id])))
 		if len(groups) == 0 {
@@ -85,6 +87,7 @@ func MosquittoACL(t Topics, operators []string, devices map[string][]string) ([]
 		for _, g := range groups {
 			fmt.Fprintf(&b, "topic read %s\n", t.GroupTarget(g))
 			fmt.Fprintf(&b, "topic read %s\n", t.GroupJob(g, "+"))
+			fmt.Fprintf(&b, "topic read %s\n", t.GroupDryRun(g))
 		}
 	}
 	return b.Bytes(), nil

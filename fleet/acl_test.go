@@ -31,8 +31,9 @@ func ExampleMosquittoACL() {
 	// # (kill -HUP). Usernames are device ids: password logins, or client
 	// # certificates with use_identity_as_username true. See docs/mqtt.md.
 	//
-	// # Every device: reads its own target and jobs, the module and agent
-	// # releases and rollout controls, writes its own reports and job statuses.
+	// # Every device: reads its own target, jobs and dry-runs, the module and
+	// # agent releases and rollout controls, writes its own reports, job statuses
+	// # and dry-run answers.
 	// pattern read tern/demo/devices/%u/target
 	// pattern read tern/demo/modules/+
 	// pattern read tern/demo/modules/+/chunks/+
@@ -40,24 +41,29 @@ func ExampleMosquittoACL() {
 	// pattern read tern/demo/agent/+/chunks/+
 	// pattern read tern/demo/devices/%u/jobs/+
 	// pattern read tern/demo/rollouts/+
+	// pattern read tern/demo/devices/%u/dryrun
 	// pattern write tern/demo/devices/%u/state
 	// pattern write tern/demo/devices/%u/events
 	// pattern write tern/demo/devices/%u/online
 	// pattern write tern/demo/devices/%u/jobstatus/+
+	// pattern write tern/demo/devices/%u/dryrun/+
 	//
 	// # Operators: every topic of the fleet.
 	// user tern-operator
 	// topic readwrite tern/demo/#
 	//
-	// # Devices in groups: their groups' targets and jobs, no others.
+	// # Devices in groups: their groups' targets, jobs and dry-runs, no others.
 	// user pi-001
 	// topic read tern/demo/groups/floor-2/target
 	// topic read tern/demo/groups/floor-2/jobs/+
+	// topic read tern/demo/groups/floor-2/dryrun
 	// topic read tern/demo/groups/heaters/target
 	// topic read tern/demo/groups/heaters/jobs/+
+	// topic read tern/demo/groups/heaters/dryrun
 	// user pi-002
 	// topic read tern/demo/groups/heaters/target
 	// topic read tern/demo/groups/heaters/jobs/+
+	// topic read tern/demo/groups/heaters/dryrun
 }
 
 func TestMosquittoACLRefuses(t *testing.T) {

@@ -246,6 +246,10 @@ type Device struct {
 	// connections that ended while it was the largest in flight; an
 	// acknowledgement clears it.
 	strikes map[uint64]int
+
+	// dry holds the dry-run requests not yet taken (dryrun.go); guarded
+	// by jobMu.
+	dry dryRunInbox
 }
 
 // stateReport is a state report waiting to be sent: the status, and its
@@ -377,6 +381,7 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 		jobWake:      make(chan struct{}, 1),
 		ctlPending:   map[string]ReceivedControl{},
 		ctlWake:      make(chan struct{}, 1),
+		dry:          dryRunInbox{wake: make(chan struct{}, 1)},
 	}
 	d.limit.Store(int64(opts.MaxReport))
 	return d, nil
@@ -482,6 +487,9 @@ func (d *Device) Run(ctx context.Context) error {
 			c.AddRoute(topic, d.onJob(scope))
 		}
 		c.AddRoute(d.opts.Topics.Rollout("+"), d.onRolloutControl)
+		for topic, scope := range d.dryRunRoutes() {
+			c.AddRoute(topic, d.onDryRun(scope))
+		}
 		d.conns.Add(1) // before anything arrives on the new connection
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -657,6 +665,7 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 		return fmt.Errorf("fleet: publish online=true on %s: %w", d.online, err)
 	}
 	d.subscribeJobs(c)
+	d.subscribeDryRuns(c)
 	signal(d.ctlWake) // connected: rollouts may go on
 	d.log.Debug("fleet: subscribed and online", "target_topic", d.target)
 	return nil

@@ -237,6 +237,9 @@ type Agent struct {
 	jobClock  bool      // a job waits for the clock to be synchronised
 	jobTimed  bool      // a job waits for a wall-clock time
 	jobSynced bool      // whether the clock was synchronised at the last decision
+
+	// previews hands candidates to the loop (preview.go).
+	previews chan previewRequest
 }
 
 // New loads the modules and the stored target. Close the agent when done.
@@ -247,6 +250,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), jobWake: make(chan struct{}, 1), reported: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}, missing: map[string]string{}}
+	a.previews = make(chan previewRequest)
 	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
 		return nil, err
 	}
@@ -458,6 +462,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			case req := <-a.installs:
 				a.busySince.Store(time.Now().UnixNano())
 				req.done <- a.installNow(ctx, req) // the new code may sense more often: after sees to it
+			case req := <-a.previews:
+				req.done <- a.previewNow(ctx, req)
+				continue wait // nothing changed: no step for it
 			}
 			break
 		}

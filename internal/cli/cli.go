@@ -272,6 +272,8 @@ func pushOrSignWith(ctx context.Context, cmd string, args []string, stdout, stde
 	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the target with (or $TERN_KEY); devices with trusted_keys need it")
 	ver := versionVar(fs, "the target's version, which must grow with every push to the device or group; default: the current time in milliseconds, which always grows")
 	layersArg := fs.String("layers", "", "conditional layers of the target: a JSON `FILE` or inline array of {\"name\", \"when\", \"target\"} (docs/mqtt.md, Layers); devices too old for layers refuse the target")
+	var dry dryRunFlags
+	dry.register(fs, cmd)
 	replaces := fs.Uint64("replaces", 0, "rebase: the version `HELD` (a runaway one, e.g. 9007199254740991) this target replaces; a device that holds exactly HELD takes this lower version and refuses every version from HELD up (docs/mqtt.md, Taking a device back from a runaway version)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -331,6 +333,9 @@ func pushOrSignWith(ctx context.Context, cmd string, args []string, stdout, stde
 	env.SetLayers(layers) // format 4 with layers
 	if _, err := fleet.ParseTargetEnvelope(mustJSON(env)); err != nil {
 		return usageError{err}
+	}
+	if dry.wanted() {
+		return dryRun(ctx, &ff, scope, env, priv, dry, stdout, stderr)
 	}
 	if priv != nil {
 		if err := env.Sign(scope, priv); err != nil {

@@ -63,14 +63,21 @@ func init() {
 		},
 		{
 			name:  "push",
-			args:  "[fleet flags] --device ID | --group NAME [--key K.key] [--version N] FILE|-|JSON",
-			short: "push a (signed) target to a device or a group",
+			args:  "[fleet flags] --device ID | --group NAME [--key K.key] [--version N] [--dry-run [--timeout D] [--json]] FILE|-|JSON",
+			short: "push a (signed) target to a device or a group, or dry-run it",
 			summary: "Push a target (the desired state, a JSON object) to one device or to a group,\n" +
 				"retained, so devices that are offline now get it when they come back. Sign it\n" +
 				"with --key when devices have trusted_keys. --version defaults to the time in\n" +
-				"milliseconds; a given one is 1 to 2^53-1 and must grow with every push.",
+				"milliseconds; a given one is 1 to 2^53-1 and must grow with every push.\n" +
+				"With --dry-run nothing is pushed: every connected device in scope plans the\n" +
+				"target on its live state without acting and answers with its plan or why it\n" +
+				"has none; tern prints how many would run which plan, how many already\n" +
+				"converge, how many cannot (grouped by reason) and who did not answer within\n" +
+				"--timeout. Exit status: 0 when every device can, 5 when some cannot or\n" +
+				"refused, 4 when none cannot but some did not answer.",
 			examples: []string{
 				`tern push --fleet demo --device pi-001 '{"relays":{"heater":true}}'`,
+				"tern push --fleet demo --group heaters --key ops.key --dry-run target.json && tern push --fleet demo --group heaters --key ops.key target.json",
 				"tern push --fleet demo --group heaters --key ops.key target.json",
 				"jq .target rollout.json | tern push --fleet demo --group floor-2 -",
 			},

@@ -212,6 +212,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		}
 		wg.Go(func() { errc <- dev.Run(ctx) })
 		wg.Go(func() { feed(ctx, cancel, dev, comb, rels, up, agent, trust, g, &offered, log) })
+		wg.Go(func() { dryRuns(ctx, dev, st, cfg.Device, cfg.Groups, trust, agent, log) })
 	}
 	wg.Go(func() {
 		if _, held := agent.Target(); dev != nil && held > 0 {
