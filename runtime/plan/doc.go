@@ -23,6 +23,48 @@
 // *NoPlanError that says, where the search got furthest, which parts of the
 // target were unmet and why each job tried there did not help.
 //
+// # Partial plans
+//
+// With Options.Partial, a target that can be reached only in part gives a
+// plan for the part that can, and Plan.Unreached says what is left out,
+// each place with the same explanation a *NoPlanError gives
+// (Plan.UnreachedError words it as an error, ErrPartial). It works in
+// rounds, and costs nothing more when the whole target can be reached:
+//
+//   - First, unmet leaves no job can ever change (no job's pattern binds
+//     them, a parent of them or a place inside them) are dropped from the
+//     target before any search: "no job binds this path or a parent of
+//     it". Left in, each would cost a search that tries every combination
+//     of the other parts before giving up.
+//   - Then the search runs as usual. If it fails where it got furthest
+//     with unmet places, and no bound was hit, those places are dropped
+//     from the target (a leaf whose jobs bind at a parent, Stuck.At, is
+//     dropped alone: the parent's other leaves stay) and the search runs
+//     again on the rest, until it finds a plan. Every round drops at
+//     least one place, and the bounds hold for all rounds together.
+//   - A dropped place is left as it is: strict mode does not delete it,
+//     and a later round refuses a task on it or inside it, so a method
+//     whose expansion touches it fails and a job of the place itself is
+//     chosen instead. A strict delete that cannot happen is dropped the
+//     same way (its Stuck has target null).
+//   - A bound hit (depth, tries, tasks, time) is still an error: the
+//     search did not finish, so what it left unmet may be reachable. A
+//     part some job binds but none can reach costs a full first search,
+//     as without Partial; with many independent parts beside it, that
+//     search may hit a bound.
+//   - When nothing can be reached the plan is empty and Unreached says
+//     why, so a caller tells "nothing to do" from "nothing possible" by
+//     Unreached, not by the error.
+//
+// Jobs of a place see the target without the dropped parts (a job bound
+// at /room whose target was {"temp":21,"heater":true} sees
+// {"heater":true} once /room/temp is dropped). The rounds are
+// deterministic like the search, so the same inputs give the same partial
+// plan and the same Unreached, sorted by path. A part reachable only
+// along a path of the search abandoned while an unreachable part was unmet
+// may be reported unreached with it; a later plan, from the state this one
+// leads to, tries it again.
+//
 // The search works on one copy of the state, changed in place with an undo
 // log; the state's hash and the set of unmet places are kept up to date in
 // what each step changes, so a step costs what it changes, not the size of

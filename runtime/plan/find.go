@@ -14,7 +14,8 @@ import (
 )
 
 // Find searches for a plan that moves current to target. Neither is
-// modified. See the package documentation for how it searches.
+// modified. See the package documentation for how it searches, and for
+// what Options.Partial changes when part of the target cannot be reached.
 func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, opts Options) (*Plan, error) {
 	start := time.Now()
 	lim := opts.Limits.withDefaults()
@@ -24,30 +25,50 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 		return nil, fmt.Errorf("%w: the target must be a JSON object", ErrNoPlan)
 	}
 	jobs = sortJobs(jobs)
-	s := &search{
-		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict, mayExpand: opts.MayExpand,
-		jobs: jobs, byName: map[string]*Job{}, strictCands: map[string][]cand{},
-		w: newWork(current), target: target,
-		visited: map[uint64]struct{}{}, memo: map[string][]memoEntry{},
-	}
+	byName := map[string]*Job{}
 	for _, j := range jobs {
-		s.byName[j.Name()] = j
+		byName[j.Name()] = j
 	}
-	s.g = newGoal(target, jobs, s.w.doc)
-	found, err := s.dfs(0)
-	s.stats.Duration = time.Since(start)
-	if err != nil {
-		return nil, err
+	var left leftOut
+	if opts.Partial {
+		target = left.unbound(jobs, current, target)
 	}
-	if !found {
-		return nil, s.noPlan()
+	// The answers stay valid from one round to the next: a key names the
+	// job, the values it was given and its path, and an entry the values
+	// it read.
+	memo := map[string][]memoEntry{}
+	var stats Stats
+	for {
+		s := &search{
+			ctx: ctx, ev: ev, lim: lim, strict: opts.Strict, mayExpand: opts.MayExpand,
+			jobs: jobs, byName: byName, strictCands: map[string][]cand{},
+			w: newWork(current), target: target, kept: left.kept,
+			visited: map[uint64]struct{}{}, memo: memo, stats: stats,
+		}
+		s.g = newGoal(target, jobs, s.w.doc)
+		found, err := s.dfs(0)
+		stats = s.stats
+		stats.Duration = time.Since(start)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			p := &Plan{Tasks: s.tasks, Stats: stats, Unreached: left.sorted()}
+			for i, t := range p.Tasks {
+				t.ID = i
+			}
+			link(p)
+			return p, nil
+		}
+		e := s.noPlan()
+		// A bound hit means the search did not finish: what it left unmet
+		// may well be reachable, so it is no ground to drop anything.
+		if !opts.Partial || e.Bound != "" || len(e.Places) == 0 {
+			return nil, e
+		}
+		stats.Rounds++
+		target = left.drop(target, e.Places)
 	}
-	p := &Plan{Tasks: s.tasks, Stats: s.stats}
-	for i, t := range p.Tasks {
-		t.ID = i
-	}
-	link(p)
-	return p, nil
 }
 
 // Satisfied reports whether current meets target as Find understands it:
@@ -84,6 +105,10 @@ type search struct {
 	tasks   []*Task
 	via     []string
 	stats   Stats
+
+	// kept are paths a partial plan leaves as they are: strict mode does
+	// not delete them (partial.go).
+	kept map[string]bool
 
 	stuck     *stuckAt // the furthest point the search got stuck at
 	boundHit  string
@@ -157,6 +182,9 @@ func (s *search) strictOps() []op {
 		for _, k := range extra {
 			ptr := p.ptr.Append(k)
 			key := ptr.String()
+			if s.kept[key] {
+				continue
+			}
 			cands, ok := s.strictCands[key]
 			if !ok {
 				for _, j := range s.jobs {
@@ -245,6 +273,9 @@ func (s *search) apply(j *Job, ptr state.Pointer, path string, params map[string
 	}
 	if s.stats.Tries++; s.stats.Tries > s.lim.Tries {
 		return "", fmt.Errorf("%w: tried %d jobs without finding a plan (the limit)", ErrNoPlan, s.lim.Tries)
+	}
+	if k := s.keptAt(ptr); k != "" && !j.Spec.IsMethod() {
+		return "the partial plan leaves " + k + " as it is (unreached)", nil
 	}
 	cur, present := state.Get(s.w.doc, ptr)
 	call := abi.Call{Job: j.Spec.Name, Path: path, Params: params, Target: target}
@@ -408,7 +439,7 @@ func (s *search) record(depth int, tried func(ptr string) []Attempt) {
 	s.stuck = at
 }
 
-func (s *search) noPlan() error {
+func (s *search) noPlan() *NoPlanError {
 	e := &NoPlanError{Bound: s.boundHit}
 	if s.stuck != nil {
 		e.After, e.Places = s.stuck.tasks, s.stuck.places
