@@ -93,9 +93,9 @@ func (e *PartialError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrPartial.Error())
 	if len(e.Places) == 1 {
-		b.WriteString(" at 1 place; the plan reaches the rest")
+		b.WriteString(" at 1 place; a partial plan leaves it out")
 	} else {
-		fmt.Fprintf(&b, " at %d places; the plan reaches the rest", len(e.Places))
+		fmt.Fprintf(&b, " at %d places; a partial plan leaves them out", len(e.Places))
 	}
 	writePlaces(&b, e.Places)
 	return b.String()

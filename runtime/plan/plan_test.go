@@ -193,7 +193,7 @@ func TestFind(t *testing.T) {
 			target:    `{"counters":{"a":1,"b":1,"c":2}}`,
 			want:      "par(plus_one /counters/a, seq(plus_one /counters/c, plus_one /counters/c))",
 			unreached: []string{"/counters/b"},
-			why:       []string{"at 1 place; the plan reaches the rest", "/counters/b: is 3, target 1", "counters.plus_one: condition does not hold"},
+			why:       []string{"at 1 place; a partial plan leaves it out", "/counters/b: is 3, target 1", "counters.plus_one: condition does not hold"},
 		},
 		{
 			name:      "partial: no job binds one path",
