@@ -30,9 +30,6 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 		byName[j.Name()] = j
 	}
 	var left leftOut
-	if opts.Partial {
-		target = left.unbound(jobs, current, target)
-	}
 	// The answers stay valid from one round to the next: a key names the
 	// job, the values it was given and its path, and an entry the values
 	// it read.
@@ -46,6 +43,13 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 			visited: map[uint64]struct{}{}, memo: memo, stats: stats,
 		}
 		s.g = newGoal(target, jobs, s.w.doc)
+		if opts.Partial && stats.Rounds == 0 {
+			if drop := s.unbound(); len(drop) > 0 {
+				target = left.drop(target, drop)
+				s.target, s.kept = target, left.kept
+				s.g = newGoal(target, jobs, s.w.doc)
+			}
+		}
 		found, err := s.dfs(0)
 		stats = s.stats
 		stats.Duration = time.Since(start)

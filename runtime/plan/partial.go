@@ -14,29 +14,31 @@ type leftOut struct {
 	kept   map[string]bool
 }
 
-// unbound drops from target the unmet leaves no job can ever change (no
-// job's pattern overlaps them: none binds the leaf, a parent of it or a
-// place inside it) and returns what is left. Those leaves are known
-// unreachable before any search, and each would cost a full one: a search
-// that cannot meet one leaf explores every combination of the others
-// before it gives up.
-func (l *leftOut) unbound(jobs []*Job, current, target any) any {
+// unbound lists the target's unmet leaves no job can ever change (no
+// job's pattern binds them, a parent of them or a place inside them). Those
+// leaves are known unreachable before any search, and each would cost a
+// full one: a search that cannot meet one leaf explores every combination
+// of the others before it gives up. It costs a look at the goal's bits
+// for each unmet leaf and its parents; only a leaf none of them binds is
+// matched against every job.
+func (s *search) unbound() []Stuck {
 	var drop []Stuck
-	for _, ptr := range state.Unsatisfied(current, target) {
-		if slices.ContainsFunc(jobs, func(j *Job) bool { return j.Pattern.Overlaps(ptr) }) {
+	for _, i := range s.g.unmetLeaves() {
+		bound := false
+		for q := i; q >= 0 && !bound; q = s.g.places[q].parent {
+			bound = s.g.bound.has(q)
+		}
+		p := &s.g.places[i]
+		if bound || slices.ContainsFunc(s.jobs, func(j *Job) bool { return j.Pattern.Overlaps(p.ptr) }) {
 			continue
 		}
-		tv, _ := state.Get(target, ptr)
-		st := Stuck{Path: ptr.String(), Target: string(state.Canonical(tv))}
-		if cur, ok := state.Get(current, ptr); ok {
+		st := Stuck{Path: p.path, Target: string(p.raw)}
+		if cur, ok := state.Get(s.w.doc, p.ptr); ok {
 			st.Current = string(state.Canonical(cur))
 		}
 		drop = append(drop, st)
 	}
-	if len(drop) == 0 {
-		return target
-	}
-	return l.drop(target, drop)
+	return drop
 }
 
 // drop records places as unreached and returns target without them. A
