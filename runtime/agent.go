@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"log/slog"
 	"maps"
 	"sort"
@@ -212,7 +214,7 @@ type Agent struct {
 	converged  bool
 	savedState []byte            // last state written to the store
 	replan     string            // why the next plan is a re-plan; empty for a first plan
-	partial    string            // the version and explanation of the last partial plan reported
+	partial    string            // the version and a hash of the explanation of the last partial plan reported
 	modsGen    uint64            // counts changes of the module set
 	missing    map[string]string // configured modules that did not load, and why
 	cover      coverage          // target paths no loaded module handles
@@ -792,7 +794,11 @@ func (a *Agent) partialOutcome(p *plan.Plan, err error, version uint64) (unreach
 	unreached = p.UnreachedError()
 	said := ""
 	if unreached != nil {
-		said = strconv.FormatUint(version, 10) + "\x00" + unreached.Error()
+		// A hash, not the text: 28,000 keys no module handles explain
+		// themselves in 2 MB.
+		h := fnv.New64a()
+		io.WriteString(h, unreached.Error())
+		said = strconv.FormatUint(version, 10) + "/" + strconv.FormatUint(h.Sum64(), 16)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
