@@ -42,6 +42,9 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 			w: newWork(current), target: target, kept: left.kept,
 			visited: map[uint64]struct{}{}, memo: memo, stats: stats,
 		}
+		if opts.Partial {
+			s.hope = &hope{initial: current, onlyHere: map[int]bool{}}
+		}
 		s.g = newGoal(target, jobs, s.w.doc)
 		if opts.Partial && stats.Rounds == 0 {
 			if drop := s.unbound(); len(drop) > 0 {
@@ -113,6 +116,9 @@ type search struct {
 	// kept are paths a partial plan leaves as they are: strict mode does
 	// not delete them (partial.go).
 	kept map[string]bool
+	// hope, in a partial search, looks for hopeless places at dead ends
+	// (partial.go); nil otherwise.
+	hope *hope
 
 	stuck     *stuckAt // the furthest point the search got stuck at
 	boundHit  string
@@ -210,6 +216,9 @@ func (s *search) dfs(depth int) (bool, error) {
 	if s.done() {
 		return true, nil
 	}
+	if s.hope != nil && s.hope.found {
+		return false, nil
+	}
 	if depth >= s.lim.Depth {
 		s.boundHit = fmt.Sprintf("the search reached its depth bound (%d steps)", s.lim.Depth)
 		s.record(depth, nil)
@@ -253,13 +262,22 @@ func (s *search) dfs(depth int) (bool, error) {
 			}
 			tried[key] = append(tried[key], Attempt{Job: c.job.Name(), Why: why})
 			s.undo(mark, ntasks)
+			if s.hope != nil && s.hope.found {
+				return false // a hopeless place: no other choice can help
+			}
 		}
 		return true
 	})
-	if err != nil || found {
+	if err != nil || found || s.hope != nil && s.hope.found {
 		return found, err
 	}
 	s.record(depth, func(ptr string) []Attempt { return tried[ptr] })
+	if s.hope != nil {
+		if places := s.hopeless(tried); len(places) > 0 {
+			s.stuck = &stuckAt{depth: depth, tasks: len(s.tasks), places: places}
+			s.hope.found = true
+		}
+	}
 	return false, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tern-iot/tern/runtime/state"
+	"github.com/tern-iot/tern/sdk/abi"
 )
 
 // leftOut is what a partial search has given up on: the places it reports
@@ -87,4 +88,96 @@ func (s *search) keptAt(ptr state.Pointer) string {
 		}
 	}
 	return ""
+}
+
+// hope is what a partial search needs to find hopeless places.
+type hope struct {
+	initial  any          // the state the search started from
+	onlyHere map[int]bool // by place: every job that could change it binds it
+	found    bool         // a dead end had hopeless places: the search stops
+}
+
+// hopeless lists the unmet leaves at a dead end that no plan can meet,
+// whatever the search chose before: a leaf
+//   - that only its own jobs can change (no job binds a parent of it or a
+//     place inside it, and the domain has no method, whose steps could
+//     name any path with any target),
+//   - still at its value in the state the search started from (no task
+//     of the plan so far changed it),
+//   - whose jobs each failed here by their condition or their operation,
+//     with answers that read no other path.
+//
+// Such a leaf's jobs get the same question at every state the search can
+// reach, and say no to it: backtracking would try every combination of
+// the other parts (a search of 20 independent counters beside one that
+// cannot count down visits 3^20 states) to learn nothing. The partial
+// search stops there and drops them.
+func (s *search) hopeless(tried map[string][]Attempt) []Stuck {
+	for _, j := range s.jobs {
+		if j.Spec.IsMethod() {
+			return nil
+		}
+	}
+	var out []Stuck
+	for _, i := range s.g.unmetLeaves() {
+		p := &s.g.places[i]
+		a := tried[p.path]
+		if len(a) == 0 || !s.onlyHere(i) {
+			continue
+		}
+		cur, present := state.Get(s.w.doc, p.ptr)
+		was, wasPresent := state.Get(s.hope.initial, p.ptr)
+		if present != wasPresent || present && !state.Equal(cur, was) {
+			continue
+		}
+		if !slices.ContainsFunc(a, func(at Attempt) bool {
+			return at.Why != "condition does not hold" && !strings.HasPrefix(at.Why, "binds ")
+		}) &&
+			s.readNothingElse(p, present, cur) {
+			st := Stuck{Path: p.path, Target: string(p.raw), At: p.path, Tried: a}
+			if present {
+				st.Current = string(state.Canonical(cur))
+			}
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// onlyHere reports whether every job whose pattern overlaps place i binds
+// exactly its path.
+func (s *search) onlyHere(i int) bool {
+	if v, ok := s.hope.onlyHere[i]; ok {
+		return v
+	}
+	ptr := s.g.places[i].ptr
+	v := !slices.ContainsFunc(s.jobs, func(j *Job) bool {
+		if !j.Pattern.Overlaps(ptr) {
+			return false
+		}
+		_, ok := j.Pattern.Match(ptr)
+		return !ok
+	})
+	s.hope.onlyHere[i] = v
+	return v
+}
+
+// readNothingElse reports whether the answers of place p's jobs for its
+// op read no other path than p's (the search remembers them: asking again
+// costs no call).
+func (s *search) readNothingElse(p *place, present bool, cur any) bool {
+	o := Op(present, p.raw)
+	for _, c := range p.cands {
+		if !c.job.Spec.Op.Matches(o) || c.job.declarative() {
+			continue
+		}
+		call := abi.Call{Job: c.job.Spec.Name, Path: p.path, Params: c.params, Target: p.raw}
+		if present {
+			call.Current = state.Canonical(cur)
+		}
+		if r, reads, err := s.try(c.job, call); err != nil || r.OK || len(reads) > 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -282,6 +282,35 @@ func TestFind(t *testing.T) {
 			unreached: nil,
 		},
 		{
+			name: "partial: backtracking still reaches the whole target",
+			domain: func(t testing.TB) *domain {
+				d := &domain{}
+				d.action(t, "n.big", "/n", abi.Update, impl{
+					cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
+					effect: func(cur, _ any) any { return num(cur) + 5 },
+				})
+				d.action(t, "n.small", "/n", abi.Update, impl{
+					cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
+					effect: func(cur, _ any) any { return num(cur) + 1 },
+				})
+				return d
+			},
+			partial: true,
+			current: `{"n":0}`,
+			target:  `{"n":3}`,
+			want:    "seq(small /n, small /n, small /n)",
+		},
+		{
+			name:      "partial: with methods, one counts down",
+			domain:    func(t testing.TB) *domain { return counters(t, true) },
+			partial:   true,
+			current:   `{"counters":{"a":0,"b":0,"z":5}}`,
+			target:    `{"counters":{"a":3,"b":1,"z":1}}`,
+			want:      "par(seq(plus_one /counters/a, plus_one /counters/a, plus_one /counters/a), plus_one /counters/b)",
+			unreached: []string{"/counters/z"},
+			why:       []string{"/counters/z: is 5, target 1", "counters.plus_two: condition does not hold", "counters.plus_one: condition does not hold"},
+		},
+		{
 			name:    "partial: a bound hit is still an error",
 			domain:  func(t testing.TB) *domain { return counters(t, false) },
 			partial: true,
@@ -407,6 +436,33 @@ func TestPartialUnboundCostsNoSearch(t *testing.T) {
 		t.Fatalf("%d tasks, stats %+v: want 30 tasks from one search trying 30 jobs", len(p.Tasks), p.Stats)
 	}
 	checkUnreached(t, p, []string{"/lights/porch"}, []string{"no job binds this path or a parent of it"})
+}
+
+// A counter that cannot count down, beside 20 that can: the partial
+// search stops at its first dead end, where only the hopeless counter is
+// unmet, instead of trying every combination of the others (3^20 states,
+// far past the tries bound), and plans the 20 in a second round.
+func TestPartialHopelessPlaceStopsTheSearch(t *testing.T) {
+	d := counters(t, false)
+	cur, tgt := map[string]any{"z": 5.0}, map[string]any{"z": 1.0}
+	for i := range 20 {
+		cur[fmt.Sprintf("c%02d", i)], tgt[fmt.Sprintf("c%02d", i)] = 0.0, 2.0
+	}
+	current, target := map[string]any{"counters": cur}, map[string]any{"counters": tgt}
+	opts := plan.Options{Partial: true, Limits: plan.Limits{Tries: 10_000}}
+	p, err := plan.Find(context.Background(), d.jobs, d, current, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 40 || p.Stats.Rounds != 1 || p.Stats.Tries > 200 {
+		t.Fatalf("%d tasks, stats %+v: want 40 tasks, two rounds, a few tries", len(p.Tasks), p.Stats)
+	}
+	checkUnreached(t, p, []string{"/counters/z"}, []string{"/counters/z: is 5, target 1\n    counters.plus_one: condition does not hold"})
+	// All or nothing still tries every combination: the bound.
+	opts.Partial = false
+	if _, err := plan.Find(context.Background(), d.jobs, d, current, target, opts); err == nil || !strings.Contains(err.Error(), "tried 10000 jobs") {
+		t.Fatalf("all or nothing: %v, want the tries bound", err)
+	}
 }
 
 // The rounds of a partial search share the bounds: a second round does
