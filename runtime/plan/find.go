@@ -30,6 +30,9 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 		byName[j.Name()] = j
 	}
 	var left leftOut
+	// A method's step may name any path with any target: with methods, no
+	// place is known hopeless (partial.go).
+	methods := opts.Partial && slices.ContainsFunc(jobs, func(j *Job) bool { return j.Spec.IsMethod() })
 	// The answers stay valid from one round to the next: a key names the
 	// job, the values it was given and its path, and an entry the values
 	// it read.
@@ -42,7 +45,7 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 			w: newWork(current), target: target, kept: left.kept,
 			visited: map[uint64]struct{}{}, memo: memo, stats: stats,
 		}
-		if opts.Partial {
+		if opts.Partial && !methods {
 			s.hope = &hope{initial: current, onlyHere: map[int]bool{}}
 		}
 		s.g = newGoal(target, jobs, s.w.doc)
@@ -116,8 +119,8 @@ type search struct {
 	// kept are paths a partial plan leaves as they are: strict mode does
 	// not delete them (partial.go).
 	kept map[string]bool
-	// hope, in a partial search, looks for hopeless places at dead ends
-	// (partial.go); nil otherwise.
+	// hope, in a partial search with no methods, looks for hopeless
+	// places at dead ends (partial.go); nil otherwise.
 	hope *hope
 
 	stuck     *stuckAt // the furthest point the search got stuck at

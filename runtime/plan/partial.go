@@ -98,7 +98,8 @@ type hope struct {
 }
 
 // hopeless lists the unmet leaves at a dead end that no plan can meet,
-// whatever the search chose before: a leaf
+// whatever the search chose before (Find asks only where no job is a
+// method): a leaf
 //   - that only its own jobs can change (no job binds a parent of it or a
 //     place inside it, and the domain has no method, whose steps could
 //     name any path with any target),
@@ -113,11 +114,6 @@ type hope struct {
 // cannot count down visits 3^20 states) to learn nothing. The partial
 // search stops there and drops them.
 func (s *search) hopeless(tried map[string][]Attempt) []Stuck {
-	for _, j := range s.jobs {
-		if j.Spec.IsMethod() {
-			return nil
-		}
-	}
 	var out []Stuck
 	for _, i := range s.g.unmetLeaves() {
 		p := &s.g.places[i]
