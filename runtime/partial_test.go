@@ -87,3 +87,24 @@ func TestAllOrNothingRunsNothing(t *testing.T) {
 		t.Fatalf("status unreached %q: no partial plan was made", s.Unreached)
 	}
 }
+
+// A relay the module has no line for cannot be switched on: the device
+// switches the one it can, and says why the other is left out, in the
+// planner's words.
+func TestPartialPlanSaysWhy(t *testing.T) {
+	r := newRig(t)
+	rep := &recorder{}
+	a, _ := r.start(t, rep, true)
+	if err := a.SetTarget(1, json.RawMessage(`{"relays":{"fan":true,"pump":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	testbound.WaitFor(t, "a plan.partial naming the pump and why", func() bool {
+		_, ok := rep.find(runtime.EventPlanPartial, "/relays/pump: is absent, target true\n    relay.set: condition does not hold")
+		return ok
+	})
+	testbound.WaitFor(t, "the fan on", func() bool { return level(r.gpio, "GPIO27") == gpio.High })
+	testbound.WaitFor(t, "a status naming the pump", func() bool {
+		s := a.Status()
+		return !s.Converged && slices.Equal(s.Unreached, []string{"/relays/pump"}) && strings.Contains(s.Error, "relay.set: condition does not hold")
+	})
+}
