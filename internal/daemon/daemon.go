@@ -140,10 +140,11 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
-		CacheDir: cfg.CacheDir, Strict: cfg.Strict, AllOrNothing: cfg.AllOrNothing, Trust: trust, Clock: hw.Clock, ClockSynced: synced,
+		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock, ClockSynced: synced,
 		CallTimeout: time.Duration(cfg.ModuleLimits.CallTimeout), SensorTimeout: time.Duration(cfg.ModuleLimits.SensorTimeout),
 		ModuleMemoryMiB: cfg.ModuleLimits.MemoryMiB, SharedGrants: cfg.SharedGrants,
 		CompileCommand: hw.CompileCommand, CompileTimeout: time.Duration(cfg.ModuleLimits.CompileTimeout), CompileMemoryMiB: cfg.ModuleLimits.CompileMemoryMiB,
+		AllOrNothing: cfg.AllOrNothing,
 	})
 	if err != nil {
 		return err
