@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"log/slog"
 	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,6 +115,11 @@ type Options struct {
 	// Strict also removes what the target does not name, where a job can
 	// (see plan.Options).
 	Strict bool
+	// AllOrNothing plans the whole target or nothing: when part of it
+	// cannot be reached, nothing runs and a plan.failed event says why.
+	// By default the agent reaches the rest (a partial plan, the
+	// plan.partial event) and tries the unreached part again with backoff.
+	AllOrNothing bool
 	// CallTimeout bounds one call into a module. Default 10 s.
 	CallTimeout time.Duration
 	// SensorTimeout bounds one sensor call. Default CallTimeout.
@@ -214,6 +222,7 @@ type Agent struct {
 	converged  bool
 	savedState []byte            // last state written to the store
 	replan     string            // why the next plan is a re-plan; empty for a first plan
+	partial    string            // the version and a hash of the explanation of the last partial plan reported
 	modsGen    uint64            // counts changes of the module set
 	missing    map[string]string // configured modules that did not load, and why
 	cover      coverage          // target paths no loaded module handles
@@ -644,11 +653,12 @@ func (a *Agent) step(ctx context.Context) {
 		backoff := min(a.opts.RetryMin<<min(a.failures-1, 16), a.opts.RetryMax)
 		a.nextTry = time.Now().Add(backoff)
 		a.status.Phase, a.status.Error = PhaseFailed, clip(err.Error(), maxEventText)
+		a.status.Unreached = unreachedPaths(err)
 		a.mu.Unlock()
 		a.log.Warn("attempt failed", "err", err, "retry_in", backoff)
 		return
 	}
-	a.status.Phase, a.status.Error = PhaseIdle, ""
+	a.status.Phase, a.status.Error, a.status.Unreached = PhaseIdle, "", nil
 	a.nextTry = time.Time{}
 	a.mu.Unlock()
 	a.check() // converge sensed afresh: report convergence now, not a tick later
@@ -698,6 +708,7 @@ func (a *Agent) check() bool {
 	a.converged = now
 	if now && !was {
 		a.failures, a.status.Error, a.status.Phase = 0, "", PhaseIdle
+		a.status.Unreached, a.partial = nil, ""
 	}
 	a.mu.Unlock()
 	switch {
@@ -726,13 +737,23 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 	why := a.replan
 	a.replan = ""
 	a.mu.Unlock()
+	p, err := plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict, MayExpand: a.set.mayExpand, Partial: !a.opts.AllOrNothing})
+	unreached, quiet := a.partialOutcome(p, err, version)
+	if quiet {
+		return unreached
+	}
 	if why != "" {
 		a.event(Event{Kind: EventReplan, TargetVersion: version, Message: why})
 	}
-	p, err := plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), a.set.jobs, a.ev, current, target, plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict, MayExpand: a.set.mayExpand})
+	if err == nil && unreached != nil && len(p.Tasks) == 0 {
+		err = unreached // nothing to run: for the fleet, no plan, and why
+	}
 	if err != nil {
 		a.event(Event{Kind: EventPlanFailed, TargetVersion: version, Message: err.Error()})
 		return err
+	}
+	if unreached != nil {
+		a.event(Event{Kind: EventPlanPartial, TargetVersion: version, Message: unreached.Error()})
 	}
 	a.event(Event{Kind: EventPlanFound, TargetVersion: version, Message: planSummary(p)})
 	a.setPhase(PhaseRunning)
@@ -788,7 +809,52 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 		}
 		return errSuperseded
 	}
+	if err == nil && unreached != nil {
+		return unreached // not converged: step retries with backoff
+	}
 	return err
+}
+
+// partialOutcome is why the partial plan p (from plan.Find's p, err)
+// leaves part of the target unreached, or nil. quiet is true when it is
+// the same for the same target as the attempt before and there is nothing
+// to run: a device retries with backoff for as long as a part cannot be
+// reached, and every retry would say again what the status already says.
+func (a *Agent) partialOutcome(p *plan.Plan, err error, version uint64) (unreached error, quiet bool) {
+	if err != nil {
+		a.mu.Lock()
+		a.partial = ""
+		a.mu.Unlock()
+		return nil, false
+	}
+	unreached = p.UnreachedError()
+	said := ""
+	if unreached != nil {
+		// A hash, not the text: 28,000 keys no module handles explain
+		// themselves in 2 MB.
+		h := fnv.New64a()
+		io.WriteString(h, unreached.Error())
+		said = strconv.FormatUint(version, 10) + "/" + strconv.FormatUint(h.Sum64(), 16)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	quiet = said != "" && said == a.partial && len(p.Tasks) == 0
+	a.partial = said
+	return unreached, quiet
+}
+
+// unreachedPaths lists the paths err says a partial plan left out, at
+// most maxUnhandled (Status.Error says how many).
+func unreachedPaths(err error) []string {
+	var pe *plan.PartialError
+	if !errors.As(err, &pe) {
+		return nil
+	}
+	var out []string
+	for _, st := range pe.Places[:min(len(pe.Places), maxUnhandled)] {
+		out = append(out, st.Path)
+	}
+	return out
 }
 
 func planSummary(p *plan.Plan) string {

@@ -94,8 +94,10 @@ func TestUnhandledPathIsReported(t *testing.T) {
 	if a.Status().Converged {
 		t.Fatal("converged with /valves/main unhandled")
 	}
-	// A new target without it converges.
-	if err := a.SetTarget(2, json.RawMessage(`{"relays":{"fan":true}}`)); err != nil {
+	// A new target without it converges. (The fan is on already: the
+	// partial plan switched it on. The new target switches it off, so
+	// that there is a plan to make and a plan.replan to say why.)
+	if err := a.SetTarget(2, json.RawMessage(`{"relays":{"fan":false}}`)); err != nil {
 		t.Fatal(err)
 	}
 	testbound.WaitFor(t, "convergence", func() bool { return a.Status().Converged })

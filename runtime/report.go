@@ -17,6 +17,7 @@ const (
 	EventTargetRefused    = api.EventTargetRefused
 	EventPlanFound        = api.EventPlanFound
 	EventPlanFailed       = api.EventPlanFailed
+	EventPlanPartial      = api.EventPlanPartial
 	EventReplan           = api.EventReplan
 	EventPlanResumed      = api.EventPlanResumed
 	EventTaskStarted      = api.EventTaskStarted

@@ -138,7 +138,7 @@ func (o *observer) feed(topic string, payload []byte) {
 // notable events go into the report's timeline.
 func notable(kind string) bool {
 	switch kind {
-	case "converged", "plan.failed", "module.installed", "module.rolled_back", "module.refused", "target.refused", "events.dropped", "plan.resumed":
+	case "converged", "plan.failed", "plan.partial", "module.installed", "module.rolled_back", "module.refused", "target.refused", "events.dropped", "plan.resumed":
 		return true
 	}
 	return false

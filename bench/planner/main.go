@@ -66,6 +66,18 @@ type problem struct {
 	current any
 	target  any
 	actions int
+	// unreached: part of the target cannot be reached. The partial
+	// planner's plan has actions and leaves out this many places; the
+	// all-or-nothing planner and Mahler find no plan (0 actions).
+	unreached int
+}
+
+// wholeActions is the number of actions of an all-or-nothing plan.
+func (p problem) wholeActions() int {
+	if p.unreached > 0 {
+		return 0
+	}
+	return p.actions
 }
 
 func counters(n int, value float64) map[string]any {
@@ -139,6 +151,13 @@ func problems() []problem {
 		name: "supervisor", module: mod + "supervisor",
 		current: cur, target: tgt, actions: 3*(1+5*3) + 2*5 + 5 + 5 + 1,
 	})
+	// stuck-4: counters-4 and a fifth counter that would have to count down.
+	cur, tgt = counters(4, 0), counters(4, 2)
+	cur["counters"].(map[string]any)["c0004"], tgt["counters"].(map[string]any)["c0004"] = 5.0, 1.0
+	ps = append(ps, problem{
+		name: "stuck-4", module: mod + "counters",
+		current: cur, target: tgt, actions: 8, unreached: 1,
+	})
 	return ps
 }
 
@@ -172,6 +191,8 @@ func (b batch) median() float64 { return median(b.MS) }
 type result struct {
 	p          problem
 	tern       []float64 // round medians, ms
+	partial    []float64 // tern with partial plans (plan.Options.Partial)
+	pratios    []float64 // per round, partial/tern
 	mahler     []float64
 	ratios     []float64 // per round, mahler/tern
 	calls      int
@@ -180,12 +201,26 @@ type result struct {
 }
 
 // round measures r's problem once on each side, back to back, Mahler
-// first if mahlerFirst; mahler nil leaves it out.
-func (r *result) round(ctx context.Context, ts *ternSide, mahler *mahlerProc, pol policy, mahlerFirst bool) error {
+// first if mahlerFirst; mahler nil leaves it out. With partial, tern
+// plans it twice, all or nothing (as before issue 18) and with partial
+// plans, one right after the other, in an order that alternates with
+// mahlerFirst too.
+func (r *result) round(ctx context.Context, ts *ternSide, mahler *mahlerProc, pol policy, mahlerFirst, partial bool) error {
 	pol.Problem = r.p.name
-	var tb, mb batch
+	var tb, pb, mb batch
 	sides := []func() error{
-		func() (err error) { tb, err = ts.batch(ctx, r.p, pol); return err },
+		func() (err error) {
+			if partial && mahlerFirst {
+				if pb, err = ts.batch(ctx, r.p, pol, true); err != nil {
+					return err
+				}
+			}
+			if tb, err = ts.batch(ctx, r.p, pol, false); err != nil || !partial || mahlerFirst {
+				return err
+			}
+			pb, err = ts.batch(ctx, r.p, pol, true)
+			return err
+		},
 		func() (err error) {
 			if mahler != nil && r.mahlerFail == "" {
 				mb, err = mahler.batch(pol)
@@ -204,6 +239,11 @@ func (r *result) round(ctx context.Context, ts *ternSide, mahler *mahlerProc, po
 	r.tern = append(r.tern, tb.median())
 	r.calls = tb.calls
 	r.last = fmt.Sprintf("%-14s tern %.3f ms (%d runs)", r.p.name, tb.median(), len(tb.MS))
+	if partial {
+		r.partial = append(r.partial, pb.median())
+		r.pratios = append(r.pratios, pb.median()/tb.median())
+		r.last += fmt.Sprintf(", partial %.3f ms (%d runs)", pb.median(), len(pb.MS))
+	}
 	switch {
 	case mahler == nil || r.mahlerFail != "":
 	case mb.Error != "":
@@ -228,6 +268,7 @@ func main() {
 	minRuns := flag.Int("min-runs", 3, "timed runs of each batch, at least")
 	minTime := flag.Duration("min-time", 500*time.Millisecond, "timed runs of each batch last this long, at least")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the tern side) to this file")
+	withPartial := flag.Bool("partial", true, "also plan each problem with partial plans (plan.Options.Partial), beside all or nothing")
 	flag.Parse()
 	if *rounds < 1 || *minRuns < 1 {
 		fail("-rounds and -min-runs must be at least 1")
@@ -282,7 +323,7 @@ func main() {
 	for r := range *rounds {
 		for i, res := range results {
 			// Which side goes first alternates, by round and by problem.
-			if err := res.round(ctx, ts, mahler, pol, (r+i)%2 == 1); err != nil {
+			if err := res.round(ctx, ts, mahler, pol, (r+i)%2 == 1, *withPartial); err != nil {
 				fail("%s: %v", res.p.name, err)
 			}
 			fmt.Fprintf(os.Stderr, "round %d/%d %s\n", r+1, *rounds, res.last)
@@ -298,7 +339,7 @@ func main() {
 		fmt.Printf(", load average %s before, %s after", loadBefore, loadavg())
 	}
 	fmt.Printf("\nms: median of the rounds (each round's value is the median of its timed runs), min-max of the rounds\n")
-	report(os.Stdout, results, mahler != nil)
+	report(os.Stdout, results, *withPartial, mahler != nil)
 
 	wasmUS, nativeUS, err := boundary(ctx)
 	if err != nil {
@@ -308,19 +349,29 @@ func main() {
 }
 
 // report prints the table.
-func report(out io.Writer, results []*result, withMahler bool) {
+func report(out io.Writer, results []*result, withPartial, withMahler bool) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	width := len("problem")
 	for _, r := range results {
 		width = max(width, len(r.p.name))
 	}
 	head := fmt.Sprintf("%-*s\tactions\tcalls\ttern ms\tmin-max\t", width, "problem")
+	if withPartial {
+		head += "partial ms\tmin-max\tpartial/tern\t"
+	}
 	if withMahler {
 		head += "mahler ms\tmin-max\tspeed-up\tby round\t"
 	}
 	fmt.Fprintln(w, head)
 	for _, r := range results {
-		line := fmt.Sprintf("%-*s\t%d\t%d\t%s\t%s\t", width, r.p.name, r.p.actions, r.calls, num(median(r.tern)), spread(r.tern))
+		actions := fmt.Sprint(r.p.actions)
+		if r.p.unreached > 0 { // no plan all or nothing; a partial one
+			actions = fmt.Sprintf("0|%d", r.p.actions)
+		}
+		line := fmt.Sprintf("%-*s\t%s\t%d\t%s\t%s\t", width, r.p.name, actions, r.calls, num(median(r.tern)), spread(r.tern))
+		if withPartial {
+			line += fmt.Sprintf("%s\t%s\t%.2fx\t", num(median(r.partial)), spread(r.partial), median(r.pratios))
+		}
 		switch {
 		case !withMahler:
 		case r.mahlerFail != "":
@@ -418,8 +469,10 @@ func (t *ternSide) planner(ctx context.Context, p problem) (*tern.Planner, error
 	return pl, nil
 }
 
-// batch measures p as the policy says.
-func (t *ternSide) batch(ctx context.Context, p problem, pol policy) (batch, error) {
+// batch measures p as the policy says, with partial plans if partial.
+// A problem with unreached parts fails all or nothing: the batch then
+// times how long the planner takes to say so.
+func (t *ternSide) batch(ctx context.Context, p problem, pol policy, partial bool) (batch, error) {
 	warm := pol.WarmMS
 	if _, ok := t.planners[p.name]; !ok {
 		warm = pol.FirstWarmMS
@@ -428,7 +481,11 @@ func (t *ternSide) batch(ctx context.Context, p problem, pol policy) (batch, err
 	if err != nil {
 		return batch{}, err
 	}
-	opts := plan.Options{Limits: plan.Limits{Time: 5 * time.Minute}}
+	opts := plan.Options{Limits: plan.Limits{Time: 5 * time.Minute}, Partial: partial}
+	want, unreached := p.wholeActions(), 0
+	if partial {
+		want, unreached = p.actions, p.unreached
+	}
 	var last *plan.Plan
 	run := func() (float64, error) {
 		start := time.Now()
@@ -438,8 +495,14 @@ func (t *ternSide) batch(ctx context.Context, p problem, pol policy) (batch, err
 		if d > pol.SlowMS {
 			t.slow[p.name] = true
 		}
-		if err == nil && len(last.Tasks) != p.actions {
-			err = fmt.Errorf("tern's plan has %d actions, PROBLEMS.md says %d:\n%s", len(last.Tasks), p.actions, plan.Text(last))
+		var none *plan.NoPlanError
+		switch {
+		case want == 0 && errors.As(err, &none) && none.Bound == "":
+			last, err = &plan.Plan{}, nil // no plan, as expected
+		case err == nil && len(last.Tasks) != want:
+			err = fmt.Errorf("tern's plan has %d actions, PROBLEMS.md says %d:\n%s", len(last.Tasks), want, plan.Text(last))
+		case err == nil && len(last.Unreached) != unreached:
+			err = fmt.Errorf("tern's plan leaves out %d places, PROBLEMS.md says %d: %v", len(last.Unreached), unreached, last.UnreachedError())
 		}
 		return d, err
 	}

@@ -23,12 +23,20 @@ func TestProblems(t *testing.T) {
 	pol := policy{MinRuns: 1, MaxRuns: 1, SlowMS: 10_000}
 	for _, p := range problems() {
 		t.Run(p.name, func(t *testing.T) {
-			b, err := ts.batch(ctx, p, pol)
+			b, err := ts.batch(ctx, p, pol, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if b.Actions != p.actions || len(b.MS) != 1 || b.Warm != 1 {
+			if b.Actions != p.wholeActions() || len(b.MS) != 1 || b.Warm != 1 {
 				t.Fatalf("batch %+v", b)
+			}
+			// With partial plans, the same plan where the whole target
+			// can be reached, and the rest of it where it cannot.
+			if b, err = ts.batch(ctx, p, pol, true); err != nil {
+				t.Fatal(err)
+			}
+			if b.Actions != p.actions || len(b.MS) != 1 {
+				t.Fatalf("partial batch %+v", b)
 			}
 		})
 	}

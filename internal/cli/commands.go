@@ -170,11 +170,14 @@ func init() {
 		},
 		{
 			name:  "plan",
-			args:  "--target FILE|-|JSON [--state FILE|-|JSON] --module M.wasm... [--config NAME=JSON...] [--strict] [--format text|mermaid|dot|json]",
+			args:  "--target FILE|-|JSON [--state FILE|-|JSON] --module M.wasm... [--config NAME=JSON...] [--strict] [--all-or-nothing] [--format text|mermaid|dot|json]",
 			short: "preview offline what a device would do",
 			summary: "Preview offline what a device would do: plan from a state to a target with\n" +
 				"the given job modules, and print the plan as text, Mermaid, DOT or JSON.\n" +
-				"Exit status: 0 with a plan, 1 when there is none (the reason on stderr).",
+				"When part of the target cannot be reached, the plan reaches the rest, as a\n" +
+				"device's does, and stderr says what it leaves out and why (--all-or-nothing:\n" +
+				"no plan at all). Exit status: 0 with a plan for the whole target, 1 with a\n" +
+				"partial plan or none (the reason on stderr).",
 			examples: []string{
 				`tern plan --module relay.wasm --config 'relay={"lines":{"heater":"GPIO17"}}' --state '{"relays":{"heater":false}}' --target '{"relays":{"heater":true}}'`,
 				"tern plan --module relay.wasm --target target.json --format mermaid",

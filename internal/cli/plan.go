@@ -31,6 +31,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	statePath := fs.String("state", "{}", "the device's current state: a file, - for stdin, or inline JSON")
 	targetPath := fs.String("target", "", "the target: a file, - for stdin, or inline JSON (required)")
 	strict := fs.Bool("strict", false, "also remove what the target does not name, where a job can")
+	allOrNothing := fs.Bool("all-or-nothing", false, "plan the whole target or nothing, as a device with all_or_nothing: true; by default a plan reaches what it can and names what it cannot")
 	format := fs.String("format", "text", "output: text, mermaid, dot or json")
 	layersArg := fs.String("layers", "", "the target's conditional layers: a JSON file, or an inline array (docs/mqtt.md, Layers)")
 	at := fs.String("at", "", "evaluate the layers at this `TIME` (RFC 3339, e.g. 2026-03-02T22:30:00+01:00); default now")
@@ -116,12 +117,14 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return usageError{fmt.Errorf("--config %s: no module of that name was given", name)}
 		}
 	}
-	p, err := pl.Find(ctx, current, target, plan.Options{Strict: *strict})
+	p, err := pl.Find(ctx, current, target, plan.Options{Strict: *strict, Partial: !*allOrNothing})
 	if err != nil {
 		return err
 	}
 	fmt.Fprint(stdout, render(p))
-	return nil
+	// A partial plan is printed, and what it leaves out, and why, is the
+	// error: exit 1, as a device that runs it does not converge.
+	return p.UnreachedError()
 }
 
 // planJSON renders a plan for scripts.
@@ -146,9 +149,23 @@ func planJSON(p *plan.Plan) string {
 		States     int     `json:"states"`
 		ElapsedMS  float64 `json:"elapsed_ms"`
 	}
+	// unreached is a plan.Stuck: a part of the target a partial plan
+	// leaves out, and why.
+	type attempt struct {
+		Job string `json:"job"`
+		Why string `json:"why"`
+	}
+	type unreached struct {
+		Path    string          `json:"path"`
+		Current json.RawMessage `json:"current,omitempty"`
+		Target  json.RawMessage `json:"target"`
+		At      string          `json:"at,omitempty"`
+		Tried   []attempt       `json:"tried,omitempty"`
+	}
 	out := struct {
-		Tasks []task `json:"tasks"`
-		Stats stats  `json:"stats"`
+		Tasks     []task      `json:"tasks"`
+		Stats     stats       `json:"stats"`
+		Unreached []unreached `json:"unreached,omitempty"`
 	}{Tasks: []task{}, Stats: stats{Calls: p.Stats.Calls, Tries: p.Stats.Tries, Backtracks: p.Stats.Backtracks, States: p.Stats.States,
 		ElapsedMS: float64(p.Stats.Duration.Microseconds()) / 1000}}
 	for _, t := range p.Tasks {
@@ -158,6 +175,16 @@ func planJSON(p *plan.Plan) string {
 		}
 		out.Tasks = append(out.Tasks, task{ID: t.ID, Job: t.Job.Name(), Op: string(t.Op), Path: t.Path.String(),
 			Target: t.Target, Effect: state.Canonical(t.Effect), Via: t.Via, Reads: reads, Deps: append([]int{}, t.Deps...)})
+	}
+	for _, st := range p.Unreached {
+		u := unreached{Path: st.Path, Target: json.RawMessage(st.Target), At: st.At}
+		if st.Current != "" {
+			u.Current = json.RawMessage(st.Current)
+		}
+		for _, a := range st.Tried {
+			u.Tried = append(u.Tried, attempt(a))
+		}
+		out.Unreached = append(out.Unreached, u)
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	return string(b) + "\n"

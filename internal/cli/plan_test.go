@@ -73,6 +73,31 @@ func TestPlanPreview(t *testing.T) {
 	if code != cli.ExitFail || !strings.Contains(errOut, "/relays/pump") || !strings.Contains(errOut, "condition does not hold") {
 		t.Fatalf("no plan: %d %q", code, errOut)
 	}
+	// Partial: the plan reaches what it can (stdout), and the error names
+	// what it leaves out and why (exit 1); --all-or-nothing plans nothing.
+	partial := append(base, "--target", `{"relays":{"heater":true,"pump":true}}`)
+	code, out, errOut = tern(t, partial...)
+	if code != cli.ExitFail || !strings.Contains(out, "1 task") || !strings.Contains(out, "/relays/heater") ||
+		!strings.Contains(errOut, "part of the target cannot be reached at 1 place") ||
+		!strings.Contains(errOut, "/relays/pump: is absent, target true\n    relay.set: condition does not hold") {
+		t.Fatalf("partial: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = tern(t, append(partial, "--format", "json")...)
+	var pdoc struct {
+		Tasks     []struct{ Path string } `json:"tasks"`
+		Unreached []struct {
+			Path  string
+			Tried []struct{ Job, Why string }
+		} `json:"unreached"`
+	}
+	if code != cli.ExitFail || json.Unmarshal([]byte(out), &pdoc) != nil || len(pdoc.Tasks) != 1 || len(pdoc.Unreached) != 1 ||
+		pdoc.Unreached[0].Path != "/relays/pump" || len(pdoc.Unreached[0].Tried) == 0 || pdoc.Unreached[0].Tried[0].Why != "condition does not hold" {
+		t.Fatalf("partial json: %d\n%s", code, out)
+	}
+	code, out, errOut = tern(t, append(partial, "--all-or-nothing")...)
+	if code != cli.ExitFail || out != "" || !strings.Contains(errOut, "no plan reaches the target") || !strings.Contains(errOut, "/relays/pump") {
+		t.Fatalf("all or nothing: %d\n%s\n%s", code, out, errOut)
+	}
 	// Bad input: exit 2 with what to fix.
 	for _, tc := range []struct {
 		args []string

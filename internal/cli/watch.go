@@ -436,7 +436,7 @@ func (w *watcher) event(e fleet.EventReport) {
 // where the progress line says the rest.
 func failure(k runtime.EventKind) bool {
 	switch k {
-	case runtime.EventTargetRefused, runtime.EventPlanFailed, runtime.EventTaskFailed, runtime.EventModuleError, runtime.EventModuleRolledBack:
+	case runtime.EventTargetRefused, runtime.EventPlanFailed, runtime.EventPlanPartial, runtime.EventTaskFailed, runtime.EventModuleError, runtime.EventModuleRolledBack:
 		return true
 	}
 	return false

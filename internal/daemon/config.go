@@ -77,6 +77,9 @@ type Config struct {
 	// Strict makes targets strict: what a target does not name under the
 	// objects it names is removed, where a job can delete it.
 	Strict bool `yaml:"strict" json:"strict"`
+	// AllOrNothing: when part of a target cannot be reached, run nothing
+	// (plan.failed) instead of reaching the rest (plan.partial).
+	AllOrNothing bool `yaml:"all_or_nothing" json:"all_or_nothing"`
 	// TrustedKeys are the operator public keys ("tern-ed25519-public ...",
 	// from tern keys generate) modules must be signed with. Empty: unsigned
 	// modules are accepted, for development.

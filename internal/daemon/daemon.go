@@ -144,6 +144,7 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		CallTimeout: time.Duration(cfg.ModuleLimits.CallTimeout), SensorTimeout: time.Duration(cfg.ModuleLimits.SensorTimeout),
 		ModuleMemoryMiB: cfg.ModuleLimits.MemoryMiB, SharedGrants: cfg.SharedGrants,
 		CompileCommand: hw.CompileCommand, CompileTimeout: time.Duration(cfg.ModuleLimits.CompileTimeout), CompileMemoryMiB: cfg.ModuleLimits.CompileMemoryMiB,
+		AllOrNothing: cfg.AllOrNothing,
 	})
 	if err != nil {
 		return err

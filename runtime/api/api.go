@@ -17,6 +17,7 @@ const (
 	EventTargetRefused    EventKind = "target.refused"  // a target was refused (older version, bad document)
 	EventPlanFound        EventKind = "plan.found"      // the planner produced a plan
 	EventPlanFailed       EventKind = "plan.failed"     // no plan reaches the target
+	EventPlanPartial      EventKind = "plan.partial"    // part of the target cannot be reached (Message: where and why); the plan reaches the rest
 	EventReplan           EventKind = "plan.replan"     // planning again: after a failure, drift or a new target
 	EventPlanResumed      EventKind = "plan.resumed"    // a plan was interrupted (crash, power cut); re-planning from its progress
 	EventTaskStarted      EventKind = "task.started"
@@ -88,6 +89,11 @@ type Status struct {
 	// while there are any: their values come from its store, not from
 	// the hardware.
 	Unhandled []string `json:"unhandled,omitempty"`
+	// Unreached lists target paths the last plan left out because no job
+	// could reach them (a partial plan; at most 16, Error says why for
+	// each). The device is not converged while there are any, and plans
+	// again with backoff.
+	Unreached []string `json:"unreached,omitempty"`
 	// MissingModules are configured modules that did not load, and why.
 	MissingModules map[string]string `json:"missing_modules,omitempty"`
 	// Rollouts says, for each rollout that governs a change this device

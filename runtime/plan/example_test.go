@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/tern-iot/tern/runtime/plan"
@@ -36,4 +37,34 @@ func ExampleText() {
 	//   t0 --> t2
 	//   t1 --> t2
 	//   t2 --> finish
+}
+
+// A partial plan: the relays can be switched, no job binds the porch
+// light, so the plan switches the relays and says why the light is left
+// out, in the words of "no plan".
+func ExampleOptions_partial() {
+	var jobs []*plan.Job
+	for _, spec := range []abi.JobSpec{
+		{Name: "add", Path: "/relays/:name", Op: abi.Create, Condition: abi.ConditionAlways, Effect: abi.EffectTarget},
+		{Name: "switch", Path: "/relays/:name", Op: abi.Update, Condition: abi.ConditionAlways, Effect: abi.EffectTarget},
+	} {
+		j, _ := plan.NewJob("relay", spec)
+		jobs = append(jobs, j)
+	}
+	current := map[string]any{"relays": map[string]any{"fan": false}}
+	target := map[string]any{"relays": map[string]any{"fan": true, "heater": true}, "lights": map[string]any{"porch": true}}
+	// Declarative jobs need no Evaluator: the planner answers for them.
+	p, err := plan.Find(context.Background(), jobs, nil, current, target, plan.Options{Partial: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Print(plan.Text(p))
+	fmt.Println(p.UnreachedError())
+	// Output:
+	// 2 tasks, 2 parallel branches at most
+	//   0  relay.switch  update  /relays/fan
+	//   1  relay.add     create  /relays/heater
+	// plan: part of the target cannot be reached at 1 place; a partial plan leaves it out
+	//   /lights/porch: is absent, target true: no job binds this path or a parent of it
 }

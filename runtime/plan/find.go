@@ -14,7 +14,8 @@ import (
 )
 
 // Find searches for a plan that moves current to target. Neither is
-// modified. See the package documentation for how it searches.
+// modified. See the package documentation for how it searches, and for
+// what Options.Partial changes when part of the target cannot be reached.
 func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, opts Options) (*Plan, error) {
 	start := time.Now()
 	lim := opts.Limits.withDefaults()
@@ -24,30 +25,60 @@ func Find(ctx context.Context, jobs []*Job, ev Evaluator, current, target any, o
 		return nil, fmt.Errorf("%w: the target must be a JSON object", ErrNoPlan)
 	}
 	jobs = sortJobs(jobs)
-	s := &search{
-		ctx: ctx, ev: ev, lim: lim, strict: opts.Strict, mayExpand: opts.MayExpand,
-		jobs: jobs, byName: map[string]*Job{}, strictCands: map[string][]cand{},
-		w: newWork(current), target: target,
-		visited: map[uint64]struct{}{}, memo: map[string][]memoEntry{},
-	}
+	byName := map[string]*Job{}
 	for _, j := range jobs {
-		s.byName[j.Name()] = j
+		byName[j.Name()] = j
 	}
-	s.g = newGoal(target, jobs, s.w.doc)
-	found, err := s.dfs(0)
-	s.stats.Duration = time.Since(start)
-	if err != nil {
-		return nil, err
+	var left leftOut
+	// A method's step may name any path with any target: with methods, no
+	// place is known hopeless (partial.go).
+	methods := opts.Partial && slices.ContainsFunc(jobs, func(j *Job) bool { return j.Spec.IsMethod() })
+	// The answers stay valid from one round to the next: a key names the
+	// job, the values it was given and its path, and an entry the values
+	// it read.
+	memo := map[string][]memoEntry{}
+	var stats Stats
+	for {
+		s := &search{
+			ctx: ctx, ev: ev, lim: lim, strict: opts.Strict, mayExpand: opts.MayExpand,
+			jobs: jobs, byName: byName, strictCands: map[string][]cand{},
+			w: newWork(current), target: target, kept: left.kept,
+			visited: map[uint64]struct{}{}, memo: memo, stats: stats,
+		}
+		if opts.Partial && !methods {
+			s.hope = &hope{initial: current, onlyHere: map[int]bool{}}
+		}
+		s.g = newGoal(target, jobs, s.w.doc)
+		if opts.Partial && stats.Rounds == 0 {
+			if drop := s.unbound(); len(drop) > 0 {
+				target = left.drop(target, drop)
+				s.target, s.kept = target, left.kept
+				s.g = newGoal(target, jobs, s.w.doc)
+			}
+		}
+		found, err := s.dfs(0)
+		stats = s.stats
+		stats.Duration = time.Since(start)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			p := &Plan{Tasks: s.tasks, Stats: stats, Unreached: left.sorted()}
+			for i, t := range p.Tasks {
+				t.ID = i
+			}
+			link(p)
+			return p, nil
+		}
+		e := s.noPlan()
+		// A bound hit means the search did not finish: what it left unmet
+		// may well be reachable, so it is no ground to drop anything.
+		if !opts.Partial || e.Bound != "" || len(e.Places) == 0 {
+			return nil, e
+		}
+		stats.Rounds++
+		target = left.drop(target, e.Places)
 	}
-	if !found {
-		return nil, s.noPlan()
-	}
-	p := &Plan{Tasks: s.tasks, Stats: s.stats}
-	for i, t := range p.Tasks {
-		t.ID = i
-	}
-	link(p)
-	return p, nil
 }
 
 // Satisfied reports whether current meets target as Find understands it:
@@ -84,6 +115,13 @@ type search struct {
 	tasks   []*Task
 	via     []string
 	stats   Stats
+
+	// kept are paths a partial plan leaves as they are: strict mode does
+	// not delete them (partial.go).
+	kept map[string]bool
+	// hope, in a partial search with no methods, looks for hopeless
+	// places at dead ends (partial.go); nil otherwise.
+	hope *hope
 
 	stuck     *stuckAt // the furthest point the search got stuck at
 	boundHit  string
@@ -157,6 +195,9 @@ func (s *search) strictOps() []op {
 		for _, k := range extra {
 			ptr := p.ptr.Append(k)
 			key := ptr.String()
+			if s.kept[key] {
+				continue
+			}
 			cands, ok := s.strictCands[key]
 			if !ok {
 				for _, j := range s.jobs {
@@ -177,6 +218,9 @@ func (s *search) strictOps() []op {
 func (s *search) dfs(depth int) (bool, error) {
 	if s.done() {
 		return true, nil
+	}
+	if s.hope != nil && s.hope.found {
+		return false, nil
 	}
 	if depth >= s.lim.Depth {
 		s.boundHit = fmt.Sprintf("the search reached its depth bound (%d steps)", s.lim.Depth)
@@ -221,13 +265,22 @@ func (s *search) dfs(depth int) (bool, error) {
 			}
 			tried[key] = append(tried[key], Attempt{Job: c.job.Name(), Why: why})
 			s.undo(mark, ntasks)
+			if s.hope != nil && s.hope.found {
+				return false // a hopeless place: no other choice can help
+			}
 		}
 		return true
 	})
-	if err != nil || found {
+	if err != nil || found || s.hope != nil && s.hope.found {
 		return found, err
 	}
 	s.record(depth, func(ptr string) []Attempt { return tried[ptr] })
+	if s.hope != nil {
+		if places := s.hopeless(tried); len(places) > 0 {
+			s.stuck = &stuckAt{depth: depth, tasks: len(s.tasks), places: places}
+			s.hope.found = true
+		}
+	}
 	return false, nil
 }
 
@@ -245,6 +298,9 @@ func (s *search) apply(j *Job, ptr state.Pointer, path string, params map[string
 	}
 	if s.stats.Tries++; s.stats.Tries > s.lim.Tries {
 		return "", fmt.Errorf("%w: tried %d jobs without finding a plan (the limit)", ErrNoPlan, s.lim.Tries)
+	}
+	if k := s.keptAt(ptr); k != "" && !j.Spec.IsMethod() {
+		return "the partial plan leaves " + k + " as it is (unreached)", nil
 	}
 	cur, present := state.Get(s.w.doc, ptr)
 	call := abi.Call{Job: j.Spec.Name, Path: path, Params: params, Target: target}
@@ -408,7 +464,7 @@ func (s *search) record(depth int, tried func(ptr string) []Attempt) {
 	s.stuck = at
 }
 
-func (s *search) noPlan() error {
+func (s *search) noPlan() *NoPlanError {
 	e := &NoPlanError{Bound: s.boundHit}
 	if s.stuck != nil {
 		e.After, e.Places = s.stuck.tasks, s.stuck.places

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/plan"
@@ -16,7 +17,10 @@ import (
 // its tasks are applied in order, each task's condition holding in its
 // turn, and order every pair of tasks on overlapping paths; and where a
 // plan is known to exist (counters only go up, relays can be anything) it
-// must find one.
+// must find one. With Options.Partial it must find a plan always (these
+// domains hit no bound), the same one where the whole target is
+// reachable, and otherwise one that reaches the target without exactly
+// the counters that would have to count down.
 func FuzzFind(f *testing.F) {
 	f.Add([]byte{3, 1, 4, 1, 5, 9, 2, 6}, false)
 	f.Add([]byte{0, 0, 0, 7, 7, 7, 1, 2, 3, 250, 251}, true)
@@ -63,10 +67,28 @@ func FuzzFind(f *testing.F) {
 				tgt["room"] = map[string]any{"temp": float64(15 + val%10)}
 			}
 		}
+		var down []string // counters that would have to count down
 		for name, g := range tgt["counters"].(map[string]any) {
 			if c := cur["counters"].(map[string]any)[name]; g.(float64) < c.(float64) {
 				feasible = false
+				down = append(down, "/counters/"+name)
 			}
+		}
+		slices.Sort(down)
+		pp, err := plan.Find(context.Background(), d.jobs, d, cur, tgt, plan.Options{Strict: strict, Partial: true})
+		if err != nil {
+			t.Fatalf("partial: %v", err)
+		}
+		var unreached []string
+		for _, st := range pp.Unreached {
+			unreached = append(unreached, st.Path)
+		}
+		if !slices.Equal(unreached, down) {
+			t.Fatalf("partial plan leaves %q unreached, want %q", unreached, down)
+		}
+		checkDAG(t, pp)
+		if got, want := simulate(t, pp, d, cur), withoutUnreached(t, tgt, pp); !state.Satisfies(got, want) {
+			t.Fatalf("partial plan %s reaches %s, not %s", shape(pp), state.Canonical(got), state.Canonical(want))
 		}
 		p, err := plan.Find(context.Background(), d.jobs, d, cur, tgt, plan.Options{Strict: strict})
 		if err != nil {
@@ -80,6 +102,9 @@ func FuzzFind(f *testing.F) {
 		}
 		if !feasible {
 			t.Fatalf("plan found where none exists: %s", shape(p))
+		}
+		if shape(pp) != shape(p) {
+			t.Fatalf("partial plan %s, all-or-nothing plan %s: a reachable target must give the same plan", shape(pp), shape(p))
 		}
 		checkDAG(t, p)
 		if got := simulate(t, p, d, cur); !plan.Satisfied(d.jobs, got, tgt, strict) {

@@ -167,6 +167,11 @@ func (t *Task) String() string { return fmt.Sprintf("%s %s %s", t.Job.Name(), t.
 type Plan struct {
 	Tasks []*Task
 	Stats Stats
+	// Unreached, in a partial plan (Options.Partial), are the parts of the
+	// target the plan leaves out, each with why it could not be reached,
+	// sorted by path; empty when the plan reaches the whole target.
+	// UnreachedError says the same as an error.
+	Unreached []Stuck
 }
 
 // Stats describe a search.
@@ -178,7 +183,11 @@ type Stats struct {
 	// Backtracks counts choices undone because they led nowhere.
 	Backtracks int
 	// States counts the distinct states visited.
-	States   int
+	States int
+	// Rounds counts the searches a partial plan took after the first
+	// (each after dropping what the one before could not reach); 0 when
+	// the first search found the plan.
+	Rounds   int
 	Duration time.Duration
 }
 
@@ -228,6 +237,12 @@ type Options struct {
 	// device keeps a module from actuating, through another module's
 	// jobs, hardware it is not granted). Nil: any job may be expanded into.
 	MayExpand func(method, job *Job) error
+	// Partial: when part of the target cannot be reached, plan the rest
+	// and say in Plan.Unreached what was left out and why, instead of
+	// failing with a *NoPlanError for the whole target. A bound hit
+	// (depth, tries, tasks, time) is still an error. See the package
+	// documentation.
+	Partial bool
 }
 
 // Op is the change a path needs given whether it is present and its

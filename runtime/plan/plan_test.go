@@ -20,10 +20,15 @@ func TestFind(t *testing.T) {
 		name            string
 		domain          func(testing.TB) *domain
 		strict          bool
+		partial         bool
 		limits          plan.Limits
 		current, target string
 		want            string   // shape of the plan
 		wantErr         []string // the error mentions each
+		// unreached are the paths a partial plan leaves out, and why
+		// mentions each in its explanation (Plan.UnreachedError).
+		unreached []string
+		why       []string
 	}{
 		{
 			name:    "counters: one branch per counter",
@@ -181,6 +186,149 @@ func TestFind(t *testing.T) {
 			wantErr: []string{"tried 3 jobs"},
 		},
 		{
+			name:      "partial: counters, one counts down",
+			domain:    func(t testing.TB) *domain { return counters(t, false) },
+			partial:   true,
+			current:   `{"counters":{"a":0,"b":3,"c":0}}`,
+			target:    `{"counters":{"a":1,"b":1,"c":2}}`,
+			want:      "par(plus_one /counters/a, seq(plus_one /counters/c, plus_one /counters/c))",
+			unreached: []string{"/counters/b"},
+			why:       []string{"at 1 place; a partial plan leaves it out", "/counters/b: is 3, target 1", "counters.plus_one: condition does not hold"},
+		},
+		{
+			name:      "partial: no job binds one path",
+			domain:    relays,
+			partial:   true,
+			current:   `{"relays":{"fan":false}}`,
+			target:    `{"relays":{"fan":true},"lights":{"porch":true,"hall":false}}`,
+			want:      "switch /relays/fan",
+			unreached: []string{"/lights/hall", "/lights/porch"},
+			why:       []string{"/lights/hall: is absent, target false: no job binds this path or a parent of it", "/lights/porch: is absent, target true: no job binds this path or a parent of it"},
+		},
+		{
+			name:      "partial: the jobs bind at the parent",
+			domain:    thermostat,
+			partial:   true,
+			current:   `{"room":{"heater":false}}`,
+			target:    `{"room":{"temp":21,"heater":true}}`,
+			want:      "heater /room/heater",
+			unreached: []string{"/room/temp"},
+			why:       []string{"/room/temp: is absent, target 21", "thermo.warm (at /room): condition does not hold", "thermo.wait (at /room): condition does not hold"},
+		},
+		{
+			name: "partial: a method fails for one child, its sibling is reached",
+			domain: func(t testing.TB) *domain {
+				d := &domain{}
+				d.method(t, "box.setup", "/box", abi.Any, impl{
+					expand: func(string, any, any) []plan.Step { return []plan.Step{step("set", "/box/x"), step("set", "/box/y")} },
+				})
+				// set cannot reach 2 or more.
+				return d.action(t, "box.set", "/box/:k", abi.Any, impl{
+					cond:   func(_, tgt any) bool { return num(tgt) < 2 },
+					effect: func(_, tgt any) any { return tgt },
+				})
+			},
+			partial:   true,
+			current:   `{}`,
+			target:    `{"box":{"x":1,"y":2}}`,
+			want:      "set /box/x",
+			unreached: []string{"/box/y"},
+			why:       []string{"/box/y: is absent, target 2", "box.set: condition does not hold"},
+		},
+		{
+			name: "partial strict: a delete that cannot happen, and an update dropped is not deleted",
+			domain: func(t testing.TB) *domain {
+				d := &domain{}
+				d.action(t, "relay.remove", "/relays/:name", abi.Delete, impl{
+					// A relay that is on cannot be taken out of service.
+					cond:   func(cur, _ any) bool { return cur != true },
+					effect: func(any, any) any { return nil },
+				})
+				// A relay that is on is stuck on.
+				return d.action(t, "relay.switch", "/relays/:name", abi.Update, impl{
+					cond:   func(cur, _ any) bool { return cur != true },
+					effect: func(_, tgt any) any { return tgt },
+				})
+			},
+			strict:    true,
+			partial:   true,
+			current:   `{"relays":{"a":false,"b":false,"c":true,"d":false,"e":true}}`,
+			target:    `{"relays":{"a":true,"e":false}}`,
+			want:      "par(switch /relays/a, remove /relays/b, remove /relays/d)",
+			unreached: []string{"/relays/c", "/relays/e"},
+			why: []string{
+				"at 2 places",
+				"/relays/c: is true, target null\n    relay.remove: condition does not hold",
+				"/relays/e: is true, target false\n    relay.remove: binds delete, this is update\n    relay.switch: condition does not hold",
+			},
+		},
+		{
+			name:      "partial: nothing reachable is an empty plan that says why",
+			domain:    func(t testing.TB) *domain { return counters(t, false) },
+			partial:   true,
+			current:   `{"counters":{"a":3}}`,
+			target:    `{"counters":{"a":1},"lights":{"porch":true}}`,
+			want:      "",
+			unreached: []string{"/counters/a", "/lights/porch"},
+			why:       []string{"/counters/a: is 3, target 1", "counters.plus_one: condition does not hold", "/lights/porch: is absent, target true: no job binds"},
+		},
+		{
+			name:      "partial: a reachable target is the same plan, with nothing unreached",
+			domain:    func(t testing.TB) *domain { return counters(t, true) },
+			partial:   true,
+			current:   `{"counters":{"a":0}}`,
+			target:    `{"counters":{"a":3}}`,
+			want:      "seq(plus_one /counters/a, plus_one /counters/a, plus_one /counters/a)",
+			unreached: nil,
+		},
+		{
+			name: "partial: backtracking still reaches the whole target",
+			domain: func(t testing.TB) *domain {
+				d := &domain{}
+				d.action(t, "n.big", "/n", abi.Update, impl{
+					cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
+					effect: func(cur, _ any) any { return num(cur) + 5 },
+				})
+				d.action(t, "n.small", "/n", abi.Update, impl{
+					cond:   func(cur, tgt any) bool { return num(cur) < num(tgt) },
+					effect: func(cur, _ any) any { return num(cur) + 1 },
+				})
+				return d
+			},
+			partial: true,
+			current: `{"n":0}`,
+			target:  `{"n":3}`,
+			want:    "seq(small /n, small /n, small /n)",
+		},
+		{
+			name:      "partial: with methods, one counts down",
+			domain:    func(t testing.TB) *domain { return counters(t, true) },
+			partial:   true,
+			current:   `{"counters":{"a":0,"b":0,"z":5}}`,
+			target:    `{"counters":{"a":3,"b":1,"z":1}}`,
+			want:      "par(seq(plus_one /counters/a, plus_one /counters/a, plus_one /counters/a), plus_one /counters/b)",
+			unreached: []string{"/counters/z"},
+			why:       []string{"/counters/z: is 5, target 1", "counters.plus_two: condition does not hold", "counters.plus_one: condition does not hold"},
+		},
+		{
+			name:    "partial: a bound hit is still an error",
+			domain:  func(t testing.TB) *domain { return counters(t, false) },
+			partial: true,
+			limits:  plan.Limits{Depth: 3},
+			current: `{"counters":{"a":0,"b":9}}`,
+			target:  `{"counters":{"a":5,"b":1}}`,
+			wantErr: []string{"depth bound (3 steps)"},
+		},
+		{
+			name:    "partial: the tries bound is still an error",
+			domain:  func(t testing.TB) *domain { return counters(t, false) },
+			partial: true,
+			limits:  plan.Limits{Tries: 3},
+			current: `{"counters":{"a":0,"b":9}}`,
+			target:  `{"counters":{"a":5,"b":1}}`,
+			wantErr: []string{"tried 3 jobs"},
+		},
+		{
 			name:    "target not an object",
 			domain:  relays,
 			current: `{}`,
@@ -192,7 +340,7 @@ func TestFind(t *testing.T) {
 			d := tc.domain(t)
 			cur, tgt := doc(t, tc.current), doc(t, tc.target)
 			before := state.Clone(cur)
-			opts := plan.Options{Strict: tc.strict, Limits: tc.limits}
+			opts := plan.Options{Strict: tc.strict, Limits: tc.limits, Partial: tc.partial}
 			p, err := plan.Find(context.Background(), d.jobs, d, cur, tgt, opts)
 			if !state.Equal(cur, before) {
 				t.Fatal("Find modified the current state")
@@ -215,15 +363,124 @@ func TestFind(t *testing.T) {
 				t.Fatalf("plan  %s\nwant  %s", got, tc.want)
 			}
 			checkDAG(t, p)
-			if got := simulate(t, p, d, cur); !plan.Satisfied(d.jobs, got, tgt, tc.strict) {
-				t.Fatalf("the plan's effects reach %s, not the target", state.Canonical(got))
+			checkUnreached(t, p, tc.unreached, tc.why)
+			got := simulate(t, p, d, cur)
+			if want := withoutUnreached(t, tgt, p); !plan.Satisfied(d.jobs, got, want, tc.strict && len(p.Unreached) == 0) || !state.Satisfies(got, want) {
+				t.Fatalf("the plan's effects reach %s, not the target %s", state.Canonical(got), state.Canonical(want))
 			}
 			// Deterministic: the same inputs give the same plan.
 			p2, err := plan.Find(context.Background(), d.jobs, d, cur, tgt, opts)
-			if err != nil || shape(p2) != shape(p) {
-				t.Fatalf("second search: %v, %s", err, shape(p2))
+			if err != nil || shape(p2) != shape(p) || fmt.Sprint(p2.UnreachedError()) != fmt.Sprint(p.UnreachedError()) {
+				t.Fatalf("second search: %v, %s, %v", err, shape(p2), p2.UnreachedError())
 			}
 		})
+	}
+}
+
+// checkUnreached checks a plan's unreached paths, and that its
+// explanation mentions each of why.
+func checkUnreached(t testing.TB, p *plan.Plan, paths, why []string) {
+	t.Helper()
+	var got []string
+	for _, st := range p.Unreached {
+		got = append(got, st.Path)
+	}
+	if strings.Join(got, " ") != strings.Join(paths, " ") {
+		t.Fatalf("unreached %q, want %q", got, paths)
+	}
+	err := p.UnreachedError()
+	if (err == nil) != (len(paths) == 0) || err != nil && !errors.Is(err, plan.ErrPartial) {
+		t.Fatalf("UnreachedError() = %v with %d unreached", err, len(paths))
+	}
+	for _, w := range why {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("explanation does not mention %q:\n%v", w, err)
+		}
+	}
+}
+
+// withoutUnreached is target without the parts p leaves unreached: what a
+// partial plan must reach.
+func withoutUnreached(t testing.TB, target any, p *plan.Plan) any {
+	t.Helper()
+	out := state.Clone(target)
+	for _, st := range p.Unreached {
+		ptr := state.MustPointer(st.Path)
+		if _, ok := state.Get(out, ptr); ok {
+			var err error
+			if out, err = state.Delete(out, ptr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+// A part no job binds is dropped before the search: left in, the search
+// would try every combination of the other 30 relays before giving up
+// (2^30 states), far past the tries bound.
+func TestPartialUnboundCostsNoSearch(t *testing.T) {
+	d := relays(t)
+	cur, tgt := map[string]any{}, map[string]any{}
+	for i := range 30 {
+		cur[fmt.Sprintf("r%02d", i)], tgt[fmt.Sprintf("r%02d", i)] = false, true
+	}
+	current := map[string]any{"relays": cur}
+	target := map[string]any{"relays": tgt, "lights": map[string]any{"porch": true}}
+	opts := plan.Options{Partial: true, Limits: plan.Limits{Tries: 10_000}}
+	p, err := plan.Find(context.Background(), d.jobs, d, current, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 30 || p.Stats.Rounds != 0 || p.Stats.Tries != 30 {
+		t.Fatalf("%d tasks, stats %+v: want 30 tasks from one search trying 30 jobs", len(p.Tasks), p.Stats)
+	}
+	checkUnreached(t, p, []string{"/lights/porch"}, []string{"no job binds this path or a parent of it"})
+}
+
+// A counter that cannot count down, beside 20 that can: the partial
+// search stops at its first dead end, where only the hopeless counter is
+// unmet, instead of trying every combination of the others (3^20 states,
+// far past the tries bound), and plans the 20 in a second round.
+func TestPartialHopelessPlaceStopsTheSearch(t *testing.T) {
+	d := counters(t, false)
+	cur, tgt := map[string]any{"z": 5.0}, map[string]any{"z": 1.0}
+	for i := range 20 {
+		cur[fmt.Sprintf("c%02d", i)], tgt[fmt.Sprintf("c%02d", i)] = 0.0, 2.0
+	}
+	current, target := map[string]any{"counters": cur}, map[string]any{"counters": tgt}
+	opts := plan.Options{Partial: true, Limits: plan.Limits{Tries: 10_000}}
+	p, err := plan.Find(context.Background(), d.jobs, d, current, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 40 || p.Stats.Rounds != 1 || p.Stats.Tries > 200 {
+		t.Fatalf("%d tasks, stats %+v: want 40 tasks, two rounds, a few tries", len(p.Tasks), p.Stats)
+	}
+	checkUnreached(t, p, []string{"/counters/z"}, []string{"/counters/z: is 5, target 1\n    counters.plus_one: condition does not hold"})
+	// All or nothing still tries every combination: the bound.
+	opts.Partial = false
+	if _, err := plan.Find(context.Background(), d.jobs, d, current, target, opts); err == nil || !strings.Contains(err.Error(), "tried 10000 jobs") {
+		t.Fatalf("all or nothing: %v, want the tries bound", err)
+	}
+}
+
+// The rounds of a partial search share the bounds: a second round does
+// not get a fresh budget.
+func TestPartialRoundsShareTheBounds(t *testing.T) {
+	d := counters(t, false)
+	current, target := doc(t, `{"counters":{"a":0,"b":0,"z":5}}`), doc(t, `{"counters":{"a":3,"b":3,"z":1}}`)
+	p, err := plan.Find(context.Background(), d.jobs, d, current, target, plan.Options{Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.Rounds != 1 {
+		t.Fatalf("stats %+v: want one round after the first", p.Stats)
+	}
+	// Enough tries for either round alone, not for both.
+	opts := plan.Options{Partial: true, Limits: plan.Limits{Tries: p.Stats.Tries - 1}}
+	if _, err := plan.Find(context.Background(), d.jobs, d, current, target, opts); err == nil || !strings.Contains(err.Error(), "tried") {
+		t.Fatalf("err = %v, want the tries bound", err)
 	}
 }
 

@@ -43,7 +43,7 @@ import { createInterface } from 'node:readline';
 import { Task, Ref, MethodExpansion, UNDEFINED } from 'mahler';
 import { Planner } from 'mahler/planner';
 
-const PROBLEMS = ['counters-10', 'counters-100', 'counters-1000', 'components-50', 'methods-20', 'supervisor'];
+const PROBLEMS = ['counters-10', 'counters-100', 'counters-1000', 'components-50', 'methods-20', 'supervisor', 'stuck-3', 'stuck-4'];
 const MAHLER_VERSION = JSON.parse(
 	readFileSync(new URL('./node_modules/mahler/package.json', import.meta.url), 'utf8'),
 ).version;
@@ -288,6 +288,15 @@ function buildProblem(name, expansion) {
 		// pull, create, start; new1..3: create_app and 5 x (pull, create, start)
 		return { ...supervisorProblem(), tasks: supervisorTasks(expansion), expectedActions: 69 };
 	}
+	if ((m = /^stuck-(\d+)$/.exec(name))) {
+		// counters-N and one more counter that would have to count down: no
+		// plan reaches the target (Mahler has no partial plans).
+		const n = +m[1];
+		const p = countersProblem(n, 2);
+		p.state.counters[`c${pad(n, 4)}`] = 5;
+		p.target.counters[`c${pad(n, 4)}`] = 1;
+		return { ...p, tasks: [counterTasks()], expectedActions: 0, expectNoPlan: true };
+	}
 	throw new Error(`unknown problem ${name}`);
 }
 
@@ -369,6 +378,10 @@ function withoutImages(s) {
 }
 
 function verify(name, res, p) {
+	if (p.expectNoPlan) {
+		if (res.success) throw new Error(`${name}: a plan was found where none exists`);
+		return { count: 0, forks: 0 };
+	}
 	if (!res.success) {
 		throw new Error(`${name}: no plan found: ${res.error?.message ?? res.error}`);
 	}
@@ -448,7 +461,7 @@ function measure(req, expansion) {
 		ms.push(t);
 	}
 	const { count } = verify(name, res, b.p); // the last measured plan too
-	return { problem: name, ms, warm, actions: count, iterations: res.stats.iterations };
+	return { problem: name, ms, warm, actions: count, iterations: res.stats?.iterations };
 }
 
 // ---------------------------------------------------------------- main
