@@ -27,8 +27,7 @@ type Preview struct {
 	// no loaded module senses or sets. Nil when Converged or Plan is set.
 	Err error
 	// Unreached lists the parts of the candidate the plan leaves
-	// unreached; always empty while the planner makes whole plans only,
-	// kept for partial plans.
+	// unreached (a partial plan; Plan.UnreachedError says why).
 	Unreached []string
 	// State is the live state the preview planned from.
 	State json.RawMessage
@@ -110,9 +109,16 @@ func (a *Agent) previewNow(ctx context.Context, req previewRequest) Preview {
 	// is the operator's to read, not a reason to roll it back.
 	ev := evaluator{mods: a.set.module}
 	found, err := plan.Find(wasmhost.WithPlanTime(ctx, time.Now()), a.set.jobs, ev, current, req.target,
-		plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict, MayExpand: a.set.mayExpand})
+		plan.Options{Limits: a.opts.Limits, Strict: a.opts.Strict, MayExpand: a.set.mayExpand, Partial: !a.opts.AllOrNothing})
 	if err != nil {
 		p.Err = err
+		return p
+	}
+	for _, u := range found.Unreached {
+		p.Unreached = append(p.Unreached, u.Path)
+	}
+	if len(found.Tasks) == 0 && len(found.Unreached) > 0 {
+		p.Err = found.UnreachedError() // nothing would run: as the agent, a failure
 		return p
 	}
 	p.Plan = found

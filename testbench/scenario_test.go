@@ -112,6 +112,10 @@ func TestStandardSuiteFastSubset(t *testing.T) {
 // make test's share of jobs-overnight: the same night on five gateways.
 func TestJobsShort(t *testing.T) { mustPass(t, "testdata/jobs-short.yaml") }
 
+// make test's share of rollout-abort: waves, the watcher's auto-abort, a
+// device offline during the halt, and the fixed release, on ten boards.
+func TestRolloutShort(t *testing.T) { mustPass(t, "testdata/rollout-short.yaml") }
+
 // mustPass runs the scenario in file end to end through the runner; a
 // failure prints the report.
 func mustPass(t *testing.T, file string) {

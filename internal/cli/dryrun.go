@@ -169,9 +169,15 @@ wait:
 	} else {
 		printDryRun(stdout, s, offline, d.timeout)
 	}
+	partial := 0 // devices whose plan leaves part of the target unreached: they cannot reach it either
+	for _, p := range s.Plans {
+		if len(p.Unreached) > 0 {
+			partial += len(p.Devices)
+		}
+	}
 	switch {
-	case len(s.Cannot)+len(s.Refused) > 0:
-		n := 0
+	case len(s.Cannot)+len(s.Refused) > 0 || partial > 0:
+		n := partial
 		for _, g := range append(slices.Clone(s.Cannot), s.Refused...) {
 			n += len(g.Devices)
 		}

@@ -130,6 +130,9 @@ func (r *dryRunner) answer(ctx context.Context, req fleet.ScopedDryRun) fleet.Dr
 			ans.Tasks = append(ans.Tasks, fleet.DryRunTask{Job: t.Job.Name(), Op: string(t.Op), Path: t.Path.String()})
 		}
 		ans.Unreached = p.Unreached
+		if perr := p.Plan.UnreachedError(); perr != nil {
+			ans.Reason, ans.Why = reasonOf(perr), perr.Error()
+		}
 	default:
 		ans.Outcome, ans.Reason, ans.Why = fleet.DryRunCannot, reasonOf(p.Err), p.Err.Error()
 	}
@@ -186,15 +189,23 @@ func (r *dryRunner) candidate(req fleet.ScopedDryRun) (json.RawMessage, error) {
 // answer's "why".
 func reasonOf(err error) string {
 	var np *plan.NoPlanError
-	if !errors.As(err, &np) {
+	var pe *plan.PartialError
+	var b strings.Builder
+	var places []plan.Stuck
+	switch {
+	case errors.As(err, &np):
+		b.WriteString("no plan")
+		if np.Bound != "" {
+			b.WriteString(": " + np.Bound)
+		}
+		places = np.Places
+	case errors.As(err, &pe):
+		b.WriteString("part of the target cannot be reached")
+		places = pe.Places
+	default:
 		return firstLine(err.Error())
 	}
-	var b strings.Builder
-	b.WriteString("no plan")
-	if np.Bound != "" {
-		b.WriteString(": " + np.Bound)
-	}
-	for i, p := range np.Places {
+	for i, p := range places {
 		sep := "; "
 		if i == 0 {
 			sep = ": "
