@@ -82,17 +82,24 @@ func TestEveryCommandHasHelpAndDocs(t *testing.T) {
 func TestBrokerAddressIsCheckedFirst(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	cases := map[string][]string{ // command → arguments that get as far as the broker
-		"status":        nil,
-		"watch":         nil,
-		"push":          {"--device", "pi-001", "--key", missing, missing},
-		"release":       {"--module", "relay", "--key", missing, missing},
-		"agent release": {"--key", missing, missing},
-		"job submit":    {"--device", "pi-001", "--module", "relay", "--command", "pulse", "--key", missing},
-		"job status":    {"20261206-000000-aaaaaa"},
-		"job ls":        nil,
-		"job edit":      {"20261206-000000-aaaaaa", "--key", missing},
-		"job cancel":    {"20261206-000000-aaaaaa", "--key", missing},
-		"job who":       {"20261206-000000-aaaaaa"},
+		"status":         nil,
+		"watch":          nil,
+		"push":           {"--device", "pi-001", "--key", missing, missing},
+		"release":        {"--module", "relay", "--key", missing, missing},
+		"agent release":  {"--key", missing, missing},
+		"job submit":     {"--device", "pi-001", "--module", "relay", "--command", "pulse", "--key", missing},
+		"job status":     {"20261206-000000-aaaaaa"},
+		"job ls":         nil,
+		"job edit":       {"20261206-000000-aaaaaa", "--key", missing},
+		"job cancel":     {"20261206-000000-aaaaaa", "--key", missing},
+		"job who":        {"20261206-000000-aaaaaa"},
+		"rollout start":  {"--group", "boilers", "--key", missing, missing},
+		"rollout watch":  {"relay-v020"},
+		"rollout status": {"relay-v020"},
+		"rollout ls":     nil,
+		"rollout pause":  {"relay-v020", "--key", missing},
+		"rollout resume": {"relay-v020", "--key", missing},
+		"rollout abort":  {"relay-v020", "--key", missing},
 	}
 	for _, name := range cli.CommandNames() {
 		_, out, _ := tern(t, append(strings.Fields(name), "--help")...)
