@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"debug/buildinfo"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,7 +34,18 @@ func runVersion(ctx context.Context, path string) string {
 }
 
 func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("agent release", stderr)
+	return agentReleaseWith(ctx, "agent release", args, stdout, stderr, nil)
+}
+
+// agentReleaseWith is agent release, or, with rf, tern rollout start
+// --agent: the release with a rollout policy, after the rollout's
+// control.
+func agentReleaseWith(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, rf *rolloutFlags) error {
+	fs := newFlags(cmd, stderr)
+	if rf != nil {
+		rf.register(fs)
+		fs.Bool("agent", true, "the file is a ternd binary: roll out an agent release")
+	}
 	var ff fleetFlags
 	ff.register(fs)
 	keyPath := fs.String("key", envOr("TERN_KEY", ""), "private key to sign the release with (or $TERN_KEY); required")
@@ -48,7 +58,7 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *keyPath == "" || fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{errors.New("agent release needs --key and one ternd binary")}
+		return usageError{fmt.Errorf("%s needs --key and one ternd binary", cmd)}
 	}
 	if err := ver.check(); err != nil {
 		return err
@@ -120,6 +130,11 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("%s compresses to %d bytes, over the %d MiB limit of agent releases", path, len(r.Gzip), fleet.MaxAgentCompressed>>20)
 	}
 	r.AgentVersion = agentVersion
+	if rf != nil {
+		if r.Rollout, err = rf.build(time.Now(), "ternd-"+*arch); err != nil {
+			return err
+		}
+	}
 	r.Sign(priv)
 	if *dryRun {
 		fmt.Fprintln(stdout, string(mustJSON(r)))
@@ -130,6 +145,13 @@ func agentRelease(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer op.Close()
+	if r.Rollout != nil {
+		what := fmt.Sprintf("ternd %s for %s (release %d)", orDash(agentVersion), *arch, v)
+		if err := startControl(ctx, op, topics, r.Rollout, what, fleet.AgentScope(*arch), priv); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, describeRollout(r.Rollout))
+	}
 	if err := op.PushAgentRelease(ctx, r); err != nil {
 		return err
 	}

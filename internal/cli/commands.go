@@ -301,9 +301,10 @@ func init() {
 		},
 		{
 			name:  "rollout start",
-			args:  "[fleet flags] (--device ID | --group NAME TARGET) | (--module NAME M.wasm) [--id ID] [--waves 1%,10%,50%,100%] [--interval D] [--start TIME] [--disruptive] [--window SPEC]... [--defer-max D] [--abort-failed P --abort-after N] --key K.key",
+			args:  "[fleet flags] (--device ID | --group NAME TARGET) | (--module NAME M.wasm) | (--agent TERND) [--id ID] [--waves 1%,10%,50%,100%] [--interval D] [--start TIME] [--disruptive] [--window SPEC]... [--defer-max D] [--abort-failed P --abort-after N] --key K.key",
 			short: "push a target or release a module in waves, under a policy devices follow",
-			summary: "Push a target (--device or --group) or release a module (--module) under a\n" +
+			summary: "Push a target (--device or --group), release a module (--module) or a ternd\n" +
+				"(--agent) under a\n" +
 				"rollout: waves of the devices in scope (each device computes its own from the\n" +
 				"rollout id), opening --interval apart by each device's clock, halted by a\n" +
 				"pause or an abort, disruptive changes waiting for maintenance windows and busy\n" +

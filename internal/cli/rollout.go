@@ -164,6 +164,11 @@ func describeRollout(ro *fleet.Rollout) string {
 
 func rolloutStart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, a := range args {
+		if a == "--agent" || a == "-agent" || strings.HasPrefix(a, "--agent=") || strings.HasPrefix(a, "-agent=") {
+			return agentReleaseWith(ctx, "rollout start", args, stdout, stderr, &rolloutFlags{})
+		}
+	}
+	for _, a := range args {
 		if a == "--module" || strings.HasPrefix(a, "--module=") || a == "-module" || strings.HasPrefix(a, "-module=") {
 			return releaseWith(ctx, "rollout start", args, stdout, stderr, &rolloutFlags{})
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/internal/version"
 	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/api"
 )
 
 // ErrRestart is what Run returns when ternd must start again: a new binary
@@ -306,4 +307,32 @@ func orPackaged(s string) string {
 		return "the packaged binary"
 	}
 	return s
+}
+
+// fresh reports whether r would be tried (a version above the ones tried)
+// and is signed by a trusted key: what a rollout's gate may hold back.
+// tried reports whether it was tried already.
+func (u *updater) fresh(r fleet.AgentRelease) (fresh, tried bool) {
+	st, err := u.dir.Load()
+	if err != nil || len(u.trust) == 0 || r.Verify(u.trust) != nil {
+		return false, false
+	}
+	return r.Version > st.Tried, r.Version <= st.Tried
+}
+
+// outcome says how agent release version went: "" while it is on trial
+// (or not tried yet), done once it is committed, rolled back or refused.
+func (u *updater) outcome(version uint64) (api.RolloutPhase, string, bool) {
+	st, err := u.dir.Load()
+	switch {
+	case err != nil:
+		return "", "", false
+	case st.Version == version && st.Phase == update.PhaseCommitted:
+		return api.RolloutSucceeded, "ternd " + orUnknown(st.AgentVersion) + " runs, and passed its health check", true
+	case st.Version == version && st.Phase == update.PhaseRolledBack:
+		return api.RolloutFailed, "rolled back: " + st.Reason, true
+	case st.Version != version && st.Tried >= version:
+		return api.RolloutFailed, "refused before the swap (the update events say why)", true
+	}
+	return "", "", false
 }

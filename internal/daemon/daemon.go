@@ -517,6 +517,23 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 			if !ok {
 				return
 			}
+			if r.Rollout != nil {
+				switch fresh, tried := up.fresh(r); {
+				case fresh:
+					g.hold(agentGated(r, up, func() error {
+						if err := up.apply(ctx, r); err != nil {
+							stop(err) // ErrRestart: into the new binary
+						}
+						return nil
+					}))
+					step()
+					continue
+				case tried && g.reports(r.Rollout.ID):
+					g.hold(agentOutcome(r, up)) // after the restart: how it went
+					step()
+					continue
+				}
+			}
 			if err := up.apply(ctx, r); err != nil {
 				stop(err)
 				return

@@ -212,7 +212,9 @@ func (g *gate) hold(it *gated) {
 		g.set(old.rollout.ID, old, api.RolloutReplaced, "replaced by "+it.what)
 	}
 	g.items[it.key] = it
-	g.set(it.rollout.ID, it, api.RolloutWaiting, "received")
+	if !it.applied {
+		g.set(it.rollout.ID, it, api.RolloutWaiting, "received")
+	}
 }
 
 // set records a rollout's phase for the status.
@@ -347,6 +349,13 @@ func (g *gate) step() time.Time {
 		g.report(g.status)
 	}
 	return next
+}
+
+// reports reports whether the status holds rollout id, not yet finished:
+// a restarted ternd looks at the outcome of what it let through before.
+func (g *gate) reports(id string) bool {
+	st, ok := g.status[id]
+	return ok && !st.Phase.Finished()
 }
 
 // fetched reports whether env is the whole release the gate let through
@@ -510,4 +519,23 @@ func (o *outcomes) take(module string, version uint64) (error, bool) {
 	err, ok := o.errs[k]
 	delete(o.errs, k)
 	return err, ok
+}
+
+// agentGated holds an agent release: apply tries it (ternd restarts into
+// the new binary); its outcome is the update's, after the restart
+// (update.State: committed, rolled back, or refused before the swap).
+func agentGated(r fleet.AgentRelease, up *updater, apply func() error) *gated {
+	it := &gated{key: "agent/" + r.Arch, version: r.Version, rollout: *r.Rollout, what: fmt.Sprintf("ternd %s for %s (release %d)", orUnknown(r.AgentVersion), r.Arch, r.Version)}
+	it.apply = apply
+	it.check = func() (api.RolloutPhase, string, bool) { return up.outcome(r.Version) }
+	return it
+}
+
+// agentOutcome is what a restarted ternd says of the agent release its
+// rollout let through before the restart: it arrives again (retained),
+// is tried already, and only its outcome is to be looked at.
+func agentOutcome(r fleet.AgentRelease, up *updater) *gated {
+	it := agentGated(r, up, nil)
+	it.applied = true
+	return it
 }

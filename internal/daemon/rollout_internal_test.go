@@ -4,10 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tern-iot/tern/firmware/update"
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/internal/signing"
 	"github.com/tern-iot/tern/runtime/api"
@@ -241,4 +244,51 @@ func TestGateRefusesForgedAndOlderControls(t *testing.T) {
 	old.Sign(r.priv)
 	r.g.control(fleet.ReceivedControl{RolloutControl: old, Conn: r.conn})
 	r.want("r", api.RolloutHalted, "hold on")
+}
+
+// An agent release under a rollout: held until its wave opens; its
+// outcome is the update's (on trial: not yet; committed: succeeded;
+// rolled back: failed), after the restart too.
+func TestGateAgentRelease(t *testing.T) {
+	ro := fleet.Rollout{ID: "ternd-2", Waves: []float64{1}, Start: time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)}
+	r := newGateRig(t, "pi-001", nil)
+	d := update.Dir{Path: filepath.Join(t.TempDir(), "agent")}
+	if err := os.MkdirAll(d.Path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u := &updater{dir: d, log: slog.New(slog.DiscardHandler)}
+	rel := fleet.AgentRelease{Arch: "arm64", Version: 7, AgentVersion: "0.9.0", Rollout: &ro}
+	applied := 0
+	r.g.hold(agentGated(rel, u, func() error {
+		applied++
+		return d.Save(update.State{Phase: update.PhaseTrial, Version: 7, Tried: 7})
+	}))
+	r.want("ternd-2", api.RolloutWaiting, "has not been heard")
+	r.control("ternd-2", fleet.RolloutRunning, "")
+	r.want("ternd-2", api.RolloutApplying, "wave 1 opened")
+	if applied != 1 {
+		t.Fatalf("applied %d times", applied)
+	}
+	// ternd restarts into the new binary: the gate forgets the item,
+	// keeps the status; the retained release comes again, tried.
+	pub := r.priv.Public().(ed25519.PublicKey)
+	r.g = r.open("pi-001", pub, nil)
+	if !r.g.reports("ternd-2") {
+		t.Fatal("after the restart the gate does not report the rollout")
+	}
+	r.g.hold(agentOutcome(rel, u))
+	r.want("ternd-2", api.RolloutWaiting, "ternd restarted") // on trial
+	if err := d.Save(update.State{Phase: update.PhaseCommitted, Version: 7, AgentVersion: "0.9.0", Tried: 7}); err != nil {
+		t.Fatal(err)
+	}
+	r.want("ternd-2", api.RolloutSucceeded, "ternd 0.9.0 runs")
+	if applied != 1 {
+		t.Fatalf("applied %d times", applied)
+	}
+	if err := d.Save(update.State{Phase: update.PhaseRolledBack, Version: 7, Tried: 7, Reason: "not healthy within 2m"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, why, done := u.outcome(7); p != api.RolloutFailed || !done || !strings.Contains(why, "not healthy") {
+		t.Errorf("a rolled back release: %s %q %v", p, why, done)
+	}
 }
