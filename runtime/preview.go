@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tern-iot/tern/runtime/internal/wasmhost"
+	"github.com/tern-iot/tern/runtime/layer"
 	"github.com/tern-iot/tern/runtime/plan"
 	"github.com/tern-iot/tern/runtime/state"
 )
@@ -53,8 +54,9 @@ type previewRequest struct {
 }
 
 // Preview plans target (a JSON object, the whole target the agent would
-// pursue) from the live state, as the agent would plan it were target
-// the one it held, with the same jobs and options, and returns the plan
+// pursue), with the conditional layers the agent holds laid over it as
+// they are active now, from the live state, as the agent would plan it
+// were target the one it held, with the same jobs and options, and returns the plan
 // or why there is none. It changes nothing: nothing runs, nothing is
 // stored, no event is sent, and the modules' answers while planning
 // count against no rollback. It runs on the agent's loop, between steps,
@@ -89,7 +91,13 @@ func (a *Agent) Preview(ctx context.Context, target json.RawMessage) (Preview, e
 func (a *Agent) previewNow(ctx context.Context, req previewRequest) Preview {
 	a.mu.Lock()
 	current := state.Clone(a.current)
+	layers := a.lay.layers
 	a.mu.Unlock()
+	if len(layers) > 0 {
+		// The target's layers (held with the target, of every scope) lie
+		// over the candidate as they would over it pushed: those active now.
+		req.target = layer.Evaluate(layers, a.opts.Facts, a.opts.Clock()).Apply(req.target)
+	}
 	p := Preview{State: state.Canonical(current)}
 	// The same questions check and converge ask, in the same order.
 	sat := plan.Satisfied(a.set.jobs, current, req.target, a.opts.Strict)
@@ -118,7 +126,9 @@ func (a *Agent) previewNow(ctx context.Context, req previewRequest) Preview {
 		p.Unreached = append(p.Unreached, u.Path)
 	}
 	if len(found.Tasks) == 0 && len(found.Unreached) > 0 {
-		p.Err = found.UnreachedError() // nothing would run: as the agent, a failure
+		// Nothing would run: no plan reaches the candidate, as the agent
+		// reports it (plan.failed), with the same explanation.
+		p.Err = &plan.NoPlanError{Places: found.Unreached}
 		return p
 	}
 	p.Plan = found

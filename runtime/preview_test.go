@@ -11,6 +11,7 @@ import (
 	"github.com/tern-iot/tern/hal/gpio"
 	"github.com/tern-iot/tern/internal/testbound"
 	"github.com/tern-iot/tern/runtime"
+	"github.com/tern-iot/tern/runtime/layer"
 	"github.com/tern-iot/tern/runtime/plan"
 )
 
@@ -125,5 +126,33 @@ func TestPreviewWhileNotRunning(t *testing.T) {
 	cancel()
 	if _, err := a.Preview(ctx, json.RawMessage(`{}`)); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "busy") {
 		t.Errorf("preview with no loop: %v", err)
+	}
+}
+
+// A preview lays the layers the agent holds over the candidate, those
+// active now: what the device would pursue were the candidate pushed.
+func TestPreviewLaysTheLayers(t *testing.T) {
+	r := newRig(t)
+	a, stop := r.start(t, &recorder{}, true)
+	defer stop()
+	ls, err := layer.Parse([]byte(`[{"name":"always","when":{"facts":{}},"target":{"relays":{"fan":true}}}]`), "group/g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetLayeredTarget(3, json.RawMessage(`{"relays":{"heater":true}}`), ls, ""); err != nil {
+		t.Fatal(err)
+	}
+	testbound.WaitFor(t, "convergence", func() bool { return a.Status().Converged })
+	// The candidate turns the fan off; the layer, active now, keeps it on.
+	p, err := a.Preview(t.Context(), json.RawMessage(`{"relays":{"heater":false,"fan":false}}`))
+	if err != nil || p.Plan == nil {
+		t.Fatalf("preview: %+v, %v", p, err)
+	}
+	var paths []string
+	for _, task := range p.Plan.Tasks {
+		paths = append(paths, task.Path.String())
+	}
+	if len(paths) != 1 || paths[0] != "/relays/heater" {
+		t.Errorf("the plan touches %v; want /relays/heater only: the layer keeps the fan on", paths)
 	}
 }
