@@ -470,7 +470,9 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 				return
 			}
 			if env.Rollout == nil {
-				applyTarget(env)
+				if err := applyTarget(env); err == nil {
+					g.supersede("target/"+env.Scope, fmt.Sprintf("target %s version %d", env.Scope, env.Version))
+				}
 				continue
 			}
 			_, fresh, err := comb.admit(env)
@@ -495,6 +497,11 @@ func feed(ctx context.Context, stop context.CancelCauseFunc, dev *fleet.Device, 
 					g.hold(releaseGated(env, a, installed, sendRelease, dev.FetchRelease))
 					step()
 					continue
+				}
+			}
+			if env.Rollout == nil {
+				if fresh, err := rels.Check(env); err == nil && fresh {
+					g.supersede("module/"+env.Module, fmt.Sprintf("module %s version %d", env.Module, env.Version))
 				}
 			}
 			if env.Wasm == nil {

@@ -217,6 +217,15 @@ func (g *gate) hold(it *gated) {
 	}
 }
 
+// supersede drops the change held for key, if it was not let through: a
+// change for the same target or module without a rollout came after it.
+func (g *gate) supersede(key, by string) {
+	if old, ok := g.items[key]; ok && !old.applied {
+		g.set(old.rollout.ID, old, api.RolloutReplaced, "replaced by "+by)
+		delete(g.items, key)
+	}
+}
+
 // set records a rollout's phase for the status.
 func (g *gate) set(id string, it *gated, p api.RolloutPhase, why string) {
 	old, ok := g.status[id]

@@ -292,3 +292,20 @@ func TestGateAgentRelease(t *testing.T) {
 		t.Errorf("a rolled back release: %s %q %v", p, why, done)
 	}
 }
+
+// A change for the same target without a rollout, after one held by a
+// rollout, replaces it: the held one is never applied.
+func TestGateSuperseded(t *testing.T) {
+	ro := fleet.Rollout{ID: "slow", Waves: []float64{1}, Start: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)}
+	r := newGateRig(t, "pi-001", nil)
+	r.hold("target/group/boilers", ro)
+	r.control("slow", fleet.RolloutRunning, "")
+	r.want("slow", api.RolloutWaiting, "opens at")
+	r.g.supersede("target/group/boilers", "target group/boilers version 9")
+	r.want("slow", api.RolloutReplaced, "version 9")
+	r.now = r.now.Add(48 * time.Hour)
+	r.g.step()
+	if r.applied["target/group/boilers"] != 0 {
+		t.Fatal("a superseded change was applied")
+	}
+}
