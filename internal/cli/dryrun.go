@@ -58,7 +58,6 @@ func (d *dryRunFlags) wanted() bool {
 type dryRunPlan struct {
 	Tasks     []fleet.DryRunTask `json:"tasks"`
 	MoreTasks int                `json:"more_tasks,omitempty"`
-	Unreached []string           `json:"unreached,omitempty"`
 	Devices   []string           `json:"devices"`
 }
 
@@ -169,15 +168,9 @@ wait:
 	} else {
 		printDryRun(stdout, s, offline, d.timeout)
 	}
-	partial := 0 // devices whose plan leaves part of the target unreached: they cannot reach it either
-	for _, p := range s.Plans {
-		if len(p.Unreached) > 0 {
-			partial += len(p.Devices)
-		}
-	}
 	switch {
-	case len(s.Cannot)+len(s.Refused) > 0 || partial > 0:
-		n := partial
+	case len(s.Cannot)+len(s.Refused) > 0:
+		n := 0
 		for _, g := range append(slices.Clone(s.Cannot), s.Refused...) {
 			n += len(g.Devices)
 		}
@@ -210,21 +203,21 @@ func summarize(req fleet.DryRunRequest, scope string, expected map[string]bool, 
 			s.Converged = append(s.Converged, id)
 		case a.Outcome == fleet.DryRunBusy:
 			s.Busy = append(s.Busy, id)
-		case a.Outcome == fleet.DryRunChange:
-			key := string(mustJSON([]any{a.Tasks, a.MoreTasks, a.Unreached}))
+		case a.Outcome == fleet.DryRunChange && len(a.Unreached) == 0:
+			key := string(mustJSON([]any{a.Tasks, a.MoreTasks}))
 			i, seen := plans[key]
 			if !seen {
 				i = len(s.Plans)
 				plans[key] = i
-				s.Plans = append(s.Plans, dryRunPlan{Tasks: a.Tasks, MoreTasks: a.MoreTasks, Unreached: a.Unreached})
+				s.Plans = append(s.Plans, dryRunPlan{Tasks: a.Tasks, MoreTasks: a.MoreTasks})
 			}
 			s.Plans[i].Devices = append(s.Plans[i].Devices, id)
-		default: // cannot, refused
-			list := &s.Cannot
+		default: // cannot, refused, and a plan that leaves part unreached: it cannot reach the candidate either
+			list, outcome := &s.Cannot, fleet.DryRunCannot
 			if a.Outcome == fleet.DryRunRefused {
-				list = &s.Refused
+				list, outcome = &s.Refused, a.Outcome
 			}
-			key := a.Outcome + "\x00" + a.Reason
+			key := outcome + "\x00" + a.Reason
 			i, seen := reasons[key]
 			if !seen {
 				i = len(*list)
@@ -249,9 +242,7 @@ func printDryRun(w io.Writer, s dryRunSummary, offline map[string]bool, timeout 
 		if p.MoreTasks > 0 {
 			fmt.Fprintf(w, "    … and %d more tasks\n", p.MoreTasks)
 		}
-		if len(p.Unreached) > 0 {
-			fmt.Fprintf(w, "    leaves unreached: %s\n", strings.Join(p.Unreached, ", "))
-		}
+
 	}
 	if len(s.Converged) > 0 {
 		fmt.Fprintf(w, "\n%d already converged (nothing to do): %s\n", len(s.Converged), devicesList(s.Converged))
