@@ -88,6 +88,7 @@ func (s *states) of(id string) (fleet.StateReport, bool) {
 // still finds the same plan. An unsigned request is refused by every
 // device, and a device that does not answer counts as such (exit 4).
 func TestDryRun(t *testing.T) {
+	t.Parallel() // an end-to-end test that mostly waits: beside the other such
 	broker := fleettest.Embedded(t)
 	keyDir := t.TempDir()
 	if code, _, errOut := tern(t, "keys", "generate", "ops", "--dir", keyDir); code != cli.ExitOK {

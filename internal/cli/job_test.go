@@ -35,6 +35,7 @@ type jobStatusJSON struct {
 // why (exit 5); a job for later is edited, then canceled; ls lists them
 // and who says whom a job reaches.
 func TestJobCommands(t *testing.T) {
+	t.Parallel() // an end-to-end test that mostly waits: beside the other such
 	broker := fleettest.Embedded(t)
 	mod := relayFile(t)
 	cfg := daemon.Config{Device: "pi-001", Fleet: "cli", Broker: broker, DataDir: t.TempDir(), Groups: []string{"doors"}, ClockSync: "assume",

@@ -34,6 +34,7 @@ type rolloutStatusJSON struct {
 // whose target cannot be reached fails, and the watcher aborts it when
 // its rule trips (exit 5); ls lists them.
 func TestRolloutCommands(t *testing.T) {
+	t.Parallel() // an end-to-end test that mostly waits: beside the other such
 	broker := fleettest.Embedded(t)
 	dir := t.TempDir()
 	if code, _, errOut := tern(t, "keys", "generate", "ops", "--dir", dir); code != cli.ExitOK {
