@@ -42,6 +42,7 @@ type Broker struct {
 	mu      sync.Mutex
 	srv     *server.Server
 	nc      *nats.Conn // Subscribe's connection, in the process
+	nsubs   []*nats.Subscription
 	subs    []subscription
 	started bool
 	closed  bool
@@ -340,9 +341,11 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 func (b *Broker) subscribe(s subscription) error {
 	subs, _ := subjects(s.filter)
 	for _, subj := range subs {
-		if _, err := b.nc.Subscribe(subj, func(m *nats.Msg) { s.fn(topic(m.Subject), m.Data) }); err != nil {
+		sub, err := b.nc.Subscribe(subj, func(m *nats.Msg) { s.fn(topic(m.Subject), m.Data) })
+		if err != nil {
 			return fmt.Errorf("devbroker: subscribe to %q: %w", s.filter, err)
 		}
+		b.nsubs = append(b.nsubs, sub)
 	}
 	return nil
 }
@@ -625,15 +628,27 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-// shutdown stops the server, if it runs.
+// shutdown stops the server, if it runs. Its own subscriptions
+// (Subscribe) are closed after it, once their handlers have taken what
+// reached them: a message the broker acknowledged to its publisher was
+// routed to them, and closing them first would drop those still queued
+// (an auditor would miss an event the device was told was delivered).
 func (b *Broker) shutdown() {
-	if b.nc != nil {
-		b.nc.Close()
-	}
 	if b.srv != nil {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
 	}
+	if b.nc != nil {
+		for _, sub := range b.nsubs {
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if n, _, err := sub.Pending(); err != nil || n == 0 {
+					break
+				}
+			}
+		}
+		b.nc.Close()
+	}
+	b.nsubs = nil
 }
 
 // natsLog is nats-server's log through slog.
