@@ -94,6 +94,7 @@ func TestUnhandledPathIsReported(t *testing.T) {
 	if a.Status().Converged {
 		t.Fatal("converged with /valves/main unhandled")
 	}
+	testbound.WaitFor(t, "the partial plan switched the fan on", func() bool { return level(r.gpio, "GPIO27") == gpio.High })
 	// A new target without it converges. (The fan is on already: the
 	// partial plan switched it on. The new target switches it off, so
 	// that there is a plan to make and a plan.replan to say why.)
