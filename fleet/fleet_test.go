@@ -911,6 +911,10 @@ func subscribeRaw(t *testing.T, url, topic string) <-chan string {
 // the two race).
 func watchOnline(t *testing.T, url, topic string) <-chan string {
 	t.Helper()
+	// The flag the device published may not be in the embedded broker's
+	// retained index yet (nats-server indexes it some ms after the
+	// acknowledgement), and a subscription in that gap never gets it.
+	fleettest.SyncRetained(t, url)
 	return subscribeRawDedup(t, url, topic, true)
 }
 
