@@ -114,6 +114,16 @@ module_limits:
 boot_grace: -1s`, "boot_grace: -1s is negative"},
 		{`device: ok
 update_health_timeout: -1s`, "update_health_timeout: -1s is negative"},
+		{`device: ok
+update_policy: {windows: [{days: [someday], from: "02:00", to: "04:00"}]}`, `update_policy.windows[0]: window: bad window: day "someday" is not a day of the week`},
+		{`device: ok
+update_policy: {windows: [{from: "25:00"}]}`, "update_policy.windows[0]"},
+		{`device: ok
+update_policy: {windows: [{from: "02:00", zone: Mars/Olympus}]}`, "update_policy.windows[0]"},
+		{`device: ok
+update_policy: {defer_max: soon}`, `update_policy.defer_max: "soon": want a duration such as 30m or 2h`},
+		{`device: ok
+update_policy: {windows: [{}, {}, {}, {}, {}, {}, {}, {}, {}]}`, "update_policy.windows: 9 windows, over the limit of 8"},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
