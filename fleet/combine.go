@@ -51,7 +51,7 @@ func CombineTargets(targets ...json.RawMessage) (json.RawMessage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fleet: target %d of %d: %w", i+1, len(targets), err)
 		}
-		combined = overlay(combined, v)
+		combined = state.Overlay(combined, v)
 	}
 	return state.Canonical(combined), nil
 }
@@ -69,23 +69,4 @@ func CombinedVersion(versions ...uint64) (uint64, error) {
 		sum += v
 	}
 	return sum, nil
-}
-
-// overlay lays top over base: objects key by key, recursively; anything
-// else (null included) replaces.
-func overlay(base, top any) any {
-	tm, ok := top.(map[string]any)
-	bm, ok2 := base.(map[string]any)
-	if !ok || !ok2 {
-		return state.Clone(top)
-	}
-	out := state.Clone(bm).(map[string]any)
-	for k, v := range tm {
-		if old, ok := out[k]; ok {
-			out[k] = overlay(old, v)
-		} else {
-			out[k] = state.Clone(v)
-		}
-	}
-	return out
 }

@@ -295,7 +295,7 @@ func (e Eval) Apply(base any) any {
 			if doc == nil {
 				doc, _ = state.Parse(l.Target)
 			}
-			out = overlay(out, doc)
+			out = state.Overlay(out, doc)
 		}
 	}
 	return out
@@ -317,23 +317,4 @@ func Why(was, now []string) string {
 		}
 	}
 	return strings.Join(parts, "; ")
-}
-
-// overlay lays top over base as fleet.CombineTargets does: objects key by
-// key, recursively; anything else (null included) replaces.
-func overlay(base, top any) any {
-	tm, ok := top.(map[string]any)
-	bm, ok2 := base.(map[string]any)
-	if !ok || !ok2 {
-		return state.Clone(top)
-	}
-	out := state.Clone(bm).(map[string]any)
-	for k, v := range tm {
-		if old, ok := out[k]; ok {
-			out[k] = overlay(old, v)
-		} else {
-			out[k] = state.Clone(v)
-		}
-	}
-	return out
 }

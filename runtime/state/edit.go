@@ -217,3 +217,25 @@ func kind(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// Overlay lays top over base: objects key by key, recursively; anything
+// else (null included) replaces. Neither is changed. It is how a device's
+// targets combine (fleet.CombineTargets) and how a target's layers lie
+// over it (runtime/layer): null stays in the result, where MergePatch
+// would delete.
+func Overlay(base, top any) any {
+	tm, ok := top.(map[string]any)
+	bm, ok2 := base.(map[string]any)
+	if !ok || !ok2 {
+		return Clone(top)
+	}
+	out := Clone(bm).(map[string]any)
+	for k, v := range tm {
+		if old, ok := out[k]; ok {
+			out[k] = Overlay(old, v)
+		} else {
+			out[k] = Clone(v)
+		}
+	}
+	return out
+}
