@@ -679,7 +679,15 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 // predates jobs refuses the subscription: said at Warn, the device stays
 // connected.
 func (d *Device) subscribeJobs(c paho.Client) {
-	topics := sortedKeys(d.jobRoutes())
+	d.subscribeUnheld(c, d.jobRoutes(), "job", "nothing comes on it")
+}
+
+// subscribeUnheld subscribes to the topics of routes at QoS 0 without
+// holding the connection on the acknowledgement; a refusal (a broker
+// whose ACL predates them) is said at Warn: the device stays connected,
+// and what would come on them (what) does not.
+func (d *Device) subscribeUnheld(c paho.Client, routes map[string]string, what, refused string) {
+	topics := sortedKeys(routes)
 	m := make(map[string]byte, len(topics))
 	for _, t := range topics {
 		m[t] = stateQoS
@@ -689,12 +697,12 @@ func (d *Device) subscribeJobs(c paho.Client) {
 		<-tok.Done()
 		st, ok := tok.(*paho.SubscribeToken)
 		if tok.Error() != nil || !ok {
-			d.log.Debug("fleet: job subscription not acknowledged; the next connection subscribes again", "err", tok.Error())
+			d.log.Debug("fleet: "+what+" subscription not acknowledged; the next connection subscribes again", "err", tok.Error())
 			return
 		}
 		for _, t := range topics {
 			if code := st.Result()[t]; code > stateQoS {
-				d.log.Warn("fleet: the broker refused the subscription, so nothing comes on it; let devices read it (see firmware/mosquitto/acl.conf, tern broker acl)", "topic", t, "code", code)
+				d.log.Warn("fleet: the broker refused the subscription, so "+refused+"; let devices read it (see firmware/mosquitto/acl.conf, tern broker acl)", "topic", t, "code", code)
 			}
 		}
 	}()

@@ -355,25 +355,7 @@ func (d *Device) TakeDryRuns() []ScopedDryRun {
 // broker whose ACL predates dry-runs refuses the subscription: said at
 // Warn, the device stays connected.
 func (d *Device) subscribeDryRuns(c paho.Client) {
-	topics := sortedKeys(d.dryRunRoutes())
-	m := make(map[string]byte, len(topics))
-	for _, t := range topics {
-		m[t] = stateQoS
-	}
-	tok := c.SubscribeMultiple(m, nil)
-	go func() {
-		<-tok.Done()
-		st, ok := tok.(*paho.SubscribeToken)
-		if tok.Error() != nil || !ok {
-			d.log.Debug("fleet: dry-run subscription not acknowledged; the next connection subscribes again", "err", tok.Error())
-			return
-		}
-		for _, t := range topics {
-			if code := st.Result()[t]; code > stateQoS {
-				d.log.Warn("fleet: the broker refused the subscription, so no dry-run reaches this device; let devices read it (see firmware/mosquitto/acl.conf, tern broker acl)", "topic", t, "code", code)
-			}
-		}
-	}()
+	d.subscribeUnheld(c, d.dryRunRoutes(), "dry-run", "no dry-run reaches this device")
 }
 
 // onDryRun runs on paho's delivery goroutine: it must not block.

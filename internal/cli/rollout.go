@@ -273,16 +273,20 @@ type rolloutRow struct {
 // rolloutRows reads the devices in the scope of c (a group's members, a
 // device, or the devices that run a module) and where each is with it.
 func rolloutRows(ctx context.Context, op *fleet.Operator, c fleet.RolloutControl, wait time.Duration) ([]rolloutRow, error) {
-	kind, name, _ := strings.Cut(c.Scope, "/")
-	device := fleet.AnyDevice
-	if kind == "device" {
-		device = name
-	}
 	r := newRoster("")
-	if err := collect(ctx, op, device, wait, r); err != nil {
+	if err := collect(ctx, op, scopeDevice(c), wait, r); err != nil {
 		return nil, fmt.Errorf("reading device reports: %w", err)
 	}
 	return rowsOf(r, c), nil
+}
+
+// scopeDevice is the device whose reports a rollout's counts read: the
+// one its scope names, or every device (which DeviceOf then sorts).
+func scopeDevice(c fleet.RolloutControl) string {
+	if kind, name, _ := strings.Cut(c.Scope, "/"); kind == "device" {
+		return name
+	}
+	return fleet.AnyDevice
 }
 
 func rowsOf(r *roster, c fleet.RolloutControl) []rolloutRow {
@@ -491,11 +495,7 @@ func rolloutWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	kind, name, _ := strings.Cut(c.Scope, "/")
-	device := fleet.AnyDevice
-	if kind == "device" {
-		device = name
-	}
+	device := scopeDevice(c)
 	r := newRoster("")
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
