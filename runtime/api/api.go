@@ -107,10 +107,95 @@ type Status struct {
 	// LayerProblems says why layers can never be active on this device
 	// as configured: a fact in their "when" the device does not know.
 	LayerProblems []string `json:"layer_problems,omitempty"`
+	// Agent is the inventory of the agent itself: its version, the
+	// machine it runs on, its store and its resources (docs/observability.md).
+	Agent *AgentInfo `json:"agent,omitempty"`
+	// Facts describe the device for selection (tern inventory --where,
+	// --where on the commands that take --group) and for target layers:
+	// the facts of ternd.yaml and those the modules' sensors declare, at
+	// most MaxFacts, each key and value at most MaxFactText bytes.
+	Facts map[string]string `json:"facts,omitempty"`
+	// Metrics summarises the agent's counters for a device that cannot be
+	// scraped (behind NAT): the same numbers as its /metrics and textfile.
+	Metrics *MetricsSummary `json:"metrics,omitempty"`
+	// Plan is the plan the agent is running or last ran, as a graph.
+	Plan *PlanGraph `json:"plan,omitempty"`
 	// Truncated is true when the report leaves out what would not fit a
 	// report (the state, then the other long fields): the device's log
 	// keeps the whole status.
 	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Bounds on what a state report carries about the device.
+const (
+	MaxFacts       = 64  // facts in Status.Facts
+	MaxFactText    = 128 // bytes in a fact's key or value
+	MaxPlanTasks   = 64  // tasks in Status.Plan
+	MaxMetricsKeys = 64  // keys in each map of Status.Metrics
+)
+
+// AgentInfo is the agent's inventory of itself, in the state report.
+type AgentInfo struct {
+	Version string `json:"version"`
+	// Arch is the build's architecture: amd64, arm64, armv7, armv6, …
+	Arch string `json:"arch"`
+	// Board is the board's model (/proc/device-tree/model, or the
+	// simulated board's name); empty when unknown.
+	Board  string `json:"board,omitempty"`
+	Kernel string `json:"kernel,omitempty"` // uname release
+	// Started is when this ternd process started; Boot when the machine
+	// did (zero when unknown).
+	Started time.Time `json:"started"`
+	Boot    time.Time `json:"boot,omitzero"`
+	Store   string    `json:"store"` // the store backend: badger or bolt
+	// DiskFree is the free bytes on the data directory's file system.
+	DiskFree uint64 `json:"disk_free"`
+	// OutboxDepth is how many event reports wait to be sent.
+	OutboxDepth int `json:"outbox_depth"`
+	// RSS is the process's resident memory in bytes.
+	RSS uint64 `json:"rss"`
+}
+
+// MetricsSummary is the agent's counters since it started, in the state
+// report. Map keys are bounded (MaxMetricsKeys); what does not fit is
+// counted under "other".
+type MetricsSummary struct {
+	// Plans by outcome: found, partial, failed.
+	Plans map[string]uint64 `json:"plans,omitempty"`
+	// Tasks by "module.job" and outcome: "relay.switch done", "relay.switch failed".
+	Tasks map[string]uint64 `json:"tasks,omitempty"`
+	// Calls: module call time by module (count, sum and max in seconds).
+	Calls         map[string]CallStats `json:"calls,omitempty"`
+	Rollbacks     uint64               `json:"rollbacks,omitempty"`
+	Refusals      uint64               `json:"refusals,omitempty"` // targets, modules, jobs refused
+	Reconnects    uint64               `json:"reconnects,omitempty"`
+	LastConverged time.Time            `json:"last_converged,omitzero"`
+}
+
+// CallStats sums module calls.
+type CallStats struct {
+	Count uint64  `json:"count"`
+	Sum   float64 `json:"sum_s"`
+	Max   float64 `json:"max_s"`
+}
+
+// PlanGraph is a plan as a graph: its tasks and what each waits for.
+type PlanGraph struct {
+	TargetVersion uint64     `json:"target_version"`
+	Tasks         []PlanTask `json:"tasks"`
+	// More counts the tasks left out (over MaxPlanTasks).
+	More int `json:"more,omitempty"`
+}
+
+// PlanTask is one node of a PlanGraph.
+type PlanTask struct {
+	ID     int    `json:"id"`
+	Module string `json:"module"`
+	Job    string `json:"job"`
+	Path   string `json:"path,omitempty"`
+	Deps   []int  `json:"deps,omitempty"` // IDs of the tasks it waits for
+	// State is pending, running, done or failed.
+	State string `json:"state"`
 }
 
 // NewEventID returns a random event id (Event.ID): 24 hex digits.
