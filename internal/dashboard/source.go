@@ -15,7 +15,8 @@ type Source interface {
 	Devices() []Device
 	// Device returns one device.
 	Device(id string) (Device, bool)
-	// Events returns stored events that match q, oldest first.
+	// Events returns stored events that match q in the order stored
+	// (each device's in seq order).
 	Events(ctx context.Context, q EventQuery) ([]fleet.EventReport, error)
 	// Changes sends the id of each device whose state, presence, jobs or
 	// events change, until ctx is done. A slow reader may miss ids: it
@@ -39,9 +40,10 @@ type Device struct {
 // EventQuery selects stored events. Zero fields select everything.
 type EventQuery struct {
 	Device string
-	Since  time.Time // the exporter's receive time or the event's, see Source
-	Until  time.Time
-	Kinds  []string
+	// Since and Until bound the event's own time (the device's clock).
+	Since time.Time
+	Until time.Time
+	Kinds []string
 	// Limit bounds how many are returned (the newest of those that
 	// match); 0 means the Source's default.
 	Limit int
