@@ -80,3 +80,39 @@ func TestCluster(t *testing.T) {
 		seqs = append(seqs, got.Seq)
 	}
 }
+
+// A device that missed a target (its broker served the retained message
+// late, as a NATS node does while its index lags, for seconds after a node
+// of its cluster died) asks for its targets again soon after connecting
+// and then every TargetRefresh, and gets it without a new connection or a
+// new push.
+func TestTargetRefresh(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		opts := testOptions(url, "pi-071")
+		opts.Groups = []string{"north"}
+		opts.TargetRefresh = 500 * time.Millisecond
+		d := newDevice(t, fleet.WithLostTargets(opts, 2))
+		run(t, d)
+		waitConnected(t, d)
+		connects, _ := d.Connection()
+		if err := op.PushTarget(t.Context(), "pi-071", fleet.TargetEnvelope{Version: 4, Target: json.RawMessage(`{"a":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := op.PushGroupTarget(t.Context(), "north", fleet.TargetEnvelope{Version: 9, Target: json.RawMessage(`{"b":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+		// Both live deliveries are lost; the refreshes bring both.
+		got := map[string]uint64{}
+		for len(got) < 2 {
+			st := recv(t, d.Targets(), "a target asked for again")
+			got[st.Scope] = st.Version
+		}
+		if got["device/pi-071"] != 4 || got["group/north"] != 9 {
+			t.Fatalf("targets %v", got)
+		}
+		if n, _ := d.Connection(); n != connects {
+			t.Fatalf("the device connected again (%d → %d); the target must come on the same connection", connects, n)
+		}
+	})
+}

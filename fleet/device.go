@@ -103,6 +103,18 @@ type DeviceOptions struct {
 	// starts at one second (or at MaxRetryInterval if that is smaller) and
 	// doubles; default 30s.
 	MaxRetryInterval time.Duration
+	// TargetRefresh is how often a connected device asks the broker again
+	// for its retained targets and rollout controls (it subscribes to
+	// them again), besides at every connection; default
+	// DefaultTargetRefresh, negative never. A broker may serve a retained
+	// message late to a new subscription: a NATS node indexes it
+	// asynchronously, and in a cluster that has just lost a node the
+	// index can lag for seconds. A device that subscribed in that gap
+	// would hold the old target until its next connection; the refresh
+	// bounds that. Soon after each connection it also asks again at
+	// 2 s, 8 s and 30 s (refreshSoon), when such a gap is likeliest.
+	TargetRefresh time.Duration
+	lostTargets   *atomic.Int32 // tests: this many target deliveries are lost
 	// Store keeps the outbox: the event reports not yet acknowledged by the
 	// broker, so that nothing the device reports while offline, or before a
 	// power cut, is lost. Required; ternd passes its agent's store.
@@ -302,6 +314,9 @@ func NewDevice(opts DeviceOptions) (*Device, error) {
 	}
 	if opts.MaxRetryInterval == 0 {
 		opts.MaxRetryInterval = DefaultMaxRetryInterval
+	}
+	if opts.TargetRefresh == 0 {
+		opts.TargetRefresh = DefaultTargetRefresh
 	}
 	if opts.Store == nil {
 		return nil, errors.New("fleet: DeviceOptions.Store is nil; the device keeps its outbox there (open one with backend.Open, package runtime/store/backend)")
@@ -524,6 +539,7 @@ func (d *Device) Run(ctx context.Context) error {
 		sent := make(chan struct{})
 		senders.Go(func() { d.sendReports(session, c, lost); close(sent) })
 		senders.Go(func() { d.fetch(session, c) })
+		senders.Go(func() { d.refreshTargets(session, c) })
 		select {
 		case <-ctx.Done():
 			endSession()
@@ -671,6 +687,52 @@ func (d *Device) announce(ctx context.Context, c paho.Client) error {
 	return nil
 }
 
+// DefaultTargetRefresh is DeviceOptions.TargetRefresh's default.
+const DefaultTargetRefresh = 5 * time.Minute
+
+// refreshSoon are the times after a connection at which the device asks
+// again for its retained targets, before TargetRefresh takes over: a
+// cluster that lost the node the device was on elects new stream leaders
+// in a few seconds, and its retained index catches up after that.
+var refreshSoon = []time.Duration{2 * time.Second, 8 * time.Second, 30 * time.Second}
+
+// refreshTargets subscribes again to the target and rollout topics while
+// the connection lasts (DeviceOptions.TargetRefresh): the broker resends
+// what it retains, and a target the device holds already is dropped as a
+// repeat. Release topics are not asked again: a format 2 release is a
+// whole module, megabytes to resend. Each wait is jittered by up to a
+// fifth, so a fleet that connected together does not ask together.
+func (d *Device) refreshTargets(ctx context.Context, c paho.Client) {
+	if d.opts.TargetRefresh < 0 {
+		return
+	}
+	topics := append([]string{d.target}, sortedKeys(d.groupTopics)...)
+	topics = append(topics, d.opts.Topics.Rollout("+"))
+	m := make(map[string]byte, len(topics))
+	for _, t := range topics {
+		m[t] = stateQoS
+	}
+	var elapsed time.Duration
+	for {
+		next := elapsed + d.opts.TargetRefresh
+		for _, soon := range refreshSoon {
+			if soon > elapsed {
+				next = min(next, soon)
+				break
+			}
+		}
+		wait := next - elapsed
+		elapsed = next
+		wait += time.Duration(rand.Int64N(int64(wait)/5 + 1))
+		if !sleep(ctx, wait) {
+			return
+		}
+		// Not held on the acknowledgement: a refused or lost subscription
+		// changes nothing, the next refresh or connection asks again.
+		c.SubscribeMultiple(m, nil)
+	}
+}
+
 // subscribeJobs subscribes to the device's job topics last, once, and
 // does not hold the connection on the acknowledgement: a broker may
 // retain any number of jobs for a device, all sent at once after the
@@ -734,6 +796,9 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 	if len(m.Payload()) == 0 {
 		d.log.Info("fleet: retained target cleared on the broker; keeping the current target", "topic", m.Topic())
 		return
+	}
+	if d.opts.lostTargets != nil && d.opts.lostTargets.Add(-1) >= 0 {
+		return // a test stands in for a broker that served it late
 	}
 	env, err := ParseTargetEnvelope(m.Payload())
 	if err == nil {

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tern-iot/tern/runtime/store"
@@ -29,5 +30,14 @@ func WithDialer(o DeviceOptions, dial func(ctx context.Context, network, addr st
 // WithOperatorDialer is WithDialer for an Operator.
 func WithOperatorDialer(o OperatorOptions, dial func(ctx context.Context, network, addr string) (net.Conn, error)) OperatorOptions {
 	o.dial = dial
+	return o
+}
+
+// WithLostTargets returns o with the device losing its first n target
+// deliveries, as if the broker had not served them (a NATS node whose
+// retained index lags).
+func WithLostTargets(o DeviceOptions, n int32) DeviceOptions {
+	o.lostTargets = new(atomic.Int32)
+	o.lostTargets.Store(n)
 	return o
 }
