@@ -116,3 +116,34 @@ func TestTargetRefresh(t *testing.T) {
 		}
 	})
 }
+
+// A retained target the device refuses is refused once per connection,
+// however often the device asks for it again (subscribing twice, and the
+// refreshes, here every 100 ms).
+func TestRefusedTargetOncePerConnection(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		opts := testOptions(url, "pi-072")
+		opts.TargetRefresh = 100 * time.Millisecond
+		d := newDevice(t, opts)
+		publishRaw(t, url, topics.DeviceTarget("pi-072"), `{"format":1,"version":"seven"}`, true)
+		run(t, d)
+		recv(t, d.Refusals(), "the refusal")
+		n, _ := d.Connection()
+		// Any further refusal must come on another connection. A slow
+		// machine makes fewer refreshes in this second: the test then
+		// proves less, it does not fail.
+		timeout := time.After(time.Second)
+		for {
+			select {
+			case r := <-d.Refusals():
+				if m, _ := d.Connection(); m == n {
+					t.Fatalf("refused again on connection %d: %v", n, r.Err)
+				}
+				n, _ = d.Connection()
+				continue
+			case <-timeout:
+			}
+			break
+		}
+	})
+}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,6 +226,12 @@ type Device struct {
 	ctlWake    chan struct{}
 	mu         sync.Mutex // serializes sends on targets and refusals with closing them
 	closed     bool
+	// heard is, per target topic, the hash of the last payload that came
+	// on this connection (seenOnConn): the repeats that subscribing twice
+	// and refreshTargets bring are dropped before they are parsed, so a
+	// retained target the agent refuses is refused once per connection.
+	heardMu sync.Mutex
+	heard   map[string][sha256.Size]byte
 
 	ran    atomic.Bool
 	client atomic.Pointer[paho.Client]
@@ -506,6 +513,9 @@ func (d *Device) Run(ctx context.Context) error {
 			c.AddRoute(topic, d.onDryRun(scope))
 		}
 		d.conns.Add(1) // before anything arrives on the new connection
+		d.heardMu.Lock()
+		d.heard = map[string][sha256.Size]byte{}
+		d.heardMu.Unlock()
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
 		err := tok.Error()
@@ -800,6 +810,10 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 	if d.opts.lostTargets != nil && d.opts.lostTargets.Add(-1) >= 0 {
 		return // a test stands in for a broker that served it late
 	}
+	if d.heardOnConn(m.Topic(), m.Payload()) {
+		d.log.Debug("fleet: target repeated on this connection; dropped", "topic", m.Topic())
+		return
+	}
 	env, err := ParseTargetEnvelope(m.Payload())
 	if err == nil {
 		err = env.CheckTopics(d.opts.Topics)
@@ -815,6 +829,19 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 	}
 	d.log.Debug("fleet: target received", "scope", scope, "version", env.Version)
 	d.offerTarget(ScopedTarget{Scope: scope, TargetEnvelope: env})
+}
+
+// heardOnConn reports whether payload came on topic last on this
+// connection, and records it.
+func (d *Device) heardOnConn(topic string, payload []byte) bool {
+	h := sha256.Sum256(payload)
+	d.heardMu.Lock()
+	defer d.heardMu.Unlock()
+	if d.heard[topic] == h {
+		return true
+	}
+	d.heard[topic] = h
+	return false
 }
 
 // onRelease runs on paho's delivery goroutine: it must not block.
