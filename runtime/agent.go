@@ -472,7 +472,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.busySince.Store(time.Now().UnixNano())
 				req.done <- a.installNow(ctx, req) // the new code may sense more often: after sees to it
 			case req := <-a.previews:
-				req.done <- a.previewNow(ctx, req)
+				start := time.Now()
+				p := a.previewNow(ctx, req)
+				p.Took = time.Since(start)
+				req.done <- p
 				continue wait // nothing changed: no step for it
 			}
 			break

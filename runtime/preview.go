@@ -32,6 +32,9 @@ type Preview struct {
 	Unreached []string
 	// State is the live state the preview planned from.
 	State json.RawMessage
+	// Took is the time the agent's loop spent on the preview (reading
+	// the state and planning), not the wait for the loop.
+	Took time.Duration
 }
 
 // ErrUnhandled means the candidate names paths no loaded module senses or

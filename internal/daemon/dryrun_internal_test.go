@@ -31,15 +31,20 @@ func TestDryRunRateBound(t *testing.T) {
 	if !r.allow(now.Add(dryRunEvery)) {
 		t.Error("not allowed an interval after the burst")
 	}
-	// After a preview that planned for 10 s, none for 40 s more.
+	// After a preview that took the loop 10 s, none for 40 s more: a
+	// request due after more than dryRunWait is dropped; one due sooner
+	// is taken (dryRuns waits for the spell's end before answering).
 	later := now.Add(time.Hour)
 	r.quiet = later.Add((dryRunDuty - 1) * 10 * time.Second)
-	if r.allow(later) || r.allow(later.Add(39*time.Second)) {
-		t.Error("allowed while previews are over their share of the loop")
+	if r.allow(later) || r.allow(later.Add(40*time.Second-dryRunWait-time.Millisecond)) {
+		t.Error("allowed while previews are over their share of the loop, for longer than a request waits")
+	}
+	if !r.allow(later.Add(40*time.Second - dryRunWait)) {
+		t.Error("not allowed within dryRunWait of the spell's end")
 	}
 	allowed = 0
 	for range 100 {
-		if r.allow(later.Add(40 * time.Second)) {
+		if r.allow(later.Add(time.Hour)) {
 			allowed++
 		}
 	}
