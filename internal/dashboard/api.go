@@ -162,7 +162,7 @@ func (h *handler) device(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "dashboard: device id: "+err.Error())
 		return
 	}
-	q, err := eventQuery(r)
+	q, err := eventQuery(r, h.opts.Now())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -197,7 +197,7 @@ func (h *handler) device(w http.ResponseWriter, r *http.Request) {
 }
 
 // eventQuery reads a device page's event parameters, bounded.
-func eventQuery(r *http.Request) (EventQuery, error) {
+func eventQuery(r *http.Request, now time.Time) (EventQuery, error) {
 	v := r.URL.Query()
 	q := EventQuery{Limit: DefaultEvents}
 	if s := v.Get("events"); s != "" {
@@ -212,7 +212,7 @@ func eventQuery(r *http.Request) (EventQuery, error) {
 		if err != nil || d <= 0 || d > maxSince {
 			return q, fmt.Errorf("dashboard: since=%.20q: give a duration such as 30m or 24h, at most %v", s, maxSince)
 		}
-		q.Since = time.Now().Add(-d)
+		q.Since = now.Add(-d)
 	}
 	for _, s := range v["kind"] {
 		for k := range strings.SplitSeq(s, ",") {

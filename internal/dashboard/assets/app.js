@@ -2,7 +2,7 @@
 //
 // Everything a device sent (ids, errors, facts, event messages) reaches the
 // page through textContent or an attribute value, never as markup: the page
-// has no innerHTML. Its views are chosen by the hash: #/ (the fleet),
+// never parses them as HTML. Its views are chosen by the hash: #/ (the fleet),
 // #/device/<id>, #/progress. Live updates come from api/stream (Server-Sent
 // Events): a changed device's row is updated in place.
 'use strict';
