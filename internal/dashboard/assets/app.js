@@ -216,6 +216,7 @@
   }
 
   function renderFleet() {
+    if (!dash.loads) return; // nothing to show yet
     renderCounts();
     renderGroups();
     for (const [id, tr] of st.trs) if (!st.rows.has(id)) { tr.remove(); st.trs.delete(id); }
@@ -243,17 +244,30 @@
     renderTimer = setTimeout(() => { renderTimer = 0; renderFleet(); }, 30);
   }
 
+  // A load of the fleet races the live stream: a change may arrive while
+  // the load is under way, and the load's answer may predate it. So the
+  // changes that arrive during a load are laid over its answer, and only
+  // the newest load's answer is used.
+  let fleetGen = 0;
+  const during = new Set(); // one map per load under way: id → row, or null when gone
   async function loadFleet() {
+    const gen = ++fleetGen;
+    const changes = new Map();
+    during.add(changes);
     try {
       const d = await getJSON('api/devices');
+      if (gen !== fleetGen) return;
       st.rows = new Map();
       for (const r of d.devices || []) keep(r);
+      for (const [id, r] of changes) if (r) st.rows.set(id, r); else st.rows.delete(id);
       st.more = d.more || 0;
       st.counts = d.counts;
-      renderFleet();
       dash.loads++;
+      renderFleet();
     } catch (e) {
       setConn('offline', e.message);
+    } finally {
+      during.delete(changes);
     }
   }
 
@@ -297,6 +311,7 @@
   function renderDevice(d) {
     const r = d.device;
     keep(r);
+    queueRender();
     $('device-heading').textContent = r.id;
     $('device-error').hidden = true;
     const a = r.agent || {};
@@ -481,10 +496,12 @@
     return [b, legend];
   }
 
+  let progressGen = 0;
   async function loadProgress() {
+    const gen = ++progressGen;
     try {
       const [ro, jo] = await Promise.all([getJSON('api/rollouts'), getJSON('api/jobs')]);
-      if (st.view !== 'progress') return;
+      if (st.view !== 'progress' || gen !== progressGen) return;
       const rs = (ro.rollouts || []).map((r) => {
         const sec = el('section', { class: 'progress', 'data-rollout': r.id, 'data-testid': 'rollout' },
           el('h3', {}, r.id, ' ', el('span', { class: 'what' }, `${r.what || ''} · ${r.devices} devices`)));
@@ -568,12 +585,15 @@
     if (st.view === 'progress') loadProgress();
   }
 
+  let countsTimer = 0;
   function onChange(id) {
     dash.updates++;
     queueRender();
     if (st.view === 'device' && id === st.device) queueDevice();
     if (st.view === 'progress') queueProgress();
-    if (st.more) setTimeout(loadFleet, 5000); // counts of a truncated list come from the server
+    if (st.more && !countsTimer) { // the counts of a truncated list come from the server
+      countsTimer = setTimeout(() => { countsTimer = 0; loadFleet(); }, 5000);
+    }
   }
 
   let es = null;
@@ -589,12 +609,14 @@
       let r;
       try { r = JSON.parse(e.data); } catch { return; }
       keep(r);
+      for (const m of during) m.set(r.id, r);
       onChange(r.id);
     });
     es.addEventListener('gone', (e) => {
       let r;
       try { r = JSON.parse(e.data); } catch { return; }
       st.rows.delete(r.id);
+      for (const m of during) m.set(r.id, null);
       onChange(r.id);
     });
     es.addEventListener('reload', () => { dash.updates++; reloadAll(); });

@@ -150,12 +150,29 @@ const pollEvery = 25 * time.Millisecond
 // WaitJS waits until the JavaScript expression expr is truthy in the
 // tab, for at most testbound.Hang; the error names expr.
 func WaitJS(ctx context.Context, expr string) error {
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(pollEvery), chromedp.WithPollingTimeout(testbound.Hang)))
-	if err != nil {
-		return fmt.Errorf("dashtest: waiting for %s: %w", expr, err)
+	deadline := time.Now().Add(testbound.Hang)
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+			chromedp.WithPollingInterval(pollEvery), chromedp.WithPollingTimeout(time.Until(deadline))))
+		if err == nil {
+			return nil
+		}
+		if !contextLost(err) || time.Now().After(deadline) {
+			return fmt.Errorf("dashtest: waiting for %s: %w", expr, err)
+		}
+		// The page's document was replaced under the poll (a navigation
+		// just finished): poll in the new one.
+		time.Sleep(pollEvery)
 	}
-	return nil
+}
+
+// contextLost reports whether err says the page's JavaScript context went
+// away (the page navigated) while an evaluation ran.
+func contextLost(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Cannot find context with specified id") ||
+		strings.Contains(s, "Execution context was destroyed") ||
+		strings.Contains(s, "Inspected target navigated or closed")
 }
 
 // WaitText waits until the first element that the CSS selector matches
@@ -183,7 +200,15 @@ func WaitCount(ctx context.Context, selector string, n int) error {
 }
 
 // Eval evaluates the JavaScript expression expr in the tab and decodes
-// its value.
+// its value. An evaluation the page's navigation cut short is tried
+// again, so expr should not mind running twice.
 func Eval[T any](ctx context.Context, expr string) (T, error) {
-	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	deadline := time.Now().Add(testbound.Hang)
+	for {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+		if err == nil || !contextLost(err) || time.Now().After(deadline) {
+			return v, err
+		}
+		time.Sleep(pollEvery)
+	}
 }
