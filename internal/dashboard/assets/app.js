@@ -464,7 +464,7 @@
       title$.textContent = title;
       nodes.append(svg('g', { class: 'node st-' + s, 'data-task': String(t.id), 'data-state': s, 'data-testid': 'plan-node' },
         title$, svg('rect', { x: p.x, y: p.y, width: NW, height: NH, rx: 6 }),
-        text('', 17, clip(name, 27)), text('sub', 32, clip(t.path || '', 29)), text('sub', 47, s)));
+        text('', 17, clip(name, 25)), text('sub', 32, clip(t.path || '', 28)), text('sub', 47, s)));
       items.push(el('li', { 'data-task': String(t.id) }, title));
     }
     g.setAttribute('aria-label', `Plan for target version ${plan.target_version}: ${byId.size} tasks, ${nEdges} dependencies`);
