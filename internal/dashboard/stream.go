@@ -33,6 +33,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 	defer h.clients.Add(-1)
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // a kept-alive connection's next request starts afresh
 	write := func(b []byte) bool {
 		rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // not every ResponseWriter supports it
 		if _, err := w.Write(b); err != nil {

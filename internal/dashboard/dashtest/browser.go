@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,8 +64,22 @@ func Browser(t testing.TB) context.Context {
 	}
 	ctx, cancelTime := context.WithTimeout(context.Background(), Bound)
 	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	ctx, cancelTab := chromedp.NewContext(ctx, chromedp.WithErrorf(t.Logf))
+	// chromedp reports protocol errors from its own goroutines, which may
+	// outlive t: log them only while t runs.
+	var mu sync.Mutex
+	running := true
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if running {
+			t.Logf("chromedp: "+format, args...)
+		}
+	}
+	ctx, cancelTab := chromedp.NewContext(ctx, chromedp.WithErrorf(logf))
 	t.Cleanup(func() {
+		mu.Lock()
+		running = false
+		mu.Unlock()
 		chromedp.Cancel(ctx) // closes the browser gracefully
 		cancelTab()
 		cancelAlloc()
