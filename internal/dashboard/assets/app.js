@@ -80,7 +80,7 @@
     const p = (n) => String(n).padStart(2, '0');
     return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
   }
-  const modulesText = (m) => Object.entries(m || {}).sort().map(([k, v]) => `${k} ${v}`).join(', ');
+  const modulesText = (m, sp = ' ') => Object.entries(m || {}).sort().map(([k, v]) => k + sp + v).join(', ');
   const agentText = (a) => (a ? [a.version, a.arch].filter(Boolean).join(' ') : '');
 
   // keep stores a row as received, with when it was seen by our clock.
@@ -179,9 +179,9 @@
     set('status', el('span', { class: 'badge s-' + status, 'data-testid': 'status' }, status));
     set('phase', r.phase || '');
     set('version', r.target_version ? String(r.target_version) : '');
-    set('modules', modulesText(r.modules));
+    set('modules', modulesText(r.modules, '\u00a0')); // "relay 5" never breaks inside
     set('groups', (r.groups || []).join(', '));
-    set('agent', agentText(r.agent));
+    set('agent', agentText(r.agent).replace(' ', '\u00a0'));
     set('age', fmtAge(r));
     const err = r.error || '';
     set('error', clip(err, 200));
@@ -536,10 +536,10 @@
   function show(view) {
     st.view = dash.view = view;
     for (const v of ['fleet', 'device', 'progress']) $('view-' + v).hidden = v !== view;
-    $('nav-fleet').toggleAttribute('aria-current', view === 'fleet');
-    $('nav-progress').toggleAttribute('aria-current', view === 'progress');
-    if (view === 'fleet') $('nav-fleet').setAttribute('aria-current', 'page');
-    if (view === 'progress') $('nav-progress').setAttribute('aria-current', 'page');
+    for (const v of ['fleet', 'progress']) {
+      if (v === view) $('nav-' + v).setAttribute('aria-current', 'page');
+      else $('nav-' + v).removeAttribute('aria-current');
+    }
   }
 
   function route() {
@@ -553,8 +553,10 @@
       if (st.device !== id) {
         st.device = id;
         $('device-heading').textContent = id;
-        $('device-summary').replaceChildren();
-        $('plan-wrap').replaceChildren();
+        for (const x of ['device-summary', 'plan-wrap', 'plan-list']) $(x).replaceChildren();
+        $('plan-caption').textContent = '';
+        $('jobs').tBodies[0].replaceChildren();
+        $('events').tBodies[0].replaceChildren();
       }
       loadDevice();
     } else if (h === '#/progress') {
