@@ -47,10 +47,10 @@ func TestHistoryOrderAndDedup(t *testing.T) {
 	add(ev("b", "x", 1, "task.done", t0.Add(time.Second)), true)
 	add(ev("a", "e1", 3, "converged", t0.Add(3*time.Second)), true)
 	add(ev("b", "x", 2, "converged", t0.Add(4*time.Second)), true)
-	add(ev("a", "e1", 2, "task.done", t0.Add(2*time.Second)), true) // late
-	add(ev("a", "e1", 3, "converged", t0), false)                   // copy
+	add(ev("a", "e1", 2, "task.done", t0.Add(2*time.Second)), true)  // late
+	add(ev("a", "e1", 3, "converged", t0), false)                    // copy
 	add(ev("a", "e2", 1, "plan.found", t0.Add(5*time.Second)), true) // a new epoch numbers from 1
-	add(ev("a", "", 0, "odd kind!", t0.Add(6*time.Second)), true)   // unnumbered: always stored
+	add(ev("a", "", 0, "odd kind!", t0.Add(6*time.Second)), true)    // unnumbered: always stored
 	h.close()
 
 	h, err = openHistory(dir, 0, 0)
