@@ -156,6 +156,11 @@ func TestExporterFollowsFleet(t *testing.T) {
 		}
 
 		m := get(t, e, "/metrics")
+		for _, name := range exporter.MetricNames {
+			if !strings.Contains(m, "# TYPE "+name+" ") {
+				t.Errorf("/metrics has no family %s", name)
+			}
+		}
 		for _, want := range []string{
 			`tern_devices 2`,
 			`tern_device_info{device="pi-001",version="1.4.0",arch="arm64",board="Raspberry Pi 4 Model B"} 1`,
@@ -254,4 +259,12 @@ func TestPrometheusScrapesExporter(t *testing.T) {
 		t.Fatal(err)
 	}
 	prom.WaitFor(t, `tern_device_target_version{device="pi-001"}`, 8)
+
+	// Every expression of the Grafana dashboard is PromQL this
+	// Prometheus evaluates.
+	for where, expr := range dashboardExprs(t) {
+		if _, err := prom.Query(t.Context(), grafanaToPromQL.Replace(expr)); err != nil {
+			t.Errorf("dashboard %s: %v", where, err)
+		}
+	}
 }
