@@ -53,6 +53,20 @@ type OperatorOptions struct {
 	Topics Topics
 	// ClientID is the MQTT client id, "tern-op-<random>" if empty.
 	ClientID string
+	// Session, if not empty, makes the Operator's session persistent
+	// (clean session off) under this client id, which replaces ClientID:
+	// the broker keeps the session's QoS 1 subscriptions
+	// ([Operator.FollowEvents]) and queues what they match while the
+	// Operator is away, stopped or restarting, and sends it when the same
+	// Session connects again. It is for a consumer that must miss nothing
+	// (tern exporter); give each such consumer its own Session, the same
+	// across its restarts (two Operators with one Session take the
+	// session from each other). In a session, the watches of retained
+	// reports (WatchStates, WatchOnline, WatchJobStatuses) subscribe at
+	// QoS 0, so that the broker queues no copies of them: the retained
+	// ones come again at every connection. A Session follows the rules
+	// of a device id (1 to 64 of A-Z a-z 0-9 . _ -).
+	Session string
 	// Logger receives connection changes and ignored reports; nil discards
 	// them.
 	Logger *slog.Logger
@@ -86,6 +100,15 @@ type Operator struct {
 
 	everUp atomic.Bool
 	up     chan struct{} // signalled at every connect
+
+	// held, in a session, is closed once messages may be dispatched: at
+	// the first FollowEvents, or ConnectTimeout after connecting. The
+	// broker sends what it queued for the session right after it accepts
+	// the connection, before any subscription of this process: those
+	// messages wait for the sink that keeps them, since paho acknowledges
+	// each once dispatch returns. nil without a session.
+	held     chan struct{}
+	holdOnce sync.Once
 }
 
 // sink receives the messages on one subscription filter.
@@ -106,6 +129,11 @@ type sink struct {
 	// one round trip later, it is indexed unless the broker is very
 	// busy. The sink sees retained reports twice, and drops repeats.
 	twice bool
+	// release lets the messages a persistent session holds through
+	// (Operator.held) once the sink is registered, before the broker
+	// acknowledged the subscription: they may be the sink's, and hold
+	// back the acknowledgement.
+	release bool
 }
 
 // DialOperator connects to the broker, waiting at most
@@ -128,6 +156,15 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 	if opts.ConnectTimeout == 0 {
 		opts.ConnectTimeout = DefaultOperatorConnectTimeout
 	}
+	if opts.Session != "" {
+		if p := idProblem(opts.Session); p != "" {
+			return nil, fmt.Errorf("fleet: OperatorOptions.Session: %s", p)
+		}
+		if opts.ClientID != "" && opts.ClientID != opts.Session {
+			return nil, fmt.Errorf("fleet: OperatorOptions: both ClientID (%s) and Session (%s) are set; a session's client id is its Session", opts.ClientID, opts.Session)
+		}
+		opts.ClientID = opts.Session
+	}
 	if opts.ClientID == "" {
 		var r [6]byte
 		_, _ = rand.Read(r[:]) // never fails
@@ -143,6 +180,9 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		sinks:     make(map[string]map[*sink]struct{}),
 		up:        make(chan struct{}, 1),
 	}
+	if opts.Session != "" {
+		o.held = make(chan struct{})
+	}
 
 	// The first dial honours ctx; later ones (reconnects) live as long as
 	// the Operator.
@@ -153,7 +193,7 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		SetClientID(opts.ClientID).
 		SetUsername(opts.Username).
 		SetPassword(opts.Password).
-		SetCleanSession(true).
+		SetCleanSession(opts.Session == "").
 		SetStore(noStore{}).
 		SetOrderMatters(true).
 		SetConnectTimeout(opts.ConnectTimeout).
@@ -187,11 +227,22 @@ func DialOperator(ctx context.Context, opts OperatorOptions) (*Operator, error) 
 		}
 		return nil, fmt.Errorf("fleet: cannot reach broker %s: %w; is it running? start one with `tern broker`", broker, err)
 	}
+	if o.held != nil {
+		time.AfterFunc(opts.ConnectTimeout, o.release)
+	}
 	return o, nil
 }
 
-// onConnect resubscribes the watches after a reconnect: the session is
-// clean, so the broker forgot them.
+// release lets held messages through (see Operator.held).
+func (o *Operator) release() {
+	if o.held != nil {
+		o.holdOnce.Do(func() { close(o.held) })
+	}
+}
+
+// onConnect resubscribes the watches after a reconnect: a clean session's
+// broker forgot them, and a persistent session's sends the retained
+// messages again for the new subscription.
 func (o *Operator) onConnect(c paho.Client) {
 	signal(o.up)
 	if !o.everUp.Swap(true) {
@@ -637,6 +688,61 @@ func (o *Operator) WatchOnline(ctx context.Context, device string) (<-chan Prese
 		func(p *Presence) *string { return &p.Device })
 }
 
+// WatchJobStatuses delivers the job status reports ([JobStatusReport])
+// of device, or of every device when device is AnyDevice ("+"), for
+// every job, starting with the retained ones. Reports whose device does
+// not match their topic are skipped. Otherwise as WatchStates.
+func (o *Operator) WatchJobStatuses(ctx context.Context, device string) (<-chan JobStatusReport, error) {
+	return watch(ctx, o, "job status", device, true, func(d string) string { return o.opts.Topics.JobStatus(d, "+") },
+		ParseJobStatusReport, func(r *JobStatusReport) *string { return &r.Device })
+}
+
+// FollowEvents calls handle with every event report of device, or of
+// every device when device is AnyDevice ("+"), from now on, subscribed at
+// QoS 1, for as long as the Operator is open; ctx bounds only the
+// subscribing. handle runs on the Operator's delivery goroutine, one
+// report at a time in the order they arrive, and the broker's
+// acknowledgement of a report is sent once handle returned: what handle
+// keeps (durably) before it returns is never lost. A slow handle holds
+// back every delivery of the Operator. Reports come at least once: a
+// report whose acknowledgement was lost comes again, and a NATS broker
+// sends one again after its ack wait, behind later ones; EventReport.Seq
+// tells copies apart ([Dedup]).
+//
+// In a persistent session (OperatorOptions.Session) the subscription
+// outlives the process: the broker queues the reports that arrive while
+// the Operator is closed and sends them right after the next connection;
+// the Operator holds them until the first FollowEvents (or
+// ConnectTimeout), so call it first, before the watches. Close the
+// Operator to stop following for now; the broker keeps queuing.
+func (o *Operator) FollowEvents(ctx context.Context, device string, handle func(EventReport)) error {
+	if device != AnyDevice {
+		if p := idProblem(device); p != "" {
+			return fmt.Errorf("fleet: follow events: device id: %s (or %q for all devices)", p, AnyDevice)
+		}
+	}
+	filter := o.opts.Topics.Events(device)
+	s := &sink{deliver: func(t string, payload []byte) {
+		if len(payload) == 0 {
+			return
+		}
+		r, err := ParseEventReport(payload)
+		if err != nil {
+			o.log.Warn("fleet: ignoring an event report that does not parse", "topic", t, "err", err)
+			return
+		}
+		if id := o.opts.Topics.deviceOf(t); r.Device != id {
+			o.log.Warn("fleet: ignoring an event report whose device does not match its topic", "topic", t, "device", r.Device)
+			return
+		}
+		handle(r)
+	}, qos: qos, release: true}
+	if err := o.addSink(ctx, filter, s, func() {}); err != nil {
+		return fmt.Errorf("fleet: follow events on %s: %w", filter, err)
+	}
+	return nil
+}
+
 // watch subscribes to topic(device) and pumps parsed reports to the
 // returned channel until ctx or the Operator is done.
 func watch[T any](ctx context.Context, o *Operator, what, device string, retained bool, topic func(string) string,
@@ -684,7 +790,7 @@ func watch[T any](ctx context.Context, o *Operator, what, device string, retaine
 			return
 		}
 		q.push(r)
-	}, qos: qos, twice: retained}
+	}, qos: o.watchQoS(retained), twice: retained}
 	out := make(chan T)
 	start := func() {
 		o.wg.Go(func() {
@@ -724,10 +830,29 @@ func pump[T any](ctx, life context.Context, q *queue[T], out chan<- T) {
 	}
 }
 
+// watchQoS is the QoS of a watch: 1, or 0 for retained reports in a
+// persistent session (OperatorOptions.Session), which then queues no
+// copies of them while the Operator is away: the retained ones come at
+// every subscription. A queue of state reports would crowd out the events
+// the session is for in a broker's bounded queue (Mosquitto's
+// max_queued_messages).
+func (o *Operator) watchQoS(retained bool) byte {
+	if retained && o.opts.Session != "" {
+		return 0
+	}
+	return qos
+}
+
 // dispatch runs on paho's delivery goroutine for every message (no routes
 // are registered, so paho calls it once per message): each sink whose
 // filter matches gets the message once, however many watches overlap.
+// paho acknowledges a QoS 1 message once dispatch returns.
 func (o *Operator) dispatch(_ paho.Client, m paho.Message) {
+	if o.held != nil {
+		// Close releases it after disconnecting, so that a message held
+		// then is not acknowledged.
+		<-o.held
+	}
 	var to []*sink
 	o.mu.Lock()
 	for filter, sinks := range o.sinks {
@@ -798,6 +923,9 @@ func (o *Operator) addSinks(ctx context.Context, filters []string, s *sink, rese
 	}
 	byQoS := o.byQoS(sub)
 	o.mu.Unlock()
+	if s.release {
+		o.release()
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.opts.ConnectTimeout)
 	defer cancel()
 	rounds := 1
@@ -874,6 +1002,7 @@ func (o *Operator) Close() {
 		o.subMu.Unlock()
 		o.wg.Wait()
 		o.client.Disconnect(250)
+		o.release() // after the disconnection: see dispatch
 	})
 }
 

@@ -169,6 +169,37 @@ func init() {
 			run: watch,
 		},
 		{
+			name:  "exporter",
+			args:  "[fleet flags] --data DIR [--listen ADDR] [--retain D] [--max-events N] [--session ID] [-v]",
+			short: "follow the fleet: event history, Prometheus metrics, dashboard",
+			summary: "Run until interrupted: follow every device's state, presence, job statuses and\n" +
+				"events through the broker with a persistent session (the broker queues events\n" +
+				"while the exporter is stopped, so none is missed), keep the events in a history\n" +
+				"in --data (each once, by device and seq; --retain, --max-events), and serve on\n" +
+				"--listen: /metrics for Prometheus (tern_ metrics), /api/events for tern events,\n" +
+				"/healthz, and the web dashboard at /. See docs/observability.md.",
+			examples: []string{
+				"tern exporter --fleet demo --data /var/lib/tern-exporter",
+				"tern exporter --broker ssl://broker.example:8883 --ca ca.pem --cert exporter.pem --cert-key exporter.key --fleet demo --data /var/lib/tern-exporter --listen 0.0.0.0:9700 --retain 2160h",
+			},
+			run: exporterCmd,
+		},
+		{
+			name:  "events",
+			args:  "[--exporter URL] [--since 24h|TIME] [--until TIME] [--device ID] [--kind K]... [--limit N] [--json]",
+			short: "the fleet's event history, from tern exporter",
+			summary: "Print the events tern exporter stored, in order (each device's in its seq\n" +
+				"order), also those that happened while the exporter was stopped: the newest\n" +
+				"--limit of those since --since (a duration back from now, or an RFC 3339 time).\n" +
+				"One line each: time, device, #seq, kind, version, module.job, path, message.",
+			examples: []string{
+				"tern events --since 24h --device pi-001",
+				"tern events --since 2026-12-06T00:00:00Z --kind task.failed,plan.failed",
+				"tern events --exporter http://exporter.example:9700 --since 1h --json | jq -r .kind | sort | uniq -c",
+			},
+			run: eventsCmd,
+		},
+		{
 			name:  "plan",
 			args:  "--target FILE|-|JSON [--state FILE|-|JSON] --module M.wasm... [--config NAME=JSON...] [--strict] [--all-or-nothing] [--format text|mermaid|dot|json]",
 			short: "preview offline what a device would do",

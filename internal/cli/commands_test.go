@@ -100,6 +100,7 @@ func TestBrokerAddressIsCheckedFirst(t *testing.T) {
 		"rollout pause":  {"relay-v020", "--key", missing},
 		"rollout resume": {"relay-v020", "--key", missing},
 		"rollout abort":  {"relay-v020", "--key", missing},
+		"exporter":       {"--data", missing},
 	}
 	for _, name := range cli.CommandNames() {
 		_, out, _ := tern(t, append(strings.Fields(name), "--help")...)
