@@ -1,0 +1,144 @@
+package cli_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/tern-iot/tern/boards"
+	"github.com/tern-iot/tern/fleet/fleettest"
+	"github.com/tern-iot/tern/hal/sim"
+	"github.com/tern-iot/tern/internal/cli"
+	"github.com/tern-iot/tern/internal/daemon"
+	"github.com/tern-iot/tern/internal/dashboard/dashtest"
+	"github.com/tern-iot/tern/internal/wasmbuild"
+	"github.com/tern-iot/tern/runtime/api"
+)
+
+// The dashboard end to end: three real ternds run the thermostat module on
+// simulated boards whose rooms warm only when the test steps them, through
+// the embedded broker; tern exporter follows them and serves the
+// dashboard, which a real headless chromium shows. The fleet table lists
+// the three; a group target pushed with tern push turns them pending on
+// screen (the rooms are cold), a device's page draws the plan it runs as
+// a graph, and once the rooms warm the rows turn converged, all without
+// the page reloading. Screenshots are artifacts (dashtest.ArtifactDir).
+func TestDashboardEndToEnd(t *testing.T) {
+	t.Parallel()
+	broker := fleettest.Embedded(t)
+	wasm, err := wasmbuild.Cached("github.com/tern-iot/tern/plugins/thermostat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(t.TempDir(), "thermostat.wasm")
+	if err := os.WriteFile(mod, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	board, err := boards.Lookup("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	ids := []string{"th-001", "th-002", "th-003"}
+	var rooms []*sim.Board
+	for _, id := range ids {
+		cold, ambient := 18.0, 15.0
+		sb, err := sim.NewBoard(sim.BoardSpec{
+			I2C:   []sim.ChipSpec{{At: "i2c1:0x48", Chip: "tmp102", Celsius: &cold}},
+			Rooms: []sim.RoomSpec{{Heater: "GPIO17", Sensor: "i2c1:0x48", Ambient: &ambient, Heat: 2, Loss: 0.1}},
+		}, board.Lines(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rooms = append(rooms, sb)
+		cfg := daemon.Config{Device: id, Fleet: "cli", Broker: broker, DataDir: t.TempDir(), CacheDir: cache, Board: "sim",
+			Groups: []string{"heaters"}, ClockSync: "assume",
+			Modules: []daemon.ModuleConfig{{Name: "thermostat", Path: mod,
+				Config: map[string]any{"sensor": map[string]any{"bus": "i2c1", "address": 0x48}, "heater": "GPIO17"},
+				Grants: api.Grants{GPIO: []string{"GPIO17"}, I2C: []string{"i2c1:0x48"}}}}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- daemon.Run(ctx, cfg, &daemon.Hardware{GPIO: sb.GPIO, I2C: sb.I2C}, fleettest.Logger(t, id))
+		}()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("ternd %s: %v", id, err)
+			}
+		})
+	}
+	exp := startExporter(t, broker, t.TempDir())
+
+	browser := dashtest.Browser(t)
+	tab := dashtest.Tab(t, browser)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			dashtest.Screenshot(tab, t, "failed")
+			t.Fatal(err)
+		}
+	}
+	must(chromedp.Do(tab, chromedp.Navigate(exp.url+"/")))
+	must(dashtest.WaitJS(tab, `window.ternDash && window.ternDash.ready`))
+	must(dashtest.WaitCount(tab, `#fleet-body tr`, len(ids)))
+	for _, id := range ids {
+		must(dashtest.WaitText(tab, `tr[data-device="`+id+`"]`, "online"))
+	}
+	if _, err := dashtest.Eval[chromedp.Void](tab, `window.__loadedOnce = 'yes'`); err != nil {
+		t.Fatal(err)
+	}
+	dashtest.Screenshot(tab, t, "01-fleet")
+
+	if code, out, errOut := tern(t, "push", "--broker", broker, "--fleet", "cli", "--group", "heaters", "--version", "5", `{"room":{"temp":21}}`); code != cli.ExitOK {
+		t.Fatalf("push: %d %s %s", code, out, errOut)
+	}
+	status := func(id string) string { return `tr[data-device="` + id + `"] [data-testid="status"]` }
+	for _, id := range ids {
+		must(dashtest.WaitJS(tab, `(() => { const e = document.querySelector('`+status(id)+`'); return !!e && e.textContent === 'pending'; })()`))
+	}
+	must(dashtest.WaitJS(tab, `document.querySelector('#count-pending').textContent === '`+strconv.Itoa(len(ids))+`'`))
+	dashtest.Screenshot(tab, t, "02-pending")
+
+	// th-001's page: the plan it runs, drawn (the heater switched on, and
+	// the wait for the room).
+	page := dashtest.Tab(t, browser)
+	must(chromedp.Do(page, chromedp.Navigate(exp.url+"/#/device/th-001")))
+	must(dashtest.WaitJS(page, `window.ternDash && window.ternDash.ready`))
+	must(dashtest.WaitJS(page, `document.querySelectorAll('[data-testid="plan-node"]').length > 0`))
+	dashtest.Screenshot(page, t, "03-device-plan")
+
+	// The rooms warm: every row turns converged on the page that never
+	// reloaded.
+	warm, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-warm.Done():
+				return
+			case <-tick.C:
+				for _, r := range rooms {
+					r.Step(100 * time.Millisecond)
+				}
+			}
+		}
+	}()
+	for _, id := range ids {
+		must(dashtest.WaitJS(tab, `(() => { const e = document.querySelector('`+status(id)+`'); return !!e && e.textContent === 'converged'; })()`))
+	}
+	must(dashtest.WaitJS(tab, `document.querySelector('#count-converged').textContent === '`+strconv.Itoa(len(ids))+`'`))
+	if got, err := dashtest.Eval[string](tab, `window.__loadedOnce || 'gone: the page reloaded'`); err != nil || got != "yes" {
+		t.Errorf("the page's marker: %q, %v; want it kept (no reload)", got, err)
+	}
+	dashtest.Screenshot(tab, t, "04-converged")
+	must(dashtest.WaitJS(page, `document.querySelectorAll('[data-testid="plan-node"][data-state="done"]').length > 0`))
+	dashtest.Screenshot(page, t, "05-device-done")
+}
