@@ -1,12 +1,18 @@
 package daemon
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tern-iot/tern/runtime"
 	"github.com/tern-iot/tern/runtime/api"
 )
 
@@ -80,4 +86,59 @@ func containsLine(text, line string) bool {
 		}
 	}
 	return false
+}
+
+type countingAgent struct{}
+
+func (countingAgent) Metrics() runtime.Metrics {
+	return runtime.Metrics{Plans: map[string]uint64{"found": 4}, Converged: true, TargetVersion: 9}
+}
+
+// The /metrics responder answers GET /metrics (net/http's client reads
+// it), refuses other paths, methods and oversized heads with their
+// status, and stops with its context.
+func TestMetricsResponder(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &observer{agent: countingAgent{}, inv: newInventory(t.TempDir()+"/", t.TempDir(), "sim", "bolt", nil)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { o.serveMetrics(ctx, l, slog.New(slog.DiscardHandler)); close(done) }()
+	base := "http://" + l.Addr().String()
+	get := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("GET", "/metrics?x=1"); code != 200 || !strings.Contains(body, `ternd_plans_total{outcome="found"} 4`) || !strings.Contains(body, "ternd_target_version 9") {
+		t.Errorf("GET /metrics: %d\n%s", code, body)
+	}
+	if code, _ := get("GET", "/"); code != 404 {
+		t.Errorf("GET /: %d, want 404", code)
+	}
+	if code, _ := get("POST", "/metrics"); code != 405 {
+		t.Errorf("POST /metrics: %d, want 405", code)
+	}
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Exactly the bound, and no end of head: nothing left unread that
+	// would make the kernel reset the connection under the answer.
+	prefix := "GET /metrics HTTP/1.1\r\nX: "
+	io.WriteString(c, prefix+strings.Repeat("a", maxRequestHead-len(prefix)))
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.HasPrefix(string(b), "HTTP/1.1 431 ") {
+		t.Errorf("an oversized head: %q", b[:min(len(b), 60)])
+	}
+	cancel()
+	<-done
 }

@@ -1,14 +1,16 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/tern-iot/tern/internal/promtext"
@@ -191,31 +193,91 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// serveMetrics serves GET /metrics on l until ctx is done.
+// serveMetrics serves GET /metrics on l until ctx is done: HTTP/1.x, one
+// request a connection. It is not net/http's server on purpose: that
+// costs ternd 690 KB of binary (RATIONALE.md, "A /metrics responder, not
+// net/http's server"), for a listener that answers one path on loopback.
+// Every input is bounded: the request's head at maxRequestHead bytes,
+// each connection at metricsConnTimeout, connections at once at
+// maxMetricsConns (more wait in the kernel's backlog).
 func (o *observer) serveMetrics(ctx context.Context, l net.Listener, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		b, err := o.snapshot().promText()
+	log.Info("serving metrics", "addr", "http://"+l.Addr().String()+"/metrics")
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	slots := make(chan struct{}, maxMetricsConns)
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		c, err := l.Accept()
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				log.Warn("metrics listener stopped", "err", err)
+			}
 			return
 		}
-		w.Header().Set("Content-Type", promtext.ContentType)
-		w.Write(b)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-		MaxHeaderBytes: 8 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	log.Info("serving metrics", "addr", "http://"+l.Addr().String()+"/metrics")
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("metrics listener stopped", "err", err)
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			c.Close()
+			return
+		}
+		conns.Go(func() {
+			defer func() { <-slots }()
+			o.answer(c)
+		})
 	}
-	<-done
+}
+
+// Bounds of the /metrics responder.
+const (
+	maxRequestHead     = 8 << 10
+	metricsConnTimeout = 10 * time.Second
+	maxMetricsConns    = 4
+)
+
+// answer reads one request on c and answers it.
+func (o *observer) answer(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(metricsConnTimeout))
+	head := make([]byte, 0, 1024)
+	buf := make([]byte, 1024)
+	for !bytes.Contains(head, []byte("\r\n\r\n")) && !bytes.Contains(head, []byte("\n\n")) {
+		if len(head) >= maxRequestHead {
+			reply(c, "431 Request Header Fields Too Large", "text/plain", []byte("request head over 8 KiB\n"))
+			return
+		}
+		n, err := c.Read(buf[:min(len(buf), maxRequestHead-len(head))])
+		head = append(head, buf[:n]...)
+		if err != nil {
+			return
+		}
+	}
+	line, _, _ := bytes.Cut(head, []byte("\n"))
+	method, rest, _ := strings.Cut(strings.TrimSpace(string(line)), " ")
+	target, proto, _ := strings.Cut(rest, " ")
+	path, _, _ := strings.Cut(target, "?")
+	switch {
+	case !strings.HasPrefix(proto, "HTTP/1."):
+		reply(c, "400 Bad Request", "text/plain", []byte("not an HTTP/1.x request\n"))
+	case path != "/metrics":
+		reply(c, "404 Not Found", "text/plain", []byte("ternd serves /metrics only\n"))
+	case method != "GET" && method != "HEAD":
+		reply(c, "405 Method Not Allowed", "text/plain", []byte("GET /metrics\n"))
+	default:
+		b, err := o.snapshot().promText()
+		if err != nil {
+			reply(c, "500 Internal Server Error", "text/plain", []byte(err.Error()+"\n"))
+			return
+		}
+		if method == "HEAD" {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", promtext.ContentType, len(b))
+			return
+		}
+		reply(c, "200 OK", promtext.ContentType, b)
+	}
+}
+
+func reply(c net.Conn, status, contentType string, body []byte) {
+	fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", status, contentType, len(body))
+	c.Write(body)
 }
