@@ -17,9 +17,12 @@
 #
 # Once all three converged and SETTLE s passed, each round measures the
 # three over the same IDLE s window (interleaved: a machine that slows
-# down or speeds up meanwhile slows all three), as delta(utime+stime) of
-# /proc/PID/stat in clock ticks; the table gives each one's CPU as % of a
-# core (median over ROUNDS rounds) and its ratio to off.
+# down or speeds up meanwhile slows all three), as the delta of the time
+# on CPU of its threads, in ns (the first field of
+# /proc/PID/task/*/schedstat, summed; clock ticks of /proc/PID/stat are
+# too coarse for an idle ternd: 1 to 5 ticks in 20 s); the table gives
+# each one's CPU as % of a core (median over ROUNDS rounds) and its ratio
+# to off.
 #
 # Environment: ROUNDS (5), SETTLE (5), IDLE (30). Needs go, mosquitto.
 # Everything it starts is stopped, and its temporary directory removed,
@@ -115,21 +118,21 @@ sleep "$SETTLE"
 grep -q '^ternd_converged 1' "$work/scrape.last" || die "/metrics did not answer: $(head -c 300 "$work/scrape.last")"
 grep -q '^ternd_converged 1' "$work/textfile.prom" || die "the textfile was not written"
 
-ticks() { local s; s=$(cat "/proc/$1/stat") && s=${s##*) } && set -- $s && echo $((${12} + ${13})); }
-tck=$(getconf CLK_TCK)
+oncpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{n += $1} END {printf "%d", n}'; }
 declare -A res
 for r in $(seq "$ROUNDS"); do
 	declare -A before
-	for side in "${sides[@]}"; do before[$side]=$(ticks "${apid[$side]}"); done
+	for side in "${sides[@]}"; do before[$side]=$(oncpu "${apid[$side]}"); done
 	sleep "$IDLE"
-	for side in "${sides[@]}"; do res[$side]+="$(( $(ticks "${apid[$side]}") - before[$side] )) "; done
-	say "round $r: off ${res[off]##* }, textfile, listen ticks: $(for s in "${sides[@]}"; do echo -n "$s=$(echo ${res[$s]} | awk '{print $NF}') "; done)"
+	for side in "${sides[@]}"; do res[$side]+="$(( $(oncpu "${apid[$side]}") - before[$side] )) "; done
+	say "round $r, ns on CPU: $(for s in "${sides[@]}"; do echo -n "$s=$(echo ${res[$s]} | awk '{print $NF}') "; done)"
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 off=$(echo "${res[off]}" | median)
-printf '%-10s %14s %12s %s\n' side "cpu % of core" "vs off" "ticks per round"
+printf '%-10s %14s %8s %s\n' side "cpu % of core" "vs off" "ms on CPU per round"
 for side in "${sides[@]}"; do
 	m=$(echo "${res[$side]}" | median)
-	awk -v m="$m" -v off="$off" -v idle="$IDLE" -v tck="$tck" -v side="$side" -v all="${res[$side]}" \
-		'BEGIN {printf "%-10s %14.3f %12s %s\n", side, 100*m/(idle*tck), (off > 0 ? sprintf("%.2f", m/off) : "-"), all}'
+	awk -v m="$m" -v off="$off" -v idle="$IDLE" -v side="$side" -v all="${res[$side]}" \
+		'BEGIN {n = split(all, a, " "); ms = ""; for (i = 1; i <= n; i++) ms = ms sprintf("%.1f ", a[i]/1e6)
+		        printf "%-10s %14.4f %8s %s\n", side, 100*m/(idle*1e9), (off > 0 ? sprintf("%.2f", m/off) : "-"), ms}'
 done
