@@ -245,6 +245,7 @@ type Device struct {
 	out       *outbox
 	sessionUp chan struct{} // the session was set up (after each connect); coalesced
 	conns     atomic.Uint64 // counts connections (Connection)
+	connected atomic.Uint64 // counts connections set up and announced (Reconnects)
 	stateMu   sync.Mutex    // guards pending, stateGen and the state flags and strikes below
 	pending   *stateReport  // the latest state report not yet acknowledged, or nil
 	stateGen  uint64        // counts PublishState calls
@@ -525,6 +526,9 @@ func (d *Device) Run(ctx context.Context) error {
 			// last state report on it before it disconnects.
 			if err = d.announce(ctx, c); err != nil && ctx.Err() == nil {
 				c.Disconnect(0)
+			}
+			if err == nil {
+				d.connected.Add(1)
 			}
 		}
 		d.firstAttemptEnded()
@@ -1065,21 +1069,56 @@ func (d *Device) statePayload(p *stateReport) []byte {
 	return b
 }
 
-// cutState encodes s without the state, "truncated": true, and if that is
-// still over limit, with only its short fields (time, target version,
-// converged, phase, groups) and the error cut short.
+// cutState encodes s "truncated": true without what does not fit limit,
+// leaving out, until the rest fits: the state; the plan graph; the
+// metrics summary; and then keeping only its short fields (time, target
+// version, converged, phase, groups, the agent's inventory, the facts)
+// with the error cut short; and last the facts. The inventory and the
+// facts go last: they are what tern inventory and every --where select
+// by, and they are bounded (a few hundred bytes; api.MaxFacts facts).
 func (d *Device) cutState(s api.Status, limit int) []byte {
 	if !encodable(s.Time) {
 		s.Time = time.Now().UTC()
 	}
 	s.State, s.Truncated = nil, true
-	b, err := json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
-	if err == nil && len(b) <= limit {
+	if s.Agent != nil {
+		ag := *s.Agent
+		ag.Version, ag.Arch, ag.Board, ag.Kernel, ag.Store = cut(ag.Version, 128), cut(ag.Arch, 32), cut(ag.Board, 128), cut(ag.Kernel, 128), cut(ag.Store, 32)
+		if !encodable(ag.Started) {
+			ag.Started = time.Time{}
+		}
+		if !encodable(ag.Boot) {
+			ag.Boot = time.Time{}
+		}
+		s.Agent = &ag
+	}
+	if s.Metrics != nil && !encodable(s.Metrics.LastConverged) {
+		m := *s.Metrics
+		m.LastConverged = time.Time{}
+		s.Metrics = &m
+	}
+	encode := func(s api.Status) ([]byte, bool) {
+		b, err := json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: s})
+		return b, err == nil && len(b) <= limit
+	}
+	if b, ok := encode(s); ok {
+		return b
+	}
+	s.Plan = nil
+	if b, ok := encode(s); ok {
+		return b
+	}
+	s.Metrics = nil
+	if b, ok := encode(s); ok {
 		return b
 	}
 	short := api.Status{Time: s.Time, TargetVersion: s.TargetVersion, Converged: s.Converged, Phase: s.Phase,
-		Error: cut(s.Error, 1024), Truncated: true}
-	b, _ = json.Marshal(StateReport{Format: ReportFormat, Device: d.opts.Device, Groups: d.opts.Groups, Status: short}) // every field bounded and encodable
+		Error: cut(s.Error, 1024), Agent: s.Agent, Facts: s.Facts, Truncated: true}
+	if b, ok := encode(short); ok {
+		return b
+	}
+	short.Facts = nil
+	b, _ := encode(short) // every field bounded and encodable
 	return b
 }
 
@@ -1244,6 +1283,16 @@ func (d *Device) cleared(seq uint64) {
 // Outbox returns the Seq of the last event report the broker acknowledged
 // and how many reports wait after it.
 func (d *Device) Outbox() (acked, pending uint64) { return d.out.position() }
+
+// Reconnects counts the connections to the broker set up after the first
+// since NewDevice: each one follows a lost connection (or a failed
+// subscription), a sign of a flaky link or broker.
+func (d *Device) Reconnects() uint64 {
+	if n := d.connected.Load(); n > 1 {
+		return n - 1
+	}
+	return 0
+}
 
 // sendReports publishes the outbox and the state report on one
 // connection, until ctx (the session) is done or the connection is lost.

@@ -153,6 +153,14 @@ type Options struct {
 	// architecture, groups and ternd.yaml's facts. Nil: none, and a
 	// layer that names a fact never applies.
 	Facts layer.Facts
+	// Report, if set, adds to every status the agent reports what it does
+	// not know itself: ternd's inventory (Status.Agent) and the summary
+	// of its metrics (Status.Metrics), which take the agent's counters
+	// (Agent.Metrics) and the fleet connection's. It runs on the agent's
+	// loop, at most once a report; what it adds changes no report by
+	// itself: a status is published when the rest of it changes, or at
+	// the heartbeat.
+	Report func(*Status)
 	// ClockSynced reports whether the wall clock is synchronised (NTP);
 	// jobs with a wall-clock time wait until it is (docs/jobs.md). Nil:
 	// it always is.
@@ -249,6 +257,10 @@ type Agent struct {
 
 	// previews hands candidates to the loop (preview.go).
 	previews chan previewRequest
+
+	metrics   *metrics          // counters (metrics.go)
+	plan      *api.PlanGraph    // the plan running or last run, under mu (observe.go)
+	factsTold map[string]string // modules whose bad facts were logged, and what was said
 }
 
 // New loads the modules and the stored target. Close the agent when done.
@@ -260,6 +272,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	a := &Agent{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), pending: make(chan struct{}, 1), jobWake: make(chan struct{}, 1), reported: make(chan struct{}, 1), installs: make(chan installRequest), current: map[string]any{},
 		specs: map[string]ModuleSpec{}, codes: map[string]string{}, sensing: map[string]bool{}, evRates: map[string]*eventBucket{}, strikes: map[string]int{}, lastFailure: map[string]string{}, missing: map[string]string{}}
 	a.previews = make(chan previewRequest)
+	a.metrics, a.factsTold = newMetrics(), map[string]string{}
 	if err := checkSharedGrants(opts.Modules, opts.SharedGrants); err != nil {
 		return nil, err
 	}
@@ -271,6 +284,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		Notify: func(module, problem string) {
 			a.event(Event{Kind: EventModuleError, Module: module, Message: problem})
 		},
+		Observe: a.metrics.call,
 	})
 	if err != nil {
 		return nil, err
@@ -302,6 +316,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	a.interruptedInstalls()
 	a.status = Status{Phase: PhaseIdle, TargetVersion: a.version}
 	a.modulesChanged()
+	a.updateFacts()
 	if err := a.resumeProgress(); err != nil {
 		host.Close(ctx)
 		return nil, err
@@ -352,6 +367,7 @@ func (a *Agent) Status() Status {
 	s := a.status
 	s.Converged = a.converged
 	s.State = state.Canonical(a.current)
+	s.Plan = copyPlan(a.plan)
 	a.layerStatus(&s)
 	return s
 }
@@ -633,6 +649,7 @@ func (a *Agent) step(ctx context.Context) {
 		a.log.Warn("sensing failed", "err", err)
 	}
 	a.updateBusy()
+	a.updateFacts()
 	a.layersTick() // by the wall clock, every step: offline too
 	if a.check() {
 		return
@@ -759,6 +776,10 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 		a.event(Event{Kind: EventPlanPartial, TargetVersion: version, Message: unreached.Error()})
 	}
 	a.event(Event{Kind: EventPlanFound, TargetVersion: version, Message: planSummary(p)})
+	graph := planGraph(version, p)
+	a.mu.Lock()
+	a.plan = graph
+	a.mu.Unlock()
 	a.setPhase(PhaseRunning)
 	prog := newProgress(version, p)
 	a.saveProgress(prog)
@@ -788,13 +809,16 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 		switch o {
 		case plan.Started:
 			e.Kind = EventTaskStarted
+			a.setTaskState(graph, t.ID, "running")
 		case plan.Done:
 			e.Kind = EventTaskDone
 			a.persistState()
 			a.saveProgress(prog.set(t.ID, "done"))
+			a.setTaskState(graph, t.ID, "done")
 		case plan.Failed, plan.Skipped:
 			e.Kind, e.Message = EventTaskFailed, err.Error()
 			a.saveProgress(prog.set(t.ID, "failed"))
+			a.setTaskState(graph, t.ID, "failed")
 		}
 		a.event(e)
 	}})
@@ -887,6 +911,7 @@ func (a *Agent) event(e Event) {
 	}
 	e.ID = NewEventID()
 	e.Time = a.opts.Clock().UTC()
+	a.metrics.count(e, e.Time)
 	a.mu.Lock()
 	if key, ok := rateKey(e); ok && !a.moduleEvents(key).allow(time.Now()) {
 		a.mu.Unlock()
@@ -1028,6 +1053,9 @@ func (a *Agent) report(ctx context.Context) {
 	a.publishEvents(ctx)
 	a.publishJobStatuses(ctx) // after the events: whoever sees a status finds its events
 	s, raw := a.snapshot()
+	if a.opts.Report != nil {
+		a.opts.Report(&s)
+	}
 	a.persistState()
 	a.mu.Lock()
 	same := string(raw) == string(a.lastSent) && time.Since(a.sentAt) < a.opts.Heartbeat
@@ -1060,6 +1088,7 @@ func (a *Agent) snapshot() (Status, []byte) {
 	s := a.status
 	s.State = state.Canonical(a.current)
 	s.Converged = a.converged
+	s.Plan = copyPlan(a.plan)
 	a.layerStatus(&s)
 	s.Time = time.Time{}
 	raw, _ := json.Marshal(s)

@@ -323,6 +323,19 @@ func BusySensor(name, path string, every time.Duration, fn SenseFunc) {
 	registry.sensors = append(registry.sensors, fn)
 }
 
+// FactsSensor registers a facts sensor: it reports at path, every
+// interval, an object whose members are facts about the device (a
+// firmware version, a serial number, a site): strings, numbers or
+// booleans, e.g. map[string]any{"hw_rev": "C", "sensors": 3}. The device
+// reports them in its state report's "facts" (at most 64 of them, names
+// of A-Z a-z 0-9 . _ - up to 64 characters, values up to 64 bytes; the
+// facts of the device's ternd.yaml win over a module's), and tern
+// inventory --where selects devices by them.
+func FactsSensor(name, path string, every time.Duration, fn SenseFunc) {
+	registry.manifest.Sensors = append(registry.manifest.Sensors, SensorSpec{Name: name, Path: path, IntervalMS: int(every / time.Millisecond), Facts: true})
+	registry.sensors = append(registry.sensors, fn)
+}
+
 // Describe returns the registered manifest.
 func Describe() Manifest { return registry.manifest }
 

@@ -128,7 +128,7 @@ func run(args []string) int {
 	// The packaged binary starts first; an updated one may take over,
 	// before this one checks the configuration (which the updated one may
 	// understand better).
-	bootLog := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	bootLog := daemon.NewLogger(os.Stderr, "text", slog.LevelInfo) // journald-aware before the configuration is read
 	if exe := daemon.Boot(daemon.BootDataDir(*config), bootLog); exe != "" {
 		bootLog.Info("starting the current agent binary", "binary", exe)
 		err := syscall.Exec(exe, append([]string{exe}, os.Args[1:]...), append(os.Environ(), daemon.BootedEnv+"=1"))
@@ -141,7 +141,7 @@ func run(args []string) int {
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := daemon.NewLogger(os.Stderr, cfg.LogFormat, level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, nil, log); err != nil {

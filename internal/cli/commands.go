@@ -132,8 +132,26 @@ func init() {
 			run: agentRelease,
 		},
 		{
+			name:  "inventory",
+			args:  "[fleet flags] [--group G | --device ID] [--where KEY=VALUE]... [--json] [--wait D]",
+			short: "what each device is: ternd version, arch, board, kernel, disk, memory, facts",
+			summary: "Print a table of devices from the agent block and facts of their retained\n" +
+				"state reports: ternd version, architecture, board, kernel, ternd's uptime,\n" +
+				"store, free disk in its data directory, event reports waiting in its outbox,\n" +
+				"resident memory, online, facts. --where KEY=VALUE (or KEY!=VALUE; repeatable,\n" +
+				"all must hold) selects by device, group, version (ternd's), arch, board,\n" +
+				"kernel, store or any fact; tern status, watch and job who take it too.\n" +
+				"Exit status: 0, or 1 when no device reported (or none matched).",
+			examples: []string{
+				"tern inventory --fleet demo",
+				"tern inventory --fleet demo --where arch=armv6 --where site!=mill",
+				"tern inventory --fleet demo --json | jq -r '.[] | select(.agent.disk_free < 1e9) | .device'",
+			},
+			run: inventoryCmd,
+		},
+		{
 			name:  "status",
-			args:  "[fleet flags] [--group G | --device ID] [--json] [--wait D]",
+			args:  "[fleet flags] [--group G | --device ID] [--where KEY=VALUE]... [--json] [--wait D]",
 			short: "a table of devices: online, version, converged, errors",
 			summary: "Print a table of devices from their retained reports: online, target version,\n" +
 				"converged or not, phase, last error (its first line; --json has it whole), age\n" +
@@ -149,7 +167,7 @@ func init() {
 		},
 		{
 			name:  "watch",
-			args:  "[fleet flags] [--group G | --device ID] [--pushed V | --version N] [--until-converged] [--expect N] [--timeout D] [--json]",
+			args:  "[fleet flags] [--group G | --device ID] [--where KEY=VALUE]... [--pushed V | --version N] [--until-converged] [--expect N] [--timeout D] [--json]",
 			short: "live state changes and events; rollout progress",
 			summary: "Print devices' state changes and events as they happen: one device (--device),\n" +
 				"one group (--group), or every device of the fleet. Events delivered twice are\n" +
@@ -319,7 +337,7 @@ func init() {
 		},
 		{
 			name:  "job who",
-			args:  "[fleet flags] ID | --group NAME [--json]",
+			args:  "[fleet flags] ID | --group NAME [--where KEY=VALUE]... [--json]",
 			short: "which devices a job (or a group) reaches",
 			summary: "List the devices a job reaches (its device, or its group's members) with their\n" +
 				"online flag and the job's phase; or, with --group, the members of a group. A\n" +

@@ -488,7 +488,7 @@ func jobStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	rows, err := jobRows(ctx, op, j, *wait)
+	rows, err := jobRows(ctx, op, j, *wait, nil)
 	if err != nil {
 		return err
 	}
@@ -538,7 +538,7 @@ func firstN(s []string, n int) string {
 
 // jobRows reads each device's status of job j, and for a group job the
 // group's devices (from their state reports) that have not reported it.
-func jobRows(ctx context.Context, op *fleet.Operator, j fleet.ScopedJob, wait time.Duration) ([]jobStatusRow, error) {
+func jobRows(ctx context.Context, op *fleet.Operator, j fleet.ScopedJob, wait time.Duration, where selection) ([]jobStatusRow, error) {
 	statuses, err := op.JobStatuses(ctx, j.ID, quietWait(wait))
 	if err != nil {
 		return nil, err
@@ -552,6 +552,7 @@ func jobRows(ctx context.Context, op *fleet.Operator, j fleet.ScopedJob, wait ti
 		group = name
 	}
 	r := newRoster(group)
+	r.where = where
 	if err := collect(ctx, op, device, wait, r); err != nil {
 		return nil, fmt.Errorf("reading device reports: %w", err)
 	}
@@ -562,6 +563,9 @@ func jobRows(ctx context.Context, op *fleet.Operator, j fleet.ScopedJob, wait ti
 	for _, s := range statuses {
 		if s.Scope != j.Scope {
 			continue // the same id for another scope: not this job
+		}
+		if m := r.members[s.Device]; len(where) > 0 && (m == nil || !where.matches(m.id, m.state)) {
+			continue // not selected (--where), or nothing known of it to select by
 		}
 		row := byDevice[s.Device]
 		row.Device, row.Phase, row.Version, row.Attempt, row.Why = s.Device, s.Phase, s.Version, s.Attempt, s.Why
@@ -638,6 +642,7 @@ func jobWho(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var ff fleetFlags
 	ff.register(fs)
 	group := fs.String("group", "", "the devices a job for this group reaches (instead of a job id)")
+	where := whereFlag(fs)
 	asJSON := fs.Bool("json", false, "print one JSON array of devices")
 	wait := fs.Duration("wait", defaultSettle, "collect retained reports for at most this long")
 	if err := parse(fs, args); err != nil {
@@ -657,6 +662,7 @@ func jobWho(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return usageError{fmt.Errorf("--group: %w", err)}
 		}
 		r := newRoster(*group)
+		r.where = *where
 		if err := collect(ctx, op, fleet.AnyDevice, *wait, r); err != nil {
 			return fmt.Errorf("reading device reports: %w", err)
 		}
@@ -668,7 +674,7 @@ func jobWho(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		if rows, err = jobRows(ctx, op, j, *wait); err != nil {
+		if rows, err = jobRows(ctx, op, j, *wait, *where); err != nil {
 			return err
 		}
 	}

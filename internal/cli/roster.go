@@ -37,6 +37,7 @@ type member struct {
 // comes from the groups a device lists in its state reports.
 type roster struct {
 	group   string
+	where   selection // --where; empty: every device (of the group)
 	members map[string]*member
 }
 
@@ -59,11 +60,15 @@ func (r *roster) addOnline(p fleet.Presence) { r.get(p.Device).online = &p.Onlin
 
 // inScope reports whether m is one of the devices asked about.
 func (r *roster) inScope(m *member) bool {
-	if r.group == "" {
-		return true
+	if r.group != "" && (m.state == nil || !slices.Contains(m.state.Groups, r.group)) {
+		return false
 	}
-	return m.state != nil && slices.Contains(m.state.Groups, r.group)
+	return r.where.matches(m.id, m.state)
 }
+
+// everyDevice reports whether every device is in scope, whatever it
+// reports.
+func (r *roster) everyDevice() bool { return r.group == "" && len(r.where) == 0 }
 
 // list returns the devices in scope, sorted by id.
 func (r *roster) list() []*member {

@@ -37,6 +37,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ff.register(fs)
 	device := fs.String("device", "", "show only this device")
 	group := fs.String("group", "", "show only the devices of this group (as their state reports list it)")
+	sel := whereFlag(fs)
 	asJSON := fs.Bool("json", false, "print one JSON array of devices instead of a table")
 	wait := fs.Duration("wait", defaultSettle, "collect retained reports for at most this long (less when they stop coming for 300ms)")
 	if err := parse(fs, args); err != nil {
@@ -58,6 +59,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer op.Close()
 	r := newRoster(*group)
+	r.where = *sel
 	if err := collect(ctx, op, scope, *wait, r); err != nil {
 		return fmt.Errorf("reading device reports: %w", err)
 	}
@@ -80,6 +82,9 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			where = "device " + *device + " in " + where
 		case *group != "":
 			where = "group " + *group + " in " + where
+		}
+		if len(*sel) > 0 {
+			where = "devices with " + sel.String() + " in " + where
 		}
 		return fmt.Errorf("no device reported in %s on %s within %v; check --fleet and --broker, and that ternd runs", where, ff.broker, *wait)
 	}

@@ -28,6 +28,7 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ff.register(fs)
 	device := fs.String("device", "", "watch only this device (+ or nothing: every device)")
 	group := fs.String("group", "", "watch only the devices of this group (as their state reports list it)")
+	sel := whereFlag(fs)
 	version := fs.Uint64("version", 0, "show the rollout of this combined target version (the target_version devices report) as one progress line; with --until-converged, only this version or a later one counts")
 	minVersion := fs.Uint64("min-version", 0, "the same as --version, without the progress line")
 	pushed := fs.Uint64("pushed", 0, "show the rollout of the push of version `V` to the --group or --device watched (the version tern push printed): tern reads each device's other targets and counts it converged at the combined version they make with V")
@@ -78,8 +79,10 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	r := newRoster(*group)
+	r.where = *sel
 	w := &watcher{
-		roster:      newRoster(*group),
+		roster:      r,
 		version:     max(*version, *minVersion),
 		pushed:      *pushed,
 		pushedScope: pushedScope,
@@ -357,7 +360,7 @@ func (w *watcher) refusedRollout(e fleet.EventReport) bool {
 }
 
 func (w *watcher) inScope(device string) bool {
-	if w.roster.group == "" {
+	if w.roster.everyDevice() {
 		return true
 	}
 	m := w.roster.members[device]

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -62,6 +65,14 @@ type Config struct {
 	CacheDir string `yaml:"cache_dir" json:"cache_dir"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// LogFormat is text (the default: key=value lines) or json (one JSON
+	// object a line). Under journald either gets priority prefixes, and
+	// text lines no time of their own (docs/observability.md, "Logs").
+	LogFormat string `yaml:"log_format" json:"log_format"`
+	// Metrics writes ternd's metrics for Prometheus: a node_exporter
+	// textfile, a /metrics listener, or both (docs/observability.md).
+	// The state report carries their summary whatever this says.
+	Metrics MetricsConfig `yaml:"metrics" json:"metrics"`
 	// BrokerUsername and BrokerPassword log in to a broker that requires
 	// it; with the shipped ACL the username is the device id.
 	BrokerUsername string `yaml:"broker_username" json:"broker_username"`
@@ -133,6 +144,78 @@ type Config struct {
 	// ("GPIO4", "i2c1:0x48", "ttyS0"); ternd refuses to start when two
 	// modules are granted anything else that is the same.
 	SharedGrants []string `yaml:"shared_grants" json:"shared_grants"`
+}
+
+// MetricsConfig says where ternd's metrics go besides the state report.
+// Zero: nowhere else.
+type MetricsConfig struct {
+	// Textfile is a file for node_exporter's textfile collector, e.g.
+	// /var/lib/node_exporter/textfile_collector/ternd.prom (its name must
+	// end in .prom), written atomically every Interval. Relative paths
+	// are relative to the config file.
+	Textfile string `yaml:"textfile" json:"textfile"`
+	// Interval is how often the textfile is written. Default 15s, least 1s.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Listen is a loopback address (127.0.0.1:9101, [::1]:9101,
+	// localhost:9101) where ternd serves GET /metrics.
+	Listen string `yaml:"listen" json:"listen"`
+	// AllowRemote lets Listen be any address. /metrics has no
+	// authentication, and says what the device runs and how it fares:
+	// keep it on loopback unless the network is yours alone.
+	AllowRemote bool `yaml:"allow_remote" json:"allow_remote"`
+}
+
+// defaultMetricsInterval is MetricsConfig.Interval's default.
+const defaultMetricsInterval = 15 * time.Second
+
+// interval is Interval, or its default.
+func (m MetricsConfig) interval() time.Duration {
+	if m.Interval == 0 {
+		return defaultMetricsInterval
+	}
+	return time.Duration(m.Interval)
+}
+
+func (m MetricsConfig) validate() []error {
+	var errs []error
+	if m.Textfile != "" && !strings.HasSuffix(m.Textfile, ".prom") {
+		errs = append(errs, fmt.Errorf("metrics.textfile: %q: node_exporter's textfile collector reads only files named *.prom; name it e.g. ternd.prom", m.Textfile))
+	}
+	if m.Interval != 0 && time.Duration(m.Interval) < time.Second {
+		errs = append(errs, fmt.Errorf("metrics.interval: %v is under 1s; leave it out for the default (15s)", m.Interval))
+	}
+	if m.Interval != 0 && m.Textfile == "" {
+		errs = append(errs, errors.New("metrics.interval: set, but there is no metrics.textfile to write; set textfile, or remove interval"))
+	}
+	if m.AllowRemote && m.Listen == "" {
+		errs = append(errs, errors.New("metrics.allow_remote: set, but there is no metrics.listen; set listen, or remove allow_remote"))
+	}
+	if m.Listen != "" {
+		if err := checkListen(m.Listen, m.AllowRemote); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen: %w", err))
+		}
+	}
+	return errs
+}
+
+// checkListen checks a /metrics address: host:port, and a loopback host
+// unless remote.
+func checkListen(addr string, remote bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:9101): %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if remote {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q is not a loopback address: /metrics has no authentication and tells whoever reaches it what the device runs and how it fares, so ternd serves it on loopback only (127.0.0.1:9101, [::1]:9101; scrape it through node_exporter's textfile, a tunnel or a local agent), unless metrics.allow_remote: true says the network is yours alone", addr)
 }
 
 // ModuleLimits bound what one module may cost the device. Zero fields take
@@ -256,7 +339,7 @@ func LoadConfig(path string) (Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	for _, p := range []*string{&c.DataDir, &c.CacheDir} {
+	for _, p := range []*string{&c.DataDir, &c.CacheDir, &c.Metrics.Textfile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -373,6 +456,12 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
 	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log_format: %q is not text or json; leave it out for text", c.LogFormat))
+	}
+	errs = append(errs, c.Metrics.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -124,6 +124,26 @@ update_policy: {windows: [{from: "02:00", zone: Mars/Olympus}]}`, "update_policy
 update_policy: {defer_max: soon}`, `update_policy.defer_max: "soon": want a duration such as 30m or 2h`},
 		{`device: ok
 update_policy: {windows: [{}, {}, {}, {}, {}, {}, {}, {}, {}]}`, "update_policy.windows: 9 windows, over the limit of 8"},
+		{`device: ok
+log_format: xml`, `log_format: "xml" is not text or json`},
+		{`device: ok
+metrics: {listen: "0.0.0.0:9101"}`, `metrics.listen: "0.0.0.0:9101" is not a loopback address: /metrics has no authentication`},
+		{`device: ok
+metrics: {listen: ":9101"}`, `metrics.listen: ":9101" is not a loopback address`},
+		{`device: ok
+metrics: {listen: "127.0.0.1"}`, `metrics.listen: "127.0.0.1" is not host:port`},
+		{`device: ok
+metrics: {listen: "127.0.0.1:http"}`, `metrics.listen: "127.0.0.1:http": port "http" is not a number`},
+		{`device: ok
+metrics: {allow_remote: true}`, "metrics.allow_remote: set, but there is no metrics.listen"},
+		{`device: ok
+metrics: {textfile: /var/lib/node_exporter/textfile_collector/ternd.txt}`, "metrics.textfile: \"/var/lib/node_exporter/textfile_collector/ternd.txt\": node_exporter's textfile collector reads only files named *.prom"},
+		{`device: ok
+metrics: {textfile: /tmp/ternd.prom, interval: 100ms}`, "metrics.interval: 100ms is under 1s"},
+		{`device: ok
+metrics: {interval: 30s}`, "metrics.interval: set, but there is no metrics.textfile"},
+		{`device: ok
+metrics: {listen: "127.0.0.1:9101", allow_remot: true}`, "allow_remot"},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -236,5 +256,26 @@ func TestCheckConfigGrantsAgainstTheBoard(t *testing.T) {
 	bad := writeConfig(t, "device: pi-001\nboard: rpi4\nmodules:\n  - name: relay\n    grants: {gpio: [GPIO99]}\n")
 	if err := CheckConfig(bad); err == nil || !strings.Contains(err.Error(), `grants.gpio "GPIO99": board rpi4 has no such line`) {
 		t.Fatalf("GPIO99 on a Pi 4: err = %v, want it named", err)
+	}
+}
+
+// Good metrics and log settings load: a loopback listener (or any, with
+// allow_remote), a textfile relative to the config file, json logs.
+func TestMetricsConfig(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:9101", "[::1]:9101", "localhost:0"} {
+		if _, err := LoadConfig(writeConfig(t, "device: ok\nmetrics: {listen: \""+listen+"\"}\n")); err != nil {
+			t.Errorf("listen %s: %v", listen, err)
+		}
+	}
+	if _, err := LoadConfig(writeConfig(t, "device: ok\nmetrics: {listen: \"0.0.0.0:9101\", allow_remote: true}\n")); err != nil {
+		t.Errorf("allow_remote: %v", err)
+	}
+	path := writeConfig(t, "device: ok\nlog_format: json\nmetrics: {textfile: prom/ternd.prom, interval: 30s}\n")
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(filepath.Dir(path), "prom", "ternd.prom"); c.Metrics.Textfile != want || c.Metrics.interval() != 30*time.Second || c.LogFormat != "json" {
+		t.Errorf("metrics %+v, log format %q; want textfile %s, interval 30s, json", c.Metrics, c.LogFormat, want)
 	}
 }

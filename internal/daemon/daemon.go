@@ -138,17 +138,38 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 	if synced == nil && cfg.ClockSync != "assume" {
 		synced = clockSynced
 	}
+	storeName := cfg.Store
+	if storeName == "" {
+		storeName = backend.Default()
+	}
+	simBoard := "" // the board's model comes from the device tree, or the simulated board's name
+	if board.Name == "sim" {
+		simBoard = board.Name
+	}
+	obs := &observer{inv: newInventory("/", cfg.DataDir, simBoard, storeName, nil)}
+	if dev != nil {
+		obs.reconnects = dev.Reconnects
+		obs.inv.outbox = func() int { _, n := dev.Outbox(); return int(n) }
+	}
+	var metricsListener net.Listener
+	if cfg.Metrics.Listen != "" {
+		if metricsListener, err = listenMetrics(cfg.Metrics.Listen); err != nil {
+			return err
+		}
+		defer metricsListener.Close()
+	}
 	agent, err := runtime.New(ctx, runtime.Options{
 		Store: st, GPIO: hw.GPIO, I2C: hw.I2C, Serial: hw.Serial, Modules: specs, Logger: log, Reporter: reporter,
 		CacheDir: cfg.CacheDir, Strict: cfg.Strict, Trust: trust, Clock: hw.Clock, ClockSynced: synced, Facts: cfg.facts(board.Name),
 		CallTimeout: time.Duration(cfg.ModuleLimits.CallTimeout), SensorTimeout: time.Duration(cfg.ModuleLimits.SensorTimeout),
 		ModuleMemoryMiB: cfg.ModuleLimits.MemoryMiB, SharedGrants: cfg.SharedGrants,
 		CompileCommand: hw.CompileCommand, CompileTimeout: time.Duration(cfg.ModuleLimits.CompileTimeout), CompileMemoryMiB: cfg.ModuleLimits.CompileMemoryMiB,
-		AllOrNothing: cfg.AllOrNothing,
+		AllOrNothing: cfg.AllOrNothing, Report: obs.report,
 	})
 	if err != nil {
 		return err
 	}
+	obs.agent = agent
 	defer agent.Close(context.WithoutCancel(ctx))
 	if reporter == nil {
 		debug.FreeOSMemory() // see settling; offline, no report comes
@@ -162,10 +183,6 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		return err
 	}
 	rels.CheckCode = func(env fleet.ReleaseEnvelope) error { return modfile.NamedAs(env.Wasm, env.Module) }
-	storeName := cfg.Store
-	if storeName == "" {
-		storeName = backend.Default()
-	}
 	log.Info("ternd started", "version", version.String("ternd"), "device", cfg.Device, "fleet", cfg.Fleet, "board", board.Name, "store", storeName)
 
 	up, ust := newUpdater(cfg, trust, dev, log)
@@ -232,6 +249,12 @@ func Run(ctx context.Context, cfg Config, hw *Hardware, log *slog.Logger) error 
 		})
 	}
 	wg.Go(func() { watchdog(ctx, sdnotify.WatchdogInterval(), agent.Busy, log) })
+	if cfg.Metrics.Textfile != "" {
+		wg.Go(func() { obs.writeTextfile(ctx, cfg.Metrics.Textfile, cfg.Metrics.interval(), log) })
+	}
+	if metricsListener != nil {
+		wg.Go(func() { obs.serveMetrics(ctx, metricsListener, log) })
+	}
 	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot tell systemd ternd is ready", "err", err)
 	}

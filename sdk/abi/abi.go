@@ -114,6 +114,12 @@ type SensorSpec struct {
 	// non-empty string (the reason, e.g. "door open"), the device defers
 	// the disruptive changes of rollouts (docs/rollouts.md).
 	Busy bool `json:"busy,omitempty"`
+	// Facts makes it a facts sensor: the value at Path is a JSON object
+	// whose members (strings, numbers, booleans) are facts the device
+	// reports about itself (the state report's "facts"; tern inventory
+	// --where selects by them). A host that predates facts sensors reads
+	// it as a plain sensor.
+	Facts bool `json:"facts,omitempty"`
 }
 
 // Validate checks what the host relies on.
@@ -164,6 +170,9 @@ func (m Manifest) Validate() error {
 		seen[s.Name] = true
 		if s.IntervalMS <= 0 {
 			return fmt.Errorf("sdk: module %s: sensor %s: interval must be positive", m.Name, s.Name)
+		}
+		if s.Busy && s.Facts {
+			return fmt.Errorf("sdk: module %s: sensor %s: a sensor is a busy sensor or a facts sensor, not both (their values differ: a flag or reason, an object of facts)", m.Name, s.Name)
 		}
 	}
 	return nil

@@ -24,6 +24,7 @@ func TestManifestValidate(t *testing.T) {
 		"dup job":     {func(m *abi.Manifest) { m.Jobs = append(m.Jobs, m.Jobs[0]) }, "unique"},
 		"sensor=job":  {func(m *abi.Manifest) { m.Sensors[0].Name = "j" }, "unique"},
 		"no interval": {func(m *abi.Manifest) { m.Sensors[0].IntervalMS = 0 }, "interval"},
+		"busy facts":  {func(m *abi.Manifest) { m.Sensors[0].Busy, m.Sensors[0].Facts = true, true }, "a busy sensor or a facts sensor, not both"},
 	} {
 		m := good
 		m.Jobs = append([]abi.JobSpec(nil), good.Jobs...)

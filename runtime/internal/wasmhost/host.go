@@ -75,6 +75,10 @@ type Options struct {
 	// Notify hears about a module's misbehaviour that is not the failure
 	// of a call (a log flood); nil: only logged.
 	Notify func(module, problem string)
+	// Observe, if set, hears how long each call into a module took (its
+	// instance's run, not the wait for one): the agent's module call
+	// time metric. It runs on the caller's goroutine; keep it cheap.
+	Observe func(module string, took time.Duration)
 	// TableEntries caps the entries of each of an instance's tables (8
 	// bytes each). A table declared bigger, or without a maximum, has
 	// its maximum lowered to it: growing past it fails inside the
@@ -467,7 +471,11 @@ func (m *Module) call(ctx context.Context, phase Phase, fn string, in []byte) ([
 		inst.clock.deadline.Store(dl.UnixNano())
 		defer inst.clock.deadline.Store(0)
 	}
+	began := time.Now()
 	out, err := m.invoke(ctx, inst, fn, in)
+	if obs := m.host.opts.Observe; obs != nil && m.manifest.Name != "" {
+		obs(m.manifest.Name, time.Since(began))
+	}
 	dl, hasDeadline := ctx.Deadline()
 	late := errors.Is(ctx.Err(), context.DeadlineExceeded) || hasDeadline && !time.Now().Before(dl)
 	if err == nil && late {
