@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/tern-iot/tern/internal/cli"
 	"github.com/tern-iot/tern/internal/daemon"
 	"github.com/tern-iot/tern/internal/dashboard/dashtest"
+	"github.com/tern-iot/tern/internal/promtest"
 	"github.com/tern-iot/tern/internal/wasmbuild"
 	"github.com/tern-iot/tern/runtime/api"
 )
@@ -156,4 +158,60 @@ func TestDashboardEndToEnd(t *testing.T) {
 	dashtest.Screenshot(tab, t, "04-converged")
 	must(dashtest.WaitJS(page, `document.querySelectorAll('[data-testid="plan-node"][data-state="done"]').length > 0`))
 	dashtest.Screenshot(page, t, "05-device-done")
+}
+
+// The metrics' acceptance test: a real Prometheus scrapes tern exporter
+// and a real ternd's loopback /metrics, and its query API returns the
+// fleet's series (the exporter's) and the device's own with the values
+// of what happened: one target pushed with tern push, reached by two
+// relay tasks.
+func TestPrometheusScrapesFleetAndDevice(t *testing.T) {
+	t.Parallel()
+	broker := fleettest.Embedded(t)
+	board, err := boards.Lookup("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sim.NewBoard(sim.BoardSpec{}, board.Lines(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fleettest.FreeAddr(t)
+	cfg := daemon.Config{Device: "pi-031", Fleet: "cli", Broker: broker, DataDir: t.TempDir(), Board: "sim", ClockSync: "assume",
+		Modules: []daemon.ModuleConfig{{Name: "relay", Path: relayFile(t),
+			Config: map[string]any{"lines": map[string]string{"fan": "GPIO17", "heater": "GPIO27"}},
+			Grants: api.Grants{GPIO: []string{"GPIO17", "GPIO27"}}}},
+		Metrics: daemon.MetricsConfig{Listen: listen}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, cfg, &daemon.Hardware{GPIO: sb.GPIO, I2C: sb.I2C}, fleettest.Logger(t, "pi-031"))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ternd: %v", err)
+		}
+	})
+	exp := startExporter(t, broker, t.TempDir())
+	if code, out, errOut := tern(t, "push", "--broker", broker, "--fleet", "cli", "--device", "pi-031", "--version", "12", `{"relays":{"fan":true,"heater":true}}`); code != cli.ExitOK {
+		t.Fatalf("push: %d %s %s", code, out, errOut)
+	}
+	prom := promtest.Start(t, exp.url+"/metrics", "http://"+listen+"/metrics")
+	// The fleet, as the exporter follows it (job target0).
+	prom.WaitFor(t, `tern_device_converged{device="pi-031"}`, 1)
+	prom.WaitFor(t, `tern_device_target_version{device="pi-031"}`, 12)
+	prom.WaitFor(t, `tern_device_online{device="pi-031"}`, 1)
+	prom.WaitFor(t, `tern_events_total{kind="task.done"}`, 2)
+	// The device, scraped on loopback (job target1).
+	prom.WaitFor(t, `ternd_converged{job="target1"}`, 1)
+	prom.WaitFor(t, `ternd_target_version{job="target1"}`, 12)
+	prom.WaitFor(t, `sum(ternd_tasks_total{job="target1",module="relay",outcome="done"})`, 2)
+	prom.WaitFor(t, `ternd_plans_total{job="target1",outcome="found"}`, 1)
+	prom.WaitFor(t, `ternd_outbox_depth{job="target1"}`, 0)
+	prom.WaitFor(t, `sum(ternd_module_call_seconds_count{job="target1",module="relay"}) > bool 0`, 1)
+	info := prom.WaitFor(t, `ternd_info{job="target1"}`, 1)
+	if info.Labels["arch"] != goruntime.GOARCH || info.Labels["board"] != "sim" {
+		t.Errorf("ternd_info's labels: %v", info.Labels)
+	}
 }
