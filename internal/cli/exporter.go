@@ -30,6 +30,7 @@ func exporterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	data := fs.String("data", "", "`DIR` to keep the event history in (events.db); required")
 	retain := fs.Duration("retain", exporter.DefaultRetain, "keep each event this long after it arrived")
 	maxEvents := fs.Int("max-events", exporter.DefaultMaxEvents, "keep at most this many events; the oldest go first")
+	maxDevices := fs.Int("max-devices", exporter.DefaultMaxDevices, "keep the reports of at most this many devices")
 	session := fs.String("session", "", "the persistent session's client `ID` (default tern-exporter-FLEET); the broker queues events for it while the exporter is stopped")
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := parse(fs, args); err != nil {
@@ -46,6 +47,9 @@ func exporterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if *maxEvents < 1 {
 		return usageError{fmt.Errorf("--max-events %d: must be 1 or more", *maxEvents)}
+	}
+	if *maxDevices < 1 {
+		return usageError{fmt.Errorf("--max-devices %d: must be 1 or more", *maxDevices)}
 	}
 	if *session != "" {
 		if err := fleet.ValidID(*session); err != nil {
@@ -67,7 +71,7 @@ func exporterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer ln.Close()
 	exp, err := exporter.Start(ctx, exporter.Options{
 		Operator: fleet.OperatorOptions{Broker: ff.broker, TLS: ff.tls, Topics: fleet.Topics{Prefix: ff.prefix, Fleet: ff.fleet}, Session: *session},
-		DataDir:  *data, Retain: *retain, MaxEvents: *maxEvents, Logger: log,
+		DataDir:  *data, Retain: *retain, MaxEvents: *maxEvents, MaxDevices: *maxDevices, Logger: log,
 	})
 	if err != nil {
 		return err

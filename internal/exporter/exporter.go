@@ -20,6 +20,8 @@ import (
 const (
 	DefaultRetain    = 720 * time.Hour
 	DefaultMaxEvents = 1_000_000
+	// DefaultMaxDevices is Options.MaxDevices's default.
+	DefaultMaxDevices = 100_000
 )
 
 // maxJobsPerDevice bounds the job statuses kept per device (the newest).
@@ -39,6 +41,12 @@ type Options struct {
 	// MaxEvents bounds the events kept: past it, the oldest go
 	// (DefaultMaxEvents if 0).
 	MaxEvents int
+	// MaxDevices bounds the devices kept in memory (DefaultMaxDevices if
+	// 0): reports from a device beyond it are not kept (events are still
+	// stored), said once in the log and counted in
+	// tern_exporter_devices_refused_total. A fleet's topics take any
+	// device id, and each kept device holds its latest state report.
+	MaxDevices int
 	// Logger receives what the exporter does; nil discards it.
 	Logger *slog.Logger
 	// Now is the clock (time.Now if nil).
@@ -71,7 +79,8 @@ type Exporter struct {
 	failOnce  sync.Once
 	err       atomic.Pointer[error]
 
-	dups atomic.Uint64 // copies dropped, since start
+	dups    atomic.Uint64 // copies dropped, since start
+	refused atomic.Uint64 // reports of devices over MaxDevices, since start
 
 	mu      sync.Mutex
 	devices map[string]*deviceEntry
@@ -100,6 +109,12 @@ func Start(ctx context.Context, opts Options) (*Exporter, error) {
 	}
 	if opts.MaxEvents == 0 {
 		opts.MaxEvents = DefaultMaxEvents
+	}
+	if opts.MaxDevices == 0 {
+		opts.MaxDevices = DefaultMaxDevices
+	}
+	if opts.MaxDevices < 0 {
+		return nil, fmt.Errorf("exporter: MaxDevices %d: must be 0 (the default, %d) or more", opts.MaxDevices, DefaultMaxDevices)
 	}
 	if opts.MaxEvents < 0 {
 		return nil, fmt.Errorf("exporter: MaxEvents %d: must be 0 (the default, %d) or more", opts.MaxEvents, DefaultMaxEvents)
@@ -314,6 +329,13 @@ func (e *Exporter) touch(id string, change func(*deviceEntry)) {
 	e.mu.Lock()
 	d := e.devices[id]
 	if d == nil {
+		if len(e.devices) >= e.opts.MaxDevices {
+			e.mu.Unlock()
+			if e.refused.Add(1) == 1 {
+				e.log.Warn("exporter: more devices than --max-devices; the reports of those beyond it are not kept (their events are)", "max_devices", e.opts.MaxDevices, "device", id)
+			}
+			return
+		}
 		d = &deviceEntry{}
 		e.devices[id] = d
 	}

@@ -268,3 +268,42 @@ func TestPrometheusScrapesExporter(t *testing.T) {
 		}
 	}
 }
+
+// The devices kept are bounded (Options.MaxDevices): reports of devices
+// beyond the bound are not kept and are counted; the events of every
+// device are stored.
+func TestExporterMaxDevices(t *testing.T) {
+	url := fleettest.Embedded(t)
+	e, err := exporter.Start(t.Context(), exporter.Options{
+		Operator: fleet.OperatorOptions{Broker: url, Topics: topics, ConnectTimeout: 2 * time.Second},
+		DataDir:  t.TempDir(), MaxDevices: 2, Logger: fleettest.Logger(t, "exporter"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	for _, id := range []string{"pi-001", "pi-002", "pi-003"} {
+		st, err := json.Marshal(fleet.StateReport{Format: fleet.ReportFormat, Device: id, Status: status(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishRetained(t, url, topics.State(id), st)
+	}
+	d := startDevice(t, url, "pi-003")
+	if err := d.PublishEvent(t.Context(), api.Event{ID: "x", Time: time.Now(), Kind: api.EventConverged}); err != nil {
+		t.Fatal(err)
+	}
+	testbound.WaitFor(t, "the event of a device beyond the bound stored", func() bool {
+		evs, err := e.Events(t.Context(), dashboard.EventQuery{Device: "pi-003"})
+		return err == nil && len(evs) == 1
+	})
+	testbound.WaitFor(t, "a device refused", func() bool {
+		rec := httptest.NewRecorder()
+		e.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return strings.Contains(rec.Body.String(), "\ntern_exporter_devices_refused_total ") &&
+			!strings.Contains(rec.Body.String(), "\ntern_exporter_devices_refused_total 0\n")
+	})
+	if n := len(e.Devices()); n != 2 {
+		t.Fatalf("%d devices kept, want the bound, 2", n)
+	}
+}

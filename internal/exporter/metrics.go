@@ -162,6 +162,8 @@ func (e *Exporter) metrics() ([]byte, error) {
 	w.Sample(nil, float64(stored))
 	w.Family("tern_exporter_duplicates_dropped_total", "Event reports dropped as copies of one already stored, since the exporter started.", promtext.Counter)
 	w.Sample(nil, float64(e.dups.Load()))
+	w.Family("tern_exporter_devices_refused_total", "Reports of devices beyond --max-devices, not kept, since the exporter started.", promtext.Counter)
+	w.Sample(nil, float64(e.refused.Load()))
 	return w.Bytes()
 }
 
