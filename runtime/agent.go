@@ -781,6 +781,10 @@ func (a *Agent) converge(ctx context.Context, current, target any, version uint6
 	a.plan = graph
 	a.mu.Unlock()
 	a.setPhase(PhaseRunning)
+	// Said before the tasks run, which may take minutes (a room to warm):
+	// the fleet sees the new target accepted, its plan and the device
+	// on its way, not only where the plan ended.
+	a.report(ctx)
 	prog := newProgress(version, p)
 	a.saveProgress(prog)
 	stop, superseded := make(chan struct{}), false

@@ -86,11 +86,13 @@ func TestDashboardEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	status := func(id string) string { return `tr[data-device="` + id + `"] [data-testid="status"]` }
 	must(chromedp.Do(tab, chromedp.Navigate(exp.url+"/")))
 	must(dashtest.WaitJS(tab, `window.ternDash && window.ternDash.ready`))
 	must(dashtest.WaitCount(tab, `#fleet-body tr`, len(ids)))
 	for _, id := range ids {
 		must(dashtest.WaitText(tab, `tr[data-device="`+id+`"]`, "online"))
+		must(dashtest.WaitText(tab, status(id), "no-target"))
 	}
 	// A marker a reload would lose, and every status each row showed (a
 	// device can pass through pending quickly on a fast machine, or turn
@@ -99,8 +101,9 @@ func TestDashboardEndToEnd(t *testing.T) {
 		window.__seen = {};
 		window.__scan = () => document.querySelectorAll('#fleet-body tr[data-device]').forEach((tr) => {
 			const s = tr.querySelector('[data-testid="status"]');
+			const v = tr.cells[4].textContent;
 			const seen = (window.__seen[tr.dataset.device] ||= []);
-			if (s && !seen.includes(s.textContent)) seen.push(s.textContent);
+			if (s && !seen.includes(s.textContent + ' v' + v)) seen.push(s.textContent + ' v' + v);
 		});
 		window.__scan();
 		new MutationObserver(window.__scan).observe(document.querySelector('#fleet-body'), {subtree: true, childList: true, characterData: true});`); err != nil {
@@ -111,9 +114,8 @@ func TestDashboardEndToEnd(t *testing.T) {
 	if code, out, errOut := tern(t, "push", "--broker", broker, "--fleet", "cli", "--group", "heaters", "--version", "5", `{"room":{"temp":21}}`); code != cli.ExitOK {
 		t.Fatalf("push: %d %s %s", code, out, errOut)
 	}
-	status := func(id string) string { return `tr[data-device="` + id + `"] [data-testid="status"]` }
 	for _, id := range ids {
-		must(dashtest.WaitJS(tab, `(window.__seen['`+id+`'] || []).includes('pending')`))
+		must(dashtest.WaitJS(tab, `(window.__seen['`+id+`'] || []).includes('pending v5')`))
 	}
 	dashtest.Screenshot(tab, t, "02-pending")
 

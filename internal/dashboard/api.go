@@ -31,6 +31,7 @@ const (
 	StatusPending    = "pending"    // planning or running toward it
 	StatusFailed     = "failed"     // its last attempt failed; it retries with backoff
 	StatusUnreported = "unreported" // no state report has arrived
+	StatusNoTarget   = "no-target"  // it holds no target yet: nothing to reach
 )
 
 // StatusOf is the one word the fleet table shows for d.
@@ -42,6 +43,8 @@ func StatusOf(d Device) string {
 		return StatusFailed
 	case d.State.Converged:
 		return StatusConverged
+	case d.State.TargetVersion == 0 && d.State.Phase == api.PhaseIdle:
+		return StatusNoTarget
 	}
 	return StatusPending
 }
@@ -93,6 +96,7 @@ type Counts struct {
 	Pending    int `json:"pending"`
 	Failed     int `json:"failed"`
 	Unreported int `json:"unreported"`
+	NoTarget   int `json:"no_target"`
 }
 
 // DeviceList is api/devices.
@@ -123,6 +127,8 @@ func (h *handler) devices(w http.ResponseWriter, r *http.Request) {
 			out.Counts.Pending++
 		case StatusFailed:
 			out.Counts.Failed++
+		case StatusNoTarget:
+			out.Counts.NoTarget++
 		default:
 			out.Counts.Unreported++
 		}

@@ -44,7 +44,7 @@
   // pick returns v if it is one of the allowed words, else def: classes
   // are built from these, never from raw device data.
   const pick = (v, allowed, def) => (allowed.includes(v) ? v : def);
-  const STATUSES = ['converged', 'pending', 'failed', 'unreported'];
+  const STATUSES = ['converged', 'pending', 'failed', 'unreported', 'no-target'];
   const TASK_STATES = ['pending', 'running', 'done', 'failed'];
   const ROLLOUT_PHASES = ['succeeded', 'applying', 'deferred', 'waiting', 'halted', 'failed', 'aborted', 'replaced', 'unreported'];
   const JOB_PHASES = ['succeeded', 'running', 'queued', 'waiting', 'waiting_clock', 'waiting_dependency', 'failed', 'expired', 'canceled', 'interrupted', 'unknown'];
@@ -94,7 +94,7 @@
 
   const COLS = ['id', 'online', 'status', 'phase', 'version', 'modules', 'groups', 'agent', 'age', 'error'];
   const LABELS = { id: 'Device', online: 'Online', status: 'Status', phase: 'Phase', version: 'Target', modules: 'Modules', groups: 'Groups', agent: 'Agent', age: 'Last report', error: 'Last error' };
-  const SEVERITY = { failed: 0, pending: 1, unreported: 2, converged: 3 };
+  const SEVERITY = { failed: 0, pending: 1, unreported: 2, 'no-target': 3, converged: 4 };
   const SORT_KEYS = {
     id: (r) => r.id,
     online: (r) => (r.online ? 0 : 1),
