@@ -86,6 +86,23 @@ func FreeAddr(t testing.TB) string {
 	return addr
 }
 
+// FreeAddrs returns n different addresses 127.0.0.1:port, each free a
+// moment ago: they are picked with every listener held open, so the
+// kernel cannot hand out one port twice (FreeAddr called n times can).
+func FreeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("fleettest: find a free port: %v", err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
+	}
+	return addrs
+}
+
 func mosquittoBinary(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("mosquitto"); err == nil {
@@ -343,10 +360,10 @@ func closeBroker(t testing.TB, b *devbroker.Broker) {
 // when the test ends.
 func EmbeddedCluster(t testing.TB, n int) (urls []string, stop func(i int)) {
 	t.Helper()
-	mqtt, routes := make([]string, n), make([]string, n)
-	for i := range n {
-		mqtt[i], routes[i] = FreeAddr(t), FreeAddr(t)
-	}
+	// One distinct port each: a route that landed on another node's MQTT
+	// port kept the cluster from forming (seen under load).
+	addrs := FreeAddrs(t, 2*n)
+	mqtt, routes := addrs[:n], addrs[n:]
 	brokers := make([]*devbroker.Broker, n)
 	for i := range n {
 		others := append(slices.Clone(routes[:i]), routes[i+1:]...)
