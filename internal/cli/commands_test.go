@@ -101,6 +101,7 @@ func TestBrokerAddressIsCheckedFirst(t *testing.T) {
 		"rollout resume": {"relay-v020", "--key", missing},
 		"rollout abort":  {"relay-v020", "--key", missing},
 		"exporter":       {"--data", missing},
+		"inventory":      nil,
 	}
 	for _, name := range cli.CommandNames() {
 		_, out, _ := tern(t, append(strings.Fields(name), "--help")...)
