@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/tern-iot/tern/fleet"
 	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/runtime/api"
@@ -144,6 +146,47 @@ func TestRefusedTargetOncePerConnection(t *testing.T) {
 			case <-timeout:
 			}
 			break
+		}
+	})
+}
+
+// A broker that serves an older target again after a newer one (a NATS
+// cluster's lagging retained index, met by a refresh) does not make the
+// device offer it again on the same connection: it came already.
+func TestStaleTargetOnSameConnection(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, url string) {
+		op := dialOperator(t, url)
+		d := newDevice(t, testOptions(url, "pi-073"))
+		run(t, d)
+		waitConnected(t, d)
+		topic := topics.DeviceTarget("pi-073")
+		raw := rawClient(t, url)
+		stale := make(chan []byte, 1)
+		if tok := raw.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+			select {
+			case stale <- m.Payload():
+			default:
+			}
+		}); !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		for v := uint64(1); v <= 2; v++ {
+			if err := op.PushTarget(t.Context(), "pi-073", fleet.TargetEnvelope{Version: v, Target: json.RawMessage(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := recv(t, d.Targets(), fmt.Sprintf("target %d", v)); got.Version != v {
+				t.Fatalf("target %d, want %d", got.Version, v)
+			}
+		}
+		v1 := recv(t, stale, "version 1's bytes")
+		if tok := raw.Publish(topic, 1, false, v1); !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		if err := op.PushTarget(t.Context(), "pi-073", fleet.TargetEnvelope{Version: 3, Target: json.RawMessage(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, d.Targets(), "target 3"); got.Version != 3 {
+			t.Fatalf("the device offered version %d again before version 3", got.Version)
 		}
 	})
 }

@@ -226,12 +226,15 @@ type Device struct {
 	ctlWake    chan struct{}
 	mu         sync.Mutex // serializes sends on targets and refusals with closing them
 	closed     bool
-	// heard is, per target topic, the hash of the last payload that came
-	// on this connection (seenOnConn): the repeats that subscribing twice
-	// and refreshTargets bring are dropped before they are parsed, so a
-	// retained target the agent refuses is refused once per connection.
+	// heard is, per target topic, the hashes of the last payloads that
+	// came on this connection (heardOnConn, at most heardPerTopic): the
+	// repeats that subscribing twice and refreshTargets bring are dropped
+	// before they are parsed, so a retained target the agent refuses is
+	// refused once per connection, and a lagging broker that serves an
+	// older target again after a newer one (a NATS cluster's retained
+	// index, after a node died) does not make the device refuse it.
 	heardMu sync.Mutex
-	heard   map[string][sha256.Size]byte
+	heard   map[string][][sha256.Size]byte
 
 	ran    atomic.Bool
 	client atomic.Pointer[paho.Client]
@@ -515,7 +518,7 @@ func (d *Device) Run(ctx context.Context) error {
 		}
 		d.conns.Add(1) // before anything arrives on the new connection
 		d.heardMu.Lock()
-		d.heard = map[string][sha256.Size]byte{}
+		d.heard = map[string][][sha256.Size]byte{}
 		d.heardMu.Unlock()
 		tok := c.Connect()
 		<-tok.Done() // bounded: the dial by ctx and ConnectTimeout, the handshake by ConnectTimeout
@@ -835,16 +838,23 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 	d.offerTarget(ScopedTarget{Scope: scope, TargetEnvelope: env})
 }
 
-// heardOnConn reports whether payload came on topic last on this
-// connection, and records it.
+// heardPerTopic bounds the payloads heardOnConn remembers per topic.
+const heardPerTopic = 4
+
+// heardOnConn reports whether payload came on topic on this connection
+// (among the last heardPerTopic that did), and records it.
 func (d *Device) heardOnConn(topic string, payload []byte) bool {
 	h := sha256.Sum256(payload)
 	d.heardMu.Lock()
 	defer d.heardMu.Unlock()
-	if d.heard[topic] == h {
+	if slices.Contains(d.heard[topic], h) {
 		return true
 	}
-	d.heard[topic] = h
+	hs := append(d.heard[topic], h)
+	if len(hs) > heardPerTopic {
+		hs = hs[1:]
+	}
+	d.heard[topic] = hs
 	return false
 }
 
