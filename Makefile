@@ -6,7 +6,7 @@ PLUGINS := $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go)))
 WASM    := $(foreach p,$(PLUGINS),$(p)/$(notdir $(p)).wasm)
 CROSS   := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all build plugins demo deps test test-load test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner bench-agent testbench lint check clean
+.PHONY: all build plugins demo deps test test-load test-race test-386 test-fuzz fuzz test-qemu cross dist size-check bench bench-planner bench-agent bench-observability testbench lint check clean
 
 all: build plugins
 
@@ -135,7 +135,7 @@ size-check:
 		echo "size-check: ternd-linux-$$arch $$size bytes, budget $$budget"; \
 	done
 
-bench: bench-planner bench-agent
+bench: bench-planner bench-agent bench-observability
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # tern's planner against Mahler 4.1.5 (installed from npm by the script),
@@ -148,6 +148,11 @@ bench-planner:
 # tree), interleaved over ROUNDS (default 5); see bench/agent.sh.
 bench-agent:
 	OLD='$(OLD)' NEW='$(NEW)' ROUNDS='$(ROUNDS)' bench/agent.sh
+
+# What ternd's metrics cost an idle device: off, the textfile, the
+# scraped /metrics listener, side by side (bench/observability.sh).
+bench-observability:
+	ROUNDS='$(ROUNDS)' bench/observability.sh
 
 # testbench: the standard scenario suite (docs/testbench.md), node-loss on
 # a three-node NATS cluster among them, with its report; a JUnit copy lands
