@@ -228,11 +228,13 @@ type Device struct {
 	closed     bool
 	// heard is, per target topic, the hashes of the last payloads that
 	// came on this connection (heardOnConn, at most heardPerTopic): the
-	// repeats that subscribing twice and refreshTargets bring are dropped
-	// before they are parsed, so a retained target the agent refuses is
-	// refused once per connection, and a lagging broker that serves an
-	// older target again after a newer one (a NATS cluster's retained
-	// index, after a node died) does not make the device refuse it.
+	// retained copies that subscribing twice and refreshTargets bring are
+	// dropped before they are parsed when one came already, so a retained
+	// target the agent refuses is refused once per connection, and a
+	// lagging broker that serves an older target again after a newer one
+	// (a NATS cluster's retained index, after a node died) does not make
+	// the device refuse it. A message published again (live, not sent for
+	// a subscription) is always parsed: a replay is refused, and said.
 	heardMu sync.Mutex
 	heard   map[string][][sha256.Size]byte
 
@@ -817,8 +819,11 @@ func (d *Device) onTarget(_ paho.Client, m paho.Message) {
 	if d.opts.lostTargets != nil && d.opts.lostTargets.Add(-1) >= 0 {
 		return // a test stands in for a broker that served it late
 	}
-	if d.heardOnConn(m.Topic(), m.Payload()) {
-		d.log.Debug("fleet: target repeated on this connection; dropped", "topic", m.Topic())
+	if d.heardOnConn(m.Topic(), m.Payload()) && m.Retained() {
+		// Sent again because the device subscribed again (the second
+		// subscription, a refresh), not published again: a replay
+		// published live is parsed, and refused as what it is.
+		d.log.Debug("fleet: retained target repeated on this connection; dropped", "topic", m.Topic())
 		return
 	}
 	env, err := ParseTargetEnvelope(m.Payload())
