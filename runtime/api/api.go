@@ -129,7 +129,7 @@ type Status struct {
 // Bounds on what a state report carries about the device.
 const (
 	MaxFacts       = 64  // facts in Status.Facts
-	MaxFactText    = 128 // bytes in a fact's key or value
+	MaxFactText    = 64  // bytes in a fact's key or value (runtime/layer.CheckFact)
 	MaxPlanTasks   = 64  // tasks in Status.Plan
 	MaxMetricsKeys = 64  // keys in each map of Status.Metrics
 )
