@@ -128,10 +128,10 @@ type Status struct {
 
 // Bounds on what a state report carries about the device.
 const (
-	MaxFacts       = 64  // facts in Status.Facts
-	MaxFactText    = 64  // bytes in a fact's key or value (runtime/layer.CheckFact)
-	MaxPlanTasks   = 64  // tasks in Status.Plan
-	MaxMetricsKeys = 64  // keys in each map of Status.Metrics
+	MaxFacts       = 64 // facts in Status.Facts
+	MaxFactText    = 64 // bytes in a fact's key or value (runtime/layer.CheckFact)
+	MaxPlanTasks   = 64 // tasks in Status.Plan
+	MaxMetricsKeys = 64 // keys in each map of Status.Metrics
 )
 
 // AgentInfo is the agent's inventory of itself, in the state report.
