@@ -32,42 +32,23 @@ type inventoryRow struct {
 
 func inventoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("inventory", stderr)
-	var ff fleetFlags
-	ff.register(fs)
-	device := fs.String("device", "", "show only this device")
-	group := fs.String("group", "", "show only the devices of this group (as their state reports list it)")
-	sel := whereFlag(fs)
-	asJSON := fs.Bool("json", false, "print one JSON array of devices instead of a table")
-	wait := fs.Duration("wait", defaultSettle, "collect retained reports for at most this long (less when they stop coming for 300ms)")
+	f := newFleetRead(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("inventory takes no arguments, got %q; select devices with --where KEY=VALUE", fs.Arg(0))}
 	}
-	scope, err := scopeFlags(*device, *group)
+	r, err := f.read(ctx)
 	if err != nil {
 		return err
-	}
-	if *wait <= 0 {
-		return usageError{fmt.Errorf("--wait %v: must be positive, e.g. --wait 5s", *wait)}
-	}
-	op, err := ff.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer op.Close()
-	r := newRoster(*group)
-	r.where = *sel
-	if err := collect(ctx, op, scope, *wait, r); err != nil {
-		return fmt.Errorf("reading device reports: %w", err)
 	}
 	now := time.Now()
 	var rows []inventoryRow
 	for _, m := range r.list() {
 		rows = append(rows, inventoryRowOf(m, now))
 	}
-	if *asJSON {
+	if *f.asJSON {
 		if rows == nil {
 			rows = []inventoryRow{}
 		}
@@ -76,11 +57,7 @@ func inventoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		printInventory(stdout, rows)
 	}
 	if len(rows) == 0 {
-		where := "fleet " + ff.fleet
-		if len(*sel) > 0 {
-			where = "devices with " + sel.String() + " in " + where
-		}
-		return fmt.Errorf("no device reported in %s on %s within %v; check --fleet, --broker and --where, and that ternd runs", where, ff.broker, *wait)
+		return f.nobody()
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -31,37 +32,79 @@ type statusRow struct {
 	Layers []string `json:"layers,omitempty"`
 }
 
+// fleetRead is what the commands that list devices from their retained
+// state reports share (tern status, tern inventory): the flags that
+// select them, reading them, and the error when none reported.
+type fleetRead struct {
+	ff            fleetFlags
+	device, group *string
+	sel           *selection
+	asJSON        *bool
+	wait          *time.Duration
+}
+
+func newFleetRead(fs *flag.FlagSet) *fleetRead {
+	f := &fleetRead{}
+	f.ff.register(fs)
+	f.device = fs.String("device", "", "show only this device")
+	f.group = fs.String("group", "", "show only the devices of this group (as their state reports list it)")
+	f.sel = whereFlag(fs)
+	f.asJSON = fs.Bool("json", false, "print one JSON array of devices instead of a table")
+	f.wait = fs.Duration("wait", defaultSettle, "collect retained reports for at most this long (less when they stop coming for 300ms)")
+	return f
+}
+
+// read collects the selected devices' reports (after the flags parsed).
+func (f *fleetRead) read(ctx context.Context) (*roster, error) {
+	scope, err := scopeFlags(*f.device, *f.group)
+	if err != nil {
+		return nil, err
+	}
+	if *f.wait <= 0 {
+		return nil, usageError{fmt.Errorf("--wait %v: must be positive, e.g. --wait 5s", *f.wait)}
+	}
+	op, err := f.ff.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer op.Close()
+	r := newRoster(*f.group)
+	r.where = *f.sel
+	if err := collect(ctx, op, scope, *f.wait, r); err != nil {
+		return nil, fmt.Errorf("reading device reports: %w", err)
+	}
+	return r, nil
+}
+
+// nobody is the error when no selected device reported.
+func (f *fleetRead) nobody() error {
+	where := "fleet " + f.ff.fleet
+	switch {
+	case *f.device != "":
+		where = "device " + *f.device + " in " + where
+	case *f.group != "":
+		where = "group " + *f.group + " in " + where
+	}
+	check := "--fleet and --broker"
+	if len(*f.sel) > 0 {
+		where = "devices with " + f.sel.String() + " in " + where
+		check = "--fleet, --broker and --where"
+	}
+	return fmt.Errorf("no device reported in %s on %s within %v; check %s, and that ternd runs", where, f.ff.broker, *f.wait, check)
+}
+
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", stderr)
-	var ff fleetFlags
-	ff.register(fs)
-	device := fs.String("device", "", "show only this device")
-	group := fs.String("group", "", "show only the devices of this group (as their state reports list it)")
-	sel := whereFlag(fs)
-	asJSON := fs.Bool("json", false, "print one JSON array of devices instead of a table")
-	wait := fs.Duration("wait", defaultSettle, "collect retained reports for at most this long (less when they stop coming for 300ms)")
+	f := newFleetRead(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("status takes no arguments, got %q; name a device with --device ID", fs.Arg(0))}
 	}
-	scope, err := scopeFlags(*device, *group)
+	r, err := f.read(ctx)
 	if err != nil {
 		return err
-	}
-	if *wait <= 0 {
-		return usageError{fmt.Errorf("--wait %v: must be positive, e.g. --wait 5s", *wait)}
-	}
-	op, err := ff.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer op.Close()
-	r := newRoster(*group)
-	r.where = *sel
-	if err := collect(ctx, op, scope, *wait, r); err != nil {
-		return fmt.Errorf("reading device reports: %w", err)
 	}
 	now := time.Now()
 	members := r.list()
@@ -69,24 +112,14 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, m := range members {
 		rows = append(rows, rowOf(m, now))
 	}
-	if *asJSON {
+	if *f.asJSON {
 		fmt.Fprintln(stdout, string(mustJSON(rows)))
 	} else if cut := printStatusTable(stdout, rows); cut {
 		fmt.Fprintln(stderr, "(ERROR shows the first line of each error; tern status --json shows them whole)")
 	}
 
 	if len(rows) == 0 {
-		where := "fleet " + ff.fleet
-		switch {
-		case *device != "":
-			where = "device " + *device + " in " + where
-		case *group != "":
-			where = "group " + *group + " in " + where
-		}
-		if len(*sel) > 0 {
-			where = "devices with " + sel.String() + " in " + where
-		}
-		return fmt.Errorf("no device reported in %s on %s within %v; check --fleet and --broker, and that ternd runs", where, ff.broker, *wait)
+		return f.nobody()
 	}
 	var bad []string
 	for _, row := range rows {

@@ -72,8 +72,12 @@ func dryRuns(ctx context.Context, dev *fleet.Device, st store.Store, device stri
 				if !r.allow(time.Now()) {
 					continue
 				}
-				if !sleepCtx(ctx, time.Until(r.quiet)) {
-					return
+				if wait := time.Until(r.quiet); wait > 0 {
+					select {
+					case <-time.After(wait):
+					case <-ctx.Done():
+						return
+					}
 				}
 				ans, took := r.answer(ctx, req)
 				r.quiet = time.Now().Add((dryRunDuty - 1) * took)
@@ -242,19 +246,4 @@ func reasonOf(err error) string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
-}
-
-// sleepCtx waits for d, or until ctx is done: false then.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
