@@ -35,7 +35,7 @@ func Embedded(t testing.TB) string {
 // URL.
 func EmbeddedAt(t testing.TB, addr string) string {
 	t.Helper()
-	log := new(logBuffer)
+	log := new(LogBuffer)
 	b, err := devbroker.New(addr, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func startMosquittoWith(t testing.TB, bin, addr, scheme, extra string) (string, 
 // launchMosquitto runs mosquitto on addr with the generated configuration
 // plus extra lines (which may override it, e.g. "persistence true"), waits
 // until it accepts connections and returns how to stop it and its log.
-func launchMosquitto(t testing.TB, bin, addr, extra string) (stop func(), log *logBuffer, err error) {
+func launchMosquitto(t testing.TB, bin, addr, extra string) (stop func(), log *LogBuffer, err error) {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -212,7 +212,7 @@ log_timestamp_format %%H:%%M:%%S
 		return nil, nil, fmt.Errorf("fleettest: write mosquitto config: %w", err)
 	}
 
-	log = new(logBuffer)
+	log = new(LogBuffer)
 	cmd := exec.Command(bin, "-c", conf)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -253,20 +253,20 @@ log_timestamp_format %%H:%%M:%%S
 	}
 }
 
-// logBuffer collects a broker's log for t.Log; brokers write to it from
+// LogBuffer collects a process's or a broker's log for t.Log, written from
 // their own goroutines.
-type logBuffer struct {
+type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string {
+func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -276,7 +276,7 @@ func (b *logBuffer) String() string {
 // up) and prints it, headed by name, if the test failed.
 func Logger(t testing.TB, name string) *slog.Logger {
 	t.Helper()
-	buf := new(logBuffer)
+	buf := new(LogBuffer)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, buf)
@@ -287,7 +287,7 @@ func Logger(t testing.TB, name string) *slog.Logger {
 
 // serve starts b, stops it when the test ends, prints its log (kept in
 // log) if the test failed, and returns its URL.
-func serve(t testing.TB, b *devbroker.Broker, log *logBuffer, what string) string {
+func serve(t testing.TB, b *devbroker.Broker, log *LogBuffer, what string) string {
 	t.Helper()
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
@@ -367,7 +367,7 @@ func EmbeddedCluster(t testing.TB, n int) (urls []string, stop func(i int)) {
 	brokers := make([]*devbroker.Broker, n)
 	for i := range n {
 		others := append(slices.Clone(routes[:i]), routes[i+1:]...)
-		log := new(logBuffer)
+		log := new(LogBuffer)
 		b, err := devbroker.Open(mqtt[i], devbroker.Options{
 			Logger:  slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			Cluster: devbroker.Cluster{Node: fmt.Sprintf("n%d", i+1), Listen: routes[i], Routes: others},

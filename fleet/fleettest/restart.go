@@ -83,7 +83,7 @@ func RestartableEmbedded(t testing.TB, setup func(*devbroker.Broker) error) *Res
 	t.Helper()
 	addr := FreeAddr(t)
 	return newRestartable(t, addr, func() func() {
-		log := new(logBuffer)
+		log := new(LogBuffer)
 		b, err := devbroker.New(addr, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		if err != nil {
 			t.Fatal(err)

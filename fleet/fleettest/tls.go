@@ -140,7 +140,7 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 // present a certificate from ca, and returns its URL, ssl://127.0.0.1:port.
 func EmbeddedTLS(t testing.TB, ca *CA) string {
 	t.Helper()
-	log := new(logBuffer)
+	log := new(LogBuffer)
 	b, err := devbroker.NewTLS("127.0.0.1:0", ca.Server(t), slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tern-iot/tern/fleet/fleettest"
 	"github.com/tern-iot/tern/internal/testbound"
 )
 
@@ -29,7 +30,7 @@ const Binary = "/usr/bin/prometheus"
 type Prometheus struct {
 	// URL is its HTTP address, http://127.0.0.1:port.
 	URL string
-	log *logBuffer
+	log *fleettest.LogBuffer
 }
 
 // Sample is one series of a query's answer.
@@ -89,7 +90,7 @@ func launch(t testing.TB, bin, conf, dir string) (*Prometheus, error) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	log := new(logBuffer)
+	log := new(fleettest.LogBuffer)
 	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=info")
 	cmd.Stdout, cmd.Stderr = log, log
@@ -224,22 +225,4 @@ func (p *Prometheus) WaitFor(t testing.TB, expr string, want float64) Sample {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// logBuffer keeps prometheus's output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
