@@ -73,7 +73,14 @@ func TestCutStateOrder(t *testing.T) {
 		{"short, with the facts", size(noMetrics) - 1, func(r api.Status) bool {
 			return r.Metrics == nil && len(r.Facts) == api.MaxFacts && r.Agent != nil && r.Agent.Board == s.Agent.Board
 		}},
-		{"short, without the facts", minReport, func(r api.Status) bool {
+		// The largest legal facts fit the smallest limit a device may
+		// set (api.MaxFacts of api.MaxFactText): they stay.
+		{"short, at the smallest limit", minReport, func(r api.Status) bool {
+			return r.Metrics == nil && len(r.Facts) == api.MaxFacts && r.Agent != nil && r.TargetVersion == 7 && r.Converged
+		}},
+		// Below it (no device gets there; the mechanism still holds),
+		// the facts go last.
+		{"short, without the facts", minReport / 3, func(r api.Status) bool {
 			return r.Facts == nil && r.Agent != nil && r.Agent.Arch == "armv6" && r.TargetVersion == 7 && r.Converged
 		}},
 	} {
