@@ -427,7 +427,12 @@ func (o *Operator) publishRetained(ctx context.Context, what, topic string, b []
 // publishAttempts bounds how many times publishRetained publishes when
 // the connection drops before the acknowledgement, each time waiting up
 // to its ackWait for the reconnection and again for the acknowledgement.
-const publishAttempts = 3
+// A NATS node closes an MQTT connection whose publish its JetStream could
+// not store within js_api_timeout (5 s); a cluster that lost a node took
+// 5 to 16 s to store again in the node-loss scenario, and three attempts
+// (about 15 s) once gave up a push that then went through. Six give a
+// cluster about 30 s.
+const publishAttempts = 6
 
 // waitUp returns once the client is connected, or with ctx's error.
 func (o *Operator) waitUp(ctx context.Context) error {
