@@ -82,10 +82,7 @@ func printInventory(w io.Writer, rows []inventoryRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tVERSION\tARCH\tBOARD\tKERNEL\tUPTIME\tSTORE\tDISK FREE\tOUTBOX\tRSS\tONLINE\tFACTS")
 	for _, r := range rows {
-		online := "?"
-		if r.Online != nil {
-			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
-		}
+		online := onlineWord(r.Online)
 		version, arch, board, kernel, store, disk, outbox, rss := "-", "-", "-", "-", "-", "-", "-", "-"
 		if a := r.Agent; a != nil {
 			version, arch, board, kernel, store = cell(a.Version), cell(a.Arch), cell(a.Board), cell(a.Kernel), cell(a.Store)

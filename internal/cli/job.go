@@ -589,10 +589,7 @@ func printJobStatus(w io.Writer, j fleet.ScopedJob, rows []jobStatusRow, totals 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tONLINE\tPHASE\tATTEMPT\tSTARTED\tENDED\tRESULT / WHY")
 	for _, r := range rows {
-		online := "?"
-		if r.Online != nil {
-			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
-		}
+		online := onlineWord(r.Online)
 		detail := r.Why
 		switch {
 		case r.Error != "":
@@ -685,10 +682,7 @@ func jobWho(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tONLINE\tJOB")
 	for _, r := range rows {
-		online := "?"
-		if r.Online != nil {
-			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
-		}
+		online := onlineWord(r.Online)
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Device, online, r.Phase)
 	}
 	tw.Flush()

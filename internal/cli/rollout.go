@@ -411,10 +411,7 @@ func printRolloutRows(w io.Writer, rows []rolloutRow) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tONLINE\tWAVE\tPHASE\tSINCE\tWHY")
 	for _, r := range rows {
-		online := "?"
-		if r.Online != nil {
-			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
-		}
+		online := onlineWord(r.Online)
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.Device, online, r.Wave, r.Phase, stamp(timePtr(r.Since)), cutLine(r.Why, maxErrorColumn))
 	}
 	tw.Flush()

@@ -187,10 +187,7 @@ func printStatusTable(w io.Writer, rows []statusRow) (cut bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tONLINE\tVERSION\tCONVERGED\tPHASE\tAGE\tERROR\tLAYERS\tMODULES")
 	for _, r := range rows {
-		online := "?"
-		if r.Online != nil {
-			online = map[bool]string{true: "yes", false: "no"}[*r.Online]
-		}
+		online := onlineWord(r.Online)
 		conv := map[bool]string{true: "yes", false: "no"}[r.Converged]
 		age := "-"
 		if r.AgeSeconds != nil {
@@ -246,4 +243,16 @@ func layersText(ls []string) string {
 		}, l)
 	}
 	return strings.Join(clean, ",")
+}
+
+// onlineWord is a device's presence in a table: yes, no, or ? when it
+// has not said (no retained online message).
+func onlineWord(online *bool) string {
+	if online == nil {
+		return "?"
+	}
+	if *online {
+		return "yes"
+	}
+	return "no"
 }
